@@ -1,0 +1,1 @@
+"""Built-in trmkit task plugin: maze."""

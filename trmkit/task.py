@@ -1,0 +1,266 @@
+"""The task contract: what a puzzle-task plugin hands to trmkit.
+
+A task is plain data plus four small objects, each with one job:
+
+    Source     raw files / generator  -> RawPuzzle values
+    Augmenter  RawPuzzle              -> transforms (int vectors), applied and inverted per grid
+    Codec      grid                  <-> token ids of fixed length
+    Evaluator  predictions            -> metrics (may vote across augmentations)
+
+Grids are 2-D integer numpy arrays. A `RawPuzzle` is the unit that gets augmented (one
+group of the reference's example < puzzle < group index): a sudoku, a maze, an ARC task.
+Its ``train`` examples go to the train split and its ``test`` examples to the test split,
+each variant of the puzzle becoming one puzzle (with one puzzle identifier) in each split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import attrs
+import numpy as np
+
+Grid = np.ndarray
+"""A 2-D integer array (rows x columns) of cell values in the task's own alphabet."""
+
+Transform = np.ndarray
+"""One augmentation as plain data: a 1-D int array of length `Augmenter.transform_size`."""
+
+
+def _as_grid(value: Any) -> np.ndarray:
+    grid = np.asarray(value)
+    if grid.ndim != 2:
+        raise ValueError(f"a grid must be 2-D, got shape {grid.shape}")
+    return grid
+
+
+@attrs.frozen
+class Example:
+    """One (input grid, output grid) pair: a row of the dataset once encoded."""
+
+    input: Grid = attrs.field(converter=_as_grid)
+    output: Grid = attrs.field(converter=_as_grid)
+
+
+@attrs.frozen
+class RawPuzzle:
+    """A puzzle as read from its source, before augmentation and encoding.
+
+    ``train`` examples are trained on; ``test`` examples are held out for evaluation
+    (an ARC task's test pairs, or a sudoku from test.csv). ``meta`` carries free-form
+    source data (rating, source list, concept) that builders may filter on.
+    """
+
+    name: str
+    train: tuple[Example, ...] = attrs.field(converter=tuple, factory=tuple)
+    test: tuple[Example, ...] = attrs.field(converter=tuple, factory=tuple)
+    meta: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SourceRequest:
+    """What `trmkit build` asks of a source."""
+
+    path: Path | None
+    seed: int
+    options: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RawData:
+    """What a source returns: the puzzles and the provenance of the files they came from."""
+
+    puzzles: Sequence[RawPuzzle]
+    files: Mapping[str, str] = attrs.field(factory=dict)
+    """name -> sha256 of every file read (or of the generator parameters)."""
+    description: str = ""
+
+
+@attrs.frozen
+class Source:
+    """A named way to obtain raw puzzles: a file reader, a downloader or a generator.
+
+    ``options`` maps each accepted ``--option KEY=VALUE`` name to its help text; the builder
+    rejects any other key before calling ``load``.
+    """
+
+    name: str
+    description: str
+    load: Callable[[SourceRequest], RawData]
+    kind: Literal["path", "download", "package", "generator"] = "path"
+    options: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Grid <-> fixed-length token ids. Token ``pad_id`` pads; label ``ignore_label_id``
+    marks cells that carry no loss."""
+
+    seq_len: int
+    vocab_size: int
+    pad_id: int
+    ignore_label_id: int
+
+    def encode(self, grid: Grid) -> np.ndarray:
+        """One grid -> ``uint8[seq_len]`` token ids."""
+        ...
+
+    def decode(self, tokens: np.ndarray) -> Grid:
+        """``[seq_len]`` token ids -> grid (cropped where the codec pads); inverse of encode."""
+        ...
+
+    def encode_puzzle(
+        self, examples: Sequence[Example], *, split: str, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A puzzle's examples -> (inputs, labels), each ``uint8[len(examples), seq_len]``.
+
+        ``split`` is "train" or "test"; a codec may place grids differently in training
+        (ARC translates them) as long as test encodings are canonical."""
+        ...
+
+
+@runtime_checkable
+class Augmenter(Protocol):
+    """Invertible, validity-preserving transforms recorded as int vectors."""
+
+    transform_size: int
+
+    def identity(self) -> Transform:
+        """The transform that changes nothing (kept as variant 0 of every puzzle)."""
+        ...
+
+    def draw(self, puzzle: RawPuzzle, num_aug: int, rng: np.random.Generator) -> list[Transform]:
+        """Up to ``num_aug`` non-identity transforms for this puzzle (fewer if deduplicated)."""
+        ...
+
+    def apply(self, transform: Transform, grid: Grid) -> Grid:
+        """Apply one transform to one grid (input and output grids alike)."""
+        ...
+
+    def invert(self, transform: Transform, grid: Grid) -> Grid:
+        """Exact inverse of `apply`: ``invert(t, apply(t, g)) == g``."""
+        ...
+
+
+@attrs.frozen
+class PredictionBatch:
+    """Model outputs for a batch of test rows, in the store's token space."""
+
+    inputs: np.ndarray
+    """int[B, seq_len] input tokens."""
+    labels: np.ndarray
+    """int[B, seq_len] label tokens as stored (``ignore_label_id`` where ignored)."""
+    predictions: np.ndarray
+    """int[B, seq_len] predicted tokens (argmax)."""
+    puzzle_index: np.ndarray
+    """int[B] index of each row's puzzle in the split; -1 marks padding rows."""
+    q_halt: np.ndarray
+    """float[B] halting confidence sigmoid(q_halt_logit) of the final step."""
+
+
+@attrs.frozen
+class EvalContext:
+    """What an evaluator may know about the split it evaluates."""
+
+    codec: Codec
+    augmenter: Augmenter
+    group_names: Sequence[str]
+    """name of every group (raw puzzle) in the split."""
+    puzzle_group: np.ndarray
+    """int[num_puzzles]: the group of each puzzle."""
+    transforms: np.ndarray
+    """int[num_puzzles, transform_size]: the augmentation of each puzzle."""
+    out_dir: Path | None = None
+    """where to write artefacts such as submission.json (None: write nothing)."""
+
+
+@runtime_checkable
+class EvalRun(Protocol):
+    def update(self, batch: PredictionBatch) -> None:
+        """Accumulate one batch of predictions."""
+        ...
+
+    def finish(self) -> dict[str, float]:
+        """Metrics over everything accumulated (and files written to ``out_dir``)."""
+        ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    def start(self, context: EvalContext) -> EvalRun:
+        """Begin one evaluation pass (state is per pass: no silent ensembling)."""
+        ...
+
+
+PuzzleIds = Literal["shared", "per_variant"]
+
+
+@attrs.frozen
+class BuildDefaults:
+    """How `trmkit build` treats this task when the user does not say otherwise."""
+
+    source: str
+    """name of the source used when --source is omitted (the embedded default)."""
+    num_aug: int = 0
+    puzzle_ids: PuzzleIds = "shared"
+    """"shared": every puzzle has identifier 0 (Sudoku, Maze); "per_variant": every
+    (puzzle, augmentation) gets its own learned embedding row, shared by both splits (ARC)."""
+    augment_test: bool = False
+    """Also augment puzzles that have only test examples (ARC test-time voting)."""
+    recipe: str | None = None
+    """name of the recipe `trmkit train --task` uses by default."""
+
+
+def _render_digits(grid: Grid) -> str:
+    return "\n".join(" ".join(str(int(v)) for v in row) for row in np.asarray(grid))
+
+
+@attrs.frozen
+class Task:
+    """A puzzle task, as registered by a plugin through ``register_tasks``."""
+
+    name: str
+    description: str
+    codec: Codec
+    augmenter: Augmenter
+    evaluator: Evaluator
+    sources: Mapping[str, Source]
+    defaults: BuildDefaults
+    version: str = "1"
+    """bump when the encoding changes: stores record it and refuse a mismatch."""
+    path_source: str | None = None
+    """name of the source that reads a local file or directory given as --source PATH."""
+    render: Callable[[Grid], str] = _render_digits
+    """grid -> text for `trmkit data info` and `trmkit solve`."""
+    parse_puzzles: Callable[[str], list[RawPuzzle]] | None = None
+    """text or path given to `trmkit solve` -> puzzles (test examples hold the queries)."""
+
+    def source_for(self, spec: str | None) -> tuple[Source, Path | None]:
+        """Resolve ``--source``: a registered source name, else a local path."""
+        from trmkit.errors import SourceError, UnknownNameError
+
+        if spec is None:
+            return self.sources[self.defaults.source], None
+        if spec in self.sources:
+            return self.sources[spec], None
+        path = Path(spec).expanduser()
+        if self.path_source is None:
+            raise UnknownNameError(
+                f"task {self.name!r} has no source {spec!r}; choose one of "
+                f"{', '.join(sorted(self.sources))}"
+            )
+        if not path.exists():
+            raise SourceError(
+                f"{spec}: no such file or directory, and not a source of task {self.name!r} "
+                f"(sources: {', '.join(sorted(self.sources))})"
+            )
+        return self.sources[self.path_source], path
+
+
+def iter_examples(puzzles: Iterable[RawPuzzle]) -> Iterable[Example]:
+    """Every example of every puzzle, train then test."""
+    for puzzle in puzzles:
+        yield from puzzle.train
+        yield from puzzle.test
