@@ -1,0 +1,58 @@
+"""nox sessions: tests, slow, lint, typecheck, bench. `nox -l` lists them."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.default_venv_backend = "venv"
+
+# The CPU wheel on this machine; an unpinned torch may pull a multi-GB CUDA build.
+TORCH = "torch==2.13.0"
+
+
+def _install(session: nox.Session, extras: str = "test") -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default test suite (slow tests excluded)."""
+    _install(session)
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """Only the tests marked slow (longer training runs, multi-process)."""
+    _install(session)
+    session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "trmkit", "plugins", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on the trmkit package."""
+    _install(session, "dev")
+    session.run("mypy", "trmkit")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: loader, dataset builds, engine step, trainer overhead."""
+    _install(session, "test,arc")
+    for script in (
+        "benchmarks/bench_loader.py",
+        "benchmarks/bench_build_sudoku.py",
+        "benchmarks/bench_build_arc.py",
+        "benchmarks/bench_engine.py",
+        "benchmarks/bench_trainer.py",
+    ):
+        session.run("python", script, *session.posargs)
