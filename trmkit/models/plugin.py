@@ -1,8 +1,53 @@
-"""Registers the built-in architectures."""
+"""Registers the built-in architectures through `register_models`, as a third party would."""
 
 from trmkit.hookspecs import hookimpl
+from trmkit.models.act import ACTModel
+from trmkit.models.hrm import HRMConfig, HRMCore
+from trmkit.models.transformer import TransformerConfig, TransformerCore
+from trmkit.models.trm import TRMConfig, TRMCore
+from trmkit.models.trm_multiz import TRMMultiZConfig, TRMMultiZCore
+from trmkit.models.trm_singlez import TRMSingleZCore
+
+
+def _trm(cfg: TRMConfig) -> ACTModel:
+    return ACTModel(TRMCore(cfg))
+
+
+def _singlez(cfg: TRMConfig) -> ACTModel:
+    return ACTModel(TRMSingleZCore(cfg))
+
+
+def _multiz(cfg: TRMMultiZConfig) -> ACTModel:
+    return ACTModel(TRMMultiZCore(cfg))
+
+
+def _hrm(cfg: HRMConfig) -> ACTModel:
+    return ACTModel(HRMCore(cfg))
+
+
+def _transformer(cfg: TransformerConfig) -> ACTModel:
+    return ACTModel(TransformerCore(cfg))
 
 
 @hookimpl
 def register_models(register):
-    return None
+    register(
+        "trm",
+        _trm,
+        TRMConfig,
+        "Tiny Recursive Model: shared 2-block net (attention or MLP-t), latents y and z",
+    )
+    register("trm-singlez", _singlez, TRMConfig, "TRM ablation with a single latent z")
+    register("trm-multiz", _multiz, TRMMultiZConfig, "TRM ablation with six z latents")
+    register(
+        "hrm",
+        _hrm,
+        HRMConfig,
+        "Hierarchical Reasoning Model: separate H and L stacks, 1-step gradient",
+    )
+    register(
+        "transformer",
+        _transformer,
+        TransformerConfig,
+        "Transformer baseline: one deep stack per supervision step",
+    )

@@ -1,0 +1,107 @@
+"""`trmkit model`: print a recipe's architecture, parameter counts and FLOPs per step."""
+
+from __future__ import annotations
+
+import click
+import torch
+
+from trmkit.errors import TrmkitError
+
+# seq_len / vocab of the paper tasks, used when the task plugin is not installed
+KNOWN_TASKS = {
+    "sudoku-extreme": (81, 11),
+    "sudoku": (81, 11),
+    "maze-hard": (900, 6),
+    "maze": (900, 6),
+    "arc-agi-1": (900, 12),
+    "arc-agi-2": (900, 12),
+    "arc": (900, 12),
+}
+
+
+def _task_shape(task: str) -> tuple[int, int] | None:
+    from trmkit import plugins
+
+    if task:
+        try:
+            codec = plugins.get_task(task).codec
+            return int(codec.seq_len), int(codec.vocab_size)
+        except TrmkitError:
+            pass
+    return KNOWN_TASKS.get(task)
+
+
+def _fmt(n: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} "
+
+
+def describe(recipe, batch_size: int | None = None) -> list[str]:
+    """Lines describing the model of a recipe (built on the meta device: no memory)."""
+    from trmkit.models import build_model, count_parameters
+    from trmkit.models.flops import step_flops
+
+    fields = dict(recipe.model.fields)
+    shape = _task_shape(recipe.data.task)
+    if "seq_len" not in fields or "vocab_size" not in fields:
+        if shape is None:
+            raise TrmkitError(
+                f"task {recipe.data.task!r} is not installed and not a known paper task: pass "
+                "--set model.seq_len=N --set model.vocab_size=V"
+            )
+        fields.setdefault("seq_len", shape[0])
+        fields.setdefault("vocab_size", shape[1])
+    fields.setdefault("num_puzzle_identifiers", 1)
+    batch = batch_size or recipe.optim.global_batch_size
+    fields.setdefault("batch_size", batch)
+    cfg = recipe.model_config(**fields)
+    with torch.device("meta"):
+        model = build_model(recipe.model.name, cfg)
+    flops = step_flops(cfg, batch)
+    table = model.puzzle_emb
+    lines = [f"recipe: {recipe.name}  model: {recipe.model.name}", str(model.core), ""]
+    lines.append(
+        f"sequence: {cfg.seq_len} tokens + {cfg.prefix_len} prefix, vocab {cfg.vocab_size}"
+    )
+    lines.append(f"trainable parameters: {count_parameters(model)}")
+    if table is not None:
+        lines.append(
+            f"puzzle embedding table: {table.num_ids} x {table.dim} = "
+            f"{table.num_ids * table.dim} values (buffer, trained by sign-SGD)"
+        )
+    else:
+        lines.append("puzzle embedding table: none")
+    lines.append(
+        f"FLOPs per supervision step (batch {batch}): train {_fmt(flops.train)}FLOP "
+        f"(forward {_fmt(flops.forward)}FLOP, backward {_fmt(flops.backward)}FLOP"
+        + (f", ACT-continue pass {_fmt(flops.extra_forward)}FLOP" if flops.extra_forward else "")
+        + f"), eval {_fmt(flops.eval)}FLOP; per sample train {_fmt(flops.train / batch)}FLOP"
+    )
+    return lines
+
+
+def register(cli: click.Group) -> None:
+    @cli.command(name="model")
+    @click.option("--recipe", "recipe_name", required=True, help="Recipe name or TOML file.")
+    @click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a recipe field, e.g. model.hidden_size=128 (repeatable).",
+    )
+    @click.option(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Batch for the FLOP count (default: the recipe's global batch).",
+    )
+    def model_cmd(recipe_name: str, overrides: tuple[str, ...], batch_size: int | None) -> None:
+        """Print the architecture, trainable parameters, puzzle-table size and FLOPs per step."""
+        from trmkit.config import load_recipe
+
+        recipe = load_recipe(recipe_name, list(overrides))
+        for line in describe(recipe, batch_size):
+            click.echo(line)

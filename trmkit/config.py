@@ -1,0 +1,327 @@
+"""Training recipes: attrs sections loaded from TOML, ``--set key=value`` overrides, and a
+small TOML writer for saving them (no dependency on tomli-w).
+
+    recipe = load_recipe("sudoku-extreme-mlp", ["model.hidden_size=128", "optim.lr=3e-4"])
+    cfg = recipe.model_config(seq_len=81, vocab_size=11, num_puzzle_identifiers=1, batch_size=768)
+
+Every unknown key or badly typed value raises `ConfigError` naming the key and what is allowed.
+The ``[model]`` section is ``name`` plus fields of the registered model's attrs config class.
+"""
+
+import json
+import math
+import sys
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from trmkit.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@attrs.define(kw_only=True)
+class DataSection:
+    task: str = ""
+    source: str | None = None
+    num_aug: int | None = None
+    subsample: int | None = None
+    seed: int = 0
+    options: dict = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class ModelSection:
+    name: str = "trm"
+    fields: dict = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class OptimSection:
+    global_batch_size: int = 768
+    lr: float = 1e-4
+    lr_min_ratio: float = 1.0
+    warmup_steps: int = 2000
+    weight_decay: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    puzzle_emb_lr: float = 1e-4
+    puzzle_emb_weight_decay: float = 1.0
+    ema: bool = True
+    ema_rate: float = 0.999
+
+
+@attrs.define(kw_only=True)
+class TrainSection:
+    epochs: int = 50000
+    max_steps: int | None = None
+    eval_interval: int = 5000
+    seed: int = 0
+    checkpoint_keep: int = 3
+    checkpoint_every_eval: bool = True
+    compile: bool = False
+    log_every: int = 50
+    eval_batch_size: int | None = None
+
+
+@attrs.define(kw_only=True)
+class Recipe:
+    name: str = ""
+    description: str = ""
+    expected: str = ""
+    hardware: str = ""
+    data: DataSection = attrs.field(factory=DataSection)
+    model: ModelSection = attrs.field(factory=ModelSection)
+    optim: OptimSection = attrs.field(factory=OptimSection)
+    train: TrainSection = attrs.field(factory=TrainSection)
+
+    def model_config(self, **runtime: Any) -> Any:
+        """The registered model's config: recipe fields, then runtime fields (seq_len, ...)."""
+        from trmkit.models import make_config
+
+        return make_config(self.model.name, {**self.model.fields, **runtime})
+
+
+SECTIONS = {"data": DataSection, "optim": OptimSection, "train": TrainSection}
+TEXT_FIELDS = ("name", "description", "expected", "hardware")
+
+
+# ----------------------------------------------------------------------------- typing
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in attrs.fields(cls)}
+
+
+def _parse_text(text: str) -> Any:
+    """A --set value: a TOML literal when it parses as one, else the raw string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def coerce(value: Any, kind: Any, key: str, raw: str | None = None) -> Any:
+    """Check/convert ``value`` to the annotated ``kind``; ConfigError on mismatch."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(value, option, key, raw)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if kind is Any:
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        if raw is not None and not isinstance(value, (dict, list)):
+            return raw
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if kind is dict or origin is dict:
+        if isinstance(value, Mapping):
+            return {str(k): v for k, v in value.items()}
+        raise ConfigError(f"{key}: expected a table, got {value!r}")
+    return value
+
+
+def _model_types(name: str) -> dict[str, Any]:
+    from trmkit import plugins
+
+    return _field_types(plugins.get_model(name).config_cls)
+
+
+def _check_model_fields(name: str, fields: Mapping[str, Any], where: str) -> dict[str, Any]:
+    kinds = _model_types(name)
+    out = {}
+    for key, value in fields.items():
+        if key not in kinds:
+            raise ConfigError(
+                f"{where}: model.{key} is not a field of model {name!r}; allowed: "
+                f"name, {', '.join(sorted(kinds))}"
+            )
+        out[key] = coerce(value, kinds[key], f"{where}: model.{key}")
+    return out
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def recipe_from_dict(raw: Mapping[str, Any], where: str = "recipe") -> Recipe:
+    """Build and validate a Recipe from parsed TOML (``where`` names the file in errors)."""
+    allowed_top = {*TEXT_FIELDS, *SECTIONS, "model"}
+    for key in raw:
+        if key not in allowed_top:
+            raise ConfigError(
+                f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(allowed_top))}"
+            )
+    kwargs: dict[str, Any] = {}
+    for key in TEXT_FIELDS:
+        if key in raw:
+            kwargs[key] = coerce(raw[key], str, f"{where}: {key}")
+    for section, cls in SECTIONS.items():
+        values = raw.get(section, {})
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        kinds = _field_types(cls)
+        checked = {}
+        for key, value in values.items():
+            if key not in kinds:
+                raise ConfigError(
+                    f"{where}: unknown key {section}.{key}; allowed: "
+                    + ", ".join(f"{section}.{k}" for k in sorted(kinds))
+                )
+            checked[key] = coerce(value, kinds[key], f"{where}: {section}.{key}")
+        kwargs[section] = cls(**checked)
+    model = dict(raw.get("model", {}))
+    name = coerce(model.pop("name", "trm"), str, f"{where}: model.name")
+    kwargs["model"] = ModelSection(name=name, fields=_check_model_fields(name, model, where))
+    return Recipe(**kwargs)
+
+
+def apply_override(recipe: Recipe, assignment: str) -> Recipe:
+    """Apply one ``section.key=value`` (``data.options.k=v`` for options) in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. optim.lr=3e-4")
+    key, text = (part.strip() for part in assignment.split("=", 1))
+    value = _parse_text(text)
+    parts = key.split(".")
+    where = f"--set {key}"
+    if len(parts) == 1 and key in TEXT_FIELDS:
+        setattr(recipe, key, text)
+        return recipe
+    if parts[0] == "model" and len(parts) == 2:
+        if parts[1] == "name":
+            recipe.model.name = coerce(value, str, where, text)
+            recipe.model.fields = _check_model_fields(recipe.model.name, recipe.model.fields, where)
+            return recipe
+        kinds = _model_types(recipe.model.name)
+        if parts[1] not in kinds:
+            raise ConfigError(
+                f"{where}: unknown key; allowed: model.name, "
+                + ", ".join(f"model.{k}" for k in sorted(kinds))
+            )
+        recipe.model.fields[parts[1]] = coerce(value, kinds[parts[1]], where, text)
+        return recipe
+    if parts[:2] == ["data", "options"] and len(parts) == 3:
+        recipe.data.options[parts[2]] = text
+        return recipe
+    if parts[0] in SECTIONS and len(parts) == 2:
+        kinds = _field_types(SECTIONS[parts[0]])
+        if parts[1] in kinds:
+            typed = coerce(value, kinds[parts[1]], where, text)
+            setattr(getattr(recipe, parts[0]), parts[1], typed)
+            return recipe
+        raise ConfigError(
+            f"{where}: unknown key; allowed: " + ", ".join(f"{parts[0]}.{k}" for k in sorted(kinds))
+        )
+    allowed = [*TEXT_FIELDS, "model.<field>", *(f"{s}.<field>" for s in SECTIONS)]
+    raise ConfigError(f"{where}: unknown key; allowed: {', '.join(allowed)}")
+
+
+def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """A recipe by name (tasks/<name>.toml) or path, with ``--set`` overrides applied."""
+    from trmkit.recipes import find_recipe
+
+    path = find_recipe(str(name_or_path))
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    recipe = recipe_from_dict(raw, where=str(path))
+    if not recipe.name:
+        recipe.name = path.stem
+    for assignment in overrides:
+        apply_override(recipe, assignment)
+    return recipe
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"cannot write non-finite number {value!r} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {type(value).__name__} {value!r} to TOML")
+
+
+def _table(lines: list[str], header: str, values: Mapping[str, Any]) -> None:
+    lines.append(f"\n[{header}]")
+    nested = {}
+    for key, value in values.items():
+        if value is None:
+            continue  # TOML has no null: an absent key means the default (None)
+        if isinstance(value, Mapping):
+            nested[key] = value
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in nested.items():
+        _table(lines, f"{header}.{key}", value)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    out: dict[str, Any] = {key: getattr(recipe, key) for key in TEXT_FIELDS}
+    out["data"] = attrs.asdict(recipe.data)
+    out["model"] = {"name": recipe.model.name, **recipe.model.fields}
+    out["optim"] = attrs.asdict(recipe.optim)
+    out["train"] = attrs.asdict(recipe.train)
+    return out
+
+
+def recipe_to_toml(recipe: Recipe) -> str:
+    """TOML text that `load_recipe` reads back to an equal Recipe."""
+    data = recipe_to_dict(recipe)
+    lines = [f"{key} = {_toml_value(data[key])}" for key in TEXT_FIELDS]
+    for section in ("data", "model", "optim", "train"):
+        _table(lines, section, data[section])
+    return "\n".join(lines) + "\n"
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(recipe_to_toml(recipe), encoding="utf-8")
+    return path

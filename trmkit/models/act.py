@@ -1,0 +1,135 @@
+"""ACT wrapper: the per-slot carry, halting, and the loss head (sections 3.1-3.3).
+
+One call = one supervision step. Halted slots are reset to the initial latents and take the
+incoming batch's row; unhalted slots keep their example and the incoming row is discarded.
+Early halting and exploration happen only in training; in eval every slot runs exactly
+``halt_max_steps`` steps.
+
+Deviation (reference bug 9.1 #1): with ``act_continue = True`` TRM crashes in the reference.
+Here the continue target is computed for every core the way HRM does it: a second inner
+forward on the new carry under ``torch.no_grad()``, target = sigmoid(q_halt_next) on the last
+step, else sigmoid(max(q_halt_next, q_continue_next)).
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import nn
+
+from trmkit.models.losses import act_loss
+
+
+@attrs.define
+class ACTCarry:
+    """What persists between supervision steps, per batch slot."""
+
+    latents: dict[str, torch.Tensor]
+    steps: torch.Tensor  # int32 [B]
+    halted: torch.Tensor  # bool [B]
+    current_data: dict[str, torch.Tensor]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Flat tensors for a checkpoint (exact resume)."""
+        out = {f"latents.{k}": v for k, v in self.latents.items()}
+        out.update({f"data.{k}": v for k, v in self.current_data.items()})
+        out["steps"] = self.steps
+        out["halted"] = self.halted
+        return out
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> ACTCarry:
+        latents = {k[8:]: v for k, v in state.items() if k.startswith("latents.")}
+        data = {k[5:]: v for k, v in state.items() if k.startswith("data.")}
+        return cls(latents, state["steps"], state["halted"], data)
+
+    def to(self, device: torch.device | str) -> ACTCarry:
+        return ACTCarry(
+            {k: v.to(device) for k, v in self.latents.items()},
+            self.steps.to(device),
+            self.halted.to(device),
+            {k: v.to(device) for k, v in self.current_data.items()},
+        )
+
+
+def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, *([1] * (like.ndim - 1)))
+
+
+class ACTModel(nn.Module):
+    """ACT + loss head around a recursive core (`trmkit.models.core.RecursiveCore`)."""
+
+    def __init__(self, core: nn.Module) -> None:
+        super().__init__()
+        self.core = core
+        self.config = core.config
+
+    @property
+    def puzzle_emb(self):
+        return self.core.puzzle_emb
+
+    def initial_carry(self, batch: dict[str, torch.Tensor]) -> ACTCarry:
+        """All slots halted, so the first call loads every row of its batch."""
+        inputs = batch["inputs"]
+        size, device = inputs.shape[0], inputs.device
+        return ACTCarry(
+            latents=self.core.initial_latents(size, device),
+            steps=torch.zeros(size, dtype=torch.int32, device=device),
+            halted=torch.ones(size, dtype=torch.bool, device=device),
+            current_data={k: torch.zeros_like(v) for k, v in batch.items()},
+        )
+
+    def carry_state_dict(self, carry: ACTCarry) -> dict[str, torch.Tensor]:
+        return carry.state_dict()
+
+    def load_carry_state_dict(self, state: dict[str, torch.Tensor]) -> ACTCarry:
+        return ACTCarry.from_state_dict(state)
+
+    def forward(self, carry: ACTCarry, batch: dict[str, torch.Tensor]):
+        cfg = self.config
+        halted = carry.halted
+        latents = self.core.reset_latents(halted, carry.latents)
+        steps = torch.where(halted, 0, carry.steps)
+        data = {
+            k: torch.where(_rows(halted, batch[k]), batch[k], v)
+            for k, v in carry.current_data.items()
+        }
+        latents, logits, q_halt, q_continue = self.core(latents, data)
+
+        target_q_continue = None
+        with torch.no_grad():
+            steps = steps + 1
+            is_last = steps >= cfg.halt_max_steps
+            new_halted = is_last
+            if self.training and cfg.halt_max_steps > 1:
+                if cfg.act_continue:
+                    new_halted = new_halted | (q_halt > q_continue)
+                else:
+                    new_halted = new_halted | (q_halt > 0)
+                explore = torch.rand_like(q_halt) < cfg.halt_exploration_prob
+                min_steps = explore * torch.randint_like(steps, 2, cfg.halt_max_steps + 1)
+                new_halted = new_halted & (steps >= min_steps)
+                if cfg.act_continue:
+                    _, _, next_halt, next_continue = self.core(latents, data)
+                    target_q_continue = torch.sigmoid(
+                        torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
+                    )
+
+        loss, metrics, preds = act_loss(
+            logits=logits,
+            labels=data["labels"],
+            q_halt=q_halt,
+            q_continue=q_continue,
+            target_q_continue=target_q_continue,
+            halted=new_halted,
+            steps=steps,
+            loss_type=cfg.loss_type,
+        )
+        outputs = {
+            "logits": logits,
+            "preds": preds,
+            "q_halt_logits": q_halt,
+            "q_continue_logits": q_continue,
+        }
+        new_carry = ACTCarry(latents, steps, new_halted, data)
+        return new_carry, loss, metrics, outputs, new_halted.all()

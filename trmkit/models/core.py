@@ -1,0 +1,237 @@
+"""Shared pieces of every recursive core: config fields, input embedding, heads, latents.
+
+A *core* maps (latents, data) -> (new latents, logits, q_halt, q_continue) for one
+supervision step; `trmkit.models.act.ACTModel` wraps it with the ACT carry and the loss.
+Concrete cores (TRM, single-z, multi-z, HRM, transformer) only define their latents and the
+recursion in `recurse`.
+"""
+
+import math
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trmkit.errors import ConfigError
+from trmkit.models.layers import CastedEmbedding, CastedLinear, RotaryEmbedding
+from trmkit.models.sparse_embedding import SparsePuzzleEmbedding
+
+POS_ENCODINGS = ("rope", "learned", "none")
+LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@attrs.define(kw_only=True)
+class CoreConfig:
+    """Fields common to every architecture. The first four are filled from the dataset."""
+
+    seq_len: int = 81
+    vocab_size: int = 11
+    num_puzzle_identifiers: int = 1
+    batch_size: int = 768
+    hidden_size: int = 512
+    num_heads: int = 8
+    expansion: float = 4.0
+    puzzle_emb_ndim: int = 512
+    puzzle_emb_len: int = 16
+    pos_encodings: str = "rope"
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    halt_max_steps: int = 16
+    halt_exploration_prob: float = 0.1
+    act_continue: bool = False
+    loss_type: str = "stablemax_cross_entropy"
+    forward_dtype: str = "auto"
+
+    @property
+    def prefix_len(self) -> int:
+        """P: puzzle_emb_len, or ceil(ndim / D) when 0 (HRM's rule); 0 without embeddings."""
+        if self.puzzle_emb_ndim <= 0:
+            return 0
+        if self.puzzle_emb_len > 0:
+            return self.puzzle_emb_len
+        return -(self.puzzle_emb_ndim // -self.hidden_size)
+
+    @property
+    def total_len(self) -> int:
+        return self.seq_len + self.prefix_len
+
+    def validate(self) -> None:
+        def need(ok: bool, key: str, message: str) -> None:
+            if not ok:
+                raise ConfigError(f"model.{key}: {message}")
+
+        for key in (
+            "seq_len",
+            "vocab_size",
+            "num_puzzle_identifiers",
+            "hidden_size",
+            "num_heads",
+            "halt_max_steps",
+        ):
+            need(getattr(self, key) >= 1, key, "must be >= 1")
+        need(self.hidden_size // self.num_heads >= 2, "num_heads", "head_dim must be >= 2")
+        need(
+            self.pos_encodings in POS_ENCODINGS,
+            "pos_encodings",
+            f"{self.pos_encodings!r} is not one of {POS_ENCODINGS}",
+        )
+        need(
+            self.loss_type in LOSS_TYPES,
+            "loss_type",
+            f"{self.loss_type!r} is not one of {LOSS_TYPES}",
+        )
+        need(
+            self.forward_dtype in ("auto", *DTYPES),
+            "forward_dtype",
+            f"{self.forward_dtype!r} is not one of auto, {', '.join(DTYPES)}",
+        )
+        need(0.0 <= self.halt_exploration_prob <= 1.0, "halt_exploration_prob", "must be in [0,1]")
+        need(
+            self.puzzle_emb_ndim <= self.prefix_len * self.hidden_size or self.prefix_len == 0,
+            "puzzle_emb_ndim",
+            "must fit in puzzle_emb_len * hidden_size values",
+        )
+
+    def dtype_for(self, device: torch.device) -> torch.dtype:
+        """ "auto": bf16 on CUDA, fp32 elsewhere (the CPU path is fp32 throughout)."""
+        if self.forward_dtype == "auto":
+            return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return DTYPES[self.forward_dtype]
+
+
+class InputEncoder(nn.Module):
+    """Token embedding, puzzle prefix, optional learned positions, scale by sqrt(D) (2.2)."""
+
+    def __init__(self, cfg: CoreConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_size
+        self.hidden = d
+        self.prefix_len = cfg.prefix_len
+        self.scale = math.sqrt(d)
+        self.embed_tokens = CastedEmbedding(cfg.vocab_size, d, init_std=1.0 / self.scale)
+        self.puzzle_emb = (
+            SparsePuzzleEmbedding(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim, cfg.batch_size)
+            if cfg.puzzle_emb_ndim > 0
+            else None
+        )
+        self.embed_pos = (
+            CastedEmbedding(cfg.total_len, d, init_std=1.0 / self.scale)
+            if cfg.pos_encodings == "learned"
+            else None
+        )
+
+    def forward(
+        self, inputs: torch.Tensor, puzzle_ids: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        x = self.embed_tokens(inputs, dtype)
+        if self.puzzle_emb is not None:
+            pe = self.puzzle_emb(puzzle_ids).to(dtype)
+            pad = self.prefix_len * self.hidden - pe.shape[-1]
+            if pad > 0:
+                pe = F.pad(pe, (0, pad))
+            x = torch.cat((pe.view(-1, self.prefix_len, self.hidden), x), dim=1)
+        if self.embed_pos is not None:
+            x = 0.707106781 * (x + self.embed_pos.weight.to(dtype))
+        return self.scale * x
+
+
+class OutputHeads(nn.Module):
+    """lm_head on y without the prefix, Q head on position 0 (weight 0, bias -5), in fp32.
+
+    The reference runs lm_head in bf16 on GPU; computing both heads in fp32 is a deliberate,
+    slightly more precise choice (the heads are a negligible share of the FLOPs).
+    """
+
+    def __init__(self, cfg: CoreConfig) -> None:
+        super().__init__()
+        self.prefix_len = cfg.prefix_len
+        self.lm_head = CastedLinear(cfg.hidden_size, cfg.vocab_size)
+        self.q_head = CastedLinear(cfg.hidden_size, 2, bias=True)
+        with torch.no_grad():
+            self.q_head.weight.zero_()
+            assert self.q_head.bias is not None
+            self.q_head.bias.fill_(-5.0)
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.lm_head(y[:, self.prefix_len :].float())
+        q = self.q_head(y[:, 0].float())
+        return logits, q[:, 0], q[:, 1]
+
+
+class RecursiveCore(nn.Module):
+    """Base class: encoder + heads + rotary tables + fixed random initial latents.
+
+    Subclasses set ``latent_inits`` (name -> number of D-vectors, each a truncated-normal
+    std-1 buffer) and implement ``recurse(latents, x, rope) -> (latents, y_for_heads)``.
+    """
+
+    latent_names: tuple[str, ...] = ()
+
+    def __init__(self, cfg: CoreConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.encoder = InputEncoder(cfg)
+        self.heads = OutputHeads(cfg)
+        self.rotary = (
+            RotaryEmbedding(cfg.hidden_size // cfg.num_heads, cfg.total_len, cfg.rope_theta)
+            if cfg.pos_encodings == "rope"
+            else None
+        )
+
+    # ---------------------------------------------------------------- latents
+    def init_vector(self, name: str) -> torch.Tensor:
+        return getattr(self, f"{name}_init")
+
+    def initial_latents(self, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """Zero latents of the right shape/dtype; every slot starts halted, so they are reset."""
+        dtype = self.config.dtype_for(device)
+        out = {}
+        for name in self.latent_names:
+            init = self.init_vector(name)
+            shape = (batch_size, *init.shape[:-1], self.config.total_len, self.config.hidden_size)
+            out[name] = torch.zeros(shape, dtype=dtype, device=device)
+        return out
+
+    def reset_latents(
+        self, reset: torch.Tensor, latents: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Halted slots get the init vectors broadcast over every position."""
+        out = {}
+        for name, value in latents.items():
+            init = self.init_vector(name).to(value.dtype)
+            init = init.unsqueeze(-2)  # [..., 1, D]: same vector at every position
+            mask = reset.view(-1, *([1] * (value.ndim - 1)))
+            out[name] = torch.where(mask, init, value)
+        return out
+
+    # ---------------------------------------------------------------- forward
+    @property
+    def puzzle_emb(self) -> SparsePuzzleEmbedding | None:
+        return self.encoder.puzzle_emb
+
+    def rope(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return None if self.rotary is None else self.rotary()
+
+    def recurse(self, latents, x, rope):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, latents: dict[str, torch.Tensor], data: dict[str, torch.Tensor]):
+        inputs = data["inputs"]
+        dtype = self.config.dtype_for(inputs.device)
+        x = self.encoder(inputs, data["puzzle_identifiers"], dtype)
+        latents = {k: v.to(dtype) for k, v in latents.items()}
+        new_latents, y = self.recurse(latents, x, self.rope())
+        logits, q_halt, q_continue = self.heads(y)
+        return {k: v.detach() for k, v in new_latents.items()}, logits, q_halt, q_continue
+
+
+def register_init(module: nn.Module, name: str, shape: tuple[int, ...]) -> None:
+    """A persistent fp32 buffer of truncated-normal (std 1) values: a fixed initial latent.
+
+    The reference keeps these in bf16; we keep fp32 and cast at reset (same values on CPU)."""
+    from trmkit.models.init import trunc_normal_
+
+    module.register_buffer(f"{name}_init", trunc_normal_(torch.empty(shape), std=1.0))

@@ -1,0 +1,191 @@
+"""Optimisers of the reference (sections 4.1-4.2) in pure PyTorch (CPU, CUDA, MPS).
+
+`AdamATan2`: decoupled lr-scaled decay, Adam moments, and the update
+``p -= lr * atan2(m / (1 - b1^t), sqrt(v) / sqrt(1 - b2^t))``: no epsilon and a = b = 1,
+exactly the CUDA kernel of the `adam-atan2` package (the `adam-atan2-pytorch` substitute uses
+a = 1.27 and is not identical). `SparseSignSGD`: sign-SGD on the puzzle-table rows present in
+the batch, decay on those rows only, gathered across processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from trmkit.models.sparse_embedding import SparsePuzzleEmbedding
+
+
+class AdamATan2(torch.optim.Optimizer):
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.95),
+        weight_decay: float = 0.0,
+        foreach: bool = True,
+    ) -> None:
+        if lr < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid AdamATan2 settings lr={lr} betas={betas} wd={weight_decay}")
+        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=foreach)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, ms, vs, steps = [], [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                params.append(p)
+                grads.append(p.grad)
+                ms.append(state["exp_avg"])
+                vs.append(state["exp_avg_sq"])
+                steps.append(state["step"])
+            if params:
+                update = _foreach_update if group["foreach"] else _single_update
+                update(params, grads, ms, vs, steps, group)
+        return loss
+
+
+def _coefficients(step: float, group: dict) -> tuple[float, float, float, float, float]:
+    lr, wd = group["lr"], group["weight_decay"]
+    b1, b2 = group["betas"]
+    return lr, 1.0 - lr * wd, 1.0 - b1**step, math.sqrt(1.0 - b2**step), 1.0 - b1
+
+
+def _single_update(params, grads, ms, vs, steps, group) -> None:
+    b2 = group["betas"][1]
+    for p, g, m, v, t in zip(params, grads, ms, vs, steps, strict=False):
+        t += 1
+        lr, shrink, bc1, bc2_sqrt, w1 = _coefficients(float(t), group)
+        p.mul_(shrink)
+        m.lerp_(g, w1)
+        v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+        p.add_(torch.atan2(m / bc1, v.sqrt() / bc2_sqrt), alpha=-lr)
+
+
+def _foreach_update(params, grads, ms, vs, steps, group) -> None:
+    b2 = group["betas"][1]
+    torch._foreach_add_(steps, 1.0)
+    # steps of one group advance together (set by this optimizer), so one set of scalars
+    lr, shrink, bc1, bc2_sqrt, w1 = _coefficients(float(steps[0]), group)
+    if shrink != 1.0:
+        torch._foreach_mul_(params, shrink)
+    torch._foreach_lerp_(ms, grads, w1)
+    torch._foreach_mul_(vs, b2)
+    torch._foreach_addcmul_(vs, grads, grads, value=1.0 - b2)
+    numer = torch._foreach_div(ms, bc1)
+    denom = torch._foreach_sqrt(vs)
+    torch._foreach_div_(denom, bc2_sqrt)
+    for p, n, d in zip(params, numer, denom, strict=False):
+        p.add_(torch.atan2(n, d, out=n), alpha=-lr)
+
+
+class SparseSignSGD(torch.optim.Optimizer):
+    """w <- w (1 - lr wd) - lr sign(sum of grads) on the rows present in the batch only.
+
+    With torch.distributed initialised, the (ids, grads) of every process are all-gathered
+    first, so each process applies the same update to its copy of the table.
+    """
+
+    def __init__(
+        self, embedding: SparsePuzzleEmbedding, lr: float = 1e-2, weight_decay: float = 0.0
+    ) -> None:
+        self.embedding = embedding
+        defaults = dict(lr=lr, weight_decay=weight_decay)
+        super().__init__([embedding.weights], defaults)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: ARG002
+        self.embedding.pending = []
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        table = self.embedding.weights
+        pending = self.embedding.take_pending()
+        if pending is None:
+            ids = torch.zeros(0, dtype=torch.long, device=table.device)
+            grads = torch.zeros(0, table.shape[1], dtype=table.dtype, device=table.device)
+        else:
+            ids, grads = pending
+        ids, grads = _gather_rows(ids, grads.to(table.dtype))
+        if ids.numel() == 0:
+            return loss
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        summed = torch.zeros(unique.numel(), table.shape[1], dtype=table.dtype, device=table.device)
+        summed.index_add_(0, inverse, grads)
+        group = self.param_groups[0]
+        lr, wd = group["lr"], group["weight_decay"]
+        rows = table[unique]
+        rows.mul_(1.0 - lr * wd).add_(summed.sign(), alpha=-lr)
+        table[unique] = rows
+        return loss
+
+
+def _gather_rows(ids: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-gather variable-length (ids, grads) across processes (padded to the longest)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return ids, grads
+    world = dist.get_world_size()
+    count = torch.tensor([ids.numel()], device=ids.device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    longest = int(max(c.item() for c in counts))
+    pad = longest - ids.numel()
+    ids_p = torch.cat([ids, ids.new_zeros(pad)])
+    grads_p = torch.cat([grads, grads.new_zeros(pad, grads.shape[1])])
+    all_ids = [torch.empty_like(ids_p) for _ in range(world)]
+    all_grads = [torch.empty_like(grads_p) for _ in range(world)]
+    dist.all_gather(all_ids, ids_p)
+    dist.all_gather(all_grads, grads_p)
+    keep_ids = [a[: int(c.item())] for a, c in zip(all_ids, counts, strict=False)]
+    keep_grads = [g[: int(c.item())] for g, c in zip(all_grads, counts, strict=False)]
+    return torch.cat(keep_ids), torch.cat(keep_grads)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while hasattr(model, "module"):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def build_optimizers(model: nn.Module, optim_cfg: Any) -> list[torch.optim.Optimizer]:
+    """[AdamATan2 over trainable params] + [SparseSignSGD over the puzzle table, if any].
+
+    ``optim_cfg`` needs lr, beta1, beta2, weight_decay, puzzle_emb_lr, puzzle_emb_weight_decay
+    (the recipe's optim section). Each param group records ``base_lr`` for the schedule;
+    the initial lr is 0 (the schedule sets it before every step).
+    """
+    inner = _unwrap(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    dense = AdamATan2(
+        params,
+        lr=0.0,
+        betas=(optim_cfg.beta1, optim_cfg.beta2),
+        weight_decay=optim_cfg.weight_decay,
+    )
+    dense.param_groups[0]["base_lr"] = optim_cfg.lr
+    optimizers: list[torch.optim.Optimizer] = [dense]
+    emb = getattr(inner, "puzzle_emb", None)
+    if emb is not None:
+        sparse = SparseSignSGD(emb, lr=0.0, weight_decay=optim_cfg.puzzle_emb_weight_decay)
+        sparse.param_groups[0]["base_lr"] = optim_cfg.puzzle_emb_lr
+        optimizers.append(sparse)
+    return optimizers
