@@ -1,0 +1,187 @@
+"""The generic builder, exercised with the toy plugin (no built-in task needed)."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+
+from trmkit.data.build import build_dataset
+from trmkit.data.store import open_store
+from trmkit.errors import PluginError, UnknownNameError
+
+
+def _arrays(path):
+    store = open_store(path)
+    out = {}
+    for name in store.splits:
+        split = store[name]
+        inputs, labels = split.load()
+        out[name] = {
+            "inputs": inputs,
+            "labels": labels,
+            "ids": split.puzzle_identifiers,
+            "pi": split.puzzle_indices,
+            "gi": split.group_indices,
+            "transforms": split.transforms,
+            "names": split.group_names,
+        }
+    return out
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for split in a:
+        for key in a[split]:
+            assert np.array_equal(np.asarray(a[split][key]), np.asarray(b[split][key])), key
+
+
+def test_same_seed_same_bytes_and_fast_path_agrees(tmp_path, toy):
+    opts = {"count": "30"}
+    build_dataset(toy.make_task(), tmp_path / "a", seed=7, options=opts, progress=False)
+    build_dataset(toy.make_task(), tmp_path / "b", seed=7, options=opts, progress=False)
+    build_dataset(toy.make_task(fast=True), tmp_path / "c", seed=7, options=opts, progress=False)
+    build_dataset(toy.make_task(), tmp_path / "d", seed=8, options=opts, progress=False)
+    a = _arrays(tmp_path / "a")
+    _same(a, _arrays(tmp_path / "b"))
+    _same(a, _arrays(tmp_path / "c"))
+    other = _arrays(tmp_path / "d")
+    assert not np.array_equal(a["train"]["transforms"], other["train"]["transforms"])
+
+
+def test_every_row_inverts_to_its_raw_puzzle(tmp_path, toy):
+    task = toy.make_task()
+    summary = build_dataset(task, tmp_path / "s", num_aug=5, progress=False)
+    raw = toy.generate(toy.SourceRequest(None, 0, {}))
+    by_name = {p.name: p for p in raw.puzzles}
+    store = open_store(tmp_path / "s")
+    for name in store.splits:
+        split = store[name]
+        inputs, labels = split.load()
+        for p in range(split.meta.total_puzzles):
+            group = split.group_names[split.puzzle_group[p]]
+            examples = getattr(by_name[group], name)
+            transform = split.transforms[p]
+            for e, row in enumerate(range(split.puzzle_indices[p], split.puzzle_indices[p + 1])):
+                grid_in = task.augmenter.invert(transform, task.codec.decode(inputs[row]))
+                grid_out = task.augmenter.invert(transform, task.codec.decode(labels[row]))
+                assert np.array_equal(grid_in, examples[e].input)
+                assert np.array_equal(grid_out, examples[e].output)
+    assert summary.splits["train"].examples == store["train"].meta.total_examples
+
+
+def test_per_variant_ids_shared_across_splits(tmp_path, toy_task):
+    build_dataset(toy_task, tmp_path / "s", num_aug=4, progress=False)
+    store = open_store(tmp_path / "s")
+    train, test = store["train"], store["test"]
+    assert train.meta.num_puzzle_identifiers == test.meta.num_puzzle_identifiers
+    assert train.meta.num_puzzle_identifiers == len(store.identifiers())
+    ids = np.concatenate([train.puzzle_identifiers, test.puzzle_identifiers])
+    assert ids.min() >= 1 and ids.max() == train.meta.num_puzzle_identifiers - 1
+    assert len(set(train.puzzle_identifiers.tolist())) == train.meta.total_puzzles
+    both = set(train.group_names) & set(test.group_names)
+    assert both, "the toy source makes puzzles with both train and test examples"
+    for name in both:
+        g_train, g_test = train.group_names.index(name), test.group_names.index(name)
+        sl_train = slice(train.group_indices[g_train], train.group_indices[g_train + 1])
+        sl_test = slice(test.group_indices[g_test], test.group_indices[g_test + 1])
+        assert np.array_equal(train.puzzle_identifiers[sl_train], test.puzzle_identifiers[sl_test])
+        assert np.array_equal(train.transforms[sl_train], test.transforms[sl_test])
+        assert len(train.puzzle_identifiers[sl_train]) == 5  # identity + 4 drawn
+    names = store.identifiers()
+    assert names[0] == "<blank>"
+    assert names[train.puzzle_identifiers[0]] == train.group_names[0]  # identity variant
+
+
+def test_shared_ids_and_test_only_puzzles_not_augmented(tmp_path, toy):
+    task = toy.make_task(puzzle_ids="shared")
+    build_dataset(task, tmp_path / "s", num_aug=3, progress=False)
+    store = open_store(tmp_path / "s")
+    for name in store.splits:
+        assert store[name].meta.num_puzzle_identifiers == 1
+        assert not store[name].puzzle_identifiers.any()
+    test = store["test"]
+    sizes = np.diff(test.group_indices)
+    train_names = set(store["train"].group_names)
+    for g, name in enumerate(test.group_names):
+        assert sizes[g] == (4 if name in train_names else 1)
+    build_dataset(toy.make_task(augment_test=True), tmp_path / "t", num_aug=3, progress=False)
+    assert (np.diff(open_store(tmp_path / "t")["test"].group_indices) == 4).all()
+
+
+def test_subsample_and_strict(tmp_path, toy_task):
+    opts = {"count": "40"}
+    raw = [p for p in _raw(toy_task, opts)]
+    trainable = [p.name for p in raw if p.train]
+    test_only = [p.name for p in raw if not p.train]
+    build_dataset(toy_task, tmp_path / "s", subsample=5, options=opts, progress=False, seed=3)
+    store = open_store(tmp_path / "s")
+    kept = store["train"].group_names
+    assert len(kept) == 5 and set(kept) <= set(trainable)
+    assert kept == [n for n in trainable if n in kept]  # order kept
+    assert set(test_only) <= set(store["test"].group_names)
+    build_dataset(toy_task, tmp_path / "t", subsample=5, options=opts, progress=False, seed=3)
+    assert open_store(tmp_path / "t")["train"].group_names == kept
+    build_dataset(toy_task, tmp_path / "u", strict=True, options=opts, progress=False)
+    strict = open_store(tmp_path / "u")
+    assert not set(strict["train"].group_names) & set(strict["test"].group_names)
+    assert strict.attrs["strict"] is True
+
+
+def _raw(task, options):
+    from trmkit.task import SourceRequest
+
+    return task.sources["gen"].load(SourceRequest(None, 0, options)).puzzles
+
+
+def test_unknown_option_lists_accepted(tmp_path, toy_task):
+    with pytest.raises(UnknownNameError, match="no option 'colour'.*count"):
+        build_dataset(toy_task, tmp_path / "s", options={"colour": "red"}, progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        (lambda n: (np.zeros((n, 24), np.uint8),) * 2, "expected uint8"),
+        (lambda n: (np.full((n, 25), 9, np.uint8),) * 2, "outside the vocabulary"),
+        (lambda n: (np.zeros((n, 25), np.float32),) * 2, "expected uint8"),
+    ],
+)
+def test_misbehaving_codec_is_named(tmp_path, toy, result, message):
+    class Bad(toy.ToyCodec):
+        def encode_puzzle(self, examples, *, split, rng):
+            return result(len(examples))
+
+    task = attrs.evolve(toy.make_task(), codec=Bad())
+    with pytest.raises(PluginError, match=f"task 'toy-flip'.*{message}"):
+        build_dataset(task, tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+def test_bad_transforms_are_named(tmp_path, toy):
+    class Bad(toy.ToyAugmenter):
+        def draw(self, puzzle, num_aug, rng):
+            return [np.zeros(2, np.int64)]
+
+    task = attrs.evolve(toy.make_task(), augmenter=Bad())
+    with pytest.raises(PluginError, match="draw\\(\\) for 'toy000'.*transform_size 5"):
+        build_dataset(task, tmp_path / "s", progress=False)
+
+
+def test_fast_path_falls_back_when_encode_batch_disagrees(tmp_path, toy):
+    class Shifty(toy.FastToyCodec):
+        """encode_batch that ignores a split-dependent placement done by encode_puzzle."""
+
+        def encode_puzzle(self, examples, *, split, rng):
+            inputs, labels = super().encode_puzzle(examples, split=split, rng=rng)
+            if split == "train":
+                inputs = np.roll(inputs, 1, axis=1)
+            return inputs, labels
+
+    plain = attrs.evolve(toy.make_task(), codec=Shifty())
+    build_dataset(plain, tmp_path / "s", progress=False)
+    train = open_store(tmp_path / "s")["train"]
+    expected = np.roll(toy.ToyCodec().encode(toy.ToyAugmenter().apply(
+        train.transforms[0], np.asarray(_raw(plain, {})[0].train[0].input))), 1)
+    assert np.array_equal(train.load()[0][0], expected)

@@ -1,0 +1,476 @@
+"""`trmkit build`: source -> augmenter -> codec -> store, generic over tasks.
+
+Algorithm (one pass over the raw puzzles, streaming into the store):
+
+1. Resolve the source, check ``options`` against ``Source.options``, load the raw puzzles.
+2. ``subsample``: keep a seeded random subset (order kept) of the puzzles with training
+   examples (the reference's ``subsample_size``; puzzles with only test examples stay).
+3. ``strict``: puzzles with test examples lose their training examples, so no
+   demonstration of a held-out puzzle is trained on (the reference trains on them).
+4. Every raw puzzle is one group in each split it has examples in. Its variants are the
+   identity plus ``augmenter.draw(puzzle, num_aug, rng)`` (only for puzzles with training
+   examples unless ``defaults.augment_test``); each variant's train examples become one
+   puzzle of the train split, its test examples one puzzle of the test split, encoded with
+   ``codec.encode_puzzle``. Puzzle identifiers: "shared" -> all 0 (one identifier);
+   "per_variant" -> 0 is blank and each (puzzle, variant) gets the next id, the same in
+   both splits. Ids are numbered in raw-puzzle order (the reference numbers all train
+   groups first, then test-only groups; only the numbering differs).
+5. Codec output is validated (dtype, shape, token range) and a misbehaving plugin is named.
+
+Randomness: `np.random.SeedSequence(seed)` spawns independent generators for subsampling,
+augmentation draws and codec placement, so the same inputs and seed give byte-identical
+arrays (the reference's Sudoku/Maze builders are unseeded, 9.1 #5).
+
+Optional fast path (detected with ``hasattr``; see /docs and the report):
+- ``augmenter.apply_batch(transforms[N, k], grids[N, H, W]) -> [N, H, W]`` is used for square
+  grids: one call per example grid for all variants of a puzzle.
+- ``codec.encode_batch(grids[N, H, W]) -> uint8[N, seq_len]`` replaces ``encode_puzzle`` for
+  both splits unless the codec sets ``batch_encodes_puzzles = False`` (a codec whose
+  encode_puzzle depends on split or rng, e.g. ARC translation). As a safety net the first
+  puzzles of each split are encoded both ways and the fast path is dropped if they differ.
+- ``augmenter.variant_name(puzzle_name, transform) -> str`` names variants in the store's
+  identifier list (default: the name for the identity, else ``name|||v0-v1-...``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from trmkit.data.store import SplitWriter, StoreWriter, check_out_path
+from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
+from trmkit.task import Example, RawData, RawPuzzle, SourceRequest, Task
+
+BLOCK_TOKENS = 8 << 20
+"""Rows are encoded and handed to the writer in blocks of about this many tokens."""
+FASTPATH_CHECK_PUZZLES = 4
+
+
+@attrs.frozen
+class SplitSummary:
+    groups: int
+    puzzles: int
+    examples: int
+    nbytes: int
+    """uncompressed bytes of inputs + labels"""
+
+
+@attrs.frozen
+class BuildSummary:
+    task: str
+    out: Path
+    splits: Mapping[str, SplitSummary]
+    num_puzzle_identifiers: int
+    disk_bytes: int
+    seconds: float
+    num_aug: int
+    seed: int
+
+    def lines(self) -> list[str]:
+        rows = [f"built {self.task} dataset in {self.out} ({self.seconds:.1f} s)"]
+        for name, split in self.splits.items():
+            rows.append(
+                f"  {name:<5}  groups {split.groups:>9,}  puzzles {split.puzzles:>10,}  "
+                f"examples {split.examples:>11,}  {split.nbytes / 2**20:>9.1f} MiB uncompressed"
+            )
+        rows.append(
+            f"  puzzle identifiers {self.num_puzzle_identifiers:,}  num_aug {self.num_aug}  "
+            f"seed {self.seed}  on disk {self.disk_bytes / 2**20:.1f} MiB"
+        )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["out"] = str(self.out)
+        return data
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def load_raw(task: Task, source: str | None, seed: int, options: Mapping[str, str]) -> RawData:
+    """Resolve ``source``, check ``options`` and load the raw puzzles."""
+    src, path = task.source_for(source)
+    unknown = sorted(set(options) - set(src.options))
+    if unknown:
+        accepted = ", ".join(f"{key} ({text})" for key, text in src.options.items()) or "none"
+        raise UnknownNameError(
+            f"source {src.name!r} of task {task.name!r} has no option "
+            f"{', '.join(repr(k) for k in unknown)}; accepted options: {accepted}"
+        )
+    try:
+        raw = src.load(SourceRequest(path, seed, dict(options)))
+    except TrmkitError:
+        raise
+    except OSError as exc:
+        where = exc.filename or path or src.name
+        reason = exc.strerror or exc
+        raise SourceError(f"{where}: cannot read source {src.name!r}: {reason}") from None
+    if not isinstance(raw, RawData):
+        raise PluginError(
+            f"task {task.name!r}: source {src.name!r} returned {type(raw).__name__}, not RawData"
+        )
+    return raw
+
+
+def select_puzzles(
+    puzzles: Sequence[RawPuzzle], subsample: int | None, strict: bool, rng: np.random.Generator
+) -> list[RawPuzzle]:
+    """Apply ``subsample`` (seeded, order kept, only puzzles with train examples) and
+    ``strict`` (drop train examples of puzzles that have test examples)."""
+    puzzles = list(puzzles)
+    if subsample is not None:
+        if subsample < 1:
+            raise ConfigError(f"--subsample {subsample}: must be a positive number")
+        trainable = [i for i, p in enumerate(puzzles) if p.train]
+        if subsample < len(trainable):
+            keep = set(np.asarray(trainable)[rng.choice(len(trainable), subsample, replace=False)])
+            puzzles = [p for i, p in enumerate(puzzles) if i in keep or not p.train]
+    if strict:
+        puzzles = [attrs.evolve(p, train=()) if p.test and p.train else p for p in puzzles]
+    return puzzles
+
+
+def _variant_name(augmenter: Any, name: str, transform: np.ndarray, is_identity: bool) -> str:
+    if hasattr(augmenter, "variant_name"):
+        return str(augmenter.variant_name(name, transform))
+    if is_identity:
+        return name
+    return name + "|||" + "-".join(str(int(v)) for v in transform)
+
+
+class _Pending:
+    """Transformed grids of whole groups of one split, waiting to be encoded."""
+
+    def __init__(self) -> None:
+        self.inputs: list[Any] = []  # segments: ndarray[n, h, w] or list of 2-D grids
+        self.outputs: list[Any] = []
+        self.rows = 0
+        self.puzzle_sizes: list[int] = []
+        self.puzzle_ids: list[np.ndarray] = []
+        self.transforms: list[np.ndarray] = []
+        self.group_sizes: list[int] = []
+        self.group_names: list[str] = []
+
+
+class _Builder:
+    def __init__(self, task: Task, writer: StoreWriter, seed: int, num_aug: int) -> None:
+        self.task = task
+        self.codec = task.codec
+        self.augmenter = task.augmenter
+        self.writer = writer
+        self.num_aug = num_aug
+        aug_seq, codec_seq = np.random.SeedSequence([seed, 1]).spawn(2)
+        self.aug_rng = np.random.default_rng(aug_seq)
+        self.codec_rng = np.random.default_rng(codec_seq)
+        self.k = int(self.augmenter.transform_size)
+        self.identity = self._check_transform(self.augmenter.identity(), "identity()")
+        self.shared_ids = task.defaults.puzzle_ids == "shared"
+        self.identifiers = ["<blank>"]
+        self.next_id = 1
+        self.block_rows = max(1, BLOCK_TOKENS // self.codec.seq_len)
+        self.pending = {"train": _Pending(), "test": _Pending()}
+        self.apply_batch = getattr(self.augmenter, "apply_batch", None)
+        batchable = getattr(self.codec, "batch_encodes_puzzles", True)
+        fast = hasattr(self.codec, "encode_batch") and batchable
+        self.fast_encode = {"train": fast, "test": fast}
+        self.fast_checked = {"train": False, "test": False}
+
+    # ---------------------------------------------------------------- validation
+
+    def _check_transform(self, transform: Any, what: str) -> np.ndarray:
+        array = np.asarray(transform)
+        if array.shape != (self.k,) or not np.issubdtype(array.dtype, np.integer):
+            raise PluginError(
+                f"task {self.task.name!r}: augmenter.{what} gave {array.dtype}{list(array.shape)}, "
+                f"expected an int vector of transform_size {self.k}"
+            )
+        return array.astype(np.int64)
+
+    def _check_drawn(self, drawn: Any, name: str) -> np.ndarray:
+        """All drawn transforms as int64[T, k], checked in one go (one per row when the
+        batch is malformed, to name the problem)."""
+        try:
+            array = np.asarray(drawn)
+        except ValueError:  # ragged
+            array = np.zeros(0)
+        if array.ndim == 2 and array.shape[1] == self.k and np.issubdtype(array.dtype, np.integer):
+            return array.astype(np.int64, copy=False)
+        return np.stack([self._check_transform(t, f"draw() for {name!r}") for t in drawn])
+
+    def _check_rows(self, rows: Any, n: int, what: str) -> np.ndarray:
+        array = np.asarray(rows)
+        seq_len, vocab = self.codec.seq_len, self.codec.vocab_size
+        if array.shape != (n, seq_len) or not np.issubdtype(array.dtype, np.integer):
+            raise PluginError(
+                f"task {self.task.name!r}: codec {what} gave {array.dtype}{list(array.shape)}, "
+                f"expected uint8[{n}, {seq_len}]"
+            )
+        if array.size and (array.min() < 0 or array.max() >= vocab):
+            raise PluginError(
+                f"task {self.task.name!r}: codec {what} produced token {int(array.max())} "
+                f"outside the vocabulary 0..{vocab - 1}"
+            )
+        return array.astype(np.uint8, copy=False)
+
+    # ---------------------------------------------------------------- per puzzle
+
+    def add(self, puzzle: RawPuzzle) -> None:
+        if not isinstance(puzzle, RawPuzzle):
+            raise PluginError(
+                f"task {self.task.name!r}: source yielded {type(puzzle).__name__}, not RawPuzzle"
+            )
+        transforms = self.identity[None, :]
+        augment = self.num_aug > 0 and (bool(puzzle.train) or self.task.defaults.augment_test)
+        if augment:
+            drawn = self.augmenter.draw(puzzle, self.num_aug, self.aug_rng)
+            if len(drawn):
+                transforms = np.concatenate([transforms, self._check_drawn(drawn, puzzle.name)])
+        count = len(transforms)
+        if self.shared_ids:
+            ids = np.zeros(count, dtype=np.int64)
+        else:
+            ids = np.arange(self.next_id, self.next_id + count, dtype=np.int64)
+            self.next_id += count
+            for i, transform in enumerate(transforms):
+                self.identifiers.append(
+                    _variant_name(self.augmenter, puzzle.name, transform, i == 0)
+                )
+        for split, examples in (("train", puzzle.train), ("test", puzzle.test)):
+            if examples:
+                self._add_split(split, puzzle.name, examples, transforms, ids)
+
+    def _transformed(self, transforms: np.ndarray, grid: np.ndarray, puzzle: str) -> Any:
+        """The grid under every transform: ndarray[T, h, w] when shapes agree, else a list."""
+        count = len(transforms)
+        if count == 1:
+            return grid[None]
+        if self.apply_batch is not None and grid.shape[0] == grid.shape[1]:
+            batch = np.repeat(grid[None], count, axis=0)
+            out = np.asarray(self.apply_batch(transforms, batch))
+            if out.shape != batch.shape:
+                raise PluginError(
+                    f"task {self.task.name!r}: augmenter.apply_batch returned shape "
+                    f"{out.shape} for {batch.shape} (puzzle {puzzle!r})"
+                )
+            return out
+        grids = [grid] + [np.asarray(self.augmenter.apply(t, grid)) for t in transforms[1:]]
+        if all(g.shape == grids[0].shape for g in grids):
+            return np.stack(grids)
+        return grids
+
+    def _add_split(
+        self,
+        split: str,
+        name: str,
+        examples: Sequence[Example],
+        transforms: np.ndarray,
+        ids: np.ndarray,
+    ) -> None:
+        pending = self.pending[split]
+        count, per = len(transforms), len(examples)
+        for attr, target in (("input", pending.inputs), ("output", pending.outputs)):
+            per_example = [
+                self._transformed(transforms, np.asarray(getattr(e, attr)), name) for e in examples
+            ]
+            if per == 1:
+                target.append(per_example[0])
+            elif all(isinstance(g, np.ndarray) for g in per_example) and all(
+                g.shape == per_example[0].shape for g in per_example
+            ):
+                # variant-major order: all examples of variant 0, then variant 1, ...
+                stacked = np.stack(per_example, axis=1)
+                target.append(stacked.reshape(count * per, *stacked.shape[2:]))
+            else:
+                target.append([per_example[e][t] for t in range(count) for e in range(per)])
+        pending.rows += count * per
+        pending.puzzle_sizes.extend([per] * count)
+        pending.puzzle_ids.append(ids)
+        pending.transforms.append(transforms)
+        pending.group_sizes.append(count)
+        pending.group_names.append(name)
+        if pending.rows >= self.block_rows:
+            self.flush(split)
+
+    # ---------------------------------------------------------------- encoding
+
+    def _encode_fast(self, segments: list[Any], rows: int) -> np.ndarray:
+        """encode_batch over same-shape grids, scattered back into row order."""
+        by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+        offset = 0
+        for segment in segments:
+            if isinstance(segment, np.ndarray):
+                by_shape.setdefault(segment.shape[1:], []).append((offset, segment))
+                offset += len(segment)
+            else:
+                for grid in segment:
+                    grid = np.asarray(grid)
+                    by_shape.setdefault(grid.shape, []).append((offset, grid[None]))
+                    offset += 1
+        out = np.empty((rows, self.codec.seq_len), dtype=np.uint8)
+        for parts in by_shape.values():
+            grids = np.concatenate([p[1] for p in parts])
+            encoded = self._check_rows(self.codec.encode_batch(grids), len(grids), "encode_batch")
+            positions = np.concatenate([np.arange(o, o + len(g)) for o, g in parts])
+            out[positions] = encoded
+        return out
+
+    def _encode_slow(
+        self, split: str, pending: _Pending, rng: np.random.Generator, limit: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """encode_puzzle per puzzle (the plain contract), for the first ``limit`` puzzles."""
+        flat_in = (g for segment in pending.inputs for g in segment)
+        flat_out = (g for segment in pending.outputs for g in segment)
+        inputs, labels = [], []
+        sizes = pending.puzzle_sizes if limit is None else pending.puzzle_sizes[:limit]
+        for size in sizes:
+            examples = [Example(next(flat_in), next(flat_out)) for _ in range(size)]
+            what = f"encode_puzzle ({split})"
+            enc_in, enc_lab = self.codec.encode_puzzle(examples, split=split, rng=rng)
+            inputs.append(self._check_rows(enc_in, size, what))
+            labels.append(self._check_rows(enc_lab, size, what))
+        if not inputs:
+            empty = np.zeros((0, self.codec.seq_len), np.uint8)
+            return empty, empty.copy()
+        return np.concatenate(inputs), np.concatenate(labels)
+
+    def flush(self, split: str) -> None:
+        pending = self.pending[split]
+        if not pending.group_sizes:
+            return
+        inputs = labels = None
+        if self.fast_encode[split]:
+            inputs = self._encode_fast(pending.inputs, pending.rows)
+            labels = self._encode_fast(pending.outputs, pending.rows)
+            if not self.fast_checked[split]:
+                self.fast_checked[split] = True
+                n = min(FASTPATH_CHECK_PUZZLES, len(pending.puzzle_sizes))
+                ref_in, ref_lab = self._encode_slow(split, pending, np.random.default_rng(0), n)
+                rows = len(ref_in)
+                if not (np.array_equal(ref_in, inputs[:rows]) and np.array_equal(
+                    ref_lab, labels[:rows]
+                )):
+                    self.fast_encode[split] = False
+                    inputs = labels = None
+        if inputs is None or labels is None:
+            inputs, labels = self._encode_slow(split, pending, self.codec_rng)
+        writer = self.writer.split(split, seq_len=self.codec.seq_len, transform_size=self.k)
+        _append(writer, pending, inputs, labels)
+        self.pending[split] = _Pending()
+
+
+def _append(writer: SplitWriter, pending: _Pending, inputs: np.ndarray, labels: np.ndarray) -> None:
+    writer.append(
+        inputs,
+        labels,
+        puzzle_sizes=np.asarray(pending.puzzle_sizes),
+        puzzle_ids=np.concatenate(pending.puzzle_ids),
+        transforms=np.concatenate(pending.transforms),
+        group_sizes=np.asarray(pending.group_sizes),
+        group_names=pending.group_names,
+    )
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="puzzle",
+        desc="build",
+        file=sys.stderr,
+        disable=not (enabled and sys.stderr.isatty()),
+        leave=False,
+    )
+
+
+def build_dataset(
+    task: Task,
+    out: str | Path,
+    *,
+    source: str | None = None,
+    num_aug: int | None = None,
+    subsample: int | None = None,
+    seed: int = 0,
+    strict: bool = False,
+    options: Mapping[str, str] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> BuildSummary:
+    """Build the dataset store of ``task`` at ``out`` (see the module docstring)."""
+    started = time.perf_counter()
+    out = Path(out)
+    options = dict(options or {})
+    num_aug = task.defaults.num_aug if num_aug is None else int(num_aug)
+    if num_aug < 0:
+        raise ConfigError(f"--num-aug {num_aug}: must be >= 0")
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: must be >= 0")
+    check_out_path(out, force)
+    raw = load_raw(task, source, seed, options)
+    sub_seq = np.random.SeedSequence([seed, 0])
+    puzzles = select_puzzles(raw.puzzles, subsample, strict, np.random.default_rng(sub_seq))
+    if not puzzles:
+        raise SourceError(f"task {task.name!r}: the source produced no puzzles")
+    with StoreWriter(out, force=force) as writer:
+        builder = _Builder(task, writer, seed, num_aug)
+        with _progress(len(puzzles), progress) as bar:
+            for puzzle in puzzles:
+                builder.add(puzzle)
+                bar.update(1)
+        for split in ("train", "test"):
+            builder.flush(split)
+        src, path = task.source_for(source)
+        codec = task.codec
+        common = {
+            "vocab_size": codec.vocab_size,
+            "pad_id": codec.pad_id,
+            "ignore_label_id": codec.ignore_label_id,
+            "blank_identifier_id": 0,
+            "num_puzzle_identifiers": 1 if builder.shared_ids else builder.next_id,
+        }
+        root_attrs = {
+            "task": task.name,
+            "task_version": task.version,
+            "source": src.name,
+            "source_path": str(path) if path is not None else None,
+            "source_files": dict(raw.files),
+            "source_description": raw.description,
+            "seed": seed,
+            "num_aug": num_aug,
+            "subsample": subsample,
+            "strict": strict,
+            "options": options,
+            "puzzle_ids": task.defaults.puzzle_ids,
+            "augment_test": task.defaults.augment_test,
+            "transform_size": builder.k,
+            "seq_len": codec.seq_len,
+            **common,
+        }
+        metas = writer.commit(root_attrs, common, builder.identifiers)
+    splits = {
+        name: SplitSummary(
+            meta.total_groups,
+            meta.total_puzzles,
+            meta.total_examples,
+            2 * meta.total_examples * meta.seq_len,
+        )
+        for name, meta in metas.items()
+    }
+    disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    return BuildSummary(
+        task=task.name,
+        out=out,
+        splits=splits,
+        num_puzzle_identifiers=int(common["num_puzzle_identifiers"]),
+        disk_bytes=disk,
+        seconds=time.perf_counter() - started,
+        num_aug=num_aug,
+        seed=seed,
+    )

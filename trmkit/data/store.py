@@ -1,0 +1,528 @@
+"""The dataset store: one Zarr v3 group per split under a root group, written atomically.
+
+Layout of ``DIR`` (a Zarr v3 hierarchy)::
+
+    DIR/zarr.json                 root group: provenance attributes + "complete": true
+    DIR/identifier_names{,_offsets}   puzzle-identifier names (index = id, 0 = "<blank>")
+    DIR/<split>/zarr.json         split group: SplitMeta attributes
+    DIR/<split>/inputs, labels    uint8 [examples, seq_len], chunked ~1 MiB along rows, zstd
+    DIR/<split>/puzzle_identifiers  int32 [puzzles]
+    DIR/<split>/puzzle_indices    int32 [puzzles + 1], starts at 0
+    DIR/<split>/group_indices     int32 [groups + 1], starts at 0
+    DIR/<split>/transforms        int32 [puzzles, transform_size] (the augmentation of each
+                                  puzzle, so evaluation can invert it)
+    DIR/<split>/group_names{,_offsets}  one name per group (UTF-8 bytes + int64 offsets)
+
+Strings are stored as a byte array plus offsets rather than in attributes because the
+Sudoku test split has 422,786 groups: attributes are parsed on every open.
+
+Atomicity: everything is written under a sibling ``DIR.tmp-<pid>``; the root attribute
+``complete`` is written last and the directory renamed into place only then, so a build
+killed at any point leaves nothing that `open_store` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from trmkit import __version__
+from trmkit.errors import StoreError
+
+FORMAT_VERSION = 1
+"""Bump when the layout changes; stores of another version are refused."""
+
+FORMAT_KEY = "trmkit_format"
+SPLITS = ("train", "test")
+CHUNK_BYTES = 1 << 20
+SHARD_CHUNKS = 32
+"""Chunks per shard along the example axis: ~32 MiB files instead of thousands of 1 MiB."""
+ZSTD_LEVEL = 3
+
+
+def _compressor() -> ZstdCodec:
+    return ZstdCodec(level=ZSTD_LEVEL)
+
+
+@attrs.frozen
+class SplitMeta:
+    """The attributes of one split (the reference's dataset.json plus trmkit extras)."""
+
+    seq_len: int
+    vocab_size: int
+    pad_id: int
+    ignore_label_id: int
+    blank_identifier_id: int
+    num_puzzle_identifiers: int
+    total_groups: int
+    total_puzzles: int
+    total_examples: int
+    mean_puzzle_examples: float
+    transform_size: int
+
+    def to_attrs(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_attrs(cls, values: Mapping[str, Any], where: str) -> SplitMeta:
+        names = [field.name for field in attrs.fields(cls)]
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise StoreError(f"{where}: split attributes lack {', '.join(missing)}; rebuild it")
+        return cls(**{name: values[name] for name in names})
+
+
+# --------------------------------------------------------------------------- strings
+
+
+def _write_strings(group: zarr.Group, name: str, strings: Sequence[str]) -> None:
+    encoded = [s.encode("utf-8") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    for key, array in ((name, data), (f"{name}_offsets", offsets)):
+        group.create_array(
+            key,
+            data=array,
+            chunks=(max(1, CHUNK_BYTES // array.itemsize),),
+            compressors=_compressor(),
+        )
+
+
+def _read_strings(group: zarr.Group, name: str) -> list[str]:
+    data = np.asarray(group[name][:], dtype=np.uint8).tobytes()
+    offsets = np.asarray(group[f"{name}_offsets"][:])
+    return [data[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class SplitWriter:
+    """Appends whole groups to one split; rows are buffered and written shard-aligned, so
+    memory stays at about one shard per array however large the split grows."""
+
+    def __init__(self, group: zarr.Group, *, seq_len: int, transform_size: int) -> None:
+        self.group = group
+        self.seq_len = seq_len
+        self.transform_size = transform_size
+        self.chunk_rows = max(1, CHUNK_BYTES // seq_len)
+        self.shard_rows = self.chunk_rows * SHARD_CHUNKS
+        self._arrays = {
+            key: group.create_array(
+                key,
+                shape=(0, seq_len),
+                dtype="uint8",
+                chunks=(self.chunk_rows, seq_len),
+                shards=(self.shard_rows, seq_len),
+                compressors=_compressor(),
+                dimension_names=("example", "token"),
+            )
+            for key in ("inputs", "labels")
+        }
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_rows = 0
+        self.rows_written = 0
+        self.total_examples = 0
+        self._puzzle_sizes: list[np.ndarray] = []
+        self._puzzle_ids: list[np.ndarray] = []
+        self._transforms: list[np.ndarray] = []
+        self._group_sizes: list[np.ndarray] = []
+        self.group_names: list[str] = []
+
+    def append(
+        self,
+        inputs: np.ndarray,
+        labels: np.ndarray,
+        *,
+        puzzle_sizes: np.ndarray,
+        puzzle_ids: np.ndarray,
+        transforms: np.ndarray,
+        group_sizes: np.ndarray,
+        group_names: Sequence[str],
+    ) -> None:
+        """Add whole groups: rows of all their puzzles, puzzles of all the groups, in order."""
+        puzzle_sizes = np.asarray(puzzle_sizes, dtype=np.int64)
+        group_sizes = np.asarray(group_sizes, dtype=np.int64)
+        transforms = np.asarray(transforms).reshape(len(puzzle_sizes), self.transform_size)
+        if inputs.shape != labels.shape or inputs.shape[1:] != (self.seq_len,):
+            raise ValueError(f"rows of shape {inputs.shape}/{labels.shape}, need [n, seq_len]")
+        if int(puzzle_sizes.sum()) != len(inputs) or int(group_sizes.sum()) != len(puzzle_sizes):
+            raise ValueError("puzzle/group sizes do not add up to the rows/puzzles given")
+        if len(group_names) != len(group_sizes):
+            raise ValueError("one name per group is required")
+        self._puzzle_sizes.append(puzzle_sizes)
+        self._puzzle_ids.append(np.asarray(puzzle_ids, dtype=np.int64).reshape(-1))
+        self._transforms.append(transforms.astype(np.int32, copy=False))
+        self._group_sizes.append(group_sizes)
+        self.group_names.extend(group_names)
+        if len(inputs):
+            self._pending.append((inputs.astype(np.uint8, copy=False), labels.astype(np.uint8)))
+            self._pending_rows += len(inputs)
+            self.total_examples += len(inputs)
+        if self._pending_rows >= self.shard_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._pending:
+            return
+        inputs = np.concatenate([p[0] for p in self._pending])
+        labels = np.concatenate([p[1] for p in self._pending])
+        take = len(inputs) if final else (len(inputs) // self.shard_rows) * self.shard_rows
+        start, stop = self.rows_written, self.rows_written + take
+        for key, data in (("inputs", inputs), ("labels", labels)):
+            array = self._arrays[key]
+            array.resize((stop, self.seq_len))
+            array[start:stop] = data[:take]
+        self.rows_written = stop
+        rest = len(inputs) - take
+        self._pending = [(inputs[take:].copy(), labels[take:].copy())] if rest else []
+        self._pending_rows = rest
+
+    def finish(self, common: Mapping[str, Any]) -> SplitMeta:
+        """Write the remaining rows, the index arrays, the names and the split attributes.
+
+        ``common`` holds vocab_size, pad_id, ignore_label_id, blank_identifier_id and
+        num_puzzle_identifiers (the same for every split)."""
+        self._flush(final=True)
+        sizes = _concat(self._puzzle_sizes, np.int64)
+        groups = _concat(self._group_sizes, np.int64)
+        puzzle_indices = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+        group_indices = np.concatenate([[0], np.cumsum(groups)]).astype(np.int32)
+        ids = _concat(self._puzzle_ids, np.int64).astype(np.int32)
+        if self._transforms:
+            transforms = np.concatenate(self._transforms)
+        else:
+            transforms = np.zeros((0, self.transform_size), np.int32)
+        for key, data in (
+            ("puzzle_identifiers", ids),
+            ("puzzle_indices", puzzle_indices),
+            ("group_indices", group_indices),
+            ("transforms", transforms),
+        ):
+            row_bytes = data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
+            chunk = (max(1, CHUNK_BYTES // row_bytes), *data.shape[1:])
+            self.group.create_array(key, data=data, chunks=chunk, compressors=_compressor())
+        _write_strings(self.group, "group_names", self.group_names)
+        meta = SplitMeta(
+            seq_len=self.seq_len,
+            vocab_size=int(common["vocab_size"]),
+            pad_id=int(common["pad_id"]),
+            ignore_label_id=int(common["ignore_label_id"]),
+            blank_identifier_id=int(common["blank_identifier_id"]),
+            num_puzzle_identifiers=int(common["num_puzzle_identifiers"]),
+            total_groups=len(groups),
+            total_puzzles=len(sizes),
+            total_examples=int(puzzle_indices[-1]),
+            mean_puzzle_examples=float(sizes.mean()) if len(sizes) else 0.0,
+            transform_size=self.transform_size,
+        )
+        self.group.attrs.update(meta.to_attrs())
+        return meta
+
+
+def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+def check_out_path(out: Path, force: bool) -> None:
+    """Refuse an existing ``out`` unless ``force``; never replace something that is not a
+    trmkit store (or an empty directory), whatever ``force`` says."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not force:
+        raise StoreError(f"{out} already exists; pass --force to replace it")
+    if out.is_dir() and (not any(out.iterdir()) or _looks_like_store(out)):
+        return
+    raise StoreError(
+        f"{out} exists and is not a trmkit dataset store; refusing to replace it even with "
+        f"--force (remove it yourself or choose another --out)"
+    )
+
+
+def _looks_like_store(path: Path) -> bool:
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and FORMAT_KEY in meta.get("attributes", {})
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete ``out.tmp-<pid>`` / ``out.old-<pid>`` siblings left by killed builds."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return
+    for sibling in out.parent.iterdir():
+        for marker in (".tmp-", ".old-"):
+            prefix = out.name + marker
+            pid = sibling.name[len(prefix) :]
+            if sibling.name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(sibling, ignore_errors=True)
+
+
+class StoreWriter:
+    """Writes a complete store under a temporary sibling and renames it into place.
+
+    Use as a context manager: leaving the block by an exception deletes the temporary
+    directory; `commit` marks the store complete and moves it to ``out``."""
+
+    def __init__(self, out: Path, *, force: bool = False) -> None:
+        self.out = Path(out)
+        self.force = force
+        check_out_path(self.out, force)
+        remove_stale_temporaries(self.out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.out.with_name(f"{self.out.name}.tmp-{os.getpid()}")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
+        self.root.attrs.update({FORMAT_KEY: FORMAT_VERSION, "complete": False})
+        self.splits: dict[str, SplitWriter] = {}
+
+    def split(self, name: str, *, seq_len: int, transform_size: int) -> SplitWriter:
+        if name not in self.splits:
+            group = self.root.create_group(name)
+            self.splits[name] = SplitWriter(
+                group, seq_len=seq_len, transform_size=transform_size
+            )
+        return self.splits[name]
+
+    def commit(
+        self, root_attrs: Mapping[str, Any], common: Mapping[str, Any], identifiers: Sequence[str]
+    ) -> dict[str, SplitMeta]:
+        """Finish every split, write attributes (``complete`` last) and rename into place."""
+        metas = {name: writer.finish(common) for name, writer in self.splits.items()}
+        _write_strings(self.root, "identifier_names", identifiers)
+        attributes = dict(root_attrs)
+        attributes.update(
+            {
+                FORMAT_KEY: FORMAT_VERSION,
+                "trmkit_version": __version__,
+                "splits": [name for name in SPLITS if name in metas]
+                + sorted(set(metas) - set(SPLITS)),
+            }
+        )
+        self.root.attrs.update(attributes)
+        self.root.attrs.update({"complete": True})
+        self._move_into_place()
+        return metas
+
+    def _move_into_place(self) -> None:
+        check_out_path(self.out, self.force)  # someone may have created it meanwhile
+        old = None
+        if self.out.exists():
+            old = self.out.with_name(f"{self.out.name}.old-{os.getpid()}")
+            os.replace(self.out, old)
+        os.replace(self.tmp, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _rebuild_hint(path: Path, task: str | None) -> str:
+    name = task or "NAME"
+    return f"rebuild it with: trmkit build --task {name} --out {path} --force"
+
+
+class SplitReader:
+    """One split of a store: metadata, index arrays (loaded on first use) and the row arrays,
+    either in RAM (`load`) or read one sorted selection per call (`rows`)."""
+
+    def __init__(self, store: Store, name: str, group: zarr.Group) -> None:
+        self.store = store
+        self.name = name
+        self.group = group
+        self.meta = SplitMeta.from_attrs(group.attrs.asdict(), f"{store.path}/{name}")
+        self.inputs = group["inputs"]
+        self.labels = group["labels"]
+        self._ram: tuple[np.ndarray, np.ndarray] | None = None
+        self._cache: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"SplitReader({str(self.store.path)!r}, {self.name!r})"
+
+    def _array(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            self._cache[key] = np.asarray(self.group[key][:])
+        return self._cache[key]
+
+    @property
+    def puzzle_identifiers(self) -> np.ndarray:
+        return self._array("puzzle_identifiers")
+
+    @property
+    def puzzle_indices(self) -> np.ndarray:
+        return self._array("puzzle_indices")
+
+    @property
+    def group_indices(self) -> np.ndarray:
+        return self._array("group_indices")
+
+    @property
+    def transforms(self) -> np.ndarray:
+        return self._array("transforms")
+
+    @property
+    def group_names(self) -> list[str]:
+        if "group_names" not in self._cache:
+            self._cache["group_names"] = _read_strings(self.group, "group_names")
+        return self._cache["group_names"]
+
+    @property
+    def puzzle_group(self) -> np.ndarray:
+        """int32[puzzles]: the group of each puzzle (derived from group_indices)."""
+        if "puzzle_group" not in self._cache:
+            counts = np.diff(self.group_indices)
+            self._cache["puzzle_group"] = np.repeat(
+                np.arange(len(counts), dtype=np.int32), counts
+            )
+        return self._cache["puzzle_group"]
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed bytes of inputs + labels."""
+        return 2 * self.meta.total_examples * self.meta.seq_len
+
+    @property
+    def in_memory(self) -> bool:
+        return self._ram is not None
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """inputs and labels as numpy arrays in RAM (read once, then cached)."""
+        if self._ram is None:
+            self._ram = (np.asarray(self.inputs[:]), np.asarray(self.labels[:]))
+        return self._ram
+
+    def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """inputs[index], labels[index] in the given order: a RAM gather when loaded, else one
+        sorted orthogonal selection per array (duplicates read once)."""
+        index = np.asarray(index, dtype=np.int64)
+        if self._ram is not None:
+            return self._ram[0][index], self._ram[1][index]
+        if len(index) == 0:
+            empty = np.zeros((0, self.meta.seq_len), np.uint8)
+            return empty, empty.copy()
+        unique, inverse = np.unique(index, return_inverse=True)
+        selection = (unique, slice(None))
+        inputs = np.asarray(self.inputs.get_orthogonal_selection(selection))
+        labels = np.asarray(self.labels.get_orthogonal_selection(selection))
+        return inputs[inverse], labels[inverse]
+
+    def row_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Contiguous rows [start, stop)."""
+        if self._ram is not None:
+            return self._ram[0][start:stop], self._ram[1][start:stop]
+        return np.asarray(self.inputs[start:stop]), np.asarray(self.labels[start:stop])
+
+
+class Store:
+    """An opened, complete store: root attributes and its splits."""
+
+    def __init__(self, path: Path, root: zarr.Group) -> None:
+        self.path = path
+        self.root = root
+        self.attrs: dict[str, Any] = root.attrs.asdict()
+        self.splits: tuple[str, ...] = tuple(self.attrs.get("splits", ()))
+        self._readers: dict[str, SplitReader] = {}
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, task={self.task_name!r}, splits={self.splits})"
+
+    @property
+    def task_name(self) -> str:
+        return str(self.attrs.get("task", ""))
+
+    def split(self, name: str) -> SplitReader:
+        if name not in self.splits:
+            raise StoreError(
+                f"{self.path} has no {name!r} split (it has: {', '.join(self.splits) or 'none'})"
+            )
+        if name not in self._readers:
+            self._readers[name] = SplitReader(self, name, self.root[name])
+        return self._readers[name]
+
+    def __getitem__(self, name: str) -> SplitReader:
+        return self.split(name)
+
+    def identifiers(self) -> list[str]:
+        """Name of every puzzle identifier (index = id; 0 is "<blank>")."""
+        return _read_strings(self.root, "identifier_names")
+
+    def disk_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+
+def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
+    """Open a complete store; refuse a missing, incomplete, foreign-format or other-task one.
+
+    ``task`` may be a task name or a `trmkit.task.Task` (whose version is checked too)."""
+    path = Path(path)
+    task_name = getattr(task, "name", task)
+    hint = _rebuild_hint(path, task_name)
+    if not path.exists():
+        raise StoreError(f"{path}: no such dataset store; build one with trmkit build --task "
+                         f"{task_name or 'NAME'} --out {path}")
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path}: not a trmkit dataset store (no zarr.json); {hint}")
+    try:
+        root = zarr.open_group(str(path), mode="r", zarr_format=3)
+        attributes = root.attrs.asdict()
+    except Exception as exc:  # zarr raises several types for a corrupt hierarchy
+        raise StoreError(f"{path}: cannot open as a Zarr v3 group ({exc}); {hint}") from None
+    if FORMAT_KEY not in attributes:
+        raise StoreError(f"{path}: a Zarr group but not a trmkit dataset store; {hint}")
+    version = attributes[FORMAT_KEY]
+    if version != FORMAT_VERSION:
+        raise StoreError(
+            f"{path}: store format version {version}, this trmkit ({__version__}) reads "
+            f"version {FORMAT_VERSION}; {hint}"
+        )
+    if attributes.get("complete") is not True:
+        raise StoreError(f"{path}: incomplete store (its build did not finish); {hint}")
+    stored_task = attributes.get("task")
+    if task_name is not None and stored_task != task_name:
+        raise StoreError(
+            f"{path} holds task {stored_task!r}, not {task_name!r}; build a {task_name} store "
+            f"with: trmkit build --task {task_name} --out DIR"
+        )
+    version_wanted = getattr(task, "version", None)
+    if version_wanted is not None and attributes.get("task_version") != version_wanted:
+        raise StoreError(
+            f"{path} was built with task {stored_task!r} version "
+            f"{attributes.get('task_version')!r}, the installed plugin is version "
+            f"{version_wanted!r}; {hint}"
+        )
+    return Store(path, root)
