@@ -1,0 +1,316 @@
+"""Reading the ``source,question,answer,rating`` CSV layout of Sudoku-Extreme and Maze-Hard.
+
+The Hugging Face datasets (sapientinc/sudoku-extreme, sapientinc/maze-30x30-hard-1k) ship
+``train.csv`` and ``test.csv`` with that header, one puzzle per line, fixed-width question
+and answer strings and an optional numeric rating. The real Sudoku train file has 3.8M
+rows, so rows are read with the csv module into flat byte arrays and validated with numpy;
+per-puzzle Python work happens only for the rows kept after filtering.
+
+Which split a file feeds:
+- a directory: ``train.csv`` and/or ``test.csv`` (``.gz`` accepted), at least one;
+- a single file: a name containing "test" is the test split, anything else is train.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import attrs
+import numpy as np
+
+from trmkit.errors import SourceError
+
+COLUMNS = ("source", "question", "answer", "rating")
+SPLITS = ("train", "test")
+
+
+@attrs.frozen
+class CsvTable:
+    """The rows of one CSV file; questions/answers as ASCII codes ``uint8[N, width]``."""
+
+    file: str
+    split: str
+    lines: np.ndarray
+    """int64[N] 1-based line number of each row (the header is line 1)."""
+    sources: list[str]
+    questions: np.ndarray
+    answers: np.ndarray
+    ratings: np.ndarray
+    """float64[N]; NaN where the rating field is empty."""
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def take(self, rows: np.ndarray) -> CsvTable:
+        """The sub-table of the given row indices (in that order)."""
+        return CsvTable(
+            file=self.file,
+            split=self.split,
+            lines=self.lines[rows],
+            sources=[self.sources[i] for i in rows],
+            questions=self.questions[rows],
+            answers=self.answers[rows],
+            ratings=self.ratings[rows],
+        )
+
+    def fail(self, row: int, message: str) -> SourceError:
+        """A SourceError naming this file and the line of ``row``."""
+        return SourceError(f"{self.file}, line {int(self.lines[row])}: {message}")
+
+
+def split_files(path: Path) -> list[tuple[str, Path]]:
+    """(split, file) pairs for a directory or a single CSV file, train first."""
+    path = Path(path)
+    if path.is_dir():
+        found: list[tuple[str, Path]] = []
+        for split in SPLITS:
+            for name in (f"{split}.csv", f"{split}.csv.gz"):
+                if (path / name).is_file():
+                    found.append((split, path / name))
+                    break
+        if not found:
+            raise SourceError(
+                f"{path}: no train.csv or test.csv (.gz accepted) in this directory; give a "
+                f"directory holding them or one CSV file"
+            )
+        return found
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file or directory")
+    split = "test" if "test" in path.name.lower() else "train"
+    return [(split, path)]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    try:
+        with _open_text(path) as handle:
+            reader = csv.reader(handle)
+            for row in reader:
+                yield reader.line_num, row
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
+        raise SourceError(f"{path}: cannot read as (gzip) CSV text: {exc}") from exc
+
+
+def read_table(path: Path, split: str, width: int) -> CsvTable:
+    """Read one CSV file whose questions and answers have exactly ``width`` characters.
+
+    Checks the header, the column count and the field widths (naming file and line);
+    character-level checks belong to the task, which knows its alphabet.
+    """
+    name = str(path)
+    rows = _rows(path)
+    first = next(rows, None)
+    if first is None:
+        raise SourceError(f"{name}: empty file; expected the header {','.join(COLUMNS)}")
+    header = [field.strip().lower() for field in first[1]]
+    if sorted(header) != sorted(COLUMNS):
+        raise SourceError(
+            f"{name}, line 1: header is {','.join(first[1])!r}; expected the columns "
+            f"{','.join(COLUMNS)}"
+        )
+    col = {key: header.index(key) for key in COLUMNS}
+    iq, ia, ir, isrc = col["question"], col["answer"], col["rating"], col["source"]
+    chunks = _Chunks(name, width)
+    for line, row in rows:
+        if len(row) != 4:
+            if not row:
+                continue  # a blank line (e.g. trailing newline) carries no puzzle
+            raise SourceError(
+                f"{name}, line {line}: expected 4 columns ({','.join(COLUMNS)}), got {len(row)}"
+            )
+        q, a = row[iq], row[ia]
+        if len(q) != width or len(a) != width:
+            bad, text = ("question", q) if len(q) != width else ("answer", a)
+            raise SourceError(
+                f"{name}, line {line}: {bad} has {len(text)} characters, expected {width}"
+            )
+        chunks.add(line, sys.intern(row[isrc]), q, a, row[ir])
+    chunks.flush()
+    return CsvTable(
+        file=name,
+        split=split,
+        lines=_concat(chunks.lines, np.int64, (0,)),
+        sources=chunks.sources,
+        questions=_concat(chunks.questions, np.uint8, (0, width)),
+        answers=_concat(chunks.answers, np.uint8, (0, width)),
+        ratings=_concat(chunks.ratings, np.float64, (0,)),
+    )
+
+
+CHUNK_ROWS = 1 << 17
+
+
+class _Chunks:
+    """Rows gathered as Python strings, converted to numpy every CHUNK_ROWS rows so the 3.8M
+    Sudoku-Extreme rows never sit in memory as millions of string objects at once."""
+
+    def __init__(self, name: str, width: int) -> None:
+        self.name, self.width = name, width
+        self.lines: list[np.ndarray] = []
+        self.sources: list[str] = []
+        self.questions: list[np.ndarray] = []
+        self.answers: list[np.ndarray] = []
+        self.ratings: list[np.ndarray] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pending_lines: list[int] = []
+        self.pending_q: list[str] = []
+        self.pending_a: list[str] = []
+        self.pending_r: list[str] = []
+
+    def add(self, line: int, source: str, q: str, a: str, rating: str) -> None:
+        self.pending_lines.append(line)
+        self.sources.append(source)
+        self.pending_q.append(q)
+        self.pending_a.append(a)
+        self.pending_r.append(rating)
+        if len(self.pending_lines) >= CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        n, lines = len(self.pending_lines), self.pending_lines
+        if not n:
+            return
+        self.lines.append(np.asarray(lines, dtype=np.int64))
+        self.questions.append(_ascii(self.pending_q, n, self.width, self.name, lines, "question"))
+        self.answers.append(_ascii(self.pending_a, n, self.width, self.name, lines, "answer"))
+        ratings = np.full(n, np.nan)
+        for i, text in enumerate(self.pending_r):
+            text = text.strip()
+            if text:
+                try:
+                    ratings[i] = float(text)
+                except ValueError:
+                    raise SourceError(
+                        f"{self.name}, line {lines[i]}: rating {text!r} is not a number (or empty)"
+                    ) from None
+        self.ratings.append(ratings)
+        self._reset()
+
+
+def _concat(parts: list[np.ndarray], dtype: type, empty: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(empty, dtype=dtype)
+
+
+def _ascii(
+    texts: list[str], n: int, width: int, name: str, lines: list[int], field: str
+) -> np.ndarray:
+    joined = "".join(texts)
+    try:
+        data = joined.encode("ascii")
+    except UnicodeEncodeError:
+        for i, text in enumerate(texts):
+            if not text.isascii():
+                bad = next(ch for ch in text if not ch.isascii())
+                raise SourceError(
+                    f"{name}, line {lines[i]}: {field} has illegal character {bad!r}"
+                ) from None
+        raise
+    return np.frombuffer(data, dtype=np.uint8).reshape(n, width)
+
+
+def map_chars(
+    table: CsvTable, codes: np.ndarray, field: str, lut: np.ndarray, allowed: str
+) -> np.ndarray:
+    """ASCII codes -> cell values through ``lut`` (int16[256], -1 = illegal); raises naming
+    the first illegal character, its line and position."""
+    values = lut[codes]
+    bad = np.argwhere(values < 0)
+    if len(bad):
+        row, pos = int(bad[0, 0]), int(bad[0, 1])
+        char = chr(int(codes[row, pos]))
+        raise table.fail(
+            row, f"{field} has illegal character {char!r} at position {pos} (allowed: {allowed!r})"
+        )
+    return values
+
+
+def make_lut(mapping: Mapping[str, int]) -> np.ndarray:
+    lut = np.full(256, -1, dtype=np.int16)
+    for char, value in mapping.items():
+        lut[ord(char)] = value
+    return lut
+
+
+def rating_filter(table: CsvTable, min_rating: float | None) -> np.ndarray:
+    """Indices of rows kept by ``rating >= min_rating`` (rows without a rating are dropped
+    when a minimum is set, since their difficulty is unknown)."""
+    if min_rating is None:
+        return np.arange(len(table))
+    with np.errstate(invalid="ignore"):
+        return np.flatnonzero(table.ratings >= min_rating)
+
+
+HUB_HINT = (
+    "download train.csv and test.csv from https://huggingface.co/datasets/{repo} yourself and "
+    "pass the directory holding them: trmkit build --task {task} --source DIR"
+)
+
+
+def hub_download(repo: str, task: str) -> dict[str, Path]:
+    """Fetch train.csv and test.csv of a Hugging Face dataset -> {split: local path}.
+
+    huggingface_hub is an optional extra (``pip install trmkit[hub]``) imported here only.
+    Any failure (not installed, offline, missing file) becomes one SourceError line that
+    names the local-path alternative.
+    """
+    hint = HUB_HINT.format(repo=repo, task=task)
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise SourceError(
+            f"the 'hub' source needs huggingface_hub (pip install 'trmkit[hub]'); or {hint}"
+        ) from None
+    paths: dict[str, Path] = {}
+    for split in SPLITS:
+        try:
+            local = hf_hub_download(repo, f"{split}.csv", repo_type="dataset")
+        except Exception as exc:  # network, auth and cache errors all end the same way
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SourceError(
+                f"cannot download {split}.csv of {repo} from the Hugging Face hub "
+                f"({type(exc).__name__}: {reason}); if offline, {hint}"
+            ) from None
+        paths[split] = Path(local)
+    return paths
+
+
+def parse_float_option(options: Mapping[str, str], key: str) -> float | None:
+    if key not in options:
+        return None
+    try:
+        return float(options[key])
+    except ValueError:
+        raise SourceError(f"option {key}={options[key]!r}: expected a number") from None
+
+
+def parse_int_option(options: Mapping[str, str], key: str, default: int | None) -> int | None:
+    if key not in options:
+        return default
+    try:
+        value = int(options[key])
+    except ValueError:
+        raise SourceError(f"option {key}={options[key]!r}: expected an integer") from None
+    if value < 0:
+        raise SourceError(f"option {key}={value}: must be >= 0")
+    return value

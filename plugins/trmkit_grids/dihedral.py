@@ -1,0 +1,62 @@
+"""The 8 dihedral transforms of a grid, numbered as the reference ARC builder does.
+
+ids: 0 identity, 1 rot90, 2 rot180, 3 rot270 (``np.rot90`` turns counter-clockwise),
+4 flip left-right, 5 flip up-down, 6 transpose, 7 anti-transpose (flip-lr of rot90).
+``DIHEDRAL_INVERSE[t]`` undoes ``t``: rotations by 90/270 swap, the rest are involutions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DIHEDRAL_INVERSE: tuple[int, ...] = (0, 3, 2, 1, 4, 5, 6, 7)
+NUM_DIHEDRAL = 8
+
+
+def apply_dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
+    """``grid`` transformed by dihedral id ``tid`` (works for non-square grids too)."""
+    return _apply(np.asarray(grid), int(tid), axes=(0, 1))
+
+
+def invert_dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
+    """Exact inverse of `apply_dihedral` for the same ``tid``."""
+    return apply_dihedral(grid, DIHEDRAL_INVERSE[int(tid)])
+
+
+def _apply(grid: np.ndarray, tid: int, axes: tuple[int, int]) -> np.ndarray:
+    r, c = axes
+    if tid == 0:
+        out = grid
+    elif tid in (1, 2, 3):
+        out = np.rot90(grid, k=tid, axes=axes)
+    elif tid == 4:
+        out = np.flip(grid, axis=c)
+    elif tid == 5:
+        out = np.flip(grid, axis=r)
+    elif tid == 6:
+        out = np.swapaxes(grid, r, c)
+    elif tid == 7:
+        out = np.flip(np.rot90(grid, k=1, axes=axes), axis=c)
+    else:
+        raise ValueError(f"dihedral id must be 0..7, got {tid}")
+    return np.ascontiguousarray(out)
+
+
+def apply_dihedral_batch(tids: np.ndarray, grids: np.ndarray) -> np.ndarray:
+    """Row i of ``grids`` (int[N, H, W], square unless every id keeps the shape) transformed
+    by ``tids[i]``; one vectorised call per distinct id instead of one per row."""
+    tids = np.asarray(tids).reshape(-1)
+    grids = np.asarray(grids)
+    if grids.ndim != 3 or len(tids) != len(grids):
+        raise ValueError(f"need tids[N] and grids[N, H, W], got {tids.shape} and {grids.shape}")
+    out = np.empty_like(grids)
+    for tid in np.unique(tids):
+        rows = np.flatnonzero(tids == tid)
+        out[rows] = _apply(grids[rows], int(tid), axes=(1, 2))
+    return out
+
+
+def invert_dihedral_batch(tids: np.ndarray, grids: np.ndarray) -> np.ndarray:
+    """Exact inverse of `apply_dihedral_batch`."""
+    inverse = np.asarray(DIHEDRAL_INVERSE)[np.asarray(tids).reshape(-1).astype(np.int64)]
+    return apply_dihedral_batch(inverse, grids)

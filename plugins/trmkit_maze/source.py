@@ -1,0 +1,234 @@
+"""Maze sources: CSV files (local or hub), the generator, and `trmkit solve` input.
+
+Grid values are indices into ``"# SGo"`` (see `trmkit_maze.grid`). A question may hold
+``# SG``; its answer must equal it except that some open cells became ``o``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from trmkit_grids import csvsource
+
+from trmkit.errors import PuzzleError, SourceError
+from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
+from trmkit_maze import generator
+from trmkit_maze.grid import CHARS, GOAL, OPEN, PATH, START, shortest_path
+
+HUB_REPO = "sapientinc/maze-30x30-hard-1k"
+CSV_OPTIONS = {
+    "min_rating": "keep rows whose rating column is >= this value (Maze-Hard's is empty)",
+    "subsample": "keep this many random train mazes (seeded by --seed)",
+}
+QUESTION_LUT = csvsource.make_lut({ch: i for i, ch in enumerate(CHARS[:4])})
+ANSWER_LUT = csvsource.make_lut({ch: i for i, ch in enumerate(CHARS)})
+
+
+def read_tables(tables: list[csvsource.CsvTable], side: int, options, seed: int):
+    min_rating = csvsource.parse_float_option(options, "min_rating")
+    subsample = csvsource.parse_int_option(options, "subsample", None)
+    rng = np.random.default_rng(seed)
+    puzzles: list[RawPuzzle] = []
+    for table in tables:
+        keep = csvsource.rating_filter(table, min_rating)
+        if table.split == "train" and subsample is not None and subsample < len(keep):
+            keep = np.sort(rng.choice(keep, size=subsample, replace=False))
+        table = table.take(keep)
+        questions = csvsource.map_chars(table, table.questions, "question", QUESTION_LUT, "# SG")
+        answers = csvsource.map_chars(table, table.answers, "answer", ANSWER_LUT, CHARS)
+        for value, name in ((START, "S"), (GOAL, "G")):
+            counts = (questions == value).sum(axis=1)
+            if (counts != 1).any():
+                row = int(np.flatnonzero(counts != 1)[0])
+                raise table.fail(row, f"question has {counts[row]} {name} cells, expected 1")
+        same = (questions == answers) | ((questions == OPEN) & (answers == PATH))
+        if not same.all():
+            row, cell = (int(v) for v in np.argwhere(~same)[0])
+            raise table.fail(
+                row,
+                f"answer differs from the question at row {cell // side + 1}, column "
+                f"{cell % side + 1} ({CHARS[questions[row, cell]]!r} -> "
+                f"{CHARS[answers[row, cell]]!r}); only ' ' -> 'o' is allowed",
+            )
+        questions = questions.reshape(-1, side, side)
+        answers = answers.reshape(-1, side, side)
+        for i in range(len(table)):
+            rating = float(table.ratings[i])
+            meta = {
+                "rating": None if np.isnan(rating) else rating,
+                "source": table.sources[i],
+                "line": int(table.lines[i]),
+            }
+            example = Example(questions[i], answers[i])
+            name = f"{table.split}-{int(table.lines[i])}"
+            if table.split == "train":
+                puzzles.append(RawPuzzle(name, train=(example,), meta=meta))
+            else:
+                puzzles.append(RawPuzzle(name, test=(example,), meta=meta))
+    return puzzles
+
+
+def csv_source(side: int) -> Source:
+    def load(request: SourceRequest) -> RawData:
+        if request.path is None:
+            raise SourceError("the csv source needs a path: --source DIR_OR_FILE")
+        files = csvsource.split_files(request.path)
+        tables = [csvsource.read_table(path, split, side * side) for split, path in files]
+        puzzles = read_tables(tables, side, request.options, request.seed)
+        hashes = {path.name: csvsource.file_sha256(path) for _, path in files}
+        return RawData(puzzles, hashes, f"{len(puzzles)} mazes from {request.path}")
+
+    return Source(
+        name="csv",
+        description="train.csv/test.csv (source,question,answer,rating; .gz ok) in a "
+        "directory, or one CSV file (named *test* -> test split, else train)",
+        load=load,
+        kind="path",
+        options=CSV_OPTIONS,
+    )
+
+
+def hub_source(side: int, task: str) -> Source:
+    def load(request: SourceRequest) -> RawData:
+        files = csvsource.hub_download(HUB_REPO, task)
+        tables = [csvsource.read_table(p, split, side * side) for split, p in files.items()]
+        puzzles = read_tables(tables, side, request.options, request.seed)
+        hashes = {f"{split}.csv": csvsource.file_sha256(p) for split, p in files.items()}
+        return RawData(puzzles, hashes, f"{len(puzzles)} mazes from hf:{HUB_REPO}")
+
+    return Source(
+        name="hub",
+        description=f"download {HUB_REPO} (1000 train, 1000 test) from the Hugging Face "
+        "hub; needs the 'hub' extra and a network",
+        load=load,
+        kind="download",
+        options=CSV_OPTIONS,
+    )
+
+
+def generator_source(
+    side: int, *, count: int, test_count: int, min_path: int, braid: float
+) -> Source:
+    def load(request: SourceRequest) -> RawData:
+        opts = {
+            key: csvsource.parse_int_option(request.options, key, value)
+            for key, value in (("count", count), ("test_count", test_count), ("min_path", min_path))
+        }
+        chosen = csvsource.parse_float_option(request.options, "braid")
+        chosen = braid if chosen is None else chosen
+        if not 0 <= chosen <= 1:
+            raise SourceError(f"option braid={chosen}: must be between 0 and 1")
+        params = {"side": side, "seed": request.seed, "braid": chosen, **opts}
+        rng = np.random.default_rng(request.seed)
+        seen: set[bytes] = set()
+        puzzles: list[RawPuzzle] = []
+        for split, key in (("train", "count"), ("test", "test_count")):
+            try:
+                made = list(
+                    generator.generate(
+                        side, opts[key], rng, min_path=opts["min_path"], braid=chosen, avoid=seen
+                    )
+                )
+            except RuntimeError as exc:
+                raise SourceError(f"maze generator: {exc}") from None
+            for i, item in enumerate(made):
+                example = Example(item.maze, item.solution)
+                meta = {"path_cells": item.path_cells, "source": "trmkit-generator"}
+                name = f"{split}-{i:06d}"
+                if split == "train":
+                    puzzles.append(RawPuzzle(name, train=(example,), meta=meta))
+                else:
+                    puzzles.append(RawPuzzle(name, test=(example,), meta=meta))
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        return RawData(puzzles, {"generator": digest}, f"generated mazes: {params}")
+
+    return Source(
+        name="generate",
+        description=f"seeded {side}x{side} maze generator (braided DFS maze, shortest path "
+        f">= {min_path} cells; offline, deterministic for --seed)",
+        load=load,
+        kind="generator",
+        options={
+            "count": f"training mazes (default {count})",
+            "test_count": f"test mazes, disjoint from training (default {test_count})",
+            "min_path": f"minimum shortest-path cells incl. S and G (default {min_path})",
+            "braid": f"fraction of inner walls opened to add loops (default {braid})",
+        },
+    )
+
+
+def parse_puzzles(side: int):
+    """`trmkit solve` input: a file (or text) of mazes, ``side`` lines of ``side`` chars each.
+
+    Characters ``# SG`` (``o`` is read as open); lines shorter than ``side`` are padded with
+    spaces because editors strip trailing blanks (so an all-open row may be an empty line).
+    Several mazes are separated by a line of dashes (``---``); empty lines before and after
+    each maze are ignored.
+    The test example's output is the BFS shortest path, so answers can be scored.
+    """
+    lut = {ch: i for i, ch in enumerate(CHARS)}
+
+    def parse(text: str) -> list[RawPuzzle]:
+        path = Path(text)
+        is_file = len(text) < 4096 and "\n" not in text and path.is_file()
+        where = str(path) if is_file else "maze text"
+        body = path.read_text() if is_file else text
+        blocks: list[tuple[int, list[str]]] = []
+        current: list[str] = []
+        lines = body.splitlines() + ["---"]
+        first = 1
+        for number, line in enumerate(lines, start=1):
+            line = line.rstrip("\r\n")
+            if len(line) >= 3 and set(line.strip()) == {"-"}:
+                # blank lines around a maze are not rows, unless the maze needs them
+                while len(current) > side and not current[0].strip():
+                    current.pop(0)
+                    first += 1
+                while len(current) > side and not current[-1].strip():
+                    current.pop()
+                if any(row.strip() for row in current):
+                    if len(current) != side:
+                        raise PuzzleError(
+                            f"{where}, maze at line {first}: {len(current)} lines, expected {side}"
+                        )
+                    blocks.append((first, current))
+                current, first = [], number + 1
+                continue
+            if len(line) > side:
+                raise PuzzleError(
+                    f"{where}, line {number}: {len(line)} characters, expected at most {side}"
+                )
+            bad = next((ch for ch in line if ch not in lut), None)
+            if bad is not None:
+                raise PuzzleError(
+                    f"{where}, line {number}: illegal character {bad!r} (use '#', ' ', 'S', 'G')"
+                )
+            current.append(line.ljust(side))
+        puzzles = []
+        for first, lines in blocks:
+            grid = np.array([[lut[ch] for ch in row] for row in lines], dtype=np.int64)
+            grid[grid == PATH] = OPEN
+            solved = shortest_path(grid)
+            if solved is None:
+                raise PuzzleError(
+                    f"{where}, maze at line {first}: needs exactly one S and one G joined by "
+                    f"open cells"
+                )
+            example = Example(grid, solved)
+            puzzles.append(RawPuzzle(f"maze-{first}", test=(example,), meta={"line": first}))
+        if not puzzles:
+            raise PuzzleError(f"{where}: no maze found")
+        return puzzles
+
+    return parse
+
+
+def render(grid: np.ndarray) -> str:
+    """Grid -> its "# SGo" text ('?' for a value outside the alphabet)."""
+    grid = np.asarray(grid)
+    return "\n".join(
+        "".join(CHARS[v] if 0 <= v < len(CHARS) else "?" for v in row.tolist()) for row in grid
+    )

@@ -1,0 +1,251 @@
+"""Sudoku sources: CSV files (local or from the hub), the generator, and `trmkit solve` input.
+
+Grid values: 0 blank, 1..n digits. Every puzzle becomes a RawPuzzle with one example in
+``train`` (rows of train.csv, generated training puzzles) or in ``test``; ``meta`` holds
+the rating, the CSV ``source`` column and the line number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from trmkit_grids import csvsource
+
+from trmkit.errors import PuzzleError, SourceError
+from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
+from trmkit_sudoku import generator
+from trmkit_sudoku.solver import Geometry, consistent, solve, valid_solutions
+
+HUB_REPO = "sapientinc/sudoku-extreme"
+CSV_OPTIONS = {
+    "min_rating": "keep puzzles whose rating column is >= this value, train and test "
+    "(the reference's min_difficulty; rows without a rating are then dropped)",
+    "subsample": "keep this many random train puzzles (seeded by --seed; the recipe uses "
+    "1000); the test split is kept whole",
+}
+
+
+def _digits(n: int) -> str:
+    return "".join(str(d) for d in range(1, n + 1))
+
+
+def read_tables(tables: list[csvsource.CsvTable], geo: Geometry, options, seed: int):
+    """Validated puzzles from CSV tables: filters first, then checks the kept rows."""
+    n = geo.n
+    min_rating = csvsource.parse_float_option(options, "min_rating")
+    subsample = csvsource.parse_int_option(options, "subsample", None)
+    question_lut = csvsource.make_lut({".": 0, "0": 0, **{str(d): d for d in range(1, n + 1)}})
+    answer_lut = csvsource.make_lut({str(d): d for d in range(1, n + 1)})
+    rng = np.random.default_rng(seed)
+    puzzles: list[RawPuzzle] = []
+    for table in tables:
+        keep = csvsource.rating_filter(table, min_rating)
+        if table.split == "train" and subsample is not None and subsample < len(keep):
+            keep = np.sort(rng.choice(keep, size=subsample, replace=False))
+        table = table.take(keep)
+        questions = csvsource.map_chars(
+            table, table.questions, "question", question_lut, "." + "0" + _digits(n)
+        ).reshape(-1, n, n)
+        answers = csvsource.map_chars(
+            table, table.answers, "answer", answer_lut, _digits(n)
+        ).reshape(-1, n, n)
+        agree = consistent(questions, answers)
+        if not agree.all():
+            row = int(np.flatnonzero(~agree)[0])
+            cell = int(np.flatnonzero((questions[row] != 0) & (questions[row] != answers[row]))[0])
+            raise table.fail(
+                row,
+                f"answer contradicts its givens at row {cell // n + 1}, column {cell % n + 1} "
+                f"(given {questions[row].flat[cell]}, answer {answers[row].flat[cell]})",
+            )
+        valid = valid_solutions(answers, geo)
+        if not valid.all():
+            raise table.fail(
+                int(np.flatnonzero(~valid)[0]),
+                "answer is not a valid sudoku (a digit repeats in a row, column or box)",
+            )
+        for i in range(len(table)):
+            rating = float(table.ratings[i])
+            example = Example(questions[i], answers[i])
+            meta = {
+                "rating": None if np.isnan(rating) else rating,
+                "source": table.sources[i],
+                "line": int(table.lines[i]),
+            }
+            name = f"{table.split}-{int(table.lines[i])}"
+            if table.split == "train":
+                puzzles.append(RawPuzzle(name, train=(example,), meta=meta))
+            else:
+                puzzles.append(RawPuzzle(name, test=(example,), meta=meta))
+    return puzzles
+
+
+def csv_source(geo: Geometry) -> Source:
+    def load(request: SourceRequest) -> RawData:
+        if request.path is None:
+            raise SourceError("the csv source needs a path: --source DIR_OR_FILE")
+        files = csvsource.split_files(request.path)
+        tables = [csvsource.read_table(path, split, geo.cells) for split, path in files]
+        puzzles = read_tables(tables, geo, request.options, request.seed)
+        hashes = {path.name: csvsource.file_sha256(path) for _, path in files}
+        return RawData(puzzles, hashes, f"{len(puzzles)} sudokus from {request.path}")
+
+    return Source(
+        name="csv",
+        description="train.csv/test.csv (source,question,answer,rating; .gz ok) in a "
+        "directory, or one CSV file (named *test* -> test split, else train)",
+        load=load,
+        kind="path",
+        options=CSV_OPTIONS,
+    )
+
+
+def hub_source(geo: Geometry, task: str) -> Source:
+    def load(request: SourceRequest) -> RawData:
+        files = csvsource.hub_download(HUB_REPO, task)
+        tables = [csvsource.read_table(path, split, geo.cells) for split, path in files.items()]
+        puzzles = read_tables(tables, geo, request.options, request.seed)
+        hashes = {f"{split}.csv": csvsource.file_sha256(path) for split, path in files.items()}
+        return RawData(puzzles, hashes, f"{len(puzzles)} sudokus from hf:{HUB_REPO}")
+
+    return Source(
+        name="hub",
+        description=f"download {HUB_REPO} (train.csv 3.8M rows, test.csv 423k) from the "
+        "Hugging Face hub; needs the 'hub' extra and a network",
+        load=load,
+        kind="download",
+        options=CSV_OPTIONS,
+    )
+
+
+def generator_source(
+    geo: Geometry, *, count: int, test_count: int, min_rating: int, givens: int
+) -> Source:
+    defaults = {
+        "count": count,
+        "test_count": test_count,
+        "min_rating": min_rating,
+        "givens": givens,
+    }
+
+    def load(request: SourceRequest) -> RawData:
+        opts = {
+            key: csvsource.parse_int_option(request.options, key, value)
+            for key, value in defaults.items()
+        }
+        params = {"n": geo.n, "seed": request.seed, **opts}
+        rng = np.random.default_rng(request.seed)
+        seen: set[bytes] = set()
+        puzzles: list[RawPuzzle] = []
+        for split, key in (("train", "count"), ("test", "test_count")):
+            made = generator.generate(
+                geo,
+                opts[key],
+                rng,
+                min_rating=opts["min_rating"],
+                givens=opts["givens"],
+                avoid=seen,
+            )
+            try:
+                items = list(made)
+            except RuntimeError as exc:
+                raise SourceError(f"sudoku generator: {exc}") from None
+            for i, item in enumerate(items):
+                example = Example(item.puzzle, item.solution)
+                meta = {"rating": float(item.rating), "source": "trmkit-generator"}
+                name = f"{split}-{i:06d}"
+                if split == "train":
+                    puzzles.append(RawPuzzle(name, train=(example,), meta=meta))
+                else:
+                    puzzles.append(RawPuzzle(name, test=(example,), meta=meta))
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        return RawData(puzzles, {"generator": digest}, f"generated {geo.n}x{geo.n}: {params}")
+
+    return Source(
+        name="generate",
+        description=f"seeded {geo.n}x{geo.n} generator: unique-solution puzzles with a "
+        f"solver-guess rating (offline, deterministic for --seed)",
+        load=load,
+        kind="generator",
+        options={
+            "count": f"training puzzles (default {count})",
+            "test_count": f"test puzzles, disjoint from training (default {test_count})",
+            "min_rating": f"minimum solver guesses; 0 = any (default {min_rating})",
+            "givens": f"stop removing clues at this many givens; 0 = minimal puzzles "
+            f"(default {givens})",
+        },
+    )
+
+
+def parse_puzzles(geo: Geometry):
+    """`trmkit solve` input: a puzzle string or a file of them, one per line.
+
+    A line holds n*n cells row-major ('.' or '0' blank; spaces ignored). The test example's
+    output is the solver's solution (cheap here), so `trmkit solve` can also score itself;
+    meta["unique"] says whether it was the only one.
+    """
+    n = geo.n
+    lut = {".": 0, "0": 0, **{str(d): d for d in range(1, n + 1)}}
+
+    def parse(text: str) -> list[RawPuzzle]:
+        path = Path(text)
+        is_file = len(text) < 4096 and "\n" not in text and path.is_file()
+        where = str(path) if is_file else "puzzle text"
+        body = path.read_text() if is_file else text
+        puzzles = []
+        for number, line in enumerate(body.splitlines(), start=1):
+            cells = "".join(line.split())
+            if not cells or cells.startswith("#"):
+                continue
+            if len(cells) != geo.cells:
+                raise PuzzleError(
+                    f"{where}, line {number}: {len(cells)} cells, expected {geo.cells} "
+                    f"({n}x{n} row-major, '.' or '0' for blanks)"
+                )
+            bad = next((ch for ch in cells if ch not in lut), None)
+            if bad is not None:
+                raise PuzzleError(
+                    f"{where}, line {number}: illegal character {bad!r} (use 1-{n}, '.' or '0')"
+                )
+            grid = np.array([lut[ch] for ch in cells], dtype=np.int64).reshape(n, n)
+            result = solve(grid, geo, limit=2)
+            if not result.solutions:
+                raise PuzzleError(f"{where}, line {number}: this sudoku has no solution")
+            meta = {"unique": len(result.solutions) == 1, "line": number}
+            example = Example(grid, result.solutions[0])
+            puzzles.append(RawPuzzle(f"puzzle-{number}", test=(example,), meta=meta))
+        if not puzzles:
+            raise PuzzleError(f"{where}: no puzzle found")
+        return puzzles
+
+    return parse
+
+
+def render(geo: Geometry):
+    """Grid -> text with box separators ('.' blank, '?' for an invalid predicted cell)."""
+    n, br, bc = geo.n, geo.box_rows, geo.box_cols
+    rule = "+".join("-" * (2 * bc + 1) for _ in range(n // bc))[1:-1]
+
+    def draw(grid: np.ndarray) -> str:
+        grid = np.asarray(grid).reshape(n, n)
+        lines = []
+        for r in range(n):
+            if r and r % br == 0:
+                lines.append(rule)
+            parts = []
+            for c0 in range(0, n, bc):
+                cells = grid[r, c0 : c0 + bc]
+                parts.append(" ".join(_cell(int(v), n) for v in cells))
+            lines.append(" | ".join(parts))
+        return "\n".join(lines)
+
+    return draw
+
+
+def _cell(value: int, n: int) -> str:
+    if value == 0:
+        return "."
+    return str(value) if 1 <= value <= n else "?"
