@@ -120,10 +120,10 @@ def test_unknown_task_lists_known_names():
 
 
 def test_duplicate_name_names_both_plugins():
-    with registered(task_plugin((make_task("dup"), ())), "first-plugin"):
-        with registered(task_plugin((make_task("dup"), ())), "second-plugin"):
-            with pytest.raises(PluginError) as info:
-                plugins.task_entries()
+    first = registered(task_plugin((make_task("dup"), ())), "first-plugin")
+    second = registered(task_plugin((make_task("dup"), ())), "second-plugin")
+    with first, second, pytest.raises(PluginError) as info:
+        plugins.task_entries()
     message = str(info.value)
     assert "dup" in message
     assert "first-plugin" in message and "second-plugin" in message
@@ -151,9 +151,8 @@ def test_alias_clash_is_refused():
 )
 def test_bad_task_fields_are_refused_with_plugin_name(field, value, expected):
     task = attrs.evolve(make_task(), **{field: value})
-    with registered(task_plugin((task, ())), "sloppy-plugin"):
-        with pytest.raises(PluginError) as info:
-            plugins.task_entries()
+    with registered(task_plugin((task, ())), "sloppy-plugin"), pytest.raises(PluginError) as info:
+        plugins.task_entries()
     assert "sloppy-plugin" in str(info.value)
     assert expected in str(info.value)
 
@@ -163,9 +162,12 @@ def test_wrong_typed_codec_attribute_is_refused():
         seq_len = 4.0
 
     task = attrs.evolve(make_task(), codec=FloatCodec())
-    with registered(task_plugin((task, ())), "float-plugin"):
-        with pytest.raises(PluginError, match="float-plugin.*codec.seq_len must be an int"):
-            plugins.task_entries()
+    expected = "float-plugin.*codec.seq_len must be an int"
+    with (
+        registered(task_plugin((task, ())), "float-plugin"),
+        pytest.raises(PluginError, match=expected),
+    ):
+        plugins.task_entries()
 
 
 def test_non_task_registration_is_refused():
@@ -243,3 +245,33 @@ def test_trmkit_error_becomes_one_line_and_nonzero_exit():
     assert result.exit_code == 1
     assert result.output.strip() == "Error: unknown task 'nope'; known tasks: a, b"
     assert "Traceback" not in result.output
+
+
+def test_broken_third_party_plugin_is_skipped_with_a_warning(tmp_path, capsys, monkeypatch):
+    """A plugin that fails to import is reported, and every other task still loads."""
+    import importlib
+    import sys
+
+    dist_info = tmp_path / "trmkit_broken-0.1.dist-info"
+    dist_info.mkdir()
+    metadata = "Metadata-Version: 2.1\nName: trmkit-broken\nVersion: 0.1\n"
+    (dist_info / "METADATA").write_text(metadata)
+    (dist_info / "entry_points.txt").write_text("[trmkit]\nbroken = trmkit_broken_mod\n")
+    (tmp_path / "trmkit_broken_mod.py").write_text("raise RuntimeError('boom at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    plugins._loaded = False
+    try:
+        plugins.load_plugins()
+        plugins.reset()
+        assert "broken" in plugins.failed
+        assert "boom at import" in capsys.readouterr().err
+        assert plugins.get_task("sudoku").name == "sudoku-extreme"
+        with pytest.raises(UnknownNameError, match="broken.*failed to import"):
+            plugins.get_task("broken-task")
+        assert any(row.get("error") for row in plugins.plugin_info())
+    finally:
+        sys.path.remove(str(tmp_path))
+        importlib.invalidate_caches()
+        plugins.failed.pop("broken", None)
+        plugins.reset()

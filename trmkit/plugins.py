@@ -73,16 +73,23 @@ def load_plugins() -> None:
             continue
         try:
             module = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not break trmkit
-            raise PluginError(
-                f"plugin {ep.name!r} (distribution {dist or '?'}) failed to import: {exc}; "
-                f"uninstall it or exclude it with TRMKIT_LOAD_PLUGINS"
-            ) from exc
+        except Exception as exc:  # one broken plugin must not take the others down
+            message = (
+                f"plugin {ep.name!r} (distribution {dist or '?'}) failed to import and was "
+                f"skipped: {type(exc).__name__}: {exc}"
+            )
+            if dist != BUILTIN_DISTRIBUTION:
+                message += "; uninstall it or leave it out of TRMKIT_LOAD_PLUGINS"
+            failed[ep.name] = message
+            sys.stderr.write(f"Warning: {message}\n")
+            continue
         pm.register(module, name=ep.name)
         _dist_of[ep.name] = dist
 
 
 _dist_of: dict[str, str] = {}
+failed: dict[str, str] = {}
+"""entry-point name -> why it could not be loaded (shown by `trmkit plugins` and errors)."""
 
 
 def plugin_name(plugin: object) -> str:
@@ -177,7 +184,8 @@ def get_task(name: str) -> Task:
         if name in entry.aliases:
             return entry.task
     known = ", ".join(sorted(entries)) or "none (no task plugin is installed)"
-    raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}")
+    broken = "".join(f" ({why})" for why in failed.values())
+    raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}{broken}")
 
 
 # --------------------------------------------------------------------------- models
@@ -246,6 +254,10 @@ def plugin_info() -> list[dict[str, Any]]:
             version = None
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
+    for name, why in failed.items():
+        rows.append(
+            {"name": name, "distribution": None, "version": None, "hooks": [], "error": why}
+        )
     return sorted(rows, key=lambda row: row["name"])
 
 
