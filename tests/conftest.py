@@ -9,13 +9,27 @@ importlib.metadata, and therefore trmkit's plugin loader, can tell.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from trmkit import plugins
+
+# Hypothesis: a "ci" profile (more examples, no deadline, derandomized so CI is repeatable)
+# is picked up when CI is set, the "dev" profile otherwise; HYPOTHESIS_PROFILE overrides.
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 TOY_DIR = Path(__file__).parent / "toy_plugin"
 TOY_PLUGIN = "toy"  # the entry-point name, which pluggy uses as the plugin name

