@@ -51,7 +51,7 @@ def tasks(as_json: bool) -> None:
         }
         for entry in plugins.task_entries().values()
     ]
-    rows.sort(key=lambda row: row["name"])
+    rows.sort(key=lambda row: str(row["name"]))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

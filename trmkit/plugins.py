@@ -93,7 +93,7 @@ failed: dict[str, str] = {}
 
 
 def plugin_name(plugin: object) -> str:
-    return pm.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+    return pm.get_name(plugin) or str(getattr(plugin, "__name__", repr(plugin)))
 
 
 # --------------------------------------------------------------------------- tasks

@@ -28,7 +28,7 @@ def recipe_dirs() -> list[Path]:
 
 
 def available_recipes() -> list[str]:
-    names = set()
+    names: set[str] = set()
     for directory in recipe_dirs():
         names.update(p.stem for p in directory.glob("*.toml"))
     return sorted(names)

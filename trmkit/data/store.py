@@ -98,9 +98,17 @@ def _write_strings(group: zarr.Group, name: str, strings: Sequence[str]) -> None
         )
 
 
+def member_array(group: zarr.Group, name: str) -> zarr.Array:
+    """``group[name]`` as an array (a group member of the wrong kind is a damaged store)."""
+    member = group[name]
+    if not isinstance(member, zarr.Array):
+        raise StoreError(f"{group.store_path}/{name} is a group, expected an array")
+    return member
+
+
 def _read_strings(group: zarr.Group, name: str) -> list[str]:
-    data = np.asarray(group[name][:], dtype=np.uint8).tobytes()
-    offsets = np.asarray(group[f"{name}_offsets"][:])
+    data = np.asarray(member_array(group, name)[:], dtype=np.uint8).tobytes()
+    offsets = np.asarray(member_array(group, f"{name}_offsets")[:])
     return [data[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
@@ -366,8 +374,8 @@ class SplitReader:
         self.name = name
         self.group = group
         self.meta = SplitMeta.from_attrs(group.attrs.asdict(), f"{store.path}/{name}")
-        self.inputs = group["inputs"]
-        self.labels = group["labels"]
+        self.inputs = member_array(group, "inputs")
+        self.labels = member_array(group, "labels")
         self._ram: tuple[np.ndarray, np.ndarray] | None = None
         self._cache: dict[str, Any] = {}
 
@@ -376,7 +384,7 @@ class SplitReader:
 
     def _array(self, key: str) -> np.ndarray:
         if key not in self._cache:
-            self._cache[key] = np.asarray(self.group[key][:])
+            self._cache[key] = np.asarray(member_array(self.group, key)[:])
         return self._cache[key]
 
     @property
@@ -455,7 +463,9 @@ class Store:
         self.path = path
         self.root = root
         self.attrs: dict[str, Any] = root.attrs.asdict()
-        self.splits: tuple[str, ...] = tuple(self.attrs.get("splits", ()))
+        splits = self.attrs.get("splits")
+        names = splits if isinstance(splits, list) else []
+        self.splits: tuple[str, ...] = tuple(str(s) for s in names)
         self._readers: dict[str, SplitReader] = {}
 
     def __repr__(self) -> str:
@@ -471,7 +481,10 @@ class Store:
                 f"{self.path} has no {name!r} split (it has: {', '.join(self.splits) or 'none'})"
             )
         if name not in self._readers:
-            self._readers[name] = SplitReader(self, name, self.root[name])
+            group = self.root[name]
+            if not isinstance(group, zarr.Group):
+                raise StoreError(f"{self.path}/{name} is not a split group; rebuild the store")
+            self._readers[name] = SplitReader(self, name, group)
         return self._readers[name]
 
     def __getitem__(self, name: str) -> SplitReader:
