@@ -1,0 +1,99 @@
+"""`trmkit train`: train a recipe on Accelerate (one process, or `accelerate launch`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trmkit.errors import ConfigError
+
+
+def resolve_recipe(task_name: str | None, recipe_name: str | None, overrides: tuple[str, ...]):
+    """The recipe to run: ``--recipe`` or the task's default; ``--task`` must agree with it."""
+    from trmkit import plugins
+    from trmkit.config import load_recipe
+
+    if task_name is None and recipe_name is None:
+        raise ConfigError("give --task NAME (its default recipe) or --recipe NAME_OR_FILE")
+    task = plugins.get_task(task_name) if task_name else None
+    if recipe_name is None:
+        assert task is not None
+        if not task.defaults.recipe:
+            raise ConfigError(f"task {task.name!r} names no default recipe; pass --recipe")
+        recipe_name = task.defaults.recipe
+    recipe = load_recipe(recipe_name, list(overrides))
+    if not recipe.data.task:
+        if task is None:
+            raise ConfigError(f"recipe {recipe_name!r} names no data.task; pass --task")
+        recipe.data.task = task.name
+    recipe_task = plugins.get_task(recipe.data.task)
+    if task is not None and recipe_task.name != task.name:
+        entries = plugins.task_entries()
+        if entries[recipe_task.name].plugin != entries[task.name].plugin:
+            raise ConfigError(
+                f"--task {task_name} does not match recipe {recipe_name!r}, which trains task "
+                f"{recipe_task.name!r}; drop --task or choose a recipe of {task.name!r}")
+        # A recipe may train a smaller variant from the same plugin (sudoku-quick: 6x6).
+        click.echo(f"recipe {recipe.name or recipe_name!r} trains {recipe_task.name!r}, a "
+                   f"variant of {task.name!r} from the same plugin", err=True)
+    recipe.data.task = recipe_task.name
+    return recipe
+
+
+def default_run_dir(recipe) -> Path:
+    import time
+
+    return Path("runs") / f"{recipe.name or recipe.data.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def register(cli: click.Group) -> None:
+    @cli.command()
+    @click.option("--task", "task_name", help="Task name (its default recipe unless --recipe).")
+    @click.option("--recipe", "recipe_name", help="Recipe name (tasks/NAME.toml) or TOML file.")
+    @click.option("--data", "data_dir", type=click.Path(path_type=Path),
+                  help="A built dataset store (default: build the recipe's data, cached).")
+    @click.option("--out", "out", type=click.Path(path_type=Path),
+                  help="Run directory (default runs/<recipe>-<time>).")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="Override a recipe field, e.g. --set optim.lr=3e-4 (repeatable).")
+    @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimizer steps.")
+    @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
+    @click.option("--log-with", type=click.Choice(["tensorboard", "wandb"]),
+                  help="Also log to a tracker through Accelerate (optional dependency).")
+    @click.option("--no-progress", is_flag=True, help="No progress bars.")
+    def train(task_name, recipe_name, data_dir, out, overrides, max_steps, resume, log_with,
+              no_progress):
+        """Train a model; prints the final evaluation accuracy."""
+        from trmkit.training.trainer import Trainer
+
+        recipe = resolve_recipe(task_name, recipe_name, overrides)
+        if resume and out is None:
+            raise ConfigError("--resume needs --out RUN (the run directory to continue)")
+        if log_with:
+            _check_tracker(log_with)
+        run_dir = out or default_run_dir(recipe)
+        trainer = Trainer(recipe, run_dir=run_dir, data_dir=data_dir, max_steps=max_steps,
+                          resume=resume, log_with=log_with, progress=not no_progress)
+        result = trainer.run()
+        if trainer.accelerator.is_main_process:
+            m = result.eval_metrics
+            if m:
+                click.echo(
+                    f"final: exact accuracy {m['exact_accuracy']:.4f}, token accuracy "
+                    f"{m['accuracy']:.4f} on {m['count']} held-out puzzles after "
+                    f"{result.step} steps ({result.seconds / 60:.1f} min)")
+            else:
+                click.echo(f"finished {result.step} steps (no test split to evaluate)")
+            click.echo(f"checkpoint: {result.checkpoint}")
+
+
+def _check_tracker(name: str) -> None:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "wandb": "wandb"}[name]
+    if importlib.util.find_spec(module) is None and not (
+        name == "tensorboard" and importlib.util.find_spec("tensorboardX")
+    ):
+        raise ConfigError(f"--log-with {name}: {module} is not installed "
+                          f"(pip install 'trmkit[{name}]')")

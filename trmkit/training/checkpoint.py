@@ -1,0 +1,227 @@
+"""Checkpoint bundles: safetensors weights + manifest.json, written atomically, loaded unpickled.
+
+Layout of one bundle (``<run>/checkpoints/step_<N>/``)::
+
+    manifest.json          model name + config, task name/version, dataset metadata, step, recipe
+    model.safetensors      raw weights and persistent buffers (incl. the puzzle-embedding table)
+    ema.safetensors        EMA shadow of the trainable parameters (if EMA is on)
+    puzzle_ids.*           id -> (group name, transform) table, for tasks with per-variant ids
+    train_state.{json,safetensors}    optimisers, EMA, schedule step, loader, metrics (rank 0)
+    rank_<r>.{json,safetensors}       per-process state: RNG states and the ACT carry
+
+Everything is written into ``.tmp-step_<N>`` and renamed to ``step_<N>`` only when complete
+(the rename is atomic on POSIX), so a process killed mid-write leaves the previous bundles
+untouched and the half-written directory is never picked up (it is removed on the next save).
+The official code saves only ``model.state_dict()`` with torch.save (reference 4.6, 9.1.4):
+no optimiser, carry or RNG state, hence no exact resume, and pickles.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from safetensors.torch import save_file
+
+from trmkit import __version__
+from trmkit.errors import CheckpointError
+from trmkit.training.state import fsync_file, read_json, read_safetensors, write_json
+
+FORMAT = "trmkit-checkpoint"
+FORMAT_VERSION = 1
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step}"
+
+
+def tmp_dir(root: Path, step: int) -> Path:
+    return root / f".tmp-{step_dir_name(step)}"
+
+
+def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """Complete bundles under ``root`` (those with a manifest), oldest first."""
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and (child / "manifest.json").is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+def begin_write(root: Path, step: int) -> Path:
+    """Create a clean temporary directory for bundle ``step`` (rank 0 only)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-step_*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    path = tmp_dir(root, step)
+    path.mkdir()
+    return path
+
+
+def write_weights(path: Path, name: str, state: Mapping[str, torch.Tensor]) -> None:
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    # Tied/shared storages are not allowed by safetensors; clone views to be safe.
+    tensors = {k: (v.clone() if v.storage_offset() or not v.is_contiguous() else v)
+               for k, v in tensors.items()}
+    save_file(tensors, str(path / f"{name}.safetensors"), metadata={"format": "pt"})
+    fsync_file(path / f"{name}.safetensors")
+
+
+def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "trmkit_version": __version__}
+    data.update(manifest)
+    write_json(path / "manifest.json", data)
+
+
+def commit(root: Path, step: int, keep: int) -> Path:
+    """Rename the finished temporary directory into place and prune to the last ``keep``."""
+    src = tmp_dir(root, step)
+    dst = root / step_dir_name(step)
+    if dst.exists():  # re-saving the same step (e.g. end of a resumed run): replace it
+        trash = root / f".old-{dst.name}"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(dst, trash)
+        os.replace(src, dst)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+    _fsync_dir(root)
+    if keep > 0:
+        for _, old in list_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def resolve_bundle(path: str | os.PathLike) -> Path:
+    """A bundle dir, a run dir or its ``checkpoints`` dir -> the newest complete bundle."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint (give a step_<N> dir or a run dir)")
+    if (p / "manifest.json").is_file():
+        return p
+    for root in (p / "checkpoints", p):
+        latest = latest_checkpoint(root)
+        if latest is not None:
+            return latest
+    raise CheckpointError(f"{p}: not a checkpoint bundle (no manifest.json) and holds none")
+
+
+def read_manifest(bundle: Path) -> dict[str, Any]:
+    manifest = read_json(bundle / "manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{bundle / 'manifest.json'}: not a trmkit checkpoint manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{bundle}: checkpoint format {manifest.get('format_version')} is not supported by "
+            f"trmkit {__version__} (expects {FORMAT_VERSION}); use the matching trmkit version"
+        )
+    for key in ("model", "task", "dataset", "step"):
+        if key not in manifest:
+            raise CheckpointError(f"{bundle / 'manifest.json'}: field {key!r} is missing")
+    return manifest
+
+
+@attrs.define
+class Bundle:
+    """A loaded checkpoint: ``model, manifest = trmkit.load(path)`` also works."""
+
+    model: torch.nn.Module
+    manifest: dict[str, Any]
+    path: Path
+
+    def __iter__(self):
+        return iter((self.model, self.manifest))
+
+    @property
+    def task_name(self) -> str:
+        return str(self.manifest["task"]["name"])
+
+    @property
+    def step(self) -> int:
+        return int(self.manifest["step"])
+
+
+def build_model_from_manifest(manifest: Mapping[str, Any]) -> torch.nn.Module:
+    from trmkit.models import build_model, model_config_from_dict
+
+    spec = manifest["model"]
+    try:
+        cfg = model_config_from_dict(spec["name"], spec["config"])
+        return build_model(spec["name"], cfg)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"manifest model config does not fit model {spec.get('name')!r}: {exc}"
+        ) from exc
+
+
+def load_bundle(
+    path: str | os.PathLike, *, weights: str = "ema", device: str | torch.device = "cpu"
+) -> Bundle:
+    """Load a bundle as a ready model in eval mode (EMA weights unless ``weights="raw"``).
+
+    Only JSON and safetensors are read: no pickle, so an untrusted checkpoint cannot run code.
+    """
+    if weights not in ("ema", "raw"):
+        raise CheckpointError(f"weights must be 'ema' or 'raw', not {weights!r}")
+    bundle = resolve_bundle(path)
+    manifest = read_manifest(bundle)
+    model = build_model_from_manifest(manifest)
+    state = read_safetensors(bundle / "model.safetensors")
+    _load_state(model, state, bundle / "model.safetensors")
+    ema_file = bundle / "ema.safetensors"
+    if weights == "ema" and ema_file.exists():
+        ema = read_safetensors(ema_file)
+        _load_state(model, ema, ema_file, partial=True)
+    model.to(device)
+    model.eval()
+    return Bundle(model=model, manifest=manifest, path=bundle)
+
+
+def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path,
+                partial: bool = False) -> None:
+    own = model.state_dict()
+    unknown = sorted(set(state) - set(own))
+    missing = [] if partial else sorted(set(own) - set(state))
+    if unknown or missing:
+        what = f"unexpected {unknown[:3]}" if unknown else f"missing {missing[:3]}"
+        raise CheckpointError(f"{file}: weights do not match the manifest's model ({what})")
+    for key, tensor in state.items():
+        if tuple(own[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{file}: tensor {key} has shape {tuple(tensor.shape)}, the model expects "
+                f"{tuple(own[key].shape)}"
+            )
+    model.load_state_dict(state, strict=not partial)

@@ -1,0 +1,115 @@
+"""metrics.jsonl in the run directory, and the curves rendered to PNG.
+
+One JSON object per line: ``{"step": N, "split": "train"|"eval", "<metric>": value, ...}``.
+The file is appended to (a resumed run continues it after dropping lines past the resume
+step), so it is the single record of a run whatever trackers are configured. PNG rendering
+needs matplotlib (the ``plots`` extra); without it the curves are skipped with a notice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (they belong to a run that was resumed from ``step``)."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(_plain(record)) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in record.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(records: Sequence[Mapping[str, Any]], out: Path,
+                keys: Sequence[str] = ("lm_loss", "exact_accuracy", "accuracy", "steps")) -> bool:
+    """Train and eval curves, one panel per metric. Returns False if matplotlib is missing."""
+    if not have_matplotlib() or not records:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
+    for ax, key in zip(axes, keys, strict=True):
+        for split, style in (("train", "-"), ("eval", "o-")):
+            pts = [(r["step"], r[key]) for r in records
+                   if r.get("split") == split and r.get(key) is not None]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, style, label=split, markersize=3)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_eval_report(per_step: Sequence[Mapping[str, Any]], histogram: Sequence[int],
+                     out: Path) -> bool:
+    """Accuracy after each supervision step and the halting-step histogram, side by side."""
+    if not have_matplotlib():
+        return False
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    xs = [r["step"] for r in per_step]
+    left.plot(xs, [r["exact_accuracy"] for r in per_step], "o-", label="exact", markersize=3)
+    left.plot(xs, [r["accuracy"] for r in per_step], "s-", label="token", markersize=3)
+    left.set_xlabel("supervision step")
+    left.set_ylabel("accuracy")
+    left.set_ylim(0, 1.02)
+    left.grid(alpha=0.3)
+    left.legend()
+    labels = [str(i + 1) for i in range(len(histogram) - 1)] + ["never"]
+    right.bar(range(len(histogram)), histogram)
+    right.set_xticks(range(len(histogram)), labels, fontsize=7, rotation=90)
+    right.set_xlabel("first step with q_halt > 0")
+    right.set_ylabel("sequences")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True
