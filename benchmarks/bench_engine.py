@@ -1,17 +1,25 @@
 """Engine throughput on this machine: one training supervision step (forward + backward +
-optimizer) and one eval step, against a 4096^3 fp32 matmul timed in the same run.
+optimizer) and one eval step, against a 4096^3 fp32 matmul timed in the same process right
+before the model's steps.
 
-    python benchmarks/bench_engine.py [--quick] [--compile] [--repeats N]
+    python benchmarks/bench_engine.py [--quick] [--compile {off,on,both}] [--repeats N]
+                                      [--only SUBSTRING]
 
-FLOPs are counted from the architecture (trmkit.models.flops: matmuls only), so the
-"fraction of peak" is matmul work per second over the measured peak matmul rate.
+Each configuration runs in its own subprocess, so its peak RSS (VmHWM, reset after the
+matmul probe) is its own. Times are the best of ``repeats`` steps after one warm-up step;
+with --compile the warm-up (compilation) time is reported separately. FLOPs are counted
+from the architecture (trmkit.models.flops: matmuls only), so "of peak" is matmul work per
+second over the measured peak matmul rate. The machine is shared: check ``uptime`` first.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
-import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -19,6 +27,17 @@ import torch
 from trmkit.models import build_model, compile_model
 from trmkit.models.flops import step_flops
 from trmkit.training.optim import AdamATan2, SparseSignSGD
+
+SUDOKU = dict(seq_len=81, vocab_size=11, h_cycles=3, l_cycles=6)
+SMALL = dict(hidden_size=128, num_heads=2, puzzle_emb_ndim=128)
+MLP_T = dict(mixer="mlp_t", pos_encodings="none")
+ATTENTION = dict(mixer="attention")
+CONFIGS = {  # label -> (model fields, batch, quick batch)
+    "D512 MLP-t (paper)": ({**SUDOKU, **MLP_T}, 64, 8),
+    "D512 attention (paper)": ({**SUDOKU, **ATTENTION}, 64, 8),
+    "D128 MLP-t (small)": ({**SUDOKU, **MLP_T, **SMALL}, 256, 32),
+    "D128 attention (small)": ({**SUDOKU, **ATTENTION, **SMALL}, 256, 32),
+}
 
 
 def peak_gflops(n: int, repeats: int) -> float:
@@ -32,6 +51,23 @@ def peak_gflops(n: int, repeats: int) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def make_batch(b: int, seq: int, vocab: int) -> dict[str, torch.Tensor]:
     return {
         "inputs": torch.randint(0, vocab, (b, seq), dtype=torch.int32),
@@ -40,7 +76,8 @@ def make_batch(b: int, seq: int, vocab: int) -> dict[str, torch.Tensor]:
     }
 
 
-def bench(label: str, fields: dict, batch: int, repeats: int, peak: float, compile_: bool):
+def bench(fields: dict, batch: int, repeats: int, compile_: bool, peak_n: int) -> dict:
+    """Time one config in this process; returns the figures as a dict."""
     torch.manual_seed(0)
     model = build_model("trm", {**fields, "batch_size": batch})
     if compile_:
@@ -58,80 +95,99 @@ def bench(label: str, fields: dict, batch: int, repeats: int, peak: float, compi
         dense.zero_grad(set_to_none=True)
         return carry
 
-    model.train()
-    carry = train_step(model.initial_carry(data))  # warm-up (and compile)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        carry = train_step(carry)
-        times.append(time.perf_counter() - t0)
-    train_t = min(times)
-
+    peak = peak_gflops(peak_n, 3)  # same conditions as the steps that follow
+    # eval first: freed training memory stays in the allocator's heap and would be counted
+    _reset_peak_rss()
+    base_rss = _status_mib("VmRSS")
     model.eval()
     with torch.inference_mode():
-        ecarry = model.initial_carry(data)
-        ecarry, *_ = model(ecarry, data)
+        t0 = time.perf_counter()
+        ecarry, *_ = model(model.initial_carry(data), data)
+        eval_warm = time.perf_counter() - t0
         etimes = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             ecarry, *_ = model(ecarry, data)
             etimes.append(time.perf_counter() - t0)
-    eval_t = min(etimes)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    tg, eg = flops.train / train_t / 1e9, flops.eval / eval_t / 1e9
-    print(
-        f"{label:<28} train {train_t:7.3f} s/step {batch / train_t:8.1f} samples/s "
-        f"{tg:6.1f} GFLOP/s ({tg / peak:5.1%} of peak) | eval {eval_t:7.3f} s/step "
-        f"{batch / eval_t:8.1f} samples/s {eg:6.1f} GFLOP/s ({eg / peak:5.1%}) | "
-        f"peak RSS so far {rss:7.0f} MiB"
-    )
+    eval_rss = _status_mib("VmHWM")
+
+    model.train()
+    _reset_peak_rss()
+    t0 = time.perf_counter()
+    carry = train_step(model.initial_carry(data))  # warm-up (and compilation)
+    train_warm = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        carry = train_step(carry)
+        times.append(time.perf_counter() - t0)
+    train_rss = _status_mib("VmHWM")
+    train_t, eval_t = min(times), min(etimes)
+    return {
+        "peak": peak,
+        "train_s": train_t,
+        "eval_s": eval_t,
+        "train_gflops": flops.train / train_t / 1e9,
+        "eval_gflops": flops.eval / eval_t / 1e9,
+        "compile_s": (train_warm - train_t) + (eval_warm - eval_t) if compile_ else 0.0,
+        "base_rss": base_rss,
+        "train_rss": train_rss,
+        "eval_rss": eval_rss,
+    }
+
+
+def report(label: str, batch: int, compile_: bool, r: dict) -> str:
+    def part(name: str, seconds: float, gflops: float) -> str:
+        return (
+            f"  {name:<5} {seconds:8.3f} s/step {batch / seconds:9.1f} samples/s "
+            f"{gflops:6.1f} GFLOP/s {gflops / r['peak']:6.1%} of peak"
+        )
+
+    lines = [
+        f"{label}, batch {batch}, compile={'on' if compile_ else 'off'}: "
+        f"peak {r['peak']:.1f} GFLOP/s"
+        + (f", compile+warm-up {r['compile_s']:.1f} s" if compile_ else ""),
+        part("train", r["train_s"], r["train_gflops"]),
+        part("eval", r["eval_s"], r["eval_gflops"]),
+        f"  peak RSS: {r['base_rss']:.0f} MiB after set-up, {r['eval_rss']:.0f} MiB in eval, "
+        f"{r['train_rss']:.0f} MiB in training",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches, 1 repeat")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the shared net")
+    parser.add_argument("--compile", choices=("off", "on", "both"), default="off")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--only", default="", help="run the configs whose label contains this")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
+    peak_n = 2048 if args.quick else 4096
+    if args.child is not None:  # one configuration, figures on stdout as JSON
+        label, compile_ = json.loads(args.child)
+        fields, batch, quick_batch = CONFIGS[label]
+        result = bench(fields, quick_batch if args.quick else batch, repeats, compile_, peak_n)
+        print(json.dumps(result))
+        return
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}, compile={args.compile}"
+        f"{platform.processor() or platform.machine()}, load average {load:.2f}, "
+        f"best of {repeats}, peak = {peak_n}^3 fp32 matmul timed before each config; T=3 n=6, "
+        "seq 81+16"
     )
-    peak = peak_gflops(2048 if args.quick else 4096, 2 if args.quick else 3)
-    print(f"peak fp32 matmul ({2048 if args.quick else 4096}^3): {peak:.1f} GFLOP/s")
-    sudoku = dict(seq_len=81, vocab_size=11, h_cycles=3, l_cycles=6)
-    paper_batch, small_batch = (8, 32) if args.quick else (64, 256)
-    configs = [
-        ("D512 MLP-t (paper)", {**sudoku, "mixer": "mlp_t", "pos_encodings": "none"}, paper_batch),
-        ("D512 attention (paper)", {**sudoku, "mixer": "attention"}, paper_batch),
-        (
-            "D128 MLP-t (small)",
-            {
-                **sudoku,
-                "mixer": "mlp_t",
-                "pos_encodings": "none",
-                "hidden_size": 128,
-                "num_heads": 2,
-                "puzzle_emb_ndim": 128,
-            },
-            small_batch,
-        ),
-        (
-            "D128 attention (small)",
-            {
-                **sudoku,
-                "mixer": "attention",
-                "hidden_size": 128,
-                "num_heads": 2,
-                "puzzle_emb_ndim": 128,
-            },
-            small_batch,
-        ),
-    ]
-    for label, fields, batch in configs:
-        print(f"config {label}: batch {batch}, T=3 n=6, seq 81+16")
-        bench(label, fields, batch, repeats, peak, args.compile)
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    for label, (_, batch, quick_batch) in CONFIGS.items():
+        if args.only not in label:
+            continue
+        for compile_ in modes:
+            cmd = [sys.executable, __file__, "--child", json.dumps([label, compile_])]
+            cmd += ["--repeats", str(repeats)] + (["--quick"] if args.quick else [])
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            result = json.loads(out.strip().splitlines()[-1])
+            print(report(label, quick_batch if args.quick else batch, compile_, result), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from trmkit.errors import ConfigError
-from trmkit.models.layers import Attention, SwiGLU, TokenSwiGLU, rms_norm
+from trmkit.models.layers import Attention, SwiGLU, TokenSwiGLU, add_rms_norm
 
 Rope = tuple[torch.Tensor, torch.Tensor] | None
 
@@ -28,8 +28,8 @@ class AttentionBlock(nn.Module):
         self.eps = eps
 
     def forward(self, h: torch.Tensor, rope: Rope) -> torch.Tensor:
-        h = rms_norm(h + self.self_attn(h, rope), self.eps)
-        return rms_norm(h + self.mlp(h), self.eps)
+        h = add_rms_norm(h, self.self_attn(h, rope), self.eps)
+        return add_rms_norm(h, self.mlp(h), self.eps)
 
 
 class MLPTBlock(nn.Module):
@@ -42,8 +42,8 @@ class MLPTBlock(nn.Module):
         self.eps = eps
 
     def forward(self, h: torch.Tensor, rope: Rope = None) -> torch.Tensor:
-        h = rms_norm(h + self.mlp_t(h), self.eps, dim=1)
-        return rms_norm(h + self.mlp(h), self.eps)
+        h = add_rms_norm(h, self.mlp_t(h), self.eps, dim=1)
+        return add_rms_norm(h, self.mlp(h), self.eps)
 
 
 class ReasoningStack(nn.Module):

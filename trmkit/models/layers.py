@@ -23,17 +23,68 @@ def swiglu_width(hidden: int, expansion: float) -> int:
     return round_up(round(expansion * hidden * 2 / 3), 256)
 
 
-def rms_norm(x: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
+def _fast_path(x: torch.Tensor) -> bool:
+    """fp32 activations outside a torch.compile trace take the fused eager kernels below.
+
+    Other dtypes (bf16 on GPU) keep the reference's "upcast, compute, cast back" composite,
+    and under torch.compile the composite is what Inductor fuses best, so both use it."""
+    return x.dtype == torch.float32 and not torch.compiler.is_compiling()
+
+
+def _rms_scale(x: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
+    """rsqrt(mean(x^2) + eps) over ``dim`` (kept): one reduction pass, no x^2 temporary."""
+    norm = torch.linalg.vector_norm(x, 2, dim=dim, keepdim=True)
+    return norm.square_().div_(x.shape[dim]).add_(eps).rsqrt_()
+
+
+class _RMSNormFn(torch.autograd.Function):
+    """y = x * r, r = rsqrt(mean(x^2) + eps); backward dx = r (g - y mean(g y)).
+
+    The composite (pow, mean, add, rsqrt, mul) costs about five passes forward and more
+    backward on CPU; this costs two forward and four backward, and saves only (y, r)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
+        r = _rms_scale(x, eps, dim)
+        y = x * r
+        ctx.save_for_backward(y, r)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        y, r = ctx.saved_tensors
+        mean_gy = (g * y).mean(ctx.dim, keepdim=True)
+        return torch.addcmul(g, y, mean_gy, value=-1.0).mul_(r), None, None
+
+
+def rms_norm(x: torch.Tensor, eps: float, dim: int = -1, inplace: bool = False) -> torch.Tensor:
     """Post-norm RMS normalisation without gain, computed in fp32 and cast back.
 
     ``dim`` is the normalised axis: -1 (channels) for every sub-layer except the MLP-t
-    token mixer, which normalises over the sequence axis.
+    token mixer, which normalises over the sequence axis. ``inplace`` lets a caller that
+    owns ``x`` (a fresh residual sum) reuse its storage when no graph is being recorded.
     """
+    dim = dim % x.ndim
+    if _fast_path(x):
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            r = _rms_scale(x, eps, dim)
+            return x.mul_(r) if inplace else x * r
+        return _RMSNormFn.apply(x, eps, dim)
     dtype = x.dtype
-    if dim == -1 or dim == x.ndim - 1:
+    if dim == x.ndim - 1:
         return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(dtype)
     xf = x.float()
     return (xf * torch.rsqrt(xf.square().mean(dim, keepdim=True) + eps)).to(dtype)
+
+
+def add_rms_norm(h: torch.Tensor, delta: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
+    """rms_norm(h + delta): the post-norm residual. Without a graph the sum and the scaling
+    reuse ``delta``'s storage (a sub-layer output nobody else holds); ``h`` goes first so the
+    sum keeps ``h``'s (contiguous) layout when ``delta`` is a transposed view."""
+    if _fast_path(h) and not torch.is_grad_enabled() and delta.is_contiguous():
+        return rms_norm(delta.add_(h), eps, dim, inplace=True)
+    return rms_norm(h + delta, eps, dim)
 
 
 class CastedLinear(nn.Module):
@@ -109,6 +160,61 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (xf * cos + rotate_half(xf) * sin).to(dtype)
 
 
+def _rotate_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+    """out = x rotated by (cos, sin) in the concat convention, written half by half:
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin). ``cos``/``sin`` hold one half-table.
+    Rotating by -angle (the backward) is the same call with ``-sin``."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    o1, o2 = out[..., :half], out[..., half:]
+    torch.mul(x1, cos, out=o1)
+    o1.addcmul_(x2, sin, value=-1.0)
+    torch.mul(x2, cos, out=o2)
+    o2.addcmul_(x1, sin)
+
+
+class _RopeQKVFn(torch.autograd.Function):
+    """RoPE on q and k of a fused [B, L, 3, H, hd] projection, v passed through, into one
+    new tensor: no rotate_half cat, and a backward (rotation by -angle) that writes the whole
+    qkv gradient at once instead of zero-filling it around a slice."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(qkv)
+        _rotate_into(out[:, :, :2], qkv[:, :, :2], cos, sin)
+        out[:, :, 2].copy_(qkv[:, :, 2])
+        ctx.save_for_backward(cos, sin)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        cos, sin = ctx.saved_tensors
+        grad = torch.empty_like(g)
+        _rotate_into(grad[:, :, :2], g[:, :, :2], cos, -sin)
+        grad[:, :, 2].copy_(g[:, :, 2])
+        return grad, None, None
+
+
+def rope_qkv(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """[B, L, 3, H, hd] with q and k rotated by the [L, hd] tables (same maths as
+    `apply_rope` on q and k). fp32 takes the fused path (in place when no graph is
+    recorded); other dtypes rotate in fp32 and cast back as the reference does."""
+    if not _fast_path(qkv):
+        qk = apply_rope(qkv[:, :, :2], cos, sin)
+        return torch.cat((qk, qkv[:, :, 2:]), dim=2)
+    half = cos.shape[-1] // 2
+    shape = (cos.shape[0], 1, 1, half)
+    cos_h, sin_h = cos[:, :half].reshape(shape), sin[:, :half].reshape(shape)
+    if torch.is_grad_enabled() and qkv.requires_grad:
+        return _RopeQKVFn.apply(qkv, cos_h, sin_h)
+    qk = qkv[:, :, :2]
+    x1, x2 = qk[..., :half], qk[..., half:]
+    x1_sin = x1 * sin_h
+    x1.mul_(cos_h).addcmul_(x2, sin_h, value=-1.0)
+    x2.mul_(cos_h).add_(x1_sin)
+    return qkv
+
+
 class Attention(nn.Module):
     """Non-causal multi-head self-attention: fused QKV (no bias), RoPE, SDPA, output proj.
 
@@ -128,16 +234,47 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         b, length, _ = x.shape
         qkv = self.qkv_proj(x).view(b, length, 3, self.num_heads, self.head_dim)
-        if rope is not None:  # rotate q and k in one pass over [B, L, 2, H, hd]
-            qk = apply_rope(qkv[:, :, :2], *rope)
-            q, k = qk.unbind(dim=2)
-            v = qkv[:, :, 2]
-        else:
-            q, k, v = qkv.unbind(dim=2)
+        if rope is not None:  # rotate q and k together over [B, L, 2, H, hd]
+            qkv = rope_qkv(qkv, *rope)
+        q, k, v = qkv.unbind(dim=2)
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=False
         )
         return self.o_proj(out.transpose(1, 2).reshape(b, length, -1))
+
+
+class _SwiGLUFn(torch.autograd.Function):
+    """silu(gate) * up on a fused [..., 2I] projection. Saves only the projection (not
+    silu(gate)), and the backward writes d(gate) and d(up) straight into one [..., 2I]
+    gradient instead of autograd's split-backward concatenation."""
+
+    @staticmethod
+    def forward(ctx, gate_up: torch.Tensor) -> torch.Tensor:
+        gate, up = gate_up.chunk(2, dim=-1)
+        ctx.save_for_backward(gate_up)
+        return F.silu(gate).mul_(up)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (gate_up,) = ctx.saved_tensors
+        gate, up = gate_up.chunk(2, dim=-1)
+        grad = torch.empty_like(gate_up)
+        d_gate, d_up = grad.chunk(2, dim=-1)
+        torch.mul(g, up, out=d_up)  # scratch: g * up, consumed by silu_backward below
+        torch.ops.aten.silu_backward.grad_input(d_up, gate, grad_input=d_gate)
+        torch.mul(F.silu(gate), g, out=d_up)
+        return grad
+
+
+def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up for gate, up = gate_up.chunk(2, -1)."""
+    if _fast_path(gate_up):
+        if torch.is_grad_enabled() and gate_up.requires_grad:
+            return _SwiGLUFn.apply(gate_up)
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.silu(gate).mul_(up)
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
 
 
 class SwiGLU(nn.Module):
@@ -150,15 +287,17 @@ class SwiGLU(nn.Module):
         self.down_proj = CastedLinear(self.inter, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(swiglu(self.gate_up_proj(x)))
 
 
 class TokenSwiGLU(nn.Module):
     """The MLP-t token mixer: a SwiGLU of "hidden size" L applied along the sequence axis.
 
-    Same parameters as ``SwiGLU(L)`` (state-dict compatible with the reference's transposed
-    formulation), but computed as W @ h on [B, L, D] directly, so no transpose copies are made.
+    Same parameters and maths as the reference's transposed SwiGLU: h [B, L, D] is copied
+    once to [B*D, L] rows, both projections are single large 2-D matmuls, and the result is
+    returned as a transposed *view* [B, L, D] that the residual add materialises. (Computing
+    W @ h on [B, L, D] looks copy-free, but torch folds it into the same matmul and then
+    copies the 2I-wide [B, 2I, D] result back, an order of magnitude more memory traffic.)
     """
 
     def __init__(self, length: int, expansion: float) -> None:
@@ -168,6 +307,7 @@ class TokenSwiGLU(nn.Module):
         self.down_proj = CastedLinear(self.inter, length)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate_up = torch.matmul(self.gate_up_proj.weight.to(x.dtype), x)  # [B, 2I, D]
-        gate, up = gate_up.split(self.inter, dim=1)
-        return torch.matmul(self.down_proj.weight.to(x.dtype), F.silu(gate) * up)
+        b, length, d = x.shape
+        rows = x.transpose(1, 2).reshape(b * d, length)
+        out = self.down_proj(swiglu(self.gate_up_proj(rows)))  # [B*D, L]
+        return out.view(b, d, length).transpose(1, 2)
