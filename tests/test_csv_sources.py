@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trmkit_maze.grid import path_checks
-from trmkit_sudoku.solver import GEOMETRIES, consistent, valid_solutions
 
 from trmkit.errors import SourceError
 from trmkit.plugins import get_task
 from trmkit.task import SourceRequest
+from trmkit_maze.grid import path_checks
+from trmkit_sudoku.solver import GEOMETRIES, consistent, valid_solutions
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 SUDOKU_1K = DATA / "sudoku-extreme" / "train-1k.csv.gz"

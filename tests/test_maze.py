@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trmkit_grids.dihedral import DIHEDRAL_INVERSE, apply_dihedral, invert_dihedral
-from trmkit_maze.augment import DihedralAugmenter
-from trmkit_maze.generator import generate
-from trmkit_maze.grid import CHARS, OPEN, PATH, WALL, bfs, endpoints, path_checks
 
 from trmkit.errors import PuzzleError
 from trmkit.plugins import get_task
 from trmkit.task import EvalContext, PredictionBatch, SourceRequest
+from trmkit_grids.dihedral import DIHEDRAL_INVERSE, apply_dihedral, invert_dihedral
+from trmkit_maze.augment import DihedralAugmenter
+from trmkit_maze.generator import generate
+from trmkit_maze.grid import CHARS, OPEN, PATH, WALL, bfs, endpoints, path_checks
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "maze-30x30-hard-1k"
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trmkit_sudoku.augment import SudokuAugmenter
-from trmkit_sudoku.generator import generate
-from trmkit_sudoku.solver import GEOMETRIES, consistent, rating, solve, valid_solutions
 
 from trmkit.errors import PuzzleError
 from trmkit.plugins import get_task
 from trmkit.task import EvalContext, PredictionBatch, SourceRequest
+from trmkit_sudoku.augment import SudokuAugmenter
+from trmkit_sudoku.generator import generate
+from trmkit_sudoku.solver import GEOMETRIES, consistent, rating, solve, valid_solutions
 
 # a Sudoku-Extreme train row (line 2 of train-1k.csv.gz)
 QUESTION = "...7.2..5....95.8.19..8..67..4...6....79...2.26...1......5......39.....8....784.."

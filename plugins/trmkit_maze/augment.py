@@ -11,14 +11,14 @@ shortest S->G path stays a shortest path.
 from __future__ import annotations
 
 import numpy as np
+
+from trmkit.task import RawPuzzle
 from trmkit_grids.dihedral import (
     apply_dihedral,
     apply_dihedral_batch,
     invert_dihedral,
     invert_dihedral_batch,
 )
-
-from trmkit.task import RawPuzzle
 
 
 class DihedralAugmenter:

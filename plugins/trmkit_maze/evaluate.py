@@ -10,9 +10,9 @@ through their recorded dihedral transform first (test rows normally carry the id
 from __future__ import annotations
 
 import numpy as np
-from trmkit_grids.metrics import AccuracyTally, real_rows
 
 from trmkit.task import EvalContext, PredictionBatch
+from trmkit_grids.metrics import AccuracyTally, real_rows
 from trmkit_maze.augment import DihedralAugmenter
 from trmkit_maze.grid import path_checks
 

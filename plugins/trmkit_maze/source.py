@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from trmkit_grids import csvsource
 
 from trmkit.errors import PuzzleError, SourceError
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
+from trmkit_grids import csvsource
 from trmkit_maze import generator
 from trmkit_maze.grid import CHARS, GOAL, OPEN, PATH, START, shortest_path
 

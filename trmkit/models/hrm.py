@@ -31,6 +31,7 @@ class HRMConfig(CoreConfig):
 
 
 class HRMCore(RecursiveCore):
+    config: HRMConfig
     latent_names = ("y", "z")  # y = z_H, z = z_L
 
     def __init__(self, cfg: HRMConfig) -> None:

@@ -39,7 +39,8 @@ def build_network(cfg: TRMConfig, num_layers: int | None = None) -> ReasoningSta
 
 
 class TRMCore(RecursiveCore):
-    latent_names = ("y", "z")
+    config: TRMConfig
+    latent_names: tuple[str, ...] = ("y", "z")
 
     def __init__(self, cfg: TRMConfig, net: nn.Module | None = None) -> None:
         super().__init__(cfg)

@@ -162,7 +162,7 @@ def _gather_rows(ids: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, 
 
 def _unwrap(model: nn.Module) -> nn.Module:
     while hasattr(model, "module"):
-        model = model.module
+        model = model.module  # type: ignore[assignment]  # DDP / accelerate wrappers
     return getattr(model, "_orig_mod", model)
 
 
