@@ -58,6 +58,15 @@ class RawPuzzle:
     test: tuple[Example, ...] = attrs.field(converter=tuple, factory=tuple)
     meta: Mapping[str, Any] = attrs.field(factory=dict)
 
+    @classmethod
+    def single(
+        cls, name: str, example: Example, split: str, meta: Mapping[str, Any] | None = None
+    ) -> RawPuzzle:
+        """A one-example puzzle in ``split`` ("train" or "test"): a sudoku, a maze."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        return cls(name, meta=meta or {}, **{split: (example,)})
+
 
 @attrs.frozen
 class SourceRequest:

@@ -157,10 +157,7 @@ def generator_source(
                 example = Example(item.puzzle, item.solution)
                 meta = {"rating": float(item.rating), "source": "trmkit-generator"}
                 name = f"{split}-{i:06d}"
-                if split == "train":
-                    puzzles.append(RawPuzzle(name, train=(example,), meta=meta))
-                else:
-                    puzzles.append(RawPuzzle(name, test=(example,), meta=meta))
+                puzzles.append(RawPuzzle.single(name, example, split, meta))
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
         return RawData(puzzles, {"generator": digest}, f"generated {geo.n}x{geo.n}: {params}")
 
