@@ -283,7 +283,8 @@ def _toml_value(value: Any) -> str:
             raise ConfigError(f"cannot write non-finite number {value!r} to TOML")
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+        # A JSON string is a valid TOML basic string, except that TOML also forbids a raw DEL.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise ConfigError(f"cannot write {type(value).__name__} {value!r} to TOML")
