@@ -65,7 +65,9 @@ class RawPuzzle:
         """A one-example puzzle in ``split`` ("train" or "test"): a sudoku, a maze."""
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-        return cls(name, meta=meta or {}, **{split: (example,)})
+        if split == "train":
+            return cls(name, train=(example,), meta=meta or {})
+        return cls(name, test=(example,), meta=meta or {})
 
 
 @attrs.frozen
