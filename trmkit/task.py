@@ -44,6 +44,10 @@ class Example:
     output: Grid = attrs.field(converter=_as_grid)
 
 
+def _examples(values: Iterable[Example]) -> tuple[Example, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class RawPuzzle:
     """A puzzle as read from its source, before augmentation and encoding.
@@ -54,8 +58,8 @@ class RawPuzzle:
     """
 
     name: str
-    train: tuple[Example, ...] = attrs.field(converter=tuple, factory=tuple)
-    test: tuple[Example, ...] = attrs.field(converter=tuple, factory=tuple)
+    train: tuple[Example, ...] = attrs.field(converter=_examples, factory=tuple)
+    test: tuple[Example, ...] = attrs.field(converter=_examples, factory=tuple)
     meta: Mapping[str, Any] = attrs.field(factory=dict)
 
     @classmethod
