@@ -18,13 +18,14 @@ import gzip
 import hashlib
 import io
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import attrs
 import numpy as np
 
 from trmkit.errors import SourceError
+from trmkit.task import RawData, RawPuzzle, Source, SourceRequest
 
 COLUMNS = ("source", "question", "answer", "rating")
 SPLITS = ("train", "test")
@@ -314,3 +315,61 @@ def parse_int_option(options: Mapping[str, str], key: str, default: int | None) 
     if value < 0:
         raise SourceError(f"option {key}={value}: must be >= 0")
     return value
+
+
+TableReader = Callable[[list[CsvTable], Mapping[str, str], int], list[RawPuzzle]]
+"""(tables, --option values, seed) -> puzzles: a task's validation and filtering of rows."""
+
+
+def path_source(read: TableReader, width: int, noun: str, options: Mapping[str, str]) -> Source:
+    """The ``csv`` source: ``--source DIR_OR_FILE`` holding train.csv / test.csv."""
+
+    def load(request: SourceRequest) -> RawData:
+        if request.path is None:
+            raise SourceError("the csv source needs a path: --source DIR_OR_FILE")
+        files = split_files(request.path)
+        puzzles = read(
+            [read_table(p, split, width) for split, p in files], request.options, request.seed
+        )
+        hashes = {p.name: file_sha256(p) for _, p in files}
+        return RawData(puzzles, hashes, f"{len(puzzles)} {noun} from {request.path}")
+
+    return Source(
+        name="csv",
+        description="train.csv/test.csv (source,question,answer,rating; .gz ok) in a "
+        "directory, or one CSV file (named *test* -> test split, else train)",
+        load=load,
+        kind="path",
+        options=dict(options),
+    )
+
+
+def hub_source(
+    repo: str,
+    task: str,
+    read: TableReader,
+    width: int,
+    noun: str,
+    options: Mapping[str, str],
+    sizes: str,
+) -> Source:
+    """The ``hub`` source: download ``repo``'s train.csv/test.csv, then read as `path_source`."""
+
+    def load(request: SourceRequest) -> RawData:
+        files = hub_download(repo, task)
+        puzzles = read(
+            [read_table(p, split, width) for split, p in files.items()],
+            request.options,
+            request.seed,
+        )
+        hashes = {f"{split}.csv": file_sha256(p) for split, p in files.items()}
+        return RawData(puzzles, hashes, f"{len(puzzles)} {noun} from hf:{repo}")
+
+    return Source(
+        name="hub",
+        description=f"download {repo} ({sizes}) from the Hugging Face hub; needs the 'hub' "
+        "extra and a network",
+        load=load,
+        kind="download",
+        options=dict(options),
+    )

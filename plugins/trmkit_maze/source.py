@@ -64,48 +64,23 @@ def read_tables(tables: list[csvsource.CsvTable], side: int, options, seed: int)
             }
             example = Example(questions[i], answers[i])
             name = f"{table.split}-{int(table.lines[i])}"
-            if table.split == "train":
-                puzzles.append(RawPuzzle(name, train=(example,), meta=meta))
-            else:
-                puzzles.append(RawPuzzle(name, test=(example,), meta=meta))
+            puzzles.append(RawPuzzle.single(name, example, table.split, meta))
     return puzzles
 
 
 def csv_source(side: int) -> Source:
-    def load(request: SourceRequest) -> RawData:
-        if request.path is None:
-            raise SourceError("the csv source needs a path: --source DIR_OR_FILE")
-        files = csvsource.split_files(request.path)
-        tables = [csvsource.read_table(path, split, side * side) for split, path in files]
-        puzzles = read_tables(tables, side, request.options, request.seed)
-        hashes = {path.name: csvsource.file_sha256(path) for _, path in files}
-        return RawData(puzzles, hashes, f"{len(puzzles)} mazes from {request.path}")
+    def read(tables, options, seed):
+        return read_tables(tables, side, options, seed)
 
-    return Source(
-        name="csv",
-        description="train.csv/test.csv (source,question,answer,rating; .gz ok) in a "
-        "directory, or one CSV file (named *test* -> test split, else train)",
-        load=load,
-        kind="path",
-        options=CSV_OPTIONS,
-    )
+    return csvsource.path_source(read, side * side, "mazes", CSV_OPTIONS)
 
 
 def hub_source(side: int, task: str) -> Source:
-    def load(request: SourceRequest) -> RawData:
-        files = csvsource.hub_download(HUB_REPO, task)
-        tables = [csvsource.read_table(p, split, side * side) for split, p in files.items()]
-        puzzles = read_tables(tables, side, request.options, request.seed)
-        hashes = {f"{split}.csv": csvsource.file_sha256(p) for split, p in files.items()}
-        return RawData(puzzles, hashes, f"{len(puzzles)} mazes from hf:{HUB_REPO}")
+    def read(tables, options, seed):
+        return read_tables(tables, side, options, seed)
 
-    return Source(
-        name="hub",
-        description=f"download {HUB_REPO} (1000 train, 1000 test) from the Hugging Face "
-        "hub; needs the 'hub' extra and a network",
-        load=load,
-        kind="download",
-        options=CSV_OPTIONS,
+    return csvsource.hub_source(
+        HUB_REPO, task, read, side * side, "mazes", CSV_OPTIONS, "1000 train, 1000 test"
     )
 
 

@@ -76,48 +76,29 @@ def read_tables(tables: list[csvsource.CsvTable], geo: Geometry, options, seed: 
                 "line": int(table.lines[i]),
             }
             name = f"{table.split}-{int(table.lines[i])}"
-            if table.split == "train":
-                puzzles.append(RawPuzzle(name, train=(example,), meta=meta))
-            else:
-                puzzles.append(RawPuzzle(name, test=(example,), meta=meta))
+            puzzles.append(RawPuzzle.single(name, example, table.split, meta))
     return puzzles
 
 
 def csv_source(geo: Geometry) -> Source:
-    def load(request: SourceRequest) -> RawData:
-        if request.path is None:
-            raise SourceError("the csv source needs a path: --source DIR_OR_FILE")
-        files = csvsource.split_files(request.path)
-        tables = [csvsource.read_table(path, split, geo.cells) for split, path in files]
-        puzzles = read_tables(tables, geo, request.options, request.seed)
-        hashes = {path.name: csvsource.file_sha256(path) for _, path in files}
-        return RawData(puzzles, hashes, f"{len(puzzles)} sudokus from {request.path}")
+    def read(tables, options, seed):
+        return read_tables(tables, geo, options, seed)
 
-    return Source(
-        name="csv",
-        description="train.csv/test.csv (source,question,answer,rating; .gz ok) in a "
-        "directory, or one CSV file (named *test* -> test split, else train)",
-        load=load,
-        kind="path",
-        options=CSV_OPTIONS,
-    )
+    return csvsource.path_source(read, geo.cells, "sudokus", CSV_OPTIONS)
 
 
 def hub_source(geo: Geometry, task: str) -> Source:
-    def load(request: SourceRequest) -> RawData:
-        files = csvsource.hub_download(HUB_REPO, task)
-        tables = [csvsource.read_table(path, split, geo.cells) for split, path in files.items()]
-        puzzles = read_tables(tables, geo, request.options, request.seed)
-        hashes = {f"{split}.csv": csvsource.file_sha256(path) for split, path in files.items()}
-        return RawData(puzzles, hashes, f"{len(puzzles)} sudokus from hf:{HUB_REPO}")
+    def read(tables, options, seed):
+        return read_tables(tables, geo, options, seed)
 
-    return Source(
-        name="hub",
-        description=f"download {HUB_REPO} (train.csv 3.8M rows, test.csv 423k) from the "
-        "Hugging Face hub; needs the 'hub' extra and a network",
-        load=load,
-        kind="download",
-        options=CSV_OPTIONS,
+    return csvsource.hub_source(
+        HUB_REPO,
+        task,
+        read,
+        geo.cells,
+        "sudokus",
+        CSV_OPTIONS,
+        "train.csv 3.8M rows, test.csv 423k",
     )
 
 
