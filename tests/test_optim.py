@@ -13,19 +13,38 @@ from trmkit.training.schedule import lr_at
 
 
 @pytest.mark.parametrize("foreach", [True, False])
-def test_adam_atan2_two_steps_by_hand(foreach):
-    p = nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
-    opt = AdamATan2([p], lr=0.1, betas=(0.9, 0.95), weight_decay=0.5, foreach=foreach)
-    w, m, v = [1.0, -2.0], [0.0, 0.0], [0.0, 0.0]
-    for t, grads in enumerate(([0.3, -0.4], [0.1, 0.2]), start=1):
-        p.grad = torch.tensor(grads, dtype=torch.float64)
+def test_adam_atan2_steps_by_hand(foreach):
+    """adam-atan2 0.0.3: the first bias correction scales the step outside the atan2."""
+    p = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    q = nn.Parameter(torch.tensor([[0.25]], dtype=torch.float64))  # a second tensor, same group
+    opt = AdamATan2([p, q], lr=0.1, betas=(0.9, 0.95), weight_decay=0.5, foreach=foreach)
+    w, m, v = [1.0, -2.0, 0.5, 0.25], [0.0] * 4, [0.0] * 4
+    history = ([0.3, -0.4, 0.0, 1.0], [0.1, 0.2, -1e-3, -2.0], [-0.5, 0.2, 3.0, 0.0], [0.0] * 4)
+    for t, grads in enumerate(history, start=1):
+        p.grad = torch.tensor(grads[:3], dtype=torch.float64)
+        q.grad = torch.tensor([[grads[3]]], dtype=torch.float64)
         opt.step()
         for i, g in enumerate(grads):
             w[i] *= 1 - 0.1 * 0.5
             m[i] = m[i] + 0.1 * (g - m[i])
             v[i] = 0.95 * v[i] + 0.05 * g * g
-            w[i] -= 0.1 * math.atan2(m[i] / (1 - 0.9**t), math.sqrt(v[i]) / math.sqrt(1 - 0.95**t))
-        assert torch.allclose(p.detach(), torch.tensor(w, dtype=torch.float64), atol=1e-12)
+            step = math.atan2(m[i], math.sqrt(v[i]) / math.sqrt(1 - 0.95**t))
+            w[i] -= (0.1 / (1 - 0.9**t)) * step
+        got = torch.cat([p.detach(), q.detach().view(-1)])
+        assert torch.allclose(got, torch.tensor(w, dtype=torch.float64), atol=1e-12, rtol=0), t
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_adam_atan2_first_step_moves_almost_lr(foreach):
+    # step 1: atan2(0.1 g, |g|) / 0.1 = 0.997 for any g != 0 (the 0.0.2 form gave pi/4 = 0.785)
+    p = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    opt = AdamATan2([p], lr=1e-3, foreach=foreach)
+    p.grad = torch.tensor([2.0, -1e-6, 50.0], dtype=torch.float64)
+    opt.step()
+    expected = 1e-3 * math.atan2(0.1, 1.0) / 0.1
+    assert expected == pytest.approx(0.9967e-3, rel=1e-4)
+    assert torch.allclose(p.detach().abs(), torch.full((3,), expected, dtype=torch.float64))
+    assert torch.equal(p.detach().sign(), -p.grad.sign())
 
 
 def test_adam_atan2_first_step_is_bounded_and_lr_zero_is_allowed():

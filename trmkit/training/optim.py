@@ -1,9 +1,10 @@
 """Optimisers of the reference (sections 4.1-4.2) in pure PyTorch (CPU, CUDA, MPS).
 
 `AdamATan2`: decoupled lr-scaled decay, Adam moments, and the update
-``p -= lr * atan2(m / (1 - b1^t), sqrt(v) / sqrt(1 - b2^t))``: no epsilon and a = b = 1,
-exactly the CUDA kernel of the `adam-atan2` package (the `adam-atan2-pytorch` substitute uses
-a = 1.27 and is not identical). `SparseSignSGD`: sign-SGD on the puzzle-table rows present in
+``p -= (lr / (1 - b1^t)) * atan2(m, sqrt(v) / sqrt(1 - b2^t))``: the first bias correction
+scales the step outside the atan2, no epsilon, a = b = 1: the CUDA kernel of `adam-atan2`
+0.0.3, the release the official code installs (docs/engine.md, "Optimisers"). The
+`adam-atan2-pytorch` substitute uses a = 1.27 and is not identical. `SparseSignSGD`: sign-SGD on the puzzle-table rows present in
 the batch, decay on those rows only, gathered across processes.
 """
 
@@ -75,7 +76,7 @@ def _single_update(params, grads, ms, vs, steps, group) -> None:
         p.mul_(shrink)
         m.lerp_(g, w1)
         v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-        p.add_(torch.atan2(m / bc1, v.sqrt() / bc2_sqrt), alpha=-lr)
+        p.add_(torch.atan2(m, v.sqrt() / bc2_sqrt), alpha=-lr / bc1)
 
 
 def _foreach_update(params, grads, ms, vs, steps, group) -> None:
@@ -88,11 +89,10 @@ def _foreach_update(params, grads, ms, vs, steps, group) -> None:
     torch._foreach_lerp_(ms, grads, w1)
     torch._foreach_mul_(vs, b2)
     torch._foreach_addcmul_(vs, grads, grads, value=1.0 - b2)
-    numer = torch._foreach_div(ms, bc1)
     denom = torch._foreach_sqrt(vs)
     torch._foreach_div_(denom, bc2_sqrt)
-    for p, n, d in zip(params, numer, denom, strict=False):
-        p.add_(torch.atan2(n, d, out=n), alpha=-lr)
+    for p, m, d in zip(params, ms, denom, strict=False):
+        p.add_(torch.atan2(m, d, out=d), alpha=-lr / bc1)
 
 
 class SparseSignSGD(torch.optim.Optimizer):
