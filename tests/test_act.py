@@ -120,3 +120,82 @@ def test_carry_state_dict_round_trip_resumes_exactly():
     b = model(model.load_carry_state_dict(state), data)
     assert torch.equal(a[1], b[1]) and torch.equal(a[0].latents["z"], b[0].latents["z"])
     assert isinstance(ACTCarry.from_state_dict(state), ACTCarry)
+
+
+TRANSFORMER = dict(
+    seq_len=4,
+    vocab_size=5,
+    hidden_size=8,
+    num_heads=2,
+    num_layers=1,
+    puzzle_emb_ndim=8,
+    halt_max_steps=4,
+    halt_exploration_prob=0.0,
+)
+
+
+def make_transformer(**changes):
+    torch.manual_seed(0)
+    return build_model("transformer", {**TRANSFORMER, **changes})
+
+
+def count_core_calls(model):
+    calls = []
+    model.core.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_transformer_halts_where_q_halt_beats_q_continue_without_a_continue_target():
+    # the official baseline: q_halt > q_continue in training, no second forward, no target
+    model = make_transformer()
+    assert model.config.training_halt_rule == "q_halt_vs_continue"
+    model.train()
+    data = batch(1)
+    calls = count_core_calls(model)
+    set_q(model, -1.0, -5.0)  # q_halt < 0 but above q_continue: halts
+    carry, _, metrics, _, _ = model(model.initial_carry(data), data)
+    assert torch.all(carry.halted)
+    assert len(calls) == 1 and metrics["q_continue_loss"] == 0
+    set_q(model, 1.0, 2.0)  # q_halt > 0 but below q_continue: keeps going
+    carry, *_ = model(model.initial_carry(data), data)
+    assert not torch.any(carry.halted)
+
+
+def test_transformer_other_halting_rules_are_explicit_options():
+    data = batch(1)
+    model = make_transformer(halt_rule="q_halt")
+    model.train()
+    set_q(model, -1.0, -5.0)
+    carry, *_ = model(model.initial_carry(data), data)
+    assert not torch.any(carry.halted)
+
+    model = make_transformer(halt_rule="fixed")
+    model.train()
+    set_q(model, 10.0, -5.0)
+    carry, *_ = model(model.initial_carry(data), data)
+    assert not torch.any(carry.halted)
+    for _ in range(3):
+        carry, *_ = model(carry, data)
+    assert torch.all(carry.halted) and torch.all(carry.steps == 4)
+
+    model = make_transformer(act_continue=True)  # a trained continue head: second forward
+    model.train()
+    calls = count_core_calls(model)
+    _, _, metrics, _, _ = model(model.initial_carry(data), data)
+    assert len(calls) == 2 and metrics["q_continue_loss"] > 0
+
+
+def test_trm_halting_rule_follows_act_continue_by_default():
+    assert make().config.training_halt_rule == "q_halt"
+    assert make(act_continue=True).config.training_halt_rule == "q_halt_vs_continue"
+    hrm = build_model("hrm", {**SMALL, "h_layers": 1})
+    assert hrm.config.training_halt_rule == "q_halt_vs_continue"
+
+
+def test_unknown_halting_rule_is_one_line():
+    import pytest
+
+    from trmkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.halt_rule: 'sometimes' is not one of"):
+        make(halt_rule="sometimes")

@@ -101,8 +101,9 @@ class ACTModel(nn.Module):
             steps = steps + 1
             is_last = steps >= cfg.halt_max_steps
             new_halted = is_last
-            if self.training and cfg.halt_max_steps > 1:
-                if cfg.act_continue:
+            rule = cfg.training_halt_rule
+            if self.training and cfg.halt_max_steps > 1 and rule != "fixed":
+                if rule == "q_halt_vs_continue":
                     new_halted = new_halted | (q_halt > q_continue)
                 else:
                     new_halted = new_halted | (q_halt > 0)

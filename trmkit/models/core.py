@@ -19,6 +19,12 @@ from trmkit.models.sparse_embedding import SparsePuzzleEmbedding
 
 POS_ENCODINGS = ("rope", "learned", "none")
 LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
+# How a sequence halts early in training (docs/engine.md, "Halting rules"):
+#   auto                q_halt_vs_continue when act_continue is on, else q_halt (TRM, HRM)
+#   q_halt              q_halt > 0
+#   q_halt_vs_continue  q_halt > q_continue (the transformer baseline, HRM)
+#   fixed               never early: every sequence runs halt_max_steps steps
+HALT_RULES = ("auto", "q_halt", "q_halt_vs_continue", "fixed")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -41,6 +47,7 @@ class CoreConfig:
     halt_max_steps: int = 16
     halt_exploration_prob: float = 0.1
     act_continue: bool = False
+    halt_rule: str = "auto"
     loss_type: str = "stablemax_cross_entropy"
     forward_dtype: str = "auto"
 
@@ -83,6 +90,11 @@ class CoreConfig:
             f"{self.loss_type!r} is not one of {LOSS_TYPES}",
         )
         need(
+            self.halt_rule in HALT_RULES,
+            "halt_rule",
+            f"{self.halt_rule!r} is not one of {', '.join(HALT_RULES)}",
+        )
+        need(
             self.forward_dtype in ("auto", *DTYPES),
             "forward_dtype",
             f"{self.forward_dtype!r} is not one of auto, {', '.join(DTYPES)}",
@@ -93,6 +105,13 @@ class CoreConfig:
             "puzzle_emb_ndim",
             "must fit in puzzle_emb_len * hidden_size values",
         )
+
+    @property
+    def training_halt_rule(self) -> str:
+        """The resolved rule: ``auto`` becomes q_halt_vs_continue or q_halt."""
+        if self.halt_rule != "auto":
+            return self.halt_rule
+        return "q_halt_vs_continue" if self.act_continue else "q_halt"
 
     def dtype_for(self, device: torch.device) -> torch.dtype:
         """ "auto": bf16 on CUDA, fp32 elsewhere (the CPU path is fp32 throughout)."""

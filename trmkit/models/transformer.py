@@ -1,6 +1,11 @@
-"""Transformer baseline (reference ``transformers_baseline``): one deep stack, one call per
-supervision step, y <- stack(y, x) with gradients; ACT halting as HRM (q_halt > q_continue
-when ``act_continue``, else q_halt > 0). RoPE or learned positions only."""
+"""Transformer baseline (the official ``transformers_baseline``): one deep stack, one call per
+supervision step, y <- stack(y, x) with gradients; RoPE or learned positions only.
+
+Halting follows the official baseline by default: in training a sequence halts where
+q_halt > q_continue, and no continue target is computed (``act_continue = false``), so the
+continue head is never trained. Other rules are explicit options (``halt_rule = "q_halt"``,
+``"fixed"``, or ``act_continue = true`` for a trained continue head), docs/engine.md.
+"""
 
 import attrs
 
@@ -14,6 +19,7 @@ class TransformerConfig(CoreConfig):
     num_layers: int = 8
     num_heads: int = 12
     puzzle_emb_len: int = 0
+    halt_rule: str = "q_halt_vs_continue"
 
     def validate(self) -> None:
         super().validate()
