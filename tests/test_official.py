@@ -105,3 +105,47 @@ def test_export_refuses_existing_out_without_force(exported, tmp_path):
     (tmp_path / "other" / "file").write_text("x")
     with pytest.raises(StoreError, match="not an exported dataset"):
         export_official(store_dir, tmp_path / "other", force=True)
+
+
+OFFICIAL_SUDOKU = (
+    __import__("pathlib").Path(__file__).resolve().parents[2]
+    / "shared" / "data" / "official-checkpoints" / "dataset"
+)
+
+
+@pytest.mark.skipif(not OFFICIAL_SUDOKU.is_dir(), reason="shared official dataset not present")
+def test_sudoku_export_writes_the_official_builders_total_puzzles(tmp_path):
+    # The official Sudoku builder (100 puzzles x 3 variants) writes total_puzzles = groups =
+    # 100; trmkit's store keeps counting puzzles (300); the export carries the builder's value.
+    from click.testing import CliRunner
+
+    from trmkit.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["data", "import", str(OFFICIAL_SUDOKU), "--task", "sudoku",
+                                 "--out", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    store = open_store(tmp_path / "store")
+    assert store["train"].meta.total_puzzles == 300 and store["train"].meta.total_groups == 100
+    result = runner.invoke(cli, ["data", "export", str(tmp_path / "store"),
+                                 "--out", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    for split in ("train", "test"):
+        original = json.loads((OFFICIAL_SUDOKU / split / "dataset.json").read_text())
+        written = json.loads((tmp_path / "again" / split / "dataset.json").read_text())
+        assert written == original
+        for field in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices",
+                      "group_indices"):
+            a = np.load(OFFICIAL_SUDOKU / split / f"all__{field}.npy")
+            b = np.load(tmp_path / "again" / split / f"all__{field}.npy")
+            assert np.array_equal(a, b), (split, field)
+
+
+def test_export_counts_groups_on_request(exported, tmp_path):
+    store_dir, _ = exported
+    export_official(store_dir, tmp_path / "grouped", total_puzzles="groups")
+    meta = open_store(store_dir)["train"].meta
+    info = json.loads((tmp_path / "grouped" / "train" / "dataset.json").read_text())
+    assert meta.total_puzzles > meta.total_groups
+    assert info["total_puzzles"] == meta.total_groups
+    assert info["mean_puzzle_examples"] == meta.mean_puzzle_examples

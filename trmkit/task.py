@@ -226,6 +226,10 @@ class BuildDefaults:
     """Also augment puzzles that have only test examples (ARC test-time voting)."""
     recipe: str | None = None
     """name of the recipe `trmkit train --task` uses by default."""
+    official_total_puzzles: Literal["puzzles", "groups"] = "puzzles"
+    """what `total_puzzles` means in an exported official ``dataset.json``: the number of
+    puzzles (the official ARC builder) or of groups (the official Sudoku and Maze builders,
+    which write total_puzzles = total_groups). trmkit's own store always counts puzzles."""
 
 
 def _render_digits(grid: Grid) -> str:

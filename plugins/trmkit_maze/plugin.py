@@ -52,7 +52,9 @@ def make_task(
         augmenter=DihedralAugmenter(),
         evaluator=MazeEvaluator(side),
         sources=sources,
-        defaults=BuildDefaults(source="generate", num_aug=7, recipe=recipe),
+        defaults=BuildDefaults(
+            source="generate", num_aug=7, recipe=recipe, official_total_puzzles="groups"
+        ),
         path_source="csv",
         render=source.render,
         parse_puzzles=source.parse_puzzles(side),

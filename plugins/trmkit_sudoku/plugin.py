@@ -49,7 +49,9 @@ def make_task(
         augmenter=SudokuAugmenter(geo),
         evaluator=SudokuEvaluator(geo),
         sources=sources,
-        defaults=BuildDefaults(source="generate", num_aug=num_aug, recipe=recipe),
+        defaults=BuildDefaults(
+            source="generate", num_aug=num_aug, recipe=recipe, official_total_puzzles="groups"
+        ),
         path_source="csv",
         render=source.render(geo),
         parse_puzzles=source.parse_puzzles(geo),

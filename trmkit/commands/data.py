@@ -159,9 +159,20 @@ def _json_default(value: Any) -> Any:
 def export_cmd(path: Path, out: Path, force: bool) -> None:
     """Write a store in the official layout (dataset.json + all__*.npy + identifiers.json)."""
     from trmkit.data.official import export_official
+    from trmkit.data.store import open_store
 
-    export_official(path, out, force=force)
-    click.echo(f"exported {path} to {out}")
+    task_name = open_store(path).task_name
+    try:
+        convention = plugins.get_task(task_name).defaults.official_total_puzzles
+    except UnknownNameError:
+        convention = "puzzles"
+        click.echo(
+            f"note: task {task_name!r} is not installed; dataset.json's total_puzzles counts "
+            f"puzzles (install the task's plugin to write its official builder's convention)",
+            err=True,
+        )
+    export_official(path, out, force=force, total_puzzles=convention)
+    click.echo(f"exported {path} to {out} (total_puzzles counts {convention})")
 
 
 @data_group.command("import")

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,8 +52,21 @@ def _replace(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_official(store_dir: str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
-    """Write the store at ``store_dir`` in the official layout under ``out_dir``."""
+def export_official(
+    store_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    total_puzzles: Literal["puzzles", "groups"] = "puzzles",
+) -> Path:
+    """Write the store at ``store_dir`` in the official layout under ``out_dir``.
+
+    ``total_puzzles`` says what ``dataset.json``'s field of that name holds, as the official
+    builder of the task writes it (``Task.defaults.official_total_puzzles``): the puzzle
+    count (ARC) or the group count (Sudoku, Maze). The arrays are the same either way.
+    """
+    if total_puzzles not in ("puzzles", "groups"):
+        raise ValueError(f"total_puzzles must be 'puzzles' or 'groups', not {total_puzzles!r}")
     store = open_store(store_dir)
     out = Path(out_dir)
     if out.exists():
@@ -74,6 +87,8 @@ def export_official(store_dir: str | Path, out_dir: str | Path, *, force: bool =
             folder.mkdir()
             meta = split.meta
             info = {key: getattr(meta, key) for key in META_FIELDS}
+            if total_puzzles == "groups":
+                info["total_puzzles"] = meta.total_groups
             info["sets"] = [SET]
             (folder / "dataset.json").write_text(json.dumps(info, indent=2))
             n, seq_len = meta.total_examples, meta.seq_len
