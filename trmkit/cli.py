@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "trmkit.commands.train",
     "trmkit.commands.eval",
     "trmkit.commands.solve",
+    "trmkit.commands.checkpoint",
 )
 
 

@@ -25,7 +25,13 @@ LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
 #   q_halt_vs_continue  q_halt > q_continue (the transformer baseline, HRM)
 #   fixed               never early: every sequence runs halt_max_steps steps
 HALT_RULES = ("auto", "q_halt", "q_halt_vs_continue", "fixed")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# float64 is for verification (e.g. against the official code's numbers), not for training
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
 
 
 @attrs.define(kw_only=True)

@@ -1,0 +1,1 @@
+"""Interoperability with the official TRM/HRM code: checkpoints in and out (docs/interop.md)."""

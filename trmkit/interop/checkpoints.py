@@ -1,0 +1,286 @@
+"""`trmkit checkpoint import / export / info`: official runs <-> trmkit checkpoint bundles.
+
+``import_run`` reads an official run (``trmkit.interop.official``), builds the trmkit model
+its ``all_config.yaml`` describes for the dataset's dimensions, loads the renamed weights
+strictly, and writes a bundle (manifest.json + model.safetensors) that ``trmkit eval``,
+``trmkit solve`` and ``trmkit.load`` open like a trained one. ``export_bundle`` goes the
+other way. docs/interop.md has the commands and the name map.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from trmkit import plugins
+from trmkit.errors import CheckpointError, TrmkitError, UnknownNameError
+from trmkit.interop import official
+from trmkit.task import Task
+
+HUB_SCHEME = "hf://"
+
+
+@attrs.frozen
+class ImportResult:
+    bundle: Path
+    model_name: str
+    task: str
+    step: int
+    parameters: int
+    dims_source: str
+    task_source: str
+    compiled: bool
+
+
+def infer_task(seq_len: int, vocab_size: int) -> tuple[Task, str]:
+    """The installed task with this encoding, when exactly one plugin's primary task fits."""
+    entries = plugins.task_entries()
+    fits = [e for e in entries.values()
+            if e.task.codec.seq_len == seq_len and e.task.codec.vocab_size == vocab_size]
+    if len(fits) == 1:
+        return fits[0].task, f"inferred: the only installed task with seq_len {seq_len} and " \
+                             f"vocab {vocab_size}"
+    # a plugin's primary task is the one aliased by the plugin's own name (sudoku, maze)
+    primary = [e for e in fits if e.plugin in e.aliases]
+    if len(primary) == 1:
+        others = ", ".join(sorted(e.task.name for e in fits if e is not primary[0]))
+        return primary[0].task, (f"inferred: plugin {primary[0].plugin!r}'s primary task for "
+                                 f"seq_len {seq_len}, vocab {vocab_size} (same encoding: "
+                                 f"{others})")
+    if not fits:
+        raise CheckpointError(f"no installed task encodes seq_len {seq_len} with vocab "
+                              f"{vocab_size}; install its plugin and pass --task NAME")
+    names = ", ".join(sorted(e.task.name for e in fits))
+    raise CheckpointError(f"several tasks encode seq_len {seq_len} with vocab {vocab_size} "
+                          f"({names}); pass --task NAME")
+
+
+def _resolve_task(name: str | None, dims: official.Dims) -> tuple[Task, str]:
+    if name is None:
+        return infer_task(dims.seq_len, dims.vocab_size)
+    task = plugins.get_task(name)
+    codec = task.codec
+    if (codec.seq_len, codec.vocab_size) != (dims.seq_len, dims.vocab_size):
+        raise CheckpointError(
+            f"--task {name}: encodes seq_len {codec.seq_len} with vocab {codec.vocab_size}, "
+            f"the checkpoint's data has {dims.seq_len} and {dims.vocab_size} ({dims.source})"
+        )
+    return task, "--task"
+
+
+def fetch_hub(source: str) -> Path:
+    """Download ``hf://OWNER/REPO[/SUBDIR]`` (huggingface_hub) and return the local path."""
+    rest = source[len(HUB_SCHEME):].strip("/")
+    parts = rest.split("/")
+    if len(parts) < 2 or not all(parts[:2]):
+        raise CheckpointError(f"{source}: expected hf://OWNER/REPO[/SUBDIR]")
+    repo, subdir = "/".join(parts[:2]), "/".join(parts[2:])
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError("hf:// sources need huggingface_hub: pip install 'trmkit[hub]'"
+                              ) from None
+    _check_online("huggingface.co")
+    patterns = [f"{subdir}/*" if subdir else "*"]
+    try:
+        local = snapshot_download(repo_id=repo, allow_patterns=patterns, etag_timeout=5)
+    except Exception as exc:  # the hub client raises many types; all mean "not fetched"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{source}: download failed ({first[:200]})") from None
+    path = Path(local) / subdir if subdir else Path(local)
+    if not path.exists():
+        raise CheckpointError(f"{source}: the repository has no {subdir!r}")
+    return path
+
+
+def _check_online(host: str) -> None:
+    """Fail at once, in one line, when the hub cannot be reached (no retry loop)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise CheckpointError(f"cannot download from {host}: HF_HUB_OFFLINE is set; download "
+                              f"the run elsewhere and import the local directory")
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as exc:
+        raise CheckpointError(f"cannot reach {host} ({exc.strerror or exc}); this machine "
+                              f"looks offline: download the run elsewhere and import the "
+                              f"local directory") from None
+
+
+def import_run(source: str | Path, out: Path, *, data: Path | None = None,
+               task_name: str | None = None, step: int | None = None, force: bool = False
+               ) -> ImportResult:
+    """Turn an official run directory or step file into a trmkit bundle at ``out``."""
+    from trmkit.models import build_model, count_parameters, make_config
+
+    text = str(source)
+    path = fetch_hub(text) if text.startswith(HUB_SCHEME) else Path(text).expanduser()
+    out = Path(out).expanduser()
+    _check_out(out, force)
+    run = official.read_run(path, step)
+    task_seq = plugins.get_task(task_name).codec.seq_len if task_name else None
+    dims = official.resolve_dims(run, data, task_seq)
+    task, task_source = _resolve_task(task_name, dims)
+    fields = official.model_fields(run, dims)
+    try:
+        config = make_config(run.model_name, fields)
+        model = build_model(run.model_name, config)
+    except TrmkitError as exc:
+        raise CheckpointError(f"{run.weights_file.parent / official.CONFIG_FILE}: {exc}"
+                              ) from None
+    state = official.to_trmkit_state(run, model)
+    model.load_state_dict(state, strict=True)
+    manifest = _manifest(run, config, task, dims, path, data)
+    _write_bundle(out, model.state_dict(), manifest)
+    return ImportResult(bundle=out, model_name=run.model_name, task=task.name, step=run.step,
+                        parameters=count_parameters(model), dims_source=dims.source,
+                        task_source=task_source, compiled=run.compiled)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists():
+        if not force:
+            raise CheckpointError(f"{out} already exists; pass --force to replace it")
+        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file()):
+            raise CheckpointError(f"{out} exists and is not a checkpoint bundle; refusing to "
+                                  f"replace it (choose another --out)")
+
+
+def _manifest(run: official.OfficialRun, config: Any, task: Task, dims: official.Dims,
+              source: Path, data: Path | None) -> dict[str, Any]:
+    info = dims.info
+    dataset: dict[str, Any] = {
+        "seq_len": dims.seq_len,
+        "vocab_size": dims.vocab_size,
+        "num_puzzle_identifiers": dims.num_puzzle_identifiers,
+        "pad_id": int(info.get("pad_id", task.codec.pad_id)),
+        "ignore_label_id": int(info.get("ignore_label_id", task.codec.ignore_label_id)),
+        "blank_identifier_id": int(info.get("blank_identifier_id", 0)),
+        "path": "",
+        "official_path": str(Path(data).resolve()) if data is not None else None,
+    }
+    for key in ("total_groups", "mean_puzzle_examples", "total_puzzles"):
+        if key in info:
+            dataset[key] = info[key]
+    cfg = run.config
+    recipe = {
+        "optim": {
+            "global_batch_size": cfg.get("global_batch_size"),
+            "lr": cfg.get("lr"),
+            "lr_min_ratio": cfg.get("lr_min_ratio"),
+            "warmup_steps": cfg.get("lr_warmup_steps"),
+            "weight_decay": cfg.get("weight_decay"),
+            "beta1": cfg.get("beta1"),
+            "beta2": cfg.get("beta2"),
+            "puzzle_emb_lr": cfg.get("puzzle_emb_lr"),
+            "puzzle_emb_weight_decay": cfg.get("puzzle_emb_weight_decay"),
+            "ema": cfg.get("ema"),
+            "ema_rate": cfg.get("ema_rate"),
+        },
+        "train": {"epochs": cfg.get("epochs"), "eval_interval": cfg.get("eval_interval"),
+                  "seed": cfg.get("seed")},
+    }
+    return {
+        "step": run.step,
+        "model": {"name": run.model_name, "config": attrs.asdict(config)},
+        "task": {"name": task.name, "version": task.version},
+        "dataset": dataset,
+        "recipe": recipe,
+        # the official step file holds the EMA copy when ema is on: these ARE those weights
+        "weights": {"ema": False, "official_ema": bool(cfg.get("ema", False))},
+        "eval": {},
+        "imported": {
+            "from": "official",
+            "source": str(source),
+            "weights_file": run.weights_file.name,
+            "arch_name": run.arch.get("name"),
+            "compiled": run.compiled,
+            "dimensions_from": dims.source,
+            "config": json.loads(json.dumps(cfg, default=str)),
+        },
+    }
+
+
+def _write_bundle(out: Path, state: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
+    from trmkit.training import checkpoint as ckpt
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        ckpt.write_weights(tmp, "model", state)
+        ckpt.write_manifest(tmp, manifest)
+        official.replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_bundle(checkpoint: Path, out: Path, *, raw: bool = False, compiled: bool = True,
+                  force: bool = False) -> Path:
+    """Write a trmkit bundle as an official run directory (step_<N> + all_config.yaml)."""
+    from trmkit.training.checkpoint import load_bundle
+
+    bundle = load_bundle(checkpoint, weights="raw" if raw else "ema")
+    manifest = bundle.manifest
+    name = str(manifest["model"]["name"])
+    state = official.to_official_state(name, bundle.model.state_dict(), compiled=compiled)
+    dataset = manifest.get("dataset", {})
+    paths = [p for p in (dataset.get("official_path"),) if p]
+    config = official.official_config(name, manifest["model"]["config"],
+                                      manifest.get("recipe") or {}, paths)
+    return official.write_run(out, int(manifest["step"]), state, config, force=force)
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """What a trmkit bundle or an official run holds, for ``trmkit checkpoint info``."""
+    from trmkit.models import count_parameters
+    from trmkit.training.checkpoint import load_bundle
+
+    p = Path(path).expanduser()
+    is_official = p.is_file() or (p.is_dir() and (p / official.CONFIG_FILE).is_file())
+    if not is_official:
+        bundle = load_bundle(p)
+        manifest = bundle.manifest
+        return {
+            "kind": "trmkit checkpoint bundle",
+            "path": str(bundle.path),
+            "architecture": manifest["model"]["name"],
+            "task": manifest["task"]["name"],
+            "step": manifest["step"],
+            "trainable_parameters": count_parameters(bundle.model),
+            "puzzle_identifiers": manifest["dataset"].get("num_puzzle_identifiers"),
+            "seq_len": manifest["dataset"].get("seq_len"),
+            "vocab_size": manifest["dataset"].get("vocab_size"),
+            "imported_from": (manifest.get("imported") or {}).get("source"),
+        }
+    run = official.read_run(p)
+    try:
+        dims = official.resolve_dims(run, None, None)
+        dims_text: dict[str, Any] = {"seq_len": dims.seq_len, "vocab_size": dims.vocab_size,
+                                     "puzzle_identifiers": dims.num_puzzle_identifiers,
+                                     "dimensions_from": dims.source}
+        try:
+            task, how = infer_task(dims.seq_len, dims.vocab_size)
+            dims_text["task"] = f"{task.name} ({how})"
+        except (CheckpointError, UnknownNameError) as exc:
+            dims_text["task"] = f"unknown ({exc})"
+    except CheckpointError as exc:
+        dims_text = {"dimensions": f"unknown ({exc})"}
+    return {
+        "kind": "official run" + (" (torch.compile'd)" if run.compiled else ""),
+        "path": str(run.weights_file),
+        "arch_name": run.arch.get("name"),
+        "architecture": run.model_name,
+        "step": run.step,
+        "trainable_parameters": official.parameter_count(run.tensors),
+        **dims_text,
+    }

@@ -1,0 +1,608 @@
+"""Checkpoints of the official TRM code (and forks sharing its ``pretrain.py``), both ways.
+
+An official run directory holds ``all_config.yaml`` (the whole training config) and
+``step_<N>`` files, each ``torch.save(model.state_dict())`` of the loss head around the
+model: a plain dict of tensors under ``model.inner.`` (``_orig_mod.model.inner.`` when the
+run was torch.compiled, the official default). Shapes say nothing about ``seq_len`` for
+RoPE models; vocab, seq_len and the puzzle-id count live in the dataset's ``dataset.json``.
+
+This module is the one place trmkit reads a torch pickle, and it reads it with
+``torch.load(..., weights_only=True)``: only tensors and plain containers are unpickled,
+never code. docs/interop.md lists what maps to what.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import re
+import shutil
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from trmkit.errors import CheckpointError
+
+CONFIG_FILE = "all_config.yaml"
+_STEP_FILE = re.compile(r"^step_(\d+)$")
+_INNER = "model.inner."
+_COMPILED = "_orig_mod."
+
+# official module (the part of arch.name before "@", last component) -> trmkit model
+ARCHITECTURES = {
+    "trm": "trm",
+    "trm_singlez": "trm-singlez",
+    "trm_hier6": "trm-multiz",
+    "hrm": "hrm",
+    "transformers_baseline": "transformer",
+}
+OFFICIAL_ARCH_NAMES = {
+    "trm": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
+    "trm-singlez": "recursive_reasoning.trm_singlez@TinyRecursiveReasoningModel_ACTV1",
+    "trm-multiz": "recursive_reasoning.trm_hier6@TinyRecursiveReasoningModel_ACTV1",
+    "hrm": "recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1",
+    "transformer": "recursive_reasoning.transformers_baseline@Model_ACTV2",
+}
+
+# tensors every architecture shares: official name (after model.inner.) -> trmkit name
+_SHARED = {
+    "embed_tokens.embedding_weight": "core.encoder.embed_tokens.weight",
+    "embed_pos.embedding_weight": "core.encoder.embed_pos.weight",
+    "puzzle_emb.weights": "core.encoder.puzzle_emb.weights",
+    "lm_head.weight": "core.heads.lm_head.weight",
+    "q_head.weight": "core.heads.q_head.weight",
+    "q_head.bias": "core.heads.q_head.bias",
+}
+# the layer stacks: official module -> trmkit module (the names inside a layer are the same)
+_STACKS = {
+    "trm": {"L_level.": "core.net."},
+    "trm-singlez": {"L_level.": "core.net."},
+    "trm-multiz": {"L_level.": "core.net."},
+    "hrm": {"H_level.": "core.h_net.", "L_level.": "core.l_net."},
+    "transformer": {"H_level.": "core.net."},
+}
+# initial latents: official buffer -> trmkit buffer (y = z_H, z = z_L)
+_INITS = {
+    "trm": {"H_init": "core.y_init", "L_init": "core.z_init"},
+    "trm-singlez": {"L_init": "core.z_init"},
+    "trm-multiz": {"H_init": "core.y_init"},  # L1_init..L6_init are the rows of core.z_init
+    "hrm": {"H_init": "core.y_init", "L_init": "core.z_init"},
+    "transformer": {"H_init": "core.y_init"},
+}
+# trmkit buffers an architecture registers but never reads (kept as built)
+_UNUSED = {"trm-singlez": {"core.y_init"}}
+_MULTIZ_INIT = re.compile(r"^L(\d+)_init$")
+
+
+@attrs.frozen
+class OfficialRun:
+    """What an official run directory (or one of its step files) holds, read and checked."""
+
+    weights_file: Path
+    step: int
+    config: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    """keys without the ``_orig_mod.`` and ``model.inner.`` prefixes."""
+    compiled: bool
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        return self.config["arch"]
+
+    @property
+    def model_name(self) -> str:
+        return model_name_for(str(self.arch.get("name", "")), self.weights_file.parent)
+
+
+@attrs.frozen
+class Dims:
+    """The dataset dimensions a model is built for, and where they were read."""
+
+    seq_len: int
+    vocab_size: int
+    num_puzzle_identifiers: int
+    source: str
+    info: dict[str, Any] = attrs.field(factory=dict)
+    """the dataset.json read (empty when the dimensions came from elsewhere)."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def find_run(path: Path, step: int | None = None) -> tuple[Path, Path]:
+    """(run directory, weights file) for a run directory or a ``step_<N>`` file."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory (give an official run "
+                              f"directory with {CONFIG_FILE} and step_<N> files, or a step file)")
+    if path.is_file():
+        if step is not None:
+            raise CheckpointError(f"{path}: --step applies to a run directory, not a step file")
+        return path.parent, path
+    steps = sorted(
+        (int(m.group(1)), child)
+        for child in path.iterdir()
+        if child.is_file() and (m := _STEP_FILE.match(child.name))
+    )
+    if not steps:
+        raise CheckpointError(f"{path}: holds no step_<N> weights file (not an official run "
+                              f"directory?)")
+    if step is None:
+        return path, steps[-1][1]
+    for number, file in steps:
+        if number == step:
+            return path, file
+    have = ", ".join(str(n) for n, _ in steps)
+    raise CheckpointError(f"{path}: no step_{step} (steps present: {have})")
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """``all_config.yaml`` as a dict, with ``arch`` and ``arch.name`` checked."""
+    import yaml
+
+    file = run_dir / CONFIG_FILE
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; an official run directory has the "
+                              f"{CONFIG_FILE} that pretrain.py writes beside its step files")
+    try:
+        config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{file}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise CheckpointError(f"{file}: not valid YAML{where}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("arch"), dict):
+        raise CheckpointError(f"{file}: has no 'arch' section (not an official training config)")
+    if not isinstance(config["arch"].get("name"), str):
+        raise CheckpointError(f"{file}: arch.name is missing (e.g. "
+                              f"{OFFICIAL_ARCH_NAMES['trm']!r})")
+    return config
+
+
+def model_name_for(arch_name: str, where: Path) -> str:
+    module = arch_name.split("@", 1)[0].rsplit(".", 1)[-1]
+    if module not in ARCHITECTURES:
+        known = ", ".join(sorted(OFFICIAL_ARCH_NAMES.values()))
+        raise CheckpointError(f"{where / CONFIG_FILE}: arch.name {arch_name!r} is not an "
+                              f"architecture trmkit can import (known: {known})")
+    return ARCHITECTURES[module]
+
+
+def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
+    """The tensors of a step file (prefixes stripped) and whether the run was compiled.
+
+    ``weights_only=True``: a file that holds anything but tensors and plain containers is
+    refused by torch's restricted unpickler before any object is built.
+    """
+    size = file.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{file}: empty file (a truncated or failed save)")
+    with open(file, "rb") as handle:
+        head = handle.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch's zip format, or a legacy pickle
+        raise CheckpointError(f"{file}: not a torch checkpoint (neither torch's zip format nor "
+                              f"a pickle: corrupt, or another kind of file)")
+    if head == b"PK":  # torch does not check the zip records' CRCs; a damaged tensor loads
+        try:
+            with zipfile.ZipFile(file) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise CheckpointError(f"{file}: not a readable torch checkpoint (truncated or "
+                                  f"corrupt? {exc})") from None
+        if bad is not None:
+            raise CheckpointError(f"{file}: record {bad!r} fails its CRC check (the file is "
+                                  f"corrupt; copy or download it again)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        culprit = [line for line in lines if "Unsupported global" in line]
+        if culprit:
+            raise CheckpointError(
+                f"{file}: holds objects other than tensors, refused (trmkit reads official "
+                f"checkpoints with weights_only=True and never runs pickled code): "
+                f"{culprit[0][:160]}"
+            ) from None
+        if any("Unsupported operand" in line for line in lines):
+            raise CheckpointError(
+                f"{file}: a pickle that is not a torch.save file of tensors, refused (trmkit "
+                f"reads official checkpoints with weights_only=True and never runs pickled code)"
+            ) from None
+        reason = next((line for line in lines if "load key" in line or "pickle" in line.lower()),
+                      lines[0] if lines else type(exc).__name__)
+        raise CheckpointError(
+            f"{file}: not a readable torch checkpoint (truncated or corrupt? {reason[:160]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{file}: not a readable torch checkpoint (truncated or corrupt? {first[:160]})"
+        ) from None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{file}: holds a {type(state).__name__}, expected the dict of "
+                              f"tensors that pretrain.py saves")
+    compiled = bool(state) and all(str(k).startswith(_COMPILED) for k in state)
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{file}: entry {key!r} is a {type(value).__name__}, not a "
+                                  f"tensor (expected model.state_dict())")
+        name = key[len(_COMPILED):] if compiled else key
+        if not name.startswith(_INNER):
+            raise CheckpointError(f"{file}: tensor {key!r} is not under '{_INNER}' (not a "
+                                  f"checkpoint of the official ACT model)")
+        tensors[name[len(_INNER):]] = value
+    if not tensors:
+        raise CheckpointError(f"{file}: holds no tensors")
+    return tensors, compiled
+
+
+def read_run(path: Path, step: int | None = None) -> OfficialRun:
+    run_dir, file = find_run(path, step)
+    config = read_config(run_dir)
+    model_name_for(str(config["arch"]["name"]), run_dir)  # refuse an unknown arch early
+    tensors, compiled = read_weights(file)
+    match = _STEP_FILE.match(file.name)
+    number = int(match.group(1)) if match else 0
+    return OfficialRun(weights_file=file, step=number, config=config, tensors=tensors,
+                       compiled=compiled)
+
+
+# ---------------------------------------------------------------------- dimensions
+
+
+def _read_dataset_json(folder: Path) -> dict[str, Any] | None:
+    import json
+
+    for candidate in (folder / "train" / "dataset.json", folder / "dataset.json",
+                      folder / "test" / "dataset.json"):
+        if candidate.is_file():
+            try:
+                info = json.loads(candidate.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise CheckpointError(f"{candidate}: unreadable JSON ({exc})") from None
+            if not isinstance(info, dict):
+                raise CheckpointError(f"{candidate}: expected a JSON object")
+            for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
+                value = info.get(key)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise CheckpointError(f"{candidate}: field {key!r} must be a positive "
+                                          f"integer, not {value!r}")
+            info["_file"] = str(candidate)
+            return info
+    return None
+
+
+def _prefix_len(arch: Mapping[str, Any], model_name: str) -> int:
+    ndim = int(arch.get("puzzle_emb_ndim", 0) or 0)
+    hidden = int(arch["hidden_size"])
+    if ndim <= 0:
+        return 0
+    length = 0 if model_name in ("hrm", "transformer") else int(arch.get("puzzle_emb_len", 16))
+    return length if length > 0 else -(ndim // -hidden)
+
+
+def resolve_dims(run: OfficialRun, data: Path | None, task_seq_len: int | None) -> Dims:
+    """Dimensions from --data, else the config's data_paths, else the tensors (+ the task)."""
+    if data is not None:
+        info = _read_dataset_json(Path(data).expanduser())
+        if info is None:
+            raise CheckpointError(f"{data}: no train/dataset.json or dataset.json (give the "
+                                  f"official dataset directory the run was trained on)")
+        return _dims_from(info, f"--data {info['_file']}")
+    run_dir = run.weights_file.parent
+    paths = run.config.get("data_paths") or []
+    if isinstance(paths, str):
+        paths = [paths]
+    for entry in paths if isinstance(paths, list) else []:
+        for base in (run_dir, Path.cwd()):
+            folder = (base / str(entry)).expanduser()
+            if folder.is_dir():
+                info = _read_dataset_json(folder)
+                if info is not None:
+                    return _dims_from(info, f"data_paths {info['_file']}")
+    tensors, arch = run.tensors, run.arch
+    embed = tensors.get("embed_tokens.embedding_weight")
+    if embed is None or embed.ndim != 2:
+        raise CheckpointError(f"{run.weights_file}: no embed_tokens.embedding_weight [vocab, "
+                              f"D] tensor; cannot tell the vocabulary size")
+    vocab = int(embed.shape[0])
+    table = tensors.get("puzzle_emb.weights")
+    num_ids = int(table.shape[0]) if table is not None and table.ndim == 2 else 1
+    total = None
+    for key, value in tensors.items():
+        if key.endswith("mlp_t.gate_up_proj.weight") and value.ndim == 2:
+            total = int(value.shape[1])
+            break
+    pos = tensors.get("embed_pos.embedding_weight")
+    if total is None and pos is not None and pos.ndim == 2:
+        total = int(pos.shape[0])
+    if total is not None:
+        seq_len = total - _prefix_len(arch, run.model_name)
+        source = "the tensor shapes (no dataset.json found)"
+    elif task_seq_len is not None:
+        seq_len = task_seq_len
+        source = "the tensor shapes and --task's seq_len (no dataset.json found)"
+    else:
+        raise CheckpointError(
+            f"{run.weights_file}: the weights do not fix seq_len (RoPE model) and no "
+            f"dataset.json was found; pass --data DATASET_DIR or --task NAME"
+        )
+    if seq_len < 1:
+        raise CheckpointError(f"{run.weights_file}: the tensor shapes give seq_len {seq_len}")
+    return Dims(seq_len=seq_len, vocab_size=vocab, num_puzzle_identifiers=num_ids, source=source)
+
+
+def _dims_from(info: dict[str, Any], source: str) -> Dims:
+    clean = {k: v for k, v in info.items() if not k.startswith("_")}
+    return Dims(seq_len=int(info["seq_len"]), vocab_size=int(info["vocab_size"]),
+                num_puzzle_identifiers=int(info["num_puzzle_identifiers"]), source=source,
+                info=clean)
+
+
+# ----------------------------------------------------------------------- model config
+
+
+def _need(arch: Mapping[str, Any], key: str, where: Path) -> Any:
+    if key not in arch:
+        raise CheckpointError(f"{where}: arch.{key} is missing")
+    return arch[key]
+
+
+def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
+    """trmkit config fields of the model an official config describes."""
+    arch, where = run.arch, run.weights_file.parent / CONFIG_FILE
+    name = run.model_name
+    loss = arch.get("loss") if isinstance(arch.get("loss"), dict) else {}
+    pos = str(arch.get("pos_encodings", "rope"))
+    try:
+        fields: dict[str, Any] = {
+            "seq_len": dims.seq_len,
+            "vocab_size": dims.vocab_size,
+            "num_puzzle_identifiers": dims.num_puzzle_identifiers,
+            "batch_size": int(run.config.get("global_batch_size", 768)),
+            "hidden_size": int(_need(arch, "hidden_size", where)),
+            "num_heads": int(_need(arch, "num_heads", where)),
+            "expansion": float(_need(arch, "expansion", where)),
+            "puzzle_emb_ndim": int(arch.get("puzzle_emb_ndim", 0) or 0),
+            "pos_encodings": pos if pos in ("rope", "learned") else "none",
+            "rope_theta": float(arch.get("rope_theta", 10000.0)),
+            "rms_norm_eps": float(arch.get("rms_norm_eps", 1e-5)),
+            "halt_max_steps": int(_need(arch, "halt_max_steps", where)),
+            "halt_exploration_prob": float(_need(arch, "halt_exploration_prob", where)),
+            "loss_type": str(loss.get("loss_type", "stablemax_cross_entropy")),
+        }
+        mixer = "mlp_t" if arch.get("mlp_t", False) else "attention"
+        if name in ("trm", "trm-singlez", "trm-multiz"):
+            fields.update(
+                mixer=mixer,
+                h_cycles=int(_need(arch, "H_cycles", where)),
+                l_cycles=int(_need(arch, "L_cycles", where)),
+                l_layers=int(_need(arch, "L_layers", where)),
+                puzzle_emb_len=int(arch.get("puzzle_emb_len", 16)),
+                act_continue=not bool(arch.get("no_ACT_continue", True)),
+            )
+            if name == "trm-multiz":
+                fields["num_z"] = 6
+        elif name == "hrm":
+            fields.update(
+                mixer=mixer,
+                h_cycles=int(_need(arch, "H_cycles", where)),
+                l_cycles=int(_need(arch, "L_cycles", where)),
+                h_layers=int(_need(arch, "H_layers", where)),
+                l_layers=int(_need(arch, "L_layers", where)),
+            )
+        else:  # transformer baseline
+            if pos not in ("rope", "learned"):
+                raise CheckpointError(f"{where}: arch.pos_encodings {pos!r}: the official "
+                                      f"transformer baseline supports only rope or learned")
+            fields.update(
+                num_layers=int(_need(arch, "H_layers", where)),
+                halt_rule="q_halt_vs_continue" if arch.get("act_enabled", True) else "fixed",
+            )
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: an arch field has the wrong type ({exc})") from None
+    return fields
+
+
+# ------------------------------------------------------------------------- mapping
+
+
+def to_trmkit_state(run: OfficialRun, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The official tensors renamed (and, for the multi-z inits, stacked) for ``model``."""
+    name, file = run.model_name, run.weights_file
+    own = model.state_dict()
+    stacks, inits = _STACKS[name], _INITS[name]
+    out: dict[str, torch.Tensor] = {}
+    multiz: dict[int, torch.Tensor] = {}
+    for key, tensor in run.tensors.items():
+        target = _SHARED.get(key) or inits.get(key)
+        if target is None and name == "trm-multiz" and (m := _MULTIZ_INIT.match(key)):
+            multiz[int(m.group(1))] = tensor
+            continue
+        if target is None:
+            for official, ours in stacks.items():
+                if key.startswith(official):
+                    target = ours + key[len(official):]
+                    break
+        if target is None or target not in own:
+            raise CheckpointError(f"{file}: tensor {key!r} has no place in trmkit's {name!r} "
+                                  f"model built from {CONFIG_FILE}")
+        out[target] = tensor
+    if name == "trm-multiz":
+        want = own["core.z_init"].shape[0]
+        if sorted(multiz) != list(range(1, want + 1)):
+            raise CheckpointError(f"{file}: expected L1_init..L{want}_init, found "
+                                  f"{', '.join(f'L{i}_init' for i in sorted(multiz)) or 'none'}")
+        out["core.z_init"] = torch.stack([multiz[i] for i in range(1, want + 1)])
+    unused = _UNUSED.get(name, set())
+    missing = sorted(set(own) - set(out) - unused)
+    if missing:
+        raise CheckpointError(f"{file}: lacks {missing[0]!r} (official name "
+                              f"{official_name(name, missing[0])!r}) that the {CONFIG_FILE} "
+                              f"config's model needs")
+    for key in unused:
+        out[key] = own[key]
+    for key, tensor in out.items():
+        if tuple(tensor.shape) != tuple(own[key].shape):
+            raise CheckpointError(
+                f"{file}: tensor {official_name(name, key)!r} has shape {tuple(tensor.shape)}, "
+                f"but the model of {CONFIG_FILE} (and the dataset dimensions) needs "
+                f"{tuple(own[key].shape)}"
+            )
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{file}: tensor {official_name(name, key)!r} is "
+                                  f"{tensor.dtype}, expected floating point")
+        out[key] = tensor.to(own[key].dtype).contiguous()
+    return out
+
+
+def official_name(model_name: str, key: str) -> str:
+    """The official state-dict name (after ``model.inner.``) of trmkit tensor ``key``."""
+    for official, ours in _SHARED.items():
+        if ours == key:
+            return official
+    for official, ours in _INITS[model_name].items():
+        if ours == key:
+            return official
+    for official, ours in _STACKS[model_name].items():
+        if key.startswith(ours):
+            return official + key[len(ours):]
+    return key
+
+
+def to_official_state(model_name: str, state: Mapping[str, torch.Tensor], *, compiled: bool
+                      ) -> dict[str, torch.Tensor]:
+    """trmkit weights as the official model's state dict (prefix ``_orig_mod.`` if compiled)."""
+    if model_name not in _STACKS:
+        raise CheckpointError(f"model {model_name!r} has no counterpart in the official code "
+                              f"(exportable: {', '.join(sorted(_STACKS))})")
+    prefix = (_COMPILED if compiled else "") + _INNER
+    unused = _UNUSED.get(model_name, set())
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        if key in unused:
+            continue
+        if model_name == "trm-multiz" and key == "core.z_init":
+            for i, row in enumerate(tensor, start=1):
+                out[f"{prefix}L{i}_init"] = row.clone()
+            continue
+        official = official_name(model_name, key)
+        if official == key:
+            raise CheckpointError(f"tensor {key!r} of model {model_name!r} has no official name")
+        out[prefix + official] = tensor.detach().cpu().contiguous()
+    return out
+
+
+def official_config(model_name: str, fields: Mapping[str, Any], recipe: Mapping[str, Any],
+                    data_paths: list[str]) -> dict[str, Any]:
+    """An ``all_config.yaml`` for trmkit model config ``fields`` (pretrain.py's schema)."""
+    f = dict(fields)
+    arch: dict[str, Any] = {
+        "name": OFFICIAL_ARCH_NAMES[model_name],
+        "loss": {"name": "losses@ACTLossHead", "loss_type": f["loss_type"]},
+        "halt_exploration_prob": f["halt_exploration_prob"],
+        "halt_max_steps": f["halt_max_steps"],
+        "hidden_size": f["hidden_size"],
+        "num_heads": f["num_heads"],
+        "expansion": f["expansion"],
+        "puzzle_emb_ndim": f["puzzle_emb_ndim"],
+        "pos_encodings": f["pos_encodings"],
+        "rope_theta": f["rope_theta"],
+        "rms_norm_eps": f["rms_norm_eps"],
+        "forward_dtype": "bfloat16" if f.get("forward_dtype", "auto") == "auto"
+        else f["forward_dtype"],
+    }
+    if model_name in ("trm", "trm-singlez", "trm-multiz"):
+        arch.update(H_cycles=f["h_cycles"], L_cycles=f["l_cycles"], H_layers=0,
+                    L_layers=f["l_layers"], mlp_t=f["mixer"] == "mlp_t",
+                    puzzle_emb_len=f["puzzle_emb_len"], no_ACT_continue=not f["act_continue"])
+    elif model_name == "hrm":
+        arch.update(H_cycles=f["h_cycles"], L_cycles=f["l_cycles"], H_layers=f["h_layers"],
+                    L_layers=f["l_layers"], mlp_t=f["mixer"] == "mlp_t")
+    else:
+        arch.update(H_cycles=1, H_layers=f["num_layers"],
+                    act_enabled=f.get("halt_rule") != "fixed")
+    optim = recipe.get("optim", {}) if isinstance(recipe.get("optim"), dict) else {}
+    train = recipe.get("train", {}) if isinstance(recipe.get("train"), dict) else {}
+    return {
+        "arch": arch,
+        "data_paths": data_paths,
+        "data_paths_test": [],
+        "evaluators": [],
+        "global_batch_size": int(optim.get("global_batch_size", f.get("batch_size", 768))),
+        "epochs": int(train.get("epochs", 50000)),
+        "eval_interval": int(train.get("eval_interval", 5000)),
+        "lr": float(optim.get("lr", 1e-4)),
+        "lr_min_ratio": float(optim.get("lr_min_ratio", 1.0)),
+        "lr_warmup_steps": int(optim.get("warmup_steps", 2000)),
+        "weight_decay": float(optim.get("weight_decay", 1.0)),
+        "beta1": float(optim.get("beta1", 0.9)),
+        "beta2": float(optim.get("beta2", 0.95)),
+        "puzzle_emb_lr": float(optim.get("puzzle_emb_lr", 1e-4)),
+        "puzzle_emb_weight_decay": float(optim.get("puzzle_emb_weight_decay", 1.0)),
+        "ema": bool(optim.get("ema", True)),
+        "ema_rate": float(optim.get("ema_rate", 0.999)),
+        "seed": int(train.get("seed", 0)),
+        "checkpoint_every_eval": True,
+        "load_checkpoint": None,
+        "freeze_weights": False,
+    }
+
+
+def write_run(out: Path, step: int, state: Mapping[str, torch.Tensor], config: dict[str, Any],
+              *, force: bool = False) -> Path:
+    """Write ``out/step_<step>`` and ``out/all_config.yaml`` atomically (temp dir + rename)."""
+    import yaml
+
+    out = Path(out).expanduser()
+    if out.exists():
+        if not force:
+            raise CheckpointError(f"{out} already exists; pass --force to replace it")
+        if not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG_FILE).is_file()):
+            raise CheckpointError(f"{out} exists and is not an official run directory; "
+                                  f"refusing to replace it (choose another --out)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        torch.save(dict(state), tmp / f"step_{step}")
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Move ``tmp`` to ``out``; an existing ``out`` is kept until the new one is in place."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def parameter_count(tensors: Mapping[str, torch.Tensor]) -> int:
+    """Trainable parameters of an official state dict (buffers excluded, as the official
+    ``num_params``: the puzzle table and the init latents are buffers)."""
+    return sum(
+        int(math.prod(t.shape)) for k, t in tensors.items()
+        if not (k.startswith("puzzle_emb.") or k.endswith("_init"))
+    )
