@@ -13,6 +13,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -352,3 +353,51 @@ def test_eval_and_solve_accept_an_imported_bundle(imported, tmp_path):
     grid = answer[0]["answer"] if isinstance(answer, list) else answer["answers"][0]["answer"]
     want = (expected["preds"][-1][0].reshape(9, 9).astype(int) - 1).tolist()
     assert grid == want
+
+
+SMALL_MODELS = {
+    "trm": dict(mixer="attention", h_cycles=2, l_cycles=2, l_layers=1),
+    "trm-mlp_t": dict(mixer="mlp_t", pos_encodings="none", h_cycles=2, l_cycles=2, l_layers=1),
+    "trm-singlez": dict(h_cycles=2, l_cycles=2, l_layers=1, pos_encodings="learned"),
+    "trm-multiz": dict(h_cycles=1, l_cycles=6, l_layers=1, num_z=6),
+    "hrm": dict(h_cycles=1, l_cycles=2, h_layers=1, l_layers=1),
+    "transformer": dict(num_layers=2, halt_rule="fixed"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SMALL_MODELS))
+def test_every_architecture_exports_and_imports_back(variant, tmp_path):
+    """No official checkpoint exists for every variant: the name map is pinned both ways."""
+    from trmkit.interop.checkpoints import export_bundle, import_run
+    from trmkit.interop.official import read_run
+    from trmkit.models import build_model
+    from trmkit.training import checkpoint as ckpt
+
+    name = variant.split("-mlp_t")[0]
+    fields = dict(seq_len=81, vocab_size=11, hidden_size=16, num_heads=2, puzzle_emb_ndim=16,
+                  halt_max_steps=3, **SMALL_MODELS[variant])
+    torch.manual_seed(1)
+    model = build_model(name, fields)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            tensor.add_(torch.randn_like(tensor) * 0.1)  # no tensor left at a default init
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    ckpt.write_weights(bundle, "model", model.state_dict())
+    ckpt.write_manifest(bundle, {
+        "step": 7,
+        "model": {"name": name, "config": attrs.asdict(model.config)},
+        "task": {"name": "sudoku-extreme", "version": "1"},
+        "dataset": {"seq_len": 81, "vocab_size": 11, "num_puzzle_identifiers": 1},
+    })
+    run_dir = export_bundle(bundle, tmp_path / "official", raw=True)
+    run = read_run(run_dir)
+    assert run.model_name == name and run.step == 7 and run.compiled
+    result = import_run(run_dir, tmp_path / "back", task_name="sudoku")
+    back = trmkit.load(result.bundle)
+    assert back.manifest["model"]["config"] == attrs.asdict(model.config)
+    unused = {"core.y_init"} if name == "trm-singlez" else set()
+    a, b = model.state_dict(), back.model.state_dict()
+    assert set(a) == set(b)
+    for key in set(a) - unused:
+        assert torch.equal(a[key], b[key]), key
