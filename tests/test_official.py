@@ -149,3 +149,43 @@ def test_export_counts_groups_on_request(exported, tmp_path):
     assert meta.total_puzzles > meta.total_groups
     assert info["total_puzzles"] == meta.total_groups
     assert info["mean_puzzle_examples"] == meta.mean_puzzle_examples
+
+
+def _set_info(official, value):
+    (official / "train" / "dataset.json").write_text(json.dumps(value))
+
+
+@pytest.mark.parametrize(
+    "case, damage, message",
+    [
+        ("null", lambda o, info: _set_info(o, None), "expected a JSON object, found NoneType"),
+        ("list", lambda o, info: _set_info(o, [info]), "expected a JSON object, found list"),
+        ("string number", lambda o, info: _set_info(o, {**info, "num_puzzle_identifiers": "1"}),
+         "'num_puzzle_identifiers' is '1', expected an integer"),
+        ("float count", lambda o, info: _set_info(o, {**info, "total_groups": 2.5}),
+         "'total_groups' is 2.5"),
+        ("negative", lambda o, info: _set_info(o, {**info, "pad_id": -1}), "'pad_id' is -1"),
+        ("bool", lambda o, info: _set_info(o, {**info, "vocab_size": True}), "'vocab_size' is"),
+        ("sets string", lambda o, info: _set_info(o, {**info, "sets": "all"}), "'sets' must be"),
+        ("not json", lambda o, info: (o / "train" / "dataset.json").write_text("{"),
+         "unreadable JSON"),
+        ("structured index", lambda o, info: np.save(
+            o / "train" / "all__group_indices.npy",
+            np.zeros(3, dtype=[("a", "<i4"), ("b", "<i4")])), "is not an integer type"),
+        ("structured ids", lambda o, info: np.save(
+            o / "train" / "all__puzzle_identifiers.npy",
+            np.zeros(3, dtype=[("a", "<i4")])), "is not an integer type"),
+        ("float index", lambda o, info: np.save(
+            o / "train" / "all__puzzle_indices.npy", np.zeros(3, dtype=np.float32)),
+         "is not an integer type"),
+    ],
+)
+def test_import_refuses_malformed_metadata_in_one_line(exported, tmp_path, toy_task, case,
+                                                       damage, message):
+    _, official = exported
+    info = json.loads((official / "train" / "dataset.json").read_text())
+    damage(official, info)
+    with pytest.raises(StoreError) as err:
+        import_official(official, tmp_path / "x", toy_task)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert not (tmp_path / "x").exists()

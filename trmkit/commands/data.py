@@ -162,17 +162,19 @@ def export_cmd(path: Path, out: Path, force: bool) -> None:
     from trmkit.data.store import open_store
 
     task_name = open_store(path).task_name
+    installed = True
     try:
         convention = plugins.get_task(task_name).defaults.official_total_puzzles
     except UnknownNameError:
-        convention = "puzzles"
+        convention, installed = "puzzles", False
+    export_official(path, out, force=force, total_puzzles=convention)
+    click.echo(f"exported {path} to {out} (total_puzzles counts {convention})")
+    if not installed:
         click.echo(
             f"note: task {task_name!r} is not installed; dataset.json's total_puzzles counts "
             f"puzzles (install the task's plugin to write its official builder's convention)",
             err=True,
         )
-    export_official(path, out, force=force, total_puzzles=convention)
-    click.echo(f"exported {path} to {out} (total_puzzles counts {convention})")
 
 
 @data_group.command("import")

@@ -93,15 +93,19 @@ def export_official(
             (folder / "dataset.json").write_text(json.dumps(info, indent=2))
             n, seq_len = meta.total_examples, meta.seq_len
             step = max(1, BLOCK_ROWS_BYTES // seq_len)
-            for key in ("inputs", "labels"):
-                target = np.lib.format.open_memmap(
+            targets = [
+                np.lib.format.open_memmap(
                     folder / f"{SET}__{key}.npy", mode="w+", dtype=np.uint8, shape=(n, seq_len)
                 )
-                source = split.inputs if key == "inputs" else split.labels
-                for start in range(0, n, step):
-                    target[start : start + step] = source[start : start + step]
+                for key in ("inputs", "labels")
+            ]
+            for start in range(0, n, step):
+                rows = split.row_range(start, min(n, start + step))  # checked reads
+                for target, block in zip(targets, rows, strict=True):
+                    target[start : start + len(block)] = block
+            for target in targets:
                 target.flush()
-                del target
+            del targets
             for key in ("puzzle_identifiers", "puzzle_indices", "group_indices"):
                 np.save(folder / f"{SET}__{key}.npy", getattr(split, key).astype(np.int32))
             np.save(folder / "trmkit_transforms.npy", split.transforms.astype(np.int32))
@@ -136,6 +140,8 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def _check_index(path: Path, index: np.ndarray, end: int, what: str) -> np.ndarray:
+    if not np.issubdtype(np.asarray(index).dtype, np.integer):
+        raise StoreError(f"{path}: dtype {np.asarray(index).dtype} is not an integer type")
     index = np.asarray(index).astype(np.int64)
     if index.ndim != 1 or len(index) < 1 or index[0] != 0 or index[-1] != end:
         raise StoreError(f"{path}: {what} must be 1-D, start at 0 and end at {end}")
@@ -151,6 +157,24 @@ class _OfficialSplit:
         self.folder = folder
         info = _load_json(folder / "dataset.json")
         where = folder / "dataset.json"
+        if not isinstance(info, dict):
+            raise StoreError(f"{where}: expected a JSON object, found {type(info).__name__}")
+        for key in META_FIELDS:
+            if key not in info:
+                continue
+            value = info[key]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if key == "mean_puzzle_examples":
+                ok = number and 0 <= value < float("inf")
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            if not ok:
+                raise StoreError(f"{where}: field {key!r} is {value!r}, expected "
+                                 f"{'a number' if key == 'mean_puzzle_examples' else 'an integer'}"
+                                 f" >= 0")
+        if "sets" in info and not (isinstance(info["sets"], list)
+                                   and all(isinstance(x, str) for x in info["sets"])):
+            raise StoreError(f"{where}: field 'sets' must be a list of names, e.g. [\"all\"]")
         missing = [key for key in ("seq_len", "vocab_size", "sets") if key not in info]
         if missing:
             raise StoreError(f"{where}: lacks {', '.join(missing)}")
@@ -191,6 +215,9 @@ class _OfficialSplit:
         self.group_indices = _check_index(
             folder / f"{SET}__group_indices.npy", arrays["group_indices"], puzzles, "group_indices"
         )
+        if not np.issubdtype(arrays["puzzle_identifiers"].dtype, np.integer):
+            raise StoreError(f"{folder / f'{SET}__puzzle_identifiers.npy'}: dtype "
+                             f"{arrays['puzzle_identifiers'].dtype} is not an integer type")
         ids = np.asarray(arrays["puzzle_identifiers"]).astype(np.int64)
         self.num_ids = int(info.get("num_puzzle_identifiers", ids.max(initial=0) + 1))
         if ids.shape != (puzzles,) or (len(ids) and (ids.min() < 0 or ids.max() >= self.num_ids)):

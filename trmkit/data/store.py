@@ -53,6 +53,13 @@ def _compressor() -> ZstdCodec:
     return ZstdCodec(level=ZSTD_LEVEL)
 
 
+# Every chunk is written, even one equal to the fill value, so that a chunk or shard file
+# missing on disk is damage (reported) rather than zeros (zarr reads absent chunks as the
+# fill value). Stores record it in the root attribute EVERY_CHUNK_KEY.
+_ARRAY_CONFIG = {"write_empty_chunks": True}
+EVERY_CHUNK_KEY = "every_chunk_written"
+
+
 @attrs.frozen
 class SplitMeta:
     """The attributes of one split (the reference's dataset.json plus trmkit extras)."""
@@ -78,6 +85,18 @@ class SplitMeta:
         missing = [name for name in names if name not in values]
         if missing:
             raise StoreError(f"{where}: split attributes lack {', '.join(missing)}; rebuild it")
+        for name in names:
+            value = values[name]
+            if name == "mean_puzzle_examples":
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                    0 <= value < float("inf"))
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            if not ok:
+                kind = "a finite number >= 0" if name == "mean_puzzle_examples" else \
+                    "an integer >= 0"
+                raise StoreError(f"{where}: split attribute {name} is {value!r}, expected "
+                                 f"{kind}; the store is damaged, rebuild it")
         return cls(**{name: values[name] for name in names})
 
 
@@ -95,6 +114,7 @@ def _write_strings(group: zarr.Group, name: str, strings: Sequence[str]) -> None
             data=array,
             chunks=(max(1, CHUNK_BYTES // array.itemsize),),
             compressors=_compressor(),
+            config=_ARRAY_CONFIG,
         )
 
 
@@ -134,6 +154,7 @@ class SplitWriter:
                 shards=(self.shard_rows, seq_len),
                 compressors=_compressor(),
                 dimension_names=("example", "token"),
+                config=_ARRAY_CONFIG,
             )
             for key in ("inputs", "labels")
         }
@@ -219,7 +240,8 @@ class SplitWriter:
         ):
             row_bytes = data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
             chunk = (max(1, CHUNK_BYTES // row_bytes), *data.shape[1:])
-            self.group.create_array(key, data=data, chunks=chunk, compressors=_compressor())
+            self.group.create_array(key, data=data, chunks=chunk, compressors=_compressor(),
+                                    config=_ARRAY_CONFIG)
         _write_strings(self.group, "group_names", self.group_names)
         meta = SplitMeta(
             seq_len=self.seq_len,
@@ -236,6 +258,19 @@ class SplitWriter:
         )
         self.group.attrs.update(meta.to_attrs())
         return meta
+
+
+def _missing_chunk_files(directory: Path, array: zarr.Array) -> int:
+    """How many of the chunk (or shard) files ``array`` must have are absent under
+    ``directory`` (the default v3 key encoding: ``c/<i>/<j>``)."""
+    outer = array.shards or array.chunks
+    grid = [-(-int(n) // int(c)) for n, c in zip(array.shape, outer, strict=True)]
+    count = int(np.prod(grid, dtype=np.int64)) if grid else 1
+    if count == 0:
+        return 0
+    root = directory / "c"
+    present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+    return max(0, count - present)
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -305,7 +340,8 @@ class StoreWriter:
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
-        self.root.attrs.update({FORMAT_KEY: FORMAT_VERSION, "complete": False})
+        self.root.attrs.update({FORMAT_KEY: FORMAT_VERSION, "complete": False,
+                                EVERY_CHUNK_KEY: True})
         self.splits: dict[str, SplitWriter] = {}
 
     def split(self, name: str, *, seq_len: int, transform_size: int) -> SplitWriter:
@@ -374,18 +410,78 @@ class SplitReader:
         self.name = name
         self.group = group
         self.meta = SplitMeta.from_attrs(group.attrs.asdict(), f"{store.path}/{name}")
-        self.inputs = member_array(group, "inputs")
-        self.labels = member_array(group, "labels")
+        self.inputs = self._member("inputs")
+        self.labels = self._member("labels")
         self._ram: tuple[np.ndarray, np.ndarray] | None = None
         self._cache: dict[str, Any] = {}
+        self._verify_layout()
 
     def __repr__(self) -> str:
         return f"SplitReader({str(self.store.path)!r}, {self.name!r})"
 
+    def _damaged(self, what: str, problem: str) -> StoreError:
+        return StoreError(f"{self.store.path}/{self.name}/{what}: {problem}; the store is "
+                          f"damaged, {_rebuild_hint(self.store.path, self.store.task_name)}")
+
+    def _member(self, key: str) -> zarr.Array:
+        try:
+            return member_array(self.group, key)
+        except StoreError:
+            raise
+        except Exception as exc:  # KeyError (deleted), JSON errors (truncated metadata), ...
+            raise self._damaged(key, f"cannot open the array ({type(exc).__name__}: "
+                                     f"{str(exc)[:120]})") from None
+
+    def _read(self, what: str, read: Any) -> Any:
+        try:
+            return read()
+        except StoreError:
+            raise
+        except Exception as exc:  # checksum / decompression errors of a corrupt chunk
+            raise self._damaged(what, f"unreadable data ({type(exc).__name__}: "
+                                      f"{str(exc)[:120]})") from None
+
+    def _verify_layout(self) -> None:
+        """The arrays must have the shapes the attributes promise, and, in stores that write
+        every chunk, every chunk file; a missing one would otherwise read as zeros."""
+        m = self.meta
+        expected = {
+            "inputs": (m.total_examples, m.seq_len),
+            "labels": (m.total_examples, m.seq_len),
+            "puzzle_identifiers": (m.total_puzzles,),
+            "puzzle_indices": (m.total_puzzles + 1,),
+            "group_indices": (m.total_groups + 1,),
+            "transforms": (m.total_puzzles, m.transform_size),
+        }
+        arrays = {"inputs": self.inputs, "labels": self.labels}
+        for key, shape in expected.items():
+            array = arrays[key] if key in arrays else self._member(key)
+            if tuple(array.shape) != shape:
+                raise self._damaged(key, f"shape {tuple(array.shape)} contradicts the split "
+                                         f"attributes, which promise {shape}")
+            if not np.issubdtype(array.dtype, np.integer):
+                raise self._damaged(key, f"dtype {array.dtype} is not an integer type")
+            arrays[key] = array
+        if self.store.attrs.get(EVERY_CHUNK_KEY) is not True:
+            return  # stores written before trmkit recorded it may skip fill-value chunks
+        for key, array in arrays.items():
+            missing = _missing_chunk_files(self.store.path / self.name / key, array)
+            if missing:
+                raise self._damaged(key, f"{missing} chunk file(s) missing on disk (deleted "
+                                         f"or never copied)")
+
     def _array(self, key: str) -> np.ndarray:
         if key not in self._cache:
-            self._cache[key] = np.asarray(member_array(self.group, key)[:])
+            member = self._member(key)
+            self._cache[key] = self._read(key, lambda: np.asarray(member[:]))
+            if key in ("puzzle_indices", "group_indices"):
+                self._check_index(key, self._cache[key])
         return self._cache[key]
+
+    def _check_index(self, key: str, index: np.ndarray) -> None:
+        end = self.meta.total_examples if key == "puzzle_indices" else self.meta.total_puzzles
+        if len(index) == 0 or index[0] != 0 or index[-1] != end or (np.diff(index) < 0).any():
+            raise self._damaged(key, f"must start at 0, never decrease and end at {end}")
 
     @property
     def puzzle_identifiers(self) -> np.ndarray:
@@ -406,7 +502,11 @@ class SplitReader:
     @property
     def group_names(self) -> list[str]:
         if "group_names" not in self._cache:
-            self._cache["group_names"] = _read_strings(self.group, "group_names")
+            names = self._read("group_names", lambda: _read_strings(self.group, "group_names"))
+            if len(names) != self.meta.total_groups:
+                raise self._damaged("group_names", f"{len(names)} names for "
+                                                   f"{self.meta.total_groups} groups")
+            self._cache["group_names"] = names
         return self._cache["group_names"]
 
     @property
@@ -431,7 +531,8 @@ class SplitReader:
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """inputs and labels as numpy arrays in RAM (read once, then cached)."""
         if self._ram is None:
-            self._ram = (np.asarray(self.inputs[:]), np.asarray(self.labels[:]))
+            self._ram = (self._read("inputs", lambda: np.asarray(self.inputs[:])),
+                         self._read("labels", lambda: np.asarray(self.labels[:])))
         return self._ram
 
     def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -445,15 +546,18 @@ class SplitReader:
             return empty, empty.copy()
         unique, inverse = np.unique(index, return_inverse=True)
         selection = (unique, slice(None))
-        inputs = np.asarray(self.inputs.get_orthogonal_selection(selection))
-        labels = np.asarray(self.labels.get_orthogonal_selection(selection))
+        inputs = self._read("inputs", lambda: np.asarray(
+            self.inputs.get_orthogonal_selection(selection)))
+        labels = self._read("labels", lambda: np.asarray(
+            self.labels.get_orthogonal_selection(selection)))
         return inputs[inverse], labels[inverse]
 
     def row_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Contiguous rows [start, stop)."""
         if self._ram is not None:
             return self._ram[0][start:stop], self._ram[1][start:stop]
-        return np.asarray(self.inputs[start:stop]), np.asarray(self.labels[start:stop])
+        return (self._read("inputs", lambda: np.asarray(self.inputs[start:stop])),
+                self._read("labels", lambda: np.asarray(self.labels[start:stop])))
 
 
 class Store:
@@ -481,7 +585,13 @@ class Store:
                 f"{self.path} has no {name!r} split (it has: {', '.join(self.splits) or 'none'})"
             )
         if name not in self._readers:
-            group = self.root[name]
+            try:
+                group = self.root[name]
+            except Exception as exc:  # deleted group, truncated zarr.json, ...
+                raise StoreError(
+                    f"{self.path}/{name}: cannot open the split ({type(exc).__name__}: "
+                    f"{str(exc)[:120]}); the store is damaged, "
+                    f"{_rebuild_hint(self.path, self.task_name)}") from None
             if not isinstance(group, zarr.Group):
                 raise StoreError(f"{self.path}/{name} is not a split group; rebuild the store")
             self._readers[name] = SplitReader(self, name, group)
@@ -492,7 +602,14 @@ class Store:
 
     def identifiers(self) -> list[str]:
         """Name of every puzzle identifier (index = id; 0 is "<blank>")."""
-        return _read_strings(self.root, "identifier_names")
+        try:
+            return _read_strings(self.root, "identifier_names")
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self.path}/identifier_names: unreadable ({type(exc).__name__}); "
+                             f"the store is damaged, {_rebuild_hint(self.path, self.task_name)}"
+                             ) from None
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
