@@ -170,6 +170,49 @@ def test_wrong_typed_codec_attribute_is_refused():
         plugins.task_entries()
 
 
+class _HalfBatchCodec(_Codec):
+    def encode_batch(self, grids):  # BatchCodec without batch_encodes_puzzles
+        return np.stack([self.encode(g) for g in grids])
+
+
+class _HalfBatchAugmenter(_Augmenter):
+    def apply_batch(self, transforms, grids):  # BatchAugmenter without invert_batch
+        return grids
+
+
+class _BadFlagCodec(_HalfBatchCodec):
+    batch_encodes_puzzles = "yes"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("codec", _HalfBatchCodec(), "codec defines encode_batch but not batch_encodes_puzzles"),
+        ("augmenter", _HalfBatchAugmenter(), "apply_batch but not invert_batch.*BatchAugmenter"),
+        ("codec", _BadFlagCodec(), "batch_encodes_puzzles must be True or False"),
+    ],
+)
+def test_partial_optional_protocol_is_refused(field, value, expected):
+    task = attrs.evolve(make_task(), **{field: value})
+    with (
+        registered(task_plugin((task, ())), "half-plugin"),
+        pytest.raises(PluginError, match="half-plugin.*" + expected),
+    ):
+        plugins.task_entries()
+
+
+def test_builtin_tasks_opt_into_the_batched_protocols():
+    from trmkit.task import BatchAugmenter, BatchCodec, VariantEncoder, VariantNamer
+
+    sudoku, arc = plugins.get_task("sudoku-4x4"), plugins.get_task("arc-agi-1")
+    assert isinstance(sudoku.codec, BatchCodec) and sudoku.codec.batch_encodes_puzzles
+    assert isinstance(sudoku.augmenter, BatchAugmenter)
+    assert not isinstance(sudoku.augmenter, VariantNamer)
+    assert isinstance(arc.codec, VariantEncoder) and not arc.codec.batch_encodes_puzzles
+    assert isinstance(arc.augmenter, VariantNamer)
+    assert not isinstance(make_task().codec, BatchCodec)
+
+
 def test_non_task_registration_is_refused():
     class Plugin:
         @staticmethod

@@ -19,7 +19,15 @@ import pluggy
 
 from trmkit import hookspecs
 from trmkit.errors import PluginError, UnknownNameError
-from trmkit.task import Augmenter, BuildDefaults, Codec, Evaluator, Source, Task
+from trmkit.task import (
+    Augmenter,
+    BuildDefaults,
+    Codec,
+    Evaluator,
+    Source,
+    Task,
+    protocol_problems,
+)
 
 ENTRY_POINT_GROUP = "trmkit"
 BUILTIN_DISTRIBUTION = "trmkit"
@@ -128,6 +136,9 @@ def _check_task(task: Any, plugin: str) -> Task:
         raise PluginError(f"{where}: codec needs seq_len > 0 and 2 <= vocab_size <= 256 (uint8)")
     if not isinstance(task.augmenter.transform_size, int) or task.augmenter.transform_size < 1:
         raise PluginError(f"{where}: augmenter.transform_size must be a positive int")
+    for field in ("codec", "augmenter"):
+        for problem in protocol_problems(field, getattr(task, field)):
+            raise PluginError(f"{where}: {problem} (see docs/plugins.md)")
     if not task.sources:
         raise PluginError(f"{where}: no sources")
     for key, source in task.sources.items():

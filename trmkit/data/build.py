@@ -21,15 +21,18 @@ Randomness: `np.random.SeedSequence(seed)` spawns independent generators for sub
 augmentation draws and codec placement, so the same inputs and seed give byte-identical
 arrays (the reference's Sudoku/Maze builders are unseeded, 9.1 #5).
 
-Optional fast path (detected with ``hasattr``; see /docs and the report):
-- ``augmenter.apply_batch(transforms[N, k], grids[N, H, W]) -> [N, H, W]`` is used for square
-  grids: one call per example grid for all variants of a puzzle.
-- ``codec.encode_batch(grids[N, H, W]) -> uint8[N, seq_len]`` replaces ``encode_puzzle`` for
-  both splits unless the codec sets ``batch_encodes_puzzles = False`` (a codec whose
-  encode_puzzle depends on split or rng, e.g. ARC translation). As a safety net the first
-  puzzles of each split are encoded both ways and the fast path is dropped if they differ.
-- ``augmenter.variant_name(puzzle_name, transform) -> str`` names variants in the store's
-  identifier list (default: the name for the identity, else ``name|||v0-v1-...``).
+Optional fast paths, the typed protocols of `trmkit.task` (checked at registration; see
+docs/plugins.md, "Optional batched protocols"):
+- `BatchAugmenter` (``apply_batch(transforms[N, k], grids[N, H, W]) -> [N, H, W]``) is used for
+  square grids: one call per example grid for all variants of a puzzle.
+- `BatchCodec` (``encode_batch(grids[N, H, W]) -> uint8[N, seq_len]``) replaces
+  ``encode_puzzle`` for both splits unless the codec sets ``batch_encodes_puzzles = False``
+  (a codec whose encode_puzzle depends on split or rng, e.g. ARC translation). As a safety
+  net the first puzzles of each split are encoded both ways and the fast path is dropped if
+  they differ.
+- `VariantEncoder` (``encode_variants``) encodes all variants of a puzzle in one call.
+- `VariantNamer` (``variant_name(puzzle_name, transform) -> str``) names variants in the
+  store's identifier list (default: the name for the identity, else ``name|||v0-v1-...``).
 """
 
 from __future__ import annotations
@@ -45,7 +48,17 @@ import numpy as np
 
 from trmkit.data.store import SplitWriter, StoreWriter, check_out_path
 from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
-from trmkit.task import Example, RawData, RawPuzzle, SourceRequest, Task
+from trmkit.task import (
+    BatchAugmenter,
+    BatchCodec,
+    Example,
+    RawData,
+    RawPuzzle,
+    SourceRequest,
+    Task,
+    VariantEncoder,
+    VariantNamer,
+)
 
 BLOCK_TOKENS = 8 << 20
 """Rows are encoded and handed to the writer in blocks of about this many tokens."""
@@ -142,7 +155,7 @@ def select_puzzles(
 
 
 def _variant_name(augmenter: Any, name: str, transform: np.ndarray, is_identity: bool) -> str:
-    if hasattr(augmenter, "variant_name"):
+    if isinstance(augmenter, VariantNamer):
         return str(augmenter.variant_name(name, transform))
     if is_identity:
         return name
@@ -181,9 +194,11 @@ class _Builder:
         self.next_id = 1
         self.block_rows = max(1, BLOCK_TOKENS // self.codec.seq_len)
         self.pending = {"train": _Pending(), "test": _Pending()}
-        self.apply_batch = getattr(self.augmenter, "apply_batch", None)
-        batchable = getattr(self.codec, "batch_encodes_puzzles", True)
-        fast = hasattr(self.codec, "encode_batch") and batchable
+        augmenter, codec = self.augmenter, self.codec
+        self.apply_batch = augmenter.apply_batch if isinstance(augmenter, BatchAugmenter) else None
+        self.encode_batch = codec.encode_batch if isinstance(codec, BatchCodec) else None
+        fast = isinstance(codec, BatchCodec) and codec.batch_encodes_puzzles
+        self.encode_variants = codec.encode_variants if isinstance(codec, VariantEncoder) else None
         self.fast_encode = {"train": fast, "test": fast}
         self.fast_checked = {"train": False, "test": False}
 
@@ -280,7 +295,7 @@ class _Builder:
     ) -> None:
         pending = self.pending[split]
         count, per = len(transforms), len(examples)
-        encode_variants = getattr(self.codec, "encode_variants", None)
+        encode_variants = self.encode_variants
         if encode_variants is not None:
             what = f"encode_variants ({split})"
             enc_in, enc_lab = encode_variants(
@@ -334,8 +349,8 @@ class _Builder:
         out = np.empty((rows, self.codec.seq_len), dtype=np.uint8)
         for parts in by_shape.values():
             grids = np.concatenate([p[1] for p in parts])
-            encode_batch = self.codec.encode_batch  # type: ignore[attr-defined]  # optional API
-            encoded = self._check_rows(encode_batch(grids), len(grids), "encode_batch")
+            assert self.encode_batch is not None  # fast_encode implies a BatchCodec
+            encoded = self._check_rows(self.encode_batch(grids), len(grids), "encode_batch")
             positions = np.concatenate([np.arange(o, o + len(g)) for o, g in parts])
             out[positions] = encoded
         return out
