@@ -353,6 +353,9 @@ class Task:
     """grid -> text for `trmkit data info` and `trmkit solve`."""
     parse_puzzles: Callable[[str], list[RawPuzzle]] | None = None
     """text or path given to `trmkit solve` -> puzzles (test examples hold the queries)."""
+    format_puzzle: Callable[[RawPuzzle], str] | None = None
+    """puzzle -> text that ``parse_puzzles`` reads back (same examples' inputs); None: ``render``
+    of the first query grid is that text. `trmkit.testing` checks the round trip."""
 
     def source_for(self, spec: str | None) -> tuple[Source, Path | None]:
         """Resolve ``--source``: a registered source name, else a local path."""

@@ -53,6 +53,7 @@ def make_task(
         path_source="csv",
         render=source.render(geo),
         parse_puzzles=source.parse_puzzles(geo),
+        format_puzzle=source.format_puzzle,
     )
 
 
