@@ -306,6 +306,14 @@ def get_task(name: str) -> Task:
     raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}{broken}{hidden}")
 
 
+def owner_of(task: Task) -> str | None:
+    """The plugin that registered ``task`` (None for a task nobody registered)."""
+    for entry in task_entries().values():
+        if entry.task is task:
+            return entry.plugin
+    return None
+
+
 # --------------------------------------------------------------------------- models
 
 

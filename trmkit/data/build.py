@@ -16,6 +16,10 @@ Algorithm (one pass over the raw puzzles, streaming into the store):
    both splits. Ids are numbered in raw-puzzle order (the reference numbers all train
    groups first, then test-only groups; only the numbering differs).
 5. Codec output is validated (dtype, shape, token range) and a misbehaving plugin is named.
+6. Before anything is written, `check_transforms` tries the identity and a few drawn
+   transforms on the grids of the first puzzles: a transform that `invert` does not undo,
+   or an identity that changes a grid, refuses the build in one line naming plugin, task
+   and transform (such a dataset would make every inverted prediction silently wrong).
 
 Randomness: `np.random.SeedSequence(seed)` spawns independent generators for subsampling,
 augmentation draws and codec placement, so the same inputs and seed give byte-identical
@@ -60,6 +64,10 @@ from trmkit.task import (
     VariantNamer,
 )
 
+GUARD_PUZZLES = 8
+"""puzzles whose grids `check_transforms` tries before a build writes anything."""
+GUARD_TRANSFORMS = 4
+"""drawn transforms tried per puzzle (besides the identity)."""
 BLOCK_TOKENS = 8 << 20
 """Rows are encoded and handed to the writer in blocks of about this many tokens."""
 FASTPATH_CHECK_PUZZLES = 4
@@ -160,6 +168,59 @@ def _variant_name(augmenter: Any, name: str, transform: np.ndarray, is_identity:
     if is_identity:
         return name
     return name + "|||" + "-".join(str(int(v)) for v in transform)
+
+
+def check_transforms(task: Task, puzzles: Sequence[RawPuzzle], num_aug: int, seed: int) -> None:
+    """Refuse (PluginError) a task whose identity changes a grid or whose ``invert`` does not
+    undo ``apply``, tried on the grids of the first `GUARD_PUZZLES` puzzles with the identity
+    and up to `GUARD_TRANSFORMS` drawn transforms each (from their own rng: the dataset is
+    the same with or without this check)."""
+    from trmkit.plugins import owner_of
+
+    augmenter = task.augmenter
+    plugin = owner_of(task)
+    who = f"plugin {plugin!r}, task {task.name!r}" if plugin else f"task {task.name!r}"
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    k = int(augmenter.transform_size)
+
+    def vector(transform: Any, what: str) -> np.ndarray:
+        array = np.asarray(transform)
+        if array.shape != (k,) or not np.issubdtype(array.dtype, np.integer):
+            raise PluginError(
+                f"{who}: augmenter.{what} gave {array.dtype}{list(array.shape)}, expected an "
+                f"int vector of transform_size {k}"
+            )
+        return array
+
+    identity = vector(augmenter.identity(), "identity()")
+    fix = "nothing was written; trmkit.testing.check_task(task) shows the failing property"
+    for puzzle in puzzles[:GUARD_PUZZLES]:
+        grids = [np.asarray(g) for e in (*puzzle.train, *puzzle.test) for g in (e.input, e.output)]
+        augment = num_aug > 0 and (bool(puzzle.train) or task.defaults.augment_test)
+        drawn = augmenter.draw(puzzle, min(num_aug, GUARD_TRANSFORMS), rng) if augment else []
+        drawn = [vector(t, f"draw() for {puzzle.name!r}") for t in drawn]
+        for grid in grids:
+            for name, fn in (("apply", augmenter.apply), ("invert", augmenter.invert)):
+                if not _same_grid(fn(identity, grid), grid):
+                    raise PluginError(
+                        f"{who}: augmenter.{name} with identity() {identity.tolist()} changes "
+                        f"a {grid.shape[0]}x{grid.shape[1]} grid of puzzle {puzzle.name!r}; "
+                        f"identity() must change nothing ({fix})"
+                    )
+            for transform in drawn:
+                moved = np.asarray(augmenter.apply(transform, grid))
+                if not _same_grid(augmenter.invert(transform, moved), grid):
+                    raise PluginError(
+                        f"{who}: augmenter.invert does not undo apply for transform "
+                        f"{np.asarray(transform).tolist()} on a {grid.shape[0]}x{grid.shape[1]} "
+                        f"grid of puzzle {puzzle.name!r}; every inverted prediction would be "
+                        f"wrong ({fix})"
+                    )
+
+
+def _same_grid(a: Any, b: np.ndarray) -> bool:
+    a = np.asarray(a)
+    return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 class _Pending:
@@ -455,6 +516,7 @@ def build_dataset(
     puzzles = select_puzzles(raw.puzzles, subsample, strict, np.random.default_rng(sub_seq))
     if not puzzles:
         raise SourceError(f"task {task.name!r}: the source produced no puzzles")
+    check_transforms(task, puzzles, num_aug, seed)
     with StoreWriter(out, force=force) as writer:
         builder = _Builder(task, writer, seed, num_aug)
         with _progress(len(puzzles), progress) as bar:
