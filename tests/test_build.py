@@ -185,3 +185,77 @@ def test_fast_path_falls_back_when_encode_batch_disagrees(tmp_path, toy):
     expected = np.roll(toy.ToyCodec().encode(toy.ToyAugmenter().apply(
         train.transforms[0], np.asarray(_raw(plain, {})[0].train[0].input))), 1)
     assert np.array_equal(train.load()[0][0], expected)
+
+
+class _WrongInvert:
+    """The maze's dihedral augmenter with an invert that applies again (wrong for the
+    rotations by 90 and 270 degrees only, as hand-written inverses often are)."""
+
+    transform_size = 1
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def identity(self):
+        return self.inner.identity()
+
+    def draw(self, puzzle, num_aug, rng):
+        return self.inner.draw(puzzle, num_aug, rng)
+
+    def apply(self, transform, grid):
+        return self.inner.apply(transform, grid)
+
+    def invert(self, transform, grid):
+        return self.inner.apply(transform, grid)
+
+
+class _ShiftedIdentity(_WrongInvert):
+    def identity(self):
+        return np.array([4])  # a flip, not the identity
+
+
+@pytest.mark.parametrize(
+    ("augmenter", "expected"),
+    [
+        (_WrongInvert, r"augmenter.invert does not undo apply for transform \[[13]\] on a 11x11 "),
+        (_ShiftedIdentity, r"augmenter.apply with identity\(\) \[4\] changes a 11x11 grid"),
+    ],
+)
+def test_build_refuses_transforms_that_do_not_invert(tmp_path, augmenter, expected):
+    from click.testing import CliRunner
+
+    from trmkit import plugins
+    from trmkit.cli import cli
+    from trmkit.hookspecs import hookimpl
+
+    maze = plugins.get_task("maze-11x11")
+    broken = attrs.evolve(maze, name="bad-maze", augmenter=augmenter(maze.augmenter))
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_tasks(register):
+            register(broken)
+
+    plugins.pm.register(Plugin, name="bad-maze-plugin")
+    plugins.reset()
+    try:
+        out = tmp_path / "store"
+        args = ["build", "--task", "bad-maze", "--out", str(out), "-o", "count=3"]
+        result = CliRunner().invoke(cli, [*args, "-o", "test_count=1"])
+        assert result.exit_code == 1
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            "Error: plugin 'bad-maze-plugin', task 'bad-maze': "
+        ), result.output
+        import re
+
+        assert re.search(expected, lines[0]) and "nothing was written" in lines[0]
+        assert not out.exists()
+    finally:
+        plugins.pm.unregister(name="bad-maze-plugin")
+        plugins.reset()
+    # without registration the task is still named
+    with pytest.raises(PluginError, match="^task 'bad-maze': augmenter"):
+        build_dataset(broken, tmp_path / "direct", num_aug=7, options={"count": "2"})
+    assert not (tmp_path / "direct").exists()

@@ -59,3 +59,9 @@ def test_doc_plugin_builds_a_store(mirror_module, tmp_path):
         grid_in = task.augmenter.invert(transform, task.codec.decode(inputs[row]))
         grid_out = task.augmenter.invert(transform, task.codec.decode(labels[row]))
         assert np.array_equal(grid_out, grid_in[:, ::-1])  # the stored record inverts exactly
+
+
+def test_doc_plugin_passes_the_conformance_kit(mirror_module):
+    from trmkit.testing import check_task
+
+    check_task(plugins.get_task("mirror"))

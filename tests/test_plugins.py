@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import attrs
 import numpy as np
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from trmkit import plugins
 from trmkit.cli import cli
-from trmkit.errors import PluginError, UnknownNameError
+from trmkit.errors import UnknownNameError
 from trmkit.hookspecs import hookimpl
 from trmkit.task import BuildDefaults, RawData, Source, Task
 
@@ -80,6 +81,21 @@ def make_task(name: str = "throwaway", **changes) -> Task:
     return attrs.evolve(task, **changes) if changes else task
 
 
+def refused(plugin: str, capsys=None) -> str:
+    """Collect registrations; the plugin must have been skipped (its tasks absent, the
+    built-ins present). Returns the one-line reason (also warned on stderr)."""
+    entries = plugins.task_entries()
+    plugins.model_specs()
+    assert "sudoku-extreme" in entries, "a refused plugin took the built-in tasks down"
+    assert not any(entry.plugin == plugin for entry in entries.values())
+    assert plugin in plugins.rejected, f"{plugin} was not refused"
+    message = plugins.rejected[plugin]
+    assert "\n" not in message and message.startswith(f"plugin {plugin!r} (distribution ")
+    if capsys is not None:
+        assert f"Warning: {message}" in capsys.readouterr().err
+    return message
+
+
 @contextlib.contextmanager
 def registered(plugin: object, name: str):
     """Register a throwaway plugin module/class for the duration of a block."""
@@ -119,20 +135,41 @@ def test_unknown_task_lists_known_names():
         plugins.get_task("nope")
 
 
-def test_duplicate_name_names_both_plugins():
+def test_duplicate_name_names_both_plugins(capsys):
     first = registered(task_plugin((make_task("dup"), ())), "first-plugin")
     second = registered(task_plugin((make_task("dup"), ())), "second-plugin")
-    with first, second, pytest.raises(PluginError) as info:
-        plugins.task_entries()
-    message = str(info.value)
-    assert "dup" in message
-    assert "first-plugin" in message and "second-plugin" in message
+    with first, second:
+        message = refused("second-plugin", capsys)
+        assert plugins.task_entries()["dup"].plugin == "first-plugin"  # the first keeps it
+    assert "task name 'dup' is already registered by plugin 'first-plugin' (task 'dup')" in message
 
 
-def test_alias_clash_is_refused():
+def test_alias_clash_names_the_task_that_tried(capsys):
     plugin = task_plugin((make_task("one"), ("x",)), (make_task("two"), ("x",)))
-    with registered(plugin, "clashing-plugin"), pytest.raises(PluginError, match="'x'"):
-        plugins.task_entries()
+    with registered(plugin, "clashing-plugin"):
+        message = refused("clashing-plugin", capsys)
+    assert "(task 'two'): alias 'x' is already registered by plugin 'clashing-plugin' (task " \
+        "'one')" in message
+    with registered(task_plugin((make_task("three"), ("sudoku",))), "alias-thief"):
+        message = refused("alias-thief")
+    assert "(task 'three'): alias 'sudoku' is already registered by plugin 'sudoku' " \
+        "(task 'sudoku-extreme')" in message
+
+
+def test_refused_plugin_is_shown_by_plugins_command_and_other_commands_work():
+    import json
+
+    with registered(task_plugin((make_task("dup-of-builtin", codec=None), ())), "bad-plugin"):
+        result = CliRunner().invoke(cli, ["plugins"])
+        assert result.exit_code == 0
+        rows = {row["name"]: row for row in json.loads(result.stdout)}
+        assert "missing codec" in rows["bad-plugin"]["error"]
+        assert "error" not in rows["sudoku"]
+        listed = CliRunner().invoke(cli, ["tasks"])
+        assert listed.exit_code == 0 and "sudoku-4x4" in listed.output
+        assert "dup-of-builtin" not in listed.output
+        with pytest.raises(UnknownNameError, match="dup-of-builtin.*bad-plugin.*missing codec"):
+            plugins.get_task("dup-of-builtin")
 
 
 @pytest.mark.parametrize(
@@ -151,10 +188,8 @@ def test_alias_clash_is_refused():
 )
 def test_bad_task_fields_are_refused_with_plugin_name(field, value, expected):
     task = attrs.evolve(make_task(), **{field: value})
-    with registered(task_plugin((task, ())), "sloppy-plugin"), pytest.raises(PluginError) as info:
-        plugins.task_entries()
-    assert "sloppy-plugin" in str(info.value)
-    assert expected in str(info.value)
+    with registered(task_plugin((task, ())), "sloppy-plugin"):
+        assert expected in refused("sloppy-plugin")
 
 
 def test_wrong_typed_codec_attribute_is_refused():
@@ -162,12 +197,48 @@ def test_wrong_typed_codec_attribute_is_refused():
         seq_len = 4.0
 
     task = attrs.evolve(make_task(), codec=FloatCodec())
-    expected = "float-plugin.*codec.seq_len must be an int"
-    with (
-        registered(task_plugin((task, ())), "float-plugin"),
-        pytest.raises(PluginError, match=expected),
-    ):
-        plugins.task_entries()
+    with registered(task_plugin((task, ())), "float-plugin"):
+        assert "codec.seq_len must be an int" in refused("float-plugin")
+
+
+class _HalfBatchCodec(_Codec):
+    def encode_batch(self, grids):  # BatchCodec without batch_encodes_puzzles
+        return np.stack([self.encode(g) for g in grids])
+
+
+class _HalfBatchAugmenter(_Augmenter):
+    def apply_batch(self, transforms, grids):  # BatchAugmenter without invert_batch
+        return grids
+
+
+class _BadFlagCodec(_HalfBatchCodec):
+    batch_encodes_puzzles = "yes"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("codec", _HalfBatchCodec(), "codec defines encode_batch but not batch_encodes_puzzles"),
+        ("augmenter", _HalfBatchAugmenter(), "apply_batch but not invert_batch.*BatchAugmenter"),
+        ("codec", _BadFlagCodec(), "batch_encodes_puzzles must be True or False"),
+    ],
+)
+def test_partial_optional_protocol_is_refused(field, value, expected):
+    task = attrs.evolve(make_task(), **{field: value})
+    with registered(task_plugin((task, ())), "half-plugin"):
+        assert re.search(expected, refused("half-plugin"))
+
+
+def test_builtin_tasks_opt_into_the_batched_protocols():
+    from trmkit.task import BatchAugmenter, BatchCodec, VariantEncoder, VariantNamer
+
+    sudoku, arc = plugins.get_task("sudoku-4x4"), plugins.get_task("arc-agi-1")
+    assert isinstance(sudoku.codec, BatchCodec) and sudoku.codec.batch_encodes_puzzles
+    assert isinstance(sudoku.augmenter, BatchAugmenter)
+    assert not isinstance(sudoku.augmenter, VariantNamer)
+    assert isinstance(arc.codec, VariantEncoder) and not arc.codec.batch_encodes_puzzles
+    assert isinstance(arc.augmenter, VariantNamer)
+    assert not isinstance(make_task().codec, BatchCodec)
 
 
 def test_non_task_registration_is_refused():
@@ -177,8 +248,21 @@ def test_non_task_registration_is_refused():
         def register_tasks(register):
             register({"name": "dict-task"})
 
-    with registered(Plugin, "dict-plugin"), pytest.raises(PluginError, match="dict-plugin"):
-        plugins.task_entries()
+    with registered(Plugin, "dict-plugin"):
+        assert "registered dict, not a trmkit.task.Task" in refused("dict-plugin")
+
+
+def test_hook_that_raises_is_skipped():
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_tasks(register):
+            register(make_task("half-done"))
+            raise KeyError("oops")
+
+    with registered(Plugin, "raising-plugin"):
+        assert "its hook raised KeyError: 'oops'" in refused("raising-plugin")
+        assert "half-done" not in plugins.task_entries()  # nothing of it is half-registered
 
 
 def test_model_registration_validation():
@@ -204,11 +288,12 @@ def test_model_registration_validation():
     with registered(Good, "good-models"):
         spec = plugins.get_model("throwaway-net")
         assert spec.plugin == "good-models" and spec.config_cls is Config
-        with registered(Again, "same-models-again"), pytest.raises(PluginError) as info:
-            plugins.model_specs()
-        assert "good-models" in str(info.value) and "same-models-again" in str(info.value)
-    with registered(NotAttrs, "bad-models"), pytest.raises(PluginError, match="attrs class"):
-        plugins.model_specs()
+        with registered(Again, "same-models-again"):
+            assert plugins.get_model("throwaway-net").plugin == "good-models"
+            message = refused("same-models-again")
+        assert "model 'throwaway-net', already registered by plugin 'good-models'" in message
+    with registered(NotAttrs, "bad-models"):
+        assert "attrs class" in refused("bad-models")
     with pytest.raises(UnknownNameError, match="unknown model"):
         plugins.get_model("no-such-model")
 
@@ -275,3 +360,116 @@ def test_broken_third_party_plugin_is_skipped_with_a_warning(tmp_path, capsys, m
         importlib.invalidate_caches()
         plugins.failed.pop("broken", None)
         plugins.reset()
+
+
+def _fake_distribution(tmp_path, monkeypatch, dist: str, entry: str, module_text: str) -> None:
+    """A distribution ``dist`` declaring the trmkit entry point ``entry = <module>``."""
+    import importlib
+
+    module = dist.replace("-", "_") + "_mod"
+    info = tmp_path / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[trmkit]\n{entry} = {module}\n")
+    (tmp_path / f"{module}.py").write_text(module_text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+
+
+def test_third_party_entry_point_named_like_a_builtin_cannot_replace_it(
+    tmp_path, monkeypatch, capsys
+):
+    module_text = (
+        "from trmkit.hookspecs import hookimpl\n"
+        "@hookimpl\n"
+        "def register_tasks(register):\n"
+        "    raise SystemExit('the impostor ran')\n"
+    )
+    monkeypatch.delenv("TRMKIT_LOAD_PLUGINS", raising=False)
+    _fake_distribution(tmp_path, monkeypatch, "trmkit-impostor", "sudoku", module_text)
+    plugins._loaded = False
+    try:
+        plugins.load_plugins()
+        plugins.reset()
+        err = capsys.readouterr().err
+        assert err.count("Warning:") == 1
+        assert (
+            "plugin 'sudoku' of distribution trmkit-impostor was not loaded: its entry point "
+            "has the name of the plugin of distribution trmkit" in err
+        )
+        assert plugins.task_entries()["sudoku-extreme"].plugin == "sudoku"
+        assert plugins._dist_of["sudoku"] == "trmkit"
+    finally:
+        plugins.failed.pop("sudoku (trmkit-impostor)", None)
+        plugins.reset()
+
+
+def test_builtins_load_before_third_party_entry_points(tmp_path, monkeypatch, capsys):
+    """Even when the impostor's entry point is listed first, the built-in keeps its name."""
+    from importlib import metadata
+
+    module_text = "raise SystemExit('the impostor was imported')\n"
+    _fake_distribution(tmp_path, monkeypatch, "trmkit-first", "maze", module_text)
+    real = metadata.entry_points
+    monkeypatch.setattr(
+        plugins.metadata,
+        "entry_points",
+        lambda group: sorted(real(group=group), key=lambda ep: ep.dist.name != "trmkit-first"),
+    )
+    saved = {name: plugins.pm.get_plugin(name) for name in ("maze",)}
+    plugins.pm.unregister(name="maze")
+    plugins._dist_of.pop("maze")
+    plugins._loaded = False
+    try:
+        plugins.load_plugins()
+        plugins.reset()
+        assert plugins._dist_of["maze"] == "trmkit"
+        assert "maze-hard" in plugins.task_entries()
+        assert "distribution trmkit-first was not loaded" in capsys.readouterr().err
+    finally:
+        plugins.failed.pop("maze (trmkit-first)", None)
+        if plugins.pm.get_plugin("maze") is None:
+            plugins.pm.register(saved["maze"], name="maze")
+            plugins._dist_of["maze"] = "trmkit"
+        plugins.reset()
+
+
+class _Exploding:
+    """A plugin whose generator source raises ValueError (a bug in plugin code)."""
+
+    @staticmethod
+    @hookimpl
+    def register_tasks(register):
+        def load(request):
+            raise ValueError("row 3 has 5 cells, expected 4")
+
+        source = Source("gen", "explodes", load, kind="generator")
+        register(make_task("exploding", sources={"gen": source}))
+
+
+def test_exception_in_plugin_code_is_one_line_naming_plugin_task_and_hook(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRMKIT_DEBUG", raising=False)
+    args = ["build", "--task", "exploding", "--out", str(tmp_path / "out")]
+    with registered(_Exploding, "exploding-plugin"):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1, result.output
+        assert lines[0].startswith(
+            "Error: plugin 'exploding-plugin' (task 'exploding') raised ValueError in "
+            "_Exploding.register_tasks.<locals>.load ("
+        )
+        assert "row 3 has 5 cells, expected 4" in lines[0] and "--traceback" in lines[0]
+        assert not (tmp_path / "out").exists()
+        for extra_args, env in ((["--traceback"], {}), ([], {"TRMKIT_DEBUG": "1"})):
+            result = CliRunner().invoke(cli, extra_args + args, env=env)
+            assert result.exit_code == 1
+            assert isinstance(result.exception, ValueError)  # the stack is not hidden
+
+
+def test_exception_outside_plugin_code_is_not_blamed_on_a_plugin():
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        assert plugins.plugin_failure(exc) is None
+    assert plugins.plugin_failure(UnknownNameError("x")) is None

@@ -23,18 +23,30 @@ COMMAND_MODULES = (
 
 
 class TrmkitGroup(click.Group):
-    """Turns every TrmkitError raised by a command into a one-line click error."""
+    """Turns every TrmkitError raised by a command into a one-line click error, and so an
+    exception raised in plugin code (`plugins.plugin_failure`) unless --traceback or
+    TRMKIT_DEBUG=1 asks for the stack."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except TrmkitError as exc:
             raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            line = plugins.plugin_failure(exc)
+            if line is None or ctx.params.get("traceback") or plugins.debug_enabled():
+                raise
+            raise click.ClickException(line) from exc
 
 
 @click.group(cls=TrmkitGroup)
 @click.version_option(__version__, prog_name="trmkit")
-def cli() -> None:
+@click.option(
+    "--traceback",
+    is_flag=True,
+    help="Show the full stack of an exception raised in plugin code (or TRMKIT_DEBUG=1).",
+)
+def cli(traceback: bool) -> None:
     """Tiny Recursive Models on grid puzzles: build data, train, evaluate, solve."""
 
 
@@ -67,7 +79,8 @@ def tasks(as_json: bool) -> None:
 
 @cli.command(name="plugins")
 def plugins_cmd() -> None:
-    """List loaded plugins as JSON: name, distribution, version, hooks."""
+    """List plugins as JSON: name, distribution, version, hooks, and "error" for a plugin
+    that failed to import, whose registrations were refused, or that was left out."""
     click.echo(json.dumps(plugins.plugin_info(), indent=2))
 
 

@@ -1,15 +1,24 @@
 """The one plugin manager: loads `trmkit` entry points lazily, once, and validates every
 registration (errors name the plugin that made it).
 
-``TRMKIT_LOAD_PLUGINS`` (comma-separated distribution names; empty = none) restricts which
-third-party distributions load. The built-in plugins ship in the ``trmkit`` distribution
-and always load. ``TRMKIT_TRACE_HOOKS=1`` prints every hook call to stderr.
+Isolation: a plugin that fails to import, or whose registrations fail validation, is
+skipped with one warning line naming plugin, distribution and problem; the other plugins
+keep working, and `trmkit plugins` lists every failure. An exception raised in plugin code
+while a command runs becomes one line naming plugin, task and hook (`plugin_failure`).
+
+``TRMKIT_LOAD_PLUGINS`` (comma-separated plugin or distribution names, compared after PEP
+503 normalisation; empty = none) restricts which third-party plugins load, and names that
+match nothing are warned about. The built-in plugins ship in the ``trmkit`` distribution,
+always load, and load first: a third-party entry point with a built-in's name is refused
+with a warning. ``TRMKIT_TRACE_HOOKS=1`` prints every hook call to stderr.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any
@@ -18,8 +27,16 @@ import attrs
 import pluggy
 
 from trmkit import hookspecs
-from trmkit.errors import PluginError, UnknownNameError
-from trmkit.task import Augmenter, BuildDefaults, Codec, Evaluator, Source, Task
+from trmkit.errors import PluginError, TrmkitError, UnknownNameError
+from trmkit.task import (
+    Augmenter,
+    BuildDefaults,
+    Codec,
+    Evaluator,
+    Source,
+    Task,
+    protocol_problems,
+)
 
 ENTRY_POINT_GROUP = "trmkit"
 BUILTIN_DISTRIBUTION = "trmkit"
@@ -48,11 +65,20 @@ class TaskEntry:
     aliases: tuple[str, ...]
 
 
-def _allowed_distributions() -> set[str] | None:
+def normalize(name: str) -> str:
+    """PEP 503 normalisation: ``Trmkit_Life.client`` -> ``trmkit-life-client``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _allowed_names() -> set[str] | None:
     value = os.environ.get("TRMKIT_LOAD_PLUGINS")
     if value is None:
         return None
-    return {name.strip().lower() for name in value.split(",") if name.strip()}
+    return {normalize(name.strip()) for name in value.split(",") if name.strip()}
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"Warning: {message}\n")
 
 
 def load_plugins() -> None:
@@ -61,13 +87,33 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
-    allowed = _allowed_distributions()
+    allowed = _allowed_names()
     if os.environ.get("TRMKIT_TRACE_HOOKS"):
         pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
         pm.enable_tracing()
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = (ep.dist.name if ep.dist is not None else "").lower()
-        if dist != BUILTIN_DISTRIBUTION and allowed is not None and dist not in allowed:
+    points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    # built-ins first, so that a third-party entry point can never take a built-in's name
+    points.sort(key=lambda ep: _dist_name(ep) != BUILTIN_DISTRIBUTION)
+    matched: set[str] = set()
+    filtered_out.clear()
+    for ep in points:
+        dist = _dist_name(ep)
+        builtin = dist == BUILTIN_DISTRIBUTION
+        if not builtin and allowed is not None:
+            keys = {normalize(ep.name), normalize(dist)}
+            if not keys & allowed:
+                filtered_out[ep.name] = dist
+                continue
+            matched.update(keys & allowed)
+        owner = _dist_of.get(ep.name)
+        if owner is not None and owner != dist:
+            message = (
+                f"plugin {ep.name!r} of distribution {dist or '?'} was not loaded: its entry "
+                f"point has the name of the plugin of distribution {owner}; rename the entry "
+                f"point in its pyproject.toml"
+            )
+            failed[ep.name + f" ({dist})"] = message
+            _warn(message)
             continue
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
@@ -78,18 +124,36 @@ def load_plugins() -> None:
                 f"plugin {ep.name!r} (distribution {dist or '?'}) failed to import and was "
                 f"skipped: {type(exc).__name__}: {exc}"
             )
-            if dist != BUILTIN_DISTRIBUTION:
+            if not builtin:
                 message += "; uninstall it or leave it out of TRMKIT_LOAD_PLUGINS"
             failed[ep.name] = message
-            sys.stderr.write(f"Warning: {message}\n")
+            _warn(message)
             continue
         pm.register(module, name=ep.name)
         _dist_of[ep.name] = dist
+    if allowed is not None:
+        for name in sorted(allowed - matched):
+            installed = sorted(
+                {f"{ep.name} ({_dist_name(ep)})" for ep in points}
+                - {f"{ep.name} ({BUILTIN_DISTRIBUTION})" for ep in points}
+            )
+            _warn(
+                f"TRMKIT_LOAD_PLUGINS names {name!r}, which matches no installed plugin or "
+                f"distribution (third-party plugins installed: {', '.join(installed) or 'none'})"
+            )
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str:
+    return (ep.dist.name if ep.dist is not None else "").lower()
 
 
 _dist_of: dict[str, str] = {}
 failed: dict[str, str] = {}
-"""entry-point name -> why it could not be loaded (shown by `trmkit plugins` and errors)."""
+"""plugin -> why it could not be loaded (shown by `trmkit plugins` and errors)."""
+rejected: dict[str, str] = {}
+"""plugin -> why its registrations were refused (cleared by `reset`)."""
+filtered_out: dict[str, str] = {}
+"""plugin -> distribution, of the third-party plugins TRMKIT_LOAD_PLUGINS left out."""
 
 
 def plugin_name(plugin: object) -> str:
@@ -128,6 +192,9 @@ def _check_task(task: Any, plugin: str) -> Task:
         raise PluginError(f"{where}: codec needs seq_len > 0 and 2 <= vocab_size <= 256 (uint8)")
     if not isinstance(task.augmenter.transform_size, int) or task.augmenter.transform_size < 1:
         raise PluginError(f"{where}: augmenter.transform_size must be a positive int")
+    for field in ("codec", "augmenter"):
+        for problem in protocol_problems(field, getattr(task, field)):
+            raise PluginError(f"{where}: {problem} (see docs/plugins.md)")
     if not task.sources:
         raise PluginError(f"{where}: no sources")
     for key, source in task.sources.items():
@@ -140,27 +207,72 @@ def _check_task(task: Any, plugin: str) -> Task:
     return task
 
 
+def _impls(hook: Any) -> list[Any]:
+    """Hook implementations, built-in plugins first, then by plugin name (deterministic:
+    on a clash the built-in, or the first name, keeps its registration)."""
+    return sorted(
+        hook.get_hookimpls(),
+        key=lambda impl: (_dist_of.get(impl.plugin_name) != BUILTIN_DISTRIBUTION, impl.plugin_name),
+    )
+
+
+def _reject(plugin: str, problem: str) -> None:
+    dist = _dist_of.get(plugin) or "?"
+    message = f"plugin {plugin!r} (distribution {dist}) was skipped: {problem}"
+    if rejected.get(plugin) != message:
+        _warn(message)
+    rejected[plugin] = message
+
+
+def _problem(exc: Exception, plugin: str) -> str:
+    """The reason of a refused registration, without repeating the plugin's name."""
+    if isinstance(exc, PluginError):
+        return str(exc).removeprefix(f"plugin {plugin!r} ").removeprefix(f"plugin {plugin!r}: ")
+    return f"its hook raised {type(exc).__name__}: {exc}"
+
+
 def _collect_tasks() -> dict[str, TaskEntry]:
     load_plugins()
     entries: dict[str, TaskEntry] = {}
-    names: dict[str, str] = {}  # name or alias -> owning plugin
+    names: dict[str, tuple[str, str]] = {}  # name or alias -> (owning plugin, task name)
 
-    for impl in pm.hook.register_tasks.get_hookimpls():
+    for impl in _impls(pm.hook.register_tasks):
         plugin = impl.plugin_name
+        mine: dict[str, TaskEntry] = {}
+        my_names: dict[str, tuple[str, str]] = {}
 
-        def register(task: Task, aliases: Iterable[str] = (), _plugin: str = plugin) -> None:
+        def register(
+            task: Task,
+            aliases: Iterable[str] = (),
+            _plugin: str = plugin,
+            mine: dict[str, TaskEntry] = mine,
+            my_names: dict[str, tuple[str, str]] = my_names,
+        ) -> None:
             task = _check_task(task, _plugin)
             alias_tuple = tuple(aliases)
-            for key in (task.name, *alias_tuple):
-                if key in names:
+            for alias in alias_tuple:
+                if not isinstance(alias, str) or not alias:
                     raise PluginError(
-                        f"plugin {_plugin!r} registered task name {key!r}, "
-                        f"already registered by plugin {names[key]!r}"
+                        f"plugin {_plugin!r} (task {task.name!r}): bad alias {alias!r}"
                     )
-                names[key] = _plugin
-            entries[task.name] = TaskEntry(task, _plugin, alias_tuple)
+            for key in (task.name, *alias_tuple):
+                if key in names or key in my_names:
+                    other, other_task = names.get(key) or my_names[key]
+                    kind = "task name" if key == task.name else "alias"
+                    raise PluginError(
+                        f"plugin {_plugin!r} (task {task.name!r}): {kind} {key!r} is already "
+                        f"registered by plugin {other!r} (task {other_task!r}); rename it"
+                    )
+                my_names[key] = (_plugin, task.name)
+            mine[task.name] = TaskEntry(task, _plugin, alias_tuple)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except Exception as exc:  # skip this plugin whole, keep the others
+            _reject(plugin, _problem(exc, plugin))
+            continue
+        entries.update(mine)
+        names.update(my_names)
     return entries
 
 
@@ -178,14 +290,28 @@ def task_entries() -> dict[str, TaskEntry]:
 def get_task(name: str) -> Task:
     """A task by name or alias; unknown names raise with the list of known ones."""
     entries = task_entries()
-    if name in entries:
-        return entries[name].task
     for entry in entries.values():
-        if name in entry.aliases:
+        if name == entry.task.name or name in entry.aliases:
+            _current[:] = [entry]
             return entry.task
     known = ", ".join(sorted(entries)) or "none (no task plugin is installed)"
-    broken = "".join(f" ({why})" for why in failed.values())
-    raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}{broken}")
+    broken = "".join(f" ({why})" for why in (*failed.values(), *rejected.values()))
+    hidden = ""
+    if filtered_out:
+        left_out = ", ".join(f"{p} ({d or '?'})" for p, d in sorted(filtered_out.items()))
+        hidden = (
+            f" (TRMKIT_LOAD_PLUGINS={os.environ.get('TRMKIT_LOAD_PLUGINS', '')!r} left out the "
+            f"plugins {left_out}; the task may be theirs: add the plugin or distribution name)"
+        )
+    raise UnknownNameError(f"unknown task {name!r}; known tasks: {known}{broken}{hidden}")
+
+
+def owner_of(task: Task) -> str | None:
+    """The plugin that registered ``task`` (None for a task nobody registered)."""
+    for entry in task_entries().values():
+        if entry.task is task:
+            return entry.plugin
+    return None
 
 
 # --------------------------------------------------------------------------- models
@@ -194,8 +320,9 @@ def get_task(name: str) -> Task:
 def _collect_models() -> dict[str, ModelSpec]:
     load_plugins()
     specs: dict[str, ModelSpec] = {}
-    for impl in pm.hook.register_models.get_hookimpls():
+    for impl in _impls(pm.hook.register_models):
         plugin = impl.plugin_name
+        mine: dict[str, ModelSpec] = {}
 
         def register(
             name: str,
@@ -203,13 +330,15 @@ def _collect_models() -> dict[str, ModelSpec]:
             config_cls: type,
             description: str = "",
             _plugin: str = plugin,
+            mine: dict[str, ModelSpec] = mine,
         ) -> None:
             if not isinstance(name, str) or not name:
                 raise PluginError(f"plugin {_plugin!r} registered a model without a name")
-            if name in specs:
+            if name in specs or name in mine:
+                other = (specs.get(name) or mine[name]).plugin
                 raise PluginError(
                     f"plugin {_plugin!r} registered model {name!r}, "
-                    f"already registered by plugin {specs[name].plugin!r}"
+                    f"already registered by plugin {other!r}"
                 )
             if not callable(factory):
                 raise PluginError(f"plugin {_plugin!r}: model {name!r} factory is not callable")
@@ -217,9 +346,14 @@ def _collect_models() -> dict[str, ModelSpec]:
                 raise PluginError(
                     f"plugin {_plugin!r}: model {name!r} config must be an attrs class"
                 )
-            specs[name] = ModelSpec(name, factory, config_cls, description, _plugin)
+            mine[name] = ModelSpec(name, factory, config_cls, description, _plugin)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            _reject(plugin, _problem(exc, plugin))
+            continue
+        specs.update(mine)
     return specs
 
 
@@ -238,6 +372,68 @@ def get_model(name: str) -> ModelSpec:
     return specs[name]
 
 
+# --------------------------------------------------------------------------- failures
+
+_current: list[TaskEntry] = []
+"""the entry of the task last resolved by `get_task` (the one a command works on)."""
+HELPER_PACKAGES = ("trmkit.grids", "trmkit_grids")
+"""trmkit's helpers for task plugins: their frames count as the calling task's code."""
+
+
+def debug_enabled() -> bool:
+    """TRMKIT_DEBUG=1: show the full stack of exceptions raised in plugin code."""
+    return os.environ.get("TRMKIT_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def _package_of(plugin: object) -> str:
+    module = plugin if isinstance(plugin, type(sys)) else sys.modules.get(plugin.__module__)
+    if module is None:
+        return ""
+    if getattr(module, "__path__", None) is not None:  # a package: all of it is the plugin's
+        return module.__name__
+    return module.__name__.rpartition(".")[0] or module.__name__
+
+
+def _within(module: str, package: str) -> bool:
+    return bool(package) and (module == package or module.startswith(package + "."))
+
+
+def plugin_failure(exc: BaseException) -> str | None:
+    """One line for an exception that plugin code raised (None if no plugin frame is on its
+    stack, or for a `TrmkitError`, which is already a message for the user): the plugin, the
+    task being worked on, the hook trmkit called, where it raised and why."""
+    if isinstance(exc, TrmkitError) or not isinstance(exc, Exception):
+        return None
+    packages = [(_package_of(p), plugin_name(p)) for p in pm.get_plugins()]
+    packages = [(pkg, name) for pkg, name in packages if pkg and pkg != "trmkit"]
+    current = _current[-1] if _current else None
+    hits: list[tuple[str, str, str]] = []  # (plugin, qualname, file:line)
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        module = str(frame.f_globals.get("__name__", ""))
+        owner = next((name for pkg, name in packages if _within(module, pkg)), None)
+        if owner is None and current is not None and any(
+            _within(module, pkg) for pkg in HELPER_PACKAGES
+        ):
+            owner = current.plugin
+        if owner is not None:
+            code = frame.f_code
+            qualname = getattr(code, "co_qualname", code.co_name)
+            where = f"{module.replace('.', '/')}.py:{lineno}"
+            hits.append((owner, qualname, where))
+    if not hits:
+        return None
+    plugin, hook, _ = hits[0]
+    where = hits[-1][2]
+    ours = current is not None and current.plugin == plugin
+    task = f" (task {current.task.name!r})" if current is not None and ours else ""
+    reason = (str(exc).splitlines() or [""])[0][:300]
+    return (
+        f"plugin {plugin!r}{task} raised {type(exc).__name__} in {hook} ({where}): {reason}; "
+        f"a bug in the plugin, not in your input: report it to its authors (the stack: "
+        f"--traceback or TRMKIT_DEBUG=1)"
+    )
+
+
 # --------------------------------------------------------------------------- introspection
 
 
@@ -254,9 +450,24 @@ def plugin_info() -> list[dict[str, Any]]:
             version = None
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
+    task_entries()
+    model_specs()
+    for row in rows:
+        if row["name"] in rejected:
+            row["error"] = rejected[row["name"]]
     for name, why in failed.items():
         rows.append(
             {"name": name, "distribution": None, "version": None, "hooks": [], "error": why}
+        )
+    for name, dist in filtered_out.items():
+        rows.append(
+            {
+                "name": name,
+                "distribution": dist,
+                "version": None,
+                "hooks": [],
+                "error": "not loaded: left out by TRMKIT_LOAD_PLUGINS",
+            }
         )
     return sorted(rows, key=lambda row: row["name"])
 
@@ -266,3 +477,4 @@ def reset() -> None:
     global _tasks, _models
     _tasks = None
     _models = None
+    rejected.clear()

@@ -159,6 +159,108 @@ class Augmenter(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- optional
+# Batched fast paths. A codec or augmenter opts in by implementing every member of one of
+# these protocols; `trmkit.plugins` refuses a registration that implements only part of
+# one (naming what is missing), the builder uses a path only when ``isinstance`` holds,
+# and `trmkit.testing.check_task` proves that each path agrees with the plain contract.
+
+
+@runtime_checkable
+class BatchAugmenter(Protocol):
+    """Vectorised `Augmenter.apply` / `Augmenter.invert` over many same-shape grids."""
+
+    def apply_batch(self, transforms: np.ndarray, grids: np.ndarray) -> np.ndarray:
+        """``out[i] == apply(transforms[i], grids[i])`` for ``int[N, k]`` and ``int[N, H, W]``
+        (the builder calls it with square grids only)."""
+        ...
+
+    def invert_batch(self, transforms: np.ndarray, grids: np.ndarray) -> np.ndarray:
+        """``out[i] == invert(transforms[i], grids[i])``."""
+        ...
+
+
+@runtime_checkable
+class VariantNamer(Protocol):
+    """Names of augmented variants in the store's identifier list (``per_variant`` ids)."""
+
+    def variant_name(self, puzzle_name: str, transform: Transform) -> str:
+        """The identity must give ``puzzle_name``; distinct transforms distinct names.
+        Without it: ``name`` for the identity, else ``name|||v0-v1-...``."""
+        ...
+
+
+@runtime_checkable
+class BatchCodec(Protocol):
+    """Vectorised encoding of many same-shape grids."""
+
+    batch_encodes_puzzles: bool
+    """True: ``encode_puzzle`` is ``encode_batch`` of the inputs and of the outputs for both
+    splits, so the builder may call ``encode_batch`` instead; False when ``encode_puzzle``
+    depends on split or rng (ARC translates train grids)."""
+
+    def encode_batch(self, grids: np.ndarray) -> np.ndarray:
+        """``int[N, H, W] -> uint8[N, seq_len]``, row i equal to ``encode(grids[i])``."""
+        ...
+
+
+@runtime_checkable
+class VariantEncoder(Protocol):
+    """Encoding all augmented variants of one puzzle in one call."""
+
+    def encode_variants(
+        self,
+        examples: Sequence[Example],
+        transforms: np.ndarray,
+        augmenter: Augmenter,
+        *,
+        split: str,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, labels), each ``uint8[V, len(examples), seq_len]``: row v equals
+        ``encode_puzzle`` of the examples under ``augmenter.apply(transforms[v], .)``
+        (identical for split "test", same distribution for "train")."""
+        ...
+
+
+OPTIONAL_PROTOCOLS: Mapping[str, tuple[tuple[type, tuple[str, ...]], ...]] = {
+    "codec": (
+        (BatchCodec, ("encode_batch", "batch_encodes_puzzles")),
+        (VariantEncoder, ("encode_variants",)),
+    ),
+    "augmenter": (
+        (BatchAugmenter, ("apply_batch", "invert_batch")),
+        (VariantNamer, ("variant_name",)),
+    ),
+}
+"""Task field -> (protocol, its members): what registration checks for partial opt-ins."""
+
+
+def protocol_problems(field: str, value: object) -> list[str]:
+    """What is wrong with the optional protocols ``value`` (a task's ``field``) opts into:
+    a protocol implemented in part, a member that is not callable, a flag that is not bool."""
+    problems = []
+    for proto, members in OPTIONAL_PROTOCOLS.get(field, ()):
+        present = [m for m in members if m in dir(value)]
+        if not present:
+            continue
+        missing = [m for m in members if m not in present]
+        if missing:
+            problems.append(
+                f"{field} defines {', '.join(present)} but not {', '.join(missing)}: implement "
+                f"all of trmkit.task.{proto.__name__} or none of it"
+            )
+            continue
+        for member in members:
+            attr = getattr(value, member)
+            if member == "batch_encodes_puzzles":
+                if not isinstance(attr, bool):
+                    problems.append(f"{field}.batch_encodes_puzzles must be True or False")
+            elif not callable(attr):
+                problems.append(f"{field}.{member} is not callable ({proto.__name__})")
+    return problems
+
+
 @attrs.frozen
 class PredictionBatch:
     """Model outputs for a batch of test rows, in the store's token space."""
@@ -255,6 +357,9 @@ class Task:
     """grid -> text for `trmkit data info` and `trmkit solve`."""
     parse_puzzles: Callable[[str], list[RawPuzzle]] | None = None
     """text or path given to `trmkit solve` -> puzzles (test examples hold the queries)."""
+    format_puzzle: Callable[[RawPuzzle], str] | None = None
+    """puzzle -> text that ``parse_puzzles`` reads back (same examples' inputs); None: ``render``
+    of the first query grid is that text. `trmkit.testing` checks the round trip."""
 
     def source_for(self, spec: str | None) -> tuple[Source, Path | None]:
         """Resolve ``--source``: a registered source name, else a local path."""

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from trmkit.task import Example
+from trmkit.task import Augmenter, Example
+from trmkit_arc.augment import ArcAugmenter
 
 CANVAS = 30
 PAD = 0
@@ -183,7 +184,7 @@ class ArcCodec:
         self,
         examples: Sequence[Example],
         transforms: np.ndarray,
-        augmenter: Any,
+        augmenter: Augmenter,
         *,
         split: str,
         rng: np.random.Generator,
@@ -195,11 +196,11 @@ class ArcCodec:
         this costs O(n x 8) numpy calls instead of O(V x n) Python-level ones.
         """
         transforms = np.asarray(transforms).reshape(len(transforms), -1)
-        variants = getattr(augmenter, "variant_grids", None)
-        if variants is None:  # any other augmenter: the plain per-variant loop
+        if not isinstance(augmenter, ArcAugmenter):  # any other: the plain per-variant loop
             ins = [[_as_grid(augmenter.apply(t, e.input)) for e in examples] for t in transforms]
             outs = [[_as_grid(augmenter.apply(t, e.output)) for e in examples] for t in transforms]
             return self._encode_variants(ins, outs, split=split, rng=rng)
+        variants = augmenter.variant_grids
         return self._encode_grouped(examples, transforms, variants, split=split, rng=rng)
 
     # ------------------------------------------------------------------ internals

@@ -8,7 +8,7 @@ from trmkit_arc.augment import ArcAugmenter
 from trmkit_arc.codec import ArcCodec
 from trmkit_arc.evaluate import ArcEvaluator
 from trmkit_arc.sources import make_sources
-from trmkit_arc.text import parse_puzzles, render
+from trmkit_arc.text import format_puzzle, parse_puzzles, render
 
 DESCRIPTIONS = {
     "arc-agi-1": "ARC-AGI-1 (400 training + 400 evaluation tasks, + ConceptARC): 30x30 "
@@ -39,6 +39,7 @@ def make_task(name: str) -> Task:
         path_source="files",
         render=render,
         parse_puzzles=parse_puzzles,
+        format_puzzle=format_puzzle,
     )
 
 

@@ -55,6 +55,30 @@ def render(grid: np.ndarray) -> str:
     return "\n".join(" ".join(str(int(v)) for v in row) for row in np.asarray(grid))
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. "File name too long": inline task text, not a path
+        return False
+
+
+def format_puzzle(puzzle: RawPuzzle) -> str:
+    """The puzzle as ARC task JSON ({"train": [...], "test": [...]}), which `parse_puzzles`
+    reads back (a puzzle without test pairs, a training-set task, gives its last
+    demonstration as the test pair, so the examples stay in order)."""
+
+    def pairs(examples: tuple[Example, ...]) -> list[dict[str, list[list[int]]]]:
+        return [
+            {"input": np.asarray(e.input).tolist(), "output": np.asarray(e.output).tolist()}
+            for e in examples
+        ]
+
+    train, test = puzzle.train, puzzle.test
+    if not test:
+        train, test = train[:-1], train[-1:]
+    return json.dumps({"train": pairs(train), "test": pairs(test)})
+
+
 def parse_puzzles(spec: str) -> list[RawPuzzle]:
     """An ARC task file (or its JSON text) -> one RawPuzzle per task.
 
@@ -65,7 +89,7 @@ def parse_puzzles(spec: str) -> list[RawPuzzle]:
     """
     path = Path(spec).expanduser()
     try:
-        if len(spec) < 4096 and path.is_file():
+        if len(spec) < 4096 and _is_file(path):
             tasks = read_task_file(path, {})
         else:
             try:

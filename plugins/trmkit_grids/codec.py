@@ -8,6 +8,7 @@ the same map, so ``ignore_label_id`` 0 ignores nothing on a full grid (reference
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import attrs
 import numpy as np
@@ -22,6 +23,8 @@ class OffsetCodec:
     num_values: int
     pad_id: int = 0
     ignore_label_id: int = 0
+    batch_encodes_puzzles: ClassVar[bool] = True
+    """`trmkit.task.BatchCodec`: encode_puzzle is encode_batch of inputs and outputs."""
 
     @property
     def seq_len(self) -> int:

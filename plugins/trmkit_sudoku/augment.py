@@ -19,6 +19,16 @@ import numpy as np
 from trmkit.task import RawPuzzle
 from trmkit_sudoku.solver import Geometry
 
+MAX_REDRAWS = 64
+
+
+def _repeats(batch: np.ndarray) -> np.ndarray:
+    """bool[k]: rows equal to an earlier row."""
+    _, first = np.unique(batch, axis=0, return_index=True)
+    repeat = np.ones(len(batch), dtype=bool)
+    repeat[first] = False
+    return repeat
+
 
 class SudokuAugmenter:
     def __init__(self, geo: Geometry) -> None:
@@ -58,16 +68,24 @@ class SudokuAugmenter:
         return np.concatenate([flips[:, None].astype(np.int64), rows, cols, digits], axis=1)
 
     def draw(self, puzzle: RawPuzzle, num_aug: int, rng: np.random.Generator) -> list[np.ndarray]:
-        """``num_aug`` random non-identity shuffles (not deduplicated, as the reference)."""
+        """``num_aug`` random distinct non-identity shuffles.
+
+        The identity and repeats are redrawn (rare: 9x9 has ~1.2e12 shuffles; 4x4 has
+        3072, where 10 draws repeat one about 1.5% of the time), so a draw without either
+        consumes the rng exactly as the reference's undeduplicated draw. A request close to
+        the number of shuffles may return fewer after ``MAX_REDRAWS`` rounds.
+        """
         if num_aug <= 0:
             return []
         batch = self.draw_batch(num_aug, rng)
         ident = self.identity()
-        same = (batch == ident).all(axis=1)
-        while same.any():  # redraw the (rare, for 4x4 ~1/3000) identity draws
-            batch[same] = self.draw_batch(int(same.sum()), rng)
-            same = (batch == ident).all(axis=1)
-        return list(batch)
+        for _ in range(MAX_REDRAWS):
+            bad = (batch == ident).all(axis=1) | _repeats(batch)
+            if not bad.any():
+                break
+            batch[bad] = self.draw_batch(int(bad.sum()), rng)
+        bad = (batch == ident).all(axis=1) | _repeats(batch)
+        return list(batch[~bad])
 
     # ------------------------------------------------------------------ applying
     def apply(self, transform: np.ndarray, grid: np.ndarray) -> np.ndarray:

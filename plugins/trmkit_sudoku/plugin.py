@@ -55,6 +55,7 @@ def make_task(
         path_source="csv",
         render=source.render(geo),
         parse_puzzles=source.parse_puzzles(geo),
+        format_puzzle=source.format_puzzle,
     )
 
 

@@ -202,6 +202,15 @@ def parse_puzzles(geo: Geometry):
     return parse
 
 
+def format_puzzle(puzzle: RawPuzzle) -> str:
+    """The puzzle's question grids as `parse_puzzles` reads them: one line of digits each
+    ('.' blank)."""
+    return "\n".join(
+        "".join(str(int(v)) if v else "." for v in np.asarray(e.input).reshape(-1))
+        for e in (*puzzle.train, *puzzle.test)
+    )
+
+
 def render(geo: Geometry):
     """Grid -> text with box separators ('.' blank, '?' for an invalid predicted cell)."""
     n, br, bc = geo.n, geo.box_rows, geo.box_cols

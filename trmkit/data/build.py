@@ -16,20 +16,27 @@ Algorithm (one pass over the raw puzzles, streaming into the store):
    both splits. Ids are numbered in raw-puzzle order (the reference numbers all train
    groups first, then test-only groups; only the numbering differs).
 5. Codec output is validated (dtype, shape, token range) and a misbehaving plugin is named.
+6. Before anything is written, `check_transforms` tries the identity and a few drawn
+   transforms on the grids of the first puzzles: a transform that `invert` does not undo,
+   or an identity that changes a grid, refuses the build in one line naming plugin, task
+   and transform (such a dataset would make every inverted prediction silently wrong).
 
 Randomness: `np.random.SeedSequence(seed)` spawns independent generators for subsampling,
 augmentation draws and codec placement, so the same inputs and seed give byte-identical
 arrays (the reference's Sudoku/Maze builders are unseeded, 9.1 #5).
 
-Optional fast path (detected with ``hasattr``; see /docs and the report):
-- ``augmenter.apply_batch(transforms[N, k], grids[N, H, W]) -> [N, H, W]`` is used for square
-  grids: one call per example grid for all variants of a puzzle.
-- ``codec.encode_batch(grids[N, H, W]) -> uint8[N, seq_len]`` replaces ``encode_puzzle`` for
-  both splits unless the codec sets ``batch_encodes_puzzles = False`` (a codec whose
-  encode_puzzle depends on split or rng, e.g. ARC translation). As a safety net the first
-  puzzles of each split are encoded both ways and the fast path is dropped if they differ.
-- ``augmenter.variant_name(puzzle_name, transform) -> str`` names variants in the store's
-  identifier list (default: the name for the identity, else ``name|||v0-v1-...``).
+Optional fast paths, the typed protocols of `trmkit.task` (checked at registration; see
+docs/plugins.md, "Optional batched protocols"):
+- `BatchAugmenter` (``apply_batch(transforms[N, k], grids[N, H, W]) -> [N, H, W]``) is used for
+  square grids: one call per example grid for all variants of a puzzle.
+- `BatchCodec` (``encode_batch(grids[N, H, W]) -> uint8[N, seq_len]``) replaces
+  ``encode_puzzle`` for both splits unless the codec sets ``batch_encodes_puzzles = False``
+  (a codec whose encode_puzzle depends on split or rng, e.g. ARC translation). As a safety
+  net the first puzzles of each split are encoded both ways and the fast path is dropped if
+  they differ.
+- `VariantEncoder` (``encode_variants``) encodes all variants of a puzzle in one call.
+- `VariantNamer` (``variant_name(puzzle_name, transform) -> str``) names variants in the
+  store's identifier list (default: the name for the identity, else ``name|||v0-v1-...``).
 """
 
 from __future__ import annotations
@@ -45,8 +52,22 @@ import numpy as np
 
 from trmkit.data.store import SplitWriter, StoreWriter, check_out_path
 from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
-from trmkit.task import Example, RawData, RawPuzzle, SourceRequest, Task
+from trmkit.task import (
+    BatchAugmenter,
+    BatchCodec,
+    Example,
+    RawData,
+    RawPuzzle,
+    SourceRequest,
+    Task,
+    VariantEncoder,
+    VariantNamer,
+)
 
+GUARD_PUZZLES = 8
+"""puzzles whose grids `check_transforms` tries before a build writes anything."""
+GUARD_TRANSFORMS = 4
+"""drawn transforms tried per puzzle (besides the identity)."""
 BLOCK_TOKENS = 8 << 20
 """Rows are encoded and handed to the writer in blocks of about this many tokens."""
 FASTPATH_CHECK_PUZZLES = 4
@@ -142,11 +163,64 @@ def select_puzzles(
 
 
 def _variant_name(augmenter: Any, name: str, transform: np.ndarray, is_identity: bool) -> str:
-    if hasattr(augmenter, "variant_name"):
+    if isinstance(augmenter, VariantNamer):
         return str(augmenter.variant_name(name, transform))
     if is_identity:
         return name
     return name + "|||" + "-".join(str(int(v)) for v in transform)
+
+
+def check_transforms(task: Task, puzzles: Sequence[RawPuzzle], num_aug: int, seed: int) -> None:
+    """Refuse (PluginError) a task whose identity changes a grid or whose ``invert`` does not
+    undo ``apply``, tried on the grids of the first `GUARD_PUZZLES` puzzles with the identity
+    and up to `GUARD_TRANSFORMS` drawn transforms each (from their own rng: the dataset is
+    the same with or without this check)."""
+    from trmkit.plugins import owner_of
+
+    augmenter = task.augmenter
+    plugin = owner_of(task)
+    who = f"plugin {plugin!r}, task {task.name!r}" if plugin else f"task {task.name!r}"
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    k = int(augmenter.transform_size)
+
+    def vector(transform: Any, what: str) -> np.ndarray:
+        array = np.asarray(transform)
+        if array.shape != (k,) or not np.issubdtype(array.dtype, np.integer):
+            raise PluginError(
+                f"{who}: augmenter.{what} gave {array.dtype}{list(array.shape)}, expected an "
+                f"int vector of transform_size {k}"
+            )
+        return array
+
+    identity = vector(augmenter.identity(), "identity()")
+    fix = "nothing was written; trmkit.testing.check_task(task) shows the failing property"
+    for puzzle in puzzles[:GUARD_PUZZLES]:
+        grids = [np.asarray(g) for e in (*puzzle.train, *puzzle.test) for g in (e.input, e.output)]
+        augment = num_aug > 0 and (bool(puzzle.train) or task.defaults.augment_test)
+        drawn = augmenter.draw(puzzle, min(num_aug, GUARD_TRANSFORMS), rng) if augment else []
+        drawn = [vector(t, f"draw() for {puzzle.name!r}") for t in drawn]
+        for grid in grids:
+            for name, fn in (("apply", augmenter.apply), ("invert", augmenter.invert)):
+                if not _same_grid(fn(identity, grid), grid):
+                    raise PluginError(
+                        f"{who}: augmenter.{name} with identity() {identity.tolist()} changes "
+                        f"a {grid.shape[0]}x{grid.shape[1]} grid of puzzle {puzzle.name!r}; "
+                        f"identity() must change nothing ({fix})"
+                    )
+            for transform in drawn:
+                moved = np.asarray(augmenter.apply(transform, grid))
+                if not _same_grid(augmenter.invert(transform, moved), grid):
+                    raise PluginError(
+                        f"{who}: augmenter.invert does not undo apply for transform "
+                        f"{np.asarray(transform).tolist()} on a {grid.shape[0]}x{grid.shape[1]} "
+                        f"grid of puzzle {puzzle.name!r}; every inverted prediction would be "
+                        f"wrong ({fix})"
+                    )
+
+
+def _same_grid(a: Any, b: np.ndarray) -> bool:
+    a = np.asarray(a)
+    return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 class _Pending:
@@ -181,9 +255,11 @@ class _Builder:
         self.next_id = 1
         self.block_rows = max(1, BLOCK_TOKENS // self.codec.seq_len)
         self.pending = {"train": _Pending(), "test": _Pending()}
-        self.apply_batch = getattr(self.augmenter, "apply_batch", None)
-        batchable = getattr(self.codec, "batch_encodes_puzzles", True)
-        fast = hasattr(self.codec, "encode_batch") and batchable
+        augmenter, codec = self.augmenter, self.codec
+        self.apply_batch = augmenter.apply_batch if isinstance(augmenter, BatchAugmenter) else None
+        self.encode_batch = codec.encode_batch if isinstance(codec, BatchCodec) else None
+        fast = isinstance(codec, BatchCodec) and codec.batch_encodes_puzzles
+        self.encode_variants = codec.encode_variants if isinstance(codec, VariantEncoder) else None
         self.fast_encode = {"train": fast, "test": fast}
         self.fast_checked = {"train": False, "test": False}
 
@@ -280,7 +356,7 @@ class _Builder:
     ) -> None:
         pending = self.pending[split]
         count, per = len(transforms), len(examples)
-        encode_variants = getattr(self.codec, "encode_variants", None)
+        encode_variants = self.encode_variants
         if encode_variants is not None:
             what = f"encode_variants ({split})"
             enc_in, enc_lab = encode_variants(
@@ -334,8 +410,8 @@ class _Builder:
         out = np.empty((rows, self.codec.seq_len), dtype=np.uint8)
         for parts in by_shape.values():
             grids = np.concatenate([p[1] for p in parts])
-            encode_batch = self.codec.encode_batch  # type: ignore[attr-defined]  # optional API
-            encoded = self._check_rows(encode_batch(grids), len(grids), "encode_batch")
+            assert self.encode_batch is not None  # fast_encode implies a BatchCodec
+            encoded = self._check_rows(self.encode_batch(grids), len(grids), "encode_batch")
             positions = np.concatenate([np.arange(o, o + len(g)) for o, g in parts])
             out[positions] = encoded
         return out
@@ -440,6 +516,7 @@ def build_dataset(
     puzzles = select_puzzles(raw.puzzles, subsample, strict, np.random.default_rng(sub_seq))
     if not puzzles:
         raise SourceError(f"task {task.name!r}: the source produced no puzzles")
+    check_transforms(task, puzzles, num_aug, seed)
     with StoreWriter(out, force=force) as writer:
         builder = _Builder(task, writer, seed, num_aug)
         with _progress(len(puzzles), progress) as bar:

@@ -1,0 +1,178 @@
+"""Every built-in task passes the conformance kit, and the kit catches broken tasks."""
+
+from __future__ import annotations
+
+import itertools
+
+import attrs
+import numpy as np
+import pytest
+
+from trmkit import plugins
+from trmkit.testing import (
+    CHECKS,
+    ConformanceError,
+    GridSpec,
+    Subject,
+    TaskConformance,
+    check_task,
+    sample_puzzles,
+)
+
+BUILTIN = ["sudoku-4x4", "sudoku-6x6", "sudoku-extreme", "maze-11x11", "maze-hard", "arc-agi-1"]
+
+
+class TestSudoku4x4(TaskConformance):
+    task = plugins.get_task("sudoku-4x4")
+
+
+class TestSudokuExtreme(TaskConformance):
+    task = plugins.get_task("sudoku-extreme")
+
+
+class TestMaze11(TaskConformance):
+    task = plugins.get_task("maze-11x11")
+
+
+class TestMazeHard(TaskConformance):
+    task = plugins.get_task("maze-hard")
+
+
+class TestArc1(TaskConformance):
+    task = plugins.get_task("arc-agi-1")
+    max_examples = 10
+
+
+@pytest.mark.parametrize("name", ["sudoku-6x6", "sudoku-easy", "maze-15x15", "arc-agi-2"])
+def test_other_builtin_tasks_pass_check_task(name):
+    check_task(plugins.get_task(name), max_examples=5)
+
+
+# --------------------------------------------------------------------------- broken tasks
+
+
+@pytest.fixture(scope="module")
+def maze():
+    task = plugins.get_task("maze-11x11")
+    return task, sample_puzzles(task, count=4)
+
+
+def _broken(task, field, **methods):
+    """``task`` with its codec/augmenter/evaluator wrapped and some methods replaced."""
+    inner = getattr(task, field)
+
+    class Wrapped:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+    wrapped = Wrapped()
+    for name, fn in methods.items():
+        setattr(wrapped, name, fn)
+    return attrs.evolve(task, **{field: wrapped})
+
+
+def test_wrong_invert_is_caught(maze):
+    task, puzzles = maze
+    aug = task.augmenter
+    bad = _broken(task, "augmenter", invert=lambda t, g: aug.apply(t, g))
+    with pytest.raises(ConformanceError, match=r"'maze-11x11', invert: .*invert must undo"):
+        check_task(bad, puzzles, checks=["invert"])
+
+
+def test_wrong_identity_is_caught(maze):
+    task, puzzles = maze
+    bad = _broken(task, "augmenter", identity=lambda: np.array([1]))
+    with pytest.raises(ConformanceError, match="identity: apply"):
+        check_task(bad, puzzles, checks=["identity"])
+
+
+def test_identity_in_draw_and_duplicates_are_caught(maze):
+    task, puzzles = maze
+    with_identity = _broken(task, "augmenter", draw=lambda p, k, rng: [np.array([0])])
+    with pytest.raises(ConformanceError, match="draw returned the identity"):
+        check_task(with_identity, puzzles, checks=["draw"])
+    twice = _broken(task, "augmenter", draw=lambda p, k, rng: [np.array([1])] * k)
+    with pytest.raises(ConformanceError, match="twice"):
+        check_task(twice, puzzles, checks=["draw"])
+
+
+def test_unseeded_draw_is_caught(maze):
+    task, puzzles = maze
+    calls = itertools.count()  # state outside the rng: two calls never agree
+    unseeded = _broken(task, "augmenter", draw=lambda p, k, rng: [np.array([1 + next(calls) % 7])])
+    with pytest.raises(ConformanceError, match="same seed"):
+        check_task(unseeded, puzzles, checks=["draw"])
+
+
+def test_batch_disagreeing_with_scalar_is_caught(maze):
+    task, puzzles = maze
+    aug = task.augmenter
+    bad = _broken(task, "augmenter", invert_batch=lambda ts, gs: np.asarray(gs)[:, ::-1])
+    bad = attrs.evolve(
+        bad,
+        augmenter=type(
+            "A",
+            (),
+            {
+                "transform_size": 1,
+                "identity": staticmethod(aug.identity),
+                "draw": staticmethod(aug.draw),
+                "apply": staticmethod(aug.apply),
+                "invert": staticmethod(aug.invert),
+                "apply_batch": staticmethod(aug.apply_batch),
+                "invert_batch": staticmethod(lambda ts, gs: np.asarray(gs)[:, ::-1]),
+            },
+        )(),
+    )
+    with pytest.raises(ConformanceError, match="invert_batch"):
+        check_task(bad, puzzles, checks=["augmenter_batch"])
+
+
+def test_codec_that_does_not_round_trip_is_caught(maze):
+    task, puzzles = maze
+    codec = task.codec
+    bad = _broken(task, "codec", decode=lambda tokens: codec.decode(tokens).T)
+    with pytest.raises(ConformanceError, match=r"codec: decode\(encode\(g\)\) != g"):
+        check_task(bad, puzzles, checks=["codec"])
+
+
+def test_evaluator_that_ignores_predictions_is_caught(maze):
+    task, puzzles = maze
+
+    class Run:
+        def update(self, batch):
+            pass
+
+        def finish(self):
+            return {"exact_accuracy": 1.0}
+
+    class Lenient:
+        def start(self, context):
+            return Run()
+
+    with pytest.raises(ConformanceError, match="one wrong token in every row still score"):
+        check_task(attrs.evolve(task, evaluator=Lenient()), puzzles, checks=["evaluator"])
+    with pytest.raises(ConformanceError, match="no 'solved' metric"):
+        check_task(task, puzzles, checks=["evaluator"], headline="solved")
+
+
+def test_parse_render_mismatch_is_caught(maze):
+    task, puzzles = maze
+    bad = attrs.evolve(task, format_puzzle=lambda p: "#")
+    with pytest.raises(
+        ConformanceError, match="parse: parse_puzzles cannot read what format_puzzle"
+    ):
+        check_task(bad, puzzles, checks=["parse"])
+
+
+def test_grid_spec_inferred_from_puzzles(maze):
+    _task, puzzles = maze
+    spec = GridSpec.infer(puzzles)
+    assert spec.rows == spec.cols == (11, 11) and spec.square
+    assert set(spec.values) <= set(range(5))
+    assert list(CHECKS) == [
+        name[len("test_") :] for name in dir(TaskConformance) if name.startswith("test_")
+    ] or set(CHECKS) == {
+        name[len("test_") :] for name in dir(TaskConformance) if name.startswith("test_")
+    }
+    assert Subject.of(_task, puzzles).spec == spec

@@ -1,0 +1,795 @@
+"""The conformance kit: property-based proof that a task keeps the `trmkit.task` contract.
+
+One call checks everything a plugin author can get silently wrong::
+
+    from trmkit.testing import check_task
+    check_task(my_task)                 # raises ConformanceError naming the property
+
+or, in a pytest module, one test per property::
+
+    from trmkit.testing import TaskConformance
+
+    class TestLifeStep(TaskConformance):
+        task = make_task()              # or a property / fixture-free factory
+
+The properties (`CHECKS`, each also a function of this module taking a `Subject`):
+
+- ``codec``: pad/ignore ids inside the vocabulary; ``decode(encode(g)) == g`` with
+  ``seq_len`` tokens below ``vocab_size``; ``encode_puzzle`` shapes and token range in both
+  splits; test-split rows decode back to their input grids (canonical test encodings).
+- ``codec_batch``: `BatchCodec.encode_batch` equals ``encode`` row by row and, when
+  ``batch_encodes_puzzles``, equals ``encode_puzzle`` in both splits; `VariantEncoder`
+  ``encode_variants`` equals ``encode_puzzle`` of the transformed examples (test split).
+- ``identity``: ``identity()`` is an int vector of ``transform_size`` and changes no grid.
+- ``invert``: ``invert(t, apply(t, g)) == g`` for drawn transforms on real and generated
+  grids, and transformed real grids still encode (the augmentation preserves the alphabet).
+- ``draw``: the same seed gives the same transforms; at most ``num_aug`` of them, each an
+  int vector of ``transform_size``, none the identity, no two equal.
+- ``augmenter_batch``: `BatchAugmenter` ``apply_batch`` / ``invert_batch`` equal the scalar
+  forms; `VariantNamer` names the identity by the puzzle name and distinct transforms
+  distinctly.
+- ``evaluator``: perfect predictions score ``headline`` 1.0 (also fed in two batches, with
+  a padding row of garbage), corrupted predictions score it lower, every metric is a
+  finite float, and each ``start`` begins afresh.
+- ``parse``: ``parse_puzzles(format_puzzle(p))`` (or of ``render`` of the query grid) gives
+  back the queries; ``render`` returns text for every real and generated grid.
+
+Grids come from a `GridSpec` (shape range and alphabet) inferred from sample puzzles of the
+task's default source (or given), and transforms from ``augmenter.draw`` with seeds chosen
+by hypothesis; failures shrink to a minimal grid/seed and the message names the task, the
+property and what to fix. Only numpy, hypothesis and `trmkit.task` are used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError as exc:  # a test-time dependency, not a runtime one
+    raise ImportError(
+        "trmkit.testing needs hypothesis: pip install 'trmkit[test]' (or hypothesis>=6.100)"
+    ) from exc
+
+from trmkit.task import (
+    BatchAugmenter,
+    BatchCodec,
+    EvalContext,
+    Example,
+    PredictionBatch,
+    RawPuzzle,
+    SourceRequest,
+    Task,
+    VariantEncoder,
+    VariantNamer,
+)
+
+__all__ = [
+    "CHECKS",
+    "ConformanceError",
+    "GridSpec",
+    "Subject",
+    "TaskConformance",
+    "check_task",
+    "grids",
+    "sample_puzzles",
+    "seeds",
+    "transforms",
+]
+
+
+class ConformanceError(AssertionError):
+    """A task broke its contract; the message names the task, the property and the fix."""
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+@attrs.frozen
+class GridSpec:
+    """The grids a task works on: a range of shapes and the cell alphabet."""
+
+    rows: tuple[int, int]
+    """(min, max) number of rows."""
+    cols: tuple[int, int]
+    """(min, max) number of columns."""
+    values: tuple[int, ...]
+    """the cell values that occur (the task's alphabet)."""
+    square: bool = False
+    """every grid is square (rows == cols)."""
+
+    @classmethod
+    def infer(cls, puzzles: Iterable[RawPuzzle]) -> GridSpec:
+        """The smallest spec covering every grid of ``puzzles`` (inputs and outputs)."""
+        shapes: list[tuple[int, int]] = []
+        values: set[int] = set()
+        for puzzle in puzzles:
+            for example in (*puzzle.train, *puzzle.test):
+                for grid in (np.asarray(example.input), np.asarray(example.output)):
+                    shapes.append((int(grid.shape[0]), int(grid.shape[1])))
+                    values.update(int(v) for v in np.unique(grid))
+        if not shapes:
+            raise ValueError("no grids to infer a GridSpec from")
+        rows = [r for r, _ in shapes]
+        cols = [c for _, c in shapes]
+        square = all(r == c for r, c in shapes)
+        return cls((min(rows), max(rows)), (min(cols), max(cols)), tuple(sorted(values)), square)
+
+
+def grids(spec: GridSpec) -> st.SearchStrategy[np.ndarray]:
+    """int64 grids of ``spec``'s shapes with cells drawn from its alphabet."""
+    values = st.sampled_from(spec.values)
+    if spec.square:
+        lo, hi = max(spec.rows[0], spec.cols[0]), min(spec.rows[1], spec.cols[1])
+        shapes = st.integers(lo, hi).map(lambda n: (n, n))
+    else:
+        shapes = st.tuples(st.integers(*spec.rows), st.integers(*spec.cols))
+    return shapes.flatmap(lambda shape: hnp.arrays(np.int64, shape, elements=values))
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Seeds for ``np.random.default_rng``."""
+    return st.integers(0, 2**32 - 1)
+
+
+def transforms(
+    task: Task, puzzles: Sequence[RawPuzzle], num_aug: int = 4
+) -> st.SearchStrategy[np.ndarray]:
+    """The identity or one of the transforms ``task.augmenter.draw`` gives for one of
+    ``puzzles`` with a hypothesis-chosen seed."""
+    augmenter = task.augmenter
+    identity = np.asarray(augmenter.identity())
+
+    def drawn(args: tuple[RawPuzzle, int]) -> list[np.ndarray]:
+        puzzle, seed = args
+        return [np.asarray(t) for t in augmenter.draw(puzzle, num_aug, np.random.default_rng(seed))]
+
+    batches = st.tuples(st.sampled_from(list(puzzles)), seeds()).map(drawn)
+    picked = batches.flatmap(lambda ts: st.sampled_from(ts) if ts else st.just(identity))
+    return st.one_of(st.just(identity), picked)
+
+
+def sample_puzzles(task: Task, count: int = 6, seed: int = 0) -> list[RawPuzzle]:
+    """Up to ``count`` puzzles from the task's default source (asking a generator for few
+    puzzles through its ``count`` / ``test_count`` options when it has them), keeping both
+    puzzles with training and with test examples."""
+    source = task.sources[task.defaults.source]
+    options = {key: str(count) for key in ("count", "test_count") if key in source.options}
+    try:
+        raw = source.load(SourceRequest(None, seed, options))
+    except Exception as exc:
+        raise ConformanceError(
+            f"task {task.name!r}: its default source {source.name!r} cannot load without a "
+            f"path ({type(exc).__name__}: {exc}); pass puzzles=[...] to check_task"
+        ) from exc
+    puzzles = list(raw.puzzles)
+    train = [p for p in puzzles if p.train and not p.test]
+    test = [p for p in puzzles if p.test]
+    half = max(1, count // 2)
+    chosen = train[:half] + test[: count - min(half, len(train))]
+    return chosen or puzzles[:count]
+
+
+# --------------------------------------------------------------------------- the subject
+
+
+@attrs.frozen
+class Subject:
+    """What the checks examine: a task, its sample puzzles and grid spec, and settings."""
+
+    task: Task
+    puzzles: Sequence[RawPuzzle]
+    spec: GridSpec
+    headline: str = "exact_accuracy"
+    max_examples: int = 25
+    num_aug: int = 4
+
+    @classmethod
+    def of(
+        cls,
+        task: Task,
+        puzzles: Sequence[RawPuzzle] | None = None,
+        spec: GridSpec | None = None,
+        **options: Any,
+    ) -> Subject:
+        if not isinstance(task, Task):
+            raise ConformanceError(f"{type(task).__name__} is not a trmkit.task.Task")
+        puzzles = list(puzzles) if puzzles is not None else sample_puzzles(task)
+        if not puzzles:
+            raise ConformanceError(
+                f"task {task.name!r}: no sample puzzles (the default source gave none); pass "
+                f"puzzles=[...]"
+            )
+        return cls(task, puzzles, spec or GridSpec.infer(puzzles), **options)
+
+    def fail(self, check: str, message: str) -> ConformanceError:
+        return ConformanceError(f"task {self.task.name!r}, {check}: {message}")
+
+    def given(self, *strategies: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], Any]:
+        """hypothesis.given with this subject's settings (no deadline: plugin code may be
+        slow on its first call)."""
+
+        def wrap(test: Callable[..., None]) -> Any:
+            return settings(
+                max_examples=self.max_examples,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+                database=None,
+            )(given(*strategies)(test))
+
+        return wrap
+
+    def examples(self) -> list[Example]:
+        return [e for p in self.puzzles for e in (*p.train, *p.test)]
+
+    def real_grids(self) -> list[np.ndarray]:
+        return [np.asarray(g) for e in self.examples() for g in (e.input, e.output)]
+
+
+def _same(a: Any, b: Any) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _show(value: Any) -> str:
+    array = np.asarray(value)
+    text = np.array2string(array, threshold=40, max_line_width=200).replace("\n", "")
+    return f"{text} (shape {list(array.shape)})"
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def _check_tokens(s: Subject, check: str, tokens: Any, shape: tuple[int, ...], what: str) -> None:
+    codec = s.task.codec
+    array = np.asarray(tokens)
+    if array.shape != shape or array.dtype.kind not in "iu":
+        raise s.fail(
+            check, f"{what} gave {array.dtype}{list(array.shape)}, expected uint8{list(shape)}"
+        )
+    if array.size and (array.min() < 0 or array.max() >= codec.vocab_size):
+        bad = int(array.max()) if array.max() >= codec.vocab_size else int(array.min())
+        raise s.fail(
+            check, f"{what} produced token {bad} outside the vocabulary 0..{codec.vocab_size - 1}"
+        )
+
+
+def check_codec(s: Subject) -> None:
+    codec, check = s.task.codec, "codec"
+    for name in ("pad_id", "ignore_label_id"):
+        value = getattr(codec, name)
+        if not 0 <= value < codec.vocab_size:
+            raise s.fail(check, f"codec.{name} {value} is outside 0..{codec.vocab_size - 1}")
+
+    def round_trip(grid: np.ndarray, where: str) -> None:
+        tokens = codec.encode(grid)
+        _check_tokens(s, check, tokens, (codec.seq_len,), f"encode of {where}")
+        back = codec.decode(np.asarray(tokens))
+        if not _same(back, grid):
+            raise s.fail(
+                check,
+                f"decode(encode(g)) != g for {where} {_show(grid)}: got {_show(back)}; "
+                f"decode must invert encode",
+            )
+
+    for grid in s.real_grids():
+        round_trip(grid, "a real grid")
+
+    @s.given(grids(s.spec))
+    def generated(grid: np.ndarray) -> None:
+        round_trip(grid, "the generated grid")
+
+    generated()
+    rng = np.random.default_rng(0)
+    for puzzle in s.puzzles:
+        for split in ("train", "test"):
+            examples = list(puzzle.train if split == "train" else puzzle.test)
+            if not examples:
+                continue
+            inputs, labels = codec.encode_puzzle(examples, split=split, rng=rng)
+            shape = (len(examples), codec.seq_len)
+            what = f"encode_puzzle ({split}, puzzle {puzzle.name!r})"
+            _check_tokens(s, check, inputs, shape, what + " inputs")
+            _check_tokens(s, check, labels, shape, what + " labels")
+            if split == "test":
+                for row, example in zip(np.asarray(inputs), examples, strict=True):
+                    if not _same(codec.decode(row), example.input):
+                        raise s.fail(
+                            check,
+                            f"{what}: a test row does not decode to its input grid; test "
+                            f"encodings must be canonical (decode(row) == input)",
+                        )
+
+
+def check_codec_batch(s: Subject) -> None:
+    codec, check = s.task.codec, "codec_batch"
+    if isinstance(codec, BatchCodec):
+        by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+        for grid in s.real_grids():
+            by_shape.setdefault(grid.shape, []).append(grid)
+        for group in by_shape.values():
+            batch = codec.encode_batch(np.stack(group))
+            _check_tokens(s, check, batch, (len(group), codec.seq_len), "encode_batch")
+            for row, grid in zip(np.asarray(batch), group, strict=True):
+                if not _same(row, codec.encode(grid)):
+                    raise s.fail(check, f"encode_batch row != encode for grid {_show(grid)}")
+        if codec.batch_encodes_puzzles:
+            for puzzle in s.puzzles:
+                for split, examples in (("train", puzzle.train), ("test", puzzle.test)):
+                    if not examples or len({np.shape(e.input) for e in examples}) > 1:
+                        continue
+                    inputs, labels = codec.encode_puzzle(
+                        examples, split=split, rng=np.random.default_rng(0)
+                    )
+                    fast_in = codec.encode_batch(np.stack([e.input for e in examples]))
+                    fast_lab = codec.encode_batch(np.stack([e.output for e in examples]))
+                    if not (_same(inputs, fast_in) and _same(labels, fast_lab)):
+                        raise s.fail(
+                            check,
+                            f"batch_encodes_puzzles is True but encode_puzzle ({split}, puzzle "
+                            f"{puzzle.name!r}) differs from encode_batch of its grids; set "
+                            f"batch_encodes_puzzles = False if encode_puzzle depends on split "
+                            f"or rng",
+                        )
+    if isinstance(codec, VariantEncoder):
+        augmenter = s.task.augmenter
+
+        @s.given(st.sampled_from(list(s.puzzles)), seeds())
+        def variants(puzzle: RawPuzzle, seed: int) -> None:
+            drawn = augmenter.draw(puzzle, s.num_aug, np.random.default_rng(seed))
+            ts = np.stack([np.asarray(augmenter.identity()), *map(np.asarray, drawn)])
+            for split, examples in (("train", puzzle.train), ("test", puzzle.test)):
+                if not examples:
+                    continue
+                enc_in, enc_lab = codec.encode_variants(
+                    examples, ts, augmenter, split=split, rng=np.random.default_rng(seed)
+                )
+                shape = (len(ts), len(examples), codec.seq_len)
+                what = f"encode_variants ({split})"
+                _check_tokens(s, check, enc_in, shape, what + " inputs")
+                _check_tokens(s, check, enc_lab, shape, what + " labels")
+                if split != "test":
+                    continue
+                for v, t in enumerate(ts):
+                    moved = [
+                        Example(augmenter.apply(t, e.input), augmenter.apply(t, e.output))
+                        for e in examples
+                    ]
+                    ref_in, ref_lab = codec.encode_puzzle(
+                        moved, split="test", rng=np.random.default_rng(0)
+                    )
+                    if not (_same(enc_in[v], ref_in) and _same(enc_lab[v], ref_lab)):
+                        raise s.fail(
+                            check,
+                            f"encode_variants (test) row {v} != encode_puzzle of the examples "
+                            f"under transform {_show(t)} (puzzle {puzzle.name!r})",
+                        )
+
+        variants()
+
+
+# --------------------------------------------------------------------------- augmenter
+
+
+def _check_transform(s: Subject, check: str, transform: Any, what: str) -> np.ndarray:
+    size = s.task.augmenter.transform_size
+    array = np.asarray(transform)
+    if array.shape != (size,) or array.dtype.kind not in "iu":
+        raise s.fail(
+            check,
+            f"{what} is {array.dtype}{list(array.shape)}, expected an int vector of "
+            f"transform_size {size}",
+        )
+    return array
+
+
+def check_identity(s: Subject) -> None:
+    augmenter, check = s.task.augmenter, "identity"
+    identity = _check_transform(s, check, augmenter.identity(), "identity()")
+
+    def unchanged(grid: np.ndarray) -> None:
+        for name, fn in (("apply", augmenter.apply), ("invert", augmenter.invert)):
+            out = fn(identity, grid)
+            if not _same(out, grid):
+                raise s.fail(
+                    check,
+                    f"{name}(identity(), g) changed {_show(grid)} into {_show(out)}; "
+                    f"identity() must be the transform that changes nothing",
+                )
+
+    for grid in s.real_grids():
+        unchanged(grid)
+    s.given(grids(s.spec))(unchanged)()
+
+
+def check_invert(s: Subject) -> None:
+    task, check = s.task, "invert"
+    augmenter = task.augmenter
+
+    def inverts(transform: np.ndarray, grid: np.ndarray, real: bool) -> None:
+        moved = np.asarray(augmenter.apply(transform, grid))
+        if moved.ndim != 2:
+            raise s.fail(check, f"apply({_show(transform)}, g) returned {moved.ndim}-D, not a grid")
+        back = augmenter.invert(transform, moved)
+        if not _same(back, grid):
+            raise s.fail(
+                check,
+                f"invert(t, apply(t, g)) != g for t = {_show(transform)}, g = {_show(grid)}: "
+                f"got {_show(back)}; invert must undo apply exactly",
+            )
+        if real:
+            try:
+                task.codec.encode(moved)
+            except Exception as exc:
+                raise s.fail(
+                    check,
+                    f"apply({_show(transform)}, g) of a real grid gives a grid the codec "
+                    f"refuses ({type(exc).__name__}: {exc}); augmentations must stay valid",
+                ) from exc
+
+    real = s.real_grids()
+
+    @s.given(transforms(task, s.puzzles, s.num_aug), st.sampled_from(range(len(real))))
+    def on_real(transform: np.ndarray, index: int) -> None:
+        inverts(transform, real[index], True)
+
+    @s.given(transforms(task, s.puzzles, s.num_aug), grids(s.spec))
+    def on_generated(transform: np.ndarray, grid: np.ndarray) -> None:
+        inverts(transform, grid, False)
+
+    on_real()
+    on_generated()
+
+
+def check_draw(s: Subject) -> None:
+    task, check = s.task, "draw"
+    augmenter = task.augmenter
+    identity = np.asarray(augmenter.identity())
+    if task.defaults.num_aug > 0:
+        rng = np.random.default_rng(0)
+        if not any(len(augmenter.draw(p, s.num_aug, rng)) for p in s.puzzles):
+            raise s.fail(
+                check,
+                f"draw returned no transform for any sample puzzle although defaults.num_aug "
+                f"is {task.defaults.num_aug}; set num_aug=0 or make draw return transforms",
+            )
+
+    @s.given(st.sampled_from(list(s.puzzles)), seeds(), st.integers(1, s.num_aug))
+    def deterministic(puzzle: RawPuzzle, seed: int, num_aug: int) -> None:
+        first = augmenter.draw(puzzle, num_aug, np.random.default_rng(seed))
+        second = augmenter.draw(puzzle, num_aug, np.random.default_rng(seed))
+        if len(first) != len(second) or not all(map(_same, first, second)):
+            raise s.fail(
+                check,
+                f"draw gave different transforms for the same seed {seed}; draw all its "
+                f"randomness from the rng argument",
+            )
+        if len(first) > num_aug:
+            raise s.fail(check, f"draw returned {len(first)} transforms for num_aug {num_aug}")
+        seen: list[np.ndarray] = []
+        for t in first:
+            t = _check_transform(s, check, t, "a drawn transform")
+            if _same(t, identity):
+                raise s.fail(
+                    check, "draw returned the identity; it must yield non-identity transforms"
+                )
+            if any(_same(t, other) for other in seen):
+                raise s.fail(
+                    check, f"draw returned the transform {_show(t)} twice; deduplicate draws"
+                )
+            seen.append(t)
+
+    deterministic()
+
+
+def check_augmenter_batch(s: Subject) -> None:
+    task, check = s.task, "augmenter_batch"
+    augmenter = task.augmenter
+    if isinstance(augmenter, BatchAugmenter):
+        square = [g for g in s.real_grids() if g.shape[0] == g.shape[1]]
+        if square:
+
+            @s.given(
+                st.lists(transforms(task, s.puzzles, s.num_aug), min_size=1, max_size=4),
+                st.sampled_from(range(len(square))),
+            )
+            def agree(ts: list[np.ndarray], index: int) -> None:
+                grid = square[index]
+                batch = np.repeat(grid[None], len(ts), axis=0)
+                stacked = np.stack(ts)
+                moved = np.asarray(augmenter.apply_batch(stacked, batch))
+                want = np.stack([augmenter.apply(t, grid) for t in ts])
+                if not _same(moved, want):
+                    raise s.fail(check, "apply_batch(ts, grids)[i] != apply(ts[i], grids[i])")
+                back = np.asarray(augmenter.invert_batch(stacked, moved))
+                want_back = np.stack(
+                    [augmenter.invert(t, m) for t, m in zip(ts, moved, strict=True)]
+                )
+                if not _same(back, want_back):
+                    raise s.fail(check, "invert_batch(ts, grids)[i] != invert(ts[i], grids[i])")
+
+            agree()
+    if isinstance(augmenter, VariantNamer):
+        identity = np.asarray(augmenter.identity())
+        for puzzle in s.puzzles:
+            name = augmenter.variant_name(puzzle.name, identity)
+            if name != puzzle.name:
+                raise s.fail(
+                    check,
+                    f"variant_name(name, identity()) is {name!r}, not the name {puzzle.name!r}",
+                )
+            drawn = augmenter.draw(puzzle, s.num_aug, np.random.default_rng(0))
+            names = [augmenter.variant_name(puzzle.name, np.asarray(t)) for t in drawn]
+            if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+                raise s.fail(
+                    check, "variant_name must give distinct str names to distinct transforms"
+                )
+
+
+# --------------------------------------------------------------------------- evaluator
+
+
+def _eval_rows(s: Subject) -> tuple[EvalContext, np.ndarray, np.ndarray, np.ndarray]:
+    """Every sample puzzle as one identity-transformed test puzzle: (context, inputs,
+    labels, puzzle_index)."""
+    task = s.task
+    codec, augmenter = task.codec, task.augmenter
+    inputs, labels, index = [], [], []
+    names = []
+    for i, puzzle in enumerate(s.puzzles):
+        examples = list(puzzle.test or puzzle.train)
+        enc_in, enc_lab = codec.encode_puzzle(examples, split="test", rng=np.random.default_rng(0))
+        inputs.append(np.asarray(enc_in, np.int64))
+        labels.append(np.asarray(enc_lab, np.int64))
+        index.append(np.full(len(examples), i, np.int64))
+        names.append(puzzle.name)
+    identity = np.asarray(augmenter.identity(), np.int64)
+    context = EvalContext(
+        codec=codec,
+        augmenter=augmenter,
+        group_names=names,
+        puzzle_group=np.arange(len(names), dtype=np.int64),
+        transforms=np.repeat(identity[None], len(names), axis=0),
+    )
+    return context, np.concatenate(inputs), np.concatenate(labels), np.concatenate(index)
+
+
+def _score(
+    s: Subject,
+    context: EvalContext,
+    batches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    what: str,
+) -> Mapping[str, float]:
+    check = "evaluator"
+    run = s.task.evaluator.start(context)
+    for inputs, labels, predictions, index in batches:
+        run.update(
+            PredictionBatch(
+                inputs=inputs,
+                labels=labels,
+                predictions=predictions,
+                puzzle_index=index,
+                q_halt=np.ones(len(inputs), np.float32),
+            )
+        )
+    metrics = run.finish()
+    if not isinstance(metrics, Mapping):
+        raise s.fail(check, f"finish() returned {type(metrics).__name__}, not a dict of metrics")
+    for key, value in metrics.items():
+        if (
+            not isinstance(key, str)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise s.fail(check, f"metric {key!r} = {value!r} is not a finite number ({what})")
+    if s.headline not in metrics:
+        raise s.fail(
+            check,
+            f"finish() has no {s.headline!r} metric (it returned {', '.join(sorted(metrics))}); "
+            f"pass headline=NAME to name the metric that perfect predictions score 1.0",
+        )
+    return metrics
+
+
+def check_evaluator(s: Subject) -> None:
+    check = "evaluator"
+    codec = s.task.codec
+    context, inputs, labels, index = _eval_rows(s)
+    perfect = labels.copy()
+    metrics = _score(s, context, [(inputs, labels, perfect, index)], "perfect predictions")
+    if metrics[s.headline] != 1.0:
+        raise s.fail(
+            check, f"perfect predictions score {s.headline} {metrics[s.headline]}, not 1.0"
+        )
+    # the same rows in two batches, plus a padding row (puzzle_index -1) of garbage
+    garbage = np.full((1, inputs.shape[1]), (codec.pad_id + 1) % codec.vocab_size, np.int64)
+    half = max(1, len(inputs) // 2)
+    split = [
+        (inputs[:half], labels[:half], perfect[:half], index[:half]),
+        (
+            np.concatenate([inputs[half:], garbage]),
+            np.concatenate([labels[half:], garbage]),
+            np.concatenate([perfect[half:], (garbage + 1) % codec.vocab_size]),
+            np.concatenate([index[half:], [-1]]),
+        ),
+    ]
+    again = _score(s, context, split, "perfect predictions in two batches with a padding row")
+    if again[s.headline] != 1.0:
+        raise s.fail(
+            check,
+            f"perfect predictions fed in two batches (with a padding row, puzzle_index -1) score "
+            f"{s.headline} {again[s.headline]}; accumulate over update() calls and skip rows "
+            f"with puzzle_index -1",
+        )
+    scored = labels != codec.ignore_label_id
+    if not scored.any(axis=1).all():
+        raise s.fail(check, "a sample row has no scored label token (all ignore_label_id)")
+
+    @s.given(seeds())
+    def corrupted(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        wrong = perfect.copy()
+        for row in range(len(wrong)):
+            cols = np.flatnonzero(scored[row])
+            col = cols[rng.integers(len(cols))]
+            shift = 1 + rng.integers(codec.vocab_size - 1)
+            wrong[row, col] = (wrong[row, col] + shift) % codec.vocab_size
+        bad = _score(s, context, [(inputs, labels, wrong, index)], "corrupted predictions")
+        if not bad[s.headline] < 1.0:
+            raise s.fail(
+                check,
+                f"predictions with one wrong token in every row still score {s.headline} "
+                f"{bad[s.headline]}; the evaluator must compare predictions with labels",
+            )
+
+    corrupted()
+    fresh = _score(s, context, [(inputs, labels, perfect, index)], "a second pass")
+    if fresh[s.headline] != 1.0:
+        raise s.fail(check, "a second start() carried state over from an earlier pass")
+
+
+# --------------------------------------------------------------------------- text
+
+
+def check_parse(s: Subject) -> None:
+    task, check = s.task, "parse"
+
+    def renders(grid: np.ndarray) -> None:
+        text = task.render(grid)
+        if not isinstance(text, str) or not text:
+            raise s.fail(check, f"render returned {text!r} for {_show(grid)}; it must return text")
+
+    for grid in s.real_grids():
+        renders(grid)
+    s.given(grids(s.spec))(renders)()
+    if task.parse_puzzles is None:
+        return
+    for puzzle in s.puzzles:
+        queries = list(puzzle.test or puzzle.train)
+        if task.format_puzzle is not None:
+            text, how = task.format_puzzle(puzzle), "format_puzzle"
+            want = [e.input for e in (*puzzle.train, *puzzle.test)]
+        else:
+            text, how = task.render(queries[0].input), "render"
+            want = [queries[0].input]
+        try:
+            parsed = task.parse_puzzles(text)
+        except Exception as exc:
+            raise s.fail(
+                check,
+                f"parse_puzzles cannot read what {how} writes for puzzle {puzzle.name!r} "
+                f"({type(exc).__name__}: {exc}); set Task.format_puzzle to a puzzle -> text "
+                f"function that parse_puzzles reads back",
+            ) from exc
+        got = [e.input for p in parsed for e in (*p.train, *p.test)]
+        if len(got) != len(want) or not all(map(_same, got, want)):
+            raise s.fail(
+                check,
+                f"parse_puzzles({how}(puzzle {puzzle.name!r})) does not give back its "
+                f"{len(want)} input grid(s) (got {len(got)}, or different cells)",
+            )
+
+
+CHECKS: Mapping[str, Callable[[Subject], None]] = {
+    "codec": check_codec,
+    "codec_batch": check_codec_batch,
+    "identity": check_identity,
+    "invert": check_invert,
+    "draw": check_draw,
+    "augmenter_batch": check_augmenter_batch,
+    "evaluator": check_evaluator,
+    "parse": check_parse,
+}
+"""Every property, by name, in the order `check_task` runs them."""
+
+
+def check_task(
+    task: Task,
+    puzzles: Sequence[RawPuzzle] | None = None,
+    *,
+    spec: GridSpec | None = None,
+    headline: str = "exact_accuracy",
+    max_examples: int = 25,
+    num_aug: int = 4,
+    checks: Iterable[str] | None = None,
+) -> None:
+    """Run every property of `CHECKS` (or only ``checks``) on ``task``; raise
+    `ConformanceError` at the first that fails.
+
+    ``puzzles`` default to a few from the task's default source; ``spec`` defaults to the one
+    those puzzles imply; ``headline`` is the metric perfect predictions score 1.0;
+    ``max_examples`` is hypothesis's budget per property; ``num_aug`` transforms are drawn
+    per puzzle.
+    """
+    subject = Subject.of(
+        task, puzzles, spec, headline=headline, max_examples=max_examples, num_aug=num_aug
+    )
+    names = list(CHECKS) if checks is None else list(checks)
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
+    for name in names:
+        CHECKS[name](subject)
+
+
+class TaskConformance:
+    """Subclass in a test module to get one pytest test per property of `CHECKS`::
+
+        class TestMyTask(TaskConformance):
+            task = make_task()
+            headline = "exact_accuracy"   # optional, as are puzzles, spec, max_examples
+
+    The subject (sample puzzles included) is built once per class.
+    """
+
+    task: ClassVar[Task]
+    puzzles: ClassVar[Sequence[RawPuzzle] | None] = None
+    spec: ClassVar[GridSpec | None] = None
+    headline: ClassVar[str] = "exact_accuracy"
+    max_examples: ClassVar[int] = 25
+    num_aug: ClassVar[int] = 4
+    _subjects: ClassVar[dict[type, Subject]] = {}
+
+    def subject(self) -> Subject:
+        cls = type(self)
+        if cls not in TaskConformance._subjects:
+            TaskConformance._subjects[cls] = Subject.of(
+                cls.task,
+                cls.puzzles,
+                cls.spec,
+                headline=cls.headline,
+                max_examples=cls.max_examples,
+                num_aug=cls.num_aug,
+            )
+        return TaskConformance._subjects[cls]
+
+    def test_codec(self) -> None:
+        check_codec(self.subject())
+
+    def test_codec_batch(self) -> None:
+        check_codec_batch(self.subject())
+
+    def test_identity(self) -> None:
+        check_identity(self.subject())
+
+    def test_invert(self) -> None:
+        check_invert(self.subject())
+
+    def test_draw(self) -> None:
+        check_draw(self.subject())
+
+    def test_augmenter_batch(self) -> None:
+        check_augmenter_batch(self.subject())
+
+    def test_evaluator(self) -> None:
+        check_evaluator(self.subject())
+
+    def test_parse(self) -> None:
+        check_parse(self.subject())
