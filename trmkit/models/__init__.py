@@ -2,7 +2,9 @@
 
 model = build_model("trm", cfg)         # cfg: the registered attrs config (or a dict)
 carry = model.initial_carry(batch)
-carry, loss, metrics, outputs, all_halted = model(carry, batch)
+result = model(carry, batch)            # a StepResult: carry, loss, metrics, outputs, all_halted
+
+Every registered architecture implements `trmkit.models.protocol.RecursiveModel`.
 """
 
 from __future__ import annotations
@@ -13,24 +15,12 @@ from typing import Any
 import attrs
 import torch
 
-from trmkit.errors import ConfigError
+from trmkit.config import make_model_config
+from trmkit.errors import PluginError
+from trmkit.models.protocol import RecursiveModel, StepFlops, StepResult, missing_members
 
-
-def make_config(name: str, fields: Mapping[str, Any] | Any) -> Any:
-    """The registered config class of model ``name`` built from a dict (unknown keys refused)."""
-    from trmkit import plugins
-
-    spec = plugins.get_model(name)
-    if attrs.has(type(fields)):
-        return fields
-    allowed = {f.name for f in attrs.fields(spec.config_cls)}
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"model.{unknown[0]}: not a field of model {name!r}; "
-            f"allowed: {', '.join(sorted(allowed))}"
-        )
-    return spec.config_cls(**dict(fields))
+make_config = make_model_config
+"""The registered config class of a model built from a dict (unknown keys refused)."""
 
 
 def model_config_from_dict(name: str, fields: Mapping[str, Any]) -> Any:
@@ -43,22 +33,32 @@ def model_config_to_dict(config: Any) -> dict[str, Any]:
     return attrs.asdict(config)
 
 
-def build_model(name: str, config: Any) -> torch.nn.Module:
-    """Instantiate a registered architecture (an `ACTModel`) from its config or a dict."""
+def build_model(name: str, config: Any) -> Any:
+    """Instantiate a registered architecture from its config or a dict.
+
+    The result is checked against the model contract (`RecursiveModel`); a factory whose
+    model lacks part of it is a PluginError naming the plugin that registered it.
+    """
     from trmkit import plugins
 
     spec = plugins.get_model(name)
-    return spec.factory(make_config(name, config))
+    model = spec.factory(make_config(name, config))
+    missing = missing_members(model)
+    if missing:
+        raise PluginError(
+            f"plugin {spec.plugin!r}: model {name!r} does not implement the model contract "
+            f"(trmkit.models.protocol.RecursiveModel, docs/engine.md); missing: "
+            f"{', '.join(missing)}"
+        )
+    return model
 
 
-def compile_model(model: torch.nn.Module, **options: Any) -> torch.nn.Module:
-    """torch.compile the shared networks in place (not the ACT bookkeeping, which has
-    data-dependent Python control flow). Parameter names and state dicts are unchanged."""
-    core = model.core if hasattr(model, "core") else model
-    for name in ("net", "h_net", "l_net"):
-        net = getattr(core, name, None)
-        if net is not None:
-            net.forward = torch.compile(net.forward, **options)
+def compile_model(model: RecursiveModel, **options: Any) -> RecursiveModel:
+    """torch.compile the model's `compile_targets` in place (the shared networks, not the ACT
+    bookkeeping, which has data-dependent Python control flow). Parameter names and state
+    dicts are unchanged."""
+    for net in model.compile_targets():
+        net.forward = torch.compile(net.forward, **options)
     return model
 
 
@@ -68,6 +68,9 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 __all__ = [
+    "RecursiveModel",
+    "StepFlops",
+    "StepResult",
     "build_model",
     "compile_model",
     "count_parameters",
