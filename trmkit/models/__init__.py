@@ -5,19 +5,25 @@ carry = model.initial_carry(batch)
 result = model(carry, batch)            # a StepResult: carry, loss, metrics, outputs, all_halted
 
 Every registered architecture implements `trmkit.models.protocol.RecursiveModel`.
+
+This package module imports no torch: the built-in plugin `trmkit.models.plugin` lives in
+it and is loaded by commands that need no model (`trmkit tasks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import torch
 
 from trmkit.config import make_model_config
 from trmkit.errors import PluginError
-from trmkit.models.protocol import RecursiveModel, StepFlops, StepResult, missing_members
+
+if TYPE_CHECKING:
+    import torch
+
+    from trmkit.models.protocol import RecursiveModel
 
 make_config = make_model_config
 """The registered config class of a model built from a dict (unknown keys refused)."""
@@ -40,6 +46,7 @@ def build_model(name: str, config: Any) -> Any:
     model lacks part of it is a PluginError naming the plugin that registered it.
     """
     from trmkit import plugins
+    from trmkit.models.protocol import missing_members
 
     spec = plugins.get_model(name)
     model = spec.factory(make_config(name, config))
@@ -57,6 +64,8 @@ def compile_model(model: RecursiveModel, **options: Any) -> RecursiveModel:
     """torch.compile the model's `compile_targets` in place (the shared networks, not the ACT
     bookkeeping, which has data-dependent Python control flow). Parameter names and state
     dicts are unchanged."""
+    import torch
+
     for net in model.compile_targets():
         net.forward = torch.compile(net.forward, **options)
     return model
@@ -65,6 +74,14 @@ def compile_model(model: RecursiveModel, **options: Any) -> RecursiveModel:
 def count_parameters(model: torch.nn.Module) -> int:
     """Trainable parameters (the puzzle table and init latents are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("RecursiveModel", "StepFlops", "StepResult"):
+        from trmkit.models import protocol
+
+        return getattr(protocol, name)
+    raise AttributeError(f"module 'trmkit.models' has no attribute {name!r}")
 
 
 __all__ = [
