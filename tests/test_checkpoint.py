@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_training import build_tiny_data, one_thread, tiny_trainer
 
+from trmkit.checkpoint import bundle as ckpt
+from trmkit.checkpoint.manifest import DatasetRecord, Manifest, ModelRecord, TaskRecord
+from trmkit.checkpoint.state import flatten, load_tree, save_tree, unflatten
 from trmkit.errors import CheckpointError
-from trmkit.training import checkpoint as ckpt
-from trmkit.training.state import flatten, load_tree, save_tree, unflatten
 
 TESTS = Path(__file__).parent
 
@@ -102,7 +103,9 @@ def test_optimizer_state_with_int_keys_round_trips(tmp_path):
 def _fake_bundle(root: Path, step: int) -> Path:
     tmp = ckpt.begin_write(root, step)
     ckpt.write_weights(tmp, "model", {"w": torch.full((2,), float(step))})
-    ckpt.write_manifest(tmp, {"step": step, "model": {}, "task": {}, "dataset": {}})
+    ckpt.write_manifest(tmp, Manifest(step=step, model=ModelRecord(name="trm"),
+                                      task=TaskRecord(name="t", version="1"),
+                                      dataset=DatasetRecord(seq_len=4, vocab_size=3)))
     return ckpt.commit(root, step, keep=2)
 
 
@@ -174,7 +177,7 @@ sys.path.insert(0, {tests!r})
 import torch
 torch.set_num_threads(1)
 from tiny_training import tiny_trainer
-import trmkit.training.checkpoint as ckpt
+import trmkit.checkpoint.bundle as ckpt
 tmp, data, flag = Path({tmp!r}), Path({data!r}), Path({flag!r})
 trainer = tiny_trainer(tmp, data)
 trainer.run(until=4)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from tiny_training import build_tiny_data
 
-from trmkit.training.state import read_safetensors
+from trmkit.checkpoint.state import read_safetensors
 
 TESTS = Path(__file__).parent
 

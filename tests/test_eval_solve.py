@@ -11,11 +11,12 @@ from click.testing import CliRunner
 from tiny_training import build_tiny_data, one_thread, tiny_trainer
 
 from trmkit import load, plugins
+from trmkit.checkpoint import check_task_matches
 from trmkit.cli import cli
 from trmkit.data.store import open_store
 from trmkit.errors import CheckpointError
 from trmkit.evaluation import evaluate
-from trmkit.solve import check_task_matches, solve
+from trmkit.solve import solve
 
 
 @pytest.fixture(scope="module")

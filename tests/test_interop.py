@@ -78,8 +78,8 @@ def _float64_rollout(bundle, batch, steps):
     from trmkit.models import build_model
 
     manifest = trmkit.load(bundle).manifest
-    config = {**manifest["model"]["config"], "forward_dtype": "float64"}
-    model = build_model(manifest["model"]["name"], config).double()
+    config = {**manifest.model.config, "forward_dtype": "float64"}
+    model = build_model(manifest.model.name, config).double()
     model.load_state_dict({k: v.double() for k, v in trmkit.load(bundle).model.state_dict()
                            .items()})
     model.eval()
@@ -90,8 +90,8 @@ def _float64_rollout(bundle, batch, steps):
 def test_imported_run_reproduces_the_official_outputs(imported, name):
     expected = np.load(OFFICIAL / "runs" / name / "expected.npz")
     model, manifest = trmkit.load(imported[name])
-    assert manifest["model"]["name"] == MODEL_OF[name]
-    assert manifest["task"]["name"] == "sudoku-extreme"
+    assert manifest.model.name == MODEL_OF[name]
+    assert manifest.task.name == "sudoku-extreme"
     batch = _batch(expected)
     steps = expected["logits"].shape[0]
     ours = _rollout(model, batch, steps)
@@ -124,9 +124,9 @@ def test_attention_runs_match_to_1e_4_at_every_step(imported):
 
 def test_compiled_prefix_is_stripped_and_the_same_weights_result(imported):
     eager, compiled = trmkit.load(imported["trm-att"]), trmkit.load(imported["trm-att-compiled"])
-    assert trmkit.load(imported["trm-att-compiled"]).manifest["imported"]["compiled"] is True
+    assert trmkit.load(imported["trm-att-compiled"]).manifest.dataset.store["compiled"] is True
     assert set(eager.model.state_dict()) == set(compiled.model.state_dict())
-    assert compiled.manifest["step"] == 31 and eager.manifest["step"] == 62
+    assert compiled.manifest.step == 31 and eager.manifest.step == 62
 
 
 def test_export_then_import_is_the_identity(imported, tmp_path):
@@ -148,7 +148,7 @@ def test_export_then_import_is_the_identity(imported, tmp_path):
                      OFFICIAL / "dataset")
         assert result.exit_code == 0, result.output
         a, b = trmkit.load(imported[name]), trmkit.load(again)
-        assert a.manifest["model"] == b.manifest["model"]
+        assert a.manifest.model == b.manifest.model
         sa, sb = a.model.state_dict(), b.model.state_dict()
         assert set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
 
@@ -177,14 +177,14 @@ def test_dimensions_without_data(tmp_path):
                  "--out", tmp_path / "a")
     assert result.exit_code == 0, result.output
     assert "tensor shapes" in result.output
-    assert trmkit.load(tmp_path / "a").manifest["dataset"]["seq_len"] == 81
+    assert trmkit.load(tmp_path / "a").manifest.dataset.seq_len == 81
     result = run("checkpoint", "import", OFFICIAL / "runs" / "trm-att", "--out", tmp_path / "b")
     one_line_error(result, "seq_len", "--data", "--task")
     assert not (tmp_path / "b").exists()
     result = run("checkpoint", "import", OFFICIAL / "runs" / "trm-att", "--out", tmp_path / "b",
                  "--task", "sudoku")
     assert result.exit_code == 0, result.output
-    assert trmkit.load(tmp_path / "b").manifest["task"]["name"] == "sudoku-extreme"
+    assert trmkit.load(tmp_path / "b").manifest.task.name == "sudoku-extreme"
 
 
 def test_data_paths_of_the_config_are_used(tmp_path):
@@ -286,7 +286,7 @@ def test_existing_out_is_kept_without_force(imported, tmp_path):
     assert (out / "manifest.json").read_text() == before
     result = run("checkpoint", "import", OFFICIAL / "runs" / "hrm", "--out", out, "--data",
                  OFFICIAL / "dataset", "--force")
-    assert result.exit_code == 0 and trmkit.load(out).manifest["model"]["name"] == "hrm"
+    assert result.exit_code == 0 and trmkit.load(out).manifest.model.name == "hrm"
 
 
 def test_hub_source_offline_fails_at_once(tmp_path, monkeypatch):
@@ -371,7 +371,13 @@ def test_every_architecture_exports_and_imports_back(variant, tmp_path):
     from trmkit.interop.checkpoints import export_bundle, import_run
     from trmkit.interop.official import read_run
     from trmkit.models import build_model
-    from trmkit.training import checkpoint as ckpt
+    from trmkit.checkpoint import (
+        DatasetRecord,
+        Manifest,
+        ModelRecord,
+        TaskRecord,
+        write_bundle,
+    )
 
     name = variant.split("-mlp_t")[0]
     fields = dict(seq_len=81, vocab_size=11, hidden_size=16, num_heads=2, puzzle_emb_ndim=16,
@@ -381,21 +387,18 @@ def test_every_architecture_exports_and_imports_back(variant, tmp_path):
     with torch.no_grad():
         for tensor in model.state_dict().values():
             tensor.add_(torch.randn_like(tensor) * 0.1)  # no tensor left at a default init
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    ckpt.write_weights(bundle, "model", model.state_dict())
-    ckpt.write_manifest(bundle, {
-        "step": 7,
-        "model": {"name": name, "config": attrs.asdict(model.config)},
-        "task": {"name": "sudoku-extreme", "version": "1"},
-        "dataset": {"seq_len": 81, "vocab_size": 11, "num_puzzle_identifiers": 1},
-    })
+    bundle = write_bundle(tmp_path / "bundle", Manifest(
+        step=7,
+        model=ModelRecord(name=name, config=attrs.asdict(model.config)),
+        task=TaskRecord(name="sudoku-extreme", version="1"),
+        dataset=DatasetRecord(seq_len=81, vocab_size=11),
+    ), model.state_dict())
     run_dir = export_bundle(bundle, tmp_path / "official", raw=True)
     run = read_run(run_dir)
     assert run.model_name == name and run.step == 7 and run.compiled
     result = import_run(run_dir, tmp_path / "back", task_name="sudoku")
     back = trmkit.load(result.bundle)
-    assert back.manifest["model"]["config"] == attrs.asdict(model.config)
+    assert back.manifest.model.config == attrs.asdict(model.config)
     unused = {"core.y_init"} if name == "trm-singlez" else set()
     a, b = model.state_dict(), back.model.state_dict()
     assert set(a) == set(b)

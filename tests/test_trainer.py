@@ -8,9 +8,9 @@ import pytest
 import torch
 from tiny_training import build_tiny_data, one_thread, tiny_trainer
 
-from trmkit.training.checkpoint import latest_checkpoint, list_checkpoints, load_bundle
-from trmkit.training.state import read_safetensors
-from trmkit.training.trainer import rng_state
+from trmkit.checkpoint import latest_checkpoint, list_checkpoints, load_bundle
+from trmkit.checkpoint.state import read_safetensors
+from trmkit.training.rng import rng_state
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_train_few_steps_then_eval(tmp_path, data):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["recipe"]["model"]["hidden_size"] == 32 and config["total_steps"] == 8
     model, manifest = load_bundle(tmp_path / "run")
-    assert manifest["step"] == 8 and manifest["task"]["name"] == "sudoku-4x4"
-    assert manifest["dataset"]["vocab_size"] == 6 and manifest["dataset"]["seq_len"] == 16
+    assert manifest.step == 8 and manifest.task.name == "sudoku-4x4"
+    assert manifest.dataset.vocab_size == 6 and manifest.dataset.seq_len == 16
     # the bundle loads the EMA weights by default, the raw ones on request
     ema = read_safetensors(latest_checkpoint(tmp_path / "run" / "checkpoints") / "ema.safetensors")
     name = next(iter(ema))

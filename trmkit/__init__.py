@@ -9,6 +9,6 @@ __all__ = ["__version__", "load"]
 
 def load(path):  # noqa: ANN001 - re-exported lazily to keep `import trmkit` light
     """Load a checkpoint bundle (safetensors + manifest.json) without unpickling anything."""
-    from trmkit.training.checkpoint import load_bundle
+    from trmkit.checkpoint import load_bundle
 
     return load_bundle(path)

@@ -1,31 +1,44 @@
-"""The `trmkit` command line. Expected failures (`TrmkitError`) print one line and exit 1."""
+"""The `trmkit` command line. Expected failures (`TrmkitError`) print one line and exit 1.
+
+The group holds no command of its own: the built-in ones (`trmkit.commands.plugin`) and a
+plugin's arrive through the same `register_commands` hook, fired the first time the group
+lists or looks up a command, however it is invoked (`main()`, click's CliRunner, or
+``cli.main``). `trmkit --version` fires nothing and imports no plugin.
+"""
 
 from __future__ import annotations
-
-import importlib
-import json
 
 import click
 
 from trmkit import __version__, plugins
 from trmkit.errors import TrmkitError
 
-# Built-in command modules; each defines `register(cli)`. Third-party plugins add theirs
-# through the `register_commands` hook.
-COMMAND_MODULES = (
-    "trmkit.commands.data",
-    "trmkit.commands.model",
-    "trmkit.commands.train",
-    "trmkit.commands.eval",
-    "trmkit.commands.solve",
-    "trmkit.commands.checkpoint",
-)
-
 
 class TrmkitGroup(click.Group):
-    """Turns every TrmkitError raised by a command into a one-line click error, and so an
-    exception raised in plugin code (`plugins.plugin_failure`) unless --traceback or
-    TRMKIT_DEBUG=1 asks for the stack."""
+    """Loads its commands through the plugin hook on first use, and turns every
+    TrmkitError raised by a command into a one-line click error, and so an exception raised
+    in plugin code (`plugins.plugin_failure`) unless --traceback or TRMKIT_DEBUG=1 asks for
+    the stack."""
+
+    _hook_fired = False
+
+    def _load_commands(self) -> None:
+        if self._hook_fired:
+            return
+        self._hook_fired = True
+        try:
+            plugins.load_plugins()
+            plugins.pm.hook.register_commands(cli=self)
+        except TrmkitError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load_commands()
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -50,64 +63,7 @@ def cli(traceback: bool) -> None:
     """Tiny Recursive Models on grid puzzles: build data, train, evaluate, solve."""
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def tasks(as_json: bool) -> None:
-    """List the registered tasks (name, plugin, description)."""
-    rows = [
-        {
-            "name": entry.task.name,
-            "aliases": list(entry.aliases),
-            "plugin": entry.plugin,
-            "description": entry.task.description,
-            "sources": sorted(entry.task.sources),
-        }
-        for entry in plugins.task_entries().values()
-    ]
-    rows.sort(key=lambda row: str(row["name"]))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no tasks registered")
-        return
-    width = max(len(row["name"]) for row in rows)
-    for row in rows:
-        aliases = f" (aliases: {', '.join(row['aliases'])})" if row["aliases"] else ""
-        click.echo(f"{row['name']:<{width}}  [{row['plugin']}] {row['description']}{aliases}")
-
-
-@cli.command(name="plugins")
-def plugins_cmd() -> None:
-    """List plugins as JSON: name, distribution, version, hooks, and "error" for a plugin
-    that failed to import, whose registrations were refused, or that was left out."""
-    click.echo(json.dumps(plugins.plugin_info(), indent=2))
-
-
-def _install_commands() -> None:
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # command module not part of this build
-                continue
-            raise
-        module.register(cli)
-
-
-_install_commands()
-_plugin_commands_loaded = False
-
-
 def main() -> None:
-    global _plugin_commands_loaded
-    if not _plugin_commands_loaded:
-        _plugin_commands_loaded = True
-        try:
-            plugins.load_plugins()
-            plugins.pm.hook.register_commands(cli=cli)
-        except TrmkitError as exc:
-            raise SystemExit(f"Error: {exc}") from exc
     cli(prog_name="trmkit")
 
 

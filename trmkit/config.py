@@ -34,6 +34,8 @@ class DataSection:
     num_aug: int | None = None
     subsample: int | None = None
     seed: int = 0
+    strict: bool = False
+    """as `trmkit build --strict`: puzzles with held-out test examples add no training rows."""
     options: dict = attrs.field(factory=dict)
 
 
@@ -84,9 +86,7 @@ class Recipe:
 
     def model_config(self, **runtime: Any) -> Any:
         """The registered model's config: recipe fields, then runtime fields (seq_len, ...)."""
-        from trmkit.models import make_config
-
-        return make_config(self.model.name, {**self.model.fields, **runtime})
+        return make_model_config(self.model.name, {**self.model.fields, **runtime})
 
 
 SECTIONS = {"data": DataSection, "optim": OptimSection, "train": TrainSection}
@@ -157,6 +157,24 @@ def coerce(value: Any, kind: Any, key: str, raw: str | None = None) -> Any:
             return {str(k): v for k, v in value.items()}
         raise ConfigError(f"{key}: expected a table, got {value!r}")
     return value
+
+
+def make_model_config(name: str, fields: Mapping[str, Any] | Any) -> Any:
+    """The registered config class of model ``name`` built from a dict (unknown keys refused);
+    an attrs instance is returned as is."""
+    from trmkit import plugins
+
+    spec = plugins.get_model(name)
+    if attrs.has(type(fields)):
+        return fields
+    allowed = {f.name for f in attrs.fields(spec.config_cls)}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"model.{unknown[0]}: not a field of model {name!r}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    return spec.config_cls(**dict(fields))
 
 
 def _model_types(name: str) -> dict[str, Any]:

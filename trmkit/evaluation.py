@@ -1,8 +1,9 @@
 """Evaluation: exact/token accuracy per supervision step, halting histogram, adaptive halting.
 
-The reference evaluates only the state after the last of N_sup steps (reference 3.3, 7.1).
-Here one pass drives the ACT model step by step (``model.eval()``: no early halting, no
-exploration) for K steps and records, from the same computation:
+The official code evaluates only the state after the last of N_sup steps. Here one pass
+drives the model step by step (`trmkit.models.rollout`, the loop `trmkit solve` shares;
+``model.eval()``: no early halting, no exploration) for K steps and records, from the same
+computation:
 
 * accuracy after each step 1..K (K may exceed the N_sup the model was trained with: does
   thinking longer help?);
@@ -19,10 +20,8 @@ sums are reduced and predictions gathered to the main process for the task evalu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,10 @@ import attrs
 import numpy as np
 import torch
 
+from trmkit.batch import IGNORE_LABEL_ID
+from trmkit.models.protocol import RecursiveModel
+from trmkit.models.rollout import StepView, inference_depth, rollout
+from trmkit.reports import plot_eval_report
 from trmkit.task import EvalContext, PredictionBatch, Task
 
 
@@ -47,8 +50,6 @@ class EvalReport:
 
     def write(self, out_dir: Path, plot: bool = True) -> None:
         """metrics.json, per_step.json (+ eval.png with ``plot`` and matplotlib)."""
-        from trmkit.training.metrics_log import plot_eval_report
-
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(_finite(self.metrics), indent=2) + "\n")
         (out_dir / "per_step.json").write_text(json.dumps(
@@ -61,32 +62,6 @@ class EvalReport:
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-@contextlib.contextmanager
-def max_steps_override(model: torch.nn.Module, steps: int) -> Iterator[None]:
-    """Let the ACT wrapper run ``steps`` supervision steps before it marks sequences halted.
-
-    The ACT model halts (and on the next call resets) every sequence once steps >= N_sup;
-    evaluating more steps than trained needs N_sup raised for the duration of the pass.
-    """
-    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
-    if cfg is None or not hasattr(cfg, "halt_max_steps"):
-        raise AttributeError("model exposes no config.halt_max_steps")
-    old = cfg.halt_max_steps
-    if steps == old:
-        yield
-        return
-    object.__setattr__(cfg, "halt_max_steps", steps)
-    try:
-        yield
-    finally:
-        object.__setattr__(cfg, "halt_max_steps", old)
-
-
-def model_halt_max_steps(model: torch.nn.Module) -> int:
-    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
-    return int(cfg.halt_max_steps)
 
 
 @attrs.define
@@ -122,8 +97,8 @@ class _Sums:
 
 def _seq_scores(preds: torch.Tensor, labels: torch.Tensor, valid_rows: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence token accuracy and exactness over non-ignored labels (reference 3.3)."""
-    mask = labels != -100
+    """Per-sequence token accuracy and exactness over non-ignored labels."""
+    mask = labels != IGNORE_LABEL_ID
     n = mask.sum(-1)
     correct = ((preds == labels) & mask).sum(-1)
     rows = valid_rows & (n > 0)
@@ -140,7 +115,7 @@ def evaluation_context(task: Task, split: Any, out_dir: Path | None) -> EvalCont
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module,
+    model: RecursiveModel,
     split: Any,
     task: Task | None,
     *,
@@ -164,7 +139,7 @@ def evaluate(
     world = accelerator.num_processes if accelerator is not None else 1
     is_main = rank == 0
     device = next(model.parameters()).device
-    k = int(steps) if steps else model_halt_max_steps(model)
+    k = int(steps) if steps else model.halt_max_steps
     loader = EvalLoader(split, batch_size, rank=rank, world_size=world)
     n_batches = len(loader)
     if max_examples > 0:
@@ -182,7 +157,7 @@ def evaluate(
 
         bar = tqdm(total=n_batches, desc=f"eval ({k} steps)", leave=False, dynamic_ncols=True)
     try:
-        with max_steps_override(model, k):
+        with inference_depth(model, k):
             for i, batch in enumerate(loader):
                 if i >= n_batches:
                     break
@@ -202,43 +177,30 @@ def evaluate(
     return _report(sums, k, adaptive, run.finish() if run is not None else {})
 
 
-def _run_batch(model, batch, k, sums: _Sums):
+def _run_batch(model: RecursiveModel, batch: dict[str, torch.Tensor], k: int, sums: _Sums):
     valid_rows = batch["puzzle_index"] >= 0
     labels = batch["labels"]
-    bsz = labels.shape[0]
     model_batch = {key: batch[key] for key in ("inputs", "labels", "puzzle_identifiers")}
-    carry = model.initial_carry(model_batch)
-    first_halt = torch.full((bsz,), k + 1, dtype=torch.long, device=labels.device)
-    ada_preds = torch.zeros_like(labels)
-    ada_q = torch.zeros(bsz, dtype=torch.float32, device=labels.device)
-    preds = q = None
-    for s in range(1, k + 1):
-        carry, _loss, _metrics, outputs, _halted = model(carry, model_batch)
-        preds = outputs["preds"]
-        q = outputs["q_halt_logits"].float()
-        acc, exact = _seq_scores(preds, labels, valid_rows)
-        sums.per_step_acc[s - 1] += acc.sum().item()
-        sums.per_step_exact[s - 1] += exact.sum().item()
-        newly = (q > 0) & (first_halt > k)
-        first_halt = torch.where(newly, s, first_halt)
-        ada_preds = torch.where(newly[:, None], preds, ada_preds)
-        ada_q = torch.where(newly, q, ada_q)
-    never = first_halt > k
-    ada_preds = torch.where(never[:, None], preds, ada_preds)
-    ada_q = torch.where(never, q, ada_q)
-    ada_acc, ada_exact = _seq_scores(ada_preds, labels, valid_rows)
-    counted = valid_rows & ((labels != -100).sum(-1) > 0)
+
+    def score(view: StepView) -> None:
+        acc, exact = _seq_scores(view.preds, labels, valid_rows)
+        sums.per_step_acc[view.step - 1] += acc.sum().item()
+        sums.per_step_exact[view.step - 1] += exact.sum().item()
+
+    out = rollout(model, model_batch, k, on_step=score)
+    ada_acc, ada_exact = _seq_scores(out.adaptive_preds, labels, valid_rows)
+    counted = valid_rows & ((labels != IGNORE_LABEL_ID).sum(-1) > 0)
     sums.count += counted.sum().item()
     sums.adaptive_acc += ada_acc.sum().item()
     sums.adaptive_exact += ada_exact.sum().item()
-    sums.adaptive_steps += torch.where(counted, first_halt.clamp(max=k), 0).sum().item()
-    hist = torch.bincount((first_halt[counted] - 1).clamp(max=k), minlength=k + 1)
+    sums.adaptive_steps += torch.where(counted, out.halt_step.clamp(max=k), 0).sum().item()
+    hist = torch.bincount((out.halt_step[counted] - 1).clamp(max=k), minlength=k + 1)
     sums.histogram += hist.cpu().numpy()
-    return preds, q, ada_preds, ada_q
+    return out.preds, out.q_halt, out.adaptive_preds, out.adaptive_q
 
 
 def _feed(run, batch, preds, q, ignore_id, accelerator, world) -> None:
-    labels = batch["labels"].masked_fill(batch["labels"] == -100, ignore_id)
+    labels = batch["labels"].masked_fill(batch["labels"] == IGNORE_LABEL_ID, ignore_id)
     fields = [batch["inputs"], labels, preds, batch["puzzle_index"], torch.sigmoid(q.double())]
     if world > 1:
         fields = [accelerator.gather(f.contiguous()) for f in fields]

@@ -405,7 +405,8 @@ def plugin_failure(exc: BaseException) -> str | None:
     if isinstance(exc, TrmkitError) or not isinstance(exc, Exception):
         return None
     packages = [(_package_of(p), plugin_name(p)) for p in pm.get_plugins()]
-    packages = [(pkg, name) for pkg, name in packages if pkg and pkg != "trmkit"]
+    # trmkit's own built-in plugins (commands, models) live in trmkit.*: not plugin code
+    packages = [(pkg, name) for pkg, name in packages if pkg and not _within(pkg, "trmkit")]
     current = _current[-1] if _current else None
     hits: list[tuple[str, str, str]] = []  # (plugin, qualname, file:line)
     for frame, lineno in traceback.walk_tb(exc.__traceback__):

@@ -7,12 +7,12 @@ For every query (a test example of a parsed puzzle) the solver builds the varian
   with, each with its own embedding row (from the checkpoint's puzzle-id table). A task that
   is not in the table gets the blank id and ``num_aug`` freshly drawn variants; the answer
   says so, because ARC models are transductive: without the task's trained embedding rows
-  accuracy collapses (reference 9.2; arXiv 2512.11847 reports 0% with blank ids).
+  accuracy collapses (arXiv 2512.11847 reports 0% with blank ids).
 
 Each variant is encoded, run for K supervision steps (or until the halting head fires, with
-``adaptive``), decoded, mapped back with the augmenter's exact inverse, and the variants
-vote: the most frequent grid wins, ties broken by the mean halting confidence (as the ARC
-evaluator, reference 7.2).
+``adaptive``; the loop of `trmkit.models.rollout`, shared with evaluation), decoded, mapped
+back with the augmenter's exact inverse, and the variants vote by the rule of
+`trmkit.voting`: most votes, then highest mean halting confidence, then smallest grid hash.
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ import attrs
 import numpy as np
 import torch
 
-from trmkit.errors import CheckpointError, PuzzleError
-from trmkit.evaluation import max_steps_override, model_halt_max_steps
+from trmkit.batch import IGNORE_LABEL_ID
+from trmkit.checkpoint import Bundle, PuzzleIdTable, check_task_matches
+from trmkit.errors import PuzzleError
+from trmkit.models.protocol import RecursiveModel
+from trmkit.models.rollout import StepView, inference_depth, rollout
+from trmkit.reports import plot_trace
 from trmkit.task import RawPuzzle, Task
-from trmkit.training.checkpoint import Bundle
-from trmkit.training.state import read_json, read_safetensors
+from trmkit.voting import rank
 
 BATCH_ROWS = 256
 
@@ -59,41 +62,6 @@ class Answer:
                 **({"trace": [g.tolist() for g in self.trace]} if self.trace else {})}
 
 
-def check_task_matches(bundle: Bundle, task: Task) -> None:
-    """The checkpoint must have been trained on this task's encoding."""
-    data = bundle.manifest["dataset"]
-    codec = task.codec
-    if bundle.manifest["task"].get("version") != task.version:
-        raise CheckpointError(
-            f"{bundle.path}: trained with task {task.name!r} version "
-            f"{bundle.manifest['task'].get('version')!r}, the installed plugin is version "
-            f"{task.version!r}; use the matching plugin version")
-    for key, want in (("seq_len", codec.seq_len), ("vocab_size", codec.vocab_size)):
-        if int(data.get(key, -1)) != int(want):
-            raise CheckpointError(
-                f"{bundle.path}: checkpoint {key} {data.get(key)} does not match task "
-                f"{task.name!r} ({want}); it was trained on another task or vocabulary")
-
-
-class PuzzleIdTable:
-    """Checkpoint-side map (puzzle name, transform) -> embedding row."""
-
-    def __init__(self, bundle_path: Path) -> None:
-        self.groups: dict[str, list[tuple[int, np.ndarray]]] = {}
-        file = bundle_path / "puzzle_ids.safetensors"
-        if not file.exists():
-            return
-        arrays = read_safetensors(file)
-        names = read_json(bundle_path / "puzzle_ids.json")["group_names"]
-        group = arrays["group"].numpy()
-        transforms = arrays["transform"].numpy()
-        for pid in np.nonzero(group >= 0)[0]:
-            self.groups.setdefault(names[group[pid]], []).append((int(pid), transforms[pid]))
-
-    def variants(self, name: str) -> list[tuple[int, np.ndarray]]:
-        return self.groups.get(name, [])
-
-
 def _variants(task: Task, puzzle: RawPuzzle, table: PuzzleIdTable, per_variant: bool,
               num_aug: int, blank_id: int, rng: np.random.Generator
               ) -> tuple[list[tuple[int, np.ndarray]], str]:
@@ -116,12 +84,12 @@ def solve(bundle: Bundle, task: Task, puzzles: Sequence[RawPuzzle], *, steps: in
     check_task_matches(bundle, task)
     model = bundle.model
     device = next(model.parameters()).device
-    data = bundle.manifest["dataset"]
-    per_variant = int(data.get("num_puzzle_identifiers", 1)) > 1
-    blank_id = int(data.get("blank_identifier_id", 0))
+    data = bundle.manifest.dataset
+    per_variant = data.num_puzzle_identifiers > 1
+    blank_id = data.blank_identifier_id
     table = PuzzleIdTable(bundle.path)
     rng = np.random.default_rng(seed)
-    k = int(steps) if steps else model_halt_max_steps(model)
+    k = int(steps) if steps else model.halt_max_steps
 
     rows: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (query, pid, transform, tokens)
     queries: list[tuple[RawPuzzle, int, str]] = []
@@ -171,15 +139,12 @@ def _decode(task: Task, transform: np.ndarray, tokens: np.ndarray) -> np.ndarray
 
 
 def _vote(grids: list[np.ndarray], q: list[float]) -> tuple[np.ndarray, int, float]:
-    buckets: dict[tuple, list[int]] = {}
-    for i, g in enumerate(grids):
-        buckets.setdefault((g.shape, g.tobytes()), []).append(i)
-    best = max(buckets.values(), key=lambda ix: (len(ix), float(np.mean([q[i] for i in ix]))))
-    return grids[best[0]], len(best), float(np.mean([q[i] for i in best]))
+    best = rank(grids, q)[0]
+    return best.grid, best.votes, best.confidence
 
 
 @torch.no_grad()
-def _run(model, rows, k: int, adaptive: bool, trace: bool, device):
+def _run(model: RecursiveModel, rows, k: int, adaptive: bool, trace: bool, device):
     """Predictions after each step (only the last unless ``trace``), final q, steps used."""
     n = len(rows)
     keep_steps = k if trace else 1
@@ -187,63 +152,31 @@ def _run(model, rows, k: int, adaptive: bool, trace: bool, device):
     q_final = np.zeros(n)
     used = np.full(n, k, dtype=np.float64)
     model.eval()
-    with max_steps_override(model, k):
+    with inference_depth(model, k):
         for start in range(0, n, BATCH_ROWS):
             chunk = rows[start:start + BATCH_ROWS]
+            here = slice(start, start + len(chunk))
             inputs = torch.tensor(np.stack([r[3] for r in chunk]).astype(np.int32), device=device)
             batch = {"inputs": inputs,
-                     "labels": torch.full_like(inputs, -100),
+                     "labels": torch.full_like(inputs, IGNORE_LABEL_ID),
                      "puzzle_identifiers": torch.tensor([r[1] for r in chunk], dtype=torch.int32,
                                                         device=device)}
-            carry = model.initial_carry(batch)
-            stopped = torch.zeros(len(chunk), dtype=torch.bool, device=device)
-            held = None
-            held_q = torch.zeros(len(chunk), device=device)
-            for s in range(1, k + 1):
-                carry, _loss, _m, out, _h = model(carry, batch)
-                p, q = out["preds"], out["q_halt_logits"].float()
-                if adaptive:
-                    held = p.clone() if held is None else torch.where(stopped[:, None], held, p)
-                    held_q = torch.where(stopped, held_q, q)
-                    newly = (~stopped) & (q > 0)
-                    used[start:start + len(chunk)][newly.cpu().numpy()] = s
-                    stopped |= newly
-                    p, q = held, held_q
-                if trace:
-                    preds[s - 1][start:start + len(chunk)] = p.cpu().numpy()
-                elif s == k:
-                    preds[0][start:start + len(chunk)] = p.cpu().numpy()
-            q_final[start:start + len(chunk)] = torch.sigmoid(q.double()).cpu().numpy()
+
+            def keep(view: StepView, here: slice = here) -> None:
+                p = view.adaptive_preds if adaptive else view.preds
+                preds[view.step - 1][here] = p.cpu().numpy()
+
+            out = rollout(model, batch, k, on_step=keep if trace else None)
+            if not trace:
+                final = out.adaptive_preds if adaptive else out.preds
+                preds[0][here] = final.cpu().numpy()
+            q = out.adaptive_q if adaptive else out.q_halt
+            q_final[here] = torch.sigmoid(q.double()).cpu().numpy()
+            if adaptive:
+                used[here] = out.halt_step.clamp(max=k).cpu().numpy()
     return preds, q_final, used
 
 
-def render_trace_png(task: Task, answer: Answer, out: Path) -> bool:
+def render_trace_png(answer: Answer, out: Path) -> bool:
     """The answer after each supervision step as a strip of coloured grids (matplotlib)."""
-    from trmkit.training.metrics_log import have_matplotlib
-
-    if not have_matplotlib() or not answer.trace:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = len(answer.trace)
-    cols = min(k, 8)
-    rows = -(-k // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 1.9 * rows), squeeze=False)
-    vmax = max(int(np.max(g)) for g in answer.trace) if answer.trace else 1
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < k:
-            g = answer.trace[i]
-            ax.imshow(g, cmap="tab20", vmin=-1, vmax=max(vmax, 1), interpolation="nearest")
-            if g.size <= 100:
-                for (r, c), v in np.ndenumerate(g):
-                    ax.text(c, r, str(int(v)), ha="center", va="center", fontsize=6)
-            ax.set_title(f"step {i + 1}", fontsize=8)
-    fig.suptitle(f"{answer.puzzle} (query {answer.query + 1})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return True
+    return plot_trace(answer.trace, f"{answer.puzzle} (query {answer.query + 1})", out)

@@ -69,5 +69,4 @@ def info_cmd(path: Path, as_json: bool) -> None:
         click.echo(f"{key.replace('_', ' '):<{width}}  {shown}")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(checkpoint_group)
+COMMANDS = [checkpoint_group]

@@ -191,7 +191,5 @@ def import_cmd(src: Path, task_name: str, out: Path, force: bool) -> None:
     click.echo(f"imported {src} into {out}")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(build_cmd)
-    cli.add_command(data_group)
+COMMANDS = (build_cmd, data_group)
 

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from trmkit.errors import CheckpointError, TrmkitError
-
 
 def default_out(bundle: Path) -> Path:
     if bundle.parent.name == "checkpoints":
@@ -16,68 +14,43 @@ def default_out(bundle: Path) -> Path:
     return Path(f"eval-{bundle.name}")
 
 
-def open_eval_split(bundle, task, data_dir: Path | None):
-    """The test split the checkpoint is evaluated on, checked against its manifest."""
-    from trmkit.data.store import open_store
+@click.command(name="eval")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
+              help="Dataset store (default: the one the checkpoint was trained on).")
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write reports.")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Supervision steps (default: the trained N_sup; more is allowed).")
+@click.option("--adaptive", is_flag=True,
+              help="Headline metrics from each sequence's own halting step.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--max-examples", type=click.IntRange(min=0), default=0,
+              help="Only the first N test rows (0 = all).")
+@click.option("--raw", is_flag=True, help="Use the raw weights instead of the EMA weights.")
+def eval_cmd(checkpoint, data_dir, out, steps, adaptive, batch_size, max_examples, raw):
+    """Evaluate CHECKPOINT (a step_<N> bundle or a run directory)."""
+    import torch
 
-    manifest = bundle.manifest
-    if data_dir is None:
-        recorded = Path(manifest["dataset"].get("path", ""))
-        if recorded and (recorded / "zarr.json").is_file():
-            data_dir = recorded
-        else:
-            raise CheckpointError(
-                f"the dataset this checkpoint was trained on ({recorded}) is gone; pass --data "
-                f"DIR (build it with: trmkit build --task {task.name} --out DIR)")
-    store = open_store(data_dir, task)
-    if "test" not in store.splits:
-        raise TrmkitError(f"{data_dir} has no test split to evaluate on")
-    split = store.split("test")
-    for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
-        have, want = getattr(split.meta, key), manifest["dataset"].get(key)
-        if want is not None and int(have) != int(want):
-            raise CheckpointError(
-                f"{data_dir}: {key} {have} does not match the checkpoint's {want}; evaluate on "
-                "a store built like the training data")
-    return split
+    from trmkit import plugins
+    from trmkit.checkpoint import check_task_matches, load_bundle, open_test_split
+    from trmkit.evaluation import evaluate
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bundle = load_bundle(checkpoint, weights="raw" if raw else "ema", device=device)
+    task = plugins.get_task(bundle.task_name)
+    check_task_matches(bundle, task)
+    split = open_test_split(bundle, task, data_dir)
+    out = out or default_out(bundle.path)
+    report = evaluate(bundle.model, split, task, batch_size=batch_size, steps=steps,
+                      adaptive=adaptive, out_dir=out, max_examples=max_examples,
+                      progress=True)
+    report.write(out)
+    m = report.metrics
+    click.echo(json.dumps(dict(m.items()), indent=2))
+    click.echo(
+        f"exact accuracy {m['exact_accuracy']:.4f} ({'adaptive' if adaptive else 'fixed'} "
+        f"{report.steps} steps); adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
+        f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}")
 
 
-def register(cli: click.Group) -> None:
-    @cli.command(name="eval")
-    @click.argument("checkpoint", type=click.Path(path_type=Path))
-    @click.option("--data", "data_dir", type=click.Path(path_type=Path),
-                  help="Dataset store (default: the one the checkpoint was trained on).")
-    @click.option("--out", type=click.Path(path_type=Path), help="Where to write reports.")
-    @click.option("--steps", type=click.IntRange(min=1),
-                  help="Supervision steps (default: the trained N_sup; more is allowed).")
-    @click.option("--adaptive", is_flag=True,
-                  help="Headline metrics from each sequence's own halting step.")
-    @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-    @click.option("--max-examples", type=click.IntRange(min=0), default=0,
-                  help="Only the first N test rows (0 = all).")
-    @click.option("--raw", is_flag=True, help="Use the raw weights instead of the EMA weights.")
-    def eval_cmd(checkpoint, data_dir, out, steps, adaptive, batch_size, max_examples, raw):
-        """Evaluate CHECKPOINT (a step_<N> bundle or a run directory)."""
-        import torch
-
-        from trmkit import plugins
-        from trmkit.evaluation import evaluate
-        from trmkit.solve import check_task_matches
-        from trmkit.training.checkpoint import load_bundle
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        bundle = load_bundle(checkpoint, weights="raw" if raw else "ema", device=device)
-        task = plugins.get_task(bundle.task_name)
-        check_task_matches(bundle, task)
-        split = open_eval_split(bundle, task, data_dir)
-        out = out or default_out(bundle.path)
-        report = evaluate(bundle.model, split, task, batch_size=batch_size, steps=steps,
-                          adaptive=adaptive, out_dir=out, max_examples=max_examples,
-                          progress=True)
-        report.write(out)
-        m = report.metrics
-        click.echo(json.dumps({k: v for k, v in m.items()}, indent=2))
-        click.echo(
-            f"exact accuracy {m['exact_accuracy']:.4f} ({'adaptive' if adaptive else 'fixed'} "
-            f"{report.steps} steps); adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
-            f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}")
+COMMANDS = (eval_cmd,)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import torch
 
 from trmkit.errors import TrmkitError
 
@@ -40,8 +39,10 @@ def _fmt(n: float) -> str:
 
 def describe(recipe, batch_size: int | None = None) -> list[str]:
     """Lines describing the model of a recipe (built on the meta device: no memory)."""
+    import torch
+
     from trmkit.models import build_model, count_parameters
-    from trmkit.models.flops import step_flops
+    from trmkit.models.core import CoreConfig
 
     fields = dict(recipe.model.fields)
     shape = _task_shape(recipe.data.task)
@@ -59,12 +60,11 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     cfg = recipe.model_config(**fields)
     with torch.device("meta"):
         model = build_model(recipe.model.name, cfg)
-    flops = step_flops(cfg, batch)
+    flops = model.step_flops(batch)
     table = model.puzzle_emb
-    lines = [f"recipe: {recipe.name}  model: {recipe.model.name}", str(model.core), ""]
-    lines.append(
-        f"sequence: {cfg.seq_len} tokens + {cfg.prefix_len} prefix, vocab {cfg.vocab_size}"
-    )
+    lines = [f"recipe: {recipe.name}  model: {recipe.model.name}", str(model), ""]
+    prefix = f" + {cfg.prefix_len} prefix" if isinstance(cfg, CoreConfig) else ""
+    lines.append(f"sequence: {cfg.seq_len} tokens{prefix}, vocab {cfg.vocab_size}")
     lines.append(f"trainable parameters: {count_parameters(model)}")
     if table is not None:
         lines.append(
@@ -82,26 +82,28 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     return lines
 
 
-def register(cli: click.Group) -> None:
-    @cli.command(name="model")
-    @click.option("--recipe", "recipe_name", required=True, help="Recipe name or TOML file.")
-    @click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override a recipe field, e.g. model.hidden_size=128 (repeatable).",
-    )
-    @click.option(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="Batch for the FLOP count (default: the recipe's global batch).",
-    )
-    def model_cmd(recipe_name: str, overrides: tuple[str, ...], batch_size: int | None) -> None:
-        """Print the architecture, trainable parameters, puzzle-table size and FLOPs per step."""
-        from trmkit.config import load_recipe
+@click.command(name="model")
+@click.option("--recipe", "recipe_name", required=True, help="Recipe name or TOML file.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe field, e.g. model.hidden_size=128 (repeatable).",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Batch for the FLOP count (default: the recipe's global batch).",
+)
+def model_cmd(recipe_name: str, overrides: tuple[str, ...], batch_size: int | None) -> None:
+    """Print the architecture, trainable parameters, puzzle-table size and FLOPs per step."""
+    from trmkit.config import load_recipe
 
-        recipe = load_recipe(recipe_name, list(overrides))
-        for line in describe(recipe, batch_size):
-            click.echo(line)
+    recipe = load_recipe(recipe_name, list(overrides))
+    for line in describe(recipe, batch_size):
+        click.echo(line)
+
+
+COMMANDS = (model_cmd,)

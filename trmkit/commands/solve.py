@@ -10,56 +10,58 @@ import click
 from trmkit.errors import PuzzleError
 
 
-def register(cli: click.Group) -> None:
-    @cli.command()
-    @click.argument("checkpoint", type=click.Path(path_type=Path))
-    @click.argument("puzzle")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-    @click.option("--trace", is_flag=True,
-                  help="Show the answer after every supervision step (and save trace PNGs).")
-    @click.option("--steps", type=click.IntRange(min=1), help="Supervision steps (default N_sup).")
-    @click.option("--adaptive", is_flag=True, help="Stop each variant when its halting head fires.")
-    @click.option("--num-aug", type=click.IntRange(min=0), default=8, show_default=True,
-                  help="Variants drawn for a per-variant-id task missing from the checkpoint.")
-    @click.option("--trace-dir", type=click.Path(path_type=Path), default=Path("."),
-                  show_default=True, help="Where --trace writes its PNGs.")
-    def solve(checkpoint, puzzle, as_json, trace, steps, adaptive, num_aug, trace_dir):
-        """Solve PUZZLE with CHECKPOINT (a step_<N> bundle or a run directory)."""
-        import torch
+@click.command(name="solve")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("puzzle")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--trace", is_flag=True,
+              help="Show the answer after every supervision step (and save trace PNGs).")
+@click.option("--steps", type=click.IntRange(min=1), help="Supervision steps (default N_sup).")
+@click.option("--adaptive", is_flag=True, help="Stop each variant when its halting head fires.")
+@click.option("--num-aug", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Variants drawn for a per-variant-id task missing from the checkpoint.")
+@click.option("--trace-dir", type=click.Path(path_type=Path), default=Path("."),
+              show_default=True, help="Where --trace writes its PNGs.")
+def solve_cmd(checkpoint, puzzle, as_json, trace, steps, adaptive, num_aug, trace_dir):
+    """Solve PUZZLE with CHECKPOINT (a step_<N> bundle or a run directory)."""
+    import torch
 
-        from trmkit import plugins
-        from trmkit.solve import render_trace_png, solve
-        from trmkit.training.checkpoint import load_bundle
+    from trmkit import plugins
+    from trmkit.checkpoint import load_bundle
+    from trmkit.solve import render_trace_png, solve
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        bundle = load_bundle(checkpoint, device=device)
-        task = plugins.get_task(bundle.task_name)
-        if task.parse_puzzles is None:
-            raise PuzzleError(f"task {task.name!r} does not accept puzzles on the command line")
-        puzzles = task.parse_puzzles(puzzle)
-        answers = solve(bundle, task, puzzles, steps=steps, adaptive=adaptive, trace=trace,
-                        num_aug=num_aug)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bundle = load_bundle(checkpoint, device=device)
+    task = plugins.get_task(bundle.task_name)
+    if task.parse_puzzles is None:
+        raise PuzzleError(f"task {task.name!r} does not accept puzzles on the command line")
+    puzzles = task.parse_puzzles(puzzle)
+    answers = solve(bundle, task, puzzles, steps=steps, adaptive=adaptive, trace=trace,
+                    num_aug=num_aug)
+    if as_json:
+        click.echo(json.dumps([a.to_json(task) for a in answers], indent=2))
+    for a in answers:
+        if trace:
+            pngs = trace_dir / f"trace-{a.puzzle}-{a.query + 1}.png"
+            if not as_json:
+                for i, g in enumerate(a.trace, start=1):
+                    click.echo(f"-- step {i}")
+                    click.echo(task.render(g))
+            trace_dir.mkdir(parents=True, exist_ok=True)
+            if render_trace_png(a, pngs):
+                click.echo(f"trace: {pngs}", err=True)
+            else:
+                click.echo("note: matplotlib not installed: no trace PNG", err=True)
         if as_json:
-            click.echo(json.dumps([a.to_json(task) for a in answers], indent=2))
-        for a in answers:
-            if trace:
-                pngs = trace_dir / f"trace-{a.puzzle}-{a.query + 1}.png"
-                if not as_json:
-                    for i, g in enumerate(a.trace, start=1):
-                        click.echo(f"-- step {i}")
-                        click.echo(task.render(g))
-                trace_dir.mkdir(parents=True, exist_ok=True)
-                if render_trace_png(task, a, pngs):
-                    click.echo(f"trace: {pngs}", err=True)
-                else:
-                    click.echo("note: matplotlib not installed: no trace PNG", err=True)
-            if as_json:
-                continue
-            title = a.puzzle if len(a.puzzle) < 60 else a.puzzle[:57] + "..."
-            click.echo(f"== {title} (query {a.query + 1})")
-            click.echo(task.render(a.grid))
-            extra = f", {a.votes}/{a.variants} votes" if a.variants > 1 else ""
-            verdict = "" if a.correct is None else (", correct" if a.correct else ", WRONG")
-            click.echo(f"confidence {a.confidence:.3f}, {a.steps:g} steps{extra}{verdict}")
-            if a.note:
-                click.echo(f"note: {a.note}")
+            continue
+        title = a.puzzle if len(a.puzzle) < 60 else a.puzzle[:57] + "..."
+        click.echo(f"== {title} (query {a.query + 1})")
+        click.echo(task.render(a.grid))
+        extra = f", {a.votes}/{a.variants} votes" if a.variants > 1 else ""
+        verdict = "" if a.correct is None else (", correct" if a.correct else ", WRONG")
+        click.echo(f"confidence {a.confidence:.3f}, {a.steps:g} steps{extra}{verdict}")
+        if a.note:
+            click.echo(f"note: {a.note}")
+
+
+COMMANDS = (solve_cmd,)

@@ -47,53 +47,60 @@ def default_run_dir(recipe) -> Path:
     return Path("runs") / f"{recipe.name or recipe.data.task}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def register(cli: click.Group) -> None:
-    @cli.command()
-    @click.option("--task", "task_name", help="Task name (its default recipe unless --recipe).")
-    @click.option("--recipe", "recipe_name", help="Recipe name (tasks/NAME.toml) or TOML file.")
-    @click.option("--data", "data_dir", type=click.Path(path_type=Path),
-                  help="A built dataset store (default: build the recipe's data, cached).")
-    @click.option("--out", "out", type=click.Path(path_type=Path),
-                  help="Run directory (default runs/<recipe>-<time>).")
-    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                  help="Override a recipe field, e.g. --set optim.lr=3e-4 (repeatable).")
-    @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimizer steps.")
-    @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
-    @click.option("--log-with", type=click.Choice(["tensorboard", "wandb"]),
-                  help="Also log to a tracker through Accelerate (optional dependency).")
-    @click.option("--no-progress", is_flag=True, help="No progress bars.")
-    def train(task_name, recipe_name, data_dir, out, overrides, max_steps, resume, log_with,
+@click.command(name="train")
+@click.option("--task", "task_name", help="Task name (its default recipe unless --recipe).")
+@click.option("--recipe", "recipe_name", help="Recipe name (tasks/NAME.toml) or TOML file.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
+              help="A built dataset store (default: build the recipe's data, cached).")
+@click.option("--out", "out", type=click.Path(path_type=Path),
+              help="Run directory (default runs/<recipe>-<time>).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field, e.g. --set optim.lr=3e-4 (repeatable).")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimizer steps.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
+@click.option("--log-with", metavar="TRACKER",
+              help="Also log to a tracker Accelerate knows (tensorboard, wandb, mlflow, ...; "
+                   "its package must be installed).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def train_cmd(task_name, recipe_name, data_dir, out, overrides, max_steps, resume, log_with,
               no_progress):
-        """Train a model; prints the final evaluation accuracy."""
-        from trmkit.training.trainer import Trainer
+    """Train a model; prints the final evaluation accuracy."""
+    from trmkit.training.trainer import Trainer
 
-        recipe = resolve_recipe(task_name, recipe_name, overrides)
-        if resume and out is None:
-            raise ConfigError("--resume needs --out RUN (the run directory to continue)")
-        if log_with:
-            _check_tracker(log_with)
-        run_dir = out or default_run_dir(recipe)
-        trainer = Trainer(recipe, run_dir=run_dir, data_dir=data_dir, max_steps=max_steps,
-                          resume=resume, log_with=log_with, progress=not no_progress)
-        result = trainer.run()
-        if trainer.accelerator.is_main_process:
-            m = result.eval_metrics
-            if m:
-                click.echo(
-                    f"final: exact accuracy {m['exact_accuracy']:.4f}, token accuracy "
-                    f"{m['accuracy']:.4f} on {m['count']} held-out puzzles after "
-                    f"{result.step} steps ({result.seconds / 60:.1f} min)")
-            else:
-                click.echo(f"finished {result.step} steps (no test split to evaluate)")
-            click.echo(f"checkpoint: {result.checkpoint}")
+    recipe = resolve_recipe(task_name, recipe_name, overrides)
+    if resume and out is None:
+        raise ConfigError("--resume needs --out RUN (the run directory to continue)")
+    if log_with:
+        check_tracker(log_with)
+    run_dir = out or default_run_dir(recipe)
+    trainer = Trainer(recipe, run_dir=run_dir, data_dir=data_dir, max_steps=max_steps,
+                      resume=resume, log_with=log_with, progress=not no_progress)
+    result = trainer.run()
+    if trainer.accelerator.is_main_process:
+        m = result.eval_metrics
+        if m:
+            click.echo(
+                f"final: exact accuracy {m['exact_accuracy']:.4f}, token accuracy "
+                f"{m['accuracy']:.4f} on {m['count']} held-out puzzles after "
+                f"{result.step} steps ({result.seconds / 60:.1f} min)")
+        else:
+            click.echo(f"finished {result.step} steps (no test split to evaluate)")
+        click.echo(f"checkpoint: {result.checkpoint}")
 
 
-def _check_tracker(name: str) -> None:
-    import importlib.util
+def check_tracker(name: str) -> None:
+    """``name`` must be a tracker Accelerate knows (built in, or added with
+    ``accelerate.tracking.register_tracker_class``) whose package is installed."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.utils import LoggerType
 
-    module = {"tensorboard": "tensorboard", "wandb": "wandb"}[name]
-    if importlib.util.find_spec(module) is None and not (
-        name == "tensorboard" and importlib.util.find_spec("tensorboardX")
-    ):
-        raise ConfigError(f"--log-with {name}: {module} is not installed "
-                          f"(pip install 'trmkit[{name}]')")
+    if name not in LOGGER_TYPE_TO_CLASS:
+        known = ", ".join(sorted(LOGGER_TYPE_TO_CLASS))
+        raise ConfigError(f"--log-with {name}: not a tracker Accelerate knows; known: {known}")
+    builtin = {str(t) for t in LoggerType if t != LoggerType.ALL}
+    if name in builtin and name not in {str(t) for t in get_available_trackers()}:
+        raise ConfigError(f"--log-with {name}: its package is not installed "
+                          f"(e.g. pip install {name})")
+
+
+COMMANDS = (train_cmd,)

@@ -16,8 +16,9 @@ Deviations from the reference, on purpose:
   (from RAM when the split fits, else one sorted Zarr selection).
 
 Batches are dicts of CPU tensors: ``inputs`` and ``labels`` int32 [local_B, seq_len]
-(stored ``ignore_label_id`` -> -100), ``puzzle_identifiers`` int32 [local_B]; evaluation
-batches add ``puzzle_index`` int32 and ``example_index`` int64 (-1 on padding rows).
+(stored ``ignore_label_id`` -> ``trmkit.batch.IGNORE_LABEL_ID``), ``puzzle_identifiers``
+int32 [local_B]; evaluation batches add ``puzzle_index`` int32 and ``example_index`` int64
+(-1 on padding rows). The batch contract is `trmkit.batch`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from trmkit.batch import IGNORE_LABEL_ID
 from trmkit.data.store import SplitReader
 from trmkit.errors import ConfigError, StoreError
 
-IGNORE_INDEX = -100
 STATE_VERSION = 1
 
 
@@ -58,6 +59,13 @@ def _prepare(split: SplitReader, in_memory: bool | None) -> None:
         split.load()
 
 
+def step_budget(meta: Any, global_batch_size: int, epochs: float = 1.0) -> float:
+    """Optimiser steps in ``epochs`` epochs as the official code counts them:
+    epochs * total_groups * mean_puzzle_examples / global_batch_size (the trainer's budget is
+    its int())."""
+    return epochs * meta.total_groups * meta.mean_puzzle_examples / global_batch_size
+
+
 def _check_sharding(global_batch_size: int, rank: int, world_size: int) -> int:
     if global_batch_size < 1:
         raise ConfigError(f"global batch size {global_batch_size}: must be positive")
@@ -76,7 +84,7 @@ def _collate(
 ) -> dict[str, torch.Tensor]:
     inputs, labels = split.rows(rows)
     labels32 = labels.astype(np.int32)
-    labels32[labels == split.meta.ignore_label_id] = IGNORE_INDEX
+    labels32[labels == split.meta.ignore_label_id] = IGNORE_LABEL_ID
     ids = split.puzzle_identifiers[puzzles].astype(np.int32)
     return {
         "inputs": torch.from_numpy(inputs.astype(np.int32)),
@@ -132,11 +140,8 @@ class TrainLoader:
 
     @property
     def steps_per_epoch(self) -> float:
-        """Nominal batches per epoch as the reference counts them for its step budget:
-        total_groups * mean_puzzle_examples / global_batch_size (total steps =
-        int(epochs * steps_per_epoch))."""
-        meta = self.split.meta
-        return meta.total_groups * meta.mean_puzzle_examples / self.global_batch_size
+        """Nominal batches per epoch (`step_budget` of one epoch)."""
+        return step_budget(self.split.meta, self.global_batch_size)
 
     @property
     def iteration(self) -> int:
@@ -246,7 +251,7 @@ class TrainLoader:
 
 class EvalLoader:
     """All examples in file order, ``global_batch_size`` per step, each rank its slice; the
-    last batch is padded (inputs pad_id, labels -100, blank puzzle id, indices -1)."""
+    last batch is padded (inputs pad_id, labels IGNORE_LABEL_ID, blank puzzle id, indices -1)."""
 
     def __init__(
         self,
@@ -283,9 +288,9 @@ class EvalLoader:
             puzzles[:real] = np.searchsorted(self._pi, rows[:real], side="right") - 1
             batch_inputs = np.full((local, meta.seq_len), meta.pad_id, dtype=np.int32)
             batch_inputs[:real] = inputs
-            batch_labels = np.full((local, meta.seq_len), IGNORE_INDEX, dtype=np.int32)
+            batch_labels = np.full((local, meta.seq_len), IGNORE_LABEL_ID, dtype=np.int32)
             batch_labels[:real] = labels
-            batch_labels[:real][labels == meta.ignore_label_id] = IGNORE_INDEX
+            batch_labels[:real][labels == meta.ignore_label_id] = IGNORE_LABEL_ID
             ids = np.full(local, meta.blank_identifier_id, dtype=np.int32)
             ids[:real] = self.split.puzzle_identifiers[puzzles[:real]]
             yield {

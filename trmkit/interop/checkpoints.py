@@ -19,6 +19,7 @@ import attrs
 import torch
 
 from trmkit import plugins
+from trmkit.checkpoint.manifest import DatasetRecord, Manifest, ModelRecord, TaskRecord
 from trmkit.errors import CheckpointError, TrmkitError, UnknownNameError
 from trmkit.interop import official
 from trmkit.task import Task
@@ -154,21 +155,16 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _manifest(run: official.OfficialRun, config: Any, task: Task, dims: official.Dims,
-              source: Path, data: Path | None) -> dict[str, Any]:
+              source: Path, data: Path | None) -> Manifest:
     info = dims.info
-    dataset: dict[str, Any] = {
-        "seq_len": dims.seq_len,
-        "vocab_size": dims.vocab_size,
-        "num_puzzle_identifiers": dims.num_puzzle_identifiers,
+    meta: dict[str, Any] = {
         "pad_id": int(info.get("pad_id", task.codec.pad_id)),
         "ignore_label_id": int(info.get("ignore_label_id", task.codec.ignore_label_id)),
-        "blank_identifier_id": int(info.get("blank_identifier_id", 0)),
-        "path": "",
-        "official_path": str(Path(data).resolve()) if data is not None else None,
+        "official_path": str(Path(data).resolve()) if data is not None else "",
     }
     for key in ("total_groups", "mean_puzzle_examples", "total_puzzles"):
         if key in info:
-            dataset[key] = info[key]
+            meta[key] = info[key]
     cfg = run.config
     recipe = {
         "optim": {
@@ -186,64 +182,56 @@ def _manifest(run: official.OfficialRun, config: Any, task: Task, dims: official
         },
         "train": {"epochs": cfg.get("epochs"), "eval_interval": cfg.get("eval_interval"),
                   "seed": cfg.get("seed")},
+        "official_config": json.loads(json.dumps(cfg, default=str)),
     }
-    return {
-        "step": run.step,
-        "model": {"name": run.model_name, "config": attrs.asdict(config)},
-        "task": {"name": task.name, "version": task.version},
-        "dataset": dataset,
-        "recipe": recipe,
+    provenance = {
+        "source": "official",
+        "imported_from": str(source),
+        "weights_file": run.weights_file.name,
+        "arch_name": str(run.arch.get("name")),
+        "compiled": run.compiled,
+        "dimensions_from": dims.source,
         # the official step file holds the EMA copy when ema is on: these ARE those weights
-        "weights": {"ema": False, "official_ema": bool(cfg.get("ema", False))},
-        "eval": {},
-        "imported": {
-            "from": "official",
-            "source": str(source),
-            "weights_file": run.weights_file.name,
-            "arch_name": run.arch.get("name"),
-            "compiled": run.compiled,
-            "dimensions_from": dims.source,
-            "config": json.loads(json.dumps(cfg, default=str)),
-        },
+        "official_ema": bool(cfg.get("ema", False)),
     }
+    return Manifest(
+        step=run.step,
+        model=ModelRecord(name=run.model_name, config=attrs.asdict(config)),
+        task=TaskRecord(name=task.name, version=task.version),
+        dataset=DatasetRecord(
+            seq_len=dims.seq_len, vocab_size=dims.vocab_size,
+            num_puzzle_identifiers=dims.num_puzzle_identifiers,
+            blank_identifier_id=int(info.get("blank_identifier_id", 0)),
+            path="", store=provenance, meta=meta,
+        ),
+        recipe=recipe,
+    )
 
 
-def _write_bundle(out: Path, state: dict[str, torch.Tensor], manifest: dict[str, Any]) -> None:
-    from trmkit.training import checkpoint as ckpt
+def _write_bundle(out: Path, state: dict[str, torch.Tensor], manifest: Manifest) -> None:
+    from trmkit.checkpoint import write_bundle
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        ckpt.write_weights(tmp, "model", state)
-        ckpt.write_manifest(tmp, manifest)
-        official.replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_bundle(out, manifest, state, force=True)  # _check_out refused what must be kept
 
 
 def export_bundle(checkpoint: Path, out: Path, *, raw: bool = False, compiled: bool = True,
                   force: bool = False) -> Path:
     """Write a trmkit bundle as an official run directory (step_<N> + all_config.yaml)."""
-    from trmkit.training.checkpoint import load_bundle
+    from trmkit.checkpoint import load_bundle
 
     bundle = load_bundle(checkpoint, weights="raw" if raw else "ema")
     manifest = bundle.manifest
-    name = str(manifest["model"]["name"])
+    name = manifest.model.name
     state = official.to_official_state(name, bundle.model.state_dict(), compiled=compiled)
-    dataset = manifest.get("dataset", {})
-    paths = [p for p in (dataset.get("official_path"),) if p]
-    config = official.official_config(name, manifest["model"]["config"],
-                                      manifest.get("recipe") or {}, paths)
-    return official.write_run(out, int(manifest["step"]), state, config, force=force)
+    paths = [p for p in (manifest.dataset.meta.get("official_path"),) if p]
+    config = official.official_config(name, manifest.model.config, manifest.recipe, paths)
+    return official.write_run(out, manifest.step, state, config, force=force)
 
 
 def describe(path: Path) -> dict[str, Any]:
     """What a trmkit bundle or an official run holds, for ``trmkit checkpoint info``."""
+    from trmkit.checkpoint import load_bundle
     from trmkit.models import count_parameters
-    from trmkit.training.checkpoint import load_bundle
 
     p = Path(path).expanduser()
     is_official = p.is_file() or (p.is_dir() and (p / official.CONFIG_FILE).is_file())
@@ -253,14 +241,14 @@ def describe(path: Path) -> dict[str, Any]:
         return {
             "kind": "trmkit checkpoint bundle",
             "path": str(bundle.path),
-            "architecture": manifest["model"]["name"],
-            "task": manifest["task"]["name"],
-            "step": manifest["step"],
+            "architecture": manifest.model.name,
+            "task": manifest.task.name,
+            "step": manifest.step,
             "trainable_parameters": count_parameters(bundle.model),
-            "puzzle_identifiers": manifest["dataset"].get("num_puzzle_identifiers"),
-            "seq_len": manifest["dataset"].get("seq_len"),
-            "vocab_size": manifest["dataset"].get("vocab_size"),
-            "imported_from": (manifest.get("imported") or {}).get("source"),
+            "puzzle_identifiers": manifest.dataset.num_puzzle_identifiers,
+            "seq_len": manifest.dataset.seq_len,
+            "vocab_size": manifest.dataset.vocab_size,
+            "imported_from": manifest.dataset.store.get("imported_from"),
         }
     run = official.read_run(p)
     try:

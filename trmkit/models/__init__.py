@@ -2,35 +2,31 @@
 
 model = build_model("trm", cfg)         # cfg: the registered attrs config (or a dict)
 carry = model.initial_carry(batch)
-carry, loss, metrics, outputs, all_halted = model(carry, batch)
+result = model(carry, batch)            # a StepResult: carry, loss, metrics, outputs, all_halted
+
+Every registered architecture implements `trmkit.models.protocol.RecursiveModel`.
+
+This package module imports no torch: the built-in plugin `trmkit.models.plugin` lives in
+it and is loaded by commands that need no model (`trmkit tasks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import torch
 
-from trmkit.errors import ConfigError
+from trmkit.config import make_model_config
+from trmkit.errors import PluginError
 
+if TYPE_CHECKING:
+    import torch
 
-def make_config(name: str, fields: Mapping[str, Any] | Any) -> Any:
-    """The registered config class of model ``name`` built from a dict (unknown keys refused)."""
-    from trmkit import plugins
+    from trmkit.models.protocol import RecursiveModel
 
-    spec = plugins.get_model(name)
-    if attrs.has(type(fields)):
-        return fields
-    allowed = {f.name for f in attrs.fields(spec.config_cls)}
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"model.{unknown[0]}: not a field of model {name!r}; "
-            f"allowed: {', '.join(sorted(allowed))}"
-        )
-    return spec.config_cls(**dict(fields))
+make_config = make_model_config
+"""The registered config class of a model built from a dict (unknown keys refused)."""
 
 
 def model_config_from_dict(name: str, fields: Mapping[str, Any]) -> Any:
@@ -43,22 +39,35 @@ def model_config_to_dict(config: Any) -> dict[str, Any]:
     return attrs.asdict(config)
 
 
-def build_model(name: str, config: Any) -> torch.nn.Module:
-    """Instantiate a registered architecture (an `ACTModel`) from its config or a dict."""
+def build_model(name: str, config: Any) -> Any:
+    """Instantiate a registered architecture from its config or a dict.
+
+    The result is checked against the model contract (`RecursiveModel`); a factory whose
+    model lacks part of it is a PluginError naming the plugin that registered it.
+    """
     from trmkit import plugins
+    from trmkit.models.protocol import missing_members
 
     spec = plugins.get_model(name)
-    return spec.factory(make_config(name, config))
+    model = spec.factory(make_config(name, config))
+    missing = missing_members(model)
+    if missing:
+        raise PluginError(
+            f"plugin {spec.plugin!r}: model {name!r} does not implement the model contract "
+            f"(trmkit.models.protocol.RecursiveModel, docs/engine.md); missing: "
+            f"{', '.join(missing)}"
+        )
+    return model
 
 
-def compile_model(model: torch.nn.Module, **options: Any) -> torch.nn.Module:
-    """torch.compile the shared networks in place (not the ACT bookkeeping, which has
-    data-dependent Python control flow). Parameter names and state dicts are unchanged."""
-    core = model.core if hasattr(model, "core") else model
-    for name in ("net", "h_net", "l_net"):
-        net = getattr(core, name, None)
-        if net is not None:
-            net.forward = torch.compile(net.forward, **options)
+def compile_model(model: RecursiveModel, **options: Any) -> RecursiveModel:
+    """torch.compile the model's `compile_targets` in place (the shared networks, not the ACT
+    bookkeeping, which has data-dependent Python control flow). Parameter names and state
+    dicts are unchanged."""
+    import torch
+
+    for net in model.compile_targets():
+        net.forward = torch.compile(net.forward, **options)
     return model
 
 
@@ -67,7 +76,18 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def __getattr__(name: str) -> Any:
+    if name in ("RecursiveModel", "StepFlops", "StepResult"):
+        from trmkit.models import protocol
+
+        return getattr(protocol, name)
+    raise AttributeError(f"module 'trmkit.models' has no attribute {name!r}")
+
+
 __all__ = [
+    "RecursiveModel",
+    "StepFlops",
+    "StepResult",
     "build_model",
     "compile_model",
     "count_parameters",

@@ -1,23 +1,27 @@
-"""ACT wrapper: the per-slot carry, halting, and the loss head (sections 3.1-3.3).
+"""ACT wrapper: the per-slot carry, halting, and the loss head; implements the model
+contract `trmkit.models.protocol.RecursiveModel` for every `RecursiveCore`.
 
 One call = one supervision step. Halted slots are reset to the initial latents and take the
 incoming batch's row; unhalted slots keep their example and the incoming row is discarded.
 Early halting and exploration happen only in training; in eval every slot runs exactly
 ``halt_max_steps`` steps.
 
-Deviation (reference bug 9.1 #1): with ``act_continue = True`` TRM crashes in the reference.
-Here the continue target is computed for every core the way HRM does it: a second inner
-forward on the new carry under ``torch.no_grad()``, target = sigmoid(q_halt_next) on the last
-step, else sigmoid(max(q_halt_next, q_continue_next)).
+Deviation (docs/engine.md, deviation 1): with ``act_continue = True`` TRM crashes in the
+official code. Here the continue target is computed for every core the way HRM does it: a
+second inner forward on the new carry under ``torch.no_grad()``, target =
+sigmoid(q_halt_next) on the last step, else sigmoid(max(q_halt_next, q_continue_next)).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import attrs
 import torch
 from torch import nn
 
 from trmkit.models.losses import act_loss
+from trmkit.models.protocol import StepFlops, StepResult
 
 
 @attrs.define
@@ -63,6 +67,16 @@ class ACTModel(nn.Module):
         super().__init__()
         self.core = core
         self.config = core.config
+        self._halt_max_steps = int(core.config.halt_max_steps)
+
+    @property
+    def halt_max_steps(self) -> int:
+        return self._halt_max_steps
+
+    def set_halt_max_steps(self, steps: int) -> None:
+        if int(steps) < 1:
+            raise ValueError(f"halt_max_steps must be >= 1, not {steps}")
+        self._halt_max_steps = int(steps)
 
     @property
     def puzzle_emb(self):
@@ -82,11 +96,21 @@ class ACTModel(nn.Module):
     def carry_state_dict(self, carry: ACTCarry) -> dict[str, torch.Tensor]:
         return carry.state_dict()
 
-    def load_carry_state_dict(self, state: dict[str, torch.Tensor]) -> ACTCarry:
-        return ACTCarry.from_state_dict(state)
+    def load_carry_state_dict(self, state: Mapping[str, torch.Tensor]) -> ACTCarry:
+        return ACTCarry.from_state_dict(dict(state))
 
-    def forward(self, carry: ACTCarry, batch: dict[str, torch.Tensor]):
+    def carry_to(self, carry: ACTCarry, device: torch.device | str) -> ACTCarry:
+        return carry.to(device)
+
+    def compile_targets(self) -> Sequence[nn.Module]:
+        return self.core.compile_targets()
+
+    def step_flops(self, batch: int) -> StepFlops:
+        return self.core.step_flops(batch)
+
+    def forward(self, carry: ACTCarry, batch: dict[str, torch.Tensor]) -> StepResult:
         cfg = self.config
+        max_steps = self._halt_max_steps
         halted = carry.halted
         latents = self.core.reset_latents(halted, carry.latents)
         steps = torch.where(halted, 0, carry.steps)
@@ -99,16 +123,16 @@ class ACTModel(nn.Module):
         target_q_continue = None
         with torch.no_grad():
             steps = steps + 1
-            is_last = steps >= cfg.halt_max_steps
+            is_last = steps >= max_steps
             new_halted = is_last
             rule = cfg.training_halt_rule
-            if self.training and cfg.halt_max_steps > 1 and rule != "fixed":
+            if self.training and max_steps > 1 and rule != "fixed":
                 if rule == "q_halt_vs_continue":
                     new_halted = new_halted | (q_halt > q_continue)
                 else:
                     new_halted = new_halted | (q_halt > 0)
                 explore = torch.rand_like(q_halt) < cfg.halt_exploration_prob
-                min_steps = explore * torch.randint_like(steps, 2, cfg.halt_max_steps + 1)
+                min_steps = explore * torch.randint_like(steps, 2, max_steps + 1)
                 new_halted = new_halted & (steps >= min_steps)
                 if cfg.act_continue:
                     _, _, next_halt, next_continue = self.core(latents, data)
@@ -133,4 +157,4 @@ class ACTModel(nn.Module):
             "q_continue_logits": q_continue,
         }
         new_carry = ACTCarry(latents, steps, new_halted, data)
-        return new_carry, loss, metrics, outputs, new_halted.all()
+        return StepResult(new_carry, loss, metrics, outputs, new_halted.all())

@@ -1,7 +1,7 @@
 """The post-norm blocks and the shared reasoning stack (section 2.3).
 
 The token mixer is injected: `AttentionBlock` and `MLPTBlock` are separate classes with the
-same call signature, and `ReasoningStack` takes a ready list of blocks. `make_blocks` is the
+same call signature, and `ReasoningStack` takes a ready list of blocks. `block_factory` is the
 one place that maps a mixer name from a config to a block class.
 """
 

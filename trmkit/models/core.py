@@ -7,6 +7,7 @@ recursion in `recurse`.
 """
 
 import math
+from collections.abc import Sequence
 
 import attrs
 import torch
@@ -14,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trmkit.errors import ConfigError
+from trmkit.models.blocks import ReasoningStack
 from trmkit.models.layers import CastedEmbedding, CastedLinear, RotaryEmbedding
+from trmkit.models.protocol import StepFlops
 from trmkit.models.sparse_embedding import SparsePuzzleEmbedding
 
 POS_ENCODINGS = ("rope", "learned", "none")
@@ -188,8 +191,11 @@ class OutputHeads(nn.Module):
 class RecursiveCore(nn.Module):
     """Base class: encoder + heads + rotary tables + fixed random initial latents.
 
-    Subclasses set ``latent_inits`` (name -> number of D-vectors, each a truncated-normal
-    std-1 buffer) and implement ``recurse(latents, x, rope) -> (latents, y_for_heads)``.
+    Subclasses set ``latent_names``, register one fixed initial vector per latent with
+    `register_init` (a truncated-normal std-1 buffer ``<name>_init``), and implement
+    ``recurse(latents, x, rope) -> (latents, y_for_heads)``. Their shared networks are
+    `ReasoningStack` attributes (compiled by `compile_model`); a core whose FLOPs
+    `trmkit.models.flops.step_flops` does not know overrides `step_flops`.
     """
 
     latent_names: tuple[str, ...] = ()
@@ -243,6 +249,16 @@ class RecursiveCore(nn.Module):
     def recurse(self, latents, x, rope):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def compile_targets(self) -> Sequence[nn.Module]:
+        """The shared networks: every `ReasoningStack` attribute of the core."""
+        return [m for m in self.children() if isinstance(m, ReasoningStack)]
+
+    def step_flops(self, batch: int) -> StepFlops:
+        """FLOPs of one supervision step, from the config (built-in architectures)."""
+        from trmkit.models.flops import step_flops
+
+        return step_flops(self.config, batch)
+
     def forward(self, latents: dict[str, torch.Tensor], data: dict[str, torch.Tensor]):
         inputs = data["inputs"]
         dtype = self.config.dtype_for(inputs.device)
@@ -256,7 +272,8 @@ class RecursiveCore(nn.Module):
 def register_init(module: nn.Module, name: str, shape: tuple[int, ...]) -> None:
     """A persistent fp32 buffer of truncated-normal (std 1) values: a fixed initial latent.
 
-    The reference keeps these in bf16; we keep fp32 and cast at reset (same values on CPU)."""
+    The official code keeps these in bf16; we keep fp32 and cast at reset (same values on
+    CPU; docs/engine.md, deviation 3)."""
     from trmkit.models.init import trunc_normal_
 
     module.register_buffer(f"{name}_init", trunc_normal_(torch.empty(shape), std=1.0))

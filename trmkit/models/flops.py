@@ -8,25 +8,10 @@ the calls inside the gradient graph costs twice their forward (input and weight 
 
 from __future__ import annotations
 
-import attrs
-
+from trmkit.errors import ConfigError
 from trmkit.models.core import CoreConfig
 from trmkit.models.layers import swiglu_width
-
-
-@attrs.frozen
-class StepFlops:
-    forward: int  # every network call of the step, plus heads
-    backward: int  # 2x the forward of the calls in the gradient graph
-    extra_forward: int  # ACT-continue target pass (training only, when enabled)
-
-    @property
-    def train(self) -> int:
-        return self.forward + self.backward + self.extra_forward
-
-    @property
-    def eval(self) -> int:
-        return self.forward
+from trmkit.models.protocol import StepFlops
 
 
 def block_flops(cfg: CoreConfig, batch: int, mixer: str = "attention") -> int:
@@ -60,13 +45,16 @@ def _calls(cfg: CoreConfig) -> tuple[int, int, int, str]:
         raise TypeError("HRM is counted by hrm_layer_calls")
     if isinstance(cfg, TransformerConfig):
         return cfg.num_layers, 0, 1, "attention"
-    assert isinstance(cfg, TRMConfig)
+    if not isinstance(cfg, TRMConfig):
+        raise ConfigError(
+            f"no FLOP count for a {type(cfg).__name__}: its model implements step_flops itself "
+            "(the model contract, docs/engine.md)")
     per_cycle = cfg.l_cycles + 1
     return cfg.l_layers, (cfg.h_cycles - 1) * per_cycle, per_cycle, cfg.mixer
 
 
 def step_flops(cfg: CoreConfig, batch: int) -> StepFlops:
-    """FLOPs of one supervision step for ``batch`` sequences."""
+    """FLOPs of one supervision step for ``batch`` sequences of a built-in architecture."""
     from trmkit.models.hrm import HRMConfig
 
     if isinstance(cfg, HRMConfig):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_LABEL_ID = -100
+from trmkit.batch import IGNORE_LABEL_ID
 
 
 def stablemax_s(x: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
@@ -22,7 +22,7 @@ def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-token -log stablemax(label), computed in float64; 0 where labels == -100."""
+    """Per-token -log stablemax(label), computed in float64; 0 where labels == IGNORE_LABEL_ID."""
     logprobs = log_stablemax(logits.to(torch.float64))
     mask = labels != IGNORE_LABEL_ID
     safe = torch.where(mask, labels, 0).long().unsqueeze(-1)
@@ -31,7 +31,7 @@ def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch
 
 
 def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-token softmax CE in fp32; 0 where labels == -100."""
+    """Per-token softmax CE in fp32; 0 where labels == IGNORE_LABEL_ID."""
     flat = F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]),
         labels.long().reshape(-1),

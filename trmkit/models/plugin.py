@@ -1,36 +1,36 @@
-"""Registers the built-in architectures through `register_models`, as a third party would."""
+"""Registers the built-in architectures through `register_models`, as a third party would.
+
+The model modules (and torch) are imported inside the hook, which runs only when a model is
+first looked up: loading the plugins for `trmkit tasks` stays torch-free.
+"""
 
 from trmkit.hookspecs import hookimpl
-from trmkit.models.act import ACTModel
-from trmkit.models.hrm import HRMConfig, HRMCore
-from trmkit.models.transformer import TransformerConfig, TransformerCore
-from trmkit.models.trm import TRMConfig, TRMCore
-from trmkit.models.trm_multiz import TRMMultiZConfig, TRMMultiZCore
-from trmkit.models.trm_singlez import TRMSingleZCore
-
-
-def _trm(cfg: TRMConfig) -> ACTModel:
-    return ACTModel(TRMCore(cfg))
-
-
-def _singlez(cfg: TRMConfig) -> ACTModel:
-    return ACTModel(TRMSingleZCore(cfg))
-
-
-def _multiz(cfg: TRMMultiZConfig) -> ACTModel:
-    return ACTModel(TRMMultiZCore(cfg))
-
-
-def _hrm(cfg: HRMConfig) -> ACTModel:
-    return ACTModel(HRMCore(cfg))
-
-
-def _transformer(cfg: TransformerConfig) -> ACTModel:
-    return ACTModel(TransformerCore(cfg))
 
 
 @hookimpl
 def register_models(register):
+    from trmkit.models.act import ACTModel
+    from trmkit.models.hrm import HRMConfig, HRMCore
+    from trmkit.models.transformer import TransformerConfig, TransformerCore
+    from trmkit.models.trm import TRMConfig, TRMCore
+    from trmkit.models.trm_multiz import TRMMultiZConfig, TRMMultiZCore
+    from trmkit.models.trm_singlez import TRMSingleZCore
+
+    def _trm(cfg: TRMConfig) -> ACTModel:
+        return ACTModel(TRMCore(cfg))
+
+    def _singlez(cfg: TRMConfig) -> ACTModel:
+        return ACTModel(TRMSingleZCore(cfg))
+
+    def _multiz(cfg: TRMMultiZConfig) -> ACTModel:
+        return ACTModel(TRMMultiZCore(cfg))
+
+    def _hrm(cfg: HRMConfig) -> ACTModel:
+        return ACTModel(HRMCore(cfg))
+
+    def _transformer(cfg: TransformerConfig) -> ACTModel:
+        return ACTModel(TransformerCore(cfg))
+
     register(
         "trm",
         _trm,

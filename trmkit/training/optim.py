@@ -1,11 +1,12 @@
-"""Optimisers of the reference (sections 4.1-4.2) in pure PyTorch (CPU, CUDA, MPS).
+"""The official code's optimisers in pure PyTorch (CPU, CUDA, MPS).
 
 `AdamATan2`: decoupled lr-scaled decay, Adam moments, and the update
 ``p -= (lr / (1 - b1^t)) * atan2(m, sqrt(v) / sqrt(1 - b2^t))``: the first bias correction
 scales the step outside the atan2, no epsilon, a = b = 1: the CUDA kernel of `adam-atan2`
 0.0.3, the release the official code installs (docs/engine.md, "Optimisers"). The
-`adam-atan2-pytorch` substitute uses a = 1.27 and is not identical. `SparseSignSGD`: sign-SGD on the puzzle-table rows present in
-the batch, decay on those rows only, gathered across processes.
+`adam-atan2-pytorch` substitute uses a = 1.27 and is not identical. `SparseSignSGD`:
+sign-SGD on the puzzle-table rows present in the batch, decay on those rows only, gathered
+across processes.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def build_optimizers(model: nn.Module, optim_cfg: Any) -> list[torch.optim.Optim
     )
     dense.param_groups[0]["base_lr"] = optim_cfg.lr
     optimizers: list[torch.optim.Optimizer] = [dense]
-    emb = getattr(inner, "puzzle_emb", None)
+    emb = inner.puzzle_emb
     if emb is not None:
         sparse = SparseSignSGD(emb, lr=0.0, weight_decay=optim_cfg.puzzle_emb_weight_decay)
         sparse.param_groups[0]["base_lr"] = optim_cfg.puzzle_emb_lr

@@ -1,9 +1,11 @@
-"""metrics.jsonl in the run directory, and the curves rendered to PNG.
+"""Reports and plots: a run's metrics.jsonl, its curves, evaluation and trace PNGs.
 
-One JSON object per line: ``{"step": N, "split": "train"|"eval", "<metric>": value, ...}``.
+metrics.jsonl: one JSON object per line,
+``{"step": N, "split": "train"|"eval", "<metric>": value, ...}``.
 The file is appended to (a resumed run continues it after dropping lines past the resume
 step), so it is the single record of a run whatever trackers are configured. PNG rendering
-needs matplotlib (the ``plots`` extra); without it the curves are skipped with a notice.
+needs matplotlib (the ``plots`` extra); without it every plot function returns False and
+the caller prints a notice.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 class MetricsLog:
@@ -109,6 +113,32 @@ def plot_eval_report(per_step: Sequence[Mapping[str, Any]], histogram: Sequence[
     right.set_xticks(range(len(histogram)), labels, fontsize=7, rotation=90)
     right.set_xlabel("first step with q_halt > 0")
     right.set_ylabel("sequences")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_trace(grids: Sequence[np.ndarray], title: str, out: Path) -> bool:
+    """Grids (an answer after each supervision step) as a strip of coloured cells."""
+    if not have_matplotlib() or not grids:
+        return False
+    plt = _pyplot()
+    k = len(grids)
+    cols = min(k, 8)
+    rows = -(-k // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 1.9 * rows), squeeze=False)
+    vmax = max(int(np.max(g)) for g in grids)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < k:
+            g = grids[i]
+            ax.imshow(g, cmap="tab20", vmin=-1, vmax=max(vmax, 1), interpolation="nearest")
+            if g.size <= 100:
+                for (r, c), v in np.ndenumerate(g):
+                    ax.text(c, r, str(int(v)), ha="center", va="center", fontsize=6)
+            ax.set_title(f"step {i + 1}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

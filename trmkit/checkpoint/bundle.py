@@ -2,7 +2,7 @@
 
 Layout of one bundle (``<run>/checkpoints/step_<N>/``)::
 
-    manifest.json          model name + config, task name/version, dataset metadata, step, recipe
+    manifest.json          `Manifest`: model name + config, task, dataset metadata, step, recipe
     model.safetensors      raw weights and persistent buffers (incl. the puzzle-embedding table)
     ema.safetensors        EMA shadow of the trainable parameters (if EMA is on)
     puzzle_ids.*           id -> (group name, transform) table, for tasks with per-variant ids
@@ -12,8 +12,12 @@ Layout of one bundle (``<run>/checkpoints/step_<N>/``)::
 Everything is written into ``.tmp-step_<N>`` and renamed to ``step_<N>`` only when complete
 (the rename is atomic on POSIX), so a process killed mid-write leaves the previous bundles
 untouched and the half-written directory is never picked up (it is removed on the next save).
-The official code saves only ``model.state_dict()`` with torch.save (reference 4.6, 9.1.4):
-no optimiser, carry or RNG state, hence no exact resume, and pickles.
+The official code saves only ``model.state_dict()`` with torch.save: no optimiser, carry or
+RNG state, hence no exact resume, and pickles (docs/engine.md, deviation 7).
+
+Writing: the trainer (several processes) uses `begin_write` / `write_weights` /
+`write_manifest` / `commit`; a single process that has weights in hand (an importer) calls
+`write_bundle`. Reading: `load_bundle` (also `trmkit.load`).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ import attrs
 import torch
 from safetensors.torch import save_file
 
-from trmkit import __version__
-from trmkit.errors import CheckpointError
-from trmkit.training.state import fsync_file, read_json, read_safetensors, write_json
+from trmkit.checkpoint.manifest import Manifest, check_store_matches
+from trmkit.checkpoint.manifest import check_task_matches as _check_task
+from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
+from trmkit.checkpoint.state import fsync_file, read_json, read_safetensors, write_json
+from trmkit.errors import CheckpointError, TrmkitError
+from trmkit.models.protocol import RecursiveModel
+from trmkit.task import Task
 
-FORMAT = "trmkit-checkpoint"
-FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -82,10 +88,8 @@ def write_weights(path: Path, name: str, state: Mapping[str, torch.Tensor]) -> N
     fsync_file(path / f"{name}.safetensors")
 
 
-def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "trmkit_version": __version__}
-    data.update(manifest)
-    write_json(path / "manifest.json", data)
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    write_json(path / "manifest.json", manifest.to_json())
 
 
 def commit(root: Path, step: int, keep: int) -> Path:
@@ -104,6 +108,44 @@ def commit(root: Path, step: int, keep: int) -> Path:
     if keep > 0:
         for _, old in list_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def write_bundle(
+    path: str | os.PathLike,
+    manifest: Manifest,
+    weights: Mapping[str, torch.Tensor],
+    *,
+    ema: Mapping[str, torch.Tensor] | None = None,
+    store: Any = None,
+    force: bool = False,
+) -> Path:
+    """Write a loadable (not resumable: no optimiser, RNG or carry state) bundle at ``path``
+    in one go, atomically: model weights, optional EMA weights, the puzzle-id table of
+    ``store`` (a `trmkit.data.store.Store`, for tasks with per-variant puzzle ids) and the
+    manifest (``manifest.ema`` is set to match ``ema``)."""
+    dst = Path(path).expanduser()
+    if dst.exists() and not force:
+        raise CheckpointError(f"{dst} exists; pass force=True to replace it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".tmp-{dst.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    write_weights(tmp, "model", weights)
+    if ema is not None:
+        write_weights(tmp, "ema", ema)
+    if store is not None and manifest.dataset.num_puzzle_identifiers > 1:
+        write_puzzle_ids(tmp, store)
+    write_manifest(tmp, attrs.evolve(manifest, ema=ema is not None))
+    if dst.exists():
+        trash = dst.parent / f".old-{dst.name}"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(dst, trash)
+        os.replace(tmp, dst)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
     return dst
 
 
@@ -137,27 +179,17 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"{p}: not a checkpoint bundle (no manifest.json) and holds none")
 
 
-def read_manifest(bundle: Path) -> dict[str, Any]:
-    manifest = read_json(bundle / "manifest.json")
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{bundle / 'manifest.json'}: not a trmkit checkpoint manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{bundle}: checkpoint format {manifest.get('format_version')} is not supported by "
-            f"trmkit {__version__} (expects {FORMAT_VERSION}); use the matching trmkit version"
-        )
-    for key in ("model", "task", "dataset", "step"):
-        if key not in manifest:
-            raise CheckpointError(f"{bundle / 'manifest.json'}: field {key!r} is missing")
-    return manifest
+def read_manifest(bundle: Path) -> Manifest:
+    file = bundle / "manifest.json"
+    return Manifest.from_json(read_json(file), file)
 
 
 @attrs.define
 class Bundle:
     """A loaded checkpoint: ``model, manifest = trmkit.load(path)`` also works."""
 
-    model: torch.nn.Module
-    manifest: dict[str, Any]
+    model: RecursiveModel
+    manifest: Manifest
     path: Path
 
     def __iter__(self):
@@ -165,25 +197,25 @@ class Bundle:
 
     @property
     def task_name(self) -> str:
-        return str(self.manifest["task"]["name"])
+        return self.manifest.task.name
 
     @property
     def step(self) -> int:
-        return int(self.manifest["step"])
+        return self.manifest.step
 
 
-def build_model_from_manifest(manifest: Mapping[str, Any]) -> torch.nn.Module:
+def build_model_from_manifest(manifest: Manifest) -> RecursiveModel:
     from trmkit.models import build_model, model_config_from_dict
 
-    spec = manifest["model"]
+    spec = manifest.model
     try:
-        cfg = model_config_from_dict(spec["name"], spec["config"])
-        return build_model(spec["name"], cfg)
+        cfg = model_config_from_dict(spec.name, spec.config)
+        return build_model(spec.name, cfg)
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"manifest model config does not fit model {spec.get('name')!r}: {exc}"
+            f"manifest model config does not fit model {spec.name!r}: {exc}"
         ) from exc
 
 
@@ -225,3 +257,32 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Pa
                 f"{tuple(own[key].shape)}"
             )
     model.load_state_dict(state, strict=not partial)
+
+
+# ----------------------------------------------------------------------------- compatibility
+
+
+def check_task_matches(bundle: Bundle, task: Task) -> None:
+    """The bundle must have been trained on this task's encoding (version, seq_len, vocab)."""
+    _check_task(bundle.manifest, task, bundle.path)
+
+
+def open_test_split(bundle: Bundle, task: Task, data_dir: Path | None = None) -> Any:
+    """The test split to evaluate ``bundle`` on: of ``data_dir``, else of the store it was
+    trained on; checked against the manifest (`check_store_matches`)."""
+    from trmkit.data.store import open_store
+
+    if data_dir is None:
+        recorded = Path(bundle.manifest.dataset.path)
+        if bundle.manifest.dataset.path and (recorded / "zarr.json").is_file():
+            data_dir = recorded
+        else:
+            raise CheckpointError(
+                f"the dataset this checkpoint was trained on ({recorded}) is gone; pass --data "
+                f"DIR (build it with: trmkit build --task {task.name} --out DIR)")
+    store = open_store(data_dir, task)
+    if "test" not in store.splits:
+        raise TrmkitError(f"{data_dir} has no test split to evaluate on")
+    split = store.split("test")
+    check_store_matches(bundle.manifest, split.meta, data_dir)
+    return split

@@ -1,0 +1,175 @@
+"""The manifest of a checkpoint bundle (``manifest.json``) as typed attrs records, and the
+compatibility checks a bundle must pass before it is used with a task or a dataset store.
+
+JSON layout (format version 1)::
+
+    {"format": "trmkit-checkpoint", "format_version": 1, "trmkit_version": "0.1.0",
+     "step": 1000,
+     "model": {"name": "trm", "config": {<fields of the registered attrs config>}},
+     "task": {"name": "sudoku-extreme", "version": "1"},
+     "dataset": {<SplitMeta of the training split>, "path": "...", "store": {<store attrs>}},
+     "recipe": {<trmkit.config.recipe_to_dict>},
+     "weights": {"ema": true},
+     "eval": {<last evaluation's numeric metrics>}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from trmkit import __version__
+from trmkit.errors import CheckpointError
+from trmkit.task import Task
+
+FORMAT = "trmkit-checkpoint"
+FORMAT_VERSION = 1
+
+
+@attrs.define(kw_only=True)
+class ModelRecord:
+    """The registered architecture and its config fields (`trmkit.models.make_config`)."""
+
+    name: str
+    config: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class TaskRecord:
+    """The task whose codec encoded the training data."""
+
+    name: str
+    version: str
+
+
+@attrs.define(kw_only=True)
+class DatasetRecord:
+    """The training data: token shape, puzzle ids, where the store was, its attributes."""
+
+    seq_len: int
+    vocab_size: int
+    num_puzzle_identifiers: int = 1
+    blank_identifier_id: int = 0
+    path: str = ""
+    """the store trained on (`trmkit eval` reads its test split when --data is not given)."""
+    store: dict[str, Any] = attrs.field(factory=dict)
+    """scalar attributes of the store (source, seed, num_aug, ...)."""
+    meta: dict[str, Any] = attrs.field(factory=dict)
+    """the other `SplitMeta` attributes of the training split (pad_id, total_groups, ...)."""
+
+    @classmethod
+    def from_split_meta(cls, meta: Mapping[str, Any], *, path: str = "",
+                        store: Mapping[str, Any] | None = None) -> DatasetRecord:
+        """From ``attrs.asdict(split.meta)`` of the training split."""
+        known = {f.name for f in attrs.fields(cls)} - {"path", "store", "meta"}
+        return cls(**{k: meta[k] for k in known if k in meta}, path=path,
+                   store={k: v for k, v in (store or {}).items()
+                          if isinstance(v, (str, int, float, bool))},
+                   meta={k: v for k, v in meta.items() if k not in known})
+
+
+@attrs.define(kw_only=True)
+class Manifest:
+    """What a bundle holds and how it was made; `to_json`/`from_json` map manifest.json."""
+
+    step: int
+    model: ModelRecord
+    task: TaskRecord
+    dataset: DatasetRecord
+    recipe: dict[str, Any] = attrs.field(factory=dict)
+    ema: bool = False
+    """the bundle has ema.safetensors (EMA weights, loaded by default)."""
+    eval: dict[str, float] = attrs.field(factory=dict)
+    trmkit_version: str = __version__
+
+    def to_json(self) -> dict[str, Any]:
+        dataset = self.dataset
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "trmkit_version": self.trmkit_version,
+            "step": self.step,
+            "model": {"name": self.model.name, "config": dict(self.model.config)},
+            "task": {"name": self.task.name, "version": self.task.version},
+            "dataset": {**dataset.meta, "seq_len": dataset.seq_len,
+                        "vocab_size": dataset.vocab_size,
+                        "num_puzzle_identifiers": dataset.num_puzzle_identifiers,
+                        "blank_identifier_id": dataset.blank_identifier_id,
+                        "path": dataset.path, "store": dict(dataset.store)},
+            "recipe": dict(self.recipe),
+            "weights": {"ema": self.ema},
+            "eval": {k: v for k, v in self.eval.items() if isinstance(v, (int, float))},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: Path | str) -> Manifest:
+        """Validate parsed manifest.json; every problem is a CheckpointError naming ``where``."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CheckpointError(f"{where}: not a trmkit checkpoint manifest")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{where}: checkpoint format {data.get('format_version')} is not supported by "
+                f"trmkit {__version__} (expects {FORMAT_VERSION}); use the matching trmkit "
+                "version")
+        for key in ("model", "task", "dataset", "step"):
+            if key not in data:
+                raise CheckpointError(f"{where}: field {key!r} is missing")
+        try:
+            model, task, dataset = data["model"], data["task"], dict(data["dataset"])
+            known = {"seq_len", "vocab_size", "num_puzzle_identifiers", "blank_identifier_id"}
+            return cls(
+                step=int(data["step"]),
+                model=ModelRecord(name=str(model["name"]), config=dict(model.get("config", {}))),
+                task=TaskRecord(name=str(task["name"]), version=str(task.get("version", ""))),
+                dataset=DatasetRecord(
+                    seq_len=int(dataset.pop("seq_len")),
+                    vocab_size=int(dataset.pop("vocab_size")),
+                    num_puzzle_identifiers=int(dataset.pop("num_puzzle_identifiers", 1)),
+                    blank_identifier_id=int(dataset.pop("blank_identifier_id", 0)),
+                    path=str(dataset.pop("path", "")),
+                    store=dict(dataset.pop("store", {})),
+                    meta={k: v for k, v in dataset.items() if k not in known},
+                ),
+                recipe=dict(data.get("recipe", {})),
+                ema=bool(data.get("weights", {}).get("ema", False)),
+                eval=dict(data.get("eval", {})),
+                trmkit_version=str(data.get("trmkit_version", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})"
+                                  ) from exc
+
+
+# ----------------------------------------------------------------------------- compatibility
+
+
+def check_task_matches(manifest: Manifest, task: Task, where: Path | str) -> None:
+    """The bundle must have been trained on this task's encoding (version, seq_len, vocab)."""
+    codec = task.codec
+    if manifest.task.version != str(task.version):
+        raise CheckpointError(
+            f"{where}: trained with task {task.name!r} version {manifest.task.version!r}, the "
+            f"installed plugin is version {task.version!r}; use the matching plugin version")
+    for key, have, want in (("seq_len", manifest.dataset.seq_len, codec.seq_len),
+                            ("vocab_size", manifest.dataset.vocab_size, codec.vocab_size)):
+        if int(have) != int(want):
+            raise CheckpointError(
+                f"{where}: checkpoint {key} {have} does not match task {task.name!r} ({want}); "
+                "it was trained on another task or vocabulary")
+
+
+def check_store_matches(manifest: Manifest, meta: Any, where: Path | str) -> None:
+    """A store split (its `SplitMeta`) must be encoded like the bundle's training data."""
+    for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
+        have, want = int(getattr(meta, key)), int(getattr(manifest.dataset, key))
+        if have != want:
+            raise CheckpointError(
+                f"{where}: {key} {have} does not match the checkpoint's {want}; evaluate on "
+                "a store built like the training data")
+
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetRecord", "Manifest", "ModelRecord", "TaskRecord",
+           "check_store_matches", "check_task_matches"]

@@ -1,0 +1,74 @@
+"""The puzzle-id table of a bundle: embedding row -> (puzzle group name, transform).
+
+Tasks with per-variant puzzle ids (ARC) train one embedding row per augmented variant of
+each puzzle; `trmkit solve` needs those rows to answer a puzzle the model was trained on,
+with every trained variant voting (the official code ties ARC test predictions to the same
+per-variant rows). Files: ``puzzle_ids.safetensors`` (int32 ``group`` [num_ids], -1 for
+unused ids, and ``transform`` [num_ids, transform_size]) and ``puzzle_ids.json``
+(``group_names``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from trmkit.checkpoint.state import read_json, read_safetensors
+
+TABLE_FILE = "puzzle_ids.safetensors"
+NAMES_FILE = "puzzle_ids.json"
+
+
+def write_puzzle_ids(directory: Path, store: Any) -> None:
+    """id -> (group name, transform) for every puzzle id of ``store`` (all splits)."""
+    names: dict[str, int] = {}
+    num_ids = None
+    group_of = transform_of = None
+    for split_name in store.splits:
+        split = store.split(split_name)
+        meta = split.meta
+        if num_ids is None:
+            num_ids = meta.num_puzzle_identifiers
+            group_of = np.full(num_ids, -1, np.int32)
+            transform_of = np.zeros((num_ids, meta.transform_size), np.int32)
+        ids = np.asarray(split.puzzle_identifiers)
+        groups = np.asarray(split.puzzle_group)
+        gnames = split.group_names
+        local = np.array([names.setdefault(gnames[g], len(names)) for g in range(len(gnames))],
+                         dtype=np.int32)
+        group_of[ids] = local[groups] if len(groups) else group_of[ids]
+        transform_of[ids] = np.asarray(split.transforms)
+    if num_ids is None:
+        return
+    save_file({"group": torch.from_numpy(group_of), "transform": torch.from_numpy(transform_of)},
+              str(directory / TABLE_FILE))
+    ordered = sorted(names, key=names.__getitem__)
+    (directory / NAMES_FILE).write_text(json.dumps({"group_names": ordered}))
+
+
+class PuzzleIdTable:
+    """The table of a bundle directory: (puzzle name) -> its trained (id, transform) rows.
+    Empty when the bundle has none (tasks with one shared puzzle id)."""
+
+    def __init__(self, bundle_path: Path) -> None:
+        self.groups: dict[str, list[tuple[int, np.ndarray]]] = {}
+        file = bundle_path / TABLE_FILE
+        if not file.exists():
+            return
+        arrays = read_safetensors(file)
+        names = read_json(bundle_path / NAMES_FILE)["group_names"]
+        group = arrays["group"].numpy()
+        transforms = arrays["transform"].numpy()
+        for pid in np.nonzero(group >= 0)[0]:
+            self.groups.setdefault(names[group[pid]], []).append((int(pid), transforms[pid]))
+
+    def variants(self, name: str) -> list[tuple[int, np.ndarray]]:
+        return self.groups.get(name, [])
+
+
+__all__ = ["NAMES_FILE", "TABLE_FILE", "PuzzleIdTable", "write_puzzle_ids"]

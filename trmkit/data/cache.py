@@ -1,0 +1,68 @@
+"""The dataset cache: a recipe's ``[data]`` section built once into a content-addressed store.
+
+``$TRMKIT_CACHE/datasets/<task>-<hash>`` (default ``~/.cache/trmkit/datasets``); the hash
+covers everything that determines the built data (task name and version, source and, for a
+local file or directory, its path, size and mtime; num_aug, subsample, seed, strict,
+options), so another setting is another dataset and an unchanged recipe reuses its store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from trmkit.config import DataSection
+from trmkit.task import Task
+
+
+def cache_root() -> Path:
+    """``$TRMKIT_CACHE/datasets`` or ``~/.cache/trmkit/datasets``."""
+    base = os.environ.get("TRMKIT_CACHE")
+    root = Path(base).expanduser() if base else Path("~/.cache/trmkit").expanduser()
+    return root / "datasets"
+
+
+def dataset_key(task: Task, data: DataSection) -> str:
+    """Content hash of everything that determines a built dataset."""
+    source_id: Any = data.source
+    if data.source and data.source not in task.sources:
+        p = Path(data.source).expanduser()
+        if p.exists():  # a local file/dir: its identity is its path, size and mtime
+            st = p.stat()
+            source_id = [str(p.resolve()), st.st_size, int(st.st_mtime)]
+    payload = {
+        "task": task.name,
+        "version": task.version,
+        "source": source_id,
+        "num_aug": data.num_aug,
+        "subsample": data.subsample,
+        "seed": data.seed,
+        "strict": data.strict,
+        "options": dict(data.options),
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+    return f"{task.name}-{digest.hexdigest()[:16]}"
+
+
+def cached_dataset_path(task: Task, data: DataSection) -> Path:
+    return cache_root() / dataset_key(task, data)
+
+
+def is_built(path: Path) -> bool:
+    return (path / "zarr.json").is_file()
+
+
+def build_cached(task: Task, data: DataSection, path: Path, progress: bool = True) -> Path:
+    """Build the recipe's dataset into ``path`` (replacing a half-built one)."""
+    from trmkit.data.build import build_dataset
+
+    build_dataset(task, path, source=data.source, num_aug=data.num_aug,
+                  subsample=data.subsample, seed=data.seed, strict=data.strict,
+                  options=dict(data.options), force=True, progress=progress)
+    return path
+
+
+__all__ = ["build_cached", "cache_root", "cached_dataset_path", "dataset_key", "is_built"]

@@ -1,0 +1,135 @@
+"""The model contract: what the trainer, evaluation, `trmkit solve`, `trmkit model` and
+checkpoint resume need from an architecture (documented in docs/engine.md, "The model
+contract").
+
+A registered architecture's factory returns a `torch.nn.Module` that also implements
+`RecursiveModel`; `trmkit.models.build_model` checks that and names the registering plugin
+when it does not. The built-in `ACTModel` implements it for every `RecursiveCore`.
+
+One call is one supervision step::
+
+    carry = model.initial_carry(batch)
+    result = model(carry, batch)          # a StepResult; result.carry feeds the next call
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import attrs
+import torch
+from torch import nn
+
+
+class StepResult(NamedTuple):
+    """What one supervision step returns (a named tuple, so it also unpacks positionally)."""
+
+    carry: Any
+    """the state for the next call (opaque to callers; see `RecursiveModel.carry_state_dict`)."""
+    loss: torch.Tensor
+    """scalar SUM over the batch of lm + 0.5 (q_halt + q_continue); divide by the global batch."""
+    metrics: dict[str, torch.Tensor]
+    """float32 metric sums (count, accuracy, exact_accuracy, ..., lm_loss, q_halt_loss, ...)."""
+    outputs: dict[str, torch.Tensor]
+    """logits [B,S,V], preds [B,S], q_halt_logits [B], q_continue_logits [B]."""
+    all_halted: torch.Tensor
+    """bool scalar: every slot halted on this step."""
+
+
+@attrs.frozen
+class StepFlops:
+    """Matmul FLOPs of one supervision step (see `trmkit.models.flops`)."""
+
+    forward: int  # every network call of the step, plus heads
+    backward: int  # 2x the forward of the calls in the gradient graph
+    extra_forward: int  # ACT-continue target pass (training only, when enabled)
+
+    @property
+    def train(self) -> int:
+        return self.forward + self.backward + self.extra_forward
+
+    @property
+    def eval(self) -> int:
+        return self.forward
+
+
+@runtime_checkable
+class RecursiveModel(Protocol):
+    """An ACT-style model driven one supervision step per call.
+
+    Beyond these members it is a `torch.nn.Module` (parameters, state_dict, train/eval):
+    ``model.train()`` may halt early and explore, ``model.eval()`` runs every sequence
+    exactly `halt_max_steps` steps.
+    """
+
+    config: Any
+    """the registered attrs config the model was built from (recorded in checkpoints)."""
+
+    @property
+    def puzzle_emb(self) -> nn.Module | None:
+        """The sparse puzzle-embedding table (a `SparsePuzzleEmbedding`, trained by
+        sign-SGD, not by the dense optimiser), or None."""
+        ...
+
+    @property
+    def halt_max_steps(self) -> int:
+        """Supervision steps after which every sequence halts (N_sup; the inference depth)."""
+        ...
+
+    def set_halt_max_steps(self, steps: int) -> None:
+        """Change the inference depth (evaluating more steps than trained); `config` is
+        left as trained, so a checkpoint written afterwards records the trained value."""
+        ...
+
+    def initial_carry(self, batch: Mapping[str, torch.Tensor]) -> Any:
+        """A carry whose every slot is halted, so the first call loads every row of ``batch``."""
+        ...
+
+    def __call__(self, carry: Any, batch: Mapping[str, torch.Tensor]) -> StepResult: ...
+
+    def carry_state_dict(self, carry: Any) -> dict[str, torch.Tensor]:
+        """The carry as flat tensors (saved per process for an exact resume)."""
+        ...
+
+    def load_carry_state_dict(self, state: Mapping[str, torch.Tensor]) -> Any:
+        """Inverse of `carry_state_dict` (tensors on CPU; the caller moves the carry)."""
+        ...
+
+    def carry_to(self, carry: Any, device: torch.device | str) -> Any:
+        """The carry on ``device``."""
+        ...
+
+    def compile_targets(self) -> Sequence[nn.Module]:
+        """The modules worth ``torch.compile``-ing (shared networks without data-dependent
+        Python control flow); `trmkit.models.compile_model` compiles their forward."""
+        ...
+
+    def step_flops(self, batch: int) -> StepFlops:
+        """Matmul FLOPs of one supervision step on ``batch`` sequences (`trmkit model`)."""
+        ...
+
+
+MEMBERS: tuple[str, ...] = (
+    "config",
+    "puzzle_emb",
+    "halt_max_steps",
+    "set_halt_max_steps",
+    "initial_carry",
+    "carry_state_dict",
+    "load_carry_state_dict",
+    "carry_to",
+    "compile_targets",
+    "step_flops",
+)
+
+
+def missing_members(model: object) -> list[str]:
+    """Names of `RecursiveModel` members ``model`` lacks (empty when it implements it)."""
+    missing = [name for name in MEMBERS if not hasattr(model, name)]
+    if not isinstance(model, nn.Module):
+        missing.insert(0, "torch.nn.Module base class")
+    return missing
+
+
+__all__ = ["MEMBERS", "RecursiveModel", "StepFlops", "StepResult", "missing_members"]
