@@ -368,9 +368,6 @@ SMALL_MODELS = {
 @pytest.mark.parametrize("variant", sorted(SMALL_MODELS))
 def test_every_architecture_exports_and_imports_back(variant, tmp_path):
     """No official checkpoint exists for every variant: the name map is pinned both ways."""
-    from trmkit.interop.checkpoints import export_bundle, import_run
-    from trmkit.interop.official import read_run
-    from trmkit.models import build_model
     from trmkit.checkpoint import (
         DatasetRecord,
         Manifest,
@@ -378,6 +375,9 @@ def test_every_architecture_exports_and_imports_back(variant, tmp_path):
         TaskRecord,
         write_bundle,
     )
+    from trmkit.interop.checkpoints import export_bundle, import_run
+    from trmkit.interop.official import read_run
+    from trmkit.models import build_model
 
     name = variant.split("-mlp_t")[0]
     fields = dict(seq_len=81, vocab_size=11, hidden_size=16, num_heads=2, puzzle_emb_ndim=16,
