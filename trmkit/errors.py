@@ -33,3 +33,7 @@ class CheckpointError(TrmkitError):
 
 class PuzzleError(TrmkitError):
     """A puzzle given to `trmkit solve` has the wrong size or alphabet."""
+
+
+class OptionError(TrmkitError):
+    """A command-line option out of range, or not applicable to this task or model."""

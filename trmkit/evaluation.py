@@ -13,7 +13,12 @@ computation:
   halts), with its accuracy and mean steps, against the fixed-K answer.
 
 The headline metrics (and what goes to the task's evaluator, e.g. ARC voting and
-submission.json) use the fixed-K predictions, or the adaptive ones with ``adaptive=True``.
+submission.json) are those of the `trmkit.inference.InferencePolicy`: by default the
+fixed-K answer of one exact trajectory; with test-time compute, S trajectories per row
+(augmented and/or noisy, run as extra rows of the same forward), each stopped by its
+halting policy, one chosen by the selection rule (docs/test-time-compute.md). The
+per-step table then shows the selected answer when every trajectory stops at that step;
+``fixed_*``, ``adaptive_*`` and the histogram always describe the exact trajectory.
 Works in one process or several (Accelerate): each rank evaluates its slice of every batch,
 sums are reduced and predictions gathered to the main process for the task evaluator.
 """
@@ -30,8 +35,10 @@ import numpy as np
 import torch
 
 from trmkit.batch import IGNORE_LABEL_ID
+from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
+from trmkit.inference.policy import HaltPolicy, InferencePolicy
+from trmkit.inference.scoring import samples_per_batch, seq_scores
 from trmkit.models.protocol import RecursiveModel
-from trmkit.models.rollout import StepView, inference_depth, rollout
 from trmkit.reports import plot_eval_report
 from trmkit.task import EvalContext, PredictionBatch, Task
 
@@ -74,37 +81,34 @@ class _Sums:
     adaptive_acc: float = 0.0
     adaptive_exact: float = 0.0
     adaptive_steps: float = 0.0
+    policy_acc: float = 0.0
+    policy_exact: float = 0.0
+    policy_steps: float = 0.0
+    """trajectory steps summed over every sample of every counted row (forward passes)."""
+    seconds: float = 0.0
 
     def __attrs_post_init__(self) -> None:
         self.per_step_acc = np.zeros(self.steps)
         self.per_step_exact = np.zeros(self.steps)
         self.histogram = np.zeros(self.steps + 1)
 
+    def _scalars(self) -> list[float]:
+        return [self.count, self.adaptive_acc, self.adaptive_exact, self.adaptive_steps,
+                self.policy_acc, self.policy_exact, self.policy_steps, self.seconds]
+
     def as_tensor(self, device: torch.device) -> torch.Tensor:
-        flat = np.concatenate([[self.count, self.adaptive_acc, self.adaptive_exact,
-                                self.adaptive_steps], self.per_step_acc, self.per_step_exact,
+        flat = np.concatenate([self._scalars(), self.per_step_acc, self.per_step_exact,
                                self.histogram])
         return torch.tensor(flat, dtype=torch.float64, device=device)
 
     def load_tensor(self, t: torch.Tensor) -> None:
         a = t.cpu().numpy()
-        k = self.steps
-        self.count, self.adaptive_acc, self.adaptive_exact, self.adaptive_steps = a[:4]
-        self.per_step_acc = a[4:4 + k]
-        self.per_step_exact = a[4 + k:4 + 2 * k]
-        self.histogram = a[4 + 2 * k:]
-
-
-def _seq_scores(preds: torch.Tensor, labels: torch.Tensor, valid_rows: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence token accuracy and exactness over non-ignored labels."""
-    mask = labels != IGNORE_LABEL_ID
-    n = mask.sum(-1)
-    correct = ((preds == labels) & mask).sum(-1)
-    rows = valid_rows & (n > 0)
-    acc = torch.where(rows, correct.double() / n.clamp(min=1).double(), 0.0)
-    exact = rows & (correct == n)
-    return acc, exact
+        k, n = self.steps, len(self._scalars())
+        (self.count, self.adaptive_acc, self.adaptive_exact, self.adaptive_steps,
+         self.policy_acc, self.policy_exact, self.policy_steps, self.seconds) = a[:n]
+        self.per_step_acc = a[n:n + k]
+        self.per_step_exact = a[n + k:n + 2 * k]
+        self.histogram = a[n + 2 * k:]
 
 
 def evaluation_context(task: Task, split: Any, out_dir: Path | None) -> EvalContext:
@@ -122,6 +126,7 @@ def evaluate(
     batch_size: int,
     steps: int | None = None,
     adaptive: bool = False,
+    policy: InferencePolicy | None = None,
     accelerator: Any = None,
     out_dir: Path | None = None,
     max_examples: int = 0,
@@ -129,26 +134,37 @@ def evaluate(
 ) -> EvalReport:
     """Evaluate ``model`` on a store split; see the module docstring.
 
-    ``batch_size`` is the global batch (split across processes). ``task`` None skips the
-    task's evaluator (only the built-in metrics). ``max_examples`` > 0 stops after the
-    batches that cover the first ``max_examples`` rows (cheap periodic evals).
+    ``batch_size`` is the global batch of forward rows (split across processes; with S
+    samples, batch_size / S test rows per batch). ``task`` None skips the task's evaluator
+    (only the built-in metrics). ``max_examples`` > 0 stops after the batches that cover
+    the first ``max_examples`` rows (cheap periodic evals). ``policy`` sets depth, halting,
+    samples and selection (docs/test-time-compute.md); without it ``steps`` and
+    ``adaptive`` (= ``--halt q``) do.
     """
     from trmkit.data.loader import EvalLoader
 
+    if policy is None:
+        policy = InferencePolicy(steps=steps, halt=HaltPolicy("q" if adaptive else "fixed"))
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     is_main = rank == 0
     device = next(model.parameters()).device
-    k = int(steps) if steps else model.halt_max_steps
-    loader = EvalLoader(split, batch_size, rank=rank, world_size=world)
+    k = int(policy.steps) if policy.steps else model.halt_max_steps
+    per_variant = int(split.meta.num_puzzle_identifiers) > 1
+    check_policy(policy, model, task, per_variant)
+    rows_per_batch = samples_per_batch(batch_size, policy.samples, world)
+    loader = EvalLoader(split, rows_per_batch, rank=rank, world_size=world)
     n_batches = len(loader)
     if max_examples > 0:
-        n_batches = min(n_batches, -(-max_examples // batch_size))
+        n_batches = min(n_batches, -(-max_examples // rows_per_batch))
     run = None
     if task is not None and is_main:
         run = task.evaluator.start(evaluation_context(task, split, out_dir))
     ignore_id = int(split.meta.ignore_label_id)
     sums = _Sums(k)
+    generator = None
+    if policy.noise > 0:
+        generator = torch.Generator(device=device).manual_seed(policy.seed * 1009 + rank)
     was_training = model.training
     model.eval()
     bar = None
@@ -157,53 +173,71 @@ def evaluate(
 
         bar = tqdm(total=n_batches, desc=f"eval ({k} steps)", leave=False, dynamic_ncols=True)
     try:
-        with inference_depth(model, k):
-            for i, batch in enumerate(loader):
-                if i >= n_batches:
-                    break
-                batch = {key: torch.as_tensor(v).to(device) for key, v in batch.items()}
-                final_preds, final_q, ada_preds, ada_q = _run_batch(model, batch, k, sums)
-                if run is not None or world > 1:
-                    preds, q = (ada_preds, ada_q) if adaptive else (final_preds, final_q)
-                    _feed(run, batch, preds, q, ignore_id, accelerator, world)
-                if bar is not None:
-                    bar.update(1)
+        for i, batch in enumerate(loader):
+            if i >= n_batches:
+                break
+            batch = {key: torch.as_tensor(v) for key, v in batch.items()}
+            preds, q = _run_batch(model, batch, k, policy, task, per_variant, generator, sums)
+            if run is not None or world > 1:
+                _feed(run, batch, preds, q, ignore_id, accelerator, world, device)
+            if bar is not None:
+                bar.update(1)
     finally:
         if bar is not None:
             bar.close()
         model.train(was_training)
     if accelerator is not None and world > 1:
         sums.load_tensor(accelerator.reduce(sums.as_tensor(device), reduction="sum"))
-    return _report(sums, k, adaptive, run.finish() if run is not None else {})
+    return _report(sums, k, policy, run.finish() if run is not None else {})
 
 
-def _run_batch(model: RecursiveModel, batch: dict[str, torch.Tensor], k: int, sums: _Sums):
-    valid_rows = batch["puzzle_index"] >= 0
-    labels = batch["labels"]
-    model_batch = {key: batch[key] for key in ("inputs", "labels", "puzzle_identifiers")}
-
-    def score(view: StepView) -> None:
-        acc, exact = _seq_scores(view.preds, labels, valid_rows)
-        sums.per_step_acc[view.step - 1] += acc.sum().item()
-        sums.per_step_exact[view.step - 1] += exact.sum().item()
-
-    out = rollout(model, model_batch, k, on_step=score)
-    ada_acc, ada_exact = _seq_scores(out.adaptive_preds, labels, valid_rows)
+def _run_batch(model: RecursiveModel, batch: dict[str, torch.Tensor], k: int,
+               policy: InferencePolicy, task: Task | None, per_variant: bool,
+               generator: torch.Generator | None, sums: _Sums) -> tuple[np.ndarray, np.ndarray]:
+    """Record the batch's trajectories, add its scores to ``sums``; returns the policy's
+    answers [B, L] and their halting confidences [B]."""
+    labels = batch["labels"].numpy()
+    valid_rows = batch["puzzle_index"].numpy() >= 0
     counted = valid_rows & ((labels != IGNORE_LABEL_ID).sum(-1) > 0)
-    sums.count += counted.sum().item()
-    sums.adaptive_acc += ada_acc.sum().item()
-    sums.adaptive_exact += ada_exact.sum().item()
-    sums.adaptive_steps += torch.where(counted, out.halt_step.clamp(max=k), 0).sum().item()
-    hist = torch.bincount((out.halt_step[counted] - 1).clamp(max=k), minlength=k + 1)
-    sums.histogram += hist.cpu().numpy()
-    return out.preds, out.q_halt, out.adaptive_preds, out.adaptive_q
+    rows = RowBatch(inputs=batch["inputs"].numpy(),
+                    puzzle_ids=batch["puzzle_identifiers"].numpy(),
+                    keys=batch["example_index"].numpy())
+    rec = record(model, rows, policy, task, depth=k, per_variant_ids=per_variant,
+                 generator=generator)
+    sums.seconds += rec.seconds
+    checker = answer_checker(task, rec.inputs) if policy.select == "valid" and task else None
+    fixed = HaltPolicy("fixed")
+    for depth in range(1, k + 1):
+        d = decide(rec, fixed, policy.select, depth=depth, checker=checker)
+        acc, exact = seq_scores(d.preds, labels, counted)
+        sums.per_step_acc[depth - 1] += acc.sum()
+        sums.per_step_exact[depth - 1] += exact.sum()
+    # the halting head of the exact trajectory (sample 0), as training halts
+    ada = decide(rec, HaltPolicy("q"), "q", samples=1)
+    ada_acc, ada_exact = seq_scores(ada.preds, labels, counted)
+    sums.count += counted.sum()
+    sums.adaptive_acc += ada_acc.sum()
+    sums.adaptive_exact += ada_exact.sum()
+    sums.adaptive_steps += ada.steps[0][counted].sum()
+    fires = rec.q[:, 0] > 0
+    first = np.where(fires.any(axis=0), fires.argmax(axis=0), k)
+    sums.histogram += np.bincount(first[counted], minlength=k + 1)[:k + 1]
+    chosen = decide(rec, policy.halt, policy.select, checker=checker)
+    acc, exact = seq_scores(chosen.preds, labels, counted)
+    sums.policy_acc += acc.sum()
+    sums.policy_exact += exact.sum()
+    sums.policy_steps += chosen.steps[:, counted].sum()
+    return chosen.preds.astype(np.int64), chosen.confidence
 
 
-def _feed(run, batch, preds, q, ignore_id, accelerator, world) -> None:
+def _feed(run, batch, preds, conf, ignore_id, accelerator, world, device) -> None:
     labels = batch["labels"].masked_fill(batch["labels"] == IGNORE_LABEL_ID, ignore_id)
-    fields = [batch["inputs"], labels, preds, batch["puzzle_index"], torch.sigmoid(q.double())]
+    preds_t = torch.as_tensor(preds)
+    # an undecodable sample answer (INVALID) is shown to the evaluator as the pad token
+    fields = [batch["inputs"], labels, preds_t.clamp(min=0), batch["puzzle_index"],
+              torch.as_tensor(conf, dtype=torch.float64)]
     if world > 1:
-        fields = [accelerator.gather(f.contiguous()) for f in fields]
+        fields = [accelerator.gather(f.to(device).contiguous()) for f in fields]
     if run is None:
         return
     inputs, labels, preds, pidx, qh = (f.cpu().numpy() for f in fields)
@@ -213,12 +247,13 @@ def _feed(run, batch, preds, q, ignore_id, accelerator, world) -> None:
                                q_halt=qh[keep]))
 
 
-def _report(sums: _Sums, k: int, adaptive: bool, task_metrics: dict[str, float]) -> EvalReport:
+def _report(sums: _Sums, k: int, policy: InferencePolicy, task_metrics: dict[str, float]
+            ) -> EvalReport:
     n = max(sums.count, 1.0)
     per_step = [{"step": s + 1, "accuracy": float(sums.per_step_acc[s] / n),
                  "exact_accuracy": float(sums.per_step_exact[s] / n)} for s in range(k)]
     fixed = per_step[-1]
-    metrics: dict[str, float] = {
+    metrics: dict[str, Any] = {
         "count": int(sums.count),
         "steps": k,
         "fixed_exact_accuracy": fixed["exact_accuracy"],
@@ -226,11 +261,17 @@ def _report(sums: _Sums, k: int, adaptive: bool, task_metrics: dict[str, float])
         "adaptive_exact_accuracy": float(sums.adaptive_exact / n),
         "adaptive_accuracy": float(sums.adaptive_acc / n),
         "adaptive_mean_steps": float(sums.adaptive_steps / n),
-        "adaptive": bool(adaptive),
+        "adaptive": policy.halt.kind == "q",
+        "halt": str(policy.halt),
+        "samples": policy.samples,
+        "noise": float(policy.noise),
+        "select": policy.select,
+        "exact_accuracy": float(sums.policy_exact / n),
+        "accuracy": float(sums.policy_acc / n),
+        "mean_steps": float(sums.policy_steps / n / policy.samples),
+        "forward_passes": float(sums.policy_steps / n),
+        "seconds": float(sums.seconds),
     }
-    src = "adaptive" if adaptive else "fixed"
-    metrics["exact_accuracy"] = metrics[f"{src}_exact_accuracy"]
-    metrics["accuracy"] = metrics[f"{src}_accuracy"]
     for key, value in task_metrics.items():
         metrics[f"task/{key}" if key in metrics else key] = float(value)
     return EvalReport(metrics=metrics, per_step=per_step,

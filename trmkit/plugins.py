@@ -192,7 +192,7 @@ def _check_task(task: Any, plugin: str) -> Task:
         raise PluginError(f"{where}: codec needs seq_len > 0 and 2 <= vocab_size <= 256 (uint8)")
     if not isinstance(task.augmenter.transform_size, int) or task.augmenter.transform_size < 1:
         raise PluginError(f"{where}: augmenter.transform_size must be a positive int")
-    for field in ("codec", "augmenter"):
+    for field in ("codec", "augmenter", "evaluator"):
         for problem in protocol_problems(field, getattr(task, field)):
             raise PluginError(f"{where}: {problem} (see docs/plugins.md)")
     if not task.sources:

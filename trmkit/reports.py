@@ -143,3 +143,40 @@ def plot_trace(grids: Sequence[np.ndarray], title: str, out: Path) -> bool:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return True
+
+
+def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") -> bool:
+    """Exact accuracy against forward passes per puzzle (log scale), one line per
+    (diversity source, halting, selection) over sample counts at the sweep's largest depth,
+    plus the depth-only line of one exact trajectory."""
+    if not have_matplotlib() or not points:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    top = max(int(p["depth"]) for p in points)
+    depth_line = sorted((p["forward_passes"], p["exact_accuracy"]) for p in points
+                        if p["samples"] == 1 and p["halt"] == "fixed")
+    if depth_line:
+        xs, ys = zip(*depth_line, strict=True)
+        ax.plot(xs, ys, "k.-", label="depth only (1 sample, fixed)", linewidth=2)
+    lines: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for p in points:
+        if p["samples"] > 1 and p["depth"] == top:
+            key = (str(p["source"]), str(p["halt"]), str(p["select"]))
+            lines.setdefault(key, []).append((p["forward_passes"], p["exact_accuracy"]))
+    for (source, halt, select), pts in sorted(lines.items()):
+        xs, ys = zip(*sorted(pts), strict=True)
+        style = "-" if source == "augment" else "--"
+        ax.plot(xs, ys, style, marker="o", markersize=3, linewidth=1,
+                label=f"{source}, halt {halt}, select {select}")
+    ax.set_xscale("log")
+    ax.set_xlabel("forward passes per puzzle (supervision steps x samples)")
+    ax.set_ylabel("exact accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True

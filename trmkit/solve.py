@@ -9,8 +9,9 @@ For every query (a test example of a parsed puzzle) the solver builds the varian
   says so, because ARC models are transductive: without the task's trained embedding rows
   accuracy collapses (arXiv 2512.11847 reports 0% with blank ids).
 
-Each variant is encoded, run for K supervision steps (or until the halting head fires, with
-``adaptive``; the loop of `trmkit.models.rollout`, shared with evaluation), decoded, mapped
+Each variant is encoded and answered under the `trmkit.inference.InferencePolicy` (K
+supervision steps, a halting policy, optionally several augmented or noisy samples chosen
+by a selection rule: the engine evaluation shares, docs/test-time-compute.md), decoded, mapped
 back with the augmenter's exact inverse, and the variants vote by the rule of
 `trmkit.voting`: most votes, then highest mean halting confidence, then smallest grid hash.
 """
@@ -25,11 +26,11 @@ import attrs
 import numpy as np
 import torch
 
-from trmkit.batch import IGNORE_LABEL_ID
 from trmkit.checkpoint import Bundle, PuzzleIdTable, check_task_matches
 from trmkit.errors import PuzzleError
+from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
+from trmkit.inference.policy import HaltPolicy, InferencePolicy
 from trmkit.models.protocol import RecursiveModel
-from trmkit.models.rollout import StepView, inference_depth, rollout
 from trmkit.reports import plot_trace
 from trmkit.task import RawPuzzle, Task
 from trmkit.voting import rank
@@ -79,17 +80,23 @@ def _variants(task: Task, puzzle: RawPuzzle, table: PuzzleIdTable, per_variant: 
 
 
 def solve(bundle: Bundle, task: Task, puzzles: Sequence[RawPuzzle], *, steps: int | None = None,
-          adaptive: bool = False, trace: bool = False, num_aug: int = 8, seed: int = 0
-          ) -> list[Answer]:
+          adaptive: bool = False, trace: bool = False, num_aug: int = 8, seed: int = 0,
+          policy: InferencePolicy | None = None) -> list[Answer]:
+    """Answer every test query of ``puzzles``; ``policy`` sets depth, halting, samples and
+    selection (docs/test-time-compute.md); without it ``steps`` and ``adaptive``
+    (= ``--halt q``) do."""
     check_task_matches(bundle, task)
+    if policy is None:
+        policy = InferencePolicy(steps=steps, halt=HaltPolicy("q" if adaptive else "fixed"),
+                                 seed=seed)
     model = bundle.model
-    device = next(model.parameters()).device
     data = bundle.manifest.dataset
     per_variant = data.num_puzzle_identifiers > 1
+    check_policy(policy, model, task, per_variant)
     blank_id = data.blank_identifier_id
     table = PuzzleIdTable(bundle.path)
     rng = np.random.default_rng(seed)
-    k = int(steps) if steps else model.halt_max_steps
+    k = int(policy.steps) if policy.steps else model.halt_max_steps
 
     rows: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (query, pid, transform, tokens)
     queries: list[tuple[RawPuzzle, int, str]] = []
@@ -108,7 +115,7 @@ def solve(bundle: Bundle, task: Task, puzzles: Sequence[RawPuzzle], *, steps: in
     if not rows:
         raise PuzzleError("no query to solve (the puzzle has no test input)")
 
-    preds_by_step, q_final, used = _run(model, rows, k, adaptive, trace, device)
+    preds_by_step, q_final, used = _run(model, task, rows, k, policy, per_variant, trace)
     answers = []
     for q, (puzzle, qi, note) in enumerate(queries):
         idx = [i for i, r in enumerate(rows) if r[0] == q]
@@ -131,7 +138,8 @@ def solve(bundle: Bundle, task: Task, puzzles: Sequence[RawPuzzle], *, steps: in
 
 
 def _decode(task: Task, transform: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    grid = np.asarray(task.codec.decode(tokens))
+    # an undecodable sample answer (all INVALID) is decoded as pad tokens
+    grid = np.asarray(task.codec.decode(np.clip(tokens, 0, None)))
     try:
         return np.asarray(task.augmenter.invert(transform, grid))
     except (ValueError, IndexError):
@@ -144,36 +152,39 @@ def _vote(grids: list[np.ndarray], q: list[float]) -> tuple[np.ndarray, int, flo
 
 
 @torch.no_grad()
-def _run(model: RecursiveModel, rows, k: int, adaptive: bool, trace: bool, device):
-    """Predictions after each step (only the last unless ``trace``), final q, steps used."""
+def _run(model: RecursiveModel, task: Task, rows, k: int, policy: InferencePolicy,
+         per_variant: bool, trace: bool):
+    """Per row: the policy's answer after each step (only the last unless ``trace``), its
+    confidence, and the mean steps of its trajectories."""
     n = len(rows)
     keep_steps = k if trace else 1
     preds = [np.zeros((n, len(rows[0][3])), np.int64) for _ in range(keep_steps)]
     q_final = np.zeros(n)
-    used = np.full(n, k, dtype=np.float64)
+    used = np.zeros(n, dtype=np.float64)
+    chunk_rows = max(1, BATCH_ROWS // policy.samples)
+    device = next(model.parameters()).device
+    generator = None
+    if policy.noise > 0:
+        generator = torch.Generator(device=device).manual_seed(policy.seed)
+    fixed = HaltPolicy("fixed")
     model.eval()
-    with inference_depth(model, k):
-        for start in range(0, n, BATCH_ROWS):
-            chunk = rows[start:start + BATCH_ROWS]
-            here = slice(start, start + len(chunk))
-            inputs = torch.tensor(np.stack([r[3] for r in chunk]).astype(np.int32), device=device)
-            batch = {"inputs": inputs,
-                     "labels": torch.full_like(inputs, IGNORE_LABEL_ID),
-                     "puzzle_identifiers": torch.tensor([r[1] for r in chunk], dtype=torch.int32,
-                                                        device=device)}
-
-            def keep(view: StepView, here: slice = here) -> None:
-                p = view.adaptive_preds if adaptive else view.preds
-                preds[view.step - 1][here] = p.cpu().numpy()
-
-            out = rollout(model, batch, k, on_step=keep if trace else None)
-            if not trace:
-                final = out.adaptive_preds if adaptive else out.preds
-                preds[0][here] = final.cpu().numpy()
-            q = out.adaptive_q if adaptive else out.q_halt
-            q_final[here] = torch.sigmoid(q.double()).cpu().numpy()
-            if adaptive:
-                used[here] = out.halt_step.clamp(max=k).cpu().numpy()
+    for start in range(0, n, chunk_rows):
+        chunk = rows[start:start + chunk_rows]
+        here = slice(start, start + len(chunk))
+        batch = RowBatch(inputs=np.stack([r[3] for r in chunk]).astype(np.int64),
+                         puzzle_ids=np.array([r[1] for r in chunk], dtype=np.int64),
+                         keys=np.arange(start, start + len(chunk)))
+        rec = record(model, batch, policy, task, depth=k, per_variant_ids=per_variant,
+                     generator=generator)
+        checker = answer_checker(task, rec.inputs) if policy.select == "valid" else None
+        final = decide(rec, policy.halt, policy.select, checker=checker)
+        if trace:
+            for depth in range(1, k):
+                d = decide(rec, fixed, policy.select, depth=depth, checker=checker)
+                preds[depth - 1][here] = d.preds
+        preds[-1][here] = final.preds
+        q_final[here] = final.confidence
+        used[here] = final.steps.mean(axis=0)
     return preds, q_final, used
 
 

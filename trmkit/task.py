@@ -223,6 +223,20 @@ class VariantEncoder(Protocol):
         ...
 
 
+@runtime_checkable
+class AnswerChecker(Protocol):
+    """Optional, on an `Evaluator`: tells whether an answer solves a puzzle *without its
+    label* (a complete Sudoku that keeps the givens, a shortest S-to-G maze path). Test-time
+    compute uses it to pick, among several trajectories, one that passes (``trmkit eval
+    --select valid``, docs/test-time-compute.md); `trmkit.testing.check_task` proves that
+    labelled solutions pass and corrupted ones fail."""
+
+    def check_answer(self, puzzle_input: Grid, answer: Grid) -> bool:
+        """True when ``answer`` is a valid solution of the puzzle whose input grid is
+        ``puzzle_input`` (both in the same frame: checks must not depend on augmentation)."""
+        ...
+
+
 OPTIONAL_PROTOCOLS: Mapping[str, tuple[tuple[type, tuple[str, ...]], ...]] = {
     "codec": (
         (BatchCodec, ("encode_batch", "batch_encodes_puzzles")),
@@ -232,6 +246,7 @@ OPTIONAL_PROTOCOLS: Mapping[str, tuple[tuple[type, tuple[str, ...]], ...]] = {
         (BatchAugmenter, ("apply_batch", "invert_batch")),
         (VariantNamer, ("variant_name",)),
     ),
+    "evaluator": ((AnswerChecker, ("check_answer",)),),
 }
 """Task field -> (protocol, its members): what registration checks for partial opt-ins."""
 

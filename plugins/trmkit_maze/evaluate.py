@@ -14,7 +14,7 @@ import numpy as np
 from trmkit.task import EvalContext, PredictionBatch
 from trmkit_grids.metrics import AccuracyTally, real_rows
 from trmkit_maze.augment import DihedralAugmenter
-from trmkit_maze.grid import path_checks
+from trmkit_maze.grid import OPEN, PATH, path_checks
 
 
 class MazeEvalRun:
@@ -53,8 +53,18 @@ class MazeEvalRun:
 
 
 class MazeEvaluator:
+    """Also a `trmkit.task.AnswerChecker`: an answer is valid when it is the input maze with
+    one shortest S-to-G path drawn on open cells and nothing else changed."""
+
     def __init__(self, side: int) -> None:
         self.side = side
+
+    def check_answer(self, puzzle_input: np.ndarray, answer: np.ndarray) -> bool:
+        maze, answer = np.asarray(puzzle_input), np.asarray(answer)
+        if maze.shape != answer.shape or not np.array_equal(np.where(answer == PATH, OPEN, answer),
+                                                            maze):
+            return False
+        return path_checks(maze, answer)[1]
 
     def start(self, context: EvalContext) -> MazeEvalRun:
         return MazeEvalRun(context, self.side)

@@ -57,8 +57,20 @@ def _decode(codec, tokens: np.ndarray, n: int) -> np.ndarray:
 
 
 class SudokuEvaluator:
+    """Also a `trmkit.task.AnswerChecker`: an answer is valid when it is a complete grid
+    obeying the rules and keeping every given (no label needed)."""
+
     def __init__(self, geo: Geometry) -> None:
         self.geo = geo
+
+    def check_answer(self, puzzle_input: np.ndarray, answer: np.ndarray) -> bool:
+        n = self.geo.n
+        puzzle_input, answer = np.asarray(puzzle_input), np.asarray(answer)
+        if puzzle_input.shape != (n, n) or answer.shape != (n, n):
+            return False
+        grids = answer[None].astype(np.int64)
+        return bool(valid_solutions(grids, self.geo)[0]
+                    and consistent(puzzle_input[None].astype(np.int64), grids)[0])
 
     def start(self, context: EvalContext) -> SudokuEvalRun:
         return SudokuEvalRun(context, self.geo)

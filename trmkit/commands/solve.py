@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from trmkit.commands.inference_options import inference_options, policy_from
 from trmkit.errors import PuzzleError
 
 
@@ -16,14 +17,14 @@ from trmkit.errors import PuzzleError
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--trace", is_flag=True,
               help="Show the answer after every supervision step (and save trace PNGs).")
-@click.option("--steps", type=click.IntRange(min=1), help="Supervision steps (default N_sup).")
-@click.option("--adaptive", is_flag=True, help="Stop each variant when its halting head fires.")
+@inference_options
 @click.option("--num-aug", type=click.IntRange(min=0), default=8, show_default=True,
               help="Variants drawn for a per-variant-id task missing from the checkpoint.")
 @click.option("--trace-dir", type=click.Path(path_type=Path), default=Path("."),
               show_default=True, help="Where --trace writes its PNGs.")
-def solve_cmd(checkpoint, puzzle, as_json, trace, steps, adaptive, num_aug, trace_dir):
+def solve_cmd(checkpoint, puzzle, as_json, trace, num_aug, trace_dir, **options):
     """Solve PUZZLE with CHECKPOINT (a step_<N> bundle or a run directory)."""
+    policy = policy_from(options)
     import torch
 
     from trmkit import plugins
@@ -36,8 +37,8 @@ def solve_cmd(checkpoint, puzzle, as_json, trace, steps, adaptive, num_aug, trac
     if task.parse_puzzles is None:
         raise PuzzleError(f"task {task.name!r} does not accept puzzles on the command line")
     puzzles = task.parse_puzzles(puzzle)
-    answers = solve(bundle, task, puzzles, steps=steps, adaptive=adaptive, trace=trace,
-                    num_aug=num_aug)
+    answers = solve(bundle, task, puzzles, trace=trace, num_aug=num_aug, seed=policy.seed,
+                    policy=policy)
     if as_json:
         click.echo(json.dumps([a.to_json(task) for a in answers], indent=2))
     for a in answers:

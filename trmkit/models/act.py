@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from trmkit.models.losses import act_loss
-from trmkit.models.protocol import StepFlops, StepResult
+from trmkit.models.protocol import LatentNoise, StepFlops, StepResult
 
 
 @attrs.define
@@ -68,6 +68,7 @@ class ACTModel(nn.Module):
         self.core = core
         self.config = core.config
         self._halt_max_steps = int(core.config.halt_max_steps)
+        self._noise: LatentNoise | None = None
 
     @property
     def halt_max_steps(self) -> int:
@@ -77,6 +78,27 @@ class ACTModel(nn.Module):
         if int(steps) < 1:
             raise ValueError(f"halt_max_steps must be >= 1, not {steps}")
         self._halt_max_steps = int(steps)
+
+    def set_latent_noise(self, noise: LatentNoise | None) -> None:
+        """Perturb the reasoning latents on every following call (`NoisyRecursion`)."""
+        self._noise = noise
+
+    def _perturb(self, latents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        noise = self._noise
+        assert noise is not None
+        names = [n for n in latents if n != "y"] or list(latents)
+        out = dict(latents)
+        for name in names:
+            value = latents[name]
+            if noise.scale.shape[0] != value.shape[0]:
+                raise ValueError(
+                    f"latent noise has {noise.scale.shape[0]} rows, the batch {value.shape[0]}"
+                )
+            eps = torch.randn(value.shape, generator=noise.generator, device=value.device,
+                              dtype=torch.float32)
+            scale = noise.scale.to(device=value.device, dtype=torch.float32)
+            out[name] = (value.float() + _rows(scale, value) * eps).to(value.dtype)
+        return out
 
     @property
     def puzzle_emb(self):
@@ -113,6 +135,8 @@ class ACTModel(nn.Module):
         max_steps = self._halt_max_steps
         halted = carry.halted
         latents = self.core.reset_latents(halted, carry.latents)
+        if self._noise is not None:
+            latents = self._perturb(latents)
         steps = torch.where(halted, 0, carry.steps)
         data = {
             k: torch.where(_rows(halted, batch[k]), batch[k], v)

@@ -110,6 +110,28 @@ class RecursiveModel(Protocol):
         ...
 
 
+@attrs.frozen
+class LatentNoise:
+    """Gaussian noise for the reasoning latents at inference (test-time compute,
+    docs/test-time-compute.md): before every supervision step, the first time right after
+    the initial latent is loaded, ``scale[b] * N(0, 1)`` is added to row b of each reasoning
+    latent (every latent except the answer ``y``; the only latent when there is one)."""
+
+    scale: torch.Tensor
+    """float [B]: per-row standard deviation (0 keeps a row's trajectory exact)."""
+    generator: torch.Generator
+    """seeded generator on the model's device: the same seed gives the same trajectories."""
+
+
+@runtime_checkable
+class NoisyRecursion(Protocol):
+    """Optional: a model that can perturb its latent recursion (``trmkit eval --noise``)."""
+
+    def set_latent_noise(self, noise: LatentNoise | None) -> None:
+        """Use ``noise`` on every following call (None: exact recursion again)."""
+        ...
+
+
 MEMBERS: tuple[str, ...] = (
     "config",
     "puzzle_emb",
@@ -132,4 +154,5 @@ def missing_members(model: object) -> list[str]:
     return missing
 
 
-__all__ = ["MEMBERS", "RecursiveModel", "StepFlops", "StepResult", "missing_members"]
+__all__ = ["MEMBERS", "LatentNoise", "NoisyRecursion", "RecursiveModel", "StepFlops", "StepResult",
+           "missing_members"]

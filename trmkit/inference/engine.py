@@ -1,0 +1,287 @@
+"""Run S trajectories per row for K steps in one batched forward, then decide.
+
+`record` expands a batch of B rows into S x B rows (sample-major: sample j of row b is row
+j * B + b; sample 0 is the row itself, exact, so S = 1 without noise is the plain
+evaluation), runs them K supervision steps through `trmkit.models.rollout`, and keeps, per
+step and sample, the answer in the row's own frame and its halting logit. `decide` then
+applies a halting policy and a selection rule at any depth <= K and any sample count <= S,
+without running the model again: one `record` serves a whole depth x breadth sweep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import attrs
+import numpy as np
+import torch
+
+from trmkit.batch import IGNORE_LABEL_ID
+from trmkit.errors import OptionError
+from trmkit.inference.policy import HaltPolicy, InferencePolicy
+from trmkit.inference.samples import (
+    INVALID,
+    augmented_inputs,
+    decode_rows,
+    draw_transforms,
+    to_row_frame,
+)
+from trmkit.models.protocol import LatentNoise, NoisyRecursion, RecursiveModel
+from trmkit.models.rollout import StepView, inference_depth, rollout
+from trmkit.task import AnswerChecker, Task
+
+
+@attrs.frozen
+class RowBatch:
+    """B rows to answer, in token space."""
+
+    inputs: np.ndarray
+    """int [B, L] input tokens."""
+    puzzle_ids: np.ndarray
+    """int [B] puzzle-embedding rows."""
+    keys: np.ndarray
+    """int [B] stable row ids (seed the per-row augmentation draws)."""
+
+
+@attrs.define
+class Record:
+    """What `record` kept of S trajectories x B rows over K steps."""
+
+    preds: np.ndarray
+    """int16 [K, S, B, L] answers in each row's frame (`INVALID` rows: not decodable)."""
+    q: np.ndarray
+    """float32 [K, S, B] halting logits."""
+    same: np.ndarray
+    """bool [K, S, B]: the answer equals the previous step's (always False at step 1)."""
+    inputs: np.ndarray
+    """int [B, L] the rows' input tokens."""
+    seconds: float
+    """wall time of the forward passes (the rollout), for cost reports."""
+    _valid: np.ndarray | None = None
+    _checker: object = None
+
+    @property
+    def depth(self) -> int:
+        return self.preds.shape[0]
+
+    @property
+    def samples(self) -> int:
+        return self.preds.shape[1]
+
+    def valid(self, checker: Callable[[int, np.ndarray], bool], k: np.ndarray, s: np.ndarray,
+              b: np.ndarray) -> np.ndarray:
+        """Cached checker verdicts for the answers at (step k, sample s, row b)."""
+        if self._valid is None or self._checker is not checker:
+            self._valid = np.full(self.q.shape, -1, dtype=np.int8)
+            self._checker = checker
+        cache = self._valid
+        todo = cache[k, s, b] < 0
+        for kk, ss, bb in zip(k[todo], s[todo], b[todo], strict=True):
+            answer = self.preds[kk, ss, bb]
+            cache[kk, ss, bb] = 0 if (answer == INVALID).any() else int(checker(int(bb), answer))
+        return cache[k, s, b].astype(bool)
+
+
+@attrs.frozen
+class Decision:
+    """The chosen answer of every row."""
+
+    preds: np.ndarray
+    """int16 [B, L] in the row's frame."""
+    confidence: np.ndarray
+    """float [B] sigmoid(q_halt) of the chosen trajectory at its stopping step."""
+    sample: np.ndarray
+    """int [B] the chosen sample."""
+    steps: np.ndarray
+    """int [S, B] the step each trajectory stopped at (its forward passes)."""
+    votes: np.ndarray
+    """int [B] samples whose answer equals the chosen one."""
+
+
+def augmentation_allowed(task: Task | None, per_variant_ids: bool) -> bool:
+    """Augmented samples need a task and shared puzzle ids: with per-variant ids (ARC) a new
+    variant has no trained embedding row (the stored variants already vote)."""
+    return task is not None and not per_variant_ids
+
+
+def check_policy(policy: InferencePolicy, model: RecursiveModel, task: Task | None,
+                 per_variant_ids: bool) -> None:
+    """One-line refusals of a policy this model or task cannot run."""
+    policy.validate()
+    if policy.noise > 0 and not isinstance(model, NoisyRecursion):
+        raise OptionError(
+            f"--noise: the model {type(model).__name__} cannot perturb its recursion "
+            "(it does not implement trmkit.models.protocol.NoisyRecursion); use augmentation"
+        )
+    if policy.select == "valid" and (task is None or not isinstance(task.evaluator,
+                                                                    AnswerChecker)):
+        name = task.name if task is not None else "(none)"
+        raise OptionError(
+            f"--select valid: task {name!r} declares no answer checker (its evaluator has no "
+            "check_answer, docs/plugins.md); choose q, vote or converged"
+        )
+    if policy.samples > 1:
+        augments = policy.augment and augmentation_allowed(task, per_variant_ids)
+        if not augments and policy.noise == 0:
+            why = ("augmentation is off" if not policy.augment else
+                   "this checkpoint's task uses per-variant puzzle ids, so its stored "
+                   "variants already vote and new ones have no trained embedding")
+            raise OptionError(
+                f"--samples {policy.samples}: the samples would all be identical ({why}); "
+                "give --noise SIGMA (e.g. 0.1)"
+            )
+
+
+def record(model: RecursiveModel, rows: RowBatch, policy: InferencePolicy, task: Task | None,
+           *, depth: int, per_variant_ids: bool = False, generator: torch.Generator | None = None
+           ) -> Record:
+    """Run ``policy.samples`` trajectories of every row for ``depth`` steps (model in eval
+    mode; the caller may set the depth with `inference_depth`, done here otherwise)."""
+    device = next(model.parameters()).device
+    s_count, b_count = policy.samples, len(rows.inputs)
+    inputs = np.asarray(rows.inputs)
+    augment = s_count > 1 and policy.augment and augmentation_allowed(task, per_variant_ids)
+    transforms = None
+    sample_inputs = [inputs]
+    if augment:
+        assert task is not None
+        grids = decode_rows(task.codec, inputs)
+        transforms = draw_transforms(task.augmenter, grids, np.asarray(rows.keys), s_count - 1,
+                                     policy.seed)
+        for j in range(s_count - 1):
+            sample_inputs.append(augmented_inputs(task.codec, task.augmenter, grids,
+                                                  transforms[j], inputs))
+    else:
+        sample_inputs.extend([inputs] * (s_count - 1))
+    flat = torch.as_tensor(np.concatenate(sample_inputs).astype(np.int32), device=device)
+    pids = torch.as_tensor(np.tile(np.asarray(rows.puzzle_ids), s_count).astype(np.int32),
+                           device=device)
+    batch = {"inputs": flat, "labels": torch.full_like(flat, IGNORE_LABEL_ID),
+             "puzzle_identifiers": pids}
+    length = inputs.shape[1]
+    raw = np.zeros((depth, s_count, b_count, length), dtype=np.int16)
+    q = np.zeros((depth, s_count, b_count), dtype=np.float32)
+
+    def keep(view: StepView) -> None:
+        raw[view.step - 1] = view.preds.reshape(s_count, b_count, length).cpu().numpy()
+        q[view.step - 1] = view.q_halt.reshape(s_count, b_count).cpu().numpy()
+
+    noisy = policy.noise > 0 and s_count > 1
+    if noisy:
+        assert isinstance(model, NoisyRecursion)
+        scale = torch.full((s_count * b_count,), float(policy.noise), device=device)
+        scale[:b_count] = 0.0
+        if generator is None:
+            generator = torch.Generator(device=device).manual_seed(policy.seed)
+        model.set_latent_noise(LatentNoise(scale=scale, generator=generator))
+    started = time.perf_counter()
+    try:
+        with inference_depth(model, depth):
+            rollout(model, batch, depth, on_step=keep)
+    finally:
+        if noisy:
+            model.set_latent_noise(None)  # type: ignore[union-attr]
+    seconds = time.perf_counter() - started
+    same = np.zeros(q.shape, dtype=bool)
+    same[1:] = (raw[1:] == raw[:-1]).all(axis=-1)
+    preds = raw
+    if transforms is not None:
+        assert task is not None
+        preds = raw.copy()
+        for j in range(1, s_count):
+            for k in range(depth):
+                preds[k, j] = to_row_frame(task.codec, task.augmenter, transforms[j - 1],
+                                           raw[k, j])
+    return Record(preds=preds, q=q, same=same, inputs=inputs, seconds=seconds)
+
+
+def stop_steps(rec: Record, halt: HaltPolicy, depth: int, samples: int) -> tuple[np.ndarray,
+                                                                                 np.ndarray]:
+    """(int [S, B] stopping step 1..depth, int [S, B] how many steps before it the answer had
+    already been the same) for every trajectory under ``halt``."""
+    q = rec.q[:depth, :samples]
+    same = rec.same[:depth, :samples]
+    run = np.zeros(same.shape, dtype=np.int64)
+    for k in range(1, depth):
+        run[k] = np.where(same[k], run[k - 1] + 1, 0)
+    fired = np.zeros(same.shape, dtype=bool)
+    if halt.kind == "q":
+        fired = q > 0
+    elif halt.kind == "converged":
+        fired = run >= halt.patience
+    fired[-1] = True
+    stop = fired.argmax(axis=0)  # first step that fires (the last always does)
+    stability = np.take_along_axis(run, stop[None], axis=0)[0]
+    return stop + 1, stability
+
+
+def decide(rec: Record, halt: HaltPolicy, select: str, *, depth: int | None = None,
+           samples: int | None = None, checker: Callable[[int, np.ndarray], bool] | None = None
+           ) -> Decision:
+    """Each row's answer under ``halt`` and ``select`` using the first ``samples`` samples
+    and steps 1..``depth`` of ``rec`` (default: all of them)."""
+    depth = rec.depth if depth is None else depth
+    samples = rec.samples if samples is None else samples
+    stop, stability = stop_steps(rec, halt, depth, samples)
+    s_idx = np.arange(samples)[:, None]
+    b_count = rec.preds.shape[2]
+    b_idx = np.broadcast_to(np.arange(b_count)[None], stop.shape)
+    answers = rec.preds[stop - 1, s_idx, b_idx]  # [S, B, L]
+    conf = 1.0 / (1.0 + np.exp(-rec.q[stop - 1, s_idx, b_idx].astype(np.float64)))  # [S, B]
+    ok = ~(answers == INVALID).any(axis=-1)
+    equal = (answers[:, None] == answers[None]).all(axis=-1) & ok[:, None] & ok[None]  # [S,S,B]
+    votes = equal.sum(axis=1)  # [S, B]
+    if samples == 1:
+        chosen = np.zeros(b_count, dtype=np.int64)
+    elif select == "q":
+        chosen = _best(ok, conf)
+    elif select == "converged":
+        chosen = _best(ok, stability, conf)
+    else:
+        eligible = ok
+        if select == "valid":
+            if checker is None:
+                raise OptionError("--select valid needs the task's answer checker")
+            passed = rec.valid(checker, (stop - 1).reshape(-1),
+                               np.broadcast_to(s_idx, stop.shape).reshape(-1),
+                               b_idx.reshape(-1)).reshape(stop.shape)
+            any_pass = passed.any(axis=0)
+            eligible = np.where(any_pass[None], passed, ok)
+        pool = equal & eligible[:, None] & eligible[None]
+        pool_votes = pool.sum(axis=1)
+        mean_conf = (pool * conf[None]).sum(axis=1) / np.maximum(pool_votes, 1)
+        chosen = _best(eligible, pool_votes, mean_conf)
+    rows = np.arange(b_count)
+    return Decision(preds=answers[chosen, rows], confidence=conf[chosen, rows], sample=chosen,
+                    steps=stop, votes=votes[chosen, rows])
+
+
+def _best(*keys: np.ndarray) -> np.ndarray:
+    """int [B]: per column, the row maximising the keys lexicographically (first key first;
+    exact ties go to the lowest sample, the unperturbed trajectory first)."""
+    order = np.lexsort(tuple(-np.asarray(k, dtype=np.float64) for k in reversed(keys)), axis=0)
+    return order[0]
+
+
+def answer_checker(task: Task, rec_inputs: np.ndarray) -> Callable[[int, np.ndarray], bool]:
+    """checker(row, answer tokens) for `decide`: decodes both and asks the task's evaluator."""
+    evaluator = task.evaluator
+    assert isinstance(evaluator, AnswerChecker)
+    grids = decode_rows(task.codec, rec_inputs)
+
+    def check(row: int, answer: np.ndarray) -> bool:
+        puzzle = grids[row]
+        if puzzle is None:
+            return False
+        try:
+            grid = np.asarray(task.codec.decode(answer.astype(np.int64)))
+        except (ValueError, IndexError):
+            return False
+        return bool(evaluator.check_answer(puzzle, grid))
+
+    return check
+
+
+__all__ = ["Decision", "Record", "RowBatch", "answer_checker", "augmentation_allowed",
+           "check_policy", "decide", "record", "stop_steps"]

@@ -1,0 +1,114 @@
+"""Samples made different by a task's own augmentations, and their way back.
+
+Every sample is relative to its row: row b's input grid g becomes ``apply(t, g)`` for a
+transform t drawn by the task's augmenter, and the prediction p of that sample comes back
+as ``encode(invert(t, decode(p)))``, in the row's own frame, before anything compares or
+votes. Draws are seeded per row (seed, row key), so a row gets the same samples whatever
+batch or process it is evaluated in. Uses the batched fast paths
+(`trmkit.task.BatchAugmenter`, `trmkit.task.BatchCodec`) when the task has them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from trmkit.task import Augmenter, BatchAugmenter, BatchCodec, Codec, Example, RawPuzzle
+
+INVALID = -1
+"""Token written over a whole row whose prediction cannot be decoded or mapped back."""
+
+
+def decode_rows(codec: Codec, tokens: np.ndarray) -> list[np.ndarray | None]:
+    """Grids of token rows (None where the codec cannot decode a row)."""
+    grids: list[np.ndarray | None] = []
+    for row in tokens:
+        try:
+            grids.append(np.asarray(codec.decode(np.asarray(row))))
+        except (ValueError, IndexError):
+            grids.append(None)
+    return grids
+
+
+def _encode_rows(codec: Codec, grids: Sequence[np.ndarray | None], seq_len: int) -> np.ndarray:
+    out = np.full((len(grids), seq_len), INVALID, dtype=np.int16)
+    same_shape = grids and all(g is not None and g.shape == grids[0].shape for g in grids)
+    if same_shape and isinstance(codec, BatchCodec):
+        try:
+            return np.asarray(codec.encode_batch(np.stack(grids)), dtype=np.int16)  # type: ignore[arg-type]
+        except (ValueError, IndexError):
+            pass
+    for i, grid in enumerate(grids):
+        if grid is None:
+            continue
+        with contextlib.suppress(ValueError, IndexError, OverflowError):
+            out[i] = np.asarray(codec.encode(grid), dtype=np.int16)
+    return out
+
+
+def _map(augmenter: Augmenter, transforms: np.ndarray, grids: list[np.ndarray | None],
+         inverse: bool) -> list[np.ndarray | None]:
+    same_shape = grids and all(g is not None and g.shape == grids[0].shape for g in grids)
+    square = same_shape and grids[0].ndim == 2 and grids[0].shape[0] == grids[0].shape[1]  # type: ignore[union-attr]
+    if square and isinstance(augmenter, BatchAugmenter):
+        fn = augmenter.invert_batch if inverse else augmenter.apply_batch
+        try:
+            return list(np.asarray(fn(transforms, np.stack(grids))))  # type: ignore[arg-type]
+        except (ValueError, IndexError):
+            pass
+    one = augmenter.invert if inverse else augmenter.apply
+    out: list[np.ndarray | None] = []
+    for t, grid in zip(transforms, grids, strict=True):
+        if grid is None:
+            out.append(None)
+            continue
+        try:
+            out.append(np.asarray(one(t, grid)))
+        except (ValueError, IndexError):
+            out.append(None)
+    return out
+
+
+def draw_transforms(augmenter: Augmenter, input_grids: Sequence[np.ndarray | None],
+                    keys: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """int [count, B, transform_size]: ``count`` non-identity transforms per row, drawn with
+    ``default_rng([seed, key])``; when the augmenter offers fewer distinct ones than asked
+    (a maze has 7), they repeat in order."""
+    identity = np.asarray(augmenter.identity())
+    out = np.repeat(identity[None, None], count, axis=0).repeat(len(keys), axis=1)
+    for b, (grid, key) in enumerate(zip(input_grids, keys, strict=True)):
+        if grid is None or count == 0:
+            continue
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(key) & 0xFFFFFFFFFFFF])
+        puzzle = RawPuzzle(f"row-{int(key)}", test=(Example(grid, grid),))
+        drawn = [np.asarray(t) for t in augmenter.draw(puzzle, count, rng)]
+        if not drawn:
+            continue
+        for j in range(count):
+            out[j, b] = drawn[j % len(drawn)]
+    return out
+
+
+def augmented_inputs(codec: Codec, augmenter: Augmenter, input_grids: list[np.ndarray | None],
+                     transforms: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Token rows of ``apply(transforms[b], input_grids[b])`` (``fallback`` rows where a
+    grid cannot be transformed or encoded)."""
+    grids = _map(augmenter, transforms, input_grids, inverse=False)
+    tokens = _encode_rows(codec, grids, fallback.shape[1])
+    bad = (tokens == INVALID).any(axis=1)
+    tokens[bad] = fallback[bad]
+    return tokens.astype(fallback.dtype)
+
+
+def to_row_frame(codec: Codec, augmenter: Augmenter, transforms: np.ndarray,
+                 predictions: np.ndarray) -> np.ndarray:
+    """Predicted token rows of augmented samples mapped back to their rows' frame
+    (``INVALID`` rows where decoding or the inverse fails)."""
+    grids = decode_rows(codec, predictions)
+    return _encode_rows(codec, _map(augmenter, transforms, grids, inverse=True),
+                        predictions.shape[1])
+
+
+__all__ = ["INVALID", "augmented_inputs", "decode_rows", "draw_transforms", "to_row_frame"]
