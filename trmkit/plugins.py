@@ -376,7 +376,7 @@ def get_model(name: str) -> ModelSpec:
 
 _current: list[TaskEntry] = []
 """the entry of the task last resolved by `get_task` (the one a command works on)."""
-HELPER_PACKAGES = ("trmkit.grids", "trmkit_grids")
+HELPER_PACKAGES = ("trmkit.grids",)
 """trmkit's helpers for task plugins: their frames count as the calling task's code."""
 
 
