@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from trmkit.errors import PuzzleError, SourceError
+from trmkit.grids import csvsource
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
-from trmkit_grids import csvsource
 from trmkit_sudoku import generator
 from trmkit_sudoku.solver import Geometry, consistent, solve, valid_solutions
 
