@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trmkit.config import DataSection
 from trmkit.task import Task
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 def cache_root() -> Path:
@@ -65,4 +68,17 @@ def build_cached(task: Task, data: DataSection, path: Path, progress: bool = Tru
     return path
 
 
-__all__ = ["build_cached", "cache_root", "cached_dataset_path", "dataset_key", "is_built"]
+def prepare_dataset(task: Task, data: DataSection, accelerator: Accelerator,
+                    progress: bool = True) -> Path:
+    """The recipe's dataset from the cache, built on first use by the main process while
+    the others wait (they all read the same path afterwards)."""
+    path = cached_dataset_path(task, data)
+    with accelerator.main_process_first():
+        if accelerator.is_main_process and not is_built(path):
+            accelerator.print(f"building dataset {path.name} (cached for later runs)")
+            build_cached(task, data, path, progress=progress)
+    return path
+
+
+__all__ = ["build_cached", "cache_root", "cached_dataset_path", "dataset_key", "is_built",
+           "prepare_dataset"]
