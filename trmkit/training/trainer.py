@@ -38,6 +38,7 @@ import attrs
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
+from tqdm.auto import tqdm
 
 from trmkit import plugins
 from trmkit.checkpoint import bundle as ckpt
@@ -215,8 +216,6 @@ class Trainer:
             acc.init_trackers(self.run_dir.name, config=flat_params(recipe_to_dict(self.recipe)))
         bar = None
         if self.progress and acc.is_main_process:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step",
                        dynamic_ncols=True)
         self.model.train()
@@ -294,8 +293,7 @@ class Trainer:
             return {}
         acc = self.accelerator
         saved = rng_state()
-        batch = self.recipe.train.eval_batch_size or self.global_batch
-        batch = max(self.world, batch - batch % self.world)
+        batch = self.recipe.train.eval_batch_size or self.global_batch  # evaluate() shards it
         out_dir = self.run_dir / "eval" / f"step_{self.step}"
         swap = self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
         with swap:
