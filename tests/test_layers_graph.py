@@ -155,3 +155,48 @@ def test_lazy_and_relative_imports_are_seen(tmp_path):
     assert sorted(t for t, _ in graph["trmkit.data.store"]) == ["trmkit.evaluation",
                                                                "trmkit.training"]
     assert len(violations(graph)) == 2
+
+
+# ------------------------------------------------------------------ one owner per fact
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name) and node.func.id == name]
+
+
+def test_the_trainer_is_the_loop():
+    """No getattr-with-default on the recipe, no function-local imports, and the facts it
+    used to own (budget formula, ignore label, manifest fields, cache) live elsewhere."""
+    path = PACKAGE / "training" / "trainer.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    assert not [c.lineno for c in _calls(tree, "getattr")], "read recipe fields, not getattr"
+    local = [node.lineno for fn in ast.walk(tree)
+             if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+             for node in ast.walk(fn) if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert not local, f"function-local imports in trainer.py at lines {local}"
+    text = path.read_text(encoding="utf-8")
+    for fact in ("mean_puzzle_examples", "-100", "ModelRecord(", "DatasetRecord", "sha256",
+                 "def _flat", "def nullcontext", "SECTIONS"):
+        assert fact not in text, f"trainer.py should not hold {fact!r}"
+
+
+@pytest.mark.parametrize(("pattern", "owner"), [
+    ("IGNORE_LABEL_ID = ", "batch.py"),
+    ("* meta.mean_puzzle_examples /", "data/loader.py"),
+    ("def rank(", "voting.py"),
+    ("RESUME_TRAIN_KEYS = ", "config.py"),
+])
+def test_one_owner(pattern, owner):
+    holders = sorted(str(f.relative_to(PACKAGE)) for f in PACKAGE.rglob("*.py")
+                     if pattern in f.read_text(encoding="utf-8"))
+    assert holders == [owner]
+
+
+def test_ignore_label_is_never_a_literal():
+    literal = [f"{f.relative_to(PACKAGE)}:{node.lineno}" for f in PACKAGE.rglob("*.py")
+               if f.name != "batch.py"
+               for node in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
+               if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+               and isinstance(node.operand, ast.Constant) and node.operand.value == 100]
+    assert not literal, f"use trmkit.batch.IGNORE_LABEL_ID instead of -100 at {literal}"
