@@ -68,6 +68,10 @@ class TrainSection:
     seed: int = 0
     checkpoint_keep: int = 3
     checkpoint_every_eval: bool = True
+    checkpoint_every_steps: int = 0
+    """a checkpoint every N steps, independent of evaluation (0: off)."""
+    checkpoint_every_minutes: float = 5.0
+    """a checkpoint when this many minutes passed since the last one (0: off)."""
     compile: bool = False
     log_every: int = 50
     eval_batch_size: int | None = None
@@ -426,3 +430,29 @@ def check_recipe_ranges(recipe: Recipe, where: str = "recipe") -> None:
         values = attrs.asdict(getattr(recipe, section))
         for key, value in values.items():
             check_range(section, key, value, where)
+
+
+# ----------------------------------------------------------------------------- resuming
+
+RESUME_TRAIN_KEYS = ("seed", "eval_interval")
+"""train.* settings that change the trajectory; the others (budget, logging, checkpoints)
+may differ on --resume."""
+
+
+def resume_mismatch(saved: Mapping[str, Any], recipe: Recipe) -> str | None:
+    """The first setting of ``recipe`` that differs from the ``saved`` recipe dict of a run
+    (``"optim.lr is 0.002 but ... 0.001"`` without the run's name), or None when the run can
+    resume exactly: same data, model, optimiser, seed and evaluation interval. A setting the
+    saved recipe lacks (written before the setting existed) counts as its default."""
+    now = recipe_to_dict(recipe)
+    for section in ("data", "model", "optim", "train"):
+        defaults = attrs.asdict(SECTIONS[section]()) if section in SECTIONS else {}
+        old = {**defaults, **saved.get(section, {})}
+        new = now.get(section, {})
+        for key in sorted(set(old) | set(new)):
+            if section == "train" and key not in RESUME_TRAIN_KEYS:
+                continue
+            if old.get(key) != new.get(key):
+                return f"{section}.{key} is {new.get(key)!r} but the run was trained with " \
+                       f"{old.get(key)!r}"
+    return None

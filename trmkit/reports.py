@@ -52,6 +52,21 @@ def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict (a recipe) as flat ``section.key`` scalars, e.g. for a tracker's
+    hyper-parameter table; other values become their ``str``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flat_params(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out
+
+
 def have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401

@@ -105,6 +105,22 @@ class Manifest:
         }
 
     @classmethod
+    def of_training(cls, *, step: int, model_name: str, model_config: Any, task: Task,
+                    split_meta: Any, data_path: Path | str, store_attrs: Mapping[str, Any],
+                    recipe: Mapping[str, Any], ema: bool,
+                    eval: Mapping[str, float]) -> Manifest:  # noqa: A002 - the field's name
+        """The manifest of a training run's checkpoint: ``model_config`` the attrs config
+        instance, ``split_meta`` the training split's `SplitMeta`, ``recipe`` as
+        `trmkit.config.recipe_to_dict`, ``eval`` the last evaluation's metrics."""
+        return cls(
+            step=step,
+            model=ModelRecord(name=model_name, config=attrs.asdict(model_config)),
+            task=TaskRecord(name=task.name, version=str(task.version)),
+            dataset=DatasetRecord.from_split_meta(attrs.asdict(split_meta), path=str(data_path),
+                                                  store=store_attrs),
+            recipe=dict(recipe), ema=ema, eval=dict(eval))
+
+    @classmethod
     def from_json(cls, data: Any, where: Path | str) -> Manifest:
         """Validate parsed manifest.json; every problem is a CheckpointError naming ``where``."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:

@@ -23,7 +23,7 @@ Algorithm (one pass over the raw puzzles, streaming into the store):
 
 Randomness: `np.random.SeedSequence(seed)` spawns independent generators for subsampling,
 augmentation draws and codec placement, so the same inputs and seed give byte-identical
-arrays (the reference's Sudoku/Maze builders are unseeded, 9.1 #5).
+arrays (the official Sudoku/Maze builders draw from unseeded RNGs).
 
 Optional fast paths, the typed protocols of `trmkit.task` (checked at registration; see
 docs/plugins.md, "Optional batched protocols"):

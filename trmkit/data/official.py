@@ -1,4 +1,4 @@
-"""The official TRM/HRM on-disk layout (reference 5.1-5.2), both ways.
+"""The official TRM/HRM on-disk dataset layout (``dataset.json`` + ``.npy`` arrays), both ways.
 
     <dir>/{train,test}/dataset.json
     <dir>/{train,test}/all__{inputs,labels,puzzle_identifiers,puzzle_indices,group_indices}.npy

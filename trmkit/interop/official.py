@@ -359,7 +359,8 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
     """trmkit config fields of the model an official config describes."""
     arch, where = run.arch, run.weights_file.parent / CONFIG_FILE
     name = run.model_name
-    loss = arch.get("loss") if isinstance(arch.get("loss"), dict) else {}
+    raw_loss = arch.get("loss")
+    loss = raw_loss if isinstance(raw_loss, dict) else {}
     pos = str(arch.get("pos_encodings", "rope"))
     try:
         fields: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Primitive layers of the reference network (section 2.3-2.4), in plain PyTorch.
+"""Primitive layers of the official TRM network (RMS norm, SwiGLU, RoPE, attention,
+the MLP-t token mixer, casted linear and embedding), in plain PyTorch.
 
 Weights are stored in fp32 and cast to the activation dtype at call time (bf16 on GPU,
 a no-op in fp32), so the optimiser always sees fp32 parameters. There are no norm gains
