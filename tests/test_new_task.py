@@ -32,35 +32,35 @@ else:  # pragma: no cover
 
 @pytest.fixture
 def scaffold(tmp_path):
-    """The package for task 'life-step', importable from its src/ for this test."""
-    root = write_package("life-step", tmp_path)
+    """The package for task 'outline', importable from its src/ for this test."""
+    root = write_package("outline", tmp_path)
     sys.path.insert(0, str(root / "src"))
     try:
         yield root
     finally:
         sys.path.remove(str(root / "src"))
-        for name in [m for m in sys.modules if m.startswith("trmkit_life_step")]:
+        for name in [m for m in sys.modules if m.startswith("trmkit_outline")]:
             del sys.modules[name]
 
 
 def test_new_task_writes_a_complete_package(scaffold):
     root = scaffold
-    assert root.name == "trmkit-life-step"
+    assert root.name == "trmkit-outline"
     written = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert written == [
         "README.md",
         "pyproject.toml",
-        "src/trmkit_life_step/__init__.py",
-        "src/trmkit_life_step/plugin.py",
-        "src/trmkit_life_step/recipes/life-step-quick.toml",
-        "src/trmkit_life_step/task.py",
+        "src/trmkit_outline/__init__.py",
+        "src/trmkit_outline/plugin.py",
+        "src/trmkit_outline/recipes/outline-quick.toml",
+        "src/trmkit_outline/task.py",
         "tests/test_task.py",
     ]
     project = tomllib.loads((root / "pyproject.toml").read_text())
-    assert project["project"]["name"] == "trmkit-life-step"
-    assert project["project"]["entry-points"]["trmkit"] == {"life-step": "trmkit_life_step.plugin"}
+    assert project["project"]["name"] == "trmkit-outline"
+    assert project["project"]["entry-points"]["trmkit"] == {"outline": "trmkit_outline.plugin"}
     assert project["tool"]["setuptools"]["package-data"] == {
-        "trmkit_life_step": ["recipes/*.toml"]
+        "trmkit_outline": ["recipes/*.toml"]
     }
     for path in root.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")
@@ -68,17 +68,17 @@ def test_new_task_writes_a_complete_package(scaffold):
 
 
 def test_the_scaffold_task_passes_the_kit_and_its_recipe_is_registered(scaffold):
-    plugin = importlib.import_module("trmkit_life_step.plugin")
-    task = importlib.import_module("trmkit_life_step.task").TASK
-    recipe_file = scaffold / "src" / "trmkit_life_step" / "recipes" / "life-step-quick.toml"
-    with registered(plugin, "life-step"):
-        assert find_recipe("life-step-quick") == recipe_file
-        recipe = load_recipe("life-step-quick")
-        assert recipe.data.task == "life-step" and recipe.model.name == "trm"
+    plugin = importlib.import_module("trmkit_outline.plugin")
+    task = importlib.import_module("trmkit_outline.task").TASK
+    recipe_file = scaffold / "src" / "trmkit_outline" / "recipes" / "outline-quick.toml"
+    with registered(plugin, "outline"):
+        assert find_recipe("outline-quick") == recipe_file
+        recipe = load_recipe("outline-quick")
+        assert recipe.data.task == "outline" and recipe.model.name == "trm"
         check_task(task, max_examples=5)
         assert set(CHECKS) >= {"recipe", "answer_checker"}
         listed = CliRunner().invoke(cli, ["recipes"]).output
-        assert "life-step-quick  (task life-step, plugin life-step)" in listed
+        assert "outline-quick  (task outline, plugin outline)" in listed
 
 
 @pytest.mark.parametrize(
@@ -130,13 +130,13 @@ def test_scaffold_round_trip_installs_passes_its_tests_and_trains(tmp_path):
         assert done.returncode == 0, f"{args}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    run("-m", "trmkit.cli", "new-task", "life-step", "--dir", tmp_path)
-    root = tmp_path / "trmkit-life-step"
+    run("-m", "trmkit.cli", "new-task", "outline", "--dir", tmp_path)
+    root = tmp_path / "trmkit-outline"
     run("-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", root)
-    assert "life-step" in run("-m", "trmkit.cli", "tasks")
+    assert "outline" in run("-m", "trmkit.cli", "tasks")
     assert "11 passed" in run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=root)
     out = run(
-        "-m", "trmkit.cli", "train", "--task", "life-step", "--max-steps", "3",
+        "-m", "trmkit.cli", "train", "--task", "outline", "--max-steps", "3",
         "--out", tmp_path / "run", "--no-progress",
     )
     assert "checkpoint:" in out

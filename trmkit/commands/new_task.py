@@ -3,7 +3,7 @@
 The package it writes (``DIR/trmkit-NAME``) works unchanged: ``pip install -e .`` registers
 the task through its entry point, ``python -m pytest`` runs the conformance kit on it, and
 ``trmkit train --task NAME`` builds its data and trains its quick recipe. The example task
-is one Game-of-Life step on a small torus, built from `trmkit.grids` (OffsetCodec,
+outlines the shapes of a small grid, built from `trmkit.grids` (OffsetCodec,
 DihedralAugmenter, AccuracyEvaluator, generator_source); the author replaces
 ``make_example`` and ``solve`` with their own puzzle. `write_package` is the library form.
 """
@@ -105,12 +105,12 @@ def register_recipes(register):
 '''
 
 TASK = '''\
-"""The $task task: one Game-of-Life step on a $side x $side torus.
+"""The $task task: draw the outline of the shapes on a $side x $side torus.
 
-A puzzle is a grid of dead (0) and live (1) cells; its solution is the grid one step later
-(a live cell with 2 or 3 live neighbours stays alive, a dead cell with exactly 3 becomes
-alive; the edges wrap). Rotating or reflecting a grid rotates or reflects its next step, so
-the 8 dihedral transforms are valid augmentations.
+A puzzle is a grid of empty (0) and filled (1) cells; its solution keeps exactly the filled
+cells that touch an empty cell above, below, left or right (the edges wrap), i.e. the
+outline of every shape. Rotating or reflecting a puzzle rotates or reflects its outline,
+so the 8 dihedral transforms are valid augmentations.
 
 To make it your own puzzle: change SIDE / VALUES, `make_example` (one seeded random puzzle
 with its solution) and `solve`; the rest is trmkit.grids.
@@ -132,14 +132,11 @@ VALUES = 2
 
 
 def solve(grid: np.ndarray) -> np.ndarray:
-    """The solution of a puzzle: the next Game-of-Life generation on a torus."""
-    neighbours = sum(
-        np.roll(np.roll(grid, dr, axis=0), dc, axis=1)
-        for dr in (-1, 0, 1)
-        for dc in (-1, 0, 1)
-        if dr or dc
+    """The solution of a puzzle: the filled cells with an empty 4-neighbour (on a torus)."""
+    empty_next = sum(
+        np.roll(grid, shift, axis) == 0 for axis in (0, 1) for shift in (-1, 1)
     )
-    return ((neighbours == 3) | ((grid == 1) & (neighbours == 2))).astype(np.int64)
+    return ((grid == 1) & (empty_next > 0)).astype(np.int64)
 
 
 def make_example(rng: np.random.Generator, options: Mapping[str, int]) -> Example:
@@ -150,7 +147,7 @@ def make_example(rng: np.random.Generator, options: Mapping[str, int]) -> Exampl
 
 TASK = Task(
     name="$task",
-    description="one Game-of-Life step on a $side x $side torus (trmkit new-task example)",
+    description="outline the shapes of a $side x $side grid (trmkit new-task example)",
     codec=OffsetCodec(SIDE, SIDE, VALUES),
     augmenter=DihedralAugmenter(),
     evaluator=AccuracyEvaluator(),
@@ -159,8 +156,8 @@ TASK = Task(
             make_example,
             count=2000,
             test_count=200,
-            options={"density": (35, "percent of live cells in a puzzle")},
-            description="seeded random $side x $side grids and their next generation",
+            options={"density": (60, "percent of filled cells in a puzzle")},
+            description="seeded random $side x $side grids and their outlines",
         )
     },
     defaults=BuildDefaults(source="generate", num_aug=7, recipe="$task-quick"),
@@ -209,8 +206,8 @@ ema = true
 ema_rate = 0.99
 
 [train]
-epochs = 3  # 3 x 16000 rows / 64 = 750 steps
-eval_interval = 1
+epochs = 24  # an epoch is one pass over the 2000 puzzles: 24 x 2000 / 64 = 750 steps
+eval_interval = 6  # evaluate every 6 epochs (187 steps)
 seed = 0
 checkpoint_keep = 2
 log_every = 25
@@ -269,7 +266,7 @@ def package_names(name: str) -> dict[str, str]:
     if not NAME.fullmatch(name):
         raise ConfigError(
             f"new-task {name!r}: a task name is lower-case letters and digits, words joined "
-            f"by '-' or '_', starting with a letter (e.g. life-step)"
+            f"by '-' or '_', starting with a letter (e.g. outline or life-step)"
         )
     words = re.split(r"[-_]", name)
     plugin = "-".join(words)
