@@ -728,7 +728,8 @@ def check_recipe(s: Subject) -> None:
         raise s.fail(
             check,
             f"defaults.recipe {name!r} does not load ({exc}); ship the TOML file in the "
-            f"package and register it through the register_recipes hook (docs/plugins.md)",
+            f"package, register it through the register_recipes hook (docs/plugins.md) and "
+            f"install the package (pip install -e .) so its entry point is seen",
         ) from exc
     trains = recipe.data.task
     if not trains or trains == s.task.name:
