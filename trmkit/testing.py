@@ -42,7 +42,8 @@ The properties (`CHECKS`, each also a function of this module taking a `Subject`
 Grids come from a `GridSpec` (shape range and alphabet) inferred from sample puzzles of the
 task's default source (or given), and transforms from ``augmenter.draw`` with seeds chosen
 by hypothesis; failures shrink to a minimal grid/seed and the message names the task, the
-property and what to fix. Only numpy, hypothesis and `trmkit.task` are used.
+property and what to fix. Only numpy, hypothesis and `trmkit.task` are imported up front
+(the ``recipe`` property loads the recipe through `trmkit.config` when it runs).
 """
 
 from __future__ import annotations
