@@ -65,3 +65,29 @@ def test_doc_plugin_passes_the_conformance_kit(mirror_module):
     from trmkit.testing import check_task
 
     check_task(plugins.get_task("mirror"))
+
+
+def test_doc_helpers_example_passes_the_conformance_kit():
+    from trmkit.testing import check_task
+
+    source = re.search(
+        r"```python\n(# trmkit_halfturn/__init__.py.*?)```", DOC.read_text(), re.S
+    )
+    assert source, "docs/plugins.md lost its trmkit.grids example"
+    namespace: dict = {}
+    exec(compile(source.group(1), str(DOC), "exec"), namespace)
+    task = namespace["HALFTURN"]
+    check_task(task, max_examples=5)
+    # the property the kit cannot know: augmented puzzles keep their solutions
+    puzzle = task.sources["generate"].load(plugins_request()).puzzles[0]
+    example = (puzzle.train or puzzle.test)[0]
+    for tid in range(8):
+        t = np.array([tid])
+        moved = task.augmenter.apply(t, example.input)
+        assert np.array_equal(moved[::-1, ::-1], task.augmenter.apply(t, example.output))
+
+
+def plugins_request():
+    from trmkit.task import SourceRequest
+
+    return SourceRequest(None, 0, {"count": "3", "test_count": "1"})

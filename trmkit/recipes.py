@@ -99,12 +99,12 @@ def recipe_rows() -> list[dict[str, Any]]:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raw = {}
             row["error"] = f"{path}: cannot read as TOML: {exc}"
-        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-        task = data.get("task") if isinstance(data.get("task"), str) else ""
+        data = raw.get("data")
+        task = data.get("task") if isinstance(data, dict) else None
+        task = task if isinstance(task, str) else ""
         row["task"] = task
         row["plugin"] = plugin or owners.get(task)
-        registered = "registered by plugin" if plugin else "file"
-        row["origin"] = registered
+        row["origin"] = "registered by plugin" if plugin else "file"
         for key in ("description", "expected", "hardware"):
             value = raw.get(key, "")
             row[key] = value if isinstance(value, str) else ""

@@ -42,7 +42,8 @@ The properties (`CHECKS`, each also a function of this module taking a `Subject`
 Grids come from a `GridSpec` (shape range and alphabet) inferred from sample puzzles of the
 task's default source (or given), and transforms from ``augmenter.draw`` with seeds chosen
 by hypothesis; failures shrink to a minimal grid/seed and the message names the task, the
-property and what to fix. Only numpy, hypothesis and `trmkit.task` are used.
+property and what to fix. Only numpy, hypothesis and `trmkit.task` are imported up front
+(the ``recipe`` property loads the recipe through `trmkit.config` when it runs).
 """
 
 from __future__ import annotations
@@ -728,7 +729,8 @@ def check_recipe(s: Subject) -> None:
         raise s.fail(
             check,
             f"defaults.recipe {name!r} does not load ({exc}); ship the TOML file in the "
-            f"package and register it through the register_recipes hook (docs/plugins.md)",
+            f"package, register it through the register_recipes hook (docs/plugins.md) and "
+            f"install the package (pip install -e .) so its entry point is seen",
         ) from exc
     trains = recipe.data.task
     if not trains or trains == s.task.name:

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "trmkit.commands.solve",
     "trmkit.commands.checkpoint",
     "trmkit.commands.recipes",
+    "trmkit.commands.new_task",
 )
 
 
