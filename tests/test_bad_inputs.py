@@ -294,6 +294,135 @@ def _(c):
     return ["model", "--recipe", str(f)], "neg.toml: optim.lr"
 
 
+# ------------------------------------------------------------------ checkpoint manifests
+
+SUDOKU_PUZZLE = "1..4.3....2..1.."
+
+
+def _manifest_case(change, culprit, which="sudoku"):
+    def setup(c):
+        bundle = c.edit_manifest(change, which)
+        puzzle = SUDOKU_PUZZLE if which == "sudoku" else json.dumps(ARC_OK)
+        return ["solve", str(bundle), puzzle], culprit
+    return setup
+
+
+def _set_in(*path_value):
+    *path, value = path_value
+
+    def change(m):
+        node = m
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return change
+
+
+for _name, _change, _culprit in [
+    ("vocab_size a string", _set_in("dataset", "vocab_size", "6"), "field dataset.vocab_size"),
+    ("vocab_size a bool", _set_in("dataset", "vocab_size", True), "field dataset.vocab_size"),
+    ("vocab_size negative", _set_in("dataset", "vocab_size", -6), "field dataset.vocab_size"),
+    ("seq_len a float", _set_in("dataset", "seq_len", 16.5), "field dataset.seq_len"),
+    ("model a string", _set_in("model", "trm"), "field model is 'trm'"),
+    ("model name a number", _set_in("model", "name", 5), "field model.name"),
+    ("model config a list", _set_in("model", "config", [1]), "field model.config"),
+    ("task a list", _set_in("task", ["sudoku-4x4"]), "field task is"),
+    ("task name null", _set_in("task", "name", None), "field task.name"),
+    ("step negative", _set_in("step", -1), "field step"),
+    ("step a string", _set_in("step", "7"), "field step"),
+    ("dataset null", _set_in("dataset", None), "field dataset"),
+    ("weights.ema a string", _set_in("weights", {"ema": "yes"}), "field weights.ema"),
+    ("blank id out of range", _set_in("dataset", "blank_identifier_id", 99),
+     "field dataset.blank_identifier_id"),
+    ("hidden_size 1e6", _set_in("model", "config", "hidden_size", 1e6), "manifest.json"),
+    ("hidden_size a string", _set_in("model", "config", "hidden_size", "big"),
+     "model.hidden_size"),
+    ("hidden_size negative", _set_in("model", "config", "hidden_size", -4), "manifest.json"),
+    ("num_heads a bool", _set_in("model", "config", "num_heads", True), "model.num_heads"),
+    ("unknown model field", _set_in("model", "config", "wormholes", 3), "model.wormholes"),
+    ("unknown model name", _set_in("model", "name", "no-such-model"), "no-such-model"),
+    ("format version 99", _set_in("format_version", 99), "checkpoint format 99"),
+]:
+    case(f"checkpoint: manifest {_name}")(_manifest_case(_change, _culprit))
+
+
+@case("checkpoint: manifest not UTF-8")
+def _(c):
+    bundle = c.copy_bundle()
+    (bundle / "manifest.json").write_bytes(CHUNK * 4)
+    return ["solve", str(bundle), SUDOKU_PUZZLE], "manifest.json: checkpoint JSON file is not"
+
+
+@case("checkpoint: manifest nested 10000 deep")
+def _(c):
+    bundle = c.copy_bundle()
+    (bundle / "manifest.json").write_text("[" * 10000 + "]" * 10000)
+    return ["solve", str(bundle), SUDOKU_PUZZLE], "manifest.json: checkpoint JSON file is nested"
+
+
+@case("checkpoint: manifest truncated")
+def _(c):
+    bundle = c.copy_bundle()
+    text = (bundle / "manifest.json").read_text()
+    (bundle / "manifest.json").write_text(text[: len(text) // 2])
+    return ["solve", str(bundle), SUDOKU_PUZZLE], "manifest.json: not a readable"
+
+
+@case("checkpoint: manifest with a 10**30 step")
+def _(c):
+    bundle = c.copy_bundle()
+    text = (bundle / "manifest.json").read_text().replace('"step": 1', '"step": ' + "9" * 30)
+    (bundle / "manifest.json").write_text(text)
+    return ["solve", str(bundle), SUDOKU_PUZZLE], "does not fit in 64 bits"
+
+
+@case("checkpoint: truncated weights")
+def _(c):
+    bundle = c.copy_bundle()
+    data = (bundle / "model.safetensors").read_bytes()
+    (bundle / "model.safetensors").write_bytes(data[: len(data) // 2])
+    return ["solve", str(bundle), SUDOKU_PUZZLE], "model.safetensors"
+
+
+@case("checkpoint: weights of another model")
+def _(c):
+    bundle = c.copy_bundle()
+    other = c.copy_bundle("arc")
+    (bundle / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    return ["solve", str(bundle), SUDOKU_PUZZLE], "manifest.json"
+
+
+def _puzzle_ids(c, group, transform, names=("a", "b")):
+    from safetensors.torch import save_file
+
+    bundle = c.copy_bundle("arc")
+    save_file({"group": torch.tensor(group, dtype=torch.int32),
+               "transform": torch.tensor(transform, dtype=torch.int32)},
+              str(bundle / "puzzle_ids.safetensors"))
+    (bundle / "puzzle_ids.json").write_text(json.dumps({"group_names": list(names)}))
+    return ["solve", str(bundle), json.dumps(ARC_OK)]
+
+
+@case("checkpoint: puzzle-id table of the wrong shape")
+def _(c):
+    return _puzzle_ids(c, [[0, 1], [1, 0]], [[0, 0]]), "puzzle_ids.safetensors"
+
+
+@case("checkpoint: puzzle-id table of the wrong length")
+def _(c):
+    return _puzzle_ids(c, [0, 1], [[0, 0], [0, 0]]), "puzzle_ids.safetensors"
+
+
+@case("checkpoint: puzzle-id group beyond the names")
+def _(c):
+    return _puzzle_ids(c, [0, 1, 7], [[0, 0]] * 3), "puzzle_ids.safetensors: group ids"
+
+
+@case("checkpoint: puzzle-id names not strings")
+def _(c):
+    return _puzzle_ids(c, [0, 1, -1], [[0, 0]] * 3, names=(1, 2)), "puzzle_ids.json"
+
+
 # ------------------------------------------------------------------------ the test
 
 
