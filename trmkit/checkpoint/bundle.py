@@ -33,6 +33,7 @@ import attrs
 import torch
 from safetensors.torch import save_file
 
+from trmkit import atomic
 from trmkit.checkpoint.manifest import Manifest, check_store_matches
 from trmkit.checkpoint.manifest import check_task_matches as _check_task
 from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
@@ -58,12 +59,19 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
     """Complete bundles under ``root`` (those with a manifest), oldest first."""
     if not root.is_dir():
         return []
+    _recover(root)
     found = []
     for child in root.iterdir():
         match = _STEP_DIR.match(child.name)
         if match and (child / "manifest.json").is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
+
+
+def _recover(root: Path) -> None:
+    """Undo a `commit` killed between its two renames (`trmkit.atomic.recover_dir`)."""
+    for child in root.glob(f"{atomic.BACKUP_MARK}step_*"):
+        atomic.try_recover_dir(root / child.name[len(atomic.BACKUP_MARK):])
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -98,14 +106,9 @@ def commit(root: Path, step: int, keep: int) -> Path:
     """Rename the finished temporary directory into place and prune to the last ``keep``."""
     src = tmp_dir(root, step)
     dst = root / step_dir_name(step)
-    if dst.exists():  # re-saving the same step (e.g. end of a resumed run): replace it
-        trash = root / f".old-{dst.name}"
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(dst, trash)
-        os.replace(src, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+    # re-saving the same step (e.g. end of a resumed run) replaces it; a kill between the
+    # two renames leaves .old-step_<N>, which list_checkpoints renames back
+    atomic.replace_dir(src, dst)
     _fsync_dir(root)
     if keep > 0:
         for _, old in list_checkpoints(root)[:-keep]:
@@ -139,14 +142,7 @@ def write_bundle(
     if store is not None and manifest.dataset.num_puzzle_identifiers > 1:
         write_puzzle_ids(tmp, store)
     write_manifest(tmp, attrs.evolve(manifest, ema=ema is not None))
-    if dst.exists():
-        trash = dst.parent / f".old-{dst.name}"
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(dst, trash)
-        os.replace(tmp, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, dst)
+    atomic.replace_dir(tmp, dst)
     _fsync_dir(dst.parent)
     return dst
 
@@ -170,6 +166,8 @@ def _fsync_dir(path: Path) -> None:
 def resolve_bundle(path: str | os.PathLike) -> Path:
     """A bundle dir, a run dir or its ``checkpoints`` dir -> the newest complete bundle."""
     p = Path(path).expanduser()
+    if not p.exists():
+        atomic.try_recover_dir(p)  # a replacement killed between its renames
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint (give a step_<N> dir or a run dir)")
     if (p / "manifest.json").is_file():

@@ -35,7 +35,7 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from trmkit import __version__
+from trmkit import __version__, atomic
 from trmkit.errors import StoreError
 
 FORMAT_VERSION = 1
@@ -316,11 +316,15 @@ def remove_stale_temporaries(out: Path) -> None:
     out = Path(out)
     if not out.parent.is_dir():
         return
+    atomic.recover_dir(out)
     for sibling in out.parent.iterdir():
         for marker in (".tmp-", ".old-"):
             prefix = out.name + marker
             pid = sibling.name[len(prefix) :]
             if sibling.name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+                if marker == ".old-" and not out.exists():
+                    os.replace(sibling, out)  # (older trmkit) killed between its renames
+                    continue
                 shutil.rmtree(sibling, ignore_errors=True)
 
 
@@ -373,14 +377,11 @@ class StoreWriter:
         return metas
 
     def _move_into_place(self) -> None:
+        """Rename the finished store over ``out`` (`trmkit.atomic.replace_dir`: a kill
+        between the two renames leaves the old store as ``.old-<name>``, which the next
+        `open_store` or build renames back)."""
         check_out_path(self.out, self.force)  # someone may have created it meanwhile
-        old = None
-        if self.out.exists():
-            old = self.out.with_name(f"{self.out.name}.old-{os.getpid()}")
-            os.replace(self.out, old)
-        os.replace(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        atomic.replace_dir(self.tmp, self.out)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -622,6 +623,8 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
     path = Path(path)
     task_name = getattr(task, "name", task)
     hint = _rebuild_hint(path, task_name)
+    if not path.exists():
+        atomic.try_recover_dir(path)  # a replacement killed between its two renames
     if not path.exists():
         raise StoreError(f"{path}: no such dataset store; build one with trmkit build --task "
                          f"{task_name or 'NAME'} --out {path}")
