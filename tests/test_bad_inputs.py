@@ -32,6 +32,19 @@ class Ctx:
     """a loadable sudoku-4x4 bundle (untrained weights)."""
     arc: Path
     """a loadable arc-agi-1 bundle (untrained weights)."""
+    data: Path | None = None
+    """a tiny sudoku-4x4 store (module fixture `tiny`)."""
+    official: Path | None = None
+    """that store exported in the official layout."""
+    run: Path | None = None
+    """a tiny trained run on that store, with checkpoints (resumable)."""
+
+    def copy(self, what: Path, name: str) -> Path:
+        import shutil
+
+        dst = self.tmp / name
+        shutil.copytree(what, dst)
+        return dst
 
     def copy_bundle(self, which: str = "sudoku") -> Path:
         import shutil
@@ -79,6 +92,22 @@ def bundles(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad-input-bundles")
     yield (_bundle(tmp / "sudoku", "sudoku-4x4", 16, 6),
            _bundle(tmp / "arc", "arc-agi-1", 900, 12, num_ids=3))
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from tiny_training import build_tiny_data, tiny_trainer
+
+    from trmkit.data.official import export_official
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("bad-input-tiny")
+    data = build_tiny_data(tmp / "data")
+    export_official(data, tmp / "official")
+    tiny_trainer(tmp, data, overrides=["train.epochs=1"]).run()
+    yield data, tmp / "official", tmp / "run"
     torch.set_num_threads(before)
 
 
@@ -423,6 +452,155 @@ def _(c):
     return _puzzle_ids(c, [0, 1, -1], [[0, 0]] * 3, names=(1, 2)), "puzzle_ids.json"
 
 
+# ------------------------------------------------------------------ official-layout import
+
+
+def _official_case(damage, culprit):
+    def setup(c):
+        src = c.copy(c.official, "official")
+        damage(src)
+        return ["data", "import", str(src), "--task", "sudoku-4x4", "--out",
+                str(c.tmp / "imported")], culprit
+    return setup
+
+
+def _write(rel, content):
+    def damage(src):
+        path = src / rel
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return damage
+
+
+def _edit_info(change):
+    def damage(src):
+        info = json.loads((src / "train" / "dataset.json").read_text())
+        change(info)
+        (src / "train" / "dataset.json").write_text(json.dumps(info))
+    return damage
+
+
+def _npy(rel, make):
+    def damage(src):
+        import numpy as np
+
+        old = np.load(src / rel)
+        np.save(src / rel, make(old))
+    return damage
+
+
+def _structured(old):
+    import numpy as np
+
+    out = np.zeros(len(old), dtype=[("a", "<i4"), ("b", "<i4")])
+    out["a"] = old.reshape(len(old), -1)[:, 0]
+    return out
+
+
+for _name, _damage, _culprit in [
+    ("dataset.json null", _write("train/dataset.json", "null"), "dataset.json: expected"),
+    ("dataset.json a list", _write("train/dataset.json", "[1, 2]"), "dataset.json: expected"),
+    ("dataset.json binary", _write("train/dataset.json", CHUNK), "dataset.json"),
+    ("dataset.json nested deep", _write("train/dataset.json", "[" * 3000 + "]" * 3000),
+     "JSON file is nested"),
+    ("dataset.json truncated", _write("train/dataset.json", '{"seq_len": 16, "voc'),
+     "dataset.json: unreadable JSON"),
+    ("dataset.json seq_len a string", _edit_info(lambda i: i.__setitem__("seq_len", "16")),
+     "'seq_len'"),
+    ("dataset.json vocab_size 10**30",
+     _write("train/dataset.json", '{"seq_len": 16, "vocab_size": ' + "1" * 31 + "}"),
+     "dataset.json"),
+    ("dataset.json sets a string", _edit_info(lambda i: i.__setitem__("sets", "all")),
+     "'sets'"),
+    ("dataset.json total_groups negative",
+     _edit_info(lambda i: i.__setitem__("total_groups", -1)), "'total_groups'"),
+    ("structured-dtype index array", _npy("train/all__puzzle_indices.npy", _structured),
+     "all__puzzle_indices.npy"),
+    ("structured-dtype inputs", _npy("train/all__inputs.npy", _structured), "all__inputs.npy"),
+    ("float puzzle identifiers",
+     _npy("train/all__puzzle_identifiers.npy", lambda a: a.astype("float32")),
+     "all__puzzle_identifiers.npy"),
+    ("tokens outside the vocabulary", _npy("train/all__inputs.npy", lambda a: a * 0 + 99),
+     "all__inputs.npy: token 99"),
+    ("transform table out of range",
+     _npy("train/trmkit_transforms.npy", lambda a: a * 0 + 10**6), "trmkit_transforms.npy"),
+    ("structured-dtype transform table", _npy("train/trmkit_transforms.npy", _structured),
+     "trmkit_transforms.npy"),
+    ("identifiers.json an object", _write("identifiers.json", '{"a": 1}'), "identifiers.json"),
+    ("group names not a list", _write("train/trmkit_group_names.json", '"x"'),
+     "trmkit_group_names.json"),
+    ("npy not an array", _write("train/all__labels.npy", b"not numpy"), "all__labels.npy"),
+]:
+    case(f"import: {_name}")(_official_case(_damage, _culprit))
+
+
+# ------------------------------------------------------------------ training state (resume)
+
+
+def _resume_case(damage, culprit):
+    def setup(c):
+        from tiny_training import write_recipe
+
+        run = c.copy(c.run, "run")
+        latest = sorted((run / "checkpoints").glob("step_*"),
+                        key=lambda p: int(p.name[5:]))[-1]
+        damage(latest)
+        recipe = write_recipe(c.tmp, "") if not (c.tmp / "tiny.toml").exists() else \
+            c.tmp / "tiny.toml"
+        return ["train", "--recipe", str(recipe), "--data", str(c.data), "--out", str(run),
+                "--resume", "--no-progress", "--set", "train.epochs=1"], culprit
+    return setup
+
+
+def _edit_state(name, change):
+    def damage(bundle):
+        path = bundle / f"{name}.json"
+        tree = json.loads(path.read_text())
+        change(tree)
+        path.write_text(json.dumps(tree))
+    return damage
+
+
+def _dict_item(tree, key):
+    for item in tree["items"]:
+        if item[0] == key:
+            return item
+    raise KeyError(key)
+
+
+for _name, _damage, _culprit in [
+    ("train_state step a string",
+     _edit_state("train_state", lambda t: _dict_item(t, "step").__setitem__(1, "4")),
+     "train_state.json: field step"),
+    ("train_state world_size 0",
+     _edit_state("train_state", lambda t: _dict_item(t, "world_size").__setitem__(1, 0)),
+     "train_state.json: field world_size"),
+    ("train_state optimizers a number",
+     _edit_state("train_state", lambda t: _dict_item(t, "optimizers").__setitem__(1, 3)),
+     "train_state.json: field optimizers"),
+    ("train_state top level a list", _edit_state("train_state", lambda t: t.update(
+        {"__kind__": "list", "items": []})), "train_state.json"),
+    ("train_state unknown kind", _edit_state("train_state", lambda t: t.__setitem__(
+        "__kind__", "pickle")), "train_state.json"),
+    ("train_state tensor key missing", _edit_state("train_state", lambda t: _dict_item(
+        t, "step").__setitem__(1, {"__kind__": "tensor", "key": "t999"})), "train_state.json"),
+    ("rank_0 step a list",
+     _edit_state("rank_0", lambda t: _dict_item(t, "step").__setitem__(1, [])),
+     "rank_0.json: field step"),
+    ("rank_0 loader a string",
+     _edit_state("rank_0", lambda t: _dict_item(t, "loader").__setitem__(1, "x")),
+     "rank_0.json: field loader"),
+    ("rank_0 items not pairs", _edit_state("rank_0", lambda t: t.__setitem__("items", [1])),
+     "rank_0.json"),
+    ("train_state.json binary", lambda b: (b / "train_state.json").write_bytes(CHUNK),
+     "train_state.json"),
+    ("rank_0.json deleted", lambda b: (b / "rank_0.json").unlink(), "rank_0.json: missing"),
+]:
+    case(f"resume: {_name}")(_resume_case(_damage, _culprit))
+
+
 # ------------------------------------------------------------------------ the test
 
 
@@ -437,9 +615,10 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input_is_one_clean_line(name, bundles, tmp_path, monkeypatch):
+def test_bad_input_is_one_clean_line(name, bundles, tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    ctx = Ctx(tmp=tmp_path, sudoku=bundles[0], arc=bundles[1])
+    ctx = Ctx(tmp=tmp_path, sudoku=bundles[0], arc=bundles[1], data=tiny[0], official=tiny[1],
+              run=tiny[2])
     args, culprit = CASES[name](ctx)
     before = _snapshot(tmp_path)
     result = CliRunner().invoke(cli, args)
