@@ -601,6 +601,95 @@ for _name, _damage, _culprit in [
     case(f"resume: {_name}")(_resume_case(_damage, _culprit))
 
 
+# ------------------------------------------------------------------ damaged stores (CLI)
+
+
+def _chunks(array_dir: Path) -> list[Path]:
+    return sorted(f for f in (array_dir / "c").rglob("*") if f.is_file())
+
+
+def _store_attr(rel, key, value):
+    def damage(d):
+        meta = json.loads((d / rel).read_text())
+        meta["attributes"][key] = value
+        (d / rel).write_text(json.dumps(meta))
+    return damage
+
+
+def _truncate(rel):
+    def damage(d):
+        text = (d / rel).read_text()
+        (d / rel).write_text(text[: len(text) // 2])
+    return damage
+
+
+def _rmtree(rel):
+    def damage(d):
+        import shutil
+
+        shutil.rmtree(d / rel)
+    return damage
+
+
+def _corrupt_first_chunk(rel):
+    def damage(d):
+        f = _chunks(d / rel)[0]
+        data = bytearray(f.read_bytes())
+        for i in range(8, min(len(data), 64)):
+            data[i] ^= 0xFF
+        f.write_bytes(bytes(data))
+    return damage
+
+
+STORE_DAMAGE = [
+    ("deleted shard", lambda d: _chunks(d / "train" / "inputs")[0].unlink(),
+     "chunk file(s) missing"),
+    ("deleted fill-value chunk", lambda d: _chunks(d / "test" / "puzzle_identifiers")[0]
+     .unlink(), "chunk file(s) missing"),
+    ("truncated root zarr.json", _truncate("zarr.json"), "cannot open as a Zarr v3 group"),
+    ("truncated split zarr.json", _truncate("train/zarr.json"), "cannot open the split"),
+    ("deleted array", _rmtree("train/labels"), "train/labels: cannot open the array"),
+    ("deleted split group", _rmtree("test"), "test: cannot open the split"),
+    ("corrupt shard", _corrupt_first_chunk("train/inputs"), "train/inputs: unreadable data"),
+    ("wrongly typed attribute", _store_attr("train/zarr.json", "total_groups", "64"),
+     "total_groups is '64'"),
+    ("total_examples 10**9", _store_attr("train/zarr.json", "total_examples", 10**9),
+     "contradicts the split attributes"),
+    ("root splits a number", _store_attr("zarr.json", "splits", 3), "root attribute splits"),
+]
+
+
+def _store_case(command, damage, culprit):
+    def setup(c):
+        store = c.copy(c.data, "store")
+        damage(store)
+        args = {
+            "export": ["data", "export", str(store), "--out", str(c.tmp / "export")],
+            "eval": ["eval", str(c.run), "--data", str(store), "--out", str(c.tmp / "ev")],
+        }[command]
+        return args, culprit
+    return setup
+
+
+for _name, _damage, _culprit in STORE_DAMAGE:
+    case(f"store: {_name} (data export)")(_store_case("export", _damage, _culprit))
+TEST_SPLIT_DAMAGE = [
+    ("deleted test shard", lambda d: _chunks(d / "test" / "inputs")[0].unlink(),
+     "test/inputs: 1 chunk file(s) missing"),
+    ("deleted train shard", lambda d: _chunks(d / "train" / "labels")[0].unlink(),
+     "train/labels: 1 chunk file(s) missing"),
+    ("corrupt test shard", _corrupt_first_chunk("test/labels"), "test/labels: unreadable data"),
+    ("test total_examples 10**9", _store_attr("test/zarr.json", "total_examples", 10**9),
+     "contradicts the split attributes"),
+    ("test attribute a float", _store_attr("test/zarr.json", "seq_len", 16.0),
+     "seq_len is 16.0"),
+    ("truncated test zarr.json", _truncate("test/zarr.json"), "test: cannot open the split"),
+    ("store of another task", _store_attr("zarr.json", "task", "maze-hard"), "maze-hard"),
+]
+for _name, _damage, _culprit in TEST_SPLIT_DAMAGE:
+    case(f"store: {_name} (eval)")(_store_case("eval", _damage, _culprit))
+
+
 # ------------------------------------------------------------------------ the test
 
 

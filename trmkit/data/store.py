@@ -262,15 +262,23 @@ class SplitWriter:
 
 def _missing_chunk_files(directory: Path, array: zarr.Array) -> int:
     """How many of the chunk (or shard) files ``array`` must have are absent under
-    ``directory`` (the default v3 key encoding: ``c/<i>/<j>``)."""
+    ``directory``: every expected key is looked up (zarr would read a missing one as the
+    fill value, i.e. zeros), not merely counted, so a stray file cannot hide a gap."""
+    import itertools
+
     outer = array.shards or array.chunks
     grid = [-(-int(n) // int(c)) for n, c in zip(array.shape, outer, strict=True)]
     count = int(np.prod(grid, dtype=np.int64)) if grid else 1
     if count == 0:
         return 0
-    root = directory / "c"
-    present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
-    return max(0, count - present)
+    encoding = getattr(array.metadata, "chunk_key_encoding", None)
+    encode = getattr(encoding, "encode_chunk_key", None)
+    if encode is None or count > 1_000_000:  # unknown encoding / huge grid: count files
+        root = directory / "c"
+        present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+        return max(0, count - present)
+    return sum(1 for coords in itertools.product(*(range(g) for g in grid))
+               if not (directory / encode(coords)).is_file())
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -645,6 +653,14 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
         )
     if attributes.get("complete") is not True:
         raise StoreError(f"{path}: incomplete store (its build did not finish); {hint}")
+    splits = attributes.get("splits")
+    if not isinstance(splits, list) or not all(isinstance(x, str) and x for x in splits):
+        raise StoreError(f"{path}: root attribute splits is {str(splits)[:40]!r}, expected a "
+                         f"list of split names; the store is damaged, {hint}")
+    for key in ("task", "task_version"):
+        if key in attributes and not isinstance(attributes[key], str):
+            raise StoreError(f"{path}: root attribute {key} is {attributes[key]!r}, expected a "
+                             f"string; the store is damaged, {hint}")
     stored_task = attributes.get("task")
     if task_name is not None and stored_task != task_name:
         raise StoreError(
@@ -658,4 +674,7 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
             f"{attributes.get('task_version')!r}, the installed plugin is version "
             f"{version_wanted!r}; {hint}"
         )
-    return Store(path, root)
+    store = Store(path, root)
+    for name in store.splits:  # attributes typed and agreeing with the arrays, every chunk
+        store.split(name)      # file present: a damaged split is refused on open, not later
+    return store
