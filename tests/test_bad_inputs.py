@@ -107,6 +107,10 @@ def tiny(tmp_path_factory):
     data = build_tiny_data(tmp / "data")
     export_official(data, tmp / "official")
     tiny_trainer(tmp, data, overrides=["train.epochs=1"]).run()
+    from trmkit.checkpoint import resolve_bundle
+    from trmkit.interop.checkpoints import export_bundle
+
+    export_bundle(resolve_bundle(tmp / "run"), tmp / "official-run", raw=True)
     yield data, tmp / "official", tmp / "run"
     torch.set_num_threads(before)
 
@@ -688,6 +692,41 @@ TEST_SPLIT_DAMAGE = [
 ]
 for _name, _damage, _culprit in TEST_SPLIT_DAMAGE:
     case(f"store: {_name} (eval)")(_store_case("eval", _damage, _culprit))
+
+
+# ------------------------------------------------------------------ official checkpoint import
+
+
+def _ckpt_import_case(damage, culprit):
+    def setup(c):
+        run = c.copy(c.run.parent / "official-run", "official-run")
+        data = c.copy(c.official, "official-data")
+        damage(run, data)
+        return ["checkpoint", "import", str(run), "--data", str(data), "--task", "sudoku-4x4",
+                "--out", str(c.tmp / "imported")], culprit
+    return setup
+
+
+for _name, _damage, _culprit in [
+    ("binary all_config.yaml", lambda r, d: (r / "all_config.yaml").write_bytes(CHUNK),
+     "all_config.yaml: training config is not UTF-8"),
+    ("all_config.yaml a list", lambda r, d: (r / "all_config.yaml").write_text("- 1\n- 2\n"),
+     "all_config.yaml: has no 'arch' section"),
+    ("all_config.yaml nested deep", lambda r, d: (r / "all_config.yaml").write_text(
+        "[" * 5000 + "]" * 5000), "all_config.yaml"),
+    ("all_config.yaml not YAML", lambda r, d: (r / "all_config.yaml").write_text(
+        "arch: [1, 2\n"), "all_config.yaml: not valid YAML"),
+    ("dataset.json null", lambda r, d: (d / "train" / "dataset.json").write_text("null"),
+     "dataset.json: expected a JSON object"),
+    ("dataset.json binary", lambda r, d: (d / "train" / "dataset.json").write_bytes(CHUNK),
+     "dataset.json: unreadable JSON"),
+    ("dataset.json vocab_size a string", lambda r, d: (d / "train" / "dataset.json")
+     .write_text('{"seq_len": 16, "vocab_size": "6", "num_puzzle_identifiers": 1}'),
+     "dataset.json: field 'vocab_size'"),
+    ("step file truncated", lambda r, d: [f.write_bytes(f.read_bytes()[:100])
+                                          for f in r.glob("step_*")], "step_"),
+]:
+    case(f"checkpoint import: {_name}")(_ckpt_import_case(_damage, _culprit))
 
 
 # ------------------------------------------------------------------------ the test
