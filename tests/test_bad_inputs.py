@@ -757,3 +757,57 @@ def test_bad_input_is_one_clean_line(name, bundles, tiny, tmp_path, monkeypatch)
     assert len(lines) == 1, output
     assert culprit in lines[0], lines[0]
     assert _snapshot(tmp_path) == before, "the command wrote or changed files"
+
+
+# ------------------------------------------------------------------ valid edge cases work
+
+
+def test_long_valid_inline_arc_task_is_solved(bundles, tmp_path, monkeypatch):
+    """Inline task text longer than NAME_MAX (255) used to crash in Path.is_file()."""
+    monkeypatch.chdir(tmp_path)
+    task = {"train": [{"input": [[1] * 12] * 6, "output": [[2] * 12] * 6}],
+            "test": [{"input": [[1] * 12] * 6}]}
+    text = json.dumps(task)
+    assert 255 < len(text) < 4096
+    result = CliRunner().invoke(cli, ["solve", str(bundles[1]), text, "--json"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kv", ["optim.ema_rate=1", "optim.ema_rate=0", "optim.lr=0",
+                                "optim.beta1=0", "train.eval_interval=0",
+                                "train.checkpoint_keep=0", "data.num_aug=0"])
+def test_range_boundaries_are_accepted(kv):
+    from trmkit.config import load_recipe
+
+    key, value = kv.split("=")
+    section, field = key.split(".")
+    recipe = load_recipe("sudoku-quick", [kv])
+    assert float(getattr(getattr(recipe, section), field)) == float(value)
+
+
+def test_resume_drops_a_torn_metrics_line_with_a_warning(tiny, tmp_path):
+    import shutil
+
+    from tiny_training import write_recipe
+
+    data, _, run0 = tiny
+    run = tmp_path / "run"
+    shutil.copytree(run0, run)
+    log = run / "metrics.jsonl"
+    with open(log, "a") as fh:
+        fh.write('{"step": 5, "split": "tra')  # a kill during an append
+    recipe = write_recipe(tmp_path)
+    result = CliRunner().invoke(cli, ["train", "--recipe", str(recipe), "--data", str(data),
+                                      "--out", str(run), "--resume", "--no-progress",
+                                      "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert "torn last line" in result.output
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert max(r["step"] for r in records) == 8
+
+
+def test_corpus_size():
+    """The issue asks for one case per class and more; keep the corpus from shrinking."""
+    assert len(CASES) >= 130, len(CASES)
