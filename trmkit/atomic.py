@@ -80,6 +80,14 @@ def recover_dir(dst: str | os.PathLike[str]) -> bool:
     return True
 
 
+def try_recover_dir(dst: str | os.PathLike[str]) -> bool:
+    """`recover_dir` for readers: a directory they may not write to is left as it is."""
+    try:
+        return recover_dir(dst)
+    except OSError:
+        return False
+
+
 def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Move the complete directory ``src`` to ``dst``, replacing what is there; at every
     moment either ``dst`` or its backup (`recover_dir`) is a complete directory."""
@@ -98,4 +106,4 @@ def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
 
 
 __all__ = ["BACKUP_MARK", "TMP_MARK", "backup_path", "fsync_dir", "recover_dir",
-           "replace_dir", "write_bytes", "write_text"]
+           "replace_dir", "try_recover_dir", "write_bytes", "write_text"]

@@ -134,7 +134,7 @@ def solve(bundle: Bundle, task: Task, puzzles: Sequence[RawPuzzle], *, steps: in
     per_variant = data.num_puzzle_identifiers > 1
     check_policy(policy, model, task, per_variant)
     blank_id = data.blank_identifier_id
-    table = PuzzleIdTable(bundle.path)
+    table = PuzzleIdTable(bundle.path, data.num_puzzle_identifiers)
     rng = np.random.default_rng(seed)
     k = int(policy.steps) if policy.steps else model.halt_max_steps
 

@@ -145,7 +145,7 @@ def loads_json(text: str | bytes, where: Any, *, max_depth: int = MAX_JSON_DEPTH
     try:
         return json.loads(text, **hooks)
     except json.JSONDecodeError as exc:
-        raise _fail(error, where, f"not a readable {what} (invalid JSON: {exc.msg} at "
+        raise _fail(error, where, f"not a readable {what}: not valid JSON ({exc.msg} at "
                                   f"line {exc.lineno} column {exc.colno})") from None
     except _Refused as exc:
         raise _fail(error, where, f"{what} holds an unusable number: {exc}") from None
