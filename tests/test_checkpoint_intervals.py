@@ -121,3 +121,29 @@ def test_recipe_fields_are_typed_and_documented(tmp_path):
 def test_negative_intervals_are_one_line_errors(field, value):
     with pytest.raises(ConfigError, match=f"train.{field} is {value}; use"):
         CheckpointClock.from_recipe(TrainSection(**{field: value}))
+
+
+class _Meta:
+    total_groups = 64
+    mean_puzzle_examples = 1.0
+
+
+@pytest.mark.parametrize(("train", "max_steps", "total", "eval_every"), [
+    (TrainSection(epochs=2, eval_interval=1), None, 8, 4),
+    (TrainSection(epochs=2, eval_interval=0), None, 8, 0),
+    (TrainSection(epochs=2, max_steps=5), None, 5, 4 * 5000),
+    (TrainSection(epochs=2, max_steps=5), 3, 3, 4 * 5000),  # --max-steps wins
+    (TrainSection(epochs=2, max_steps=0, eval_interval=1), None, 8, 4),  # 0: use epochs
+])
+def test_step_plan(train, max_steps, total, eval_every):
+    from trmkit.training.intervals import StepPlan
+
+    plan = StepPlan.resolve(_Meta(), 16, train, max_steps)
+    assert (plan.total_steps, plan.eval_every, plan.steps_per_epoch) == (total, eval_every, 4)
+
+
+def test_a_zero_budget_is_a_one_line_error():
+    from trmkit.training.intervals import StepPlan
+
+    with pytest.raises(ConfigError, match="the step budget is 0 .*raise train.epochs"):
+        StepPlan.resolve(_Meta(), 16, TrainSection(epochs=0))
