@@ -176,3 +176,43 @@ def test_grid_spec_inferred_from_puzzles(maze):
         name[len("test_") :] for name in dir(TaskConformance) if name.startswith("test_")
     }
     assert Subject.of(_task, puzzles).spec == spec
+
+
+def _checker(task, check_answer):
+    """``task`` whose evaluator keeps its metrics but answers with ``check_answer``."""
+    inner = task.evaluator
+
+    class Checker:
+        def start(self, context):
+            return inner.start(context)
+
+    Checker.check_answer = staticmethod(check_answer)
+    return attrs.evolve(task, evaluator=Checker())
+
+
+@pytest.mark.parametrize(
+    ("check_answer", "expected"),
+    [
+        (lambda puzzle, answer: True, "check_answer accepts puzzle .* label with cell"),
+        (lambda puzzle, answer: False, r"check_answer\(input, label\) is False for puzzle"),
+        (lambda puzzle, answer: 1, "check_answer returned 1, not True or False"),
+        (lambda puzzle, answer: answer[99, 99], "check_answer raised IndexError"),
+    ],
+)
+def test_wrong_answer_checker_is_caught(maze, check_answer, expected):
+    task, puzzles = maze
+    with pytest.raises(ConformanceError, match=f"'maze-11x11', answer_checker: {expected}"):
+        check_task(_checker(task, check_answer), puzzles, checks=["answer_checker"])
+
+
+@pytest.mark.parametrize("name", ["sudoku-4x4", "maze-11x11"])
+def test_builtin_answer_checkers_pass(name):
+    task = plugins.get_task(name)
+    check_task(task, checks=["answer_checker"], max_examples=10)
+
+
+def test_default_recipe_that_does_not_load_is_caught(maze):
+    task, puzzles = maze
+    bad = attrs.evolve(task, defaults=attrs.evolve(task.defaults, recipe="no-such-recipe"))
+    with pytest.raises(ConformanceError, match="recipe: defaults.recipe 'no-such-recipe' does"):
+        check_task(bad, puzzles, checks=["recipe"])

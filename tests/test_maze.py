@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trmkit.errors import PuzzleError
+from trmkit.grids.dihedral import DIHEDRAL_INVERSE, apply_dihedral, invert_dihedral
 from trmkit.plugins import get_task
 from trmkit.task import EvalContext, PredictionBatch, SourceRequest
-from trmkit_grids.dihedral import DIHEDRAL_INVERSE, apply_dihedral, invert_dihedral
 from trmkit_maze.augment import DihedralAugmenter
 from trmkit_maze.generator import generate
 from trmkit_maze.grid import CHARS, OPEN, PATH, WALL, bfs, endpoints, path_checks

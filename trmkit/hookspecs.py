@@ -1,4 +1,4 @@
-"""The plugin contract: three register-callback hooks under the marker name "trmkit"."""
+"""The plugin contract: four register-callback hooks under the marker name "trmkit"."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def register_models(register):
 @hookspec
 def register_commands(cli):
     """Add click commands or groups to the ``trmkit`` command-line group."""
+
+
+@hookspec
+def register_recipes(register):
+    """Register named training recipes shipped in the plugin's package: call
+    ``register(name, path)`` with a recipe TOML file (``Path(__file__).parent / "recipes" /
+    "life-quick.toml"``, installed as package data). ``trmkit train --recipe NAME`` and a
+    task's ``BuildDefaults.recipe`` may then name it; ``trmkit recipes`` lists it."""

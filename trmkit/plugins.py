@@ -21,6 +21,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -216,9 +217,9 @@ def _impls(hook: Any) -> list[Any]:
     )
 
 
-def _reject(plugin: str, problem: str) -> None:
+def _reject(plugin: str, problem: str, outcome: str = "was skipped") -> None:
     dist = _dist_of.get(plugin) or "?"
-    message = f"plugin {plugin!r} (distribution {dist}) was skipped: {problem}"
+    message = f"plugin {plugin!r} (distribution {dist}) {outcome}: {problem}"
     if rejected.get(plugin) != message:
         _warn(message)
     rejected[plugin] = message
@@ -372,11 +373,89 @@ def get_model(name: str) -> ModelSpec:
     return specs[name]
 
 
+# --------------------------------------------------------------------------- recipes
+
+RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@attrs.frozen
+class RecipeSpec:
+    """A recipe a plugin registered through ``register_recipes``: a TOML file it ships."""
+
+    name: str
+    path: Path
+    plugin: str
+
+
+def _collect_recipes() -> dict[str, RecipeSpec]:
+    from trmkit.recipes import directory_recipes
+
+    load_plugins()
+    taken = directory_recipes()  # trmkit's own tasks/ (and TRMKIT_RECIPES) keep their names
+    specs: dict[str, RecipeSpec] = {}
+    for impl in _impls(pm.hook.register_recipes):
+        plugin = impl.plugin_name
+        mine: dict[str, RecipeSpec] = {}
+
+        def register(
+            name: str,
+            path: str | os.PathLike[str],
+            _plugin: str = plugin,
+            mine: dict[str, RecipeSpec] = mine,
+        ) -> None:
+            where = f"plugin {_plugin!r}"
+            if not isinstance(name, str) or not RECIPE_NAME.fullmatch(name) or name.endswith(
+                ".toml"
+            ):
+                raise PluginError(
+                    f"{where}: recipe name {name!r} must be letters, digits, '-', '_' or '.' "
+                    f"(a name, not a file name)"
+                )
+            if not isinstance(path, (str, os.PathLike)):
+                raise PluginError(
+                    f"{where} (recipe {name!r}): the path is a {type(path).__name__}, not a str "
+                    f"or os.PathLike; pass Path(__file__).parent / 'recipes' / '{name}.toml'"
+                )
+            file = Path(path)
+            if file.suffix != ".toml" or not file.is_file():
+                raise PluginError(
+                    f"{where} (recipe {name!r}): {file} is not a .toml file; ship it with the "
+                    f"package ([tool.setuptools.package-data] \"*\" = [\"*.toml\"])"
+                )
+            if name in taken or name in specs or name in mine:
+                other = (
+                    f"the recipe file {taken[name]}"
+                    if name in taken
+                    else f"plugin {(specs.get(name) or mine[name]).plugin!r}"
+                )
+                raise PluginError(f"{where}: recipe {name!r} is already {other}'s; rename it")
+            mine[name] = RecipeSpec(name, file, _plugin)
+
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            _reject(plugin, _problem(exc, plugin), "had its recipes refused")
+            continue
+        specs.update(mine)
+    return specs
+
+
+_recipes: dict[str, RecipeSpec] | None = None
+
+
+def recipe_specs() -> dict[str, RecipeSpec]:
+    """Every recipe registered by a plugin, by name."""
+    global _recipes
+    if _recipes is None:
+        _recipes = _collect_recipes()
+    return _recipes
+
+
 # --------------------------------------------------------------------------- failures
 
 _current: list[TaskEntry] = []
 """the entry of the task last resolved by `get_task` (the one a command works on)."""
-HELPER_PACKAGES = ("trmkit.grids", "trmkit_grids")
+HELPER_PACKAGES = ("trmkit.grids",)
 """trmkit's helpers for task plugins: their frames count as the calling task's code."""
 
 
@@ -453,6 +532,7 @@ def plugin_info() -> list[dict[str, Any]]:
         rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
     task_entries()
     model_specs()
+    recipe_specs()
     for row in rows:
         if row["name"] in rejected:
             row["error"] = rejected[row["name"]]
@@ -475,7 +555,8 @@ def plugin_info() -> list[dict[str, Any]]:
 
 def reset() -> None:
     """Forget cached registrations (tests register and unregister throwaway plugins)."""
-    global _tasks, _models
+    global _tasks, _models, _recipes
     _tasks = None
     _models = None
+    _recipes = None
     rejected.clear()

@@ -1,7 +1,16 @@
-"""Where recipes live: ``tasks/<name>.toml`` next to the package (a source checkout or an
-editable install) or ``<prefix>/share/trmkit/tasks`` (where a wheel install puts the same
-files, see ``[tool.setuptools.data-files]``). ``TRMKIT_RECIPES`` adds directories in front
-(os.pathsep-separated). A name with a path separator or a ``.toml`` suffix is a file path."""
+"""Where recipes live, and the list of all of them (`trmkit recipes`).
+
+A recipe name resolves, first match wins, to:
+
+1. ``<dir>/<name>.toml`` in a ``TRMKIT_RECIPES`` directory (os.pathsep-separated);
+2. ``tasks/<name>.toml`` next to the package (a source checkout or an editable install) or
+   ``<prefix>/share/trmkit/tasks`` (where a wheel install puts the same files, see
+   ``[tool.setuptools.data-files]``): trmkit's own recipes;
+3. a recipe a plugin registered through the ``register_recipes`` hook (a TOML file shipped
+   in its package). A plugin cannot take a name of 1 or 2: it is warned about and refused.
+
+A name with a path separator or a ``.toml`` suffix is a file path.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +18,14 @@ import os
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 from trmkit.errors import UnknownNameError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def recipe_dirs() -> list[Path]:
@@ -27,11 +42,23 @@ def recipe_dirs() -> list[Path]:
     return unique
 
 
-def available_recipes() -> list[str]:
-    names: set[str] = set()
+def directory_recipes() -> dict[str, Path]:
+    """name -> file of every recipe in `recipe_dirs` (first directory wins)."""
+    found: dict[str, Path] = {}
     for directory in recipe_dirs():
-        names.update(p.stem for p in directory.glob("*.toml"))
-    return sorted(names)
+        for path in sorted(directory.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _plugin_recipes() -> dict[str, Any]:
+    from trmkit import plugins
+
+    return plugins.recipe_specs()
+
+
+def available_recipes() -> list[str]:
+    return sorted({*directory_recipes(), *_plugin_recipes()})
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -45,5 +72,41 @@ def find_recipe(name_or_path: str) -> Path:
         candidate = directory / f"{name_or_path}.toml"
         if candidate.is_file():
             return candidate
+    spec = _plugin_recipes().get(name_or_path)
+    if spec is not None:
+        return spec.path
     known = ", ".join(available_recipes()) or "none found"
     raise UnknownNameError(f"unknown recipe {name_or_path!r}; known recipes: {known}")
+
+
+def recipe_rows() -> list[dict[str, Any]]:
+    """Every recipe: name, task, plugin, description, expected, hardware, path (and "error"
+    for a file that is not TOML). ``plugin`` is the plugin that registered the recipe, or
+    for a recipe file the plugin whose task it trains."""
+    from trmkit import plugins
+
+    entries = plugins.task_entries()
+    owners = {key: e.plugin for e in entries.values() for key in (e.task.name, *e.aliases)}
+    found: list[tuple[str, Path, str | None]] = [
+        (name, path, None) for name, path in directory_recipes().items()
+    ]
+    found += [(s.name, s.path, s.plugin) for s in _plugin_recipes().values()]
+    rows = []
+    for name, path, plugin in found:
+        row: dict[str, Any] = {"name": name, "path": str(path)}
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raw = {}
+            row["error"] = f"{path}: cannot read as TOML: {exc}"
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        task = data.get("task") if isinstance(data.get("task"), str) else ""
+        row["task"] = task
+        row["plugin"] = plugin or owners.get(task)
+        registered = "registered by plugin" if plugin else "file"
+        row["origin"] = registered
+        for key in ("description", "expected", "hardware"):
+            value = raw.get(key, "")
+            row[key] = value if isinstance(value, str) else ""
+        rows.append(row)
+    return sorted(rows, key=lambda row: row["name"])

@@ -31,6 +31,11 @@ The properties (`CHECKS`, each also a function of this module taking a `Subject`
 - ``evaluator``: perfect predictions score ``headline`` 1.0 (also fed in two batches, with
   a padding row of garbage), corrupted predictions score it lower, every metric is a
   finite float, and each ``start`` begins afresh.
+- ``answer_checker``: when the evaluator is a `trmkit.task.AnswerChecker`, ``check_answer``
+  returns a bool, accepts every sample puzzle's label as the answer to its input, and
+  rejects the label with one cell changed to another value of the alphabet.
+- ``recipe``: ``defaults.recipe`` (when set) loads, and trains this task (or another task
+  registered under the name it gives).
 - ``parse``: ``parse_puzzles(format_puzzle(p))`` (or of ``render`` of the query grid) gives
   back the queries; ``render`` returns text for every real and generated grid.
 
@@ -59,6 +64,7 @@ except ImportError as exc:  # a test-time dependency, not a runtime one
     ) from exc
 
 from trmkit.task import (
+    AnswerChecker,
     BatchAugmenter,
     BatchCodec,
     EvalContext,
@@ -655,6 +661,88 @@ def check_evaluator(s: Subject) -> None:
         raise s.fail(check, "a second start() carried state over from an earlier pass")
 
 
+def check_answer_checker(s: Subject) -> None:
+    check = "answer_checker"
+    evaluator = s.task.evaluator
+    if not isinstance(evaluator, AnswerChecker):
+        return
+    alphabet = np.asarray(s.spec.values, np.int64)
+
+    def verdict(puzzle: RawPuzzle, example: Example, answer: np.ndarray, what: str) -> bool:
+        try:
+            result = evaluator.check_answer(np.asarray(example.input), answer)
+        except Exception as exc:
+            raise s.fail(
+                check,
+                f"check_answer raised {type(exc).__name__}: {exc} on {what} of puzzle "
+                f"{puzzle.name!r}; return False for an answer that does not solve the puzzle",
+            ) from exc
+        if not isinstance(result, (bool, np.bool_)):
+            raise s.fail(check, f"check_answer returned {result!r}, not True or False ({what})")
+        return bool(result)
+
+    examples = [(p, e) for p in s.puzzles for e in (*p.train, *p.test)]
+    for puzzle, example in examples:
+        label = np.asarray(example.output)
+        if not verdict(puzzle, example, label.copy(), "its label"):
+            raise s.fail(
+                check,
+                f"check_answer(input, label) is False for puzzle {puzzle.name!r}: the puzzle's "
+                f"own solution must pass (is the input or the answer read in another frame?)",
+            )
+    if len(alphabet) < 2:
+        return
+
+    @s.given(seeds())
+    def corrupted(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        puzzle, example = examples[int(rng.integers(len(examples)))]
+        wrong = np.asarray(example.output).copy()
+        if not wrong.size:
+            return
+        cell = np.unravel_index(int(rng.integers(wrong.size)), wrong.shape)
+        others = alphabet[alphabet != wrong[cell]]
+        wrong[cell] = others[int(rng.integers(len(others)))]
+        if verdict(puzzle, example, wrong, "a corrupted label"):
+            raise s.fail(
+                check,
+                f"check_answer accepts puzzle {puzzle.name!r}'s label with cell "
+                f"{tuple(int(i) for i in cell)} changed to {int(wrong[cell])}: it must reject "
+                f"answers that do not solve the puzzle",
+            )
+
+    corrupted()
+
+
+def check_recipe(s: Subject) -> None:
+    check, name = "recipe", s.task.defaults.recipe
+    if not name:
+        return
+    from trmkit import plugins
+    from trmkit.config import load_recipe
+    from trmkit.errors import TrmkitError
+
+    try:
+        recipe = load_recipe(name)
+    except TrmkitError as exc:
+        raise s.fail(
+            check,
+            f"defaults.recipe {name!r} does not load ({exc}); ship the TOML file in the "
+            f"package and register it through the register_recipes hook (docs/plugins.md)",
+        ) from exc
+    trains = recipe.data.task
+    if not trains or trains == s.task.name:
+        return
+    try:
+        plugins.get_task(trains)
+    except TrmkitError as exc:
+        raise s.fail(
+            check,
+            f"defaults.recipe {name!r} trains data.task {trains!r}, which is neither this task "
+            f"nor a registered one; set data.task = {s.task.name!r} in the recipe",
+        ) from exc
+
+
 # --------------------------------------------------------------------------- text
 
 
@@ -705,6 +793,8 @@ CHECKS: Mapping[str, Callable[[Subject], None]] = {
     "draw": check_draw,
     "augmenter_batch": check_augmenter_batch,
     "evaluator": check_evaluator,
+    "answer_checker": check_answer_checker,
+    "recipe": check_recipe,
     "parse": check_parse,
 }
 """Every property, by name, in the order `check_task` runs them."""
@@ -790,6 +880,12 @@ class TaskConformance:
 
     def test_evaluator(self) -> None:
         check_evaluator(self.subject())
+
+    def test_answer_checker(self) -> None:
+        check_answer_checker(self.subject())
+
+    def test_recipe(self) -> None:
+        check_recipe(self.subject())
 
     def test_parse(self) -> None:
         check_parse(self.subject())

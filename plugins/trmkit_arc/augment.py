@@ -2,7 +2,7 @@
 
 A transform is stored as 11 ints: ``[dihedral_id, m_0, ..., m_9]`` where colour c becomes
 ``m_c`` and ``m_0 == 0`` (black is fixed). Dihedral ids and their inverse table are the
-reference's (6.3, see `trmkit_grids.dihedral`). The colour map is pointwise, so it commutes
+reference's (6.3, see `trmkit.grids.dihedral`). The colour map is pointwise, so it commutes
 with the dihedral move; `invert` undoes both (inverse dihedral, then the colour map's
 inverse permutation ``argsort(m)``), as the reference evaluator does (7.3).
 
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from trmkit.task import RawPuzzle
-from trmkit_grids.dihedral import (
+from trmkit.grids.dihedral import (
     DIHEDRAL_INVERSE,
     NUM_DIHEDRAL,
     apply_dihedral,
     apply_dihedral_batch,
     invert_dihedral_batch,
 )
+from trmkit.task import RawPuzzle
 
 NUM_COLOURS = 10
 TRANSFORM_SIZE = 1 + NUM_COLOURS
@@ -42,7 +42,7 @@ _W_SHAPE = _odd_weights(_GEN, 4 * 31)
 _W_RANK = _odd_weights(_GEN, 4096)
 
 
-# the 8 dihedral moves as numpy views (ids as in trmkit_grids.dihedral; no copies, no
+# the 8 dihedral moves as numpy views (ids as in trmkit.grids.dihedral; no copies, no
 # per-call axis normalisation: the evaluator inverts hundreds of thousands of small grids)
 _VIEWS = (
     lambda g: g,

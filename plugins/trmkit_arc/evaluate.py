@@ -25,9 +25,9 @@ from typing import Any
 import attrs
 import numpy as np
 
+from trmkit.grids.metrics import AccuracyTally, real_rows
 from trmkit.task import EvalContext, PredictionBatch
 from trmkit_arc.codec import CANVAS, COLOUR_OFFSET, crop_shapes
-from trmkit_grids.metrics import AccuracyTally, real_rows
 
 PASS_KS: tuple[int, ...] = (1, 2, 5, 10, 100, 1000)
 SUBMISSION_K = 2

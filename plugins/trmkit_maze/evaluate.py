@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from trmkit.grids.metrics import AccuracyTally, real_rows
 from trmkit.task import EvalContext, PredictionBatch
-from trmkit_grids.metrics import AccuracyTally, real_rows
 from trmkit_maze.augment import DihedralAugmenter
 from trmkit_maze.grid import OPEN, PATH, path_checks
 

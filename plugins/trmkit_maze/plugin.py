@@ -10,9 +10,9 @@ maze-15x15 (alias maze-small, seq_len 225) and maze-11x11 (alias maze-tiny, seq_
 
 from __future__ import annotations
 
+from trmkit.grids.codec import OffsetCodec
 from trmkit.hookspecs import hookimpl
 from trmkit.task import BuildDefaults, Task
-from trmkit_grids.codec import OffsetCodec
 from trmkit_maze import source
 from trmkit_maze.augment import DihedralAugmenter
 from trmkit_maze.evaluate import MazeEvaluator

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from trmkit.errors import PuzzleError, SourceError
+from trmkit.grids import csvsource
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
-from trmkit_grids import csvsource
 from trmkit_maze import generator
 from trmkit_maze.grid import CHARS, GOAL, OPEN, PATH, START, shortest_path
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from trmkit.grids.codec import OffsetCodec
+from trmkit.grids.metrics import AccuracyTally, real_rows
 from trmkit.task import EvalContext, PredictionBatch
-from trmkit_grids.codec import OffsetCodec
-from trmkit_grids.metrics import AccuracyTally, real_rows
 from trmkit_sudoku.augment import SudokuAugmenter
 from trmkit_sudoku.solver import Geometry, consistent, valid_solutions
 

@@ -11,9 +11,9 @@ sudoku-6x6 (2x3 boxes, vocab 8, seq_len 36) and sudoku-4x4 (2x2 boxes, vocab 6,
 
 from __future__ import annotations
 
+from trmkit.grids.codec import OffsetCodec
 from trmkit.hookspecs import hookimpl
 from trmkit.task import BuildDefaults, Task
-from trmkit_grids.codec import OffsetCodec
 from trmkit_sudoku import source
 from trmkit_sudoku.augment import SudokuAugmenter
 from trmkit_sudoku.evaluate import SudokuEvaluator

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "trmkit.commands.eval",
     "trmkit.commands.solve",
     "trmkit.commands.checkpoint",
+    "trmkit.commands.recipes",
 )
 
 

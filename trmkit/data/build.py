@@ -52,6 +52,7 @@ import numpy as np
 
 from trmkit.data.store import SplitWriter, StoreWriter, check_out_path
 from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
+from trmkit.network import require_hub
 from trmkit.task import (
     BatchAugmenter,
     BatchCodec,
@@ -129,6 +130,9 @@ def load_raw(task: Task, source: str | None, seed: int, options: Mapping[str, st
             f"source {src.name!r} of task {task.name!r} has no option "
             f"{', '.join(repr(k) for k in unknown)}; accepted options: {accepted}"
         )
+    if src.kind == "download":  # fail in one line at once when offline, not after retries
+        require_hub(f"source {src.name!r} of task {task.name!r}",
+                    "build it where online, or pass a local copy: --source DIR")
     try:
         raw = src.load(SourceRequest(path, seed, dict(options)))
     except TrmkitError:

@@ -1,4 +1,5 @@
-"""Exact and token accuracy over the non-ignored label tokens (reference 7.1).
+"""Exact and token accuracy over the non-ignored label tokens (reference 7.1):
+`AccuracyTally` to count them inside your own evaluator, `AccuracyEvaluator` ready made.
 
 exact_accuracy: fraction of rows whose every non-ignored label token is predicted right
 (the number reported for Sudoku-Extreme and Maze-Hard). token_accuracy: per-row fraction
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trmkit.task import PredictionBatch
+from trmkit.task import EvalContext, PredictionBatch
 
 
 def real_rows(batch: PredictionBatch) -> np.ndarray:
@@ -46,3 +47,31 @@ class AccuracyTally:
             "token_accuracy": self.token_sum / rows,
             "count": float(self.rows),
         }
+
+
+class AccuracyRun:
+    """One evaluation pass of `AccuracyEvaluator` (a `trmkit.task.EvalRun`)."""
+
+    def __init__(self, context: EvalContext) -> None:
+        self.tally = AccuracyTally(context.codec.ignore_label_id)
+
+    def update(self, batch: PredictionBatch) -> None:
+        rows = real_rows(batch)
+        if len(rows):
+            self.tally.update(np.asarray(batch.labels)[rows], np.asarray(batch.predictions)[rows])
+
+    def finish(self) -> dict[str, float]:
+        return self.tally.metrics()
+
+
+class AccuracyEvaluator:
+    """A ready `trmkit.task.Evaluator`: ``exact_accuracy``, ``token_accuracy`` and ``count``
+    over the non-padding rows, compared in token space (no decoding, no voting).
+
+    Enough for a task with one right answer per puzzle. For a task-specific metric (a rules
+    check, a valid-path rate), write an evaluator whose run keeps an `AccuracyTally` and adds
+    its own numbers in ``finish``, as the built-in Sudoku and Maze evaluators do.
+    """
+
+    def start(self, context: EvalContext) -> AccuracyRun:
+        return AccuracyRun(context)
