@@ -121,3 +121,67 @@ def test_recipe_fields_are_typed_and_documented(tmp_path):
 def test_negative_intervals_are_one_line_errors(field, value):
     with pytest.raises(ConfigError, match=f"train.{field} is {value}; use"):
         CheckpointClock.from_recipe(TrainSection(**{field: value}))
+
+
+class _Meta:
+    total_groups = 64
+    mean_puzzle_examples = 1.0
+
+
+@pytest.mark.parametrize(("train", "max_steps", "total", "eval_every"), [
+    (TrainSection(epochs=2, eval_interval=1), None, 8, 4),
+    (TrainSection(epochs=2, eval_interval=0), None, 8, 0),
+    (TrainSection(epochs=2, max_steps=5), None, 5, 4 * 5000),
+    (TrainSection(epochs=2, max_steps=5), 3, 3, 4 * 5000),  # --max-steps wins
+    (TrainSection(epochs=2, max_steps=0, eval_interval=1), None, 8, 4),  # 0: use epochs
+])
+def test_step_plan(train, max_steps, total, eval_every):
+    from trmkit.training.intervals import StepPlan
+
+    plan = StepPlan.resolve(_Meta(), 16, train, max_steps)
+    assert (plan.total_steps, plan.eval_every, plan.steps_per_epoch) == (total, eval_every, 4)
+
+
+def test_a_zero_budget_is_a_one_line_error():
+    from trmkit.training.intervals import StepPlan
+
+    with pytest.raises(ConfigError, match="the step budget is 0 .*raise train.epochs"):
+        StepPlan.resolve(_Meta(), 16, TrainSection(epochs=0))
+
+
+_TWO_PROCESS_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import torch
+torch.set_num_threads(1)
+from tiny_training import tiny_trainer
+trainer = tiny_trainer(Path({tmp!r}), Path({data!r}), overrides=[
+    "train.eval_interval=0", "train.checkpoint_keep=20", "train.checkpoint_every_minutes=1e-9"])
+trainer.run()
+"""
+
+
+@pytest.mark.slow  # two interpreters and a gloo rendezvous
+def test_two_processes_agree_on_time_checkpoints(tmp_path, data):
+    """Rank 0's clock decides for every rank: with a near-zero interval both write every
+    step (a disagreement would deadlock in the collective checkpoint write)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    if not Path(accelerate).exists():
+        pytest.skip("accelerate CLI not found")
+    script = tmp_path / "run.py"
+    script.write_text(_TWO_PROCESS_SCRIPT.format(tests=str(Path(__file__).parent),
+                                                 tmp=str(tmp_path), data=str(data)))
+    proc = subprocess.run(
+        [accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+         str(script)], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+        text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [s for s, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == list(range(1, 9))

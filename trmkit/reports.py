@@ -19,21 +19,6 @@ import numpy as np
 from trmkit.training.metrics_log import MetricsLog, _plain  # noqa: F401 (re-exported)
 
 
-def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested dict (a recipe) as flat ``section.key`` scalars, e.g. for a tracker's
-    hyper-parameter table; other values become their ``str``."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flat_params(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
-        else:
-            out[key] = str(v)
-    return out
-
-
 def have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -162,3 +147,18 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return True
+
+
+def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict (a recipe) as flat ``section.key`` scalars, e.g. for a tracker's
+    hyper-parameter table; other values become their ``str``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flat_params(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out

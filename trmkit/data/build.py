@@ -26,7 +26,7 @@ augmentation draws and codec placement, so the same inputs and seed give byte-id
 arrays (the official Sudoku/Maze builders draw from unseeded RNGs).
 
 Optional fast paths, the typed protocols of `trmkit.task` (checked at registration; see
-docs/plugins.md, "Optional batched protocols"):
+docs/plugins.md, "Optional protocols"):
 - `BatchAugmenter` (``apply_batch(transforms[N, k], grids[N, H, W]) -> [N, H, W]``) is used for
   square grids: one call per example grid for all variants of a puzzle.
 - `BatchCodec` (``encode_batch(grids[N, H, W]) -> uint8[N, seq_len]``) replaces

@@ -1,4 +1,7 @@
-"""When the loop evaluates and when it writes a checkpoint: two independent intervals.
+"""How long the loop runs, when it logs and evaluates, and when it writes a checkpoint.
+
+The budget is `trmkit.data.loader.step_budget` of ``train.epochs`` unless ``--max-steps`` or
+``train.max_steps`` (> 0) says otherwise; logging is every ``train.log_every`` steps.
 
 Evaluation runs every ``train.eval_interval`` epochs (as the official code). Checkpoints
 have their own clock so a killed run loses at most one interval whatever the evaluation
@@ -14,13 +17,45 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import torch
 import torch.distributed as dist
 
 from trmkit.config import TrainSection
+from trmkit.data.loader import step_budget
 from trmkit.errors import ConfigError
+
+
+@attrs.frozen
+class StepPlan:
+    """The step counts of a run, resolved from the recipe and the training split."""
+
+    total_steps: int
+    steps_per_epoch: float
+    eval_every: int
+    """steps between evaluations (0: only at the end)."""
+    log_every: int
+
+    @classmethod
+    def resolve(cls, meta: Any, global_batch: int, train: TrainSection,
+                max_steps: int | None = None) -> StepPlan:
+        """``meta`` is the training split's `SplitMeta`; ``max_steps`` is ``--max-steps``."""
+        per_epoch = step_budget(meta, global_batch)
+        total = int(step_budget(meta, global_batch, train.epochs))
+        if max_steps is not None:
+            total = int(max_steps)
+        elif train.max_steps is not None and train.max_steps > 0:
+            total = train.max_steps
+        if total <= 0:
+            raise ConfigError(
+                f"the step budget is 0 (epochs={train.epochs}, {meta.total_groups} groups, "
+                f"global batch {global_batch}); raise train.epochs or pass --max-steps")
+        eval_every = (max(1, round(train.eval_interval * per_epoch))
+                      if train.eval_interval > 0 else 0)
+        return cls(total_steps=total, steps_per_epoch=per_epoch, eval_every=eval_every,
+                   log_every=max(1, train.log_every))
 
 
 @attrs.define
@@ -72,4 +107,4 @@ class CheckpointClock:
         return late
 
 
-__all__ = ["CheckpointClock"]
+__all__ = ["CheckpointClock", "StepPlan"]

@@ -47,7 +47,7 @@ from trmkit.checkpoint.manifest import Manifest
 from trmkit.checkpoint.state import load_tree, save_tree
 from trmkit.config import Recipe, recipe_to_dict, resume_mismatch
 from trmkit.data.cache import prepare_dataset
-from trmkit.data.loader import TrainLoader, step_budget
+from trmkit.data.loader import TrainLoader
 from trmkit.data.store import open_store
 from trmkit.errors import CheckpointError, ConfigError, TrmkitError
 from trmkit.evaluation import evaluate
@@ -55,7 +55,7 @@ from trmkit.models import build_model, compile_model
 from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import MetricsLog, flat_params, plot_curves
 from trmkit.training.ema import EMA
-from trmkit.training.intervals import CheckpointClock
+from trmkit.training.intervals import CheckpointClock, StepPlan
 from trmkit.training.optim import build_optimizers
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
 from trmkit.training.schedule import set_lr
@@ -122,19 +122,9 @@ class Trainer:
         if train.compile:
             compile_model(self.model)  # state_dict keys unchanged
 
-        self.steps_per_epoch = step_budget(meta, self.global_batch)
-        self.total_steps = int(step_budget(meta, self.global_batch, train.epochs))
-        if max_steps is not None:
-            self.total_steps = int(max_steps)
-        elif train.max_steps is not None and train.max_steps > 0:
-            self.total_steps = train.max_steps
-        if self.total_steps <= 0:
-            raise ConfigError(
-                f"the step budget is 0 (epochs={train.epochs}, {meta.total_groups} groups, "
-                f"global batch {self.global_batch}); raise train.epochs or pass --max-steps")
-        self.eval_every = (max(1, round(train.eval_interval * self.steps_per_epoch))
-                           if train.eval_interval > 0 else 0)
-        self.log_every = max(1, train.log_every)
+        plan = StepPlan.resolve(meta, self.global_batch, train, max_steps)
+        self.total_steps, self.eval_every, self.log_every = (
+            plan.total_steps, plan.eval_every, plan.log_every)
         self.checkpoints = CheckpointClock.from_recipe(train)
 
         self.step = 0
