@@ -20,13 +20,7 @@ FOREIGN = re.compile(r"\b(?:reference|section|sections|quirk)\s+\d+\.\d+|\b9\.1\
                      r"trm-reference")
 
 
-PENDING = {
-    ("plugins.md", "Helpers"): "the plugkit branch adds '6. Helpers for grid tasks'",
-    ("plugins.md", "Optional protocols"): "the plugkit branch renames '5. Optional batched "
-                                          "protocols' to '5. Optional protocols'",
-    ("training.md", "Preflight"): "the presets branch adds '### Preflight: will it finish here'",
-    ("training.md", "Threads"): "the presets branch adds '### Threads'",
-}
+PENDING: dict[tuple[str, str], str] = {}
 """Headings a parallel branch is writing: tolerated while absent, checked once present.
 Delete an entry when its branch has merged."""
 

@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from trmkit.training.metrics_log import MetricsLog, _plain  # noqa: F401 (re-exported)
-
 
 def have_matplotlib() -> bool:
     try:

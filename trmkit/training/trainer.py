@@ -53,9 +53,10 @@ from trmkit.errors import CheckpointError, ConfigError, TrmkitError
 from trmkit.evaluation import evaluate
 from trmkit.models import build_model, compile_model
 from trmkit.models.protocol import RecursiveModel
-from trmkit.reports import MetricsLog, flat_params, plot_curves
+from trmkit.reports import flat_params, plot_curves
 from trmkit.training.ema import EMA
 from trmkit.training.intervals import CheckpointClock, StepPlan
+from trmkit.training.metrics_log import MetricsLog
 from trmkit.training.optim import build_optimizers
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
 from trmkit.training.schedule import set_lr
