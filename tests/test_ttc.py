@@ -301,3 +301,13 @@ def test_select_valid_needs_a_checker(run):
         check_policy(InferencePolicy(samples=2), bundle.model, task, True)
     with pytest.raises(OptionError, match="cannot perturb"):
         check_policy(InferencePolicy(noise=0.1), _EchoModel(), task, False)
+
+
+def test_pareto_front_keeps_only_points_nothing_beats():
+    from trmkit.reports import pareto_front
+
+    pts = [{"forward_passes": f, "exact_accuracy": a} for f, a in
+           [(8, 0.94), (1, 0.68), (4, 0.94), (16, 0.99), (2, 0.90), (32, 0.99), (16, 0.5)]]
+    front = pareto_front(pts)
+    assert [(p["forward_passes"], p["exact_accuracy"]) for p in front] == \
+        [(1, 0.68), (2, 0.90), (4, 0.94), (16, 0.99)]

@@ -110,35 +110,50 @@ def plot_trace(grids: Sequence[np.ndarray], title: str, out: Path) -> bool:
     return True
 
 
+def pareto_front(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The points no other point beats on both axes (fewer forward passes per puzzle and
+    higher exact accuracy), cheapest first: the best accuracy each compute budget buys."""
+    front: list[Mapping[str, Any]] = []
+    for p in sorted(points, key=lambda p: (p["forward_passes"], -p["exact_accuracy"])):
+        if not front or p["exact_accuracy"] > front[-1]["exact_accuracy"]:
+            front.append(p)
+    return front
+
+
 def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") -> bool:
-    """Exact accuracy against forward passes per puzzle (log scale), one line per
-    (diversity source, halting, selection) over sample counts at the sweep's largest depth,
-    plus the depth-only line of one exact trajectory."""
+    """Exact accuracy against forward passes per puzzle (log scale): the depth-only line of
+    one exact trajectory, one line per (diversity source, selection) over sample counts at
+    the sweep's largest depth with fixed halting, and the Pareto front over every point
+    (any depth, halting and selection) with its settings named in ``sweep.json``."""
     if not have_matplotlib() or not points:
         return False
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(9.0, 4.6))
     top = max(int(p["depth"]) for p in points)
     depth_line = sorted((p["forward_passes"], p["exact_accuracy"]) for p in points
                         if p["samples"] == 1 and p["halt"] == "fixed")
     if depth_line:
         xs, ys = zip(*depth_line, strict=True)
         ax.plot(xs, ys, "k.-", label="depth only (1 sample, fixed)", linewidth=2)
-    lines: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    lines: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for p in points:
-        if p["samples"] > 1 and p["depth"] == top:
-            key = (str(p["source"]), str(p["halt"]), str(p["select"]))
+        if p["samples"] > 1 and p["depth"] == top and p["halt"] == "fixed":
+            key = (str(p["source"]), str(p["select"]))
             lines.setdefault(key, []).append((p["forward_passes"], p["exact_accuracy"]))
-    for (source, halt, select), pts in sorted(lines.items()):
+    for (source, select), pts in sorted(lines.items()):
         xs, ys = zip(*sorted(pts), strict=True)
         style = "-" if source == "augment" else "--"
         ax.plot(xs, ys, style, marker="o", markersize=3, linewidth=1,
-                label=f"{source}, halt {halt}, select {select}")
+                label=f"{source}, select {select} (depth {top})")
+    front = pareto_front(points)
+    ax.plot([p["forward_passes"] for p in front], [p["exact_accuracy"] for p in front],
+            color="red", linewidth=2.5, alpha=0.4, drawstyle="steps-post",
+            label="best at each budget (any depth, halting, selection)")
     ax.set_xscale("log")
     ax.set_xlabel("forward passes per puzzle (supervision steps x samples)")
     ax.set_ylabel("exact accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

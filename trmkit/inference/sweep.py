@@ -32,7 +32,7 @@ from trmkit.inference.engine import (
 from trmkit.inference.policy import HaltPolicy, InferencePolicy
 from trmkit.inference.scoring import samples_per_batch, seq_scores
 from trmkit.models.protocol import NoisyRecursion, RecursiveModel
-from trmkit.reports import plot_sweep
+from trmkit.reports import pareto_front, plot_sweep
 from trmkit.task import AnswerChecker, Task
 
 DEFAULT_SAMPLES = (1, 2, 4, 8, 16)
@@ -99,7 +99,8 @@ class SweepReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "baseline": self.baseline(),
-                "best_within_8x": self.best_within(8.0), "points": self.points}
+                "best_within_8x": self.best_within(8.0),
+                "pareto_front": pareto_front(self.points), "points": self.points}
 
     def write(self, out_dir: Path, plot: bool = True) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
