@@ -250,6 +250,21 @@ def test_sweep_points_match_plain_evaluation(run, tmp_path):
     assert written[0].name == "sweep.json"
 
 
+def test_depth_only_sweep_records_once(run, monkeypatch):
+    """With one sample every diversity source runs the same exact trajectory."""
+    import trmkit.inference.sweep as sweep_mod
+
+    bundle, task, split = _split(run)
+    calls = []
+    real = sweep_mod.record
+    monkeypatch.setattr(sweep_mod, "record", lambda *a, **k: calls.append(1) or real(*a, **k))
+    grid = attrs.evolve(default_grid(bundle.model, task, False, depths=(1, 2), samples=(1,)),
+                        sources=("augment", "noise"))
+    report = run_sweep(bundle.model, split, task, grid, batch_size=1024)
+    assert len(calls) == 1 and report.config["sources"] == ["augment"]
+    assert {p["depth"] for p in report.points} == {1, 2}
+
+
 def test_solve_with_samples(run):
     bundle, task, _ = _split(run)
     puzzles = task.parse_puzzles("1..4.3....2..1..")

@@ -130,8 +130,10 @@ def run_sweep(model: RecursiveModel, split: Any, task: Task | None, grid: SweepG
     was_training = model.training
     model.eval()
     count = 0
+    # with one sample per puzzle every source runs the same exact trajectory: record it once
+    sources = grid.sources if s_max > 1 else grid.sources[:1]
     try:
-        for source in grid.sources:
+        for source in sources:
             policy = InferencePolicy(steps=depth, samples=s_max, augment=source == "augment",
                                      noise=grid.noise if source == "noise" else 0.0,
                                      select="vote", seed=grid.seed)
@@ -196,7 +198,7 @@ def run_sweep(model: RecursiveModel, split: Any, task: Task | None, grid: SweepG
     config = {"task": task.name if task is not None else None, "count": count,
               "trained_steps": model.halt_max_steps, "depths": list(grid.depths),
               "samples": list(grid.samples), "halts": [str(h) for h in grid.halts],
-              "selects": list(grid.selects), "sources": list(grid.sources),
+              "selects": list(grid.selects), "sources": list(sources),
               "noise": grid.noise, "seed": grid.seed, "batch_size": batch_size,
               "device": str(next(model.parameters()).device),
               "threads": torch.get_num_threads()}
