@@ -34,7 +34,9 @@ def slow(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "trmkit", "plugins", "tests", "benchmarks", "noxfile.py")
+    paths = ("trmkit", "plugins", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session

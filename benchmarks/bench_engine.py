@@ -1,15 +1,22 @@
 """Engine throughput on this machine: one training supervision step (forward + backward +
-optimizer) and one eval step, against a 4096^3 fp32 matmul timed in the same process right
-before the model's steps.
+optimizer) and one eval step (the `rollout` path: no grad), against an fp32 matmul timed in
+the same process right before the model's steps.
 
     python benchmarks/bench_engine.py [--quick] [--compile {off,on,both}] [--repeats N]
-                                      [--only SUBSTRING]
+                                      [--only SUBSTRING] [--against REF] [--rounds R]
 
-Each configuration runs in its own subprocess, so its peak RSS (VmHWM, reset after the
-matmul probe) is its own. Times are the best of ``repeats`` steps after one warm-up step;
-with --compile the warm-up (compilation) time is reported separately. FLOPs are counted
-from the architecture (trmkit.models.flops: matmuls only), so "of peak" is matmul work per
-second over the measured peak matmul rate. The machine is shared: check ``uptime`` first.
+The shapes are the presets' (tasks/sudoku-quick.toml, tasks/maze-quick.toml, read from the
+recipes with their batch) and the paper's (tasks/sudoku-extreme-mlp.toml / -att.toml at
+batch 64, and a D=128 variant at batch 256). Each configuration runs in its own subprocess,
+so its peak RSS (VmHWM, reset after the matmul probe) is its own. Times are the best of
+``repeats`` steps after one warm-up step; with --compile the warm-up (compilation) time is
+reported separately. FLOPs are counted from the architecture (trmkit.models.flops: matmuls
+only), so "of peak" is matmul work per second over the measured peak matmul rate.
+
+``--against REF`` exports git REF (a commit, branch or tag) to a temporary directory and runs
+every configuration alternately with this checkout and with REF, ``rounds`` times each, in
+the same conditions; it prints the ratio of REF's best time to this checkout's (> 1: this
+checkout is faster). The machine is shared: check ``uptime`` first and set OMP_NUM_THREADS.
 """
 
 from __future__ import annotations
@@ -20,24 +27,49 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 
 from trmkit.models import build_model, compile_model
 from trmkit.models.flops import step_flops
+from trmkit.models.rollout import rollout
 from trmkit.training.optim import AdamATan2, SparseSignSGD
 
+EVAL_STEPS = 4  # supervision steps per timed rollout (eval s/step = rollout time / steps)
 SUDOKU = dict(seq_len=81, vocab_size=11, h_cycles=3, l_cycles=6)
 SMALL = dict(hidden_size=128, num_heads=2, puzzle_emb_ndim=128)
 MLP_T = dict(mixer="mlp_t", pos_encodings="none")
 ATTENTION = dict(mixer="attention")
+PRESETS = {  # label -> (recipe, batch, quick batch); batch None: the recipe's own
+    "sudoku-quick (D64 MLP-t, T2 n2)": ("sudoku-quick", None, 32),
+    "maze-quick (D64 MLP-t, T2 n2)": ("maze-quick", None, 8),
+    "D512 MLP-t (paper, sudoku-extreme-mlp)": ("sudoku-extreme-mlp", 64, 8),
+    "D512 attention (paper, sudoku-extreme-att)": ("sudoku-extreme-att", 64, 8),
+}
 CONFIGS = {  # label -> (model fields, batch, quick batch)
-    "D512 MLP-t (paper)": ({**SUDOKU, **MLP_T}, 64, 8),
-    "D512 attention (paper)": ({**SUDOKU, **ATTENTION}, 64, 8),
     "D128 MLP-t (small)": ({**SUDOKU, **MLP_T, **SMALL}, 256, 32),
     "D128 attention (small)": ({**SUDOKU, **ATTENTION, **SMALL}, 256, 32),
 }
+LABELS = [*PRESETS, *CONFIGS]
+
+
+def shape(label: str, quick: bool) -> tuple[dict, int]:
+    """(model fields, batch) of a configuration; presets from their recipe and task."""
+    if label in CONFIGS:
+        fields, batch, quick_batch = CONFIGS[label]
+        return fields, quick_batch if quick else batch
+    from trmkit import plugins
+    from trmkit.config import load_recipe
+
+    name, batch, quick_batch = PRESETS[label]
+    recipe = load_recipe(name, [])
+    codec = plugins.get_task(recipe.data.task).codec
+    fields = {**recipe.model.fields, "seq_len": codec.seq_len, "vocab_size": codec.vocab_size}
+    if quick:
+        return fields, quick_batch
+    return fields, batch or recipe.optim.global_batch_size
 
 
 def peak_gflops(n: int, repeats: int) -> float:
@@ -100,15 +132,15 @@ def bench(fields: dict, batch: int, repeats: int, compile_: bool, peak_n: int) -
     _reset_peak_rss()
     base_rss = _status_mib("VmRSS")
     model.eval()
-    with torch.inference_mode():
+    depth = min(EVAL_STEPS, model.halt_max_steps)  # the evaluator's path: rollout, no grad
+    t0 = time.perf_counter()
+    rollout(model, data, depth)
+    eval_warm = (time.perf_counter() - t0) / depth
+    etimes = []
+    for _ in range(repeats):
         t0 = time.perf_counter()
-        ecarry, *_ = model(model.initial_carry(data), data)
-        eval_warm = time.perf_counter() - t0
-        etimes = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            ecarry, *_ = model(ecarry, data)
-            etimes.append(time.perf_counter() - t0)
+        rollout(model, data, depth)
+        etimes.append((time.perf_counter() - t0) / depth)
     eval_rss = _status_mib("VmHWM")
 
     model.train()
@@ -155,39 +187,90 @@ def report(label: str, batch: int, compile_: bool, r: dict) -> str:
     return "\n".join(lines)
 
 
+def export_ref(ref: str, where: str) -> str:
+    """``git archive`` of REF into ``where`` (no worktree, no change to the repository)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sha = subprocess.run(["git", "-C", root, "rev-parse", "--short", ref], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    archive = subprocess.run(["git", "-C", root, "archive", ref, "trmkit", "tasks"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
+    return sha
+
+
+def run_child(label: str, compile_: bool, args, pythonpath: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--child", json.dumps([label, compile_])]
+    cmd += ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+    env = dict(os.environ)
+    if pythonpath is not None:  # REF's trmkit package in front of this checkout's
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches, 1 repeat")
     parser.add_argument("--compile", choices=("off", "on", "both"), default="off")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--only", default="", help="run the configs whose label contains this")
+    parser.add_argument("--against", metavar="REF", default=None,
+                        help="also time git REF, alternating with this checkout")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --against: alternations per configuration (best kept)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 3)
+    args.repeats = args.repeats or (1 if args.quick else 3)
     peak_n = 2048 if args.quick else 4096
     if args.child is not None:  # one configuration, figures on stdout as JSON
         label, compile_ = json.loads(args.child)
-        fields, batch, quick_batch = CONFIGS[label]
-        result = bench(fields, quick_batch if args.quick else batch, repeats, compile_, peak_n)
+        fields, batch = shape(label, args.quick)
+        result = bench(fields, batch, args.repeats, compile_, peak_n)
+        result["trmkit"] = os.path.dirname(os.path.abspath(sys.modules["trmkit"].__file__))
         print(json.dumps(result))
         return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
         f"{platform.processor() or platform.machine()}, load average {load:.2f}, "
-        f"best of {repeats}, peak = {peak_n}^3 fp32 matmul timed before each config; T=3 n=6, "
-        "seq 81+16"
+        f"best of {args.repeats}, peak = {peak_n}^3 fp32 matmul timed before each config; "
+        f"eval = rollout of {EVAL_STEPS} steps (no grad) per step"
     )
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    for label, (_, batch, quick_batch) in CONFIGS.items():
-        if args.only not in label:
-            continue
-        for compile_ in modes:
-            cmd = [sys.executable, __file__, "--child", json.dumps([label, compile_])]
-            cmd += ["--repeats", str(repeats)] + (["--quick"] if args.quick else [])
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            result = json.loads(out.strip().splitlines()[-1])
-            print(report(label, quick_batch if args.quick else batch, compile_, result), flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-engine-ref-") as tmp:
+        ref_sha = export_ref(args.against, tmp) if args.against else None
+        if ref_sha:
+            print(f"--against {args.against} ({ref_sha}): ratio = REF time / this checkout's "
+                  f"time (> 1: faster now), best over {args.rounds} alternating rounds")
+        for label in LABELS:
+            if args.only not in label:
+                continue
+            fields, batch = shape(label, args.quick)
+            print(f"{label}: batch {batch}, D={fields.get('hidden_size')}, "
+                  f"L={fields['seq_len']}, T={fields.get('h_cycles')}, "
+                  f"n={fields.get('l_cycles')}, layers={fields.get('l_layers')}", flush=True)
+            for compile_ in modes:
+                if ref_sha is None:
+                    print(report(label, batch, compile_, run_child(label, compile_, args, None)),
+                          flush=True)
+                    continue
+                now: list[dict] = []
+                ref: list[dict] = []
+                for _ in range(args.rounds):  # alternate: both see the same load
+                    now.append(run_child(label, compile_, args, None))
+                    ref.append(run_child(label, compile_, args, tmp))
+                best_now = min(now, key=lambda r: r["train_s"] + r["eval_s"])
+                print(report(label, batch, compile_, best_now), flush=True)
+                for part in ("train_s", "eval_s"):
+                    mine = min(r[part] for r in now)
+                    theirs = min(r[part] for r in ref)
+                    peak = max(r["peak"] for r in ref)
+                    gflops = (best_now["train_gflops" if part == "train_s" else "eval_gflops"]
+                              * best_now[part] / theirs)
+                    print(f"  {part[:-2]:<5} {args.against}: {theirs:8.3f} s/step "
+                          f"({gflops / peak:6.1%} of peak) -> ratio {theirs / mine:5.2f}x",
+                          flush=True)
 
 
 if __name__ == "__main__":

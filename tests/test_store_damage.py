@@ -104,7 +104,52 @@ def _broken_index(d):
     array[:] = values
 
 
+def _stray_file_hides_deleted_chunk(d):
+    files = _chunk_files(d / "train" / "inputs")
+    files[0].unlink()
+    (d / "train" / "inputs" / "c" / "stray").write_bytes(b"x")  # same file count as before
+
+
+def _splits_not_a_list(d):
+    _edit_json(d / "zarr.json", lambda m: m["attributes"].__setitem__("splits", "train"))
+
+
+def _task_not_a_string(d):
+    _edit_json(d / "zarr.json", lambda m: m["attributes"].__setitem__("task", 7))
+
+
+def _complete_a_string(d):
+    _edit_json(d / "zarr.json", lambda m: m["attributes"].__setitem__("complete", "true"))
+
+
+def _huge_total_puzzles(d):
+    _edit_json(d / "test" / "zarr.json",
+               lambda m: m["attributes"].__setitem__("total_puzzles", 10**12))
+
+
+def _float_total(d):
+    _edit_json(d / "train" / "zarr.json",
+               lambda m: m["attributes"].__setitem__("total_examples", 12.0))
+
+
+def _delete_group_names(d):
+    shutil.rmtree(d / "train" / "group_names")
+
+
+def _delete_identifiers(d):
+    shutil.rmtree(d / "identifier_names")
+
+
 DAMAGE = {
+    "stray file hides a deleted shard": (_stray_file_hides_deleted_chunk,
+                                         "train/inputs: 1 chunk file(s) missing"),
+    "root splits not a list": (_splits_not_a_list, "root attribute splits"),
+    "root task not a string": (_task_not_a_string, "root attribute task is 7"),
+    "complete a string": (_complete_a_string, "incomplete store"),
+    "total_puzzles 10**12": (_huge_total_puzzles, "contradicts the split attr"),
+    "float total_examples": (_float_total, "total_examples is 12.0, expected an integer"),
+    "deleted group names": (_delete_group_names, "train/group_names: unreadable data"),
+    "deleted identifier names": (_delete_identifiers, "identifier_names: unreadable"),
     "truncated root zarr.json": (_truncate_root, "cannot open as a Zarr v3 group"),
     "truncated split zarr.json": (_truncate_split, "train: cannot open the split"),
     "truncated array zarr.json": (_truncate_array_meta, "train/labels: cannot open the array"),

@@ -31,7 +31,7 @@ def test_train_few_steps_then_eval(tmp_path, data):
     evals = [r for r in records if r["split"] == "eval"]
     assert [r["step"] for r in train] == list(range(1, 9))
     assert [r["step"] for r in evals] == [4, 8]
-    # warmup 2 then constant: the lr of step 1 is base/2 (reference 4.3)
+    # warmup 2 then constant: the lr of step 1 is base/2 (the official warmup is linear)
     assert train[0]["lr"] == pytest.approx(5e-4) and train[3]["lr"] == pytest.approx(1e-3)
     assert all(r["lm_loss"] > 0 for r in train)
     assert evals[-1]["count"] == 32

@@ -57,7 +57,7 @@ def test_one_sample_equals_a_direct_rollout(run):
             steps = []
             model_batch = {key: torch.as_tensor(batch[key]) for key in
                            ("inputs", "labels", "puzzle_identifiers")}
-            rollout(model, model_batch, k, on_step=lambda v: steps.append(v.preds.numpy()))
+            rollout(model, model_batch, k, on_step=lambda v, out=steps: out.append(v.preds.numpy()))
             labels = np.asarray(batch["labels"])
             keep = np.asarray(batch["puzzle_index"]) >= 0
             count += int(keep.sum())
@@ -129,7 +129,8 @@ class _EchoModel(torch.nn.Module):
     def forward(self, carry, batch):
         q = torch.full((batch["inputs"].shape[0],), 0.1 * (carry + 1))
         return StepResult(carry + 1, torch.zeros(()), {},
-                          {"preds": batch["inputs"].long(), "q_halt_logits": q}, torch.tensor(False))
+                          {"preds": batch["inputs"].long(), "q_halt_logits": q},
+                          torch.tensor(False))
 
 
 def test_augmented_samples_are_inverted_before_they_vote(run):

@@ -68,6 +68,10 @@ class TrainSection:
     seed: int = 0
     checkpoint_keep: int = 3
     checkpoint_every_eval: bool = True
+    checkpoint_every_steps: int = 0
+    """a checkpoint every N steps, independent of evaluation (0: off)."""
+    checkpoint_every_minutes: float = 5.0
+    """a checkpoint when this many minutes passed since the last one (0: off)."""
     compile: bool = False
     log_every: int = 50
     eval_batch_size: int | None = None
@@ -224,6 +228,7 @@ def recipe_from_dict(raw: Mapping[str, Any], where: str = "recipe") -> Recipe:
                     + ", ".join(f"{section}.{k}" for k in sorted(kinds))
                 )
             checked[key] = coerce(value, kinds[key], f"{where}: {section}.{key}")
+            check_range(section, key, checked[key], where)
         kwargs[section] = cls(**checked)
     model = dict(raw.get("model", {}))
     name = coerce(model.pop("name", "trm"), str, f"{where}: model.name")
@@ -262,6 +267,7 @@ def apply_override(recipe: Recipe, assignment: str) -> Recipe:
         kinds = _field_types(SECTIONS[parts[0]])
         if parts[1] in kinds:
             typed = coerce(value, kinds[parts[1]], where, text)
+            check_range(parts[0], parts[1], typed, "--set")
             setattr(getattr(recipe, parts[0]), parts[1], typed)
             return recipe
         raise ConfigError(
@@ -274,12 +280,16 @@ def apply_override(recipe: Recipe, assignment: str) -> Recipe:
 def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     """A recipe by name (tasks/<name>.toml) or path, with ``--set`` overrides applied."""
     from trmkit.recipes import find_recipe
+    from trmkit.textio import read_text
 
     path = find_recipe(str(name_or_path))
+    text = read_text(path, max_bytes=MAX_RECIPE_BYTES, error=ConfigError, what="recipe")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     recipe = recipe_from_dict(raw, where=str(path))
     if not recipe.name:
         recipe.name = path.stem
@@ -344,3 +354,105 @@ def save_recipe(recipe: Recipe, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(recipe_to_toml(recipe), encoding="utf-8")
     return path
+
+
+# ----------------------------------------------------------------------------- value ranges
+# (hardening, issue 11) Every numeric recipe field with a meaningful range; a value outside
+# it is a ConfigError naming the field and the range. Names not (yet) fields of a section
+# are never looked up, so listing a field another branch adds is harmless.
+
+MAX_RECIPE_BYTES = 1 << 20
+"""a recipe file larger than this (1 MiB) is refused before it is parsed."""
+
+
+@attrs.frozen
+class Range:
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else
+                                             value > self.hi))
+
+    def describe(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        left, right = ("(" if self.lo_open else "["), (")" if self.hi_open else "]")
+        return f"in {left}{self.lo:g}, {self.hi:g}{right}"
+
+
+RANGES: dict[str, Range] = {
+    "data.num_aug": Range(0),
+    "data.subsample": Range(1),
+    "data.seed": Range(0),
+    "optim.global_batch_size": Range(1),
+    "optim.lr": Range(0),
+    "optim.lr_min_ratio": Range(0, 1),
+    "optim.warmup_steps": Range(0),
+    "optim.weight_decay": Range(0),
+    "optim.beta1": Range(0, 1, hi_open=True),
+    "optim.beta2": Range(0, 1, hi_open=True),
+    "optim.puzzle_emb_lr": Range(0),
+    "optim.puzzle_emb_weight_decay": Range(0),
+    "optim.ema_rate": Range(0, 1),
+    "train.epochs": Range(1),
+    "train.max_steps": Range(1),
+    "train.eval_interval": Range(0),
+    "train.seed": Range(0),
+    "train.checkpoint_keep": Range(0),
+    "train.log_every": Range(1),
+    "train.eval_batch_size": Range(1),
+    "train.checkpoint_every_steps": Range(0),
+    "train.checkpoint_every_minutes": Range(0),
+}
+
+
+def check_range(section: str, key: str, value: Any, where: str) -> None:
+    """ConfigError if ``section.key`` has a range in `RANGES` and ``value`` is outside it
+    (None, the "unset" of optional fields, is always allowed)."""
+    allowed = RANGES.get(f"{section}.{key}")
+    if allowed is None or value is None or isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)) and not allowed.contains(value):
+        raise ConfigError(f"{where}: {section}.{key} = {value!r} is out of range; it must be "
+                          f"{allowed.describe()}")
+
+
+def check_recipe_ranges(recipe: Recipe, where: str = "recipe") -> None:
+    """Every ranged field of a built ``recipe`` (for recipes made in code)."""
+    for section in SECTIONS:
+        values = attrs.asdict(getattr(recipe, section))
+        for key, value in values.items():
+            check_range(section, key, value, where)
+
+
+# ----------------------------------------------------------------------------- resuming
+
+RESUME_TRAIN_KEYS = ("seed", "eval_interval")
+"""train.* settings that change the trajectory; the others (budget, logging, checkpoints)
+may differ on --resume."""
+
+
+def resume_mismatch(saved: Mapping[str, Any], recipe: Recipe) -> str | None:
+    """The first setting of ``recipe`` that differs from the ``saved`` recipe dict of a run
+    (``"optim.lr is 0.002 but ... 0.001"`` without the run's name), or None when the run can
+    resume exactly: same data, model, optimiser, seed and evaluation interval. A setting the
+    saved recipe lacks (written before the setting existed) counts as its default."""
+    now = recipe_to_dict(recipe)
+    for section in ("data", "model", "optim", "train"):
+        defaults = attrs.asdict(SECTIONS[section]()) if section in SECTIONS else {}
+        old = {**defaults, **saved.get(section, {})}
+        new = now.get(section, {})
+        for key in sorted(set(old) | set(new)):
+            if section == "train" and key not in RESUME_TRAIN_KEYS:
+                continue
+            if old.get(key) != new.get(key):
+                return f"{section}.{key} is {new.get(key)!r} but the run was trained with " \
+                       f"{old.get(key)!r}"
+    return None

@@ -10,46 +10,11 @@ the caller prints a notice.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-class MetricsLog:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (they belong to a run that was resumed from ``step``)."""
-        if not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(_plain(record)) + "\n")
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-
-
-def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in record.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None
-        out[k] = v
-    return out
 
 
 def have_matplotlib() -> bool:
@@ -180,3 +145,18 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return True
+
+
+def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict (a recipe) as flat ``section.key`` scalars, e.g. for a tracker's
+    hyper-parameter table; other values become their ``str``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flat_params(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from trmkit.checkpoint import Bundle, PuzzleIdTable, check_task_matches
-from trmkit.errors import PuzzleError
+from trmkit.errors import PuzzleError, TrmkitError
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
 from trmkit.inference.policy import HaltPolicy, InferencePolicy
 from trmkit.models.protocol import RecursiveModel
@@ -63,6 +63,46 @@ class Answer:
                 **({"trace": [g.tolist() for g in self.trace]} if self.trace else {})}
 
 
+MAX_PUZZLE_BYTES = 64 << 20
+"""a puzzle file larger than 64 MiB is refused before it is parsed."""
+
+
+def read_puzzles(task: Task, spec: str) -> list[RawPuzzle]:
+    """The puzzles of ``spec`` (a file or inline text) through the task's `parse_puzzles`,
+    checked first at the boundary (`trmkit.textio`): an existing file must be UTF-8 and
+    bounded, JSON (file or inline) bounded in depth and integer size; an argument that
+    looks like a path but names no file is "file not found", not puzzle text."""
+    from trmkit.textio import is_existing_file, loads_json, looks_like_path, read_text
+
+    if task.parse_puzzles is None:
+        raise PuzzleError(f"task {task.name!r} does not accept puzzles on the command line")
+    if is_existing_file(spec):
+        path = Path(spec).expanduser()
+        text = read_text(path, max_bytes=MAX_PUZZLE_BYTES, error=PuzzleError,
+                         what="puzzle file")
+        if text.lstrip()[:1] in ("{", "["):
+            loads_json(text, path, error=PuzzleError, what="puzzle file")
+        where = str(path)
+    elif looks_like_path(spec):
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            raise PuzzleError(f"{path}: is a directory; give a puzzle file or the puzzle text")
+        raise PuzzleError(f"{path}: file not found (give an existing puzzle file or the "
+                          "puzzle text itself)")
+    else:
+        if spec.lstrip()[:1] in ("{", "["):
+            loads_json(spec, "puzzle text", error=PuzzleError, what="puzzle JSON")
+        where = "puzzle text"
+    try:
+        return list(task.parse_puzzles(spec))
+    except TrmkitError:
+        raise
+    except (OSError, RecursionError, OverflowError, UnicodeError, ValueError) as exc:
+        first = (str(exc).splitlines() or [""])[0][:120]
+        raise PuzzleError(f"{where}: cannot read the puzzle ({type(exc).__name__}: {first})"
+                          ) from None
+
+
 def _variants(task: Task, puzzle: RawPuzzle, table: PuzzleIdTable, per_variant: bool,
               num_aug: int, blank_id: int, rng: np.random.Generator
               ) -> tuple[list[tuple[int, np.ndarray]], str]:
@@ -94,7 +134,7 @@ def solve(bundle: Bundle, task: Task, puzzles: Sequence[RawPuzzle], *, steps: in
     per_variant = data.num_puzzle_identifiers > 1
     check_policy(policy, model, task, per_variant)
     blank_id = data.blank_identifier_id
-    table = PuzzleIdTable(bundle.path)
+    table = PuzzleIdTable(bundle.path, data.num_puzzle_identifiers)
     rng = np.random.default_rng(seed)
     k = int(policy.steps) if policy.steps else model.halt_max_steps
 

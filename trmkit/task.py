@@ -347,6 +347,10 @@ class BuildDefaults:
     """what `total_puzzles` means in an exported official ``dataset.json``: the number of
     puzzles (the official ARC builder) or of groups (the official Sudoku and Maze builders,
     which write total_puzzles = total_groups). trmkit's own store always counts puzzles."""
+    cpu_recipe: str | None = None
+    """a recipe that trains this task (or a smaller variant from the same plugin) on a CPU in
+    well under a day: what `trmkit train`'s preflight suggests when ``recipe`` would take
+    longer here (None: it picks such a recipe of the same plugin from tasks/*.toml)."""
 
 
 def _render_digits(grid: Grid) -> str:

@@ -15,9 +15,7 @@ missing (Kaggle challenges without solutions): `ArcTask.test_outputs_known` is t
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,12 @@ from typing import Any
 import attrs
 import numpy as np
 
+from trmkit import textio
 from trmkit.errors import SourceError
 
 MAX_SIDE = 30
+MAX_FILE_BYTES = 1 << 30
+"""an ARC JSON file (or its unpacked .gz) larger than 1 GiB is refused."""
 
 
 @attrs.frozen
@@ -54,13 +55,10 @@ def sha256_file(path: Path) -> str:
 
 
 def read_json(path: Path) -> Any:
-    """Parse a .json or .json.gz file; SourceError naming the file if it is not JSON."""
-    try:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as exc:
-        raise SourceError(f"{path}: not a readable ARC JSON file ({exc})") from None
+    """Parse a .json or .json.gz file; SourceError naming the file if it is not JSON (not
+    UTF-8, too large, nested too deeply, numbers beyond 64 bits: `trmkit.textio`)."""
+    return textio.read_json(path, max_bytes=MAX_FILE_BYTES, error=SourceError,
+                            what="ARC JSON file")
 
 
 def parse_grid(value: Any, where: str) -> np.ndarray:
@@ -80,7 +78,10 @@ def parse_grid(value: Any, where: str) -> np.ndarray:
     h = len(value)
     if h > MAX_SIDE or width > MAX_SIDE:
         raise SourceError(f"{where}: grid is {h}x{width}; ARC grids are at most 30x30")
-    grid = np.array(value, dtype=np.int64) if kinds == {int} else None
+    try:
+        grid = np.array(value, dtype=np.int64) if kinds == {int} else None
+    except OverflowError:  # e.g. a colour of 10**30: the scan below names it
+        grid = None
     if grid is None or grid.min() < 0 or grid.max() > 9:
         for r, row in enumerate(value):
             for v in row:
@@ -128,6 +129,9 @@ def parse_task(
                 pairs[part].append((inp, None))
                 continue
             pairs[part].append((inp, parse_grid(out_value, f"{at} output")))
+    if not value["train"]:
+        raise SourceError(f"{where}: no demonstration pairs (\"train\" is empty); an ARC "
+                          "task needs at least one")
     return ArcTask(task_id, tuple(pairs["train"]), tuple(pairs["test"]), origin)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trmkit import textio
 from trmkit.errors import PuzzleError, SourceError
 from trmkit.task import Example, RawPuzzle
 from trmkit_arc.files import is_single_task, parse_task, read_task_file
@@ -56,10 +57,7 @@ def render(grid: np.ndarray) -> str:
 
 
 def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # e.g. "File name too long": inline task text, not a path
-        return False
+    return textio.is_existing_file(str(path))  # never raises: "File name too long" = text
 
 
 def format_puzzle(puzzle: RawPuzzle) -> str:
@@ -92,12 +90,10 @@ def parse_puzzles(spec: str) -> list[RawPuzzle]:
         if len(spec) < 4096 and _is_file(path):
             tasks = read_task_file(path, {})
         else:
-            try:
-                data = json.loads(spec)
-            except json.JSONDecodeError:
-                raise PuzzleError(
-                    f"{spec[:60]!r}: neither an ARC task file nor ARC task JSON"
-                ) from None
+            if not spec.lstrip().startswith(("{", "[")):
+                raise PuzzleError(f"{spec[:60]!r}: neither an ARC task file nor ARC task JSON")
+            data = textio.loads_json(spec, "ARC task JSON argument", error=PuzzleError,
+                                     what="ARC task JSON")
             if is_single_task(data):
                 tasks = [parse_task(data, "puzzle", "<argument>")]
             elif isinstance(data, dict) and data:

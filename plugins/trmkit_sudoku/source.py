@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trmkit import textio
 from trmkit.errors import PuzzleError, SourceError
 from trmkit.grids import csvsource
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
@@ -42,6 +43,9 @@ def read_tables(tables: list[csvsource.CsvTable], geo: Geometry, options, seed: 
     rng = np.random.default_rng(seed)
     puzzles: list[RawPuzzle] = []
     for table in tables:
+        if len(table) == 0:
+            raise SourceError(f"{table.file}: no puzzle rows (only a header?); a {table.split} "
+                              "CSV needs at least one question,answer row")
         keep = csvsource.rating_filter(table, min_rating)
         if table.split == "train" and subsample is not None and subsample < len(keep):
             keep = np.sort(rng.choice(keep, size=subsample, replace=False))
@@ -158,6 +162,10 @@ def generator_source(
     )
 
 
+MAX_PUZZLE_FILE_BYTES = 64 << 20
+"""a puzzle file given to `trmkit solve` larger than 64 MiB is refused."""
+
+
 def parse_puzzles(geo: Geometry):
     """`trmkit solve` input: a puzzle string or a file of them, one per line.
 
@@ -170,9 +178,10 @@ def parse_puzzles(geo: Geometry):
 
     def parse(text: str) -> list[RawPuzzle]:
         path = Path(text)
-        is_file = len(text) < 4096 and "\n" not in text and path.is_file()
+        is_file = len(text) < 4096 and textio.is_existing_file(text)
         where = str(path) if is_file else "puzzle text"
-        body = path.read_text() if is_file else text
+        body = (textio.read_text(path, max_bytes=MAX_PUZZLE_FILE_BYTES, error=PuzzleError,
+                                 what="puzzle file") if is_file else text)
         puzzles = []
         for number, line in enumerate(body.splitlines(), start=1):
             cells = "".join(line.split())

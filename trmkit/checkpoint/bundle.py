@@ -33,6 +33,7 @@ import attrs
 import torch
 from safetensors.torch import save_file
 
+from trmkit import atomic
 from trmkit.checkpoint.manifest import Manifest, check_store_matches
 from trmkit.checkpoint.manifest import check_task_matches as _check_task
 from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
@@ -41,6 +42,8 @@ from trmkit.errors import CheckpointError, TrmkitError
 from trmkit.models.protocol import RecursiveModel
 from trmkit.task import Task
 
+MANIFEST_DEPTH = 64
+"""a manifest nests about 5 levels (the recipe's data.options); deeper is refused."""
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -56,12 +59,19 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
     """Complete bundles under ``root`` (those with a manifest), oldest first."""
     if not root.is_dir():
         return []
+    _recover(root)
     found = []
     for child in root.iterdir():
         match = _STEP_DIR.match(child.name)
         if match and (child / "manifest.json").is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
+
+
+def _recover(root: Path) -> None:
+    """Undo a `commit` killed between its two renames (`trmkit.atomic.recover_dir`)."""
+    for child in root.glob(f"{atomic.BACKUP_MARK}step_*"):
+        atomic.try_recover_dir(root / child.name[len(atomic.BACKUP_MARK):])
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -96,14 +106,9 @@ def commit(root: Path, step: int, keep: int) -> Path:
     """Rename the finished temporary directory into place and prune to the last ``keep``."""
     src = tmp_dir(root, step)
     dst = root / step_dir_name(step)
-    if dst.exists():  # re-saving the same step (e.g. end of a resumed run): replace it
-        trash = root / f".old-{dst.name}"
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(dst, trash)
-        os.replace(src, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+    # re-saving the same step (e.g. end of a resumed run) replaces it; a kill between the
+    # two renames leaves .old-step_<N>, which list_checkpoints renames back
+    atomic.replace_dir(src, dst)
     _fsync_dir(root)
     if keep > 0:
         for _, old in list_checkpoints(root)[:-keep]:
@@ -137,14 +142,7 @@ def write_bundle(
     if store is not None and manifest.dataset.num_puzzle_identifiers > 1:
         write_puzzle_ids(tmp, store)
     write_manifest(tmp, attrs.evolve(manifest, ema=ema is not None))
-    if dst.exists():
-        trash = dst.parent / f".old-{dst.name}"
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(dst, trash)
-        os.replace(tmp, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, dst)
+    atomic.replace_dir(tmp, dst)
     _fsync_dir(dst.parent)
     return dst
 
@@ -169,6 +167,8 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
     """A bundle dir, a run dir or its ``checkpoints`` dir -> the newest complete bundle."""
     p = Path(path).expanduser()
     if not p.exists():
+        atomic.try_recover_dir(p)  # a replacement killed between its renames
+    if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint (give a step_<N> dir or a run dir)")
     if (p / "manifest.json").is_file():
         return p
@@ -181,7 +181,7 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
 
 def read_manifest(bundle: Path) -> Manifest:
     file = bundle / "manifest.json"
-    return Manifest.from_json(read_json(file), file)
+    return Manifest.from_json(read_json(file, max_depth=MANIFEST_DEPTH), file)
 
 
 @attrs.define
@@ -204,19 +204,69 @@ class Bundle:
         return self.manifest.step
 
 
-def build_model_from_manifest(manifest: Manifest) -> RecursiveModel:
+def build_model_from_manifest(manifest: Manifest, where: Path | str = "manifest",
+                              device: str | torch.device | None = None) -> RecursiveModel:
+    """The manifest's model; every config field is type-checked against the registered
+    config class first (a hand-edited manifest is one CheckpointError naming the field)."""
+    from trmkit.config import _check_model_fields
+    from trmkit.errors import ConfigError
     from trmkit.models import build_model, model_config_from_dict
 
     spec = manifest.model
     try:
-        cfg = model_config_from_dict(spec.name, spec.config)
-        return build_model(spec.name, cfg)
+        fields = _check_model_fields(spec.name, spec.config, str(where))
+        cfg = model_config_from_dict(spec.name, fields)
+        if device is None:
+            return build_model(spec.name, cfg)
+        with torch.device(device):
+            return build_model(spec.name, cfg)
     except CheckpointError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except ConfigError as exc:
+        text = str(exc) if str(exc).startswith(str(where)) else f"{where}: {exc}"
+        raise CheckpointError(f"{text}; the manifest does not fit model {spec.name!r}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise CheckpointError(
-            f"manifest model config does not fit model {spec.name!r}: {exc}"
-        ) from exc
+            f"{where}: manifest model config does not fit model {spec.name!r}: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
+        ) from None
+
+
+def check_model_fits_weights(manifest: Manifest, where: Path, weights: Path) -> None:
+    """Build the manifest's model on torch's meta device (no memory) and compare every
+    parameter and buffer with the tensors of the safetensors file (read from its header
+    only): a manifest asking for a larger model than the weights hold is refused before
+    anything is allocated."""
+    from safetensors import SafetensorError, safe_open
+
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing; the checkpoint is incomplete")
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{weights}: corrupt or truncated safetensors file ({first})"
+                              ) from None
+    try:
+        meta = build_model_from_manifest(manifest, where, device="meta")
+    except CheckpointError:
+        raise
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta: checked below
+        return
+    own = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    unknown = sorted(set(stored) - set(own))
+    missing = sorted(set(own) - set(stored))
+    if unknown or missing:
+        what = f"unexpected {unknown[:3]}" if unknown else f"missing {missing[:3]}"
+        raise CheckpointError(f"{where}: the manifest's model does not match the weights in "
+                              f"{weights.name} ({what})")
+    for key, shape in own.items():
+        if stored[key] != shape:
+            raise CheckpointError(
+                f"{where}: the manifest's model needs {key} of shape {shape}, "
+                f"{weights.name} holds {stored[key]}; the manifest was edited or belongs to "
+                "other weights")
 
 
 def load_bundle(
@@ -230,7 +280,8 @@ def load_bundle(
         raise CheckpointError(f"weights must be 'ema' or 'raw', not {weights!r}")
     bundle = resolve_bundle(path)
     manifest = read_manifest(bundle)
-    model = build_model_from_manifest(manifest)
+    check_model_fits_weights(manifest, bundle / "manifest.json", bundle / "model.safetensors")
+    model = build_model_from_manifest(manifest, bundle / "manifest.json")
     state = read_safetensors(bundle / "model.safetensors")
     _load_state(model, state, bundle / "model.safetensors")
     ema_file = bundle / "ema.safetensors"

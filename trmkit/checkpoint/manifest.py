@@ -105,6 +105,22 @@ class Manifest:
         }
 
     @classmethod
+    def of_training(cls, *, step: int, model_name: str, model_config: Any, task: Task,
+                    split_meta: Any, data_path: Path | str, store_attrs: Mapping[str, Any],
+                    recipe: Mapping[str, Any], ema: bool,
+                    eval: Mapping[str, float]) -> Manifest:  # noqa: A002 - the field's name
+        """The manifest of a training run's checkpoint: ``model_config`` the attrs config
+        instance, ``split_meta`` the training split's `SplitMeta`, ``recipe`` as
+        `trmkit.config.recipe_to_dict`, ``eval`` the last evaluation's metrics."""
+        return cls(
+            step=step,
+            model=ModelRecord(name=model_name, config=attrs.asdict(model_config)),
+            task=TaskRecord(name=task.name, version=str(task.version)),
+            dataset=DatasetRecord.from_split_meta(attrs.asdict(split_meta), path=str(data_path),
+                                                  store=store_attrs),
+            recipe=dict(recipe), ema=ema, eval=dict(eval))
+
+    @classmethod
     def from_json(cls, data: Any, where: Path | str) -> Manifest:
         """Validate parsed manifest.json; every problem is a CheckpointError naming ``where``."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -117,30 +133,98 @@ class Manifest:
         for key in ("model", "task", "dataset", "step"):
             if key not in data:
                 raise CheckpointError(f"{where}: field {key!r} is missing")
-        try:
-            model, task, dataset = data["model"], data["task"], dict(data["dataset"])
-            known = {"seq_len", "vocab_size", "num_puzzle_identifiers", "blank_identifier_id"}
-            return cls(
-                step=int(data["step"]),
-                model=ModelRecord(name=str(model["name"]), config=dict(model.get("config", {}))),
-                task=TaskRecord(name=str(task["name"]), version=str(task.get("version", ""))),
-                dataset=DatasetRecord(
-                    seq_len=int(dataset.pop("seq_len")),
-                    vocab_size=int(dataset.pop("vocab_size")),
-                    num_puzzle_identifiers=int(dataset.pop("num_puzzle_identifiers", 1)),
-                    blank_identifier_id=int(dataset.pop("blank_identifier_id", 0)),
-                    path=str(dataset.pop("path", "")),
-                    store=dict(dataset.pop("store", {})),
-                    meta={k: v for k, v in dataset.items() if k not in known},
-                ),
-                recipe=dict(data.get("recipe", {})),
-                ema=bool(data.get("weights", {}).get("ema", False)),
-                eval=dict(data.get("eval", {})),
-                trmkit_version=str(data.get("trmkit_version", "")),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise CheckpointError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})"
-                                  ) from exc
+        field = _Fields(where)
+        model = field.table(data, "model")
+        task = field.table(data, "task")
+        dataset = dict(field.table(data, "dataset"))
+        weights = field.table(data, "weights", optional=True)
+        num_ids = field.integer(dataset, "num_puzzle_identifiers", lo=1, default=1,
+                                prefix="dataset.")
+        known = {"seq_len", "vocab_size", "num_puzzle_identifiers", "blank_identifier_id",
+                 "path", "store"}
+        return cls(
+            step=field.integer(data, "step", lo=0),
+            model=ModelRecord(name=field.text(model, "name", prefix="model.", nonempty=True),
+                              config=dict(field.table(model, "config", optional=True,
+                                                      prefix="model."))),
+            task=TaskRecord(name=field.text(task, "name", prefix="task.", nonempty=True),
+                            version=field.text(task, "version", prefix="task.", default="",
+                                               numbers=True)),
+            dataset=DatasetRecord(
+                seq_len=field.integer(dataset, "seq_len", lo=1, prefix="dataset."),
+                vocab_size=field.integer(dataset, "vocab_size", lo=1, prefix="dataset."),
+                num_puzzle_identifiers=num_ids,
+                blank_identifier_id=field.integer(dataset, "blank_identifier_id", lo=0,
+                                                  hi=num_ids - 1, default=0,
+                                                  prefix="dataset."),
+                path=field.text(dataset, "path", prefix="dataset.", default=""),
+                store=dict(field.table(dataset, "store", optional=True, prefix="dataset.")),
+                meta={k: v for k, v in dataset.items() if k not in known},
+            ),
+            recipe=dict(field.table(data, "recipe", optional=True)),
+            ema=field.boolean(weights, "ema", prefix="weights.", default=False),
+            eval={k: v for k, v in field.table(data, "eval", optional=True).items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            trmkit_version=field.text(data, "trmkit_version", default=""),
+        )
+
+
+class _Fields:
+    """Typed access to manifest fields; every problem a CheckpointError naming the file and
+    the field (``dataset.vocab_size``) and what it must be."""
+
+    def __init__(self, where: Path | str) -> None:
+        self.where = where
+
+    def fail(self, name: str, value: Any, expected: str) -> CheckpointError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return CheckpointError(f"{self.where}: field {name} is {shown}, expected {expected}; "
+                               "the manifest is damaged or was edited")
+
+    def table(self, data: Mapping[str, Any], key: str, *, optional: bool = False,
+              prefix: str = "") -> Mapping[str, Any]:
+        if key not in data and optional:
+            return {}
+        value = data.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(prefix + key, value, "an object")
+        return value
+
+    def integer(self, data: Mapping[str, Any], key: str, *, lo: int | None = None,
+                hi: int | None = None, default: int | None = None, prefix: str = "") -> int:
+        if key not in data and default is not None:
+            return default
+        value = data.get(key)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+            ok = False
+        if not ok:
+            bounds = (f" in [{lo}, {hi}]" if hi is not None else
+                      f" >= {lo}" if lo is not None else "")
+            raise self.fail(prefix + key, value, f"an integer{bounds}")
+        return value
+
+    def text(self, data: Mapping[str, Any], key: str, *, prefix: str = "",
+             default: str | None = None, nonempty: bool = False, numbers: bool = False) -> str:
+        if key not in data and default is not None:
+            return default
+        value = data.get(key)
+        if numbers and isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str) or (nonempty and not value):
+            raise self.fail(prefix + key, value, "a non-empty string" if nonempty else
+                            "a string")
+        return value
+
+    def boolean(self, data: Mapping[str, Any], key: str, *, prefix: str = "",
+                default: bool) -> bool:
+        if key not in data:
+            return default
+        value = data[key]
+        if not isinstance(value, bool):
+            raise self.fail(prefix + key, value, "true or false")
+        return value
 
 
 # ----------------------------------------------------------------------------- compatibility

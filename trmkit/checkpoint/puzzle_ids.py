@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from trmkit.checkpoint.state import read_json, read_safetensors
+from trmkit.errors import CheckpointError
 
 TABLE_FILE = "puzzle_ids.safetensors"
 NAMES_FILE = "puzzle_ids.json"
@@ -55,15 +56,35 @@ class PuzzleIdTable:
     """The table of a bundle directory: (puzzle name) -> its trained (id, transform) rows.
     Empty when the bundle has none (tasks with one shared puzzle id)."""
 
-    def __init__(self, bundle_path: Path) -> None:
+    def __init__(self, bundle_path: Path, num_ids: int | None = None) -> None:
         self.groups: dict[str, list[tuple[int, np.ndarray]]] = {}
         file = bundle_path / TABLE_FILE
         if not file.exists():
             return
         arrays = read_safetensors(file)
-        names = read_json(bundle_path / NAMES_FILE)["group_names"]
-        group = arrays["group"].numpy()
-        transforms = arrays["transform"].numpy()
+        names_file = bundle_path / NAMES_FILE
+        names = read_json(names_file)
+        names = names.get("group_names") if isinstance(names, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise CheckpointError(f"{names_file}: field group_names must be a list of strings; "
+                                  "the checkpoint is damaged")
+        group, transforms = arrays.get("group"), arrays.get("transform")
+        if group is None or transforms is None:
+            raise CheckpointError(f"{file}: needs tensors 'group' and 'transform'; the "
+                                  "checkpoint is damaged")
+        if (group.ndim != 1 or transforms.ndim != 2 or len(transforms) != len(group)
+                or group.is_floating_point() or transforms.is_floating_point()
+                or (num_ids is not None and len(group) != num_ids)):
+            want = f"[{num_ids}]" if num_ids is not None else "[num_ids]"
+            raise CheckpointError(
+                f"{file}: puzzle-id table of shape group {tuple(group.shape)}, transform "
+                f"{tuple(transforms.shape)}; expected integer group {want} and transform "
+                f"{want[:-1]}, transform_size]; the checkpoint is damaged")
+        group = group.numpy()
+        transforms = transforms.numpy()
+        if len(group) and (group.min() < -1 or group.max() >= len(names)):
+            raise CheckpointError(f"{file}: group ids must lie in [-1, {len(names) - 1}] (one "
+                                  f"per name in {NAMES_FILE}); the checkpoint is damaged")
         for pid in np.nonzero(group >= 0)[0]:
             self.groups.setdefault(names[group[pid]], []).append((int(pid), transforms[pid]))
 

@@ -69,10 +69,11 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor], template: Any = None)
     if not isinstance(tree, dict):
         return tree
     kind = tree.get(_KIND)
-    if kind == "tensor":
-        return tensors[tree["key"]]
-    if kind == "ndarray":
-        return tensors[tree["key"]].numpy()
+    if kind in ("tensor", "ndarray"):
+        key = tree.get("key")
+        if not isinstance(key, str) or key not in tensors:
+            raise CheckpointError(f"tensor {key!r} is not in the safetensors file")
+        return tensors[key] if kind == "tensor" else tensors[key].numpy()
     if kind == "dict":
         sub = template if isinstance(template, dict) else {}
         return {k: unflatten(v, tensors, sub.get(k)) for k, v in tree["items"]}
@@ -106,9 +107,64 @@ def save_tree(obj: Any, directory: Path, name: str) -> None:
 
 
 def load_tree(directory: Path, name: str, template: Any = None) -> Any:
-    skeleton = read_json(directory / f"{name}.json")
+    """Read back a `save_tree`; a malformed skeleton (wrong types, unknown keys, a tensor
+    key the safetensors file lacks) is a CheckpointError naming the JSON file."""
+    file = directory / f"{name}.json"
+    skeleton = read_json(file)
     tensors = read_safetensors(directory / f"{name}.safetensors")
-    return unflatten(skeleton, tensors, template)
+    try:
+        tree = unflatten(skeleton, tensors, template)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{file}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{file}: malformed training state ({type(exc).__name__}: "
+                              f"{str(exc)[:80]}); the checkpoint is damaged") from None
+    check_state(tree, name, file)
+    return tree
+
+
+def _is_int(value: Any, lo: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= lo
+
+
+def check_state(tree: Any, name: str, file: Path) -> None:
+    """The top-level fields the trainer reads from ``train_state`` / ``rank_<r>`` have the
+    types it needs (a hand-edited or damaged file is one line, not a traceback later)."""
+    def bad(field: str, expected: str) -> CheckpointError:
+        shown = repr(tree.get(field) if isinstance(tree, dict) else tree)[:40]
+        return CheckpointError(f"{file}: field {field} is {shown}, expected {expected}; the "
+                               "checkpoint is damaged or was edited")
+
+    if name == "train_state":
+        if not isinstance(tree, dict):
+            raise bad("(top level)", "an object")
+        for field, lo in (("step", 0), ("total_steps", 0), ("world_size", 1)):
+            if not _is_int(tree.get(field), lo):
+                raise bad(field, f"an integer >= {lo}")
+        optimizers = tree.get("optimizers")
+        if not isinstance(optimizers, list) or not all(
+                isinstance(o, dict) and isinstance(o.get("state"), dict)
+                and isinstance(o.get("param_groups"), list)
+                and all(isinstance(g, dict) for g in o["param_groups"]) for o in optimizers):
+            raise bad("optimizers", "a list of optimiser state dicts (state, param_groups)")
+        if not isinstance(tree.get("last_eval", {}), dict):
+            raise bad("last_eval", "an object")
+    elif name.startswith("rank_"):
+        if not isinstance(tree, dict):
+            raise bad("(top level)", "an object")
+        if not _is_int(tree.get("step"), 0):
+            raise bad("step", "an integer >= 0")
+        loader = tree.get("loader")
+        if not isinstance(loader, dict):
+            raise bad("loader", "an object (the loader position)")
+        for field in ("iteration", "epoch", "skip"):
+            if not _is_int(loader.get(field), 0):
+                raise bad("loader", f"an object whose {field} is an integer >= 0")
+        carry = loader.get("carry")
+        if not isinstance(carry, list) or not all(_is_int(v, 0) for v in carry):
+            raise bad("loader", "an object whose carry is a list of row numbers")
+        if "rng" not in tree or "carry" not in tree:
+            raise bad("rng" if "rng" not in tree else "carry", "present")
 
 
 def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -129,14 +185,21 @@ def write_json(path: Path, data: Any) -> None:
         os.fsync(fh.fileno())
 
 
-def read_json(path: Path) -> Any:
+MAX_JSON_BYTES = 256 << 20
+"""a manifest or state JSON file larger than this (256 MiB) is refused unread."""
+MAX_STATE_DEPTH = 512
+"""state skeletons nest 3 JSON levels per container level (optimiser state: about 20)."""
+
+
+def read_json(path: Path, max_depth: int = MAX_STATE_DEPTH) -> Any:
+    """A checkpoint JSON file (UTF-8, bounded size/depth/integers: `trmkit.textio`);
+    every problem a CheckpointError naming the file."""
+    from trmkit.textio import read_json as _read
+
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
-                              ) from exc
+    return _read(path, max_bytes=MAX_JSON_BYTES, max_depth=max_depth, allow_nan=True,
+                 error=CheckpointError, what="checkpoint JSON file")
 
 
 def fsync_file(path: Path) -> None:

@@ -39,6 +39,9 @@ def eval_cmd(checkpoint, data_dir, out, batch_size, max_examples, raw, sweep, sw
              sweep_samples, **options):
     """Evaluate CHECKPOINT (a step_<N> bundle or a run directory)."""
     policy = policy_from(options)
+    from trmkit.threads import configure_threads
+
+    configure_threads()  # one thread per physical core unless OMP/TRMKIT_NUM_THREADS say
     import torch
 
     from trmkit import plugins

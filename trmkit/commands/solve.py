@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from trmkit.commands.inference_options import inference_options, policy_from
-from trmkit.errors import PuzzleError
 
 
 @click.command(name="solve")
@@ -28,15 +27,14 @@ def solve_cmd(checkpoint, puzzle, as_json, trace, num_aug, trace_dir, **options)
     import torch
 
     from trmkit import plugins
-    from trmkit.checkpoint import load_bundle
-    from trmkit.solve import render_trace_png, solve
+    from trmkit.checkpoint import check_task_matches, load_bundle
+    from trmkit.solve import read_puzzles, render_trace_png, solve
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device=device)
     task = plugins.get_task(bundle.task_name)
-    if task.parse_puzzles is None:
-        raise PuzzleError(f"task {task.name!r} does not accept puzzles on the command line")
-    puzzles = task.parse_puzzles(puzzle)
+    check_task_matches(bundle, task)  # a checkpoint/task mismatch before the puzzle is read
+    puzzles = read_puzzles(task, puzzle)
     answers = solve(bundle, task, puzzles, trace=trace, num_aug=num_aug, seed=policy.seed,
                     policy=policy)
     if as_json:

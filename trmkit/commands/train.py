@@ -62,9 +62,15 @@ def default_run_dir(recipe) -> Path:
               help="Also log to a tracker Accelerate knows (tensorboard, wandb, mlflow, ...; "
                    "its package must be installed).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-preflight", is_flag=True,
+              help="Skip the check that the run finishes within a day here and that one step "
+                   "fits in memory (docs/training.md, Preflight).")
 def train_cmd(task_name, recipe_name, data_dir, out, overrides, max_steps, resume, log_with,
-              no_progress):
+              no_progress, no_preflight):
     """Train a model; prints the final evaluation accuracy."""
+    from trmkit.threads import configure_threads
+
+    configure_threads()  # before any torch work: one thread per physical core by default
     from trmkit.training.trainer import Trainer
 
     recipe = resolve_recipe(task_name, recipe_name, overrides)
@@ -72,9 +78,13 @@ def train_cmd(task_name, recipe_name, data_dir, out, overrides, max_steps, resum
         raise ConfigError("--resume needs --out RUN (the run directory to continue)")
     if log_with:
         check_tracker(log_with)
+    checked = None if no_preflight else run_preflight(recipe, data_dir, max_steps)
     run_dir = out or default_run_dir(recipe)
     trainer = Trainer(recipe, run_dir=run_dir, data_dir=data_dir, max_steps=max_steps,
                       resume=resume, log_with=log_with, progress=not no_progress)
+    if checked is not None and checked.steps is None and trainer.accelerator.is_main_process:
+        # the step budget needed the data, which is built now: check the run time again
+        run_preflight(recipe, trainer.data_dir, trainer.total_steps, memory=False)
     result = trainer.run()
     if trainer.accelerator.is_main_process:
         m = result.eval_metrics
@@ -86,6 +96,23 @@ def train_cmd(task_name, recipe_name, data_dir, out, overrides, max_steps, resum
         else:
             click.echo(f"finished {result.step} steps (no test split to evaluate)")
         click.echo(f"checkpoint: {result.checkpoint}")
+
+
+def run_preflight(recipe, data_dir: Path | None, steps: int | None, memory: bool = True):
+    """`trmkit.training.preflight` on the main process; its lines go to stderr."""
+    import os
+
+    from trmkit.training.preflight import preflight
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    try:
+        return preflight(recipe, data_dir=data_dir, max_steps=steps, memory=memory,
+                         echo=lambda line: click.echo(line, err=True))
+    except Exception as exc:  # a check that cannot run must not stop the run it checks
+        click.echo(f"preflight: skipped ({type(exc).__name__}: {exc}); --no-preflight "
+                   "silences this", err=True)
+        return None
 
 
 def check_tracker(name: str) -> None:

@@ -23,10 +23,10 @@ Algorithm (one pass over the raw puzzles, streaming into the store):
 
 Randomness: `np.random.SeedSequence(seed)` spawns independent generators for subsampling,
 augmentation draws and codec placement, so the same inputs and seed give byte-identical
-arrays (the reference's Sudoku/Maze builders are unseeded, 9.1 #5).
+arrays (the official Sudoku/Maze builders draw from unseeded RNGs).
 
 Optional fast paths, the typed protocols of `trmkit.task` (checked at registration; see
-docs/plugins.md, "Optional batched protocols"):
+docs/plugins.md, "Optional protocols"):
 - `BatchAugmenter` (``apply_batch(transforms[N, k], grids[N, H, W]) -> [N, H, W]``) is used for
   square grids: one call per example grid for all variants of a puzzle.
 - `BatchCodec` (``encode_batch(grids[N, H, W]) -> uint8[N, seq_len]``) replaces
@@ -52,6 +52,7 @@ import numpy as np
 
 from trmkit.data.store import SplitWriter, StoreWriter, check_out_path
 from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
+from trmkit.network import require_hub
 from trmkit.task import (
     BatchAugmenter,
     BatchCodec,
@@ -129,6 +130,9 @@ def load_raw(task: Task, source: str | None, seed: int, options: Mapping[str, st
             f"source {src.name!r} of task {task.name!r} has no option "
             f"{', '.join(repr(k) for k in unknown)}; accepted options: {accepted}"
         )
+    if src.kind == "download":  # fail in one line at once when offline, not after retries
+        require_hub(f"source {src.name!r} of task {task.name!r}",
+                    "build it where online, or pass a local copy: --source DIR")
     try:
         raw = src.load(SourceRequest(path, seed, dict(options)))
     except TrmkitError:

@@ -1,9 +1,12 @@
 """The dataset cache: a recipe's ``[data]`` section built once into a content-addressed store.
 
 ``$TRMKIT_CACHE/datasets/<task>-<hash>`` (default ``~/.cache/trmkit/datasets``); the hash
-covers everything that determines the built data (task name and version, source and, for a
-local file or directory, its path, size and mtime; num_aug, subsample, seed, strict,
-options), so another setting is another dataset and an unchanged recipe reuses its store.
+covers everything that determines the built data (task name and version; the source: a
+name of the task's ``sources`` as given, a local file or directory by the *bytes* of its
+files; num_aug, subsample, seed, strict, options), so another setting or an edited source
+file is another dataset and an unchanged recipe reuses its store. The local source is
+hashed on every run (about a second per GB): an mtime can stay while content changes
+(a copy with ``cp -p``, a file edited inside a directory leaves the directory's mtime).
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trmkit.config import DataSection
 from trmkit.task import Task
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 def cache_root() -> Path:
@@ -25,14 +31,38 @@ def cache_root() -> Path:
     return root / "datasets"
 
 
+CHUNK = 1 << 20
+
+
+def source_digest(path: Path) -> str:
+    """sha256 over the files of a local source: a file's bytes, or for a directory every
+    regular file below it (hidden names such as ``.git`` skipped) as its relative path and
+    bytes, in sorted order. Independent of where the source lies and of its timestamps."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        files = [(path.name, path)]
+    else:
+        files = sorted(
+            (f.relative_to(path).as_posix(), f) for f in path.rglob("*")
+            if f.is_file() and not any(part.startswith(".")
+                                       for part in f.relative_to(path).parts))
+    for rel, file in files:
+        name = rel.encode()
+        digest.update(len(name).to_bytes(8, "little") + name)
+        digest.update(file.stat().st_size.to_bytes(8, "little"))
+        with open(file, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def dataset_key(task: Task, data: DataSection) -> str:
     """Content hash of everything that determines a built dataset."""
     source_id: Any = data.source
     if data.source and data.source not in task.sources:
         p = Path(data.source).expanduser()
-        if p.exists():  # a local file/dir: its identity is its path, size and mtime
-            st = p.stat()
-            source_id = [str(p.resolve()), st.st_size, int(st.st_mtime)]
+        if p.exists():  # a local file/dir: its identity is its content
+            source_id = {"sha256": source_digest(p), "kind": "file" if p.is_file() else "dir"}
     payload = {
         "task": task.name,
         "version": task.version,
@@ -65,4 +95,17 @@ def build_cached(task: Task, data: DataSection, path: Path, progress: bool = Tru
     return path
 
 
-__all__ = ["build_cached", "cache_root", "cached_dataset_path", "dataset_key", "is_built"]
+def prepare_dataset(task: Task, data: DataSection, accelerator: Accelerator,
+                    progress: bool = True) -> Path:
+    """The recipe's dataset from the cache, built on first use by the main process while
+    the others wait (they all read the same path afterwards)."""
+    path = cached_dataset_path(task, data)
+    with accelerator.main_process_first():
+        if accelerator.is_main_process and not is_built(path):
+            accelerator.print(f"building dataset {path.name} (cached for later runs)")
+            build_cached(task, data, path, progress=progress)
+    return path
+
+
+__all__ = ["build_cached", "cache_root", "cached_dataset_path", "dataset_key", "is_built",
+           "prepare_dataset", "source_digest"]

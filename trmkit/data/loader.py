@@ -1,15 +1,16 @@
 """Batches from a store split: group sampling for training, file order for evaluation.
 
-Training (reference 5.4): an iteration is ``epochs_per_iter`` epochs; each epoch is a
-random permutation of the groups; each group contributes one uniformly chosen puzzle with
-all its examples in random order, or, when that would overflow the batch, a random subset
-that exactly fills it (the rest of that puzzle is dropped); batches may span epochs inside
-an iteration and the final partial batch of an iteration is dropped. Every rank computes
-the same global batch and keeps its contiguous slice ``[rank*local, (rank+1)*local)``.
+Training (as the official `puzzle_dataset.py`): an iteration is ``epochs_per_iter``
+epochs; each epoch is a random permutation of the groups; each group contributes one
+uniformly chosen puzzle with all its examples in random order, or, when that would overflow
+the batch, a random subset that exactly fills it (the rest of that puzzle is dropped);
+batches may span epochs inside an iteration and the final partial batch of an iteration is
+dropped. Every rank computes the same global batch and keeps its contiguous slice
+``[rank*local, (rank+1)*local)``.
 
 Deviations from the reference, on purpose:
 - all randomness comes from one generator per (seed, iteration, epoch) — the reference
-  draws the within-puzzle subset from the unseeded global numpy RNG (9.1 #5) — so a run is
+  draws the within-puzzle subset from the unseeded global numpy RNG — so a run is
   reproducible and a loader restored from `state_dict` yields exactly the same batches;
 - the index arithmetic of an epoch is vectorised (one permutation, one ``integers`` call,
   one sort for the in-puzzle shuffles) and rows are gathered with one fancy index per batch

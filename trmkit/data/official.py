@@ -1,4 +1,4 @@
-"""The official TRM/HRM on-disk layout (reference 5.1-5.2), both ways.
+"""The official TRM/HRM on-disk dataset layout (``dataset.json`` + ``.npy`` arrays), both ways.
 
     <dir>/{train,test}/dataset.json
     <dir>/{train,test}/all__{inputs,labels,puzzle_identifiers,puzzle_indices,group_indices}.npy
@@ -122,12 +122,23 @@ def export_official(
 
 
 def _load_json(path: Path) -> Any:
+    from trmkit.textio import read_json
+
+    if not path.is_file():
+        raise StoreError(f"{path}: missing (not an official dataset directory?)")
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StoreError(f"{path}: missing (not an official dataset directory?)") from None
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path}: unreadable JSON ({exc})") from None
+        return read_json(path, max_bytes=MAX_JSON_BYTES, error=StoreError, what="JSON file")
+    except StoreError as exc:
+        text = str(exc)
+        prefix = f"{path}: "
+        rest = text[len(prefix):] if text.startswith(prefix) else text
+        raise StoreError(f"{prefix}unreadable JSON: {rest}") from None
+
+
+MAX_JSON_BYTES = 1 << 30
+"""a dataset.json / identifiers.json larger than 1 GiB is refused unread."""
+TRANSFORM_PROBES = 4096
+"""at most this many distinct imported transforms are checked by a round trip."""
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -237,10 +248,17 @@ def _transforms(
     path = split.folder / "trmkit_transforms.npy"
     if path.exists():
         transforms = np.asarray(_load_npy(path))
+        if not np.issubdtype(transforms.dtype, np.integer):
+            raise StoreError(f"{path}: dtype {transforms.dtype} is not an integer type")
         if transforms.shape != (len(split.puzzle_identifiers), k):
             raise StoreError(f"{path}: shape {transforms.shape}, expected "
                              f"[{len(split.puzzle_identifiers)}, {k}]")
-        return transforms.astype(np.int32)
+        if len(transforms) and (transforms.min() < np.iinfo(np.int32).min
+                                or transforms.max() > np.iinfo(np.int32).max):
+            raise StoreError(f"{path}: values beyond 32 bits; not a transform table")
+        transforms = transforms.astype(np.int32)
+        _check_transforms(path, split, task, transforms)
+        return transforms
     identity = np.asarray(task.augmenter.identity(), dtype=np.int32).reshape(1, k)
     transforms = np.repeat(identity, len(split.puzzle_identifiers), axis=0)
     parse = getattr(task.augmenter, "parse_variant_name", None)
@@ -251,6 +269,33 @@ def _transforms(
                 if parsed is not None:
                     transforms[p] = np.asarray(parsed, dtype=np.int32)
     return transforms
+
+
+def _check_transforms(path: Path, split: _OfficialSplit, task: Task,
+                      transforms: np.ndarray) -> None:
+    """Each distinct imported transform (up to `TRANSFORM_PROBES`) must be one the task's
+    augmenter can apply and exactly invert on a grid of its puzzle: an out-of-range table
+    would otherwise train and evaluate on garbage."""
+    if not len(transforms):
+        return
+    aug, codec = task.augmenter, task.codec
+    _, first = np.unique(transforms, axis=0, return_index=True)
+    for p in np.sort(first)[:TRANSFORM_PROBES]:
+        row = int(split.puzzle_indices[p])
+        if row >= len(split.inputs):
+            continue
+        try:
+            grid = np.asarray(codec.decode(np.asarray(split.inputs[row]).astype(np.int64)))
+        except Exception:  # noqa: BLE001 - an undecodable row is checked by the copy
+            continue
+        t = transforms[p]
+        try:
+            ok = np.array_equal(np.asarray(aug.invert(t, aug.apply(t, grid))), grid)
+        except Exception:  # noqa: BLE001 - any failure of the task's code on this row
+            ok = False
+        if not ok:
+            raise StoreError(f"{path}: row {int(p)} ({t.tolist()[:8]}) is not a transform "
+                             f"task {task.name!r} can apply and invert; the table is damaged")
 
 
 def _group_names(split: _OfficialSplit, identifiers: list[str] | None) -> list[str]:

@@ -35,7 +35,7 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
-from trmkit import __version__
+from trmkit import __version__, atomic
 from trmkit.errors import StoreError
 
 FORMAT_VERSION = 1
@@ -262,15 +262,23 @@ class SplitWriter:
 
 def _missing_chunk_files(directory: Path, array: zarr.Array) -> int:
     """How many of the chunk (or shard) files ``array`` must have are absent under
-    ``directory`` (the default v3 key encoding: ``c/<i>/<j>``)."""
+    ``directory``: every expected key is looked up (zarr would read a missing one as the
+    fill value, i.e. zeros), not merely counted, so a stray file cannot hide a gap."""
+    import itertools
+
     outer = array.shards or array.chunks
     grid = [-(-int(n) // int(c)) for n, c in zip(array.shape, outer, strict=True)]
     count = int(np.prod(grid, dtype=np.int64)) if grid else 1
     if count == 0:
         return 0
-    root = directory / "c"
-    present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
-    return max(0, count - present)
+    encoding = getattr(array.metadata, "chunk_key_encoding", None)
+    encode = getattr(encoding, "encode_chunk_key", None)
+    if encode is None or count > 1_000_000:  # unknown encoding / huge grid: count files
+        root = directory / "c"
+        present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+        return max(0, count - present)
+    return sum(1 for coords in itertools.product(*(range(g) for g in grid))
+               if not (directory / encode(coords)).is_file())
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -316,11 +324,15 @@ def remove_stale_temporaries(out: Path) -> None:
     out = Path(out)
     if not out.parent.is_dir():
         return
+    atomic.recover_dir(out)
     for sibling in out.parent.iterdir():
         for marker in (".tmp-", ".old-"):
             prefix = out.name + marker
             pid = sibling.name[len(prefix) :]
             if sibling.name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+                if marker == ".old-" and not out.exists():
+                    os.replace(sibling, out)  # (older trmkit) killed between its renames
+                    continue
                 shutil.rmtree(sibling, ignore_errors=True)
 
 
@@ -373,14 +385,11 @@ class StoreWriter:
         return metas
 
     def _move_into_place(self) -> None:
+        """Rename the finished store over ``out`` (`trmkit.atomic.replace_dir`: a kill
+        between the two renames leaves the old store as ``.old-<name>``, which the next
+        `open_store` or build renames back)."""
         check_out_path(self.out, self.force)  # someone may have created it meanwhile
-        old = None
-        if self.out.exists():
-            old = self.out.with_name(f"{self.out.name}.old-{os.getpid()}")
-            os.replace(self.out, old)
-        os.replace(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        atomic.replace_dir(self.tmp, self.out)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -623,6 +632,8 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
     task_name = getattr(task, "name", task)
     hint = _rebuild_hint(path, task_name)
     if not path.exists():
+        atomic.try_recover_dir(path)  # a replacement killed between its two renames
+    if not path.exists():
         raise StoreError(f"{path}: no such dataset store; build one with trmkit build --task "
                          f"{task_name or 'NAME'} --out {path}")
     if not (path / "zarr.json").is_file():
@@ -642,6 +653,14 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
         )
     if attributes.get("complete") is not True:
         raise StoreError(f"{path}: incomplete store (its build did not finish); {hint}")
+    splits = attributes.get("splits")
+    if not isinstance(splits, list) or not all(isinstance(x, str) and x for x in splits):
+        raise StoreError(f"{path}: root attribute splits is {str(splits)[:40]!r}, expected a "
+                         f"list of split names; the store is damaged, {hint}")
+    for key in ("task", "task_version"):
+        if key in attributes and not isinstance(attributes[key], str):
+            raise StoreError(f"{path}: root attribute {key} is {attributes[key]!r}, expected a "
+                             f"string; the store is damaged, {hint}")
     stored_task = attributes.get("task")
     if task_name is not None and stored_task != task_name:
         raise StoreError(
@@ -655,4 +674,7 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
             f"{attributes.get('task_version')!r}, the installed plugin is version "
             f"{version_wanted!r}; {hint}"
         )
-    return Store(path, root)
+    store = Store(path, root)
+    for name in store.splits:  # attributes typed and agreeing with the arrays, every chunk
+        store.split(name)      # file present: a damaged split is refused on open, not later
+    return store

@@ -2,7 +2,8 @@
 
 A grid of fixed shape (rows, cols) with cell values 0..num_values-1 becomes ``rows*cols``
 tokens in row-major order; the vocabulary is ``num_values + 1`` (PAD included). Labels use
-the same map, so ``ignore_label_id`` 0 ignores nothing on a full grid (reference 6.1, 6.2).
+the same map, so ``ignore_label_id`` 0 ignores nothing on a full grid (as the official
+Sudoku and Maze builders).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exact and token accuracy over the non-ignored label tokens (reference 7.1):
+"""Exact and token accuracy over the non-ignored label tokens (as the official evaluator):
 `AccuracyTally` to count them inside your own evaluator, `AccuracyEvaluator` ready made.
 
 exact_accuracy: fraction of rows whose every non-ignored label token is predicted right

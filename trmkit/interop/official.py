@@ -141,6 +141,10 @@ def find_run(path: Path, step: int | None = None) -> tuple[Path, Path]:
     raise CheckpointError(f"{path}: no step_{step} (steps present: {have})")
 
 
+MAX_CONFIG_BYTES = 16 << 20
+"""an all_config.yaml or dataset.json larger than 16 MiB is refused unread."""
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
     """``all_config.yaml`` as a dict, with ``arch`` and ``arch.name`` checked."""
     import yaml
@@ -149,10 +153,14 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; an official run directory has the "
                               f"{CONFIG_FILE} that pretrain.py writes beside its step files")
+    from trmkit.textio import read_text
+
+    text = read_text(file, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError,
+                     what="training config")
     try:
-        config = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{file}: not UTF-8 text") from None
+        config = yaml.safe_load(text)
+    except RecursionError:
+        raise CheckpointError(f"{file}: not valid YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -258,15 +266,17 @@ def read_run(path: Path, step: int | None = None) -> OfficialRun:
 
 
 def _read_dataset_json(folder: Path) -> dict[str, Any] | None:
-    import json
+    from trmkit.textio import read_json
 
     for candidate in (folder / "train" / "dataset.json", folder / "dataset.json",
                       folder / "test" / "dataset.json"):
         if candidate.is_file():
             try:
-                info = json.loads(candidate.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise CheckpointError(f"{candidate}: unreadable JSON ({exc})") from None
+                info = read_json(candidate, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError,
+                                 what="dataset.json")
+            except CheckpointError as exc:
+                detail = str(exc).removeprefix(f"{candidate}: ")
+                raise CheckpointError(f"{candidate}: unreadable JSON ({detail})") from None
             if not isinstance(info, dict):
                 raise CheckpointError(f"{candidate}: expected a JSON object")
             for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
@@ -359,7 +369,8 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
     """trmkit config fields of the model an official config describes."""
     arch, where = run.arch, run.weights_file.parent / CONFIG_FILE
     name = run.model_name
-    loss = arch.get("loss") if isinstance(arch.get("loss"), dict) else {}
+    raw_loss = arch.get("loss")
+    loss = raw_loss if isinstance(raw_loss, dict) else {}
     pos = str(arch.get("pos_encodings", "rope"))
     try:
         fields: dict[str, Any] = {

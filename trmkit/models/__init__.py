@@ -71,7 +71,7 @@ def compile_model(model: RecursiveModel, **options: Any) -> RecursiveModel:
     return model
 
 
-def count_parameters(model: torch.nn.Module) -> int:
+def count_parameters(model: torch.nn.Module | RecursiveModel) -> int:
     """Trainable parameters (the puzzle table and init latents are buffers, not counted)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

@@ -1,4 +1,5 @@
-"""The post-norm blocks and the shared reasoning stack (section 2.3).
+"""The post-norm blocks (x <- norm(x + mixer(x)), x <- norm(x + mlp(x))) and the shared
+reasoning stack.
 
 The token mixer is injected: `AttentionBlock` and `MLPTBlock` are separate classes with the
 same call signature, and `ReasoningStack` takes a ready list of blocks. `block_factory` is the

@@ -1,4 +1,4 @@
-"""JAX-style truncated-normal initialisation (reference section 2.4).
+"""JAX-style truncated-normal initialisation, as the official code's `trunc_normal_init_`.
 
 ``torch.nn.init.trunc_normal_`` truncates at absolute bounds and does not correct the
 standard deviation; the reference draws from a unit normal truncated at +-2 and rescales so

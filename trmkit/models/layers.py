@@ -1,4 +1,5 @@
-"""Primitive layers of the reference network (section 2.3-2.4), in plain PyTorch.
+"""Primitive layers of the official TRM network (RMS norm, SwiGLU, RoPE, attention,
+the MLP-t token mixer, casted linear and embedding), in plain PyTorch.
 
 Weights are stored in fp32 and cast to the activation dtype at call time (bf16 on GPU,
 a no-op in fp32), so the optimiser always sees fp32 parameters. There are no norm gains
@@ -32,7 +33,11 @@ def _fast_path(x: torch.Tensor) -> bool:
 
 
 def _rms_scale(x: torch.Tensor, eps: float, dim: int) -> torch.Tensor:
-    """rsqrt(mean(x^2) + eps) over ``dim`` (kept): one reduction pass, no x^2 temporary."""
+    """rsqrt(mean(x^2) + eps) over ``dim`` (kept). Over the innermost axis one vector_norm
+    pass (no x^2 temporary); over another axis (MLP-t's sequence axis) x^2 and a sum instead:
+    vector_norm's strided reduction was 6-13x slower there on CPU (docs/engine.md)."""
+    if dim != x.ndim - 1:
+        return x.square().sum(dim, keepdim=True).div_(x.shape[dim]).add_(eps).rsqrt_()
     norm = torch.linalg.vector_norm(x, 2, dim=dim, keepdim=True)
     return norm.square_().div_(x.shape[dim]).add_(eps).rsqrt_()
 
@@ -277,6 +282,23 @@ def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
+def _split_path(x: torch.Tensor) -> bool:
+    """fp32 eager without a graph (evaluation, and training's no-grad cycles)."""
+    return _fast_path(x) and not torch.is_grad_enabled()
+
+
+def swiglu_split(x: torch.Tensor, gate_up: CastedLinear) -> torch.Tensor:
+    """silu(x W_gate^T) * (x W_up^T) as two matmuls on the row halves of the fused [2I, in]
+    weight (contiguous views: the state dict keeps one ``gate_up_proj``). Without a graph this
+    beats one [.., 2I] matmul + chunk: silu and the product then run on contiguous tensors,
+    not on strided halves, and no 2I-wide temporary is written. The same values: each output
+    element is the same dot product over the same inputs."""
+    inter = gate_up.out_features // 2
+    weight = gate_up.weight
+    gate = F.linear(x, weight[:inter])
+    return F.silu(gate, inplace=True).mul_(F.linear(x, weight[inter:]))
+
+
 class SwiGLU(nn.Module):
     """down(silu(gate) * up) with one fused gate/up projection; width by `swiglu_width`."""
 
@@ -287,6 +309,8 @@ class SwiGLU(nn.Module):
         self.down_proj = CastedLinear(self.inter, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _split_path(x):
+            return self.down_proj(swiglu_split(x, self.gate_up_proj))
         return self.down_proj(swiglu(self.gate_up_proj(x)))
 
 
@@ -309,5 +333,8 @@ class TokenSwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, d = x.shape
         rows = x.transpose(1, 2).reshape(b * d, length)
-        out = self.down_proj(swiglu(self.gate_up_proj(rows)))  # [B*D, L]
+        if _split_path(rows):
+            out = self.down_proj(swiglu_split(rows, self.gate_up_proj))  # [B*D, L]
+        else:
+            out = self.down_proj(swiglu(self.gate_up_proj(rows)))
         return out.view(b, d, length).transpose(1, 2)

@@ -1,4 +1,5 @@
-"""Losses and metrics of the ACT loss head (sections 3.2-3.3).
+"""Losses and metrics of the ACT loss head: stablemax or softmax cross-entropy on the
+tokens, binary cross-entropy on the halting (and continue) logits.
 
 Everything returned is a SUM over the batch; the trainer divides by the global batch size.
 """

@@ -14,7 +14,7 @@ One call is one supervision step::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import attrs
@@ -108,6 +108,24 @@ class RecursiveModel(Protocol):
     def step_flops(self, batch: int) -> StepFlops:
         """Matmul FLOPs of one supervision step on ``batch`` sequences (`trmkit model`)."""
         ...
+
+    # The `torch.nn.Module` members callers use, declared so a `RecursiveModel` type-checks
+    # where it is trained, moved, saved and loaded; every nn.Module has them.
+    training: bool
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def buffers(self, recurse: bool = True) -> Iterator[torch.Tensor]: ...
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""Per-puzzle embedding table trained by sparse sign-SGD (section 4.2).
+"""Per-puzzle embedding table trained by sparse sign-SGD (docs/engine.md, "Optimisers").
 
 The table is a persistent *buffer* (it can hold 876k x 512 values for ARC-AGI-1 and must
 not be touched by the dense optimiser, weight decay or EMA). In training, the rows the batch

@@ -1,4 +1,4 @@
-"""TRM: one shared 2-block network, latents y (answer) and z (reasoning), section 2.6.
+"""TRM: one shared 2-block network, latents y (answer) and z (reasoning).
 
 Per supervision step: T-1 cycles under ``torch.no_grad()`` then one with gradients, each
 cycle being n updates z <- net(z, y + x) and one update y <- net(y, z). Only the last

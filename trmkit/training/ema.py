@@ -1,8 +1,9 @@
-"""EMA of the trainable parameters (section 4.6): s <- rate * s + (1 - rate) * p.
+"""EMA of the trainable parameters, as the official code: s <- rate * s + (1 - rate) * p.
 
 Buffers (puzzle table, initial latents) are not averaged. For evaluation the shadow weights
 are swapped into the live model in place (`swapped`) or copied (`copy_to`): no deep copy of
-the whole training state, which fixes the memory spike of reference quirk 9.1 #8.
+the whole training state, as the official code makes for every evaluation (docs/engine.md,
+deviation 6).
 """
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
+from trmkit.config import OptimSection
+from trmkit.models.protocol import RecursiveModel
 from trmkit.models.sparse_embedding import SparsePuzzleEmbedding
 
 
@@ -161,20 +161,15 @@ def _gather_rows(ids: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.cat(keep_ids), torch.cat(keep_grads)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    while hasattr(model, "module"):
-        model = model.module  # type: ignore[assignment]  # DDP / accelerate wrappers
-    return getattr(model, "_orig_mod", model)
-
-
-def build_optimizers(model: nn.Module, optim_cfg: Any) -> list[torch.optim.Optimizer]:
+def build_optimizers(model: RecursiveModel, optim_cfg: OptimSection
+                     ) -> list[torch.optim.Optimizer]:
     """[AdamATan2 over trainable params] + [SparseSignSGD over the puzzle table, if any].
 
-    ``optim_cfg`` needs lr, beta1, beta2, weight_decay, puzzle_emb_lr, puzzle_emb_weight_decay
-    (the recipe's optim section). Each param group records ``base_lr`` for the schedule;
-    the initial lr is 0 (the schedule sets it before every step).
+    ``optim_cfg`` is the recipe's optim section. Each param group records ``base_lr`` for
+    the schedule; the initial lr is 0 (the schedule sets it before every step). The model
+    is never wrapped (no DDP; `compile_model` compiles in place), so its `puzzle_emb` is
+    the table itself.
     """
-    inner = _unwrap(model)
     params = [p for p in model.parameters() if p.requires_grad]
     dense = AdamATan2(
         params,
@@ -184,7 +179,7 @@ def build_optimizers(model: nn.Module, optim_cfg: Any) -> list[torch.optim.Optim
     )
     dense.param_groups[0]["base_lr"] = optim_cfg.lr
     optimizers: list[torch.optim.Optimizer] = [dense]
-    emb = inner.puzzle_emb
+    emb = model.puzzle_emb
     if emb is not None:
         sparse = SparseSignSGD(emb, lr=0.0, weight_decay=optim_cfg.puzzle_emb_weight_decay)
         sparse.param_groups[0]["base_lr"] = optim_cfg.puzzle_emb_lr

@@ -1,5 +1,6 @@
-"""Learning-rate schedule of the reference (section 4.3): linear warmup from 0, then cosine
-decay to ``lr_min_ratio * base`` (with the default ratio 1.0: constant after warmup)."""
+"""Learning-rate schedule of the official code (`cosine_schedule_with_warmup_lr_lambda` in
+its `pretrain.py`): linear warmup from 0, then cosine decay to ``lr_min_ratio * base``
+(with the default ratio 1.0: constant after warmup)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,12 @@ by itself (``forward_dtype = "auto"``); the Accelerator's mixed_precision is set
 Evaluation uses the EMA weights swapped into the live model (no deep copy of the train
 state; docs/engine.md, deviation 6) and random-number states saved and restored around it,
 so a run with evaluations follows exactly the same trajectory as one without, and a resumed
-run the same as an uninterrupted one.
+run the same as an uninterrupted one. Checkpoints have their own step and wall-clock
+intervals (`trmkit.training.intervals`), so a killed run loses at most one interval.
+
+What is not the loop lives below it: the dataset cache in `trmkit.data.cache`, the bundle
+(manifest, weights, puzzle-id table) in `trmkit.checkpoint`, the resume check on the recipe
+in `trmkit.config.resume_mismatch`, metrics files and plots in `trmkit.reports`.
 """
 
 from __future__ import annotations
@@ -33,30 +38,30 @@ import attrs
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
+from tqdm.auto import tqdm
 
 from trmkit import plugins
 from trmkit.checkpoint import bundle as ckpt
 from trmkit.checkpoint import read_safetensors, write_puzzle_ids
-from trmkit.checkpoint.manifest import DatasetRecord, Manifest, ModelRecord, TaskRecord
+from trmkit.checkpoint.manifest import Manifest
 from trmkit.checkpoint.state import load_tree, save_tree
-from trmkit.config import SECTIONS, Recipe, recipe_to_dict
-from trmkit.data import cache
-from trmkit.data.loader import TrainLoader, step_budget
+from trmkit.config import Recipe, recipe_to_dict, resume_mismatch
+from trmkit.data.cache import prepare_dataset
+from trmkit.data.loader import TrainLoader
 from trmkit.data.store import open_store
 from trmkit.errors import CheckpointError, ConfigError, TrmkitError
 from trmkit.evaluation import evaluate
 from trmkit.models import build_model, compile_model
 from trmkit.models.protocol import RecursiveModel
-from trmkit.reports import MetricsLog, plot_curves
+from trmkit.reports import flat_params, plot_curves
 from trmkit.training.ema import EMA
+from trmkit.training.intervals import CheckpointClock, StepPlan
+from trmkit.training.metrics_log import MetricsLog
 from trmkit.training.optim import build_optimizers
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
 from trmkit.training.schedule import set_lr
 
 LOSS_KEYS_SUFFIX = "loss"
-RESUME_TRAIN_KEYS = ("seed", "eval_interval")
-"""train.* settings that change the trajectory; the others (budget, logging, checkpoints)
-may differ on --resume."""
 
 
 @attrs.define
@@ -67,17 +72,6 @@ class TrainResult:
     eval_metrics: dict[str, float]
     checkpoint: Path | None
     seconds: float
-
-
-def prepare_dataset(task: Any, recipe: Recipe, accelerator: Accelerator,
-                    progress: bool = True) -> Path:
-    """The recipe's dataset from the cache, built on first use by the main process."""
-    path = cache.cached_dataset_path(task, recipe.data)
-    with accelerator.main_process_first():
-        if accelerator.is_main_process and not cache.is_built(path):
-            accelerator.print(f"building dataset {path.name} (cached for later runs)")
-            cache.build_cached(task, recipe.data, path, progress=progress)
-    return path
 
 
 class Trainer:
@@ -101,7 +95,7 @@ class Trainer:
 
         self.task = plugins.get_task(recipe.data.task)
         self.data_dir = Path(data_dir) if data_dir else prepare_dataset(
-            self.task, recipe, acc, progress=progress and acc.is_main_process)
+            self.task, recipe.data, acc, progress=progress and acc.is_main_process)
         self.store = open_store(self.data_dir, self.task)
         self.train_split = self.store.split("train")
         self.test_split = self.store.split("test") if "test" in self.store.splits else None
@@ -129,19 +123,10 @@ class Trainer:
         if train.compile:
             compile_model(self.model)  # state_dict keys unchanged
 
-        self.steps_per_epoch = step_budget(meta, self.global_batch)
-        self.total_steps = int(step_budget(meta, self.global_batch, train.epochs))
-        if max_steps is not None:
-            self.total_steps = int(max_steps)
-        elif train.max_steps is not None and train.max_steps > 0:
-            self.total_steps = train.max_steps
-        if self.total_steps <= 0:
-            raise ConfigError(
-                f"the step budget is 0 (epochs={train.epochs}, {meta.total_groups} groups, "
-                f"global batch {self.global_batch}); raise train.epochs or pass --max-steps")
-        self.eval_every = (max(1, round(train.eval_interval * self.steps_per_epoch))
-                           if train.eval_interval > 0 else 0)
-        self.log_every = max(1, train.log_every)
+        plan = StepPlan.resolve(meta, self.global_batch, train, max_steps)
+        self.total_steps, self.eval_every, self.log_every = (
+            plan.total_steps, plan.eval_every, plan.log_every)
+        self.checkpoints = CheckpointClock.from_recipe(train)
 
         self.step = 0
         self.carry: Any = None
@@ -219,17 +204,16 @@ class Trainer:
         acc = self.accelerator
         start = time.perf_counter()
         if self.log_with:
-            acc.init_trackers(self.run_dir.name, config=_flat(recipe_to_dict(self.recipe)))
+            acc.init_trackers(self.run_dir.name, config=flat_params(recipe_to_dict(self.recipe)))
         bar = None
         if self.progress and acc.is_main_process:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step",
                        dynamic_ncols=True)
         self.model.train()
         window: dict[str, torch.Tensor] = {}
         window_steps = 0
         batches = _forever(self.loader)
+        self.checkpoints.mark()
         try:
             stop = self.total_steps if until is None else min(until, self.total_steps)
             while self.step < stop:
@@ -243,8 +227,10 @@ class Trainer:
                     bar.update(1)
                 last = self.step == self.total_steps
                 do_eval = bool(self.eval_every) and self.step % self.eval_every == 0
+                do_save = self.checkpoints.due(self.step, evaluated=do_eval or last, last=last,
+                                               device=self.device, world_size=self.world)
                 # windows end at every checkpoint too, so a resumed run logs the same lines
-                if self.step % self.log_every == 0 or last or do_eval:
+                if self.step % self.log_every == 0 or last or do_eval or do_save:
                     record = self._log_train(window, window_steps)
                     window, window_steps = {}, 0
                     if bar is not None:
@@ -252,8 +238,8 @@ class Trainer:
                                         exact=f"{record.get('exact_accuracy', 0.0):.3f}")
                 if do_eval or last:
                     self.evaluate_now()
-                    if self.recipe.train.checkpoint_every_eval or last:
-                        self.save_checkpoint()
+                if do_save:
+                    self.save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
@@ -298,8 +284,7 @@ class Trainer:
             return {}
         acc = self.accelerator
         saved = rng_state()
-        batch = self.recipe.train.eval_batch_size or self.global_batch
-        batch = max(self.world, batch - batch % self.world)
+        batch = self.recipe.train.eval_batch_size or self.global_batch  # evaluate() shards it
         out_dir = self.run_dir / "eval" / f"step_{self.step}"
         swap = self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
         with swap:
@@ -323,17 +308,11 @@ class Trainer:
     # -------------------------------------------------------------- checkpoints
 
     def manifest(self) -> Manifest:
-        return Manifest(
-            step=self.step,
-            model=ModelRecord(name=self.recipe.model.name, config=attrs.asdict(self.model_cfg)),
-            task=TaskRecord(name=self.task.name, version=str(self.task.version)),
-            dataset=DatasetRecord.from_split_meta(attrs.asdict(self.train_split.meta),
-                                                  path=str(self.data_dir),
-                                                  store=self.store.attrs),
-            recipe=recipe_to_dict(self.recipe),
-            ema=self.ema is not None,
-            eval=dict(self.last_eval),
-        )
+        return Manifest.of_training(
+            step=self.step, model_name=self.recipe.model.name, model_config=self.model_cfg,
+            task=self.task, split_meta=self.train_split.meta, data_path=self.data_dir,
+            store_attrs=self.store.attrs, recipe=recipe_to_dict(self.recipe),
+            ema=self.ema is not None, eval=self.last_eval)
 
     def save_checkpoint(self) -> Path:
         acc = self.accelerator
@@ -355,6 +334,7 @@ class Trainer:
         if acc.is_main_process:
             final = ckpt.commit(self.ckpt_root, self.step, self.recipe.train.checkpoint_keep)
         acc.wait_for_everyone()
+        self.checkpoints.mark()
         return final
 
     def _shared_state(self) -> dict[str, Any]:
@@ -376,7 +356,10 @@ class Trainer:
         latest = ckpt.latest_checkpoint(self.ckpt_root)
         if latest is None:
             raise CheckpointError(f"--resume: {self.ckpt_root} holds no complete checkpoint")
-        self._check_same_recipe(ckpt.read_manifest(latest).recipe, latest)
+        mismatch = resume_mismatch(ckpt.read_manifest(latest).recipe, self.recipe)
+        if mismatch is not None:
+            raise ConfigError(f"--resume: {mismatch} (run {self.run_dir}); resume with the "
+                              "same recipe and --set values")
         shared = load_tree(latest, "train_state")
         if int(shared["world_size"]) != self.world:
             raise CheckpointError(
@@ -401,42 +384,10 @@ class Trainer:
             self.log.truncate_after(self.step)
             self.accelerator.print(f"resumed from {latest} (step {self.step})")
 
-    def _check_same_recipe(self, saved: dict[str, Any], where: Path) -> None:
-        """Resuming is exact only with the same data, model, optimiser and seed; budget,
-        logging and checkpoint settings may change (e.g. a larger --max-steps). A setting
-        the saved recipe lacks (written before the setting existed) counts as its default."""
-        now = recipe_to_dict(self.recipe)
-        for section in ("data", "model", "optim", "train"):
-            defaults = attrs.asdict(SECTIONS[section]()) if section in SECTIONS else {}
-            old = {**defaults, **saved.get(section, {})}
-            new = now.get(section, {})
-            for key in sorted(set(old) | set(new)):
-                if section == "train" and key not in RESUME_TRAIN_KEYS:
-                    continue
-                if old.get(key) != new.get(key):
-                    raise ConfigError(
-                        f"--resume: {section}.{key} is {new.get(key)!r} but the run in "
-                        f"{where.parent.parent} was trained with {old.get(key)!r}; resume with "
-                        "the same recipe and --set values")
-
 
 def _forever(loader: TrainLoader):
     while True:
         yield from loader
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested recipe dict as flat ``section.key`` scalars (tracker hyper-parameters)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
-        else:
-            out[key] = str(v)
-    return out
-
-
-__all__ = ["Trainer", "TrainResult", "prepare_dataset"]
+__all__ = ["Trainer", "TrainResult"]

@@ -1,0 +1,100 @@
+"""The torch thread count for `trmkit train` and `trmkit eval` (base layer: imports nothing
+from trmkit but `trmkit.errors`).
+
+PyTorch's default is one intra-op thread per *logical* CPU of the machine, whatever the
+process may actually run on and however many processes share it. On a shared or
+hyper-threaded CPU that oversubscribes the cores: a process that did so ran ~10x slower on
+the 2-core test machine. The rule here (docs/training.md, "Threads"):
+
+1. an explicit setting wins: ``TRMKIT_NUM_THREADS=N``, then ``OMP_NUM_THREADS=N`` (which
+   torch itself honours; trmkit then leaves the count alone);
+2. otherwise one thread per *physical* core this process may run on (its CPU affinity,
+   hyper-thread siblings counted once), divided among the processes of this machine when
+   ``accelerate launch`` starts several (``LOCAL_WORLD_SIZE``), at least 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from trmkit.errors import ConfigError
+
+ENV_VAR = "TRMKIT_NUM_THREADS"
+
+
+@attrs.frozen
+class ThreadChoice:
+    threads: int
+    reason: str
+    """why this count: "TRMKIT_NUM_THREADS", "OMP_NUM_THREADS" or "physical cores"."""
+
+
+def allowed_cpus() -> set[int]:
+    """Logical CPUs this process may run on (its affinity; all CPUs where unknown)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def physical_cores(cpus: set[int] | None = None,
+                   sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
+    """Distinct physical cores among ``cpus`` (Linux topology files; else one per CPU)."""
+    cpus = allowed_cpus() if cpus is None else cpus
+    cores: set[tuple[str, str]] = set()
+    for cpu in cpus:
+        topo = sysfs / f"cpu{cpu}" / "topology"
+        try:
+            package = (topo / "physical_package_id").read_text().strip()
+            core = (topo / "core_id").read_text().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
+def _positive(env: Mapping[str, str], name: str) -> int | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: expected a positive whole number of threads"
+                          ) from None
+    if value < 1:
+        raise ConfigError(f"{name}={text!r}: expected a positive whole number of threads")
+    return value
+
+
+def choose_threads(env: Mapping[str, str] | None = None, cores: int | None = None
+                   ) -> ThreadChoice:
+    """The thread count the rule above gives (pure: pass ``env``/``cores`` to test it)."""
+    env = os.environ if env is None else env
+    explicit = _positive(env, ENV_VAR)
+    if explicit is not None:
+        return ThreadChoice(explicit, ENV_VAR)
+    omp = _positive(env, "OMP_NUM_THREADS")
+    if omp is not None:
+        return ThreadChoice(omp, "OMP_NUM_THREADS")
+    cores = physical_cores() if cores is None else cores
+    local = _positive(env, "LOCAL_WORLD_SIZE") or 1
+    return ThreadChoice(max(1, cores // local), "physical cores")
+
+
+def configure_threads(env: Mapping[str, str] | None = None) -> ThreadChoice:
+    """Apply `choose_threads` to torch's intra-op pool (call before the first torch op)."""
+    import torch
+
+    choice = choose_threads(env)
+    if torch.get_num_threads() != choice.threads:
+        torch.set_num_threads(choice.threads)
+    return choice
+
+
+__all__ = ["ENV_VAR", "ThreadChoice", "allowed_cpus", "choose_threads", "configure_threads",
+           "physical_cores"]

@@ -1,0 +1,110 @@
+"""How long the loop runs, when it logs and evaluates, and when it writes a checkpoint.
+
+The budget is `trmkit.data.loader.step_budget` of ``train.epochs`` unless ``--max-steps`` or
+``train.max_steps`` (> 0) says otherwise; logging is every ``train.log_every`` steps.
+
+Evaluation runs every ``train.eval_interval`` epochs (as the official code). Checkpoints
+have their own clock so a killed run loses at most one interval whatever the evaluation
+cadence: every ``train.checkpoint_every_steps`` steps and every
+``train.checkpoint_every_minutes`` minutes of wall clock (0 turns either off), after every
+evaluation when ``train.checkpoint_every_eval``, and always at the last step.
+
+Under several processes the main process's clock decides and the decision is broadcast,
+so every rank enters the (collective) checkpoint write at the same step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import torch
+import torch.distributed as dist
+
+from trmkit.config import TrainSection
+from trmkit.data.loader import step_budget
+from trmkit.errors import ConfigError
+
+
+@attrs.frozen
+class StepPlan:
+    """The step counts of a run, resolved from the recipe and the training split."""
+
+    total_steps: int
+    steps_per_epoch: float
+    eval_every: int
+    """steps between evaluations (0: only at the end)."""
+    log_every: int
+
+    @classmethod
+    def resolve(cls, meta: Any, global_batch: int, train: TrainSection,
+                max_steps: int | None = None) -> StepPlan:
+        """``meta`` is the training split's `SplitMeta`; ``max_steps`` is ``--max-steps``."""
+        per_epoch = step_budget(meta, global_batch)
+        total = int(step_budget(meta, global_batch, train.epochs))
+        if max_steps is not None:
+            total = int(max_steps)
+        elif train.max_steps is not None and train.max_steps > 0:
+            total = train.max_steps
+        if total <= 0:
+            raise ConfigError(
+                f"the step budget is 0 (epochs={train.epochs}, {meta.total_groups} groups, "
+                f"global batch {global_batch}); raise train.epochs or pass --max-steps")
+        eval_every = (max(1, round(train.eval_interval * per_epoch))
+                      if train.eval_interval > 0 else 0)
+        return cls(total_steps=total, steps_per_epoch=per_epoch, eval_every=eval_every,
+                   log_every=max(1, train.log_every))
+
+
+@attrs.define
+class CheckpointClock:
+    """Decides after each step whether a checkpoint is due; `mark` restarts the clock."""
+
+    every_steps: int = 0
+    every_seconds: float = 0.0
+    after_eval: bool = True
+    clock: Callable[[], float] = time.monotonic
+    """the wall clock (tests pass a fake one)."""
+    last_time: float = attrs.field(init=False, default=0.0)
+
+    @classmethod
+    def from_recipe(cls, train: TrainSection, clock: Callable[[], float] = time.monotonic
+                    ) -> CheckpointClock:
+        if train.checkpoint_every_steps < 0:
+            raise ConfigError(
+                f"train.checkpoint_every_steps is {train.checkpoint_every_steps}; use a "
+                "number of steps >= 1, or 0 for no step interval")
+        if train.checkpoint_every_minutes < 0:
+            raise ConfigError(
+                f"train.checkpoint_every_minutes is {train.checkpoint_every_minutes}; use "
+                "minutes > 0, or 0 for no time interval")
+        out = cls(every_steps=train.checkpoint_every_steps,
+                  every_seconds=60.0 * train.checkpoint_every_minutes,
+                  after_eval=train.checkpoint_every_eval, clock=clock)
+        out.mark()
+        return out
+
+    def mark(self) -> None:
+        """A checkpoint was written (or the run started/resumed) now."""
+        self.last_time = self.clock()
+
+    def due(self, step: int, *, evaluated: bool, last: bool, device: torch.device,
+            world_size: int = 1) -> bool:
+        """Whether to write a checkpoint after ``step``: the same answer on every rank."""
+        if last or (evaluated and self.after_eval):
+            return True
+        if self.every_steps and step % self.every_steps == 0:
+            return True
+        if not self.every_seconds:
+            return False
+        late = self.clock() - self.last_time >= self.every_seconds
+        if world_size > 1:  # rank 0's clock decides for all
+            flag = torch.tensor([int(late)], device=device)
+            dist.broadcast(flag, src=0)
+            late = bool(flag.item())
+        return late
+
+
+__all__ = ["CheckpointClock", "StepPlan"]

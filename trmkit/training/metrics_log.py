@@ -1,0 +1,97 @@
+"""A run's metrics.jsonl: one JSON object per line, appended to, rewritten atomically.
+
+``{"step": N, "split": "train"|"eval", "<metric>": value, ...}`` per line. A resumed run
+first drops the records past its resume step (`truncate_after`) by writing the kept lines to
+a temporary file and renaming it over the log (`trmkit.atomic`), so a kill during the
+rewrite leaves the old log or the new one, never a half-written one. A kill during an
+append can leave a torn last line; reading and truncating drop it with one warning on
+stderr instead of failing the resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trmkit import atomic
+from trmkit.textio import MAX_TEXT_BYTES, read_text
+
+
+class MetricsLog:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _records(self) -> tuple[list[tuple[str, dict[str, Any]]], int, bool]:
+        """(line, record) pairs of the parseable lines, the number of malformed ones, and
+        whether the last line was torn (no newline and not JSON)."""
+        if not self.path.exists():
+            return [], 0, False
+        text = read_text(self.path, max_bytes=MAX_TEXT_BYTES, what="metrics log")
+        lines = text.split("\n")
+        torn_candidate = lines[-1] if lines and lines[-1].strip() else None
+        out: list[tuple[str, dict[str, Any]]] = []
+        bad = 0
+        torn = False
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                record = None
+            if not isinstance(record, dict) or not _is_step(record.get("step", 0)):
+                if i == len(lines) - 1 and line is torn_candidate:
+                    torn = True
+                else:
+                    bad += 1
+                continue
+            out.append((line, record))
+        return out, bad, torn
+
+    def _warn(self, bad: int, torn: bool) -> None:
+        if torn:
+            sys.stderr.write(f"warning: {self.path}: dropped a torn last line (a run killed "
+                             "while appending to it)\n")
+        if bad:
+            sys.stderr.write(f"warning: {self.path}: dropped {bad} malformed line(s)\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past ``step`` (they belong to a run that was resumed from ``step``),
+        and a torn last line; the rewrite is atomic."""
+        if not self.path.exists():
+            return
+        records, bad, torn = self._records()
+        self._warn(bad, torn)
+        kept = [line for line, record in records if record.get("step", 0) <= step]
+        atomic.write_text(self.path, "".join(line + "\n" for line in kept))
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(_plain(record)) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        records, bad, torn = self._records()
+        self._warn(bad, torn)
+        return [record for _, record in records]
+
+
+def _is_step(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in record.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        out[k] = v
+    return out
+
+
+__all__ = ["MetricsLog"]

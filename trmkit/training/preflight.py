@@ -1,0 +1,372 @@
+"""Before the first step: will this run finish here, and will one step fit in memory?
+
+`trmkit train` calls `preflight` (unless ``--no-preflight``). It never stops a run; it
+prints at most one line per problem (docs/training.md, "Preflight"):
+
+* **time**: the whole run's matmul FLOPs (`RecursiveModel.step_flops` x the step budget)
+  over a matmul rate measured here in ~0.2 s, derated by `ACHIEVED_FRACTION` (the engine
+  reaches 40-70% of that peak at the presets' shapes, docs/engine.md). When that exceeds
+  `DAY_SECONDS`, the line gives the estimate and a CPU recipe of the same task plugin to try.
+* **memory**: parameters (built on torch's meta device, so nothing is allocated) x
+  `STATE_COPIES` (weights, gradients, two Adam moments, the EMA) plus the activations the
+  autograd graph of one supervision step keeps (`activation_bytes`). When that exceeds
+  `MEMORY_HEADROOM` of the available memory (psutil, else /proc/meminfo MemAvailable; no
+  check where neither exists), the line names an ``optim.global_batch_size`` that fits.
+
+The estimates are pure functions of a `Machine` (rate, memory) so tests inject both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+DAY_SECONDS = 24 * 3600.0
+ACHIEVED_FRACTION = 0.5
+"""share of the measured matmul peak a training step reaches (measured 40-70% on CPU)."""
+STATE_COPIES = 5
+"""fp32 copies of every dense parameter during training: weights, grads, Adam m and v, EMA."""
+MEMORY_HEADROOM = 0.8
+"""share of the available memory one step may use (the rest: allocator slack, data, OS)."""
+FLOAT_BYTES = 4  # the CPU path is fp32 throughout
+ACTIVATION_SLACK = 1.25
+"""measured peak RSS of one step over `block_activation_floats`' count: 0.93-1.29 at the
+sudoku-quick, maze-quick and paper Sudoku shapes (backward temporaries, allocator)."""
+
+
+@attrs.frozen
+class Machine:
+    matmul_flops: float
+    """measured fp32 matmul rate of this process, FLOP/s."""
+    available_bytes: int | None
+    """memory available to a new allocation (None: unknown, no memory check)."""
+
+
+@attrs.frozen
+class Estimate:
+    steps: int | None
+    step_flops: int
+    seconds: float | None
+    """whole-run training time (None when the step budget is unknown)."""
+    state_bytes: int
+    """parameters and buffers x their training copies."""
+    activation_bytes: int | None
+    """one training step's saved activations (None: architecture unknown to the estimate)."""
+
+    @property
+    def step_bytes(self) -> int | None:
+        if self.activation_bytes is None:
+            return None
+        return self.state_bytes + self.activation_bytes
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def measure_matmul_rate(budget: float = 0.2, n: int = 512) -> float:
+    """Best fp32 ``n^3`` matmul rate over ``budget`` seconds (FLOP/s), with torch's current
+    thread count: the same rate the training steps will see."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    end = time.perf_counter() + budget
+    while True:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        t1 = time.perf_counter()
+        best = min(best, t1 - t0)
+        if t1 >= end:
+            break
+    return 2.0 * n**3 / best
+
+
+def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Bytes available to a new process (psutil when installed, else MemAvailable)."""
+    try:
+        import psutil
+    except ImportError:
+        pass
+    else:
+        return int(psutil.virtual_memory().available)
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def measure_machine() -> Machine:
+    return Machine(measure_matmul_rate(), available_memory())
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def meta_model(model_name: str, cfg: Any) -> Any:
+    """The model built on torch's meta device: shapes and FLOP counts, no memory."""
+    import torch
+
+    from trmkit.models import build_model
+
+    with torch.device("meta"):
+        return build_model(model_name, cfg)
+
+
+def state_bytes(model: Any) -> int:
+    """Parameters (x `STATE_COPIES`) and buffers of a (meta-device) model."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return STATE_COPIES * params + buffers
+
+
+def graph_layer_calls(cfg: Any) -> int | None:
+    """Block calls inside one step's autograd graph (None for an unknown architecture)."""
+    from trmkit.models.hrm import HRMConfig
+    from trmkit.models.transformer import TransformerConfig
+    from trmkit.models.trm import TRMConfig
+
+    if isinstance(cfg, HRMConfig):
+        return cfg.l_layers + cfg.h_layers
+    if isinstance(cfg, TransformerConfig):
+        return cfg.num_layers
+    if isinstance(cfg, TRMConfig):
+        return (cfg.l_cycles + 1) * cfg.l_layers
+    return None
+
+
+def mixer_of(cfg: Any) -> str:
+    from trmkit.models.hrm import HRMConfig
+    from trmkit.models.trm import TRMConfig
+
+    return cfg.mixer if isinstance(cfg, (TRMConfig, HRMConfig)) else "attention"
+
+
+def block_activation_floats(cfg: Any) -> int:
+    """Floats one block keeps for backward, per sequence (fp32 CPU path, docs/training.md):
+
+    channel SwiGLU and the post-norms: ~6 D + 3 I per token (block input, RMS outputs, the
+    fused gate/up projection 2I and its product I); attention adds q, k, v, the SDPA output
+    and the output projection's input, ~5 D per token (the CPU flash kernel keeps no L x L
+    matrix); the MLP-t mixer instead keeps its [D, L] rows, gate/up [D, 2 I_t], product
+    [D, I_t] and output, ~D (3 I_t + 2 L) per sequence."""
+    from trmkit.models.layers import swiglu_width
+
+    length, d = cfg.total_len, cfg.hidden_size
+    inter = swiglu_width(d, cfg.expansion)
+    floats = length * (6 * d + 3 * inter)
+    if mixer_of(cfg) == "mlp_t":
+        inter_t = swiglu_width(length, cfg.expansion)
+        floats += d * (3 * inter_t + 2 * length)
+    else:
+        floats += length * 5 * d
+    return floats
+
+
+def activation_bytes(cfg: Any, batch: int) -> int | None:
+    """One training step's saved activations for ``batch`` sequences: the graph's block calls
+    x `block_activation_floats`, plus the heads (logits, their softmax and gradient), x
+    `ACTIVATION_SLACK`."""
+    calls = graph_layer_calls(cfg)
+    if calls is None:
+        return None
+    heads = 3 * cfg.seq_len * cfg.vocab_size
+    floats = batch * (calls * block_activation_floats(cfg) + heads)
+    return int(ACTIVATION_SLACK * FLOAT_BYTES * floats)
+
+
+def estimate(model_name: str, cfg: Any, batch: int, steps: int | None, machine: Machine
+             ) -> Estimate:
+    """The run's time and one step's memory for ``batch`` sequences per step on ``machine``."""
+    model = meta_model(model_name, cfg)
+    flops = model.step_flops(batch).train
+    seconds = None
+    if steps is not None:
+        seconds = steps * flops / (machine.matmul_flops * ACHIEVED_FRACTION)
+    return Estimate(steps=steps, step_flops=flops, seconds=seconds, state_bytes=state_bytes(model),
+                    activation_bytes=activation_bytes(cfg, batch))
+
+
+def fitting_batch(cfg: Any, state: int, budget: float) -> int | None:
+    """The largest batch (a multiple of 32, else a power of two) whose step fits ``budget``
+    bytes; None when not even one sequence fits."""
+    one = activation_bytes(cfg, 1)
+    if one is None or budget <= state:
+        return None
+    largest = int((budget - state) // one)
+    if largest >= 32:
+        return largest // 32 * 32
+    if largest < 1:
+        return None
+    return 1 << (largest.bit_length() - 1)
+
+
+# --------------------------------------------------------------------------- the messages
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 2 * DAY_SECONDS:
+        return f"{seconds / DAY_SECONDS:,.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str | None:
+    """One line when the run would take more than a day here, else None."""
+    if est.seconds is None or est.seconds <= DAY_SECONDS:
+        return None
+    per_step = est.seconds / max(1, est.steps or 1)
+    line = (f"preflight: this run would take about {format_duration(est.seconds)} here "
+            f"({est.steps:,} steps x {per_step:.1f} s at {ACHIEVED_FRACTION:.0%} of the "
+            f"{machine.matmul_flops / 1e9:.0f} GFLOP/s matmul rate measured); it is a GPU "
+            "recipe")
+    if alternative:
+        line += f": on this machine try --recipe {alternative} instead"
+    return line + " (starting anyway; --no-preflight skips this check)"
+
+
+def memory_line(cfg: Any, batch: int, est: Estimate, machine: Machine) -> str | None:
+    """One line when one step would not fit the available memory, else None."""
+    need, avail = est.step_bytes, machine.available_bytes
+    if need is None or avail is None or need <= MEMORY_HEADROOM * avail:
+        return None
+    fits = fitting_batch(cfg, est.state_bytes, MEMORY_HEADROOM * avail)
+    line = (f"preflight: one training step at batch {batch} needs about {gib(need)}, but this "
+            f"machine has {gib(avail)} available; ")
+    if fits is None:
+        return line + "not even a batch of 1 fits: choose a smaller model"
+    return line + (f"--set optim.global_batch_size={fits} fits (the step budget and learning "
+                   "rate schedule follow the batch)")
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
+def quick_recipe(task_name: str, machine: Machine, limit_seconds: float = DAY_SECONDS
+                 ) -> str | None:
+    """A CPU recipe for the task: its ``BuildDefaults.cpu_recipe``, else the recipe of the
+    same plugin (tasks/*.toml, another task of it) whose step budget is known without data
+    and whose run is estimated under ``limit_seconds`` on ``machine`` (the longest of those:
+    the closest to the real thing); None when there is none."""
+    from trmkit import plugins
+    from trmkit.config import load_recipe
+    from trmkit.errors import TrmkitError
+    from trmkit.recipes import available_recipes
+
+    task = plugins.get_task(task_name)
+    if task.defaults.cpu_recipe:
+        return task.defaults.cpu_recipe
+    entries = plugins.task_entries()
+    best: tuple[float, str] | None = None
+    for name in available_recipes():
+        try:
+            recipe = load_recipe(name, [])
+            other = plugins.get_task(recipe.data.task) if recipe.data.task else None
+            if other is None or other.name == task.name:
+                continue
+            if entries[other.name].plugin != entries[task.name].plugin:
+                continue
+            steps = steps_without_data(recipe)
+            if steps is None:
+                continue
+            est = estimate(recipe.model.name, model_config(recipe, other),
+                           recipe.optim.global_batch_size, steps, machine)
+        except TrmkitError:  # a broken recipe file is not this run's problem
+            continue
+        assert est.seconds is not None
+        if est.seconds <= limit_seconds and (best is None or est.seconds > best[0]):
+            best = (est.seconds, name)
+    return None if best is None else best[1]
+
+
+def steps_without_data(recipe: Any, meta: Any = None) -> int | None:
+    """The trainer's step budget: train.max_steps, else epochs x groups x examples per group
+    / global batch from the store's ``meta``, else from the recipe's ``data.subsample`` or
+    generator ``count`` option (one example per group, as Sudoku and Maze); None if unknown."""
+    from trmkit.data.loader import step_budget
+
+    if recipe.train.max_steps is not None and recipe.train.max_steps > 0:
+        return int(recipe.train.max_steps)
+    batch = recipe.optim.global_batch_size
+    if meta is not None:
+        return int(step_budget(meta, batch, recipe.train.epochs))
+    groups = recipe.data.subsample
+    if groups is None and "count" in recipe.data.options:
+        try:
+            groups = int(recipe.data.options["count"])
+        except ValueError:
+            return None
+    if groups is None:
+        return None
+    return int(recipe.train.epochs * groups / batch)
+
+
+def model_config(recipe: Any, task: Any, num_puzzle_identifiers: int = 1) -> Any:
+    codec = task.codec
+    return recipe.model_config(seq_len=codec.seq_len, vocab_size=codec.vocab_size,
+                               num_puzzle_identifiers=num_puzzle_identifiers,
+                               batch_size=recipe.optim.global_batch_size)
+
+
+def store_meta(recipe: Any, task: Any, data_dir: Path | None) -> Any:
+    """The train split's meta of ``--data`` or of the recipe's cached build (None if unbuilt)."""
+    from trmkit.data import cache
+    from trmkit.data.store import open_store
+    from trmkit.errors import TrmkitError
+
+    path = data_dir if data_dir is not None else cache.cached_dataset_path(task, recipe.data)
+    if data_dir is None and not cache.is_built(path):
+        return None
+    try:
+        return open_store(path, task).split("train").meta
+    except TrmkitError:
+        return None
+
+
+def preflight(recipe: Any, *, data_dir: Path | None = None, max_steps: int | None = None,
+              steps: int | None = None, machine: Machine | None = None,
+              memory: bool = True, echo: Callable[[str], None] = print) -> Estimate:
+    """Check the recipe's time and memory here and ``echo`` one line per problem.
+
+    ``steps`` (the trainer's exact budget) or ``max_steps`` wins; otherwise the budget comes
+    from the store's meta or the recipe (`steps_without_data`); when unknown, only memory is
+    checked (call again with ``steps`` once the data is built)."""
+    from trmkit import plugins
+
+    task = plugins.get_task(recipe.data.task)
+    meta = store_meta(recipe, task, data_dir)
+    if steps is None:
+        steps = max_steps if max_steps is not None else steps_without_data(recipe, meta)
+    ids = int(meta.num_puzzle_identifiers) if meta is not None else 1
+    cfg = model_config(recipe, task, ids)
+    machine = machine or measure_machine()
+    batch = recipe.optim.global_batch_size
+    est = estimate(recipe.model.name, cfg, batch, steps, machine)
+    if est.seconds is not None and est.seconds > DAY_SECONDS:
+        line = time_line(est, machine, quick_recipe(task.name, machine))
+        assert line is not None
+        echo(line)
+    mem = memory_line(cfg, batch, est, machine) if memory else None
+    if mem is not None:
+        echo(mem)
+    return est
+
+
+__all__ = ["ACHIEVED_FRACTION", "DAY_SECONDS", "Estimate", "Machine", "activation_bytes",
+           "available_memory", "estimate", "fitting_batch", "measure_machine",
+           "measure_matmul_rate", "memory_line", "preflight", "quick_recipe",
+           "steps_without_data", "time_line"]
