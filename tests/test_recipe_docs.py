@@ -69,3 +69,15 @@ def test_the_complete_example_loads():
     assert block, "docs/recipes.md lost its complete example"
     recipe = recipe_from_dict(tomllib.loads(block.group(1)), where="docs/recipes.md")
     assert recipe.data.task == "sudoku-6x6" and recipe.train.max_steps == 624
+
+
+def test_every_range_the_loader_enforces_is_documented():
+    from trmkit.config import RANGES
+
+    rows = _rows()
+    for field, allowed in RANGES.items():
+        assert field in rows, f"docs/recipes.md has no row for ranged field {field!r}"
+        assert rows[field][0].endswith(f", {allowed.describe()}"), (
+            f"docs/recipes.md: the type of {field} should end with ', {allowed.describe()}' "
+            f"(config.RANGES), not {rows[field][0]!r}"
+        )
