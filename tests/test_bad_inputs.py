@@ -472,7 +472,7 @@ for _kv, _culprit in [
 
 @case("train: --set out of range before anything is written")
 def _(c):
-    return ["train", "--task", "sudoku-4x4", "--out", str(c.tmp / "run"), "--set",
+    return ["train", "--recipe", "sudoku-quick", "--out", str(c.tmp / "run"), "--set",
             "optim.ema_rate=2", "--no-progress"], "optim.ema_rate"
 
 
