@@ -159,6 +159,8 @@ def bench(fields: dict, batch: int, repeats: int, compile_: bool, peak_n: int) -
         "peak": peak,
         "train_s": train_t,
         "eval_s": eval_t,
+        "train_flops": flops.train,
+        "eval_flops": flops.eval,
         "train_gflops": flops.train / train_t / 1e9,
         "eval_gflops": flops.eval / eval_t / 1e9,
         "compile_s": (train_warm - train_t) + (eval_warm - eval_t) if compile_ else 0.0,
@@ -260,17 +262,28 @@ def main() -> None:
                 for _ in range(args.rounds):  # alternate: both see the same load
                     now.append(run_child(label, compile_, args, None))
                     ref.append(run_child(label, compile_, args, tmp))
-                best_now = min(now, key=lambda r: r["train_s"] + r["eval_s"])
-                print(report(label, batch, compile_, best_now), flush=True)
-                for part in ("train_s", "eval_s"):
-                    mine = min(r[part] for r in now)
-                    theirs = min(r[part] for r in ref)
-                    peak = max(r["peak"] for r in ref)
-                    gflops = (best_now["train_gflops" if part == "train_s" else "eval_gflops"]
-                              * best_now[part] / theirs)
-                    print(f"  {part[:-2]:<5} {args.against}: {theirs:8.3f} s/step "
-                          f"({gflops / peak:6.1%} of peak) -> ratio {theirs / mine:5.2f}x",
-                          flush=True)
+                print(compare(label, batch, compile_, now, ref, args.against), flush=True)
+
+
+def compare(label: str, batch: int, compile_: bool, now: list[dict], ref: list[dict],
+            ref_name: str) -> str:
+    """Best time per phase of each side; fractions against the best peak probe of the run
+    (both sides' probes: the machine's least-loaded moment)."""
+    probes = [r["peak"] for r in now + ref]
+    peak = max(probes)
+    lines = [f"{label}, batch {batch}, compile={'on' if compile_ else 'off'}: best peak "
+             f"{peak:.1f} GFLOP/s over {len(probes)} probes (lowest {min(probes):.1f})"]
+    for phase in ("train", "eval"):
+        mine = min(r[f"{phase}_s"] for r in now)
+        theirs = min(r[f"{phase}_s"] for r in ref)
+        flops = now[0][f"{phase}_flops"]
+        lines.append(
+            f"  {phase:<5} now {mine:7.3f} s/step {batch / mine:8.1f} samples/s "
+            f"{flops / mine / 1e9 / peak:6.1%} of peak | {ref_name} {theirs:7.3f} s/step "
+            f"{flops / theirs / 1e9 / peak:6.1%} of peak | ratio {theirs / mine:5.2f}x")
+    eval_rss, train_rss = max(r["eval_rss"] for r in now), max(r["train_rss"] for r in now)
+    lines.append(f"  peak RSS now: {eval_rss:.0f} MiB eval, {train_rss:.0f} MiB train")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
