@@ -160,6 +160,25 @@ def test_to_row_frame_inverts_sudoku_transforms(run):
                                       labels)
 
 
+@pytest.mark.parametrize("task_name", ["sudoku-4x4", "sudoku-6x6", "maze-11x11"])
+def test_sample_draws_are_nested_distinct_and_not_identity(task_name):
+    """The sweep replays `--samples S` as the first S of a larger recording: the first S - 1
+    transforms of a row must not depend on how many are drawn."""
+    from trmkit.testing import sample_puzzles
+
+    task = plugins.get_task(task_name)
+    grids = [np.asarray(ex.input) for p in sample_puzzles(task, 4) for ex in (*p.train,
+                                                                               *p.test)][:4]
+    keys = np.arange(len(grids)) * 7 + 3
+    small = draw_transforms(task.augmenter, grids, keys, 3, seed=5)
+    large = draw_transforms(task.augmenter, grids, keys, 15, seed=5)
+    np.testing.assert_array_equal(small, large[:3])
+    identity = np.asarray(task.augmenter.identity())
+    for b in range(len(grids)):
+        firsts = [tuple(t) for t in large[:6, b]]
+        assert len(set(firsts)) == 6 and identity.tolist() not in [list(t) for t in firsts]
+
+
 # ------------------------------------------------------------ halting policies, selections
 def _record(answers: list[list[int]], q: list[list[float]]) -> Record:
     """A record of one row: answers[k][s] is a 1-token answer, q[k][s] its logit."""

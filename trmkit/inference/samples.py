@@ -71,11 +71,17 @@ def _map(augmenter: Augmenter, transforms: np.ndarray, grids: list[np.ndarray | 
     return out
 
 
+REDRAWS = 8
+"""attempts at a transform not drawn before for the same row."""
+
+
 def draw_transforms(augmenter: Augmenter, input_grids: Sequence[np.ndarray | None],
                     keys: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """int [count, B, transform_size]: ``count`` non-identity transforms per row, drawn with
-    ``default_rng([seed, key])``; when the augmenter offers fewer distinct ones than asked
-    (a maze has 7), they repeat in order."""
+    """int [count, B, transform_size]: ``count`` non-identity transforms per row, drawn one
+    at a time with ``default_rng([seed, key])`` so that the draws are nested (the first
+    S - 1 of any larger count are exactly what ``--samples S`` uses, which the sweep relies
+    on); a repeat of an earlier draw is redrawn a few times, and when the augmenter offers
+    fewer distinct ones than asked (a maze has 7), they repeat in order."""
     identity = np.asarray(augmenter.identity())
     out = np.repeat(identity[None, None], count, axis=0).repeat(len(keys), axis=1)
     for b, (grid, key) in enumerate(zip(input_grids, keys, strict=True)):
@@ -83,7 +89,13 @@ def draw_transforms(augmenter: Augmenter, input_grids: Sequence[np.ndarray | Non
             continue
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(key) & 0xFFFFFFFFFFFF])
         puzzle = RawPuzzle(f"row-{int(key)}", test=(Example(grid, grid),))
-        drawn = [np.asarray(t) for t in augmenter.draw(puzzle, count, rng)]
+        drawn: list[np.ndarray] = []
+        for _ in range(count):
+            for _attempt in range(REDRAWS):
+                got = [np.asarray(t) for t in augmenter.draw(puzzle, 1, rng)]
+                if got and not any(np.array_equal(got[0], t) for t in drawn):
+                    drawn.append(got[0])
+                    break
         if not drawn:
             continue
         for j in range(count):
