@@ -320,6 +320,16 @@ def test_bad_options_are_one_line(run, tmp_path, args, needle):
     assert not (tmp_path / "ev").exists()
 
 
+def test_sweep_sources_bad_name_is_one_line(run, tmp_path):
+    run_dir, _ = run
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--out", str(tmp_path / "ev"),
+                                      "--sweep", "--sweep-sources", "dropout"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "--sweep-sources 'dropout'" in lines[0], result.output
+    assert not (tmp_path / "ev").exists()
+
+
 def test_select_valid_needs_a_checker(run):
     bundle, task, _ = _split(run)
 

@@ -35,8 +35,11 @@ def default_out(bundle: Path) -> Path:
               help="Depths of the sweep (default 1, 2, 4, ... up to 2 x N_sup).")
 @click.option("--sweep-samples", default="1,2,4,8,16", show_default=True, metavar="S1,S2,...",
               help="Sample counts of the sweep.")
+@click.option("--sweep-sources", default=None, metavar="augment,noise",
+              help="Diversity sources of the sweep's samples (default: every one the "
+                   "checkpoint supports).")
 def eval_cmd(checkpoint, data_dir, out, batch_size, max_examples, raw, sweep, sweep_steps,
-             sweep_samples, **options):
+             sweep_samples, sweep_sources, **options):
     """Evaluate CHECKPOINT (a step_<N> bundle or a run directory)."""
     policy = policy_from(options)
     from trmkit.threads import configure_threads
@@ -55,8 +58,8 @@ def eval_cmd(checkpoint, data_dir, out, batch_size, max_examples, raw, sweep, sw
     split = open_test_split(bundle, task, data_dir)
     out = out or default_out(bundle.path)
     if sweep:
-        _sweep(bundle.model, split, task, out, policy, sweep_steps, sweep_samples, batch_size,
-               max_examples)
+        _sweep(bundle.model, split, task, out, policy, sweep_steps, sweep_samples,
+               sweep_sources, batch_size, max_examples)
         return
     report = evaluate(bundle.model, split, task, batch_size=batch_size, policy=policy,
                       out_dir=out, max_examples=max_examples, progress=True)
@@ -70,16 +73,20 @@ def eval_cmd(checkpoint, data_dir, out, batch_size, max_examples, raw, sweep, sw
         f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}")
 
 
-def _sweep(model, split, task, out, policy, sweep_steps, sweep_samples, batch_size,
-           max_examples) -> None:
+def _sweep(model, split, task, out, policy, sweep_steps, sweep_samples, sweep_sources,
+           batch_size, max_examples) -> None:
     from trmkit.inference.policy import parse_int_list
     from trmkit.inference.sweep import DEFAULT_NOISE, default_grid, run_sweep
 
     depths = parse_int_list(sweep_steps, "--sweep-steps") if sweep_steps else None
     samples = parse_int_list(sweep_samples, "--sweep-samples")
     per_variant = int(split.meta.num_puzzle_identifiers) > 1
+    sources = None
+    if sweep_sources:
+        sources = tuple(x.strip() for x in sweep_sources.split(",") if x.strip())
     grid = default_grid(model, task, per_variant, depths=depths, samples=samples,
-                        noise=policy.noise or DEFAULT_NOISE, seed=policy.seed)
+                        noise=policy.noise or DEFAULT_NOISE, seed=policy.seed,
+                        sources=sources)
     report = run_sweep(model, split, task, grid, batch_size=batch_size,
                        max_examples=max_examples, progress=True)
     written = report.write(out)

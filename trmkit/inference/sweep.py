@@ -37,6 +37,7 @@ from trmkit.task import AnswerChecker, Task
 
 DEFAULT_SAMPLES = (1, 2, 4, 8, 16)
 DEFAULT_NOISE = 0.1
+SOURCES = ("augment", "noise")
 
 
 @attrs.frozen
@@ -53,9 +54,11 @@ class SweepGrid:
 
 def default_grid(model: RecursiveModel, task: Task | None, per_variant_ids: bool, *,
                  depths: tuple[int, ...] | None = None, samples: tuple[int, ...] | None = None,
-                 noise: float = DEFAULT_NOISE, seed: int = 0) -> SweepGrid:
+                 noise: float = DEFAULT_NOISE, seed: int = 0,
+                 sources: tuple[str, ...] | None = None) -> SweepGrid:
     """Depths 1, 2, 4, ... up to 2 x N_sup (and N_sup itself); samples 1..16; every halting
-    policy; every selection rule the task supports; both diversity sources it supports."""
+    policy; every selection rule the task supports; the diversity sources asked for
+    (default: both, where the model and task support them)."""
     trained = model.halt_max_steps
     if depths is None:
         depths = tuple(sorted({trained, *(2 ** i for i in range(8) if 2 ** i <= 2 * trained),
@@ -64,11 +67,19 @@ def default_grid(model: RecursiveModel, task: Task | None, per_variant_ids: bool
     selects = ["q", "vote", "converged"]
     if task is not None and isinstance(task.evaluator, AnswerChecker):
         selects.append("valid")
-    sources = []
+    supported = []
     if augmentation_allowed(task, per_variant_ids):
-        sources.append("augment")
+        supported.append("augment")
     if isinstance(model, NoisyRecursion):
-        sources.append("noise")
+        supported.append("noise")
+    if sources is None:
+        sources = tuple(supported)
+    for source in sources:
+        if source not in SOURCES:
+            raise OptionError(f"--sweep-sources {source!r}: expected augment and/or noise")
+        if source not in supported:
+            raise OptionError(f"--sweep-sources {source}: this checkpoint cannot use it "
+                              f"(it supports: {', '.join(supported) or 'none'})")
     if max(samples) > 1 and not sources:
         raise OptionError("--sweep: this model and task offer no source of sample diversity "
                           "(no augmentation, no latent noise); sweep depth only with "
