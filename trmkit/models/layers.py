@@ -282,9 +282,15 @@ def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
-def _split_path(x: torch.Tensor) -> bool:
-    """fp32 eager without a graph (evaluation, and training's no-grad cycles)."""
-    return _fast_path(x) and not torch.is_grad_enabled()
+SPLIT_MAX_WIDTH = 512
+"""widest SwiGLU intermediate (I) that takes `swiglu_split`: at I <= 512 (D <= 128, and
+MLP-t's token mixer up to L = 192) the split measured 1.09-1.18x on the eval rollout; at
+D = 512 (I = 1536) one fused matmul is faster (split 0.95x), docs/engine.md."""
+
+
+def _split_path(x: torch.Tensor, inter: int) -> bool:
+    """fp32 eager without a graph (evaluation, and training's no-grad cycles), narrow I."""
+    return inter <= SPLIT_MAX_WIDTH and _fast_path(x) and not torch.is_grad_enabled()
 
 
 def swiglu_split(x: torch.Tensor, gate_up: CastedLinear) -> torch.Tensor:
@@ -309,7 +315,7 @@ class SwiGLU(nn.Module):
         self.down_proj = CastedLinear(self.inter, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _split_path(x):
+        if _split_path(x, self.inter):
             return self.down_proj(swiglu_split(x, self.gate_up_proj))
         return self.down_proj(swiglu(self.gate_up_proj(x)))
 
@@ -333,7 +339,7 @@ class TokenSwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, d = x.shape
         rows = x.transpose(1, 2).reshape(b * d, length)
-        if _split_path(rows):
+        if _split_path(rows, self.inter):
             out = self.down_proj(swiglu_split(rows, self.gate_up_proj))  # [B*D, L]
         else:
             out = self.down_proj(swiglu(self.gate_up_proj(rows)))
