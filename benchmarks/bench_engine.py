@@ -192,10 +192,12 @@ def report(label: str, batch: int, compile_: bool, r: dict) -> str:
 def export_ref(ref: str, where: str) -> str:
     """``git archive`` of REF into ``where`` (no worktree, no change to the repository)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sha = subprocess.run(["git", "-C", root, "rev-parse", "--short", ref], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    archive = subprocess.run(["git", "-C", root, "archive", ref, "trmkit", "tasks"], check=True,
-                             capture_output=True).stdout
+    sha = subprocess.run(
+        ["git", "-C", root, "rev-parse", "--short", ref], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", root, "archive", ref, "trmkit", "tasks"], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
     return sha
 
@@ -216,10 +218,18 @@ def main() -> None:
     parser.add_argument("--compile", choices=("off", "on", "both"), default="off")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--only", default="", help="run the configs whose label contains this")
-    parser.add_argument("--against", metavar="REF", default=None,
-                        help="also time git REF, alternating with this checkout")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="with --against: alternations per configuration (best kept)")
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        default=None,
+        help="also time git REF, alternating with this checkout",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="with --against: alternations per configuration (best kept)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -243,19 +253,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-engine-ref-") as tmp:
         ref_sha = export_ref(args.against, tmp) if args.against else None
         if ref_sha:
-            print(f"--against {args.against} ({ref_sha}): ratio = REF time / this checkout's "
-                  f"time (> 1: faster now), best over {args.rounds} alternating rounds")
+            print(
+                f"--against {args.against} ({ref_sha}): ratio = REF time / this checkout's "
+                f"time (> 1: faster now), best over {args.rounds} alternating rounds"
+            )
         for label in LABELS:
             if args.only not in label:
                 continue
             fields, batch = shape(label, args.quick)
-            print(f"{label}: batch {batch}, D={fields.get('hidden_size')}, "
-                  f"L={fields['seq_len']}, T={fields.get('h_cycles')}, "
-                  f"n={fields.get('l_cycles')}, layers={fields.get('l_layers')}", flush=True)
+            print(
+                f"{label}: batch {batch}, D={fields.get('hidden_size')}, "
+                f"L={fields['seq_len']}, T={fields.get('h_cycles')}, "
+                f"n={fields.get('l_cycles')}, layers={fields.get('l_layers')}",
+                flush=True,
+            )
             for compile_ in modes:
                 if ref_sha is None:
-                    print(report(label, batch, compile_, run_child(label, compile_, args, None)),
-                          flush=True)
+                    print(
+                        report(label, batch, compile_, run_child(label, compile_, args, None)),
+                        flush=True,
+                    )
                     continue
                 now: list[dict] = []
                 ref: list[dict] = []
@@ -265,14 +282,17 @@ def main() -> None:
                 print(compare(label, batch, compile_, now, ref, args.against), flush=True)
 
 
-def compare(label: str, batch: int, compile_: bool, now: list[dict], ref: list[dict],
-            ref_name: str) -> str:
+def compare(
+    label: str, batch: int, compile_: bool, now: list[dict], ref: list[dict], ref_name: str
+) -> str:
     """Best time per phase of each side; fractions against the best peak probe of the run
     (both sides' probes: the machine's least-loaded moment)."""
     probes = [r["peak"] for r in now + ref]
     peak = max(probes)
-    lines = [f"{label}, batch {batch}, compile={'on' if compile_ else 'off'}: best peak "
-             f"{peak:.1f} GFLOP/s over {len(probes)} probes (lowest {min(probes):.1f})"]
+    lines = [
+        f"{label}, batch {batch}, compile={'on' if compile_ else 'off'}: best peak "
+        f"{peak:.1f} GFLOP/s over {len(probes)} probes (lowest {min(probes):.1f})"
+    ]
     for phase in ("train", "eval"):
         mine = min(r[f"{phase}_s"] for r in now)
         theirs = min(r[f"{phase}_s"] for r in ref)
@@ -280,7 +300,8 @@ def compare(label: str, batch: int, compile_: bool, now: list[dict], ref: list[d
         lines.append(
             f"  {phase:<5} now {mine:7.3f} s/step {batch / mine:8.1f} samples/s "
             f"{flops / mine / 1e9 / peak:6.1%} of peak | {ref_name} {theirs:7.3f} s/step "
-            f"{flops / theirs / 1e9 / peak:6.1%} of peak | ratio {theirs / mine:5.2f}x")
+            f"{flops / theirs / 1e9 / peak:6.1%} of peak | ratio {theirs / mine:5.2f}x"
+        )
     eval_rss, train_rss = max(r["eval_rss"] for r in now), max(r["train_rss"] for r in now)
     lines.append(f"  peak RSS now: {eval_rss:.0f} MiB eval, {train_rss:.0f} MiB train")
     return "\n".join(lines)

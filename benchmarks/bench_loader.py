@@ -73,8 +73,13 @@ def build(shape: str, out: Path) -> None:
                 group_names=[f"g{g}" for g in range(g0, g1)],
             )
             p0 = p1
-        common = {"vocab_size": vocab, "pad_id": 0, "ignore_label_id": 0,
-                  "blank_identifier_id": 0, "num_puzzle_identifiers": 1}
+        common = {
+            "vocab_size": vocab,
+            "pad_id": 0,
+            "ignore_label_id": 0,
+            "blank_identifier_id": 0,
+            "num_puzzle_identifiers": 1,
+        }
         writer.commit({"task": f"synthetic-{shape}", "task_version": "1"}, common, ["<blank>"])
     print(f"built {shape}: {total:,} rows x {seq_len} in {out}", flush=True)
 
@@ -139,20 +144,32 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.batches)))
         return
-    print(f"config: global batch {GLOBAL_BATCH}, {args.batches} batches per shape, rank 0 of 1, "
-          f"split loaded to RAM, shapes {json.dumps(SHAPES)}")
+    print(
+        f"config: global batch {GLOBAL_BATCH}, {args.batches} batches per shape, rank 0 of 1, "
+        f"split loaded to RAM, shapes {json.dumps(SHAPES)}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         for shape in SHAPES:
             store_dir = root / shape
             if not store_dir.exists():
                 started = time.perf_counter()
-                subprocess.run([sys.executable, __file__, "--build", shape, str(store_dir)],
-                               check=True)
+                subprocess.run(
+                    [sys.executable, __file__, "--build", shape, str(store_dir)], check=True
+                )
                 print(f"  (synthetic build {time.perf_counter() - started:.1f} s)")
             output = subprocess.run(
-                [sys.executable, __file__, "--measure", str(store_dir), "--batches",
-                 str(args.batches)], check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--measure",
+                    str(store_dir),
+                    "--batches",
+                    str(args.batches),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             r = json.loads(output.strip().splitlines()[-1])
             ratio = r["loader_batches_per_s"] / r["baseline_batches_per_s"]

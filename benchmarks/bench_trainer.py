@@ -30,8 +30,15 @@ from trmkit.training.trainer import Trainer
 
 def make_data(root: Path) -> Path:
     out = root / "data"
-    build_dataset(plugins.get_task("sudoku-easy"), out, num_aug=20, seed=0,
-                  options={"count": "200", "test_count": "8"}, force=True, progress=False)
+    build_dataset(
+        plugins.get_task("sudoku-easy"),
+        out,
+        num_aug=20,
+        seed=0,
+        options={"count": "200", "test_count": "8"},
+        force=True,
+        progress=False,
+    )
     return out
 
 
@@ -89,20 +96,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    overrides = [f"optim.global_batch_size={args.batch}", "train.eval_interval=0",
-                 "train.log_every=10"]
+    overrides = [
+        f"optim.global_batch_size={args.batch}",
+        "train.eval_interval=0",
+        "train.log_every=10",
+    ]
     if args.quick:
         overrides += ["model.hidden_size=128", "model.puzzle_emb_ndim=128"]
-    print(f"bench_trainer: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}; sudoku-extreme-mlp"
-          f"{' (D=128)' if args.quick else ''}, batch {args.batch}, {args.steps} steps/round")
+    print(
+        f"bench_trainer: torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}; sudoku-extreme-mlp"
+        f"{' (D=128)' if args.quick else ''}, batch {args.batch}, {args.steps} steps/round"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = make_data(root)
         results = {"trainer": [], "bare": []}
         for r in range(args.rounds):
-            trainer = make_trainer(root, data, overrides + [f"train.max_steps={args.steps}"],
-                                   f"run{r}")
+            trainer = make_trainer(
+                root, data, overrides + [f"train.max_steps={args.steps}"], f"run{r}"
+            )
             trainer.test_split = None  # no evaluation inside the timed window
             trainer.save_checkpoint = lambda: None  # type: ignore[method-assign]
             times = stamp(trainer)

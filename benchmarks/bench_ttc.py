@@ -41,12 +41,16 @@ SHAPES = {  # preset -> (recipe, task whose augmenter makes the samples)
 def make_rows(task: Task, batch: int, seed: int) -> RowBatch:
     """Real puzzles of the task (from its generator), encoded as the model sees them."""
     rng = np.random.default_rng(seed)
-    examples = [ex for p in sample_puzzles(task, count=batch, seed=seed)
-                for ex in (*p.train, *p.test)]
+    examples = [
+        ex for p in sample_puzzles(task, count=batch, seed=seed) for ex in (*p.train, *p.test)
+    ]
     rows = [task.codec.encode(ex.input) for ex in examples[:batch]]
     inputs = np.stack([rows[i % len(rows)] for i in range(batch)])
-    return RowBatch(inputs=inputs, puzzle_ids=np.zeros(len(rows), dtype=np.int64),
-                    keys=rng.integers(0, 2**31, len(rows)))
+    return RowBatch(
+        inputs=inputs,
+        puzzle_ids=np.zeros(len(rows), dtype=np.int64),
+        keys=rng.integers(0, 2**31, len(rows)),
+    )
 
 
 def main() -> None:
@@ -63,24 +67,30 @@ def main() -> None:
     task = plugins.get_task(task_name)
     fields = dict(recipe.model.fields)
     torch.manual_seed(0)
-    model = build_model(recipe.model.name, recipe.model_config(
-        seq_len=task.codec.seq_len, vocab_size=task.codec.vocab_size,
-        num_puzzle_identifiers=1, batch_size=args.batch))
+    model = build_model(
+        recipe.model.name,
+        recipe.model_config(
+            seq_len=task.codec.seq_len,
+            vocab_size=task.codec.vocab_size,
+            num_puzzle_identifiers=1,
+            batch_size=args.batch,
+        ),
+    )
     model.eval()
     rows = make_rows(task, args.batch, seed=1)
-    print(f"bench_ttc: shape={args.shape} (D={fields.get('hidden_size')}, "
-          f"mixer={fields.get('mixer')}) batch={args.batch} depth={args.depth} "
-          f"samples={samples} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__} cpu={platform.processor() or platform.machine()}")
-    sources = {"augment": dict(augment=True, noise=0.0), "noise": dict(augment=False,
-                                                                         noise=0.1)}
+    print(
+        f"bench_ttc: shape={args.shape} (D={fields.get('hidden_size')}, "
+        f"mixer={fields.get('mixer')}) batch={args.batch} depth={args.depth} "
+        f"samples={samples} threads={torch.get_num_threads()} "
+        f"torch={torch.__version__} cpu={platform.processor() or platform.machine()}"
+    )
+    sources = {"augment": dict(augment=True, noise=0.0), "noise": dict(augment=False, noise=0.1)}
     best: dict[tuple[str, int], float] = {}
     with torch.inference_mode():
         for _ in range(args.repeats + 1):  # round 0 warms up
             for source, opts in sources.items():
                 for s in samples:
-                    policy = InferencePolicy(steps=args.depth, samples=s, seed=0,
-                                             **opts).validate()
+                    policy = InferencePolicy(steps=args.depth, samples=s, seed=0, **opts).validate()
                     t0 = time.perf_counter()
                     record(model, rows, policy, task, depth=args.depth)
                     dt = time.perf_counter() - t0

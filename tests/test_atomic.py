@@ -87,10 +87,16 @@ def _bundle_at(root, step, marker):
     from trmkit.checkpoint import DatasetRecord, Manifest, ModelRecord, TaskRecord
 
     tmp = ckpt.begin_write(root, step)
-    ckpt.write_manifest(tmp, Manifest(step=step, model=ModelRecord(name="trm"),
-                                      task=TaskRecord(name="t", version="1"),
-                                      dataset=DatasetRecord(seq_len=4, vocab_size=3),
-                                      recipe={"marker": marker}))
+    ckpt.write_manifest(
+        tmp,
+        Manifest(
+            step=step,
+            model=ModelRecord(name="trm"),
+            task=TaskRecord(name="t", version="1"),
+            dataset=DatasetRecord(seq_len=4, vocab_size=3),
+            recipe={"marker": marker},
+        ),
+    )
     return ckpt.commit(root, step, keep=3)
 
 
@@ -124,12 +130,28 @@ def test_write_bundle_force_killed_between_renames(tmp_path, monkeypatch):
     from trmkit.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("trm", dict(seq_len=16, vocab_size=6, hidden_size=16, num_heads=2,
-                                    puzzle_emb_ndim=16, halt_max_steps=2, mixer="mlp_t",
-                                    pos_encodings="none", h_cycles=1, l_cycles=1, l_layers=1))
-    manifest = Manifest(step=1, model=ModelRecord(name="trm", config=attrs.asdict(model.config)),
-                        task=TaskRecord(name="sudoku-4x4", version="1"),
-                        dataset=DatasetRecord(seq_len=16, vocab_size=6))
+    model = build_model(
+        "trm",
+        dict(
+            seq_len=16,
+            vocab_size=6,
+            hidden_size=16,
+            num_heads=2,
+            puzzle_emb_ndim=16,
+            halt_max_steps=2,
+            mixer="mlp_t",
+            pos_encodings="none",
+            h_cycles=1,
+            l_cycles=1,
+            l_layers=1,
+        ),
+    )
+    manifest = Manifest(
+        step=1,
+        model=ModelRecord(name="trm", config=attrs.asdict(model.config)),
+        task=TaskRecord(name="sudoku-4x4", version="1"),
+        dataset=DatasetRecord(seq_len=16, vocab_size=6),
+    )
     dst = write_bundle(tmp_path / "b", manifest, model.state_dict())
     kill_before_into_place(monkeypatch, dst)
     with pytest.raises(Killed):

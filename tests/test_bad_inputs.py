@@ -74,15 +74,35 @@ def _bundle(out: Path, task_name: str, seq_len: int, vocab: int, num_ids: int = 
     from trmkit.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("trm", dict(seq_len=seq_len, vocab_size=vocab, hidden_size=16,
-                                    num_heads=2, puzzle_emb_ndim=16, halt_max_steps=2,
-                                    mixer="mlp_t", pos_encodings="none", h_cycles=1,
-                                    l_cycles=1, l_layers=1, num_puzzle_identifiers=num_ids))
-    return write_bundle(out, Manifest(
-        step=1, model=ModelRecord(name="trm", config=attrs.asdict(model.config)),
-        task=TaskRecord(name=task_name, version="1"),
-        dataset=DatasetRecord(seq_len=seq_len, vocab_size=vocab,
-                              num_puzzle_identifiers=num_ids)), model.state_dict())
+    model = build_model(
+        "trm",
+        dict(
+            seq_len=seq_len,
+            vocab_size=vocab,
+            hidden_size=16,
+            num_heads=2,
+            puzzle_emb_ndim=16,
+            halt_max_steps=2,
+            mixer="mlp_t",
+            pos_encodings="none",
+            h_cycles=1,
+            l_cycles=1,
+            l_layers=1,
+            num_puzzle_identifiers=num_ids,
+        ),
+    )
+    return write_bundle(
+        out,
+        Manifest(
+            step=1,
+            model=ModelRecord(name="trm", config=attrs.asdict(model.config)),
+            task=TaskRecord(name=task_name, version="1"),
+            dataset=DatasetRecord(
+                seq_len=seq_len, vocab_size=vocab, num_puzzle_identifiers=num_ids
+            ),
+        ),
+        model.state_dict(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +110,10 @@ def bundles(tmp_path_factory):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("bad-input-bundles")
-    yield (_bundle(tmp / "sudoku", "sudoku-4x4", 16, 6),
-           _bundle(tmp / "arc", "arc-agi-1", 900, 12, num_ids=3))
+    yield (
+        _bundle(tmp / "sudoku", "sudoku-4x4", 16, 6),
+        _bundle(tmp / "arc", "arc-agi-1", 900, 12, num_ids=3),
+    )
     torch.set_num_threads(before)
 
 
@@ -115,8 +137,10 @@ def tiny(tmp_path_factory):
     torch.set_num_threads(before)
 
 
-ARC_OK = {"train": [{"input": [[1, 2]], "output": [[2, 1]]}],
-          "test": [{"input": [[1, 2]], "output": [[2, 1]]}]}
+ARC_OK = {
+    "train": [{"input": [[1, 2]], "output": [[2, 1]]}],
+    "test": [{"input": [[1, 2]], "output": [[2, 1]]}],
+}
 
 CASES: dict[str, Callable[[Ctx], tuple[list[str], str]]] = {}
 
@@ -126,6 +150,7 @@ def case(name: str):
         assert name not in CASES, name
         CASES[name] = fn
         return fn
+
     return register
 
 
@@ -170,7 +195,7 @@ def _(c):
 
 @case("solve: ARC JSON nested 5000 deep (inline)")
 def _(c):
-    return ["solve", str(c.arc), "{\"train\": " + "[" * 5000 + "]" * 5000 + "}"], "nested"
+    return ["solve", str(c.arc), '{"train": ' + "[" * 5000 + "]" * 5000 + "}"], "nested"
 
 
 @case("solve: ARC colour 10**30")
@@ -201,8 +226,11 @@ def _(c):
 
 @case("solve: ARC empty train list (inline)")
 def _(c):
-    return ["solve", str(c.arc), json.dumps({"train": [], "test": ARC_OK["test"]})], \
-        "no demonstration"
+    return [
+        "solve",
+        str(c.arc),
+        json.dumps({"train": [], "test": ARC_OK["test"]}),
+    ], "no demonstration"
 
 
 @case("solve: ARC JSON null")
@@ -222,8 +250,10 @@ def _(c):
 
 @case("solve: inline ARC task longer than NAME_MAX, invalid")
 def _(c):
-    task = {"train": [{"input": [[1] * 30] * 10, "output": [[1] * 30] * 10}],
-            "test": [{"input": [[11] * 30] * 10}]}
+    task = {
+        "train": [{"input": [[1] * 30] * 10, "output": [[1] * 30] * 10}],
+        "test": [{"input": [[11] * 30] * 10}],
+    }
     text = json.dumps(task)
     assert 256 < len(text) < 4096
     return ["solve", str(c.arc), text], "cells must be ints 0..9"
@@ -236,8 +266,7 @@ def _(c):
 
 @case("solve: ARC file that does not exist")
 def _(c):
-    return ["solve", str(c.arc), str(c.tmp / "nope" / "task.json")], \
-        "task.json: file not found"
+    return ["solve", str(c.arc), str(c.tmp / "nope" / "task.json")], "task.json: file not found"
 
 
 @case("solve: puzzle path is a directory")
@@ -274,15 +303,29 @@ def _(c):
 @case("build: sudoku CSV with a header and no rows")
 def _(c):
     f = c.file("train.csv", "source,question,answer,rating\n")
-    return ["build", "--task", "sudoku-extreme", "--source", str(f), "--out",
-            str(c.tmp / "out")], "train.csv"
+    return [
+        "build",
+        "--task",
+        "sudoku-extreme",
+        "--source",
+        str(f),
+        "--out",
+        str(c.tmp / "out"),
+    ], "train.csv"
 
 
 @case("build: binary sudoku CSV")
 def _(c):
     f = c.file("train.csv", CHUNK * 64)
-    return ["build", "--task", "sudoku-extreme", "--source", str(f), "--out",
-            str(c.tmp / "out")], "train.csv"
+    return [
+        "build",
+        "--task",
+        "sudoku-extreme",
+        "--source",
+        str(f),
+        "--out",
+        str(c.tmp / "out"),
+    ], "train.csv"
 
 
 # ------------------------------------------------------------------------ recipe ranges
@@ -291,6 +334,7 @@ def _(c):
 def _set(key_value: str, culprit: str):
     def setup(c):
         return ["model", "--recipe", "sudoku-quick", "--set", key_value], culprit
+
     return setup
 
 
@@ -333,37 +377,75 @@ def _(c):
 def _build_csv(task, name, content, culprit):
     def setup(c):
         f = c.file(name, content)
-        return ["build", "--task", task, "--source", str(f), "--out", str(c.tmp / "out")], \
-            culprit
+        return ["build", "--task", task, "--source", str(f), "--out", str(c.tmp / "out")], culprit
+
     return setup
 
 
-SUDOKU_ROW = ("source,question,answer,rating\n"
-              "x,1..4.3....2..1..,1234341221434321,0\n")
+SUDOKU_ROW = "source,question,answer,rating\nx,1..4.3....2..1..,1234341221434321,0\n"
 
 for _name, _task, _file, _content, _culprit in [
-    ("sudoku CSV with the wrong columns", "sudoku-extreme", "train.csv", "a,b\n1,2\n",
-     "train.csv"),
-    ("sudoku CSV with a short question", "sudoku-extreme", "train.csv",
-     "source,question,answer,rating\nx,123,456,0\n", "train.csv, line 2"),
-    ("sudoku CSV with a bad rating", "sudoku-extreme", "train.csv",
-     "source,question,answer,rating\nx," + "." * 81 + "," + "1" * 81 + ",lots\n",
-     "train.csv"),
-    ("4x4 CSV with a header and no rows", "sudoku-4x4", "train.csv",
-     "source,question,answer,rating\n", "train.csv"),
-    ("gzip CSV that is not gzip", "sudoku-extreme", "train.csv.gz", b"not gzip at all",
-     "train.csv.gz"),
+    ("sudoku CSV with the wrong columns", "sudoku-extreme", "train.csv", "a,b\n1,2\n", "train.csv"),
+    (
+        "sudoku CSV with a short question",
+        "sudoku-extreme",
+        "train.csv",
+        "source,question,answer,rating\nx,123,456,0\n",
+        "train.csv, line 2",
+    ),
+    (
+        "sudoku CSV with a bad rating",
+        "sudoku-extreme",
+        "train.csv",
+        "source,question,answer,rating\nx," + "." * 81 + "," + "1" * 81 + ",lots\n",
+        "train.csv",
+    ),
+    (
+        "4x4 CSV with a header and no rows",
+        "sudoku-4x4",
+        "train.csv",
+        "source,question,answer,rating\n",
+        "train.csv",
+    ),
+    (
+        "gzip CSV that is not gzip",
+        "sudoku-extreme",
+        "train.csv.gz",
+        b"not gzip at all",
+        "train.csv.gz",
+    ),
     ("maze CSV binary", "maze-hard", "train.csv", CHUNK * 32, "train.csv"),
     # clean, but names the source rather than the file (plugins/trmkit_maze is not ours)
-    ("maze CSV with a header and no rows", "maze-11x11", "train.csv",
-     "source,question,answer,rating\n", "the source produced no puzzles"),
-    ("ARC source file nested deep", "arc-agi-1", "tasks.json", "[" * 5000 + "]" * 5000,
-     "tasks.json"),
-    ("ARC source with a 10**30 colour", "arc-agi-1", "tasks.json", json.dumps(
-        {"t1": {"train": [{"input": [[10**30]], "output": [[1]]}], "test": ARC_OK["test"]}}),
-     "tasks.json"),
-    ("ARC source task with empty train", "arc-agi-1", "tasks.json",
-     json.dumps({"t1": {"train": [], "test": ARC_OK["test"]}}), "no demonstration pairs"),
+    (
+        "maze CSV with a header and no rows",
+        "maze-11x11",
+        "train.csv",
+        "source,question,answer,rating\n",
+        "the source produced no puzzles",
+    ),
+    (
+        "ARC source file nested deep",
+        "arc-agi-1",
+        "tasks.json",
+        "[" * 5000 + "]" * 5000,
+        "tasks.json",
+    ),
+    (
+        "ARC source with a 10**30 colour",
+        "arc-agi-1",
+        "tasks.json",
+        json.dumps(
+            {"t1": {"train": [{"input": [[10**30]], "output": [[1]]}], "test": ARC_OK["test"]}}
+        ),
+        "tasks.json",
+    ),
+    (
+        "ARC source task with empty train",
+        "arc-agi-1",
+        "tasks.json",
+        json.dumps({"t1": {"train": [], "test": ARC_OK["test"]}}),
+        "no demonstration pairs",
+    ),
     ("ARC source binary", "arc-agi-1", "tasks.json", CHUNK * 8, "tasks.json"),
 ]:
     case(f"build: {_name}")(_build_csv(_task, _file, _content, _culprit))
@@ -371,20 +453,41 @@ for _name, _task, _file, _content, _culprit in [
 
 @case("build: source file does not exist")
 def _(c):
-    return ["build", "--task", "sudoku-extreme", "--source", str(c.tmp / "none.csv"),
-            "--out", str(c.tmp / "out")], "none.csv"
+    return [
+        "build",
+        "--task",
+        "sudoku-extreme",
+        "--source",
+        str(c.tmp / "none.csv"),
+        "--out",
+        str(c.tmp / "out"),
+    ], "none.csv"
 
 
 @case("build: --subsample 0")
 def _(c):
-    return ["build", "--task", "sudoku-4x4", "--subsample", "0", "--out",
-            str(c.tmp / "out")], "subsample"
+    return [
+        "build",
+        "--task",
+        "sudoku-4x4",
+        "--subsample",
+        "0",
+        "--out",
+        str(c.tmp / "out"),
+    ], "subsample"
 
 
 @case("build: --num-aug -1")
 def _(c):
-    return ["build", "--task", "sudoku-4x4", "--num-aug", "-1", "--out",
-            str(c.tmp / "out")], "num-aug"
+    return [
+        "build",
+        "--task",
+        "sudoku-4x4",
+        "--num-aug",
+        "-1",
+        "--out",
+        str(c.tmp / "out"),
+    ], "num-aug"
 
 
 @case("solve: binary maze file")
@@ -423,8 +526,11 @@ def _(c):
 
 @case("solve: ARC NaN colour")
 def _(c):
-    return ["solve", str(c.arc), '{"train": [{"input": [[NaN]], "output": [[1]]}], '
-            '"test": [{"input": [[1]]}]}'], "NaN"
+    return [
+        "solve",
+        str(c.arc),
+        '{"train": [{"input": [[NaN]], "output": [[1]]}], "test": [{"input": [[1]]}]}',
+    ], "NaN"
 
 
 @case("solve: ARC task id map of lists")
@@ -472,16 +578,30 @@ for _kv, _culprit in [
 
 @case("train: --set out of range before anything is written")
 def _(c):
-    return ["train", "--recipe", "sudoku-quick", "--out", str(c.tmp / "run"), "--set",
-            "optim.ema_rate=2", "--no-progress"], "optim.ema_rate"
+    return [
+        "train",
+        "--recipe",
+        "sudoku-quick",
+        "--out",
+        str(c.tmp / "run"),
+        "--set",
+        "optim.ema_rate=2",
+        "--no-progress",
+    ], "optim.ema_rate"
 
 
 @case("eval: --data is not a store")
 def _(c):
     (c.tmp / "notastore").mkdir()
     (c.tmp / "notastore" / "x.txt").write_text("x")
-    return ["eval", str(c.run), "--data", str(c.tmp / "notastore"), "--out",
-            str(c.tmp / "ev")], "notastore"
+    return [
+        "eval",
+        str(c.run),
+        "--data",
+        str(c.tmp / "notastore"),
+        "--out",
+        str(c.tmp / "ev"),
+    ], "notastore"
 
 
 @case("data info: not a store")
@@ -499,6 +619,7 @@ def _manifest_case(change, culprit, which="sudoku"):
         bundle = c.edit_manifest(change, which)
         puzzle = SUDOKU_PUZZLE if which == "sudoku" else json.dumps(ARC_OK)
         return ["solve", str(bundle), puzzle], culprit
+
     return setup
 
 
@@ -510,6 +631,7 @@ def _set_in(*path_value):
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return change
 
 
@@ -527,11 +649,13 @@ for _name, _change, _culprit in [
     ("step a string", _set_in("step", "7"), "field step"),
     ("dataset null", _set_in("dataset", None), "field dataset"),
     ("weights.ema a string", _set_in("weights", {"ema": "yes"}), "field weights.ema"),
-    ("blank id out of range", _set_in("dataset", "blank_identifier_id", 99),
-     "field dataset.blank_identifier_id"),
+    (
+        "blank id out of range",
+        _set_in("dataset", "blank_identifier_id", 99),
+        "field dataset.blank_identifier_id",
+    ),
     ("hidden_size 1e6", _set_in("model", "config", "hidden_size", 1e6), "manifest.json"),
-    ("hidden_size a string", _set_in("model", "config", "hidden_size", "big"),
-     "model.hidden_size"),
+    ("hidden_size a string", _set_in("model", "config", "hidden_size", "big"), "model.hidden_size"),
     ("hidden_size negative", _set_in("model", "config", "hidden_size", -4), "manifest.json"),
     ("num_heads a bool", _set_in("model", "config", "num_heads", True), "model.num_heads"),
     ("unknown model field", _set_in("model", "config", "wormholes", 3), "model.wormholes"),
@@ -591,9 +715,13 @@ def _puzzle_ids(c, group, transform, names=("a", "b")):
     from safetensors.torch import save_file
 
     bundle = c.copy_bundle("arc")
-    save_file({"group": torch.tensor(group, dtype=torch.int32),
-               "transform": torch.tensor(transform, dtype=torch.int32)},
-              str(bundle / "puzzle_ids.safetensors"))
+    save_file(
+        {
+            "group": torch.tensor(group, dtype=torch.int32),
+            "transform": torch.tensor(transform, dtype=torch.int32),
+        },
+        str(bundle / "puzzle_ids.safetensors"),
+    )
     (bundle / "puzzle_ids.json").write_text(json.dumps({"group_names": list(names)}))
     return ["solve", str(bundle), json.dumps(ARC_OK)]
 
@@ -625,8 +753,16 @@ def _official_case(damage, culprit):
     def setup(c):
         src = c.copy(c.official, "official")
         damage(src)
-        return ["data", "import", str(src), "--task", "sudoku-4x4", "--out",
-                str(c.tmp / "imported")], culprit
+        return [
+            "data",
+            "import",
+            str(src),
+            "--task",
+            "sudoku-4x4",
+            "--out",
+            str(c.tmp / "imported"),
+        ], culprit
+
     return setup
 
 
@@ -637,6 +773,7 @@ def _write(rel, content):
             path.write_bytes(content)
         else:
             path.write_text(content)
+
     return damage
 
 
@@ -645,6 +782,7 @@ def _edit_info(change):
         info = json.loads((src / "train" / "dataset.json").read_text())
         change(info)
         (src / "train" / "dataset.json").write_text(json.dumps(info))
+
     return damage
 
 
@@ -654,6 +792,7 @@ def _npy(rel, make):
 
         old = np.load(src / rel)
         np.save(src / rel, make(old))
+
     return damage
 
 
@@ -669,34 +808,64 @@ for _name, _damage, _culprit in [
     ("dataset.json null", _write("train/dataset.json", "null"), "dataset.json: expected"),
     ("dataset.json a list", _write("train/dataset.json", "[1, 2]"), "dataset.json: expected"),
     ("dataset.json binary", _write("train/dataset.json", CHUNK), "dataset.json"),
-    ("dataset.json nested deep", _write("train/dataset.json", "[" * 3000 + "]" * 3000),
-     "JSON file is nested"),
-    ("dataset.json truncated", _write("train/dataset.json", '{"seq_len": 16, "voc'),
-     "dataset.json: unreadable JSON"),
-    ("dataset.json seq_len a string", _edit_info(lambda i: i.__setitem__("seq_len", "16")),
-     "'seq_len'"),
-    ("dataset.json vocab_size 10**30",
-     _write("train/dataset.json", '{"seq_len": 16, "vocab_size": ' + "1" * 31 + "}"),
-     "dataset.json"),
-    ("dataset.json sets a string", _edit_info(lambda i: i.__setitem__("sets", "all")),
-     "'sets'"),
-    ("dataset.json total_groups negative",
-     _edit_info(lambda i: i.__setitem__("total_groups", -1)), "'total_groups'"),
-    ("structured-dtype index array", _npy("train/all__puzzle_indices.npy", _structured),
-     "all__puzzle_indices.npy"),
+    (
+        "dataset.json nested deep",
+        _write("train/dataset.json", "[" * 3000 + "]" * 3000),
+        "JSON file is nested",
+    ),
+    (
+        "dataset.json truncated",
+        _write("train/dataset.json", '{"seq_len": 16, "voc'),
+        "dataset.json: unreadable JSON",
+    ),
+    (
+        "dataset.json seq_len a string",
+        _edit_info(lambda i: i.__setitem__("seq_len", "16")),
+        "'seq_len'",
+    ),
+    (
+        "dataset.json vocab_size 10**30",
+        _write("train/dataset.json", '{"seq_len": 16, "vocab_size": ' + "1" * 31 + "}"),
+        "dataset.json",
+    ),
+    ("dataset.json sets a string", _edit_info(lambda i: i.__setitem__("sets", "all")), "'sets'"),
+    (
+        "dataset.json total_groups negative",
+        _edit_info(lambda i: i.__setitem__("total_groups", -1)),
+        "'total_groups'",
+    ),
+    (
+        "structured-dtype index array",
+        _npy("train/all__puzzle_indices.npy", _structured),
+        "all__puzzle_indices.npy",
+    ),
     ("structured-dtype inputs", _npy("train/all__inputs.npy", _structured), "all__inputs.npy"),
-    ("float puzzle identifiers",
-     _npy("train/all__puzzle_identifiers.npy", lambda a: a.astype("float32")),
-     "all__puzzle_identifiers.npy"),
-    ("tokens outside the vocabulary", _npy("train/all__inputs.npy", lambda a: a * 0 + 99),
-     "all__inputs.npy: token 99"),
-    ("transform table out of range",
-     _npy("train/trmkit_transforms.npy", lambda a: a * 0 + 10**6), "trmkit_transforms.npy"),
-    ("structured-dtype transform table", _npy("train/trmkit_transforms.npy", _structured),
-     "trmkit_transforms.npy"),
+    (
+        "float puzzle identifiers",
+        _npy("train/all__puzzle_identifiers.npy", lambda a: a.astype("float32")),
+        "all__puzzle_identifiers.npy",
+    ),
+    (
+        "tokens outside the vocabulary",
+        _npy("train/all__inputs.npy", lambda a: a * 0 + 99),
+        "all__inputs.npy: token 99",
+    ),
+    (
+        "transform table out of range",
+        _npy("train/trmkit_transforms.npy", lambda a: a * 0 + 10**6),
+        "trmkit_transforms.npy",
+    ),
+    (
+        "structured-dtype transform table",
+        _npy("train/trmkit_transforms.npy", _structured),
+        "trmkit_transforms.npy",
+    ),
     ("identifiers.json an object", _write("identifiers.json", '{"a": 1}'), "identifiers.json"),
-    ("group names not a list", _write("train/trmkit_group_names.json", '"x"'),
-     "trmkit_group_names.json"),
+    (
+        "group names not a list",
+        _write("train/trmkit_group_names.json", '"x"'),
+        "trmkit_group_names.json",
+    ),
     ("npy not an array", _write("train/all__labels.npy", b"not numpy"), "all__labels.npy"),
 ]:
     case(f"import: {_name}")(_official_case(_damage, _culprit))
@@ -710,13 +879,25 @@ def _resume_case(damage, culprit):
         from tiny_training import write_recipe
 
         run = c.copy(c.run, "run")
-        latest = sorted((run / "checkpoints").glob("step_*"),
-                        key=lambda p: int(p.name[5:]))[-1]
+        latest = sorted((run / "checkpoints").glob("step_*"), key=lambda p: int(p.name[5:]))[-1]
         damage(latest)
-        recipe = write_recipe(c.tmp, "") if not (c.tmp / "tiny.toml").exists() else \
-            c.tmp / "tiny.toml"
-        return ["train", "--recipe", str(recipe), "--data", str(c.data), "--out", str(run),
-                "--resume", "--no-progress", "--set", "train.epochs=1"], culprit
+        recipe = (
+            write_recipe(c.tmp, "") if not (c.tmp / "tiny.toml").exists() else c.tmp / "tiny.toml"
+        )
+        return [
+            "train",
+            "--recipe",
+            str(recipe),
+            "--data",
+            str(c.data),
+            "--out",
+            str(run),
+            "--resume",
+            "--no-progress",
+            "--set",
+            "train.epochs=1",
+        ], culprit
+
     return setup
 
 
@@ -726,6 +907,7 @@ def _edit_state(name, change):
         tree = json.loads(path.read_text())
         change(tree)
         path.write_text(json.dumps(tree))
+
     return damage
 
 
@@ -737,31 +919,59 @@ def _dict_item(tree, key):
 
 
 for _name, _damage, _culprit in [
-    ("train_state step a string",
-     _edit_state("train_state", lambda t: _dict_item(t, "step").__setitem__(1, "4")),
-     "train_state.json: field step"),
-    ("train_state world_size 0",
-     _edit_state("train_state", lambda t: _dict_item(t, "world_size").__setitem__(1, 0)),
-     "train_state.json: field world_size"),
-    ("train_state optimizers a number",
-     _edit_state("train_state", lambda t: _dict_item(t, "optimizers").__setitem__(1, 3)),
-     "train_state.json: field optimizers"),
-    ("train_state top level a list", _edit_state("train_state", lambda t: t.update(
-        {"__kind__": "list", "items": []})), "train_state.json"),
-    ("train_state unknown kind", _edit_state("train_state", lambda t: t.__setitem__(
-        "__kind__", "pickle")), "train_state.json"),
-    ("train_state tensor key missing", _edit_state("train_state", lambda t: _dict_item(
-        t, "step").__setitem__(1, {"__kind__": "tensor", "key": "t999"})), "train_state.json"),
-    ("rank_0 step a list",
-     _edit_state("rank_0", lambda t: _dict_item(t, "step").__setitem__(1, [])),
-     "rank_0.json: field step"),
-    ("rank_0 loader a string",
-     _edit_state("rank_0", lambda t: _dict_item(t, "loader").__setitem__(1, "x")),
-     "rank_0.json: field loader"),
-    ("rank_0 items not pairs", _edit_state("rank_0", lambda t: t.__setitem__("items", [1])),
-     "rank_0.json"),
-    ("train_state.json binary", lambda b: (b / "train_state.json").write_bytes(CHUNK),
-     "train_state.json"),
+    (
+        "train_state step a string",
+        _edit_state("train_state", lambda t: _dict_item(t, "step").__setitem__(1, "4")),
+        "train_state.json: field step",
+    ),
+    (
+        "train_state world_size 0",
+        _edit_state("train_state", lambda t: _dict_item(t, "world_size").__setitem__(1, 0)),
+        "train_state.json: field world_size",
+    ),
+    (
+        "train_state optimizers a number",
+        _edit_state("train_state", lambda t: _dict_item(t, "optimizers").__setitem__(1, 3)),
+        "train_state.json: field optimizers",
+    ),
+    (
+        "train_state top level a list",
+        _edit_state("train_state", lambda t: t.update({"__kind__": "list", "items": []})),
+        "train_state.json",
+    ),
+    (
+        "train_state unknown kind",
+        _edit_state("train_state", lambda t: t.__setitem__("__kind__", "pickle")),
+        "train_state.json",
+    ),
+    (
+        "train_state tensor key missing",
+        _edit_state(
+            "train_state",
+            lambda t: _dict_item(t, "step").__setitem__(1, {"__kind__": "tensor", "key": "t999"}),
+        ),
+        "train_state.json",
+    ),
+    (
+        "rank_0 step a list",
+        _edit_state("rank_0", lambda t: _dict_item(t, "step").__setitem__(1, [])),
+        "rank_0.json: field step",
+    ),
+    (
+        "rank_0 loader a string",
+        _edit_state("rank_0", lambda t: _dict_item(t, "loader").__setitem__(1, "x")),
+        "rank_0.json: field loader",
+    ),
+    (
+        "rank_0 items not pairs",
+        _edit_state("rank_0", lambda t: t.__setitem__("items", [1])),
+        "rank_0.json",
+    ),
+    (
+        "train_state.json binary",
+        lambda b: (b / "train_state.json").write_bytes(CHUNK),
+        "train_state.json",
+    ),
     ("rank_0.json deleted", lambda b: (b / "rank_0.json").unlink(), "rank_0.json: missing"),
 ]:
     case(f"resume: {_name}")(_resume_case(_damage, _culprit))
@@ -779,6 +989,7 @@ def _store_attr(rel, key, value):
         meta = json.loads((d / rel).read_text())
         meta["attributes"][key] = value
         (d / rel).write_text(json.dumps(meta))
+
     return damage
 
 
@@ -786,6 +997,7 @@ def _truncate(rel):
     def damage(d):
         text = (d / rel).read_text()
         (d / rel).write_text(text[: len(text) // 2])
+
     return damage
 
 
@@ -794,6 +1006,7 @@ def _rmtree(rel):
         import shutil
 
         shutil.rmtree(d / rel)
+
     return damage
 
 
@@ -804,23 +1017,36 @@ def _corrupt_first_chunk(rel):
         for i in range(8, min(len(data), 64)):
             data[i] ^= 0xFF
         f.write_bytes(bytes(data))
+
     return damage
 
 
 STORE_DAMAGE = [
-    ("deleted shard", lambda d: _chunks(d / "train" / "inputs")[0].unlink(),
-     "chunk file(s) missing"),
-    ("deleted fill-value chunk", lambda d: _chunks(d / "test" / "puzzle_identifiers")[0]
-     .unlink(), "chunk file(s) missing"),
+    (
+        "deleted shard",
+        lambda d: _chunks(d / "train" / "inputs")[0].unlink(),
+        "chunk file(s) missing",
+    ),
+    (
+        "deleted fill-value chunk",
+        lambda d: _chunks(d / "test" / "puzzle_identifiers")[0].unlink(),
+        "chunk file(s) missing",
+    ),
     ("truncated root zarr.json", _truncate("zarr.json"), "cannot open as a Zarr v3 group"),
     ("truncated split zarr.json", _truncate("train/zarr.json"), "cannot open the split"),
     ("deleted array", _rmtree("train/labels"), "train/labels: cannot open the array"),
     ("deleted split group", _rmtree("test"), "test: cannot open the split"),
     ("corrupt shard", _corrupt_first_chunk("train/inputs"), "train/inputs: unreadable data"),
-    ("wrongly typed attribute", _store_attr("train/zarr.json", "total_groups", "64"),
-     "total_groups is '64'"),
-    ("total_examples 10**9", _store_attr("train/zarr.json", "total_examples", 10**9),
-     "contradicts the split attributes"),
+    (
+        "wrongly typed attribute",
+        _store_attr("train/zarr.json", "total_groups", "64"),
+        "total_groups is '64'",
+    ),
+    (
+        "total_examples 10**9",
+        _store_attr("train/zarr.json", "total_examples", 10**9),
+        "contradicts the split attributes",
+    ),
     ("root splits a number", _store_attr("zarr.json", "splits", 3), "root attribute splits"),
 ]
 
@@ -834,21 +1060,30 @@ def _store_case(command, damage, culprit):
             "eval": ["eval", str(c.run), "--data", str(store), "--out", str(c.tmp / "ev")],
         }[command]
         return args, culprit
+
     return setup
 
 
 for _name, _damage, _culprit in STORE_DAMAGE:
     case(f"store: {_name} (data export)")(_store_case("export", _damage, _culprit))
 TEST_SPLIT_DAMAGE = [
-    ("deleted test shard", lambda d: _chunks(d / "test" / "inputs")[0].unlink(),
-     "test/inputs: 1 chunk file(s) missing"),
-    ("deleted train shard", lambda d: _chunks(d / "train" / "labels")[0].unlink(),
-     "train/labels: 1 chunk file(s) missing"),
+    (
+        "deleted test shard",
+        lambda d: _chunks(d / "test" / "inputs")[0].unlink(),
+        "test/inputs: 1 chunk file(s) missing",
+    ),
+    (
+        "deleted train shard",
+        lambda d: _chunks(d / "train" / "labels")[0].unlink(),
+        "train/labels: 1 chunk file(s) missing",
+    ),
     ("corrupt test shard", _corrupt_first_chunk("test/labels"), "test/labels: unreadable data"),
-    ("test total_examples 10**9", _store_attr("test/zarr.json", "total_examples", 10**9),
-     "contradicts the split attributes"),
-    ("test attribute a float", _store_attr("test/zarr.json", "seq_len", 16.0),
-     "seq_len is 16.0"),
+    (
+        "test total_examples 10**9",
+        _store_attr("test/zarr.json", "total_examples", 10**9),
+        "contradicts the split attributes",
+    ),
+    ("test attribute a float", _store_attr("test/zarr.json", "seq_len", 16.0), "seq_len is 16.0"),
     ("truncated test zarr.json", _truncate("test/zarr.json"), "test: cannot open the split"),
     ("store of another task", _store_attr("zarr.json", "task", "maze-hard"), "maze-hard"),
 ]
@@ -864,29 +1099,64 @@ def _ckpt_import_case(damage, culprit):
         run = c.copy(c.run.parent / "official-run", "official-run")
         data = c.copy(c.official, "official-data")
         damage(run, data)
-        return ["checkpoint", "import", str(run), "--data", str(data), "--task", "sudoku-4x4",
-                "--out", str(c.tmp / "imported")], culprit
+        return [
+            "checkpoint",
+            "import",
+            str(run),
+            "--data",
+            str(data),
+            "--task",
+            "sudoku-4x4",
+            "--out",
+            str(c.tmp / "imported"),
+        ], culprit
+
     return setup
 
 
 for _name, _damage, _culprit in [
-    ("binary all_config.yaml", lambda r, d: (r / "all_config.yaml").write_bytes(CHUNK),
-     "all_config.yaml: training config is not UTF-8"),
-    ("all_config.yaml a list", lambda r, d: (r / "all_config.yaml").write_text("- 1\n- 2\n"),
-     "all_config.yaml: has no 'arch' section"),
-    ("all_config.yaml nested deep", lambda r, d: (r / "all_config.yaml").write_text(
-        "[" * 5000 + "]" * 5000), "all_config.yaml"),
-    ("all_config.yaml not YAML", lambda r, d: (r / "all_config.yaml").write_text(
-        "arch: [1, 2\n"), "all_config.yaml: not valid YAML"),
-    ("dataset.json null", lambda r, d: (d / "train" / "dataset.json").write_text("null"),
-     "dataset.json: expected a JSON object"),
-    ("dataset.json binary", lambda r, d: (d / "train" / "dataset.json").write_bytes(CHUNK),
-     "dataset.json: unreadable JSON"),
-    ("dataset.json vocab_size a string", lambda r, d: (d / "train" / "dataset.json")
-     .write_text('{"seq_len": 16, "vocab_size": "6", "num_puzzle_identifiers": 1}'),
-     "dataset.json: field 'vocab_size'"),
-    ("step file truncated", lambda r, d: [f.write_bytes(f.read_bytes()[:100])
-                                          for f in r.glob("step_*")], "step_"),
+    (
+        "binary all_config.yaml",
+        lambda r, d: (r / "all_config.yaml").write_bytes(CHUNK),
+        "all_config.yaml: training config is not UTF-8",
+    ),
+    (
+        "all_config.yaml a list",
+        lambda r, d: (r / "all_config.yaml").write_text("- 1\n- 2\n"),
+        "all_config.yaml: has no 'arch' section",
+    ),
+    (
+        "all_config.yaml nested deep",
+        lambda r, d: (r / "all_config.yaml").write_text("[" * 5000 + "]" * 5000),
+        "all_config.yaml",
+    ),
+    (
+        "all_config.yaml not YAML",
+        lambda r, d: (r / "all_config.yaml").write_text("arch: [1, 2\n"),
+        "all_config.yaml: not valid YAML",
+    ),
+    (
+        "dataset.json null",
+        lambda r, d: (d / "train" / "dataset.json").write_text("null"),
+        "dataset.json: expected a JSON object",
+    ),
+    (
+        "dataset.json binary",
+        lambda r, d: (d / "train" / "dataset.json").write_bytes(CHUNK),
+        "dataset.json: unreadable JSON",
+    ),
+    (
+        "dataset.json vocab_size a string",
+        lambda r, d: (d / "train" / "dataset.json").write_text(
+            '{"seq_len": 16, "vocab_size": "6", "num_puzzle_identifiers": 1}'
+        ),
+        "dataset.json: field 'vocab_size'",
+    ),
+    (
+        "step file truncated",
+        lambda r, d: [f.write_bytes(f.read_bytes()[:100]) for f in r.glob("step_*")],
+        "step_",
+    ),
 ]:
     case(f"checkpoint import: {_name}")(_ckpt_import_case(_damage, _culprit))
 
@@ -907,8 +1177,9 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_one_clean_line(name, bundles, tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    ctx = Ctx(tmp=tmp_path, sudoku=bundles[0], arc=bundles[1], data=tiny[0], official=tiny[1],
-              run=tiny[2])
+    ctx = Ctx(
+        tmp=tmp_path, sudoku=bundles[0], arc=bundles[1], data=tiny[0], official=tiny[1], run=tiny[2]
+    )
     args, culprit = CASES[name](ctx)
     before = _snapshot(tmp_path)
     result = CliRunner().invoke(cli, args)
@@ -927,8 +1198,10 @@ def test_bad_input_is_one_clean_line(name, bundles, tiny, tmp_path, monkeypatch)
 def test_long_valid_inline_arc_task_is_solved(bundles, tmp_path, monkeypatch):
     """Inline task text longer than NAME_MAX (255) used to crash in Path.is_file()."""
     monkeypatch.chdir(tmp_path)
-    task = {"train": [{"input": [[1] * 12] * 6, "output": [[2] * 12] * 6}],
-            "test": [{"input": [[1] * 12] * 6}]}
+    task = {
+        "train": [{"input": [[1] * 12] * 6, "output": [[2] * 12] * 6}],
+        "test": [{"input": [[1] * 12] * 6}],
+    }
     text = json.dumps(task)
     assert 255 < len(text) < 4096
     result = CliRunner().invoke(cli, ["solve", str(bundles[1]), text, "--json"])
@@ -937,9 +1210,18 @@ def test_long_valid_inline_arc_task_is_solved(bundles, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kv", ["optim.ema_rate=1", "optim.ema_rate=0", "optim.lr=0",
-                                "optim.beta1=0", "train.eval_interval=0",
-                                "train.checkpoint_keep=0", "data.num_aug=0"])
+@pytest.mark.parametrize(
+    "kv",
+    [
+        "optim.ema_rate=1",
+        "optim.ema_rate=0",
+        "optim.lr=0",
+        "optim.beta1=0",
+        "train.eval_interval=0",
+        "train.checkpoint_keep=0",
+        "data.num_aug=0",
+    ],
+)
 def test_range_boundaries_are_accepted(kv):
     from trmkit.config import load_recipe
 
@@ -961,9 +1243,22 @@ def test_resume_drops_a_torn_metrics_line_with_a_warning(tiny, tmp_path):
     with open(log, "a") as fh:
         fh.write('{"step": 5, "split": "tra')  # a kill during an append
     recipe = write_recipe(tmp_path)
-    result = CliRunner().invoke(cli, ["train", "--recipe", str(recipe), "--data", str(data),
-                                      "--out", str(run), "--resume", "--no-progress",
-                                      "--set", "train.epochs=2"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--recipe",
+            str(recipe),
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--resume",
+            "--no-progress",
+            "--set",
+            "train.epochs=2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "torn last line" in result.output
     records = [json.loads(line) for line in log.read_text().splitlines()]

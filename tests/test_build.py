@@ -182,8 +182,14 @@ def test_fast_path_falls_back_when_encode_batch_disagrees(tmp_path, toy):
     plain = attrs.evolve(toy.make_task(), codec=Shifty())
     build_dataset(plain, tmp_path / "s", progress=False)
     train = open_store(tmp_path / "s")["train"]
-    expected = np.roll(toy.ToyCodec().encode(toy.ToyAugmenter().apply(
-        train.transforms[0], np.asarray(_raw(plain, {})[0].train[0].input))), 1)
+    expected = np.roll(
+        toy.ToyCodec().encode(
+            toy.ToyAugmenter().apply(
+                train.transforms[0], np.asarray(_raw(plain, {})[0].train[0].input)
+            )
+        ),
+        1,
+    )
     assert np.array_equal(train.load()[0][0], expected)
 
 

@@ -29,7 +29,10 @@ TESTS = Path(__file__).parent
 # ----------------------------------------------------------------------------- state trees
 
 leaves = st.one_of(
-    st.none(), st.booleans(), st.integers(-2**40, 2**40), st.text(max_size=5),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.text(max_size=5),
     st.floats(allow_nan=False, width=32),
     st.lists(st.integers(-5, 5), min_size=1, max_size=4).map(torch.tensor),
     st.lists(st.floats(-1, 1, width=32), min_size=1, max_size=4).map(np.array),
@@ -51,9 +54,12 @@ def _same(a, b) -> bool:
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
     if isinstance(a, dict):
-        return (isinstance(b, dict) and list(a) == list(b)
-                and all(type(k) is type(k2) for k, k2 in zip(a, b, strict=True))
-                and all(_same(a[k], b[k]) for k in a))
+        return (
+            isinstance(b, dict)
+            and list(a) == list(b)
+            and all(type(k) is type(k2) for k, k2 in zip(a, b, strict=True))
+            and all(_same(a[k], b[k]) for k in a)
+        )
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
     return type(a) is type(b) and a == b
@@ -103,9 +109,15 @@ def test_optimizer_state_with_int_keys_round_trips(tmp_path):
 def _fake_bundle(root: Path, step: int) -> Path:
     tmp = ckpt.begin_write(root, step)
     ckpt.write_weights(tmp, "model", {"w": torch.full((2,), float(step))})
-    ckpt.write_manifest(tmp, Manifest(step=step, model=ModelRecord(name="trm"),
-                                      task=TaskRecord(name="t", version="1"),
-                                      dataset=DatasetRecord(seq_len=4, vocab_size=3)))
+    ckpt.write_manifest(
+        tmp,
+        Manifest(
+            step=step,
+            model=ModelRecord(name="trm"),
+            task=TaskRecord(name="t", version="1"),
+            dataset=DatasetRecord(seq_len=4, vocab_size=3),
+        ),
+    )
     return ckpt.commit(root, step, keep=2)
 
 
@@ -158,8 +170,13 @@ def test_bad_manifests_are_checkpoint_errors(trained, tmp_path):
     (bundle / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
     with pytest.raises(CheckpointError, match="format 99"):
         ckpt.load_bundle(bundle)
-    bad = {**manifest, "model": {**manifest["model"],
-                                 "config": {**manifest["model"]["config"], "hidden_size": 48}}}
+    bad = {
+        **manifest,
+        "model": {
+            **manifest["model"],
+            "config": {**manifest["model"]["config"], "hidden_size": 48},
+        },
+    }
     (bundle / "manifest.json").write_text(json.dumps(bad))
     with pytest.raises(CheckpointError, match="shape"):
         ckpt.load_bundle(bundle)
@@ -193,10 +210,12 @@ trainer.run(until=8)
 def test_kill_during_checkpoint_write_keeps_previous_loadable(trained, tmp_path):
     _, data = trained
     flag = tmp_path / "flag"
-    script = _KILL_SCRIPT.format(tests=str(TESTS), tmp=str(tmp_path), data=str(data),
-                                 flag=str(flag))
-    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ,
-                            "OMP_NUM_THREADS": "1"})
+    script = _KILL_SCRIPT.format(
+        tests=str(TESTS), tmp=str(tmp_path), data=str(data), flag=str(flag)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     try:
         deadline = time.time() + 120
         while not flag.exists():

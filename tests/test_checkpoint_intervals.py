@@ -26,8 +26,7 @@ def _steps(trainer):
     return [step for step, _ in list_checkpoints(trainer.ckpt_root)]
 
 
-NO_EVAL = ["train.eval_interval=0", "train.checkpoint_every_minutes=0",
-           "train.checkpoint_keep=20"]
+NO_EVAL = ["train.eval_interval=0", "train.checkpoint_every_minutes=0", "train.checkpoint_keep=20"]
 
 
 def test_step_interval_without_evaluation(tmp_path, data):
@@ -40,9 +39,16 @@ def test_step_interval_without_evaluation(tmp_path, data):
 
 
 def test_checkpoints_independent_of_evaluation(tmp_path, data):
-    trainer = tiny_trainer(tmp_path, data, overrides=[
-        "train.checkpoint_every_eval=false", "train.checkpoint_every_minutes=0",
-        "train.checkpoint_every_steps=3", "train.log_every=4"])
+    trainer = tiny_trainer(
+        tmp_path,
+        data,
+        overrides=[
+            "train.checkpoint_every_eval=false",
+            "train.checkpoint_every_minutes=0",
+            "train.checkpoint_every_steps=3",
+            "train.log_every=4",
+        ],
+    )
     trainer.run()
     assert _steps(trainer) == [3, 6, 8]  # not at the evaluation of step 4
     records = [json.loads(line) for line in (trainer.run_dir / "metrics.jsonl").open()]
@@ -52,8 +58,15 @@ def test_checkpoints_independent_of_evaluation(tmp_path, data):
 
 
 def test_minutes_interval_follows_the_wall_clock(tmp_path, data):
-    trainer = tiny_trainer(tmp_path, data, overrides=[
-        "train.eval_interval=0", "train.checkpoint_keep=20", "train.checkpoint_every_minutes=2"])
+    trainer = tiny_trainer(
+        tmp_path,
+        data,
+        overrides=[
+            "train.eval_interval=0",
+            "train.checkpoint_keep=20",
+            "train.checkpoint_every_minutes=2",
+        ],
+    )
     now = [0.0]
 
     def clock():
@@ -85,16 +98,19 @@ def test_a_kill_loses_at_most_one_interval(tmp_path, data):
     resumed = tiny_trainer(tmp_path, data, run="killed", overrides=overrides, resume=True)
     assert resumed.step == 6 and 7 - resumed.step <= 2
     resumed.run()
-    for (k, a), (_, b) in zip(straight.model.state_dict().items(),
-                              resumed.model.state_dict().items(), strict=True):
+    for (k, a), (_, b) in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), k
 
 
 def test_intervals_may_change_on_resume(tmp_path, data):
-    tiny_trainer(tmp_path, data, overrides=[*NO_EVAL, "train.checkpoint_every_steps=2"]
-                 ).run(until=4)
-    resumed = tiny_trainer(tmp_path, data, resume=True,
-                           overrides=[*NO_EVAL, "train.checkpoint_every_steps=3"])
+    tiny_trainer(tmp_path, data, overrides=[*NO_EVAL, "train.checkpoint_every_steps=2"]).run(
+        until=4
+    )
+    resumed = tiny_trainer(
+        tmp_path, data, resume=True, overrides=[*NO_EVAL, "train.checkpoint_every_steps=3"]
+    )
     resumed.run()
     assert _steps(resumed) == [2, 4, 6, 8]
 
@@ -102,8 +118,10 @@ def test_intervals_may_change_on_resume(tmp_path, data):
 def test_recipe_fields_are_typed_and_documented(tmp_path):
     from tiny_training import write_recipe
 
-    recipe = load_recipe(write_recipe(tmp_path), ["train.checkpoint_every_steps=100",
-                                                  "train.checkpoint_every_minutes=2.5"])
+    recipe = load_recipe(
+        write_recipe(tmp_path),
+        ["train.checkpoint_every_steps=100", "train.checkpoint_every_minutes=2.5"],
+    )
     assert recipe.train.checkpoint_every_steps == 100
     assert recipe.train.checkpoint_every_minutes == 2.5
     assert TrainSection().checkpoint_every_steps == 0
@@ -116,8 +134,9 @@ def test_recipe_fields_are_typed_and_documented(tmp_path):
     assert "checkpoint_every_steps" in doc and "checkpoint_every_minutes" in doc
 
 
-@pytest.mark.parametrize(("field", "value"), [("checkpoint_every_steps", -1),
-                                              ("checkpoint_every_minutes", -0.5)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("checkpoint_every_steps", -1), ("checkpoint_every_minutes", -0.5)]
+)
 def test_negative_intervals_are_one_line_errors(field, value):
     with pytest.raises(ConfigError, match=f"train.{field} is {value}; use"):
         CheckpointClock.from_recipe(TrainSection(**{field: value}))
@@ -128,13 +147,16 @@ class _Meta:
     mean_puzzle_examples = 1.0
 
 
-@pytest.mark.parametrize(("train", "max_steps", "total", "eval_every"), [
-    (TrainSection(epochs=2, eval_interval=1), None, 8, 4),
-    (TrainSection(epochs=2, eval_interval=0), None, 8, 0),
-    (TrainSection(epochs=2, max_steps=5), None, 5, 4 * 5000),
-    (TrainSection(epochs=2, max_steps=5), 3, 3, 4 * 5000),  # --max-steps wins
-    (TrainSection(epochs=2, max_steps=0, eval_interval=1), None, 8, 4),  # 0: use epochs
-])
+@pytest.mark.parametrize(
+    ("train", "max_steps", "total", "eval_every"),
+    [
+        (TrainSection(epochs=2, eval_interval=1), None, 8, 4),
+        (TrainSection(epochs=2, eval_interval=0), None, 8, 0),
+        (TrainSection(epochs=2, max_steps=5), None, 5, 4 * 5000),
+        (TrainSection(epochs=2, max_steps=5), 3, 3, 4 * 5000),  # --max-steps wins
+        (TrainSection(epochs=2, max_steps=0, eval_interval=1), None, 8, 4),  # 0: use epochs
+    ],
+)
 def test_step_plan(train, max_steps, total, eval_every):
     from trmkit.training.intervals import StepPlan
 
@@ -176,12 +198,32 @@ def test_two_processes_agree_on_time_checkpoints(tmp_path, data):
     if not Path(accelerate).exists():
         pytest.skip("accelerate CLI not found")
     script = tmp_path / "run.py"
-    script.write_text(_TWO_PROCESS_SCRIPT.format(tests=str(Path(__file__).parent),
-                                                 tmp=str(tmp_path), data=str(data)))
+    script.write_text(
+        _TWO_PROCESS_SCRIPT.format(
+            tests=str(Path(__file__).parent), tmp=str(tmp_path), data=str(data)
+        )
+    )
     proc = subprocess.run(
-        [accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
-         str(script)], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-        text=True, timeout=400)
+        [
+            accelerate,
+            "launch",
+            "--cpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29533",
+            str(script),
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [s for s, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == list(range(1, 9))

@@ -69,8 +69,12 @@ print("no torch")
 
 @pytest.mark.parametrize("args", [["--version"], ["tasks"], ["tasks", "--json"], ["--help"]])
 def test_commands_without_a_model_import_no_torch(args):
-    result = subprocess.run([sys.executable, "-c", _NO_TORCH.format(args=args)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH.format(args=args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("no torch")
 

@@ -27,8 +27,20 @@ def one_line_error(result, *fragments):
 
 def test_build_info_export_import(tmp_path, toy_plugin):
     out = tmp_path / "store"
-    result = run("build", "--task", "toy", "--out", out, "--num-aug", 2, "-o", "count=20",
-                 "--seed", 4, "--no-progress")
+    result = run(
+        "build",
+        "--task",
+        "toy",
+        "--out",
+        out,
+        "--num-aug",
+        2,
+        "-o",
+        "count=20",
+        "--seed",
+        4,
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     assert "train" in result.output and "puzzle identifiers" in result.output
     store = open_store(out, "toy-flip")
@@ -41,8 +53,9 @@ def test_build_info_export_import(tmp_path, toy_plugin):
     exported = run("data", "export", out, "--out", tmp_path / "official")
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "official" / "train" / "all__inputs.npy").exists()
-    back = run("data", "import", tmp_path / "official", "--task", "toy-flip", "--out",
-               tmp_path / "back")
+    back = run(
+        "data", "import", tmp_path / "official", "--task", "toy-flip", "--out", tmp_path / "back"
+    )
     assert back.exit_code == 0, back.output
     assert open_store(tmp_path / "back").identifiers() == store.identifiers()
 
@@ -51,11 +64,22 @@ def test_build_from_a_path_source(tmp_path, toy_plugin):
     source = tmp_path / "puzzles.json"
     grid = [[0, 1], [2, 3]]
     flipped = [[1, 0], [3, 2]]
-    source.write_text(json.dumps({"puzzles": [
-        {"name": "p", "train": [{"input": grid, "output": flipped}],
-         "test": [{"input": grid, "output": flipped}]}]}))
-    result = run("build", "--task", "toy-flip", "--source", source, "--out", tmp_path / "s",
-                 "--num-aug", 0)
+    source.write_text(
+        json.dumps(
+            {
+                "puzzles": [
+                    {
+                        "name": "p",
+                        "train": [{"input": grid, "output": flipped}],
+                        "test": [{"input": grid, "output": flipped}],
+                    }
+                ]
+            }
+        )
+    )
+    result = run(
+        "build", "--task", "toy-flip", "--source", source, "--out", tmp_path / "s", "--num-aug", 0
+    )
     assert result.exit_code == 0, result.output
     assert open_store(tmp_path / "s")["test"].meta.total_examples == 1
 
@@ -64,8 +88,10 @@ def test_build_from_a_path_source(tmp_path, toy_plugin):
     ("args", "fragments"),
     [
         (("--task", "nope"), ("unknown task 'nope'",)),
-        (("--task", "toy-flip", "--source", "/no/such/file.json"),
-         ("/no/such/file.json", "no such file")),
+        (
+            ("--task", "toy-flip", "--source", "/no/such/file.json"),
+            ("/no/such/file.json", "no such file"),
+        ),
         (("--task", "toy-flip", "-o", "colour=red"), ("no option 'colour'", "count")),
         (("--task", "toy-flip", "-o", "colour"), ("KEY=VALUE",)),
         (("--task", "toy-flip", "--num-aug", "-1"), ("--num-aug -1",)),
@@ -82,11 +108,15 @@ def test_build_errors_are_one_line(tmp_path, toy_plugin, args, fragments):
 def test_unreadable_source_and_existing_out(tmp_path, toy_plugin):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    one_line_error(run("build", "--task", "toy-flip", "--source", bad, "--out", tmp_path / "s"),
-                   str(bad), "not a toy puzzle file")
+    one_line_error(
+        run("build", "--task", "toy-flip", "--source", bad, "--out", tmp_path / "s"),
+        str(bad),
+        "not a toy puzzle file",
+    )
     assert run("build", "--task", "toy-flip", "--out", tmp_path / "s").exit_code == 0
-    one_line_error(run("build", "--task", "toy-flip", "--out", tmp_path / "s"),
-                   "already exists", "--force")
+    one_line_error(
+        run("build", "--task", "toy-flip", "--out", tmp_path / "s"), "already exists", "--force"
+    )
     assert run("build", "--task", "toy-flip", "--out", tmp_path / "s", "--force").exit_code == 0
 
 
@@ -94,12 +124,18 @@ def test_data_commands_refuse_bad_stores(tmp_path, toy_plugin):
     one_line_error(run("data", "info", tmp_path / "missing"), "no such dataset store")
     (tmp_path / "plain").mkdir()
     one_line_error(run("data", "info", tmp_path / "plain"), "not a trmkit dataset store")
-    one_line_error(run("data", "export", tmp_path / "missing", "--out", tmp_path / "o"),
-                   "no such dataset store")
-    one_line_error(run("data", "import", tmp_path / "plain", "--task", "toy-flip", "--out",
-                       tmp_path / "o"), "not an official dataset directory")
-    one_line_error(run("data", "import", tmp_path / "plain", "--task", "nope", "--out",
-                       tmp_path / "o"), "unknown task 'nope'")
+    one_line_error(
+        run("data", "export", tmp_path / "missing", "--out", tmp_path / "o"),
+        "no such dataset store",
+    )
+    one_line_error(
+        run("data", "import", tmp_path / "plain", "--task", "toy-flip", "--out", tmp_path / "o"),
+        "not an official dataset directory",
+    )
+    one_line_error(
+        run("data", "import", tmp_path / "plain", "--task", "nope", "--out", tmp_path / "o"),
+        "unknown task 'nope'",
+    )
 
 
 def test_info_without_the_task_installed(tmp_path, toy):

@@ -93,8 +93,10 @@ def test_file_boundaries_count(tmp_path):
 
 def test_other_settings_still_count(task, source):
     base = DataSection(task=task.name, source=str(source))
-    keys = {dataset_key(task, base),
-            dataset_key(task, DataSection(task=task.name, source=str(source), seed=1)),
-            dataset_key(task, DataSection(task=task.name, source=str(source), num_aug=3)),
-            dataset_key(task, DataSection(task=task.name, source=str(source), strict=True))}
+    keys = {
+        dataset_key(task, base),
+        dataset_key(task, DataSection(task=task.name, source=str(source), seed=1)),
+        dataset_key(task, DataSection(task=task.name, source=str(source), num_aug=3)),
+        dataset_key(task, DataSection(task=task.name, source=str(source), strict=True)),
+    }
     assert len(keys) == 4

@@ -45,12 +45,29 @@ def test_two_processes_make_the_same_first_update(tmp_path):
     for procs in (1, 2):
         out = tmp_path / f"p{procs}.safetensors"
         script = tmp_path / f"p{procs}.py"
-        script.write_text(_SCRIPT.format(tests=str(TESTS), tmp=str(tmp_path), data=str(data),
-                                         out=str(out)))
-        cmd = ([sys.executable, str(script)] if procs == 1 else
-               [accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                "--mixed_precision", "no", "--dynamo_backend", "no",
-                "--main_process_port", "29517", str(script)])
+        script.write_text(
+            _SCRIPT.format(tests=str(TESTS), tmp=str(tmp_path), data=str(data), out=str(out))
+        )
+        cmd = (
+            [sys.executable, str(script)]
+            if procs == 1
+            else [
+                accelerate,
+                "launch",
+                "--cpu",
+                "--num_processes",
+                "2",
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                "--main_process_port",
+                "29517",
+                str(script),
+            ]
+        )
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         outs[procs] = read_safetensors(out)

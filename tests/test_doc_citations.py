@@ -16,8 +16,10 @@ SOURCES = sorted((ROOT / "trmkit").rglob("*.py"))
 DOC = re.compile(r"docs/([a-z0-9-]+\.md)")
 HEADING = re.compile(r'docs/([a-z0-9-]+\.md),\s+"([^"]+)"')
 DEVIATION = re.compile(r"docs/engine\.md,\s+deviation\s+(\d+)")
-FOREIGN = re.compile(r"\b(?:reference|section|sections|quirk)\s+\d+\.\d+|\b9\.1\s*#\d|"
-                     r"trm-reference")
+FOREIGN = re.compile(
+    r"\b(?:reference|section|sections|quirk)\s+\d+\.\d+|\b9\.1\s*#\d|"
+    r"trm-reference"
+)
 
 
 PENDING: dict[tuple[str, str], str] = {}
@@ -31,8 +33,11 @@ def _text(path: Path) -> str:
 
 
 def _headings(doc: str) -> list[str]:
-    return [line.lstrip("#").strip() for line in (ROOT / "docs" / doc).read_text().splitlines()
-            if line.startswith("#")]
+    return [
+        line.lstrip("#").strip()
+        for line in (ROOT / "docs" / doc).read_text().splitlines()
+        if line.startswith("#")
+    ]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -43,12 +48,14 @@ def test_citations_exist(path):
     for doc, heading in HEADING.findall(text):
         if (doc, heading) in PENDING and not any(heading in h for h in _headings(doc)):
             continue
-        assert any(heading in h for h in _headings(doc)), \
-            f"{path.name} cites docs/{doc}, \"{heading}\": no such heading"
+        assert any(heading in h for h in _headings(doc)), (
+            f'{path.name} cites docs/{doc}, "{heading}": no such heading'
+        )
     engine = (ROOT / "docs" / "engine.md").read_text()
     deviations = engine.split("## Deviations", 1)[1]
     for number in DEVIATION.findall(text):
-        assert re.search(rf"^{number}\. ", deviations, re.M), \
+        assert re.search(rf"^{number}\. ", deviations, re.M), (
             f"{path.name} cites docs/engine.md deviation {number}, which is not listed"
+        )
     foreign = FOREIGN.findall(text)
     assert not foreign, f"{path.name} cites a document outside the repository: {foreign}"

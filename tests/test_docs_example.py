@@ -70,9 +70,7 @@ def test_doc_plugin_passes_the_conformance_kit(mirror_module):
 def test_doc_helpers_example_passes_the_conformance_kit():
     from trmkit.testing import check_task
 
-    source = re.search(
-        r"```python\n(# trmkit_halfturn/__init__.py.*?)```", DOC.read_text(), re.S
-    )
+    source = re.search(r"```python\n(# trmkit_halfturn/__init__.py.*?)```", DOC.read_text(), re.S)
     assert source, "docs/plugins.md lost its trmkit.grids example"
     namespace: dict = {}
     exec(compile(source.group(1), str(DOC), "exec"), namespace)

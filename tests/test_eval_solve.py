@@ -53,8 +53,9 @@ def test_eval_per_step_histogram_and_adaptive(run):
 def test_eval_cli_writes_reports(run, tmp_path):
     run_dir, data = run
     out = tmp_path / "ev"
-    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--out", str(out), "--steps", "4",
-                                      "--adaptive"])
+    result = CliRunner().invoke(
+        cli, ["eval", str(run_dir), "--out", str(out), "--steps", "4", "--adaptive"]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["adaptive"] is True
@@ -78,8 +79,9 @@ def test_solve_api_and_cli(run, tmp_path):
     assert result.exit_code == 0, result.output
     [out] = json.loads(result.output)
     assert np.array(out["answer"]).shape == (4, 4) and out["steps"] == 3
-    result = runner.invoke(cli, ["solve", str(run_dir), "1..4.3....2..1..", "--trace",
-                                 "--trace-dir", str(tmp_path)])
+    result = runner.invoke(
+        cli, ["solve", str(run_dir), "1..4.3....2..1..", "--trace", "--trace-dir", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("-- step") == 3
     assert list(tmp_path.glob("trace-*.png"))

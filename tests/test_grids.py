@@ -22,10 +22,7 @@ from trmkit.testing import check_task
 def _life_step(grid: np.ndarray) -> np.ndarray:
     """One Game-of-Life step on a torus (dihedral-equivariant)."""
     neighbours = sum(
-        np.roll(np.roll(grid, dr, 0), dc, 1)
-        for dr in (-1, 0, 1)
-        for dc in (-1, 0, 1)
-        if dr or dc
+        np.roll(np.roll(grid, dr, 0), dc, 1) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc
     )
     return ((neighbours == 3) | ((grid == 1) & (neighbours == 2))).astype(np.int64)
 
@@ -70,8 +67,10 @@ def test_generator_source_is_seeded_disjoint_and_hashed():
     assert len(set(grids)) == len(grids)  # the test split repeats no training puzzle
     assert first.files == again.files != other.files
     assert all(
-        np.array_equal(a.train[0].input if a.train else a.test[0].input,
-                       b.train[0].input if b.train else b.test[0].input)
+        np.array_equal(
+            a.train[0].input if a.train else a.test[0].input,
+            b.train[0].input if b.train else b.test[0].input,
+        )
         for a, b in zip(first.puzzles, again.puzzles, strict=True)
     )
 

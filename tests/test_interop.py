@@ -47,8 +47,15 @@ def imported(tmp_path_factory):
     root = tmp_path_factory.mktemp("imported")
     out = {}
     for name in RUNS:
-        result = run("checkpoint", "import", OFFICIAL / "runs" / name, "--out", root / name,
-                     "--data", OFFICIAL / "dataset")
+        result = run(
+            "checkpoint",
+            "import",
+            OFFICIAL / "runs" / name,
+            "--out",
+            root / name,
+            "--data",
+            OFFICIAL / "dataset",
+        )
         assert result.exit_code == 0, result.output
         out[name] = root / name
     return out
@@ -68,8 +75,9 @@ def _rollout(model, batch, steps):
         carry = model.initial_carry(batch)
         for _ in range(steps):
             carry, _, _, out, _ = model(carry, batch)
-            outputs.append({**{k: v.clone() for k, v in out.items()},
-                            "halted": carry.halted.clone()})
+            outputs.append(
+                {**{k: v.clone() for k, v in out.items()}, "halted": carry.halted.clone()}
+            )
     return outputs
 
 
@@ -80,8 +88,9 @@ def _float64_rollout(bundle, batch, steps):
     manifest = trmkit.load(bundle).manifest
     config = {**manifest.model.config, "forward_dtype": "float64"}
     model = build_model(manifest.model.name, config).double()
-    model.load_state_dict({k: v.double() for k, v in trmkit.load(bundle).model.state_dict()
-                           .items()})
+    model.load_state_dict(
+        {k: v.double() for k, v in trmkit.load(bundle).model.state_dict().items()}
+    )
     model.eval()
     return _rollout(model, batch, steps)
 
@@ -134,8 +143,7 @@ def test_export_then_import_is_the_identity(imported, tmp_path):
         back = tmp_path / f"{name}-run"
         result = run("checkpoint", "export", imported[name], "--out", back)
         assert result.exit_code == 0, result.output
-        original = torch.load(next((OFFICIAL / "runs" / name).glob("step_*")),
-                              weights_only=True)
+        original = torch.load(next((OFFICIAL / "runs" / name).glob("step_*")), weights_only=True)
         written = torch.load(next(back.glob("step_*")), weights_only=True)
         # default export is for a compiled pretrain.py (the official default): _orig_mod.
         assert all(k.startswith("_orig_mod.model.inner.") for k in written)
@@ -144,8 +152,7 @@ def test_export_then_import_is_the_identity(imported, tmp_path):
         for key, tensor in written.items():
             assert torch.equal(tensor, strip[key.removeprefix("_orig_mod.")]), key
         again = tmp_path / f"{name}-again"
-        result = run("checkpoint", "import", back, "--out", again, "--data",
-                     OFFICIAL / "dataset")
+        result = run("checkpoint", "import", back, "--out", again, "--data", OFFICIAL / "dataset")
         assert result.exit_code == 0, result.output
         a, b = trmkit.load(imported[name]), trmkit.load(again)
         assert a.manifest.model == b.manifest.model
@@ -159,13 +166,34 @@ def test_exported_config_reads_back_as_the_same_architecture(imported, tmp_path)
     run("checkpoint", "export", imported["trm-mlpt"], "--out", tmp_path / "run", "--eager")
     config = yaml.safe_load((tmp_path / "run" / "all_config.yaml").read_text())
     original = yaml.safe_load((OFFICIAL / "runs" / "trm-mlpt" / "all_config.yaml").read_text())
-    for key in ("name", "H_cycles", "L_cycles", "L_layers", "hidden_size", "num_heads",
-                "mlp_t", "pos_encodings", "puzzle_emb_len", "puzzle_emb_ndim",
-                "halt_max_steps", "no_ACT_continue", "expansion"):
+    for key in (
+        "name",
+        "H_cycles",
+        "L_cycles",
+        "L_layers",
+        "hidden_size",
+        "num_heads",
+        "mlp_t",
+        "pos_encodings",
+        "puzzle_emb_len",
+        "puzzle_emb_ndim",
+        "halt_max_steps",
+        "no_ACT_continue",
+        "expansion",
+    ):
         assert config["arch"][key] == original["arch"][key], key
     assert config["arch"]["loss"] == original["arch"]["loss"]
-    for key in ("global_batch_size", "lr", "beta1", "beta2", "weight_decay", "ema", "ema_rate",
-                "puzzle_emb_lr", "lr_warmup_steps"):
+    for key in (
+        "global_batch_size",
+        "lr",
+        "beta1",
+        "beta2",
+        "weight_decay",
+        "ema",
+        "ema_rate",
+        "puzzle_emb_lr",
+        "lr_warmup_steps",
+    ):
         assert config[key] == original[key], key
     written = torch.load(tmp_path / "run" / "step_62", weights_only=True)
     assert all(k.startswith("model.inner.") for k in written)  # --eager: no _orig_mod.
@@ -173,16 +201,24 @@ def test_exported_config_reads_back_as_the_same_architecture(imported, tmp_path)
 
 def test_dimensions_without_data(tmp_path):
     # MLP-t: the token mixer's width gives seq_len + prefix; RoPE attention needs --task
-    result = run("checkpoint", "import", OFFICIAL / "runs" / "trm-mlpt" / "step_62",
-                 "--out", tmp_path / "a")
+    result = run(
+        "checkpoint", "import", OFFICIAL / "runs" / "trm-mlpt" / "step_62", "--out", tmp_path / "a"
+    )
     assert result.exit_code == 0, result.output
     assert "tensor shapes" in result.output
     assert trmkit.load(tmp_path / "a").manifest.dataset.seq_len == 81
     result = run("checkpoint", "import", OFFICIAL / "runs" / "trm-att", "--out", tmp_path / "b")
     one_line_error(result, "seq_len", "--data", "--task")
     assert not (tmp_path / "b").exists()
-    result = run("checkpoint", "import", OFFICIAL / "runs" / "trm-att", "--out", tmp_path / "b",
-                 "--task", "sudoku")
+    result = run(
+        "checkpoint",
+        "import",
+        OFFICIAL / "runs" / "trm-att",
+        "--out",
+        tmp_path / "b",
+        "--task",
+        "sudoku",
+    )
     assert result.exit_code == 0, result.output
     assert trmkit.load(tmp_path / "b").manifest.task.name == "sudoku-extreme"
 
@@ -200,10 +236,24 @@ def test_data_paths_of_the_config_are_used(tmp_path):
 
 def test_wrong_task_and_step_are_one_line(tmp_path):
     source = OFFICIAL / "runs" / "trm-att"
-    one_line_error(run("checkpoint", "import", source, "--out", tmp_path / "x", "--data",
-                       OFFICIAL / "dataset", "--task", "maze"), "--task maze", "seq_len")
-    one_line_error(run("checkpoint", "import", source, "--out", tmp_path / "x", "--step", 7),
-                   "no step_7", "62")
+    one_line_error(
+        run(
+            "checkpoint",
+            "import",
+            source,
+            "--out",
+            tmp_path / "x",
+            "--data",
+            OFFICIAL / "dataset",
+            "--task",
+            "maze",
+        ),
+        "--task maze",
+        "seq_len",
+    )
+    one_line_error(
+        run("checkpoint", "import", source, "--out", tmp_path / "x", "--step", 7), "no step_7", "62"
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -224,7 +274,7 @@ def _broken_runs(tmp_path):
     (corrupt / "step_62").write_bytes(bytes(b ^ 0x5A for b in weights[:4096]) + weights[4096:])
     middle = clone("corrupt-middle")  # header intact, a tensor record damaged
     mid = len(weights) // 2
-    (middle / "step_62").write_bytes(weights[:mid] + b"\0" * 4096 + weights[mid + 4096:])
+    (middle / "step_62").write_bytes(weights[:mid] + b"\0" * 4096 + weights[mid + 4096 :])
     truncated = clone("truncated")
     (truncated / "step_62").write_bytes(weights[: len(weights) // 2])
     pickled = clone("pickled")
@@ -241,12 +291,14 @@ def _broken_runs(tmp_path):
     state = torch.load(src / "step_62", weights_only=True)
     torch.save({**state, "model.inner.mystery.weight": torch.zeros(2)}, extra / "step_62")
     wrong_shape = clone("wrong-shape")
-    torch.save({**state, "model.inner.lm_head.weight": torch.zeros(11, 32)},
-               wrong_shape / "step_62")
+    torch.save(
+        {**state, "model.inner.lm_head.weight": torch.zeros(11, 32)}, wrong_shape / "step_62"
+    )
     unknown_arch = clone("unknown-arch")
     cfg = (unknown_arch / "all_config.yaml").read_text()
     (unknown_arch / "all_config.yaml").write_text(
-        cfg.replace("recursive_reasoning.trm@", "recursive_reasoning.mamba@"))
+        cfg.replace("recursive_reasoning.trm@", "recursive_reasoning.mamba@")
+    )
     no_config = clone("no-config")
     (no_config / "all_config.yaml").unlink()
     bad_yaml = clone("bad-yaml")
@@ -281,19 +333,40 @@ def test_existing_out_is_kept_without_force(imported, tmp_path):
     out = tmp_path / "bundle"
     shutil.copytree(imported["trm-att"], out)
     before = (out / "manifest.json").read_text()
-    one_line_error(run("checkpoint", "import", OFFICIAL / "runs" / "hrm", "--out", out,
-                       "--data", OFFICIAL / "dataset"), "already exists", "--force")
+    one_line_error(
+        run(
+            "checkpoint",
+            "import",
+            OFFICIAL / "runs" / "hrm",
+            "--out",
+            out,
+            "--data",
+            OFFICIAL / "dataset",
+        ),
+        "already exists",
+        "--force",
+    )
     assert (out / "manifest.json").read_text() == before
-    result = run("checkpoint", "import", OFFICIAL / "runs" / "hrm", "--out", out, "--data",
-                 OFFICIAL / "dataset", "--force")
+    result = run(
+        "checkpoint",
+        "import",
+        OFFICIAL / "runs" / "hrm",
+        "--out",
+        out,
+        "--data",
+        OFFICIAL / "dataset",
+        "--force",
+    )
     assert result.exit_code == 0 and trmkit.load(out).manifest.model.name == "hrm"
 
 
 def test_hub_source_offline_fails_at_once(tmp_path, monkeypatch):
     pytest.importorskip("huggingface_hub")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    one_line_error(run("checkpoint", "import", "hf://someone/trm-sudoku", "--out",
-                       tmp_path / "x"), "HF_HUB_OFFLINE")
+    one_line_error(
+        run("checkpoint", "import", "hf://someone/trm-sudoku", "--out", tmp_path / "x"),
+        "HF_HUB_OFFLINE",
+    )
     monkeypatch.delenv("HF_HUB_OFFLINE")
     import socket
 
@@ -301,10 +374,14 @@ def test_hub_source_offline_fails_at_once(tmp_path, monkeypatch):
         raise OSError(101, "Network is unreachable")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
-    one_line_error(run("checkpoint", "import", "hf://someone/trm-sudoku/runs/a", "--out",
-                       tmp_path / "x"), "cannot reach huggingface.co", "offline")
-    one_line_error(run("checkpoint", "import", "hf://justowner", "--out", tmp_path / "x"),
-                   "hf://OWNER/REPO")
+    one_line_error(
+        run("checkpoint", "import", "hf://someone/trm-sudoku/runs/a", "--out", tmp_path / "x"),
+        "cannot reach huggingface.co",
+        "offline",
+    )
+    one_line_error(
+        run("checkpoint", "import", "hf://justowner", "--out", tmp_path / "x"), "hf://OWNER/REPO"
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -337,9 +414,18 @@ def test_eval_and_solve_accept_an_imported_bundle(imported, tmp_path):
     store = tmp_path / "store"
     result = run("data", "import", OFFICIAL / "dataset", "--task", "sudoku", "--out", store)
     assert result.exit_code == 0, result.output
-    result = run("eval", imported["trm-att"], "--data", store, "--max-examples", 16,
-                 "--batch-size", 8,
-                 "--out", tmp_path / "eval")
+    result = run(
+        "eval",
+        imported["trm-att"],
+        "--data",
+        store,
+        "--max-examples",
+        16,
+        "--batch-size",
+        8,
+        "--out",
+        tmp_path / "eval",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["count"] == 16
@@ -380,19 +466,30 @@ def test_every_architecture_exports_and_imports_back(variant, tmp_path):
     from trmkit.models import build_model
 
     name = variant.split("-mlp_t")[0]
-    fields = dict(seq_len=81, vocab_size=11, hidden_size=16, num_heads=2, puzzle_emb_ndim=16,
-                  halt_max_steps=3, **SMALL_MODELS[variant])
+    fields = dict(
+        seq_len=81,
+        vocab_size=11,
+        hidden_size=16,
+        num_heads=2,
+        puzzle_emb_ndim=16,
+        halt_max_steps=3,
+        **SMALL_MODELS[variant],
+    )
     torch.manual_seed(1)
     model = build_model(name, fields)
     with torch.no_grad():
         for tensor in model.state_dict().values():
             tensor.add_(torch.randn_like(tensor) * 0.1)  # no tensor left at a default init
-    bundle = write_bundle(tmp_path / "bundle", Manifest(
-        step=7,
-        model=ModelRecord(name=name, config=attrs.asdict(model.config)),
-        task=TaskRecord(name="sudoku-extreme", version="1"),
-        dataset=DatasetRecord(seq_len=81, vocab_size=11),
-    ), model.state_dict())
+    bundle = write_bundle(
+        tmp_path / "bundle",
+        Manifest(
+            step=7,
+            model=ModelRecord(name=name, config=attrs.asdict(model.config)),
+            task=TaskRecord(name="sudoku-extreme", version="1"),
+            dataset=DatasetRecord(seq_len=81, vocab_size=11),
+        ),
+        model.state_dict(),
+    )
     run_dir = export_bundle(bundle, tmp_path / "official", raw=True)
     run = read_run(run_dir)
     assert run.model_name == name and run.step == 7 and run.compiled

@@ -21,12 +21,36 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("interface", ("trmkit.cli", "trmkit.commands")),
     ("training", ("trmkit.training",)),
     ("inference", ("trmkit.evaluation", "trmkit.solve", "trmkit.inference", "trmkit.interop")),
-    ("services", ("trmkit.checkpoint", "trmkit.data", "trmkit.models", "trmkit.reports",
-                  "trmkit.voting", "trmkit.grids", "trmkit.testing")),
+    (
+        "services",
+        (
+            "trmkit.checkpoint",
+            "trmkit.data",
+            "trmkit.models",
+            "trmkit.reports",
+            "trmkit.voting",
+            "trmkit.grids",
+            "trmkit.testing",
+        ),
+    ),
     # bottom: contracts and plain helpers every layer may use
-    ("base", ("trmkit", "trmkit.config", "trmkit.recipes", "trmkit.plugins",
-              "trmkit.hookspecs", "trmkit.task", "trmkit.batch", "trmkit.errors",
-              "trmkit.textio", "trmkit.atomic", "trmkit.network", "trmkit.threads")),
+    (
+        "base",
+        (
+            "trmkit",
+            "trmkit.config",
+            "trmkit.recipes",
+            "trmkit.plugins",
+            "trmkit.hookspecs",
+            "trmkit.task",
+            "trmkit.batch",
+            "trmkit.errors",
+            "trmkit.textio",
+            "trmkit.atomic",
+            "trmkit.network",
+            "trmkit.threads",
+        ),
+    ),
 )
 """(layer, module prefixes), top to bottom. ``trmkit`` itself (the package root) matches
 only ``trmkit/__init__.py``; a prefix covers its submodules (``trmkit.data`` covers
@@ -78,8 +102,13 @@ def imports_of(path: Path, modules: set[str], package: Path = PACKAGE) -> list[t
             for alias in node.names:
                 full = f"{origin}.{alias.name}"
                 out.append((full if full in modules else origin, node.lineno))
-    return sorted({(target, line) for target, line in out
-                   if target == "trmkit" or target.startswith("trmkit.")})
+    return sorted(
+        {
+            (target, line)
+            for target, line in out
+            if target == "trmkit" or target.startswith("trmkit.")
+        }
+    )
 
 
 def violations(graph: Mapping[str, Iterable[tuple[str, int]]]) -> list[str]:
@@ -88,17 +117,22 @@ def violations(graph: Mapping[str, Iterable[tuple[str, int]]]) -> list[str]:
     for module in sorted(graph):
         mine = layer_prefix(module)
         if mine is None:
-            problems.append(f"{module} is in no layer: add {module} to LAYERS in "
-                            "tests/test_layers_graph.py")
+            problems.append(
+                f"{module} is in no layer: add {module} to LAYERS in tests/test_layers_graph.py"
+            )
             continue
         for target, line in graph[module]:
             theirs = layer_prefix(target)
             if theirs is None:
-                problems.append(f"{target} (imported by {module}:{line}) is in no layer: add "
-                                f"{target} to LAYERS in tests/test_layers_graph.py")
+                problems.append(
+                    f"{target} (imported by {module}:{line}) is in no layer: add "
+                    f"{target} to LAYERS in tests/test_layers_graph.py"
+                )
             elif RANK[theirs] > RANK[mine] and (mine, theirs) not in FACADE_EDGES:
-                problems.append(f"{module}:{line} ({LAYER_OF[mine]}) imports {target} "
-                                f"({LAYER_OF[theirs]}), a layer above it")
+                problems.append(
+                    f"{module}:{line} ({LAYER_OF[mine]}) imports {target} "
+                    f"({LAYER_OF[theirs]}), a layer above it"
+                )
     return problems
 
 
@@ -120,27 +154,42 @@ def test_every_layer_entry_is_distinct():
     assert len(prefixes) == len(set(prefixes))
 
 
-@pytest.mark.parametrize(("graph", "expected"), [
-    ({"trmkit.data.store": [("trmkit.training.trainer", 3)]},
-     "trmkit.data.store:3 (services) imports trmkit.training.trainer (training), a layer above"),
-    ({"trmkit.evaluation": [("trmkit.commands.eval", 7)]},
-     "trmkit.evaluation:7 (inference) imports trmkit.commands.eval (interface)"),
-    ({"trmkit.shiny": []}, "add trmkit.shiny to LAYERS in tests/test_layers_graph.py"),
-    ({"trmkit.cli": [("trmkit.shiny.thing", 1)]},
-     "add trmkit.shiny.thing to LAYERS in tests/test_layers_graph.py"),
-])
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        (
+            {"trmkit.data.store": [("trmkit.training.trainer", 3)]},
+            "trmkit.data.store:3 (services) imports trmkit.training.trainer (training), "
+            "a layer above",
+        ),
+        (
+            {"trmkit.evaluation": [("trmkit.commands.eval", 7)]},
+            "trmkit.evaluation:7 (inference) imports trmkit.commands.eval (interface)",
+        ),
+        ({"trmkit.shiny": []}, "add trmkit.shiny to LAYERS in tests/test_layers_graph.py"),
+        (
+            {"trmkit.cli": [("trmkit.shiny.thing", 1)]},
+            "add trmkit.shiny.thing to LAYERS in tests/test_layers_graph.py",
+        ),
+    ],
+)
 def test_checker_reports_upward_and_unplaced(graph, expected):
     problems = violations(graph)
     assert len(problems) == 1 and expected in problems[0]
 
 
 def test_checker_allows_downward_same_layer_and_facade():
-    assert violations({
-        "trmkit.commands.train": [("trmkit.training.trainer", 1), ("trmkit.errors", 2)],
-        "trmkit.evaluation": [("trmkit.solve", 1), ("trmkit.inference.engine", 2)],
-        "trmkit.checkpoint.manifest": [("trmkit", 1)],
-        "trmkit": [("trmkit.checkpoint", 12)],
-    }) == []
+    assert (
+        violations(
+            {
+                "trmkit.commands.train": [("trmkit.training.trainer", 1), ("trmkit.errors", 2)],
+                "trmkit.evaluation": [("trmkit.solve", 1), ("trmkit.inference.engine", 2)],
+                "trmkit.checkpoint.manifest": [("trmkit", 1)],
+                "trmkit": [("trmkit.checkpoint", 12)],
+            }
+        )
+        == []
+    )
 
 
 def test_lazy_and_relative_imports_are_seen(tmp_path):
@@ -149,11 +198,14 @@ def test_lazy_and_relative_imports_are_seen(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "data" / "__init__.py").write_text("from . import store\n")
     (pkg / "data" / "store.py").write_text(
-        "def f():\n    from trmkit.training import trainer\n    from ..evaluation import x\n")
+        "def f():\n    from trmkit.training import trainer\n    from ..evaluation import x\n"
+    )
     graph = package_graph(pkg)
     assert graph["trmkit.data"] == [("trmkit.data.store", 1)]
-    assert sorted(t for t, _ in graph["trmkit.data.store"]) == ["trmkit.evaluation",
-                                                               "trmkit.training"]
+    assert sorted(t for t, _ in graph["trmkit.data.store"]) == [
+        "trmkit.evaluation",
+        "trmkit.training",
+    ]
     assert len(violations(graph)) == 2
 
 
@@ -161,8 +213,11 @@ def test_lazy_and_relative_imports_are_seen(tmp_path):
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
-    return [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name) and node.func.id == name]
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
+    ]
 
 
 def test_the_trainer_is_the_loop():
@@ -171,32 +226,55 @@ def test_the_trainer_is_the_loop():
     path = PACKAGE / "training" / "trainer.py"
     tree = ast.parse(path.read_text(encoding="utf-8"))
     assert not [c.lineno for c in _calls(tree, "getattr")], "read recipe fields, not getattr"
-    local = [node.lineno for fn in ast.walk(tree)
-             if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
-             for node in ast.walk(fn) if isinstance(node, ast.Import | ast.ImportFrom)]
+    local = [
+        node.lineno
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
     assert not local, f"function-local imports in trainer.py at lines {local}"
     text = path.read_text(encoding="utf-8")
-    for fact in ("mean_puzzle_examples", "-100", "ModelRecord(", "DatasetRecord", "sha256",
-                 "def _flat", "def nullcontext", "SECTIONS"):
+    for fact in (
+        "mean_puzzle_examples",
+        "-100",
+        "ModelRecord(",
+        "DatasetRecord",
+        "sha256",
+        "def _flat",
+        "def nullcontext",
+        "SECTIONS",
+    ):
         assert fact not in text, f"trainer.py should not hold {fact!r}"
 
 
-@pytest.mark.parametrize(("pattern", "owner"), [
-    ("IGNORE_LABEL_ID = ", "batch.py"),
-    ("* meta.mean_puzzle_examples /", "data/loader.py"),
-    ("def rank(", "voting.py"),
-    ("RESUME_TRAIN_KEYS = ", "config.py"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "owner"),
+    [
+        ("IGNORE_LABEL_ID = ", "batch.py"),
+        ("* meta.mean_puzzle_examples /", "data/loader.py"),
+        ("def rank(", "voting.py"),
+        ("RESUME_TRAIN_KEYS = ", "config.py"),
+    ],
+)
 def test_one_owner(pattern, owner):
-    holders = sorted(str(f.relative_to(PACKAGE)) for f in PACKAGE.rglob("*.py")
-                     if pattern in f.read_text(encoding="utf-8"))
+    holders = sorted(
+        str(f.relative_to(PACKAGE))
+        for f in PACKAGE.rglob("*.py")
+        if pattern in f.read_text(encoding="utf-8")
+    )
     assert holders == [owner]
 
 
 def test_ignore_label_is_never_a_literal():
-    literal = [f"{f.relative_to(PACKAGE)}:{node.lineno}" for f in PACKAGE.rglob("*.py")
-               if f.name != "batch.py"
-               for node in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
-               if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
-               and isinstance(node.operand, ast.Constant) and node.operand.value == 100]
+    literal = [
+        f"{f.relative_to(PACKAGE)}:{node.lineno}"
+        for f in PACKAGE.rglob("*.py")
+        if f.name != "batch.py"
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
+        if isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and node.operand.value == 100
+    ]
     assert not literal, f"use trmkit.batch.IGNORE_LABEL_ID instead of -100 at {literal}"

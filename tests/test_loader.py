@@ -49,8 +49,9 @@ def _equal(a, b):
 
 
 def _group_of_id(split):
-    return {int(i): int(g) for i, g in zip(split.puzzle_identifiers, split.puzzle_group,
-                                           strict=True)}
+    return {
+        int(i): int(g) for i, g in zip(split.puzzle_identifiers, split.puzzle_group, strict=True)
+    }
 
 
 def test_batch_shapes_dtypes_and_ignore_labels(store):
@@ -196,14 +197,16 @@ def test_eval_loader_order_and_padding(store, global_batch, world):
             pidx = batch["puzzle_index"][real].numpy()
             assert (split.puzzle_indices[pidx] <= idx).all()
             assert (idx < split.puzzle_indices[pidx + 1]).all()
-            assert np.array_equal(batch["puzzle_identifiers"][real].numpy(),
-                                  split.puzzle_identifiers[pidx])
+            assert np.array_equal(
+                batch["puzzle_identifiers"][real].numpy(), split.puzzle_identifiers[pidx]
+            )
     assert seen == list(range(n))
 
 
 def test_too_small_split_is_refused(toy):
     with tempfile.TemporaryDirectory() as tmp:
-        build_dataset(toy.make_task(), Path(tmp) / "s", num_aug=0, options={"count": "2"},
-                      progress=False)
+        build_dataset(
+            toy.make_task(), Path(tmp) / "s", num_aug=0, options={"count": "2"}, progress=False
+        )
         with pytest.raises(ConfigError, match="too few examples"):
             TrainLoader(open_store(Path(tmp) / "s")["train"], 768, seed=0)

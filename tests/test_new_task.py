@@ -60,9 +60,7 @@ def test_new_task_writes_a_complete_package(scaffold):
     project = tomllib.loads((root / "pyproject.toml").read_text())
     assert project["project"]["name"] == "trmkit-outline"
     assert project["project"]["entry-points"]["trmkit"] == {"outline": "trmkit_outline.plugin"}
-    assert project["tool"]["setuptools"]["package-data"] == {
-        "trmkit_outline": ["recipes/*.toml"]
-    }
+    assert project["tool"]["setuptools"]["package-data"] == {"trmkit_outline": ["recipes/*.toml"]}
     for path in root.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")
     assert "TaskConformance" in (root / "tests" / "test_task.py").read_text()
@@ -111,7 +109,9 @@ def _venv_with_this_environment(where: Path) -> Path:
     subprocess.run([python, "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=False)
     purelib = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     ours = sysconfig.get_path("purelib")
     Path(purelib, "_trmkit_dev.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
@@ -152,7 +152,15 @@ def test_scaffold_round_trip_installs_passes_its_tests_and_trains(tmp_path):
     assert "outline" in run("-m", "trmkit.cli", "tasks")
     assert "11 passed" in run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=root)
     out = run(
-        "-m", "trmkit.cli", "train", "--task", "outline", "--max-steps", "3",
-        "--out", tmp_path / "run", "--no-progress",
+        "-m",
+        "trmkit.cli",
+        "train",
+        "--task",
+        "outline",
+        "--max-steps",
+        "3",
+        "--out",
+        tmp_path / "run",
+        "--no-progress",
     )
     assert "checkpoint:" in out

@@ -29,13 +29,25 @@ def test_layout_matches_the_reference(exported):
         info = json.loads((official / name / "dataset.json").read_text())
         assert info["sets"] == ["all"]
         meta = store[name].meta
-        for key in ("seq_len", "vocab_size", "pad_id", "ignore_label_id", "blank_identifier_id",
-                    "num_puzzle_identifiers", "total_groups", "total_puzzles",
-                    "mean_puzzle_examples"):
+        for key in (
+            "seq_len",
+            "vocab_size",
+            "pad_id",
+            "ignore_label_id",
+            "blank_identifier_id",
+            "num_puzzle_identifiers",
+            "total_groups",
+            "total_puzzles",
+            "mean_puzzle_examples",
+        ):
             assert info[key] == getattr(meta, key)
-        for field, dtype in (("inputs", np.uint8), ("labels", np.uint8),
-                             ("puzzle_identifiers", np.int32), ("puzzle_indices", np.int32),
-                             ("group_indices", np.int32)):
+        for field, dtype in (
+            ("inputs", np.uint8),
+            ("labels", np.uint8),
+            ("puzzle_identifiers", np.int32),
+            ("puzzle_indices", np.int32),
+            ("group_indices", np.int32),
+        ):
             array = np.load(official / name / f"all__{field}.npy")
             assert array.dtype == dtype
         assert np.array_equal(np.load(official / name / "all__inputs.npy"), store[name].load()[0])
@@ -56,8 +68,9 @@ def test_round_trip_store_export_import(exported, tmp_path, toy_task):
         assert x.group_names == y.group_names
 
 
-def test_import_without_trmkit_extras_uses_identity_and_identifier_names(exported, tmp_path,
-                                                                         toy_task):
+def test_import_without_trmkit_extras_uses_identity_and_identifier_names(
+    exported, tmp_path, toy_task
+):
     _, official = exported
     for name in ("train", "test"):
         (official / name / "trmkit_transforms.npy").unlink()
@@ -109,7 +122,10 @@ def test_export_refuses_existing_out_without_force(exported, tmp_path):
 
 OFFICIAL_SUDOKU = (
     __import__("pathlib").Path(__file__).resolve().parents[2]
-    / "shared" / "data" / "official-checkpoints" / "dataset"
+    / "shared"
+    / "data"
+    / "official-checkpoints"
+    / "dataset"
 )
 
 
@@ -122,20 +138,30 @@ def test_sudoku_export_writes_the_official_builders_total_puzzles(tmp_path):
     from trmkit.cli import cli
 
     runner = CliRunner()
-    result = runner.invoke(cli, ["data", "import", str(OFFICIAL_SUDOKU), "--task", "sudoku",
-                                 "--out", str(tmp_path / "store")])
+    result = runner.invoke(
+        cli,
+        [
+            "data",
+            "import",
+            str(OFFICIAL_SUDOKU),
+            "--task",
+            "sudoku",
+            "--out",
+            str(tmp_path / "store"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     store = open_store(tmp_path / "store")
     assert store["train"].meta.total_puzzles == 300 and store["train"].meta.total_groups == 100
-    result = runner.invoke(cli, ["data", "export", str(tmp_path / "store"),
-                                 "--out", str(tmp_path / "again")])
+    result = runner.invoke(
+        cli, ["data", "export", str(tmp_path / "store"), "--out", str(tmp_path / "again")]
+    )
     assert result.exit_code == 0, result.output
     for split in ("train", "test"):
         original = json.loads((OFFICIAL_SUDOKU / split / "dataset.json").read_text())
         written = json.loads((tmp_path / "again" / split / "dataset.json").read_text())
         assert written == original
-        for field in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices",
-                      "group_indices"):
+        for field in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices"):
             a = np.load(OFFICIAL_SUDOKU / split / f"all__{field}.npy")
             b = np.load(tmp_path / "again" / split / f"all__{field}.npy")
             assert np.array_equal(a, b), (split, field)
@@ -160,28 +186,51 @@ def _set_info(official, value):
     [
         ("null", lambda o, info: _set_info(o, None), "expected a JSON object, found NoneType"),
         ("list", lambda o, info: _set_info(o, [info]), "expected a JSON object, found list"),
-        ("string number", lambda o, info: _set_info(o, {**info, "num_puzzle_identifiers": "1"}),
-         "'num_puzzle_identifiers' is '1', expected an integer"),
-        ("float count", lambda o, info: _set_info(o, {**info, "total_groups": 2.5}),
-         "'total_groups' is 2.5"),
+        (
+            "string number",
+            lambda o, info: _set_info(o, {**info, "num_puzzle_identifiers": "1"}),
+            "'num_puzzle_identifiers' is '1', expected an integer",
+        ),
+        (
+            "float count",
+            lambda o, info: _set_info(o, {**info, "total_groups": 2.5}),
+            "'total_groups' is 2.5",
+        ),
         ("negative", lambda o, info: _set_info(o, {**info, "pad_id": -1}), "'pad_id' is -1"),
         ("bool", lambda o, info: _set_info(o, {**info, "vocab_size": True}), "'vocab_size' is"),
         ("sets string", lambda o, info: _set_info(o, {**info, "sets": "all"}), "'sets' must be"),
-        ("not json", lambda o, info: (o / "train" / "dataset.json").write_text("{"),
-         "unreadable JSON"),
-        ("structured index", lambda o, info: np.save(
-            o / "train" / "all__group_indices.npy",
-            np.zeros(3, dtype=[("a", "<i4"), ("b", "<i4")])), "is not an integer type"),
-        ("structured ids", lambda o, info: np.save(
-            o / "train" / "all__puzzle_identifiers.npy",
-            np.zeros(3, dtype=[("a", "<i4")])), "is not an integer type"),
-        ("float index", lambda o, info: np.save(
-            o / "train" / "all__puzzle_indices.npy", np.zeros(3, dtype=np.float32)),
-         "is not an integer type"),
+        (
+            "not json",
+            lambda o, info: (o / "train" / "dataset.json").write_text("{"),
+            "unreadable JSON",
+        ),
+        (
+            "structured index",
+            lambda o, info: np.save(
+                o / "train" / "all__group_indices.npy",
+                np.zeros(3, dtype=[("a", "<i4"), ("b", "<i4")]),
+            ),
+            "is not an integer type",
+        ),
+        (
+            "structured ids",
+            lambda o, info: np.save(
+                o / "train" / "all__puzzle_identifiers.npy", np.zeros(3, dtype=[("a", "<i4")])
+            ),
+            "is not an integer type",
+        ),
+        (
+            "float index",
+            lambda o, info: np.save(
+                o / "train" / "all__puzzle_indices.npy", np.zeros(3, dtype=np.float32)
+            ),
+            "is not an integer type",
+        ),
     ],
 )
-def test_import_refuses_malformed_metadata_in_one_line(exported, tmp_path, toy_task, case,
-                                                       damage, message):
+def test_import_refuses_malformed_metadata_in_one_line(
+    exported, tmp_path, toy_task, case, damage, message
+):
     _, official = exported
     info = json.loads((official / "train" / "dataset.json").read_text())
     damage(official, info)

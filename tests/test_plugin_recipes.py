@@ -108,8 +108,9 @@ def test_bad_recipe_registrations_are_refused_in_one_line(tmp_path, capsys, name
 def test_two_plugins_cannot_register_the_same_recipe_name(tmp_path):
     file = tmp_path / "same.toml"
     file.write_text(RECIPE)
-    with registered(recipe_plugin(("same", file)), "ra"), registered(
-        recipe_plugin(("same", file)), "rb"
+    with (
+        registered(recipe_plugin(("same", file)), "ra"),
+        registered(recipe_plugin(("same", file)), "rb"),
     ):
         assert plugins.recipe_specs()["same"].plugin == "ra"
         assert "recipe 'same' is already plugin 'ra''s; rename it" in plugins.rejected["rb"]
@@ -118,7 +119,8 @@ def test_two_plugins_cannot_register_the_same_recipe_name(tmp_path):
 def test_unknown_recipe_lists_plugin_recipes_too(tmp_path):
     file = tmp_path / "listed.toml"
     file.write_text(RECIPE)
-    with registered(recipe_plugin(("listed-quick", file)), "rlist"), pytest.raises(
-        UnknownNameError, match="known recipes: .*listed-quick"
+    with (
+        registered(recipe_plugin(("listed-quick", file)), "rlist"),
+        pytest.raises(UnknownNameError, match="known recipes: .*listed-quick"),
     ):
         find_recipe("no-such-recipe")

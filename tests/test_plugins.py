@@ -148,12 +148,16 @@ def test_alias_clash_names_the_task_that_tried(capsys):
     plugin = task_plugin((make_task("one"), ("x",)), (make_task("two"), ("x",)))
     with registered(plugin, "clashing-plugin"):
         message = refused("clashing-plugin", capsys)
-    assert "(task 'two'): alias 'x' is already registered by plugin 'clashing-plugin' (task " \
+    assert (
+        "(task 'two'): alias 'x' is already registered by plugin 'clashing-plugin' (task "
         "'one')" in message
+    )
     with registered(task_plugin((make_task("three"), ("sudoku",))), "alias-thief"):
         message = refused("alias-thief")
-    assert "(task 'three'): alias 'sudoku' is already registered by plugin 'sudoku' " \
+    assert (
+        "(task 'three'): alias 'sudoku' is already registered by plugin 'sudoku' "
         "(task 'sudoku-extreme')" in message
+    )
 
 
 def test_refused_plugin_is_shown_by_plugins_command_and_other_commands_work():

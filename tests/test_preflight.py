@@ -182,7 +182,9 @@ def test_hub_offline_mode_and_endpoint(monkeypatch):
     monkeypatch.setattr(network, "probe", lambda host, port: pytest.fail("probed"))
     network.require_hub("x", "y", env={"HF_HUB_OFFLINE": "1"})  # the cache only: no probe
     assert network.hub_endpoint({"HF_ENDPOINT": "http://mirror.local:8080"}) == (
-        "mirror.local", 8080)
+        "mirror.local",
+        8080,
+    )
     assert network.hub_endpoint({}) == ("huggingface.co", 443)
 
 
@@ -199,8 +201,9 @@ def test_probe_reports_a_refused_port():
 
 
 def test_thread_choice_respects_explicit_settings():
-    assert threads.choose_threads({"TRMKIT_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"},
-                                  cores=8) == threads.ThreadChoice(3, "TRMKIT_NUM_THREADS")
+    assert threads.choose_threads(
+        {"TRMKIT_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}, cores=8
+    ) == threads.ThreadChoice(3, "TRMKIT_NUM_THREADS")
     assert threads.choose_threads({"OMP_NUM_THREADS": "2"}, cores=8).threads == 2
     assert threads.choose_threads({}, cores=8) == threads.ThreadChoice(8, "physical cores")
     assert threads.choose_threads({"LOCAL_WORLD_SIZE": "4"}, cores=8).threads == 2

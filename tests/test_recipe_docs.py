@@ -57,8 +57,7 @@ def test_every_recipe_field_is_documented_with_its_default(field, default):
         return
     assert literal, f"docs/recipes.md: {field} default {documented!r} is not a `literal`"
     assert tomllib.loads(f"v = {literal.group(1)}")["v"] == default, (
-        f"docs/recipes.md: {field} default {literal.group(1)} differs from config.py's "
-        f"{default!r}"
+        f"docs/recipes.md: {field} default {literal.group(1)} differs from config.py's {default!r}"
     )
 
 

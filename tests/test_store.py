@@ -58,8 +58,11 @@ def test_round_trip_is_exact(contents):
     group_sizes = np.array([len(g) for g in groups], dtype=np.int64)
     puzzle_at = np.concatenate([[0], np.cumsum(group_sizes)])
     row_at = np.concatenate([[0], np.cumsum(sizes)])
-    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(store_mod, "CHUNK_BYTES", 16), \
-            mock.patch.object(store_mod, "SHARD_CHUNKS", 2):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock.patch.object(store_mod, "CHUNK_BYTES", 16),
+        mock.patch.object(store_mod, "SHARD_CHUNKS", 2),
+    ):
         out = Path(tmp) / "store"
         with StoreWriter(out) as writer:
             split = writer.split("train", seq_len=seq_len, transform_size=k)
@@ -207,13 +210,21 @@ def test_build_killed_midway_leaves_nothing_openable(tmp_path, toy_task, monkeyp
     # small encode blocks, so the kill lands after several flushes to the writer
     out, marker = tmp_path / "store", tmp_path / "marker"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    script = KILLED_BUILD.replace("from trmkit.data.build import build_dataset",
-                                  "from trmkit.data import build as b\n"
-                                  "b.BLOCK_TOKENS = 50\n"
-                                  "from trmkit.data.build import build_dataset")
+    script = KILLED_BUILD.replace(
+        "from trmkit.data.build import build_dataset",
+        "from trmkit.data import build as b\n"
+        "b.BLOCK_TOKENS = 50\n"
+        "from trmkit.data.build import build_dataset",
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(Path(__file__).parent / "toy_plugin"), str(out),
-         str(marker)],
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(Path(__file__).parent / "toy_plugin"),
+            str(out),
+            str(marker),
+        ],
         env=env,
     )
     try:

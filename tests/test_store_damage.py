@@ -80,18 +80,19 @@ def _corrupt_chunk(d):
 
 
 def _typed_attribute(d):
-    _edit_json(d / "train" / "zarr.json",
-               lambda m: m["attributes"].__setitem__("total_groups", "12"))
+    _edit_json(
+        d / "train" / "zarr.json", lambda m: m["attributes"].__setitem__("total_groups", "12")
+    )
 
 
 def _contradicting_attribute(d):
-    _edit_json(d / "train" / "zarr.json",
-               lambda m: m["attributes"].__setitem__("total_examples", 10**9))
+    _edit_json(
+        d / "train" / "zarr.json", lambda m: m["attributes"].__setitem__("total_examples", 10**9)
+    )
 
 
 def _bool_attribute(d):
-    _edit_json(d / "train" / "zarr.json",
-               lambda m: m["attributes"].__setitem__("seq_len", True))
+    _edit_json(d / "train" / "zarr.json", lambda m: m["attributes"].__setitem__("seq_len", True))
 
 
 def _broken_index(d):
@@ -123,13 +124,15 @@ def _complete_a_string(d):
 
 
 def _huge_total_puzzles(d):
-    _edit_json(d / "test" / "zarr.json",
-               lambda m: m["attributes"].__setitem__("total_puzzles", 10**12))
+    _edit_json(
+        d / "test" / "zarr.json", lambda m: m["attributes"].__setitem__("total_puzzles", 10**12)
+    )
 
 
 def _float_total(d):
-    _edit_json(d / "train" / "zarr.json",
-               lambda m: m["attributes"].__setitem__("total_examples", 12.0))
+    _edit_json(
+        d / "train" / "zarr.json", lambda m: m["attributes"].__setitem__("total_examples", 12.0)
+    )
 
 
 def _delete_group_names(d):
@@ -141,8 +144,10 @@ def _delete_identifiers(d):
 
 
 DAMAGE = {
-    "stray file hides a deleted shard": (_stray_file_hides_deleted_chunk,
-                                         "train/inputs: 1 chunk file(s) missing"),
+    "stray file hides a deleted shard": (
+        _stray_file_hides_deleted_chunk,
+        "train/inputs: 1 chunk file(s) missing",
+    ),
     "root splits not a list": (_splits_not_a_list, "root attribute splits"),
     "root task not a string": (_task_not_a_string, "root attribute task is 7"),
     "complete a string": (_complete_a_string, "incomplete store"),
@@ -171,8 +176,13 @@ def _read_everything(path: Path) -> None:
     for name in ("train", "test"):
         split = store.split(name)
         split.load()
-        _ = (split.puzzle_identifiers, split.puzzle_indices, split.group_indices,
-             split.transforms, split.group_names)
+        _ = (
+            split.puzzle_identifiers,
+            split.puzzle_indices,
+            split.group_indices,
+            split.transforms,
+            split.group_names,
+        )
     store.identifiers()
 
 
@@ -189,14 +199,17 @@ def test_damaged_store_is_one_clean_error(store_dir, case):
     assert "trmkit build" in text or "rebuild" in text
 
 
-@pytest.mark.parametrize("case", ["deleted shard", "corrupt shard", "string attribute",
-                                  "deleted split group"])
+@pytest.mark.parametrize(
+    "case", ["deleted shard", "corrupt shard", "string attribute", "deleted split group"]
+)
 def test_damaged_store_through_the_cli(store_dir, tmp_path, case):
     damage, message = DAMAGE[case]
     damage(store_dir)
     runner = CliRunner()
-    for args in (["data", "export", str(store_dir), "--out", str(tmp_path / "export")],
-                 ["data", "info", str(store_dir)]):
+    for args in (
+        ["data", "export", str(store_dir), "--out", str(tmp_path / "export")],
+        ["data", "info", str(store_dir)],
+    ):
         result = runner.invoke(cli, args)
         if case == "corrupt shard" and args[1] == "info":
             continue  # info reads one example, which may sit in an intact chunk

@@ -66,41 +66,68 @@ class TinyRecurrent(nn.Module):
     def initial_carry(self, batch):
         b, s = batch["inputs"].shape
         dev = batch["inputs"].device
-        return TinyCarry(torch.zeros(b, s, self.config.hidden_size, device=dev),
-                         torch.zeros(b, dtype=torch.int32, device=dev),
-                         torch.ones(b, dtype=torch.bool, device=dev),
-                         {k: torch.zeros_like(v) for k, v in batch.items()})
+        return TinyCarry(
+            torch.zeros(b, s, self.config.hidden_size, device=dev),
+            torch.zeros(b, dtype=torch.int32, device=dev),
+            torch.ones(b, dtype=torch.bool, device=dev),
+            {k: torch.zeros_like(v) for k, v in batch.items()},
+        )
 
     def forward(self, carry: TinyCarry, batch) -> StepResult:
         rows = carry.halted
-        data = {k: torch.where(rows.view(-1, *[1] * (v.ndim - 1)), batch[k], v)
-                for k, v in carry.data.items()}
+        data = {
+            k: torch.where(rows.view(-1, *[1] * (v.ndim - 1)), batch[k], v)
+            for k, v in carry.data.items()
+        }
         h = torch.where(rows[:, None, None], 0.0, carry.h)
         h = torch.tanh(self.cell(torch.cat([self.embed(data["inputs"].long()), h], -1)))
         logits = self.head(h)
         q = self.q(h.mean(1))
         steps = torch.where(rows, 0, carry.steps) + 1
         halted = steps >= self._depth
-        loss, metrics, preds = act_loss(logits=logits, labels=data["labels"], q_halt=q[:, 0],
-                                        q_continue=q[:, 1], target_q_continue=None,
-                                        halted=halted, steps=steps,
-                                        loss_type="softmax_cross_entropy")
-        outputs = {"logits": logits, "preds": preds, "q_halt_logits": q[:, 0],
-                   "q_continue_logits": q[:, 1]}
-        return StepResult(TinyCarry(h.detach(), steps, halted, data), loss, metrics, outputs,
-                          halted.all())
+        loss, metrics, preds = act_loss(
+            logits=logits,
+            labels=data["labels"],
+            q_halt=q[:, 0],
+            q_continue=q[:, 1],
+            target_q_continue=None,
+            halted=halted,
+            steps=steps,
+            loss_type="softmax_cross_entropy",
+        )
+        outputs = {
+            "logits": logits,
+            "preds": preds,
+            "q_halt_logits": q[:, 0],
+            "q_continue_logits": q[:, 1],
+        }
+        return StepResult(
+            TinyCarry(h.detach(), steps, halted, data), loss, metrics, outputs, halted.all()
+        )
 
     def carry_state_dict(self, carry):
-        return {"h": carry.h, "steps": carry.steps, "halted": carry.halted,
-                **{f"data.{k}": v for k, v in carry.data.items()}}
+        return {
+            "h": carry.h,
+            "steps": carry.steps,
+            "halted": carry.halted,
+            **{f"data.{k}": v for k, v in carry.data.items()},
+        }
 
     def load_carry_state_dict(self, state):
-        return TinyCarry(state["h"], state["steps"], state["halted"],
-                         {k[5:]: v for k, v in state.items() if k.startswith("data.")})
+        return TinyCarry(
+            state["h"],
+            state["steps"],
+            state["halted"],
+            {k[5:]: v for k, v in state.items() if k.startswith("data.")},
+        )
 
     def carry_to(self, carry, device):
-        return TinyCarry(carry.h.to(device), carry.steps.to(device), carry.halted.to(device),
-                         {k: v.to(device) for k, v in carry.data.items()})
+        return TinyCarry(
+            carry.h.to(device),
+            carry.steps.to(device),
+            carry.halted.to(device),
+            {k: v.to(device) for k, v in carry.data.items()},
+        )
 
     def compile_targets(self):
         return [self.cell]
@@ -151,15 +178,19 @@ def _train(*args):
 
 
 def _losses(run):
-    return [(r["step"], r["lm_loss"]) for r in map(json.loads, (run / "metrics.jsonl").open())
-            if r["split"] == "train"]
+    return [
+        (r["step"], r["lm_loss"])
+        for r in map(json.loads, (run / "metrics.jsonl").open())
+        if r["split"] == "train"
+    ]
 
 
 def test_contract_is_checked_when_built(arch):
     model = build_model("tiny-recurrent", {"seq_len": 16})
     assert isinstance(model, RecursiveModel)
-    with pytest.raises(PluginError, match="plugin 'tiny-arch': model 'not-a-model' .*"
-                                          "missing: config, puzzle_emb"):
+    with pytest.raises(
+        PluginError, match="plugin 'tiny-arch': model 'not-a-model' .*missing: config, puzzle_emb"
+    ):
         build_model("not-a-model", {})
 
 
@@ -171,15 +202,19 @@ def test_train_resume_eval_solve_and_model_command(arch, tmp_path):
     assert "final: exact accuracy" in result.output
     # stop at 4, resume to 6: the carry (the model's own state dict) makes it exact
     resumed = tmp_path / "resumed"
-    assert _train("--recipe", recipe, "--data", data, "--out", resumed,
-                  "--max-steps", 4).exit_code == 0
-    again = _train("--recipe", recipe, "--data", data, "--out", resumed, "--max-steps", 6,
-                   "--resume")
+    assert (
+        _train("--recipe", recipe, "--data", data, "--out", resumed, "--max-steps", 4).exit_code
+        == 0
+    )
+    again = _train(
+        "--recipe", recipe, "--data", data, "--out", resumed, "--max-steps", 6, "--resume"
+    )
     assert again.exit_code == 0, again.output
     assert _losses(resumed) == _losses(straight)
     bundle = load(resumed)
     assert isinstance(bundle.model, TinyRecurrent) and bundle.manifest.model.name == (
-        "tiny-recurrent")
+        "tiny-recurrent"
+    )
     # eval deeper than trained: the depth is set through the contract and restored
     out = tmp_path / "ev"
     result = CliRunner().invoke(cli, ["eval", str(resumed), "--out", str(out), "--steps", "3"])

@@ -72,7 +72,10 @@ def test_console_script_builds_with_the_plugin(tmp_path):
     out = tmp_path / "store"
     result = subprocess.run(
         [script, "build", "--task", "toy-flip", "--out", str(out), "-o", "count=10"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "built toy-flip dataset" in result.stdout

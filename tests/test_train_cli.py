@@ -33,11 +33,25 @@ def test_train_cli_runs_resumes_and_prints_accuracy(tmp_path, data):
     assert (out / "curves.png").exists()
     again = _train("--recipe", recipe, "--data", data, "--out", out, "--max-steps", 4)
     assert again.exit_code != 0 and "--resume" in again.output
-    resumed = _train("--recipe", recipe, "--data", data, "--out", out, "--max-steps", 6,
-                     "--resume", "--set", "train.log_every=2")
+    resumed = _train(
+        "--recipe",
+        recipe,
+        "--data",
+        data,
+        "--out",
+        out,
+        "--max-steps",
+        6,
+        "--resume",
+        "--set",
+        "train.log_every=2",
+    )
     assert resumed.exit_code == 0, resumed.output
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()
-             if json.loads(line)["split"] == "train"]
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "metrics.jsonl").open()
+        if json.loads(line)["split"] == "train"
+    ]
     assert steps == [1, 2, 3, 4, 6]
 
 
@@ -54,8 +68,9 @@ def test_train_builds_and_caches_the_recipe_dataset(tmp_path, monkeypatch):
     assert result.exit_code == 0 and "building dataset" not in result.output
     assert (cached / "zarr.json").stat().st_mtime_ns == stamp
     # another seed is another dataset
-    result = _train("--recipe", recipe, "--out", tmp_path / "c", "--max-steps", 1,
-                    "--set", "data.seed=1")
+    result = _train(
+        "--recipe", recipe, "--out", tmp_path / "c", "--max-steps", 1, "--set", "data.seed=1"
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "cache" / "datasets").iterdir())) == 2
 
@@ -71,12 +86,27 @@ def test_train_builds_and_caches_the_recipe_dataset(tmp_path, monkeypatch):
         (["--recipe", "{recipe}", "--set", "model.hidden=3"], "model.hidden"),
         (["--recipe", "{recipe}", "--task", "maze"], "does not match recipe"),
         (["--recipe", "{recipe}", "--resume"], "--resume needs --out"),
-        (["--recipe", "{recipe}", "--data", "{tmp}/none", "--out", "{tmp}/r"],
-         "no such dataset store"),
-        (["--recipe", "{recipe}", "--data", "{data}", "--out", "{tmp}/r", "--resume"],
-         "no complete checkpoint"),
-        (["--recipe", "{recipe}", "--data", "{data}", "--out", "{tmp}/r",
-          "--set", "optim.global_batch_size=4096"], "too few examples"),
+        (
+            ["--recipe", "{recipe}", "--data", "{tmp}/none", "--out", "{tmp}/r"],
+            "no such dataset store",
+        ),
+        (
+            ["--recipe", "{recipe}", "--data", "{data}", "--out", "{tmp}/r", "--resume"],
+            "no complete checkpoint",
+        ),
+        (
+            [
+                "--recipe",
+                "{recipe}",
+                "--data",
+                "{data}",
+                "--out",
+                "{tmp}/r",
+                "--set",
+                "optim.global_batch_size=4096",
+            ],
+            "too few examples",
+        ),
     ],
 )
 def test_train_errors_are_one_line(tmp_path, data, args, message):

@@ -56,14 +56,18 @@ def test_evaluation_does_not_perturb_training(tmp_path, data):
     with_eval.run()
     without = tiny_trainer(tmp_path, data, run="b", overrides=["train.eval_interval=0"])
     without.run()
-    for (k, v), (k2, v2) in zip(with_eval.model.state_dict().items(),
-                                without.model.state_dict().items(), strict=True):
+    for (k, v), (k2, v2) in zip(
+        with_eval.model.state_dict().items(), without.model.state_dict().items(), strict=True
+    ):
         assert k == k2 and torch.equal(v, v2), k
 
 
 def _losses(run_dir):
-    return [(r["step"], r["lm_loss"], r["q_halt_loss"]) for r in
-            map(json.loads, (run_dir / "metrics.jsonl").open()) if r["split"] == "train"]
+    return [
+        (r["step"], r["lm_loss"], r["q_halt_loss"])
+        for r in map(json.loads, (run_dir / "metrics.jsonl").open())
+        if r["split"] == "train"
+    ]
 
 
 def test_resume_is_exact(tmp_path, data):

@@ -55,8 +55,10 @@ def test_one_sample_equals_a_direct_rollout(run):
     with inference_depth(model, k):
         for batch in EvalLoader(split, 16):
             steps = []
-            model_batch = {key: torch.as_tensor(batch[key]) for key in
-                           ("inputs", "labels", "puzzle_identifiers")}
+            model_batch = {
+                key: torch.as_tensor(batch[key])
+                for key in ("inputs", "labels", "puzzle_identifiers")
+            }
             rollout(model, model_batch, k, on_step=lambda v, out=steps: out.append(v.preds.numpy()))
             labels = np.asarray(batch["labels"])
             keep = np.asarray(batch["puzzle_index"]) >= 0
@@ -70,8 +72,9 @@ def test_one_sample_equals_a_direct_rollout(run):
     assert report.metrics["forward_passes"] == pytest.approx(k)
     # S = 1 ignores the selection rule, and the default policy is the old call
     for select in ("q", "converged", "valid"):
-        other = evaluate(model, split, task, batch_size=10,
-                         policy=InferencePolicy(steps=k, select=select))
+        other = evaluate(
+            model, split, task, batch_size=10, policy=InferencePolicy(steps=k, select=select)
+        )
         assert other.metrics["exact_accuracy"] == report.metrics["exact_accuracy"]
     old_style = evaluate(model, split, task, batch_size=10, steps=k)
     assert old_style.metrics == report.metrics | {"seconds": old_style.metrics["seconds"]}
@@ -81,13 +84,21 @@ def test_noise_leaves_sample_zero_exact_and_is_seeded(run):
     bundle, task, split = _split(run)
     model = bundle.model.eval()
     batch = next(iter(EvalLoader(split, 8)))
-    rows = RowBatch(np.asarray(batch["inputs"]), np.asarray(batch["puzzle_identifiers"]),
-                    np.asarray(batch["example_index"]))
+    rows = RowBatch(
+        np.asarray(batch["inputs"]),
+        np.asarray(batch["puzzle_identifiers"]),
+        np.asarray(batch["example_index"]),
+    )
     plain = record(model, rows, InferencePolicy(), task, depth=3)
 
     def noisy(seed):
-        return record(model, rows, InferencePolicy(samples=3, augment=False, noise=0.5,
-                                                   seed=seed), task, depth=3)
+        return record(
+            model,
+            rows,
+            InferencePolicy(samples=3, augment=False, noise=0.5, seed=seed),
+            task,
+            depth=3,
+        )
 
     a, b, c = noisy(1), noisy(1), noisy(2)
     np.testing.assert_array_equal(a.preds[:, 0], plain.preds[:, 0])
@@ -128,9 +139,13 @@ class _EchoModel(torch.nn.Module):
 
     def forward(self, carry, batch):
         q = torch.full((batch["inputs"].shape[0],), 0.1 * (carry + 1))
-        return StepResult(carry + 1, torch.zeros(()), {},
-                          {"preds": batch["inputs"].long(), "q_halt_logits": q},
-                          torch.tensor(False))
+        return StepResult(
+            carry + 1,
+            torch.zeros(()),
+            {},
+            {"preds": batch["inputs"].long(), "q_halt_logits": q},
+            torch.tensor(False),
+        )
 
 
 def test_augmented_samples_are_inverted_before_they_vote(run):
@@ -153,11 +168,11 @@ def test_to_row_frame_inverts_sudoku_transforms(run):
     grids = [np.asarray(task.codec.decode(row)) for row in labels]
     t = draw_transforms(task.augmenter, grids, np.arange(len(grids)), 3, seed=0)
     for j in range(3):
-        moved = np.stack([task.codec.encode(task.augmenter.apply(t[j, b], g))
-                          for b, g in enumerate(grids)])
+        moved = np.stack(
+            [task.codec.encode(task.augmenter.apply(t[j, b], g)) for b, g in enumerate(grids)]
+        )
         assert not np.array_equal(moved, labels)
-        np.testing.assert_array_equal(to_row_frame(task.codec, task.augmenter, t[j], moved),
-                                      labels)
+        np.testing.assert_array_equal(to_row_frame(task.codec, task.augmenter, t[j], moved), labels)
 
 
 @pytest.mark.parametrize("task_name", ["sudoku-4x4", "sudoku-6x6", "maze-11x11"])
@@ -167,8 +182,9 @@ def test_sample_draws_are_nested_distinct_and_not_identity(task_name):
     from trmkit.testing import sample_puzzles
 
     task = plugins.get_task(task_name)
-    grids = [np.asarray(ex.input) for p in sample_puzzles(task, 4) for ex in (*p.train,
-                                                                               *p.test)][:4]
+    grids = [np.asarray(ex.input) for p in sample_puzzles(task, 4) for ex in (*p.train, *p.test)][
+        :4
+    ]
     keys = np.arange(len(grids)) * 7 + 3
     small = draw_transforms(task.augmenter, grids, keys, 3, seed=5)
     large = draw_transforms(task.augmenter, grids, keys, 15, seed=5)
@@ -192,8 +208,12 @@ def _record(answers: list[list[int]], q: list[list[float]]) -> Record:
 def test_halting_policies():
     # one sample over 5 steps: answers 1 2 2 2 3, q fires first at step 2
     rec = _record([[1], [2], [2], [2], [3]], [[-1], [0.5], [-2], [3], [4]])
-    fixed, q, conv1, conv2 = (HaltPolicy(), HaltPolicy("q"), HaltPolicy.parse("converged:1"),
-                              HaltPolicy.parse("converged"))
+    fixed, q, conv1, conv2 = (
+        HaltPolicy(),
+        HaltPolicy("q"),
+        HaltPolicy.parse("converged:1"),
+        HaltPolicy.parse("converged"),
+    )
     assert stop_steps(rec, fixed, 5, 1)[0].tolist() == [[5]]
     assert stop_steps(rec, fixed, 3, 1)[0].tolist() == [[3]]
     assert stop_steps(rec, q, 5, 1)[0].tolist() == [[2]]
@@ -216,8 +236,7 @@ def test_selection_rules():
     d = decide(rec, HaltPolicy(), "valid", checker=lambda row, a: int(a[0]) == 5)
     assert d.preds.tolist() == [[5]]
     # no answer passes: falls back to the vote
-    assert decide(rec, HaltPolicy(), "valid",
-                  checker=lambda row, a: False).preds.tolist() == [[7]]
+    assert decide(rec, HaltPolicy(), "valid", checker=lambda row, a: False).preds.tolist() == [[7]]
     # a vote tie goes to the higher mean confidence: 5,5 (conf 2, 2) beats 7,7 (0, 1)
     tie = _record([[7, 7, 5, 5]], [[0.0, 1.0, 2.0, 2.0]])
     assert decide(tie, HaltPolicy(), "vote").preds.tolist() == [[5]]
@@ -252,16 +271,21 @@ def test_checkers_of_the_builtin_tasks(run):
 # ------------------------------------------------------------------------------ the sweep
 def test_sweep_points_match_plain_evaluation(run, tmp_path):
     bundle, task, split = _split(run)
-    grid = attrs.evolve(default_grid(bundle.model, task, False, depths=(1, 3),
-                                     samples=(1, 2)), sources=("augment",))
+    grid = attrs.evolve(
+        default_grid(bundle.model, task, False, depths=(1, 3), samples=(1, 2)), sources=("augment",)
+    )
     report = run_sweep(bundle.model, split, task, grid, batch_size=16)
     plain = evaluate(bundle.model, split, task, batch_size=16).metrics
     assert report.baseline()["exact_accuracy"] == pytest.approx(plain["exact_accuracy"])
     assert report.baseline()["forward_passes"] == pytest.approx(3)
-    sampled = evaluate(bundle.model, split, task, batch_size=16,
-                       policy=InferencePolicy(samples=2, select="q")).metrics
-    point = next(p for p in report.points if p["samples"] == 2 and p["depth"] == 3
-                 and p["halt"] == "fixed" and p["select"] == "q")
+    sampled = evaluate(
+        bundle.model, split, task, batch_size=16, policy=InferencePolicy(samples=2, select="q")
+    ).metrics
+    point = next(
+        p
+        for p in report.points
+        if p["samples"] == 2 and p["depth"] == 3 and p["halt"] == "fixed" and p["select"] == "q"
+    )
     assert point["exact_accuracy"] == pytest.approx(sampled["exact_accuracy"])
     written = report.write(tmp_path)
     data = json.loads((tmp_path / "sweep.json").read_text())
@@ -277,8 +301,10 @@ def test_depth_only_sweep_records_once(run, monkeypatch):
     calls = []
     real = sweep_mod.record
     monkeypatch.setattr(sweep_mod, "record", lambda *a, **k: calls.append(1) or real(*a, **k))
-    grid = attrs.evolve(default_grid(bundle.model, task, False, depths=(1, 2), samples=(1,)),
-                        sources=("augment", "noise"))
+    grid = attrs.evolve(
+        default_grid(bundle.model, task, False, depths=(1, 2), samples=(1,)),
+        sources=("augment", "noise"),
+    )
     report = run_sweep(bundle.model, split, task, grid, batch_size=1024)
     assert len(calls) == 1 and report.config["sources"] == ["augment"]
     assert {p["depth"] for p in report.points} == {1, 2}
@@ -290,28 +316,37 @@ def test_solve_with_samples(run):
     [plain] = solve(bundle, task, puzzles)
     [same] = solve(bundle, task, puzzles, policy=InferencePolicy(samples=1, select="q"))
     np.testing.assert_array_equal(plain.grid, same.grid)
-    [wide] = solve(bundle, task, puzzles, policy=InferencePolicy(samples=4, select="valid",
-                                                                 halt=HaltPolicy("converged")))
+    [wide] = solve(
+        bundle,
+        task,
+        puzzles,
+        policy=InferencePolicy(samples=4, select="valid", halt=HaltPolicy("converged")),
+    )
     assert wide.grid.shape == (4, 4) and 1 <= wide.steps <= 3
 
 
 # ---------------------------------------------------------------------------- bad options
-@pytest.mark.parametrize("args, needle", [
-    (["--samples", "0"], "--samples 0"),
-    (["--samples", "-3"], "--samples -3"),
-    (["--steps", "0"], "--steps 0"),
-    (["--noise", "nan"], "--noise nan"),
-    (["--noise", "inf"], "--noise inf"),
-    (["--noise", "-1"], "--noise -1"),
-    (["--halt", "converged:0"], "patience"),
-    (["--halt", "soon"], "--halt 'soon'"),
-    (["--halt", "q:3"], "only converged"),
-    (["--samples", "4", "--no-augment"], "--noise SIGMA"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--samples", "0"], "--samples 0"),
+        (["--samples", "-3"], "--samples -3"),
+        (["--steps", "0"], "--steps 0"),
+        (["--noise", "nan"], "--noise nan"),
+        (["--noise", "inf"], "--noise inf"),
+        (["--noise", "-1"], "--noise -1"),
+        (["--halt", "converged:0"], "patience"),
+        (["--halt", "soon"], "--halt 'soon'"),
+        (["--halt", "q:3"], "only converged"),
+        (["--samples", "4", "--no-augment"], "--noise SIGMA"),
+    ],
+)
 def test_bad_options_are_one_line(run, tmp_path, args, needle):
     run_dir, _ = run
-    for command in (["eval", str(run_dir), "--out", str(tmp_path / "ev")],
-                    ["solve", str(run_dir), "1..4.3....2..1.."]):
+    for command in (
+        ["eval", str(run_dir), "--out", str(tmp_path / "ev")],
+        ["solve", str(run_dir), "1..4.3....2..1.."],
+    ):
         result = CliRunner().invoke(cli, [*command, *args])
         assert result.exit_code == 1, result.output
         lines = [line for line in result.output.strip().splitlines() if line.strip()]
@@ -322,8 +357,18 @@ def test_bad_options_are_one_line(run, tmp_path, args, needle):
 
 def test_sweep_sources_bad_name_is_one_line(run, tmp_path):
     run_dir, _ = run
-    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--out", str(tmp_path / "ev"),
-                                      "--sweep", "--sweep-sources", "dropout"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(run_dir),
+            "--out",
+            str(tmp_path / "ev"),
+            "--sweep",
+            "--sweep-sources",
+            "dropout",
+        ],
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     lines = [line for line in result.output.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "--sweep-sources 'dropout'" in lines[0], result.output
@@ -350,8 +395,14 @@ def test_select_valid_needs_a_checker(run):
 def test_pareto_front_keeps_only_points_nothing_beats():
     from trmkit.reports import pareto_front
 
-    pts = [{"forward_passes": f, "exact_accuracy": a} for f, a in
-           [(8, 0.94), (1, 0.68), (4, 0.94), (16, 0.99), (2, 0.90), (32, 0.99), (16, 0.5)]]
+    pts = [
+        {"forward_passes": f, "exact_accuracy": a}
+        for f, a in [(8, 0.94), (1, 0.68), (4, 0.94), (16, 0.99), (2, 0.90), (32, 0.99), (16, 0.5)]
+    ]
     front = pareto_front(pts)
-    assert [(p["forward_passes"], p["exact_accuracy"]) for p in front] == \
-        [(1, 0.68), (2, 0.90), (4, 0.94), (16, 0.99)]
+    assert [(p["forward_passes"], p["exact_accuracy"]) for p in front] == [
+        (1, 0.68),
+        (2, 0.90),
+        (4, 0.94),
+        (16, 0.99),
+    ]

@@ -67,8 +67,14 @@ def build_tiny_data(out: Path) -> Path:
     from trmkit import plugins
     from trmkit.data.build import build_dataset
 
-    build_dataset(plugins.get_task("sudoku-4x4"), out, num_aug=2, seed=0,
-                  options={"count": "64", "test_count": "32"}, progress=False)
+    build_dataset(
+        plugins.get_task("sudoku-4x4"),
+        out,
+        num_aug=2,
+        seed=0,
+        options={"count": "64", "test_count": "32"},
+        progress=False,
+    )
     return out
 
 

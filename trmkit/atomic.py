@@ -105,5 +105,14 @@ def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
     return d
 
 
-__all__ = ["BACKUP_MARK", "TMP_MARK", "backup_path", "fsync_dir", "recover_dir",
-           "replace_dir", "try_recover_dir", "write_bytes", "write_text"]
+__all__ = [
+    "BACKUP_MARK",
+    "TMP_MARK",
+    "backup_path",
+    "fsync_dir",
+    "recover_dir",
+    "replace_dir",
+    "try_recover_dir",
+    "write_bytes",
+    "write_text",
+]

@@ -375,8 +375,7 @@ class Range:
     def contains(self, value: float) -> bool:
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False
-        return not (self.hi is not None and (value >= self.hi if self.hi_open else
-                                             value > self.hi))
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
 
     def describe(self) -> str:
         if self.hi is None:
@@ -420,8 +419,9 @@ def check_range(section: str, key: str, value: Any, where: str) -> None:
     if allowed is None or value is None or isinstance(value, bool):
         return
     if isinstance(value, (int, float)) and not allowed.contains(value):
-        raise ConfigError(f"{where}: {section}.{key} = {value!r} is out of range; it must be "
-                          f"{allowed.describe()}")
+        raise ConfigError(
+            f"{where}: {section}.{key} = {value!r} is out of range; it must be {allowed.describe()}"
+        )
 
 
 def check_recipe_ranges(recipe: Recipe, where: str = "recipe") -> None:
@@ -453,6 +453,8 @@ def resume_mismatch(saved: Mapping[str, Any], recipe: Recipe) -> str | None:
             if section == "train" and key not in RESUME_TRAIN_KEYS:
                 continue
             if old.get(key) != new.get(key):
-                return f"{section}.{key} is {new.get(key)!r} but the run was trained with " \
-                       f"{old.get(key)!r}"
+                return (
+                    f"{section}.{key} is {new.get(key)!r} but the run was trained with "
+                    f"{old.get(key)!r}"
+                )
     return None

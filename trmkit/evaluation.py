@@ -52,18 +52,31 @@ class EvalReport:
     steps: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "per_step": self.per_step,
-                "halting_histogram": self.halting_histogram, "steps": self.steps}
+        return {
+            "metrics": self.metrics,
+            "per_step": self.per_step,
+            "halting_histogram": self.halting_histogram,
+            "steps": self.steps,
+        }
 
     def write(self, out_dir: Path, plot: bool = True) -> None:
         """metrics.json, per_step.json (+ eval.png with ``plot`` and matplotlib)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(_finite(self.metrics), indent=2) + "\n")
-        (out_dir / "per_step.json").write_text(json.dumps(
-            {"per_step": self.per_step, "halting_histogram": self.halting_histogram,
-             "steps": self.steps}, indent=2) + "\n")
-        if plot and not plot_eval_report(self.per_step, self.halting_histogram,
-                                         out_dir / "eval.png"):
+        (out_dir / "per_step.json").write_text(
+            json.dumps(
+                {
+                    "per_step": self.per_step,
+                    "halting_histogram": self.halting_histogram,
+                    "steps": self.steps,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        if plot and not plot_eval_report(
+            self.per_step, self.halting_histogram, out_dir / "eval.png"
+        ):
             print("note: matplotlib not installed (pip install 'trmkit[plots]'): no eval.png")
 
 
@@ -93,28 +106,50 @@ class _Sums:
         self.histogram = np.zeros(self.steps + 1)
 
     def _scalars(self) -> list[float]:
-        return [self.count, self.adaptive_acc, self.adaptive_exact, self.adaptive_steps,
-                self.policy_acc, self.policy_exact, self.policy_steps, self.seconds]
+        return [
+            self.count,
+            self.adaptive_acc,
+            self.adaptive_exact,
+            self.adaptive_steps,
+            self.policy_acc,
+            self.policy_exact,
+            self.policy_steps,
+            self.seconds,
+        ]
 
     def as_tensor(self, device: torch.device) -> torch.Tensor:
-        flat = np.concatenate([self._scalars(), self.per_step_acc, self.per_step_exact,
-                               self.histogram])
+        flat = np.concatenate(
+            [self._scalars(), self.per_step_acc, self.per_step_exact, self.histogram]
+        )
         return torch.tensor(flat, dtype=torch.float64, device=device)
 
     def load_tensor(self, t: torch.Tensor) -> None:
         a = t.cpu().numpy()
         k, n = self.steps, len(self._scalars())
-        (self.count, self.adaptive_acc, self.adaptive_exact, self.adaptive_steps,
-         self.policy_acc, self.policy_exact, self.policy_steps, self.seconds) = a[:n]
-        self.per_step_acc = a[n:n + k]
-        self.per_step_exact = a[n + k:n + 2 * k]
-        self.histogram = a[n + 2 * k:]
+        (
+            self.count,
+            self.adaptive_acc,
+            self.adaptive_exact,
+            self.adaptive_steps,
+            self.policy_acc,
+            self.policy_exact,
+            self.policy_steps,
+            self.seconds,
+        ) = a[:n]
+        self.per_step_acc = a[n : n + k]
+        self.per_step_exact = a[n + k : n + 2 * k]
+        self.histogram = a[n + 2 * k :]
 
 
 def evaluation_context(task: Task, split: Any, out_dir: Path | None) -> EvalContext:
-    return EvalContext(codec=task.codec, augmenter=task.augmenter,
-                       group_names=list(split.group_names), puzzle_group=split.puzzle_group,
-                       transforms=np.asarray(split.transforms), out_dir=out_dir)
+    return EvalContext(
+        codec=task.codec,
+        augmenter=task.augmenter,
+        group_names=list(split.group_names),
+        puzzle_group=split.puzzle_group,
+        transforms=np.asarray(split.transforms),
+        out_dir=out_dir,
+    )
 
 
 @torch.no_grad()
@@ -191,19 +226,29 @@ def evaluate(
     return _report(sums, k, policy, run.finish() if run is not None else {})
 
 
-def _run_batch(model: RecursiveModel, batch: dict[str, torch.Tensor], k: int,
-               policy: InferencePolicy, task: Task | None, per_variant: bool,
-               generator: torch.Generator | None, sums: _Sums) -> tuple[np.ndarray, np.ndarray]:
+def _run_batch(
+    model: RecursiveModel,
+    batch: dict[str, torch.Tensor],
+    k: int,
+    policy: InferencePolicy,
+    task: Task | None,
+    per_variant: bool,
+    generator: torch.Generator | None,
+    sums: _Sums,
+) -> tuple[np.ndarray, np.ndarray]:
     """Record the batch's trajectories, add its scores to ``sums``; returns the policy's
     answers [B, L] and their halting confidences [B]."""
     labels = batch["labels"].numpy()
     valid_rows = batch["puzzle_index"].numpy() >= 0
     counted = valid_rows & ((labels != IGNORE_LABEL_ID).sum(-1) > 0)
-    rows = RowBatch(inputs=batch["inputs"].numpy(),
-                    puzzle_ids=batch["puzzle_identifiers"].numpy(),
-                    keys=batch["example_index"].numpy())
-    rec = record(model, rows, policy, task, depth=k, per_variant_ids=per_variant,
-                 generator=generator)
+    rows = RowBatch(
+        inputs=batch["inputs"].numpy(),
+        puzzle_ids=batch["puzzle_identifiers"].numpy(),
+        keys=batch["example_index"].numpy(),
+    )
+    rec = record(
+        model, rows, policy, task, depth=k, per_variant_ids=per_variant, generator=generator
+    )
     sums.seconds += rec.seconds
     checker = answer_checker(task, rec.inputs) if policy.select == "valid" and task else None
     fixed = HaltPolicy("fixed")
@@ -221,7 +266,7 @@ def _run_batch(model: RecursiveModel, batch: dict[str, torch.Tensor], k: int,
     sums.adaptive_steps += ada.steps[0][counted].sum()
     fires = rec.q[:, 0] > 0
     first = np.where(fires.any(axis=0), fires.argmax(axis=0), k)
-    sums.histogram += np.bincount(first[counted], minlength=k + 1)[:k + 1]
+    sums.histogram += np.bincount(first[counted], minlength=k + 1)[: k + 1]
     chosen = decide(rec, policy.halt, policy.select, checker=checker)
     acc, exact = seq_scores(chosen.preds, labels, counted)
     sums.policy_acc += acc.sum()
@@ -234,24 +279,42 @@ def _feed(run, batch, preds, conf, ignore_id, accelerator, world, device) -> Non
     labels = batch["labels"].masked_fill(batch["labels"] == IGNORE_LABEL_ID, ignore_id)
     preds_t = torch.as_tensor(preds)
     # an undecodable sample answer (INVALID) is shown to the evaluator as the pad token
-    fields = [batch["inputs"], labels, preds_t.clamp(min=0), batch["puzzle_index"],
-              torch.as_tensor(conf, dtype=torch.float64)]
+    fields = [
+        batch["inputs"],
+        labels,
+        preds_t.clamp(min=0),
+        batch["puzzle_index"],
+        torch.as_tensor(conf, dtype=torch.float64),
+    ]
     if world > 1:
         fields = [accelerator.gather(f.to(device).contiguous()) for f in fields]
     if run is None:
         return
     inputs, labels, preds, pidx, qh = (f.cpu().numpy() for f in fields)
     keep = pidx >= 0
-    run.update(PredictionBatch(inputs=inputs[keep], labels=labels[keep],
-                               predictions=preds[keep], puzzle_index=pidx[keep],
-                               q_halt=qh[keep]))
+    run.update(
+        PredictionBatch(
+            inputs=inputs[keep],
+            labels=labels[keep],
+            predictions=preds[keep],
+            puzzle_index=pidx[keep],
+            q_halt=qh[keep],
+        )
+    )
 
 
-def _report(sums: _Sums, k: int, policy: InferencePolicy, task_metrics: dict[str, float]
-            ) -> EvalReport:
+def _report(
+    sums: _Sums, k: int, policy: InferencePolicy, task_metrics: dict[str, float]
+) -> EvalReport:
     n = max(sums.count, 1.0)
-    per_step = [{"step": s + 1, "accuracy": float(sums.per_step_acc[s] / n),
-                 "exact_accuracy": float(sums.per_step_exact[s] / n)} for s in range(k)]
+    per_step = [
+        {
+            "step": s + 1,
+            "accuracy": float(sums.per_step_acc[s] / n),
+            "exact_accuracy": float(sums.per_step_exact[s] / n),
+        }
+        for s in range(k)
+    ]
     fixed = per_step[-1]
     metrics: dict[str, Any] = {
         "count": int(sums.count),
@@ -274,5 +337,9 @@ def _report(sums: _Sums, k: int, policy: InferencePolicy, task_metrics: dict[str
     }
     for key, value in task_metrics.items():
         metrics[f"task/{key}" if key in metrics else key] = float(value)
-    return EvalReport(metrics=metrics, per_step=per_step,
-                      halting_histogram=[int(x) for x in sums.histogram], steps=k)
+    return EvalReport(
+        metrics=metrics,
+        per_step=per_step,
+        halting_histogram=[int(x) for x in sums.histogram],
+        steps=k,
+    )

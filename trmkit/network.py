@@ -41,8 +41,13 @@ def hub_offline_mode(env: Mapping[str, str] | None = None) -> bool:
     return env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
 
 
-def require_hub(what: str, instead: str, *, env: Mapping[str, str] | None = None,
-                probe_fn: Callable[[str, int], str | None] | None = None) -> None:
+def require_hub(
+    what: str,
+    instead: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    probe_fn: Callable[[str, int], str | None] | None = None,
+) -> None:
     """Raise one-line `SourceError` when the hub cannot be reached; ``what`` names what needs
     it, ``instead`` the offline alternative. With ``HF_HUB_OFFLINE`` set nothing is probed
     (the hub client then uses files already in its cache, without retries)."""
@@ -54,7 +59,8 @@ def require_hub(what: str, instead: str, *, env: Mapping[str, str] | None = None
         raise SourceError(
             f"{what} downloads from the Hugging Face hub, but {host}:{port} cannot be reached "
             f"({reason}): this machine looks offline; {instead}, or set HF_HUB_OFFLINE=1 to "
-            "use files already in the hub cache")
+            "use files already in the hub cache"
+        )
 
 
 __all__ = ["PROBE_TIMEOUT", "hub_endpoint", "hub_offline_mode", "probe", "require_hub"]

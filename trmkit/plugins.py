@@ -404,8 +404,10 @@ def _collect_recipes() -> dict[str, RecipeSpec]:
             mine: dict[str, RecipeSpec] = mine,
         ) -> None:
             where = f"plugin {_plugin!r}"
-            if not isinstance(name, str) or not RECIPE_NAME.fullmatch(name) or name.endswith(
-                ".toml"
+            if (
+                not isinstance(name, str)
+                or not RECIPE_NAME.fullmatch(name)
+                or name.endswith(".toml")
             ):
                 raise PluginError(
                     f"{where}: recipe name {name!r} must be letters, digits, '-', '_' or '.' "
@@ -420,7 +422,7 @@ def _collect_recipes() -> dict[str, RecipeSpec]:
             if file.suffix != ".toml" or not file.is_file():
                 raise PluginError(
                     f"{where} (recipe {name!r}): {file} is not a .toml file; ship it with the "
-                    f"package ([tool.setuptools.package-data] \"*\" = [\"*.toml\"])"
+                    f'package ([tool.setuptools.package-data] "*" = ["*.toml"])'
                 )
             if name in taken or name in specs or name in mine:
                 other = (
@@ -491,8 +493,10 @@ def plugin_failure(exc: BaseException) -> str | None:
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         module = str(frame.f_globals.get("__name__", ""))
         owner = next((name for pkg, name in packages if _within(module, pkg)), None)
-        if owner is None and current is not None and any(
-            _within(module, pkg) for pkg in HELPER_PACKAGES
+        if (
+            owner is None
+            and current is not None
+            and any(_within(module, pkg) for pkg in HELPER_PACKAGES)
         ):
             owner = current.plugin
         if owner is not None:

@@ -34,8 +34,11 @@ def _pyplot():
     return plt
 
 
-def plot_curves(records: Sequence[Mapping[str, Any]], out: Path,
-                keys: Sequence[str] = ("lm_loss", "exact_accuracy", "accuracy", "steps")) -> bool:
+def plot_curves(
+    records: Sequence[Mapping[str, Any]],
+    out: Path,
+    keys: Sequence[str] = ("lm_loss", "exact_accuracy", "accuracy", "steps"),
+) -> bool:
     """Train and eval curves, one panel per metric. Returns False if matplotlib is missing."""
     if not have_matplotlib() or not records:
         return False
@@ -43,8 +46,11 @@ def plot_curves(records: Sequence[Mapping[str, Any]], out: Path,
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
     for ax, key in zip(axes, keys, strict=True):
         for split, style in (("train", "-"), ("eval", "o-")):
-            pts = [(r["step"], r[key]) for r in records
-                   if r.get("split") == split and r.get(key) is not None]
+            pts = [
+                (r["step"], r[key])
+                for r in records
+                if r.get("split") == split and r.get(key) is not None
+            ]
             if pts:
                 xs, ys = zip(*pts, strict=True)
                 ax.plot(xs, ys, style, label=split, markersize=3)
@@ -58,8 +64,9 @@ def plot_curves(records: Sequence[Mapping[str, Any]], out: Path,
     return True
 
 
-def plot_eval_report(per_step: Sequence[Mapping[str, Any]], histogram: Sequence[int],
-                     out: Path) -> bool:
+def plot_eval_report(
+    per_step: Sequence[Mapping[str, Any]], histogram: Sequence[int], out: Path
+) -> bool:
     """Accuracy after each supervision step and the halting-step histogram, side by side."""
     if not have_matplotlib():
         return False
@@ -130,8 +137,11 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.0, 4.6))
     top = max(int(p["depth"]) for p in points)
-    depth_line = sorted((p["forward_passes"], p["exact_accuracy"]) for p in points
-                        if p["samples"] == 1 and p["halt"] == "fixed")
+    depth_line = sorted(
+        (p["forward_passes"], p["exact_accuracy"])
+        for p in points
+        if p["samples"] == 1 and p["halt"] == "fixed"
+    )
     if depth_line:
         xs, ys = zip(*depth_line, strict=True)
         ax.plot(xs, ys, "k.-", label="depth only (1 sample, fixed)", linewidth=2)
@@ -143,12 +153,25 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") 
     for (source, select), pts in sorted(lines.items()):
         xs, ys = zip(*sorted(pts), strict=True)
         style = "-" if source == "augment" else "--"
-        ax.plot(xs, ys, style, marker="o", markersize=3, linewidth=1,
-                label=f"{source}, select {select} (depth {top})")
+        ax.plot(
+            xs,
+            ys,
+            style,
+            marker="o",
+            markersize=3,
+            linewidth=1,
+            label=f"{source}, select {select} (depth {top})",
+        )
     front = pareto_front(points)
-    ax.plot([p["forward_passes"] for p in front], [p["exact_accuracy"] for p in front],
-            color="red", linewidth=2.5, alpha=0.4, drawstyle="steps-post",
-            label="best at each budget (any depth, halting, selection)")
+    ax.plot(
+        [p["forward_passes"] for p in front],
+        [p["exact_accuracy"] for p in front],
+        color="red",
+        linewidth=2.5,
+        alpha=0.4,
+        drawstyle="steps-post",
+        label="best at each budget (any depth, halting, selection)",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("forward passes per puzzle (supervision steps x samples)")
     ax.set_ylabel("exact accuracy")

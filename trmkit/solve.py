@@ -56,11 +56,19 @@ class Answer:
     note: str = ""
 
     def to_json(self, task: Task) -> dict[str, Any]:
-        return {"puzzle": self.puzzle, "query": self.query, "answer": self.grid.tolist(),
-                "rendered": task.render(self.grid), "votes": self.votes,
-                "variants": self.variants, "confidence": self.confidence,
-                "steps": self.steps, "correct": self.correct, "note": self.note,
-                **({"trace": [g.tolist() for g in self.trace]} if self.trace else {})}
+        return {
+            "puzzle": self.puzzle,
+            "query": self.query,
+            "answer": self.grid.tolist(),
+            "rendered": task.render(self.grid),
+            "votes": self.votes,
+            "variants": self.variants,
+            "confidence": self.confidence,
+            "steps": self.steps,
+            "correct": self.correct,
+            "note": self.note,
+            **({"trace": [g.tolist() for g in self.trace]} if self.trace else {}),
+        }
 
 
 MAX_PUZZLE_BYTES = 64 << 20
@@ -78,8 +86,7 @@ def read_puzzles(task: Task, spec: str) -> list[RawPuzzle]:
         raise PuzzleError(f"task {task.name!r} does not accept puzzles on the command line")
     if is_existing_file(spec):
         path = Path(spec).expanduser()
-        text = read_text(path, max_bytes=MAX_PUZZLE_BYTES, error=PuzzleError,
-                         what="puzzle file")
+        text = read_text(path, max_bytes=MAX_PUZZLE_BYTES, error=PuzzleError, what="puzzle file")
         if text.lstrip()[:1] in ("{", "["):
             loads_json(text, path, error=PuzzleError, what="puzzle file")
         where = str(path)
@@ -87,8 +94,9 @@ def read_puzzles(task: Task, spec: str) -> list[RawPuzzle]:
         path = Path(spec).expanduser()
         if path.is_dir():
             raise PuzzleError(f"{path}: is a directory; give a puzzle file or the puzzle text")
-        raise PuzzleError(f"{path}: file not found (give an existing puzzle file or the "
-                          "puzzle text itself)")
+        raise PuzzleError(
+            f"{path}: file not found (give an existing puzzle file or the puzzle text itself)"
+        )
     else:
         if spec.lstrip()[:1] in ("{", "["):
             loads_json(spec, "puzzle text", error=PuzzleError, what="puzzle JSON")
@@ -99,13 +107,20 @@ def read_puzzles(task: Task, spec: str) -> list[RawPuzzle]:
         raise
     except (OSError, RecursionError, OverflowError, UnicodeError, ValueError) as exc:
         first = (str(exc).splitlines() or [""])[0][:120]
-        raise PuzzleError(f"{where}: cannot read the puzzle ({type(exc).__name__}: {first})"
-                          ) from None
+        raise PuzzleError(
+            f"{where}: cannot read the puzzle ({type(exc).__name__}: {first})"
+        ) from None
 
 
-def _variants(task: Task, puzzle: RawPuzzle, table: PuzzleIdTable, per_variant: bool,
-              num_aug: int, blank_id: int, rng: np.random.Generator
-              ) -> tuple[list[tuple[int, np.ndarray]], str]:
+def _variants(
+    task: Task,
+    puzzle: RawPuzzle,
+    table: PuzzleIdTable,
+    per_variant: bool,
+    num_aug: int,
+    blank_id: int,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[int, np.ndarray]], str]:
     aug = task.augmenter
     if not per_variant:
         return [(0, aug.identity())], ""
@@ -113,22 +128,34 @@ def _variants(task: Task, puzzle: RawPuzzle, table: PuzzleIdTable, per_variant: 
     if known:
         return known, f"{len(known)} trained variants of {puzzle.name!r} vote"
     drawn = [aug.identity(), *aug.draw(puzzle, num_aug, rng)]
-    note = (f"{puzzle.name!r} is not in the checkpoint's puzzle-id table: the blank id is used "
-            f"for its {len(drawn)} variants, so expect a poor answer (the model only knows "
-            "tasks it was trained on)")
+    note = (
+        f"{puzzle.name!r} is not in the checkpoint's puzzle-id table: the blank id is used "
+        f"for its {len(drawn)} variants, so expect a poor answer (the model only knows "
+        "tasks it was trained on)"
+    )
     return [(blank_id, t) for t in drawn], note
 
 
-def solve(bundle: Bundle, task: Task, puzzles: Sequence[RawPuzzle], *, steps: int | None = None,
-          adaptive: bool = False, trace: bool = False, num_aug: int = 8, seed: int = 0,
-          policy: InferencePolicy | None = None) -> list[Answer]:
+def solve(
+    bundle: Bundle,
+    task: Task,
+    puzzles: Sequence[RawPuzzle],
+    *,
+    steps: int | None = None,
+    adaptive: bool = False,
+    trace: bool = False,
+    num_aug: int = 8,
+    seed: int = 0,
+    policy: InferencePolicy | None = None,
+) -> list[Answer]:
     """Answer every test query of ``puzzles``; ``policy`` sets depth, halting, samples and
     selection (docs/test-time-compute.md); without it ``steps`` and ``adaptive``
     (= ``--halt q``) do."""
     check_task_matches(bundle, task)
     if policy is None:
-        policy = InferencePolicy(steps=steps, halt=HaltPolicy("q" if adaptive else "fixed"),
-                                 seed=seed)
+        policy = InferencePolicy(
+            steps=steps, halt=HaltPolicy("q" if adaptive else "fixed"), seed=seed
+        )
     model = bundle.model
     data = bundle.manifest.dataset
     per_variant = data.num_puzzle_identifiers > 1
@@ -170,10 +197,20 @@ def solve(bundle: Bundle, task: Task, puzzles: Sequence[RawPuzzle], *, steps: in
             for step_preds in preds_by_step:
                 g = [_decode(task, rows[i][2], step_preds[i]) for i in idx]
                 steps_trace.append(_vote(g, [q_final[i] for i in idx])[0])
-        answers.append(Answer(puzzle=puzzle.name, query=qi, grid=grid, votes=votes,
-                              variants=len(idx), confidence=conf,
-                              steps=float(np.mean([used[i] for i in idx])), correct=correct,
-                              trace=steps_trace, note=note))
+        answers.append(
+            Answer(
+                puzzle=puzzle.name,
+                query=qi,
+                grid=grid,
+                votes=votes,
+                variants=len(idx),
+                confidence=conf,
+                steps=float(np.mean([used[i] for i in idx])),
+                correct=correct,
+                trace=steps_trace,
+                note=note,
+            )
+        )
     return answers
 
 
@@ -192,8 +229,15 @@ def _vote(grids: list[np.ndarray], q: list[float]) -> tuple[np.ndarray, int, flo
 
 
 @torch.no_grad()
-def _run(model: RecursiveModel, task: Task, rows, k: int, policy: InferencePolicy,
-         per_variant: bool, trace: bool):
+def _run(
+    model: RecursiveModel,
+    task: Task,
+    rows,
+    k: int,
+    policy: InferencePolicy,
+    per_variant: bool,
+    trace: bool,
+):
     """Per row: the policy's answer after each step (only the last unless ``trace``), its
     confidence, and the mean steps of its trajectories."""
     n = len(rows)
@@ -209,13 +253,16 @@ def _run(model: RecursiveModel, task: Task, rows, k: int, policy: InferencePolic
     fixed = HaltPolicy("fixed")
     model.eval()
     for start in range(0, n, chunk_rows):
-        chunk = rows[start:start + chunk_rows]
+        chunk = rows[start : start + chunk_rows]
         here = slice(start, start + len(chunk))
-        batch = RowBatch(inputs=np.stack([r[3] for r in chunk]).astype(np.int64),
-                         puzzle_ids=np.array([r[1] for r in chunk], dtype=np.int64),
-                         keys=np.arange(start, start + len(chunk)))
-        rec = record(model, batch, policy, task, depth=k, per_variant_ids=per_variant,
-                     generator=generator)
+        batch = RowBatch(
+            inputs=np.stack([r[3] for r in chunk]).astype(np.int64),
+            puzzle_ids=np.array([r[1] for r in chunk], dtype=np.int64),
+            keys=np.arange(start, start + len(chunk)),
+        )
+        rec = record(
+            model, batch, policy, task, depth=k, per_variant_ids=per_variant, generator=generator
+        )
         checker = answer_checker(task, rec.inputs) if policy.select == "valid" else None
         final = decide(rec, policy.halt, policy.select, checker=checker)
         if trace:

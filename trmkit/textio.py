@@ -38,8 +38,11 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
-_FILE_SUFFIX = re.compile(r"[A-Za-z0-9_-]\.(txt|text|json|jsonl|csv|tsv|toml|dat|in|sdk|sud|"
-                          r"maze)(\.gz)?$", re.IGNORECASE)
+_FILE_SUFFIX = re.compile(
+    r"[A-Za-z0-9_-]\.(txt|text|json|jsonl|csv|tsv|toml|dat|in|sdk|sud|"
+    r"maze)(\.gz)?$",
+    re.IGNORECASE,
+)
 
 
 class _Refused(ValueError):
@@ -50,8 +53,13 @@ def _fail(error: type[TrmkitError], where: Any, problem: str) -> TrmkitError:
     return error(f"{where}: {problem}")
 
 
-def read_bytes(path: str | os.PathLike[str], *, max_bytes: int = MAX_TEXT_BYTES,
-               error: type[TrmkitError] = TrmkitError, what: str = "file") -> bytes:
+def read_bytes(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = MAX_TEXT_BYTES,
+    error: type[TrmkitError] = TrmkitError,
+    what: str = "file",
+) -> bytes:
     """The bytes of ``path`` (gunzipped when it ends in ``.gz``), at most ``max_bytes``."""
     p = Path(path)
     try:
@@ -66,8 +74,7 @@ def read_bytes(path: str | os.PathLike[str], *, max_bytes: int = MAX_TEXT_BYTES,
             with gzip.open(p, "rb") as fh:
                 data = fh.read(max_bytes + 1)
             if len(data) > max_bytes:
-                raise _fail(error, p, f"{what} unpacks to more than the {max_bytes} bytes "
-                                      "allowed")
+                raise _fail(error, p, f"{what} unpacks to more than the {max_bytes} bytes allowed")
             return data
         return p.read_bytes()
     except TrmkitError:
@@ -77,19 +84,29 @@ def read_bytes(path: str | os.PathLike[str], *, max_bytes: int = MAX_TEXT_BYTES,
         raise _fail(error, p, f"cannot read the {what} ({reason})") from None
 
 
-def decode_utf8(data: bytes, where: Any, *, error: type[TrmkitError] = TrmkitError,
-                what: str = "file") -> str:
+def decode_utf8(
+    data: bytes, where: Any, *, error: type[TrmkitError] = TrmkitError, what: str = "file"
+) -> str:
     """``data`` as UTF-8 text (a leading BOM is dropped); an error names ``where``."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _fail(error, where, f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
-                                  f"offset {exc.start}); is it a binary file?") from None
+        raise _fail(
+            error,
+            where,
+            f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}); is it a binary file?",
+        ) from None
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def read_text(path: str | os.PathLike[str], *, max_bytes: int = MAX_TEXT_BYTES,
-              error: type[TrmkitError] = TrmkitError, what: str = "file") -> str:
+def read_text(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = MAX_TEXT_BYTES,
+    error: type[TrmkitError] = TrmkitError,
+    what: str = "file",
+) -> str:
     """The UTF-8 text of ``path``: missing, unreadable, too large or binary is ``error``."""
     data = read_bytes(path, max_bytes=max_bytes, error=error, what=what)
     return decode_utf8(data, Path(path), error=error, what=what)
@@ -129,37 +146,55 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON number")
 
 
-def loads_json(text: str | bytes, where: Any, *, max_depth: int = MAX_JSON_DEPTH,
-               allow_nan: bool = False, error: type[TrmkitError] = TrmkitError,
-               what: str = "JSON") -> Any:
+def loads_json(
+    text: str | bytes,
+    where: Any,
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+    allow_nan: bool = False,
+    error: type[TrmkitError] = TrmkitError,
+    what: str = "JSON",
+) -> Any:
     """Parse JSON text with bounded depth and 64-bit integers; an error names ``where``."""
     if isinstance(text, bytes):
         text = decode_utf8(text, where, error=error, what=what)
     depth = json_depth(text)
     if depth > max_depth:
-        raise _fail(error, where, f"{what} is nested {depth} levels deep, more than the "
-                                  f"{max_depth} allowed")
+        raise _fail(
+            error, where, f"{what} is nested {depth} levels deep, more than the {max_depth} allowed"
+        )
     hooks: dict[str, Any] = {"parse_int": _parse_int, "parse_float": _parse_float}
     if not allow_nan:
         hooks["parse_constant"] = _no_constant
     try:
         return json.loads(text, **hooks)
     except json.JSONDecodeError as exc:
-        raise _fail(error, where, f"not a readable {what}: not valid JSON ({exc.msg} at "
-                                  f"line {exc.lineno} column {exc.colno})") from None
+        raise _fail(
+            error,
+            where,
+            f"not a readable {what}: not valid JSON ({exc.msg} at "
+            f"line {exc.lineno} column {exc.colno})",
+        ) from None
     except _Refused as exc:
         raise _fail(error, where, f"{what} holds an unusable number: {exc}") from None
     except (ValueError, RecursionError) as exc:  # e.g. int digit limit
         raise _fail(error, where, f"not usable {what} ({str(exc)[:100]})") from None
 
 
-def read_json(path: str | os.PathLike[str], *, max_bytes: int = MAX_TEXT_BYTES,
-              max_depth: int = MAX_JSON_DEPTH, allow_nan: bool = False,
-              error: type[TrmkitError] = TrmkitError, what: str = "JSON file") -> Any:
+def read_json(
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = MAX_TEXT_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+    allow_nan: bool = False,
+    error: type[TrmkitError] = TrmkitError,
+    what: str = "JSON file",
+) -> Any:
     """`read_text` + `loads_json` of ``path`` (``.json.gz`` is unpacked)."""
     text = read_text(path, max_bytes=max_bytes, error=error, what=what)
-    return loads_json(text, Path(path), max_depth=max_depth, allow_nan=allow_nan, error=error,
-                      what=what)
+    return loads_json(
+        text, Path(path), max_depth=max_depth, allow_nan=allow_nan, error=error, what=what
+    )
 
 
 def is_existing_file(text: str) -> bool:
@@ -185,6 +220,16 @@ def looks_like_path(text: str) -> bool:
     return _FILE_SUFFIX.search(text) is not None
 
 
-__all__ = ["INT_LIMIT", "MAX_JSON_DEPTH", "MAX_TEXT_BYTES", "decode_utf8", "is_existing_file",
-           "json_depth", "loads_json", "looks_like_path", "read_bytes", "read_json",
-           "read_text"]
+__all__ = [
+    "INT_LIMIT",
+    "MAX_JSON_DEPTH",
+    "MAX_TEXT_BYTES",
+    "decode_utf8",
+    "is_existing_file",
+    "json_depth",
+    "loads_json",
+    "looks_like_path",
+    "read_bytes",
+    "read_json",
+    "read_text",
+]

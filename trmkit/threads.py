@@ -41,8 +41,9 @@ def allowed_cpus() -> set[int]:
         return set(range(os.cpu_count() or 1))
 
 
-def physical_cores(cpus: set[int] | None = None,
-                   sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
+def physical_cores(
+    cpus: set[int] | None = None, sysfs: Path = Path("/sys/devices/system/cpu")
+) -> int:
     """Distinct physical cores among ``cpus`` (Linux topology files; else one per CPU)."""
     cpus = allowed_cpus() if cpus is None else cpus
     cores: set[tuple[str, str]] = set()
@@ -64,15 +65,13 @@ def _positive(env: Mapping[str, str], name: str) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise ConfigError(f"{name}={text!r}: expected a positive whole number of threads"
-                          ) from None
+        raise ConfigError(f"{name}={text!r}: expected a positive whole number of threads") from None
     if value < 1:
         raise ConfigError(f"{name}={text!r}: expected a positive whole number of threads")
     return value
 
 
-def choose_threads(env: Mapping[str, str] | None = None, cores: int | None = None
-                   ) -> ThreadChoice:
+def choose_threads(env: Mapping[str, str] | None = None, cores: int | None = None) -> ThreadChoice:
     """The thread count the rule above gives (pure: pass ``env``/``cores`` to test it)."""
     env = os.environ if env is None else env
     explicit = _positive(env, ENV_VAR)
@@ -96,5 +95,11 @@ def configure_threads(env: Mapping[str, str] | None = None) -> ThreadChoice:
     return choice
 
 
-__all__ = ["ENV_VAR", "ThreadChoice", "allowed_cpus", "choose_threads", "configure_threads",
-           "physical_cores"]
+__all__ = [
+    "ENV_VAR",
+    "ThreadChoice",
+    "allowed_cpus",
+    "choose_threads",
+    "configure_threads",
+    "physical_cores",
+]

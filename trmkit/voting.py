@@ -44,8 +44,9 @@ def rank(grids: Sequence[np.ndarray], confidences: Sequence[float]) -> list[Cand
         slot = pooled.setdefault(key, [np.asarray(grid), 0, 0.0])
         slot[1] += 1
         slot[2] += float(conf)
-    candidates = [Candidate(grid=g, votes=n, confidence=s / n, key=k)
-                  for k, (g, n, s) in pooled.items()]
+    candidates = [
+        Candidate(grid=g, votes=n, confidence=s / n, key=k) for k, (g, n, s) in pooled.items()
+    ]
     candidates.sort(key=lambda c: (-c.votes, -c.confidence, c.key))
     return candidates
 

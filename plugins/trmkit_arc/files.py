@@ -57,8 +57,7 @@ def sha256_file(path: Path) -> str:
 def read_json(path: Path) -> Any:
     """Parse a .json or .json.gz file; SourceError naming the file if it is not JSON (not
     UTF-8, too large, nested too deeply, numbers beyond 64 bits: `trmkit.textio`)."""
-    return textio.read_json(path, max_bytes=MAX_FILE_BYTES, error=SourceError,
-                            what="ARC JSON file")
+    return textio.read_json(path, max_bytes=MAX_FILE_BYTES, error=SourceError, what="ARC JSON file")
 
 
 def parse_grid(value: Any, where: str) -> np.ndarray:
@@ -130,8 +129,9 @@ def parse_task(
                 continue
             pairs[part].append((inp, parse_grid(out_value, f"{at} output")))
     if not value["train"]:
-        raise SourceError(f"{where}: no demonstration pairs (\"train\" is empty); an ARC "
-                          "task needs at least one")
+        raise SourceError(
+            f'{where}: no demonstration pairs ("train" is empty); an ARC task needs at least one'
+        )
     return ArcTask(task_id, tuple(pairs["train"]), tuple(pairs["test"]), origin)
 
 

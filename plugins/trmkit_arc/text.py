@@ -92,8 +92,9 @@ def parse_puzzles(spec: str) -> list[RawPuzzle]:
         else:
             if not spec.lstrip().startswith(("{", "[")):
                 raise PuzzleError(f"{spec[:60]!r}: neither an ARC task file nor ARC task JSON")
-            data = textio.loads_json(spec, "ARC task JSON argument", error=PuzzleError,
-                                     what="ARC task JSON")
+            data = textio.loads_json(
+                spec, "ARC task JSON argument", error=PuzzleError, what="ARC task JSON"
+            )
             if is_single_task(data):
                 tasks = [parse_task(data, "puzzle", "<argument>")]
             elif isinstance(data, dict) and data:

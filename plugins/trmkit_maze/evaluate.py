@@ -61,8 +61,9 @@ class MazeEvaluator:
 
     def check_answer(self, puzzle_input: np.ndarray, answer: np.ndarray) -> bool:
         maze, answer = np.asarray(puzzle_input), np.asarray(answer)
-        if maze.shape != answer.shape or not np.array_equal(np.where(answer == PATH, OPEN, answer),
-                                                            maze):
+        if maze.shape != answer.shape or not np.array_equal(
+            np.where(answer == PATH, OPEN, answer), maze
+        ):
             return False
         return path_checks(maze, answer)[1]
 

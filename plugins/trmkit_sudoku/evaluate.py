@@ -69,8 +69,10 @@ class SudokuEvaluator:
         if puzzle_input.shape != (n, n) or answer.shape != (n, n):
             return False
         grids = answer[None].astype(np.int64)
-        return bool(valid_solutions(grids, self.geo)[0]
-                    and consistent(puzzle_input[None].astype(np.int64), grids)[0])
+        return bool(
+            valid_solutions(grids, self.geo)[0]
+            and consistent(puzzle_input[None].astype(np.int64), grids)[0]
+        )
 
     def start(self, context: EvalContext) -> SudokuEvalRun:
         return SudokuEvalRun(context, self.geo)

@@ -44,8 +44,10 @@ def read_tables(tables: list[csvsource.CsvTable], geo: Geometry, options, seed: 
     puzzles: list[RawPuzzle] = []
     for table in tables:
         if len(table) == 0:
-            raise SourceError(f"{table.file}: no puzzle rows (only a header?); a {table.split} "
-                              "CSV needs at least one question,answer row")
+            raise SourceError(
+                f"{table.file}: no puzzle rows (only a header?); a {table.split} "
+                "CSV needs at least one question,answer row"
+            )
         keep = csvsource.rating_filter(table, min_rating)
         if table.split == "train" and subsample is not None and subsample < len(keep):
             keep = np.sort(rng.choice(keep, size=subsample, replace=False))
@@ -180,8 +182,13 @@ def parse_puzzles(geo: Geometry):
         path = Path(text)
         is_file = len(text) < 4096 and textio.is_existing_file(text)
         where = str(path) if is_file else "puzzle text"
-        body = (textio.read_text(path, max_bytes=MAX_PUZZLE_FILE_BYTES, error=PuzzleError,
-                                 what="puzzle file") if is_file else text)
+        body = (
+            textio.read_text(
+                path, max_bytes=MAX_PUZZLE_FILE_BYTES, error=PuzzleError, what="puzzle file"
+            )
+            if is_file
+            else text
+        )
         puzzles = []
         for number, line in enumerate(body.splitlines(), start=1):
             cells = "".join(line.split())

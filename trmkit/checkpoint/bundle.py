@@ -71,7 +71,7 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
 def _recover(root: Path) -> None:
     """Undo a `commit` killed between its two renames (`trmkit.atomic.recover_dir`)."""
     for child in root.glob(f"{atomic.BACKUP_MARK}step_*"):
-        atomic.try_recover_dir(root / child.name[len(atomic.BACKUP_MARK):])
+        atomic.try_recover_dir(root / child.name[len(atomic.BACKUP_MARK) :])
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -92,8 +92,10 @@ def begin_write(root: Path, step: int) -> Path:
 def write_weights(path: Path, name: str, state: Mapping[str, torch.Tensor]) -> None:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     # Tied/shared storages are not allowed by safetensors; clone views to be safe.
-    tensors = {k: (v.clone() if v.storage_offset() or not v.is_contiguous() else v)
-               for k, v in tensors.items()}
+    tensors = {
+        k: (v.clone() if v.storage_offset() or not v.is_contiguous() else v)
+        for k, v in tensors.items()
+    }
     save_file(tensors, str(path / f"{name}.safetensors"), metadata={"format": "pt"})
     fsync_file(path / f"{name}.safetensors")
 
@@ -204,8 +206,9 @@ class Bundle:
         return self.manifest.step
 
 
-def build_model_from_manifest(manifest: Manifest, where: Path | str = "manifest",
-                              device: str | torch.device | None = None) -> RecursiveModel:
+def build_model_from_manifest(
+    manifest: Manifest, where: Path | str = "manifest", device: str | torch.device | None = None
+) -> RecursiveModel:
     """The manifest's model; every config field is type-checked against the registered
     config class first (a hand-edited manifest is one CheckpointError naming the field)."""
     from trmkit.config import _check_model_fields
@@ -246,8 +249,9 @@ def check_model_fits_weights(manifest: Manifest, where: Path, weights: Path) -> 
             stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{weights}: corrupt or truncated safetensors file ({first})"
-                              ) from None
+        raise CheckpointError(
+            f"{weights}: corrupt or truncated safetensors file ({first})"
+        ) from None
     try:
         meta = build_model_from_manifest(manifest, where, device="meta")
     except CheckpointError:
@@ -259,14 +263,16 @@ def check_model_fits_weights(manifest: Manifest, where: Path, weights: Path) -> 
     missing = sorted(set(own) - set(stored))
     if unknown or missing:
         what = f"unexpected {unknown[:3]}" if unknown else f"missing {missing[:3]}"
-        raise CheckpointError(f"{where}: the manifest's model does not match the weights in "
-                              f"{weights.name} ({what})")
+        raise CheckpointError(
+            f"{where}: the manifest's model does not match the weights in {weights.name} ({what})"
+        )
     for key, shape in own.items():
         if stored[key] != shape:
             raise CheckpointError(
                 f"{where}: the manifest's model needs {key} of shape {shape}, "
                 f"{weights.name} holds {stored[key]}; the manifest was edited or belongs to "
-                "other weights")
+                "other weights"
+            )
 
 
 def load_bundle(
@@ -293,8 +299,9 @@ def load_bundle(
     return Bundle(model=model, manifest=manifest, path=bundle)
 
 
-def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path,
-                partial: bool = False) -> None:
+def _load_state(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path, partial: bool = False
+) -> None:
     own = model.state_dict()
     unknown = sorted(set(state) - set(own))
     missing = [] if partial else sorted(set(own) - set(state))
@@ -330,7 +337,8 @@ def open_test_split(bundle: Bundle, task: Task, data_dir: Path | None = None) ->
         else:
             raise CheckpointError(
                 f"the dataset this checkpoint was trained on ({recorded}) is gone; pass --data "
-                f"DIR (build it with: trmkit build --task {task.name} --out DIR)")
+                f"DIR (build it with: trmkit build --task {task.name} --out DIR)"
+            )
     store = open_store(data_dir, task)
     if "test" not in store.splits:
         raise TrmkitError(f"{data_dir} has no test split to evaluate on")

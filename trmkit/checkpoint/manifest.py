@@ -61,14 +61,19 @@ class DatasetRecord:
     """the other `SplitMeta` attributes of the training split (pad_id, total_groups, ...)."""
 
     @classmethod
-    def from_split_meta(cls, meta: Mapping[str, Any], *, path: str = "",
-                        store: Mapping[str, Any] | None = None) -> DatasetRecord:
+    def from_split_meta(
+        cls, meta: Mapping[str, Any], *, path: str = "", store: Mapping[str, Any] | None = None
+    ) -> DatasetRecord:
         """From ``attrs.asdict(split.meta)`` of the training split."""
         known = {f.name for f in attrs.fields(cls)} - {"path", "store", "meta"}
-        return cls(**{k: meta[k] for k in known if k in meta}, path=path,
-                   store={k: v for k, v in (store or {}).items()
-                          if isinstance(v, (str, int, float, bool))},
-                   meta={k: v for k, v in meta.items() if k not in known})
+        return cls(
+            **{k: meta[k] for k in known if k in meta},
+            path=path,
+            store={
+                k: v for k, v in (store or {}).items() if isinstance(v, (str, int, float, bool))
+            },
+            meta={k: v for k, v in meta.items() if k not in known},
+        )
 
 
 @attrs.define(kw_only=True)
@@ -94,21 +99,35 @@ class Manifest:
             "step": self.step,
             "model": {"name": self.model.name, "config": dict(self.model.config)},
             "task": {"name": self.task.name, "version": self.task.version},
-            "dataset": {**dataset.meta, "seq_len": dataset.seq_len,
-                        "vocab_size": dataset.vocab_size,
-                        "num_puzzle_identifiers": dataset.num_puzzle_identifiers,
-                        "blank_identifier_id": dataset.blank_identifier_id,
-                        "path": dataset.path, "store": dict(dataset.store)},
+            "dataset": {
+                **dataset.meta,
+                "seq_len": dataset.seq_len,
+                "vocab_size": dataset.vocab_size,
+                "num_puzzle_identifiers": dataset.num_puzzle_identifiers,
+                "blank_identifier_id": dataset.blank_identifier_id,
+                "path": dataset.path,
+                "store": dict(dataset.store),
+            },
             "recipe": dict(self.recipe),
             "weights": {"ema": self.ema},
             "eval": {k: v for k, v in self.eval.items() if isinstance(v, (int, float))},
         }
 
     @classmethod
-    def of_training(cls, *, step: int, model_name: str, model_config: Any, task: Task,
-                    split_meta: Any, data_path: Path | str, store_attrs: Mapping[str, Any],
-                    recipe: Mapping[str, Any], ema: bool,
-                    eval: Mapping[str, float]) -> Manifest:  # noqa: A002 - the field's name
+    def of_training(
+        cls,
+        *,
+        step: int,
+        model_name: str,
+        model_config: Any,
+        task: Task,
+        split_meta: Any,
+        data_path: Path | str,
+        store_attrs: Mapping[str, Any],
+        recipe: Mapping[str, Any],
+        ema: bool,
+        eval: Mapping[str, float],
+    ) -> Manifest:  # noqa: A002 - the field's name
         """The manifest of a training run's checkpoint: ``model_config`` the attrs config
         instance, ``split_meta`` the training split's `SplitMeta`, ``recipe`` as
         `trmkit.config.recipe_to_dict`, ``eval`` the last evaluation's metrics."""
@@ -116,9 +135,13 @@ class Manifest:
             step=step,
             model=ModelRecord(name=model_name, config=attrs.asdict(model_config)),
             task=TaskRecord(name=task.name, version=str(task.version)),
-            dataset=DatasetRecord.from_split_meta(attrs.asdict(split_meta), path=str(data_path),
-                                                  store=store_attrs),
-            recipe=dict(recipe), ema=ema, eval=dict(eval))
+            dataset=DatasetRecord.from_split_meta(
+                attrs.asdict(split_meta), path=str(data_path), store=store_attrs
+            ),
+            recipe=dict(recipe),
+            ema=ema,
+            eval=dict(eval),
+        )
 
     @classmethod
     def from_json(cls, data: Any, where: Path | str) -> Manifest:
@@ -129,7 +152,8 @@ class Manifest:
             raise CheckpointError(
                 f"{where}: checkpoint format {data.get('format_version')} is not supported by "
                 f"trmkit {__version__} (expects {FORMAT_VERSION}); use the matching trmkit "
-                "version")
+                "version"
+            )
         for key in ("model", "task", "dataset", "step"):
             if key not in data:
                 raise CheckpointError(f"{where}: field {key!r} is missing")
@@ -138,33 +162,50 @@ class Manifest:
         task = field.table(data, "task")
         dataset = dict(field.table(data, "dataset"))
         weights = field.table(data, "weights", optional=True)
-        num_ids = field.integer(dataset, "num_puzzle_identifiers", lo=1, default=1,
-                                prefix="dataset.")
-        known = {"seq_len", "vocab_size", "num_puzzle_identifiers", "blank_identifier_id",
-                 "path", "store"}
+        num_ids = field.integer(
+            dataset, "num_puzzle_identifiers", lo=1, default=1, prefix="dataset."
+        )
+        known = {
+            "seq_len",
+            "vocab_size",
+            "num_puzzle_identifiers",
+            "blank_identifier_id",
+            "path",
+            "store",
+        }
         return cls(
             step=field.integer(data, "step", lo=0),
-            model=ModelRecord(name=field.text(model, "name", prefix="model.", nonempty=True),
-                              config=dict(field.table(model, "config", optional=True,
-                                                      prefix="model."))),
-            task=TaskRecord(name=field.text(task, "name", prefix="task.", nonempty=True),
-                            version=field.text(task, "version", prefix="task.", default="",
-                                               numbers=True)),
+            model=ModelRecord(
+                name=field.text(model, "name", prefix="model.", nonempty=True),
+                config=dict(field.table(model, "config", optional=True, prefix="model.")),
+            ),
+            task=TaskRecord(
+                name=field.text(task, "name", prefix="task.", nonempty=True),
+                version=field.text(task, "version", prefix="task.", default="", numbers=True),
+            ),
             dataset=DatasetRecord(
                 seq_len=field.integer(dataset, "seq_len", lo=1, prefix="dataset."),
                 vocab_size=field.integer(dataset, "vocab_size", lo=1, prefix="dataset."),
                 num_puzzle_identifiers=num_ids,
-                blank_identifier_id=field.integer(dataset, "blank_identifier_id", lo=0,
-                                                  hi=num_ids - 1, default=0,
-                                                  prefix="dataset."),
+                blank_identifier_id=field.integer(
+                    dataset,
+                    "blank_identifier_id",
+                    lo=0,
+                    hi=num_ids - 1,
+                    default=0,
+                    prefix="dataset.",
+                ),
                 path=field.text(dataset, "path", prefix="dataset.", default=""),
                 store=dict(field.table(dataset, "store", optional=True, prefix="dataset.")),
                 meta={k: v for k, v in dataset.items() if k not in known},
             ),
             recipe=dict(field.table(data, "recipe", optional=True)),
             ema=field.boolean(weights, "ema", prefix="weights.", default=False),
-            eval={k: v for k, v in field.table(data, "eval", optional=True).items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            eval={
+                k: v
+                for k, v in field.table(data, "eval", optional=True).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            },
             trmkit_version=field.text(data, "trmkit_version", default=""),
         )
 
@@ -179,11 +220,14 @@ class _Fields:
     def fail(self, name: str, value: Any, expected: str) -> CheckpointError:
         shown = repr(value)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        return CheckpointError(f"{self.where}: field {name} is {shown}, expected {expected}; "
-                               "the manifest is damaged or was edited")
+        return CheckpointError(
+            f"{self.where}: field {name} is {shown}, expected {expected}; "
+            "the manifest is damaged or was edited"
+        )
 
-    def table(self, data: Mapping[str, Any], key: str, *, optional: bool = False,
-              prefix: str = "") -> Mapping[str, Any]:
+    def table(
+        self, data: Mapping[str, Any], key: str, *, optional: bool = False, prefix: str = ""
+    ) -> Mapping[str, Any]:
         if key not in data and optional:
             return {}
         value = data.get(key)
@@ -191,8 +235,16 @@ class _Fields:
             raise self.fail(prefix + key, value, "an object")
         return value
 
-    def integer(self, data: Mapping[str, Any], key: str, *, lo: int | None = None,
-                hi: int | None = None, default: int | None = None, prefix: str = "") -> int:
+    def integer(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        *,
+        lo: int | None = None,
+        hi: int | None = None,
+        default: int | None = None,
+        prefix: str = "",
+    ) -> int:
         if key not in data and default is not None:
             return default
         value = data.get(key)
@@ -200,25 +252,34 @@ class _Fields:
         if ok and ((lo is not None and value < lo) or (hi is not None and value > hi)):
             ok = False
         if not ok:
-            bounds = (f" in [{lo}, {hi}]" if hi is not None else
-                      f" >= {lo}" if lo is not None else "")
+            bounds = (
+                f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}" if lo is not None else ""
+            )
             raise self.fail(prefix + key, value, f"an integer{bounds}")
         return value
 
-    def text(self, data: Mapping[str, Any], key: str, *, prefix: str = "",
-             default: str | None = None, nonempty: bool = False, numbers: bool = False) -> str:
+    def text(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        *,
+        prefix: str = "",
+        default: str | None = None,
+        nonempty: bool = False,
+        numbers: bool = False,
+    ) -> str:
         if key not in data and default is not None:
             return default
         value = data.get(key)
         if numbers and isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         if not isinstance(value, str) or (nonempty and not value):
-            raise self.fail(prefix + key, value, "a non-empty string" if nonempty else
-                            "a string")
+            raise self.fail(prefix + key, value, "a non-empty string" if nonempty else "a string")
         return value
 
-    def boolean(self, data: Mapping[str, Any], key: str, *, prefix: str = "",
-                default: bool) -> bool:
+    def boolean(
+        self, data: Mapping[str, Any], key: str, *, prefix: str = "", default: bool
+    ) -> bool:
         if key not in data:
             return default
         value = data[key]
@@ -236,13 +297,17 @@ def check_task_matches(manifest: Manifest, task: Task, where: Path | str) -> Non
     if manifest.task.version != str(task.version):
         raise CheckpointError(
             f"{where}: trained with task {task.name!r} version {manifest.task.version!r}, the "
-            f"installed plugin is version {task.version!r}; use the matching plugin version")
-    for key, have, want in (("seq_len", manifest.dataset.seq_len, codec.seq_len),
-                            ("vocab_size", manifest.dataset.vocab_size, codec.vocab_size)):
+            f"installed plugin is version {task.version!r}; use the matching plugin version"
+        )
+    for key, have, want in (
+        ("seq_len", manifest.dataset.seq_len, codec.seq_len),
+        ("vocab_size", manifest.dataset.vocab_size, codec.vocab_size),
+    ):
         if int(have) != int(want):
             raise CheckpointError(
                 f"{where}: checkpoint {key} {have} does not match task {task.name!r} ({want}); "
-                "it was trained on another task or vocabulary")
+                "it was trained on another task or vocabulary"
+            )
 
 
 def check_store_matches(manifest: Manifest, meta: Any, where: Path | str) -> None:
@@ -252,8 +317,17 @@ def check_store_matches(manifest: Manifest, meta: Any, where: Path | str) -> Non
         if have != want:
             raise CheckpointError(
                 f"{where}: {key} {have} does not match the checkpoint's {want}; evaluate on "
-                "a store built like the training data")
+                "a store built like the training data"
+            )
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "DatasetRecord", "Manifest", "ModelRecord", "TaskRecord",
-           "check_store_matches", "check_task_matches"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "DatasetRecord",
+    "Manifest",
+    "ModelRecord",
+    "TaskRecord",
+    "check_store_matches",
+    "check_task_matches",
+]

@@ -40,14 +40,17 @@ def write_puzzle_ids(directory: Path, store: Any) -> None:
         ids = np.asarray(split.puzzle_identifiers)
         groups = np.asarray(split.puzzle_group)
         gnames = split.group_names
-        local = np.array([names.setdefault(gnames[g], len(names)) for g in range(len(gnames))],
-                         dtype=np.int32)
+        local = np.array(
+            [names.setdefault(gnames[g], len(names)) for g in range(len(gnames))], dtype=np.int32
+        )
         group_of[ids] = local[groups] if len(groups) else group_of[ids]
         transform_of[ids] = np.asarray(split.transforms)
     if num_ids is None:
         return
-    save_file({"group": torch.from_numpy(group_of), "transform": torch.from_numpy(transform_of)},
-              str(directory / TABLE_FILE))
+    save_file(
+        {"group": torch.from_numpy(group_of), "transform": torch.from_numpy(transform_of)},
+        str(directory / TABLE_FILE),
+    )
     ordered = sorted(names, key=names.__getitem__)
     (directory / NAMES_FILE).write_text(json.dumps({"group_names": ordered}))
 
@@ -66,25 +69,36 @@ class PuzzleIdTable:
         names = read_json(names_file)
         names = names.get("group_names") if isinstance(names, dict) else None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise CheckpointError(f"{names_file}: field group_names must be a list of strings; "
-                                  "the checkpoint is damaged")
+            raise CheckpointError(
+                f"{names_file}: field group_names must be a list of strings; "
+                "the checkpoint is damaged"
+            )
         group, transforms = arrays.get("group"), arrays.get("transform")
         if group is None or transforms is None:
-            raise CheckpointError(f"{file}: needs tensors 'group' and 'transform'; the "
-                                  "checkpoint is damaged")
-        if (group.ndim != 1 or transforms.ndim != 2 or len(transforms) != len(group)
-                or group.is_floating_point() or transforms.is_floating_point()
-                or (num_ids is not None and len(group) != num_ids)):
+            raise CheckpointError(
+                f"{file}: needs tensors 'group' and 'transform'; the checkpoint is damaged"
+            )
+        if (
+            group.ndim != 1
+            or transforms.ndim != 2
+            or len(transforms) != len(group)
+            or group.is_floating_point()
+            or transforms.is_floating_point()
+            or (num_ids is not None and len(group) != num_ids)
+        ):
             want = f"[{num_ids}]" if num_ids is not None else "[num_ids]"
             raise CheckpointError(
                 f"{file}: puzzle-id table of shape group {tuple(group.shape)}, transform "
                 f"{tuple(transforms.shape)}; expected integer group {want} and transform "
-                f"{want[:-1]}, transform_size]; the checkpoint is damaged")
+                f"{want[:-1]}, transform_size]; the checkpoint is damaged"
+            )
         group = group.numpy()
         transforms = transforms.numpy()
         if len(group) and (group.min() < -1 or group.max() >= len(names)):
-            raise CheckpointError(f"{file}: group ids must lie in [-1, {len(names) - 1}] (one "
-                                  f"per name in {NAMES_FILE}); the checkpoint is damaged")
+            raise CheckpointError(
+                f"{file}: group ids must lie in [-1, {len(names) - 1}] (one "
+                f"per name in {NAMES_FILE}); the checkpoint is damaged"
+            )
         for pid in np.nonzero(group >= 0)[0]:
             self.groups.setdefault(names[group[pid]], []).append((int(pid), transforms[pid]))
 

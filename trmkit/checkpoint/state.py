@@ -54,12 +54,14 @@ def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> An
         kind = "list" if isinstance(obj, list) else "tuple"
         return {_KIND: kind, "items": [flatten(v, tensors, prefix) for v in obj]}
     if attrs.has(type(obj)):
-        fields = {f.name: flatten(getattr(obj, f.name), tensors, prefix)
-                  for f in attrs.fields(type(obj))}
+        fields = {
+            f.name: flatten(getattr(obj, f.name), tensors, prefix) for f in attrs.fields(type(obj))
+        }
         return {_KIND: "object", "type": type(obj).__qualname__, "fields": fields}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {f.name: flatten(getattr(obj, f.name), tensors, prefix)
-                  for f in dataclasses.fields(obj)}
+        fields = {
+            f.name: flatten(getattr(obj, f.name), tensors, prefix) for f in dataclasses.fields(obj)
+        }
         return {_KIND: "object", "type": type(obj).__qualname__, "fields": fields}
     raise TypeError(f"cannot serialise a {type(obj).__name__} in training state")
 
@@ -79,8 +81,10 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor], template: Any = None)
         return {k: unflatten(v, tensors, sub.get(k)) for k, v in tree["items"]}
     if kind in ("list", "tuple"):
         subs = list(template) if isinstance(template, (list, tuple)) else []
-        items = [unflatten(v, tensors, subs[i] if i < len(subs) else None)
-                 for i, v in enumerate(tree["items"])]
+        items = [
+            unflatten(v, tensors, subs[i] if i < len(subs) else None)
+            for i, v in enumerate(tree["items"])
+        ]
         return items if kind == "list" else tuple(items)
     if kind == "object":
         if template is None or type(template).__qualname__ != tree["type"]:
@@ -89,8 +93,10 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor], template: Any = None)
                 f"{type(template).__name__ if template is not None else 'nothing'} there; "
                 "resume with the trmkit version that wrote the checkpoint"
             )
-        values = {name: unflatten(v, tensors, getattr(template, name, None))
-                  for name, v in tree["fields"].items()}
+        values = {
+            name: unflatten(v, tensors, getattr(template, name, None))
+            for name, v in tree["fields"].items()
+        }
         if attrs.has(type(template)):
             return attrs.evolve(template, **values)
         return dataclasses.replace(template, **values)
@@ -117,8 +123,10 @@ def load_tree(directory: Path, name: str, template: Any = None) -> Any:
     except CheckpointError as exc:
         raise CheckpointError(f"{file}: {exc}") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise CheckpointError(f"{file}: malformed training state ({type(exc).__name__}: "
-                              f"{str(exc)[:80]}); the checkpoint is damaged") from None
+        raise CheckpointError(
+            f"{file}: malformed training state ({type(exc).__name__}: "
+            f"{str(exc)[:80]}); the checkpoint is damaged"
+        ) from None
     check_state(tree, name, file)
     return tree
 
@@ -130,10 +138,13 @@ def _is_int(value: Any, lo: int = 0) -> bool:
 def check_state(tree: Any, name: str, file: Path) -> None:
     """The top-level fields the trainer reads from ``train_state`` / ``rank_<r>`` have the
     types it needs (a hand-edited or damaged file is one line, not a traceback later)."""
+
     def bad(field: str, expected: str) -> CheckpointError:
         shown = repr(tree.get(field) if isinstance(tree, dict) else tree)[:40]
-        return CheckpointError(f"{file}: field {field} is {shown}, expected {expected}; the "
-                               "checkpoint is damaged or was edited")
+        return CheckpointError(
+            f"{file}: field {field} is {shown}, expected {expected}; the "
+            "checkpoint is damaged or was edited"
+        )
 
     if name == "train_state":
         if not isinstance(tree, dict):
@@ -143,9 +154,12 @@ def check_state(tree: Any, name: str, file: Path) -> None:
                 raise bad(field, f"an integer >= {lo}")
         optimizers = tree.get("optimizers")
         if not isinstance(optimizers, list) or not all(
-                isinstance(o, dict) and isinstance(o.get("state"), dict)
-                and isinstance(o.get("param_groups"), list)
-                and all(isinstance(g, dict) for g in o["param_groups"]) for o in optimizers):
+            isinstance(o, dict)
+            and isinstance(o.get("state"), dict)
+            and isinstance(o.get("param_groups"), list)
+            and all(isinstance(g, dict) for g in o["param_groups"])
+            for o in optimizers
+        ):
             raise bad("optimizers", "a list of optimiser state dicts (state, param_groups)")
         if not isinstance(tree.get("last_eval", {}), dict):
             raise bad("last_eval", "an object")
@@ -198,8 +212,14 @@ def read_json(path: Path, max_depth: int = MAX_STATE_DEPTH) -> Any:
 
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
-    return _read(path, max_bytes=MAX_JSON_BYTES, max_depth=max_depth, allow_nan=True,
-                 error=CheckpointError, what="checkpoint JSON file")
+    return _read(
+        path,
+        max_bytes=MAX_JSON_BYTES,
+        max_depth=max_depth,
+        allow_nan=True,
+        error=CheckpointError,
+        what="checkpoint JSON file",
+    )
 
 
 def fsync_file(path: Path) -> None:

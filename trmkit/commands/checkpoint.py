@@ -15,15 +15,23 @@ def checkpoint_group() -> None:
 
 @checkpoint_group.command(name="import")
 @click.argument("source")
-@click.option("--out", required=True, type=click.Path(path_type=Path),
-              help="The trmkit checkpoint bundle to write (a directory).")
-@click.option("--data", type=click.Path(path_type=Path),
-              help="The official dataset directory (with train/dataset.json) of the run.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The trmkit checkpoint bundle to write (a directory).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="The official dataset directory (with train/dataset.json) of the run.",
+)
 @click.option("--task", "task_name", help="The trmkit task of the data (default: inferred).")
 @click.option("--step", type=click.IntRange(min=0), help="Which step_<N> (default: newest).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --out.")
-def import_cmd(source: str, out: Path, data: Path | None, task_name: str | None,
-               step: int | None, force: bool) -> None:
+def import_cmd(
+    source: str, out: Path, data: Path | None, task_name: str | None, step: int | None, force: bool
+) -> None:
     """Import SOURCE: an official run directory, a step_<N> file, or hf://OWNER/REPO[/DIR]."""
     from trmkit.interop.checkpoints import import_run
 
@@ -37,19 +45,28 @@ def import_cmd(source: str, out: Path, data: Path | None, task_name: str | None,
 
 @checkpoint_group.command(name="export")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path),
-              help="The official run directory to write (step_<N> + all_config.yaml).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The official run directory to write (step_<N> + all_config.yaml).",
+)
 @click.option("--raw", is_flag=True, help="Export the raw weights instead of the EMA weights.")
-@click.option("--eager", is_flag=True,
-              help="Keys without '_orig_mod.' (for pretrain.py with DISABLE_COMPILE=1).")
+@click.option(
+    "--eager",
+    is_flag=True,
+    help="Keys without '_orig_mod.' (for pretrain.py with DISABLE_COMPILE=1).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing run directory at --out.")
 def export_cmd(checkpoint: Path, out: Path, raw: bool, eager: bool, force: bool) -> None:
     """Write CHECKPOINT (a trmkit bundle or run) as an official run directory."""
     from trmkit.interop.checkpoints import export_bundle
 
     path = export_bundle(checkpoint, out, raw=raw, compiled=not eager, force=force)
-    click.echo(f"exported {checkpoint} to {path} (load it with pretrain.py "
-               f"load_checkpoint={path}/step_<N>{' and DISABLE_COMPILE=1' if eager else ''})")
+    click.echo(
+        f"exported {checkpoint} to {path} (load it with pretrain.py "
+        f"load_checkpoint={path}/step_<N>{' and DISABLE_COMPILE=1' if eager else ''})"
+    )
 
 
 @checkpoint_group.command(name="info")

@@ -31,8 +31,14 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--subsample", type=int, help="Keep N training puzzles.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Never train on puzzles that have test examples.")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Source option (repeatable).")
+@click.option(
+    "-o",
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Source option (repeatable).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing store (once the new one is done).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def build_cmd(
@@ -122,18 +128,24 @@ def info_cmd(path: Path, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2, default=_json_default))
         return
     attrs = info["attributes"]
-    click.echo(f"store    {info['path']}  (format {attrs.get('trmkit_format')}, "
-               f"trmkit {attrs.get('trmkit_version')})")
+    click.echo(
+        f"store    {info['path']}  (format {attrs.get('trmkit_format')}, "
+        f"trmkit {attrs.get('trmkit_version')})"
+    )
     click.echo(f"task     {attrs.get('task')} version {attrs.get('task_version')}")
     click.echo(f"source   {attrs.get('source')} {attrs.get('source_path') or ''}".rstrip())
     for file, digest in (attrs.get("source_files") or {}).items():
         click.echo(f"         {file}  sha256 {str(digest)[:16]}")
-    click.echo(f"build    seed {attrs.get('seed')}  num_aug {attrs.get('num_aug')}  subsample "
-               f"{attrs.get('subsample')}  strict {attrs.get('strict')}  options "
-               f"{attrs.get('options') or {}}")
-    click.echo(f"tokens   seq_len {attrs.get('seq_len', '?')}  vocab {attrs.get('vocab_size')}  "
-               f"pad {attrs.get('pad_id')}  ignore {attrs.get('ignore_label_id')}  identifiers "
-               f"{attrs.get('num_puzzle_identifiers')} ({attrs.get('puzzle_ids')})")
+    click.echo(
+        f"build    seed {attrs.get('seed')}  num_aug {attrs.get('num_aug')}  subsample "
+        f"{attrs.get('subsample')}  strict {attrs.get('strict')}  options "
+        f"{attrs.get('options') or {}}"
+    )
+    click.echo(
+        f"tokens   seq_len {attrs.get('seq_len', '?')}  vocab {attrs.get('vocab_size')}  "
+        f"pad {attrs.get('pad_id')}  ignore {attrs.get('ignore_label_id')}  identifiers "
+        f"{attrs.get('num_puzzle_identifiers')} ({attrs.get('puzzle_ids')})"
+    )
     for name, meta in info["splits"].items():
         click.echo(
             f"{name:<8} groups {meta['total_groups']:,}  puzzles {meta['total_puzzles']:,}  "
@@ -192,4 +204,3 @@ def import_cmd(src: Path, task_name: str, out: Path, force: bool) -> None:
 
 
 COMMANDS = (build_cmd, data_group)
-

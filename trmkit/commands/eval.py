@@ -19,27 +19,66 @@ def default_out(bundle: Path) -> Path:
 
 @click.command(name="eval")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--data", "data_dir", type=click.Path(path_type=Path),
-              help="Dataset store (default: the one the checkpoint was trained on).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    help="Dataset store (default: the one the checkpoint was trained on).",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write reports.")
 @inference_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Forward rows per batch (with S samples, batch-size / S puzzles).")
-@click.option("--max-examples", type=click.IntRange(min=0), default=0,
-              help="Only the first N test rows (0 = all).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Forward rows per batch (with S samples, batch-size / S puzzles).",
+)
+@click.option(
+    "--max-examples",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Only the first N test rows (0 = all).",
+)
 @click.option("--raw", is_flag=True, help="Use the raw weights instead of the EMA weights.")
-@click.option("--sweep", is_flag=True,
-              help="Accuracy against compute over depth x samples x halting x selection x "
-                   "diversity source: writes sweep.json and sweep.png.")
-@click.option("--sweep-steps", default=None, metavar="K1,K2,...",
-              help="Depths of the sweep (default 1, 2, 4, ... up to 2 x N_sup).")
-@click.option("--sweep-samples", default="1,2,4,8,16", show_default=True, metavar="S1,S2,...",
-              help="Sample counts of the sweep.")
-@click.option("--sweep-sources", default=None, metavar="augment,noise",
-              help="Diversity sources of the sweep's samples (default: every one the "
-                   "checkpoint supports).")
-def eval_cmd(checkpoint, data_dir, out, batch_size, max_examples, raw, sweep, sweep_steps,
-             sweep_samples, sweep_sources, **options):
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Accuracy against compute over depth x samples x halting x selection x "
+    "diversity source: writes sweep.json and sweep.png.",
+)
+@click.option(
+    "--sweep-steps",
+    default=None,
+    metavar="K1,K2,...",
+    help="Depths of the sweep (default 1, 2, 4, ... up to 2 x N_sup).",
+)
+@click.option(
+    "--sweep-samples",
+    default="1,2,4,8,16",
+    show_default=True,
+    metavar="S1,S2,...",
+    help="Sample counts of the sweep.",
+)
+@click.option(
+    "--sweep-sources",
+    default=None,
+    metavar="augment,noise",
+    help="Diversity sources of the sweep's samples (default: every one the checkpoint supports).",
+)
+def eval_cmd(
+    checkpoint,
+    data_dir,
+    out,
+    batch_size,
+    max_examples,
+    raw,
+    sweep,
+    sweep_steps,
+    sweep_samples,
+    sweep_sources,
+    **options,
+):
     """Evaluate CHECKPOINT (a step_<N> bundle or a run directory)."""
     policy = policy_from(options)
     from trmkit.threads import configure_threads
@@ -58,11 +97,29 @@ def eval_cmd(checkpoint, data_dir, out, batch_size, max_examples, raw, sweep, sw
     split = open_test_split(bundle, task, data_dir)
     out = out or default_out(bundle.path)
     if sweep:
-        _sweep(bundle.model, split, task, out, policy, sweep_steps, sweep_samples,
-               sweep_sources, batch_size, max_examples)
+        _sweep(
+            bundle.model,
+            split,
+            task,
+            out,
+            policy,
+            sweep_steps,
+            sweep_samples,
+            sweep_sources,
+            batch_size,
+            max_examples,
+        )
         return
-    report = evaluate(bundle.model, split, task, batch_size=batch_size, policy=policy,
-                      out_dir=out, max_examples=max_examples, progress=True)
+    report = evaluate(
+        bundle.model,
+        split,
+        task,
+        batch_size=batch_size,
+        policy=policy,
+        out_dir=out,
+        max_examples=max_examples,
+        progress=True,
+    )
     report.write(out)
     m = report.metrics
     click.echo(json.dumps(dict(m.items()), indent=2))
@@ -70,11 +127,22 @@ def eval_cmd(checkpoint, data_dir, out, batch_size, max_examples, raw, sweep, sw
         f"exact accuracy {m['exact_accuracy']:.4f} ({report.steps} steps, "
         f"{policy.describe()}; {m['forward_passes']:.2f} forward passes per puzzle); "
         f"adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
-        f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}")
+        f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}"
+    )
 
 
-def _sweep(model, split, task, out, policy, sweep_steps, sweep_samples, sweep_sources,
-           batch_size, max_examples) -> None:
+def _sweep(
+    model,
+    split,
+    task,
+    out,
+    policy,
+    sweep_steps,
+    sweep_samples,
+    sweep_sources,
+    batch_size,
+    max_examples,
+) -> None:
     from trmkit.inference.policy import parse_int_list
     from trmkit.inference.sweep import DEFAULT_NOISE, default_grid, run_sweep
 
@@ -84,29 +152,45 @@ def _sweep(model, split, task, out, policy, sweep_steps, sweep_samples, sweep_so
     sources = None
     if sweep_sources:
         sources = tuple(x.strip() for x in sweep_sources.split(",") if x.strip())
-    grid = default_grid(model, task, per_variant, depths=depths, samples=samples,
-                        noise=policy.noise or DEFAULT_NOISE, seed=policy.seed,
-                        sources=sources)
-    report = run_sweep(model, split, task, grid, batch_size=batch_size,
-                       max_examples=max_examples, progress=True)
+    grid = default_grid(
+        model,
+        task,
+        per_variant,
+        depths=depths,
+        samples=samples,
+        noise=policy.noise or DEFAULT_NOISE,
+        seed=policy.seed,
+        sources=sources,
+    )
+    report = run_sweep(
+        model, split, task, grid, batch_size=batch_size, max_examples=max_examples, progress=True
+    )
     written = report.write(out)
     base, best = report.baseline(), report.best_within(8.0)
-    click.echo(f"{'source':8} {'halt':12} {'select':9} {'depth':>5} {'samples':>7} "
-               f"{'exact':>7} {'token':>7} {'passes':>8} {'ms/puzzle':>10}")
+    click.echo(
+        f"{'source':8} {'halt':12} {'select':9} {'depth':>5} {'samples':>7} "
+        f"{'exact':>7} {'token':>7} {'passes':>8} {'ms/puzzle':>10}"
+    )
     for p in report.points:
-        click.echo(f"{p['source']:8} {p['halt']:12} {p['select']:9} {p['depth']:5d} "
-                   f"{p['samples']:7d} {p['exact_accuracy']:7.4f} {p['accuracy']:7.4f} "
-                   f"{p['forward_passes']:8.2f} {1000 * p['seconds_per_puzzle']:10.3f}")
+        click.echo(
+            f"{p['source']:8} {p['halt']:12} {p['select']:9} {p['depth']:5d} "
+            f"{p['samples']:7d} {p['exact_accuracy']:7.4f} {p['accuracy']:7.4f} "
+            f"{p['forward_passes']:8.2f} {1000 * p['seconds_per_puzzle']:10.3f}"
+        )
 
     def name(p):
-        return (f"depth {p['depth']}, {p['samples']} samples, halt {p['halt']}, "
-                f"select {p['select']}, source {p['source']}")
+        return (
+            f"depth {p['depth']}, {p['samples']} samples, halt {p['halt']}, "
+            f"select {p['select']}, source {p['source']}"
+        )
 
     err_base, err_best = 1 - base["exact_accuracy"], 1 - best["exact_accuracy"]
     click.echo(f"baseline ({name(base)}): exact {base['exact_accuracy']:.4f}")
-    click.echo(f"best within 8x compute ({name(best)}): exact {best['exact_accuracy']:.4f} "
-               f"at {best['forward_passes'] / max(base['forward_passes'], 1e-9):.1f}x; error "
-               f"{err_base:.4f} -> {err_best:.4f}")
+    click.echo(
+        f"best within 8x compute ({name(best)}): exact {best['exact_accuracy']:.4f} "
+        f"at {best['forward_passes'] / max(base['forward_passes'], 1e-9):.1f}x; error "
+        f"{err_base:.4f} -> {err_best:.4f}"
+    )
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
 
 

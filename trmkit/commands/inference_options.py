@@ -14,26 +14,58 @@ from trmkit.inference.policy import SELECT_RULES, HaltPolicy, InferencePolicy
 def inference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --steps, --halt, --adaptive, --samples, --noise, --no-augment, --select, --seed."""
     options = [
-        click.option("--steps", type=int, default=None,
-                     help="Supervision steps K (default: the trained N_sup; more is allowed)."),
-        click.option("--halt", "halt", default=None, metavar="fixed|q|converged[:P]",
-                     help="When a trajectory stops: after K steps (fixed, default), when its "
-                          "halting head fires (q), or when its answer has not changed for P "
-                          "steps (converged, P=2)."),
+        click.option(
+            "--steps",
+            type=int,
+            default=None,
+            help="Supervision steps K (default: the trained N_sup; more is allowed).",
+        ),
+        click.option(
+            "--halt",
+            "halt",
+            default=None,
+            metavar="fixed|q|converged[:P]",
+            help="When a trajectory stops: after K steps (fixed, default), when its "
+            "halting head fires (q), or when its answer has not changed for P "
+            "steps (converged, P=2).",
+        ),
         click.option("--adaptive", is_flag=True, help="Same as --halt q."),
-        click.option("--samples", type=int, default=1, show_default=True,
-                     help="Trajectories per puzzle, run as extra batch rows."),
-        click.option("--noise", type=float, default=0.0, show_default=True,
-                     help="Std of Gaussian noise on the reasoning latent of samples 2..S."),
-        click.option("--no-augment", "no_augment", is_flag=True,
-                     help="Do not vary samples by the task's augmentations (noise only)."),
-        click.option("--select", type=click.Choice(SELECT_RULES), default="vote",
-                     show_default=True,
-                     help="Choose among samples: highest halting confidence (q), most common "
-                          "answer (vote), most converged, or one the task's checker accepts "
-                          "(valid, falling back to vote)."),
-        click.option("--seed", type=int, default=0, show_default=True,
-                     help="Seed of the sample augmentations and noise."),
+        click.option(
+            "--samples",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Trajectories per puzzle, run as extra batch rows.",
+        ),
+        click.option(
+            "--noise",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Std of Gaussian noise on the reasoning latent of samples 2..S.",
+        ),
+        click.option(
+            "--no-augment",
+            "no_augment",
+            is_flag=True,
+            help="Do not vary samples by the task's augmentations (noise only).",
+        ),
+        click.option(
+            "--select",
+            type=click.Choice(SELECT_RULES),
+            default="vote",
+            show_default=True,
+            help="Choose among samples: highest halting confidence (q), most common "
+            "answer (vote), most converged, or one the task's checker accepts "
+            "(valid, falling back to vote).",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed of the sample augmentations and noise.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -46,10 +78,18 @@ def policy_from(options: dict[str, Any]) -> InferencePolicy:
     adaptive = options.pop("adaptive")
     if halt_text is not None and adaptive and halt_text != "q":
         raise click.UsageError(f"--adaptive means --halt q; it contradicts --halt {halt_text}")
-    halt = HaltPolicy.parse(halt_text) if halt_text is not None else (
-        HaltPolicy("q") if adaptive else HaltPolicy())
+    halt = (
+        HaltPolicy.parse(halt_text)
+        if halt_text is not None
+        else (HaltPolicy("q") if adaptive else HaltPolicy())
+    )
     policy = InferencePolicy(
-        steps=options.pop("steps"), halt=halt, samples=options.pop("samples"),
-        augment=not options.pop("no_augment"), noise=options.pop("noise"),
-        select=options.pop("select"), seed=options.pop("seed"))
+        steps=options.pop("steps"),
+        halt=halt,
+        samples=options.pop("samples"),
+        augment=not options.pop("no_augment"),
+        noise=options.pop("noise"),
+        select=options.pop("select"),
+        seed=options.pop("seed"),
+    )
     return policy.validate()

@@ -14,13 +14,26 @@ from trmkit.commands.inference_options import inference_options, policy_from
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("puzzle")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--trace", is_flag=True,
-              help="Show the answer after every supervision step (and save trace PNGs).")
+@click.option(
+    "--trace",
+    is_flag=True,
+    help="Show the answer after every supervision step (and save trace PNGs).",
+)
 @inference_options
-@click.option("--num-aug", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Variants drawn for a per-variant-id task missing from the checkpoint.")
-@click.option("--trace-dir", type=click.Path(path_type=Path), default=Path("."),
-              show_default=True, help="Where --trace writes its PNGs.")
+@click.option(
+    "--num-aug",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="Variants drawn for a per-variant-id task missing from the checkpoint.",
+)
+@click.option(
+    "--trace-dir",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where --trace writes its PNGs.",
+)
 def solve_cmd(checkpoint, puzzle, as_json, trace, num_aug, trace_dir, **options):
     """Solve PUZZLE with CHECKPOINT (a step_<N> bundle or a run directory)."""
     policy = policy_from(options)
@@ -35,8 +48,9 @@ def solve_cmd(checkpoint, puzzle, as_json, trace, num_aug, trace_dir, **options)
     task = plugins.get_task(bundle.task_name)
     check_task_matches(bundle, task)  # a checkpoint/task mismatch before the puzzle is read
     puzzles = read_puzzles(task, puzzle)
-    answers = solve(bundle, task, puzzles, trace=trace, num_aug=num_aug, seed=policy.seed,
-                    policy=policy)
+    answers = solve(
+        bundle, task, puzzles, trace=trace, num_aug=num_aug, seed=policy.seed, policy=policy
+    )
     if as_json:
         click.echo(json.dumps([a.to_json(task) for a in answers], indent=2))
     for a in answers:

@@ -33,10 +33,14 @@ def resolve_recipe(task_name: str | None, recipe_name: str | None, overrides: tu
         if entries[recipe_task.name].plugin != entries[task.name].plugin:
             raise ConfigError(
                 f"--task {task_name} does not match recipe {recipe_name!r}, which trains task "
-                f"{recipe_task.name!r}; drop --task or choose a recipe of {task.name!r}")
+                f"{recipe_task.name!r}; drop --task or choose a recipe of {task.name!r}"
+            )
         # A recipe may train a smaller variant from the same plugin (sudoku-quick: 6x6).
-        click.echo(f"recipe {recipe.name or recipe_name!r} trains {recipe_task.name!r}, a "
-                   f"variant of {task.name!r} from the same plugin", err=True)
+        click.echo(
+            f"recipe {recipe.name or recipe_name!r} trains {recipe_task.name!r}, a "
+            f"variant of {task.name!r} from the same plugin",
+            err=True,
+        )
     recipe.data.task = recipe_task.name
     return recipe
 
@@ -50,23 +54,52 @@ def default_run_dir(recipe) -> Path:
 @click.command(name="train")
 @click.option("--task", "task_name", help="Task name (its default recipe unless --recipe).")
 @click.option("--recipe", "recipe_name", help="Recipe name (tasks/NAME.toml) or TOML file.")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path),
-              help="A built dataset store (default: build the recipe's data, cached).")
-@click.option("--out", "out", type=click.Path(path_type=Path),
-              help="Run directory (default runs/<recipe>-<time>).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe field, e.g. --set optim.lr=3e-4 (repeatable).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    help="A built dataset store (default: build the recipe's data, cached).",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    help="Run directory (default runs/<recipe>-<time>).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe field, e.g. --set optim.lr=3e-4 (repeatable).",
+)
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after N optimizer steps.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
-@click.option("--log-with", metavar="TRACKER",
-              help="Also log to a tracker Accelerate knows (tensorboard, wandb, mlflow, ...; "
-                   "its package must be installed).")
+@click.option(
+    "--log-with",
+    metavar="TRACKER",
+    help="Also log to a tracker Accelerate knows (tensorboard, wandb, mlflow, ...; "
+    "its package must be installed).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-@click.option("--no-preflight", is_flag=True,
-              help="Skip the check that the run finishes within a day here and that one step "
-                   "fits in memory (docs/training.md, Preflight).")
-def train_cmd(task_name, recipe_name, data_dir, out, overrides, max_steps, resume, log_with,
-              no_progress, no_preflight):
+@click.option(
+    "--no-preflight",
+    is_flag=True,
+    help="Skip the check that the run finishes within a day here and that one step "
+    "fits in memory (docs/training.md, Preflight).",
+)
+def train_cmd(
+    task_name,
+    recipe_name,
+    data_dir,
+    out,
+    overrides,
+    max_steps,
+    resume,
+    log_with,
+    no_progress,
+    no_preflight,
+):
     """Train a model; prints the final evaluation accuracy."""
     from trmkit.threads import configure_threads
 
@@ -80,8 +113,15 @@ def train_cmd(task_name, recipe_name, data_dir, out, overrides, max_steps, resum
         check_tracker(log_with)
     checked = None if no_preflight else run_preflight(recipe, data_dir, max_steps)
     run_dir = out or default_run_dir(recipe)
-    trainer = Trainer(recipe, run_dir=run_dir, data_dir=data_dir, max_steps=max_steps,
-                      resume=resume, log_with=log_with, progress=not no_progress)
+    trainer = Trainer(
+        recipe,
+        run_dir=run_dir,
+        data_dir=data_dir,
+        max_steps=max_steps,
+        resume=resume,
+        log_with=log_with,
+        progress=not no_progress,
+    )
     if checked is not None and checked.steps is None and trainer.accelerator.is_main_process:
         # the step budget needed the data, which is built now: check the run time again
         run_preflight(recipe, trainer.data_dir, trainer.total_steps, memory=False)
@@ -92,7 +132,8 @@ def train_cmd(task_name, recipe_name, data_dir, out, overrides, max_steps, resum
             click.echo(
                 f"final: exact accuracy {m['exact_accuracy']:.4f}, token accuracy "
                 f"{m['accuracy']:.4f} on {m['count']} held-out puzzles after "
-                f"{result.step} steps ({result.seconds / 60:.1f} min)")
+                f"{result.step} steps ({result.seconds / 60:.1f} min)"
+            )
         else:
             click.echo(f"finished {result.step} steps (no test split to evaluate)")
         click.echo(f"checkpoint: {result.checkpoint}")
@@ -107,11 +148,18 @@ def run_preflight(recipe, data_dir: Path | None, steps: int | None, memory: bool
     if int(os.environ.get("RANK", "0")) != 0:
         return None
     try:
-        return preflight(recipe, data_dir=data_dir, max_steps=steps, memory=memory,
-                         echo=lambda line: click.echo(line, err=True))
+        return preflight(
+            recipe,
+            data_dir=data_dir,
+            max_steps=steps,
+            memory=memory,
+            echo=lambda line: click.echo(line, err=True),
+        )
     except Exception as exc:  # a check that cannot run must not stop the run it checks
-        click.echo(f"preflight: skipped ({type(exc).__name__}: {exc}); --no-preflight "
-                   "silences this", err=True)
+        click.echo(
+            f"preflight: skipped ({type(exc).__name__}: {exc}); --no-preflight silences this",
+            err=True,
+        )
         return None
 
 
@@ -126,8 +174,9 @@ def check_tracker(name: str) -> None:
         raise ConfigError(f"--log-with {name}: not a tracker Accelerate knows; known: {known}")
     builtin = {str(t) for t in LoggerType if t != LoggerType.ALL}
     if name in builtin and name not in {str(t) for t in get_available_trackers()}:
-        raise ConfigError(f"--log-with {name}: its package is not installed "
-                          f"(e.g. pip install {name})")
+        raise ConfigError(
+            f"--log-with {name}: its package is not installed (e.g. pip install {name})"
+        )
 
 
 COMMANDS = (train_cmd,)

@@ -131,8 +131,10 @@ def load_raw(task: Task, source: str | None, seed: int, options: Mapping[str, st
             f"{', '.join(repr(k) for k in unknown)}; accepted options: {accepted}"
         )
     if src.kind == "download":  # fail in one line at once when offline, not after retries
-        require_hub(f"source {src.name!r} of task {task.name!r}",
-                    "build it where online, or pass a local copy: --source DIR")
+        require_hub(
+            f"source {src.name!r} of task {task.name!r}",
+            "build it where online, or pass a local copy: --source DIR",
+        )
     try:
         raw = src.load(SourceRequest(path, seed, dict(options)))
     except TrmkitError:
@@ -367,10 +369,12 @@ class _Builder:
                 examples, transforms, self.augmenter, split=split, rng=self.codec_rng
             )
             rows = count * per
-            pending.encoded.append((
-                self._check_rows(np.asarray(enc_in).reshape(rows, -1), rows, what),
-                self._check_rows(np.asarray(enc_lab).reshape(rows, -1), rows, what),
-            ))
+            pending.encoded.append(
+                (
+                    self._check_rows(np.asarray(enc_in).reshape(rows, -1), rows, what),
+                    self._check_rows(np.asarray(enc_lab).reshape(rows, -1), rows, what),
+                )
+            )
         for attr, target in (("input", pending.inputs), ("output", pending.outputs)):
             if encode_variants is not None:
                 break
@@ -455,9 +459,9 @@ class _Builder:
                 n = min(FASTPATH_CHECK_PUZZLES, len(pending.puzzle_sizes))
                 ref_in, ref_lab = self._encode_slow(split, pending, np.random.default_rng(0), n)
                 rows = len(ref_in)
-                if not (np.array_equal(ref_in, inputs[:rows]) and np.array_equal(
-                    ref_lab, labels[:rows]
-                )):
+                if not (
+                    np.array_equal(ref_in, inputs[:rows]) and np.array_equal(ref_lab, labels[:rows])
+                ):
                     self.fast_encode[split] = False
                     inputs = labels = None
         if inputs is None or labels is None:

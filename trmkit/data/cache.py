@@ -43,9 +43,10 @@ def source_digest(path: Path) -> str:
         files = [(path.name, path)]
     else:
         files = sorted(
-            (f.relative_to(path).as_posix(), f) for f in path.rglob("*")
-            if f.is_file() and not any(part.startswith(".")
-                                       for part in f.relative_to(path).parts))
+            (f.relative_to(path).as_posix(), f)
+            for f in path.rglob("*")
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
+        )
     for rel, file in files:
         name = rel.encode()
         digest.update(len(name).to_bytes(8, "little") + name)
@@ -89,14 +90,24 @@ def build_cached(task: Task, data: DataSection, path: Path, progress: bool = Tru
     """Build the recipe's dataset into ``path`` (replacing a half-built one)."""
     from trmkit.data.build import build_dataset
 
-    build_dataset(task, path, source=data.source, num_aug=data.num_aug,
-                  subsample=data.subsample, seed=data.seed, strict=data.strict,
-                  options=dict(data.options), force=True, progress=progress)
+    build_dataset(
+        task,
+        path,
+        source=data.source,
+        num_aug=data.num_aug,
+        subsample=data.subsample,
+        seed=data.seed,
+        strict=data.strict,
+        options=dict(data.options),
+        force=True,
+        progress=progress,
+    )
     return path
 
 
-def prepare_dataset(task: Task, data: DataSection, accelerator: Accelerator,
-                    progress: bool = True) -> Path:
+def prepare_dataset(
+    task: Task, data: DataSection, accelerator: Accelerator, progress: bool = True
+) -> Path:
     """The recipe's dataset from the cache, built on first use by the main process while
     the others wait (they all read the same path afterwards)."""
     path = cached_dataset_path(task, data)
@@ -107,5 +118,12 @@ def prepare_dataset(task: Task, data: DataSection, accelerator: Accelerator,
     return path
 
 
-__all__ = ["build_cached", "cache_root", "cached_dataset_path", "dataset_key", "is_built",
-           "prepare_dataset", "source_digest"]
+__all__ = [
+    "build_cached",
+    "cache_root",
+    "cached_dataset_path",
+    "dataset_key",
+    "is_built",
+    "prepare_dataset",
+    "source_digest",
+]

@@ -80,9 +80,7 @@ def _check_sharding(global_batch_size: int, rank: int, world_size: int) -> int:
     return global_batch_size // world_size
 
 
-def _collate(
-    split: SplitReader, rows: np.ndarray, puzzles: np.ndarray
-) -> dict[str, torch.Tensor]:
+def _collate(split: SplitReader, rows: np.ndarray, puzzles: np.ndarray) -> dict[str, torch.Tensor]:
     inputs, labels = split.rows(rows)
     labels32 = labels.astype(np.int32)
     labels32[labels == split.meta.ignore_label_id] = IGNORE_LABEL_ID

@@ -131,7 +131,7 @@ def _load_json(path: Path) -> Any:
     except StoreError as exc:
         text = str(exc)
         prefix = f"{path}: "
-        rest = text[len(prefix):] if text.startswith(prefix) else text
+        rest = text[len(prefix) :] if text.startswith(prefix) else text
         raise StoreError(f"{prefix}unreadable JSON: {rest}") from None
 
 
@@ -180,11 +180,14 @@ class _OfficialSplit:
             else:
                 ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
             if not ok:
-                raise StoreError(f"{where}: field {key!r} is {value!r}, expected "
-                                 f"{'a number' if key == 'mean_puzzle_examples' else 'an integer'}"
-                                 f" >= 0")
-        if "sets" in info and not (isinstance(info["sets"], list)
-                                   and all(isinstance(x, str) for x in info["sets"])):
+                raise StoreError(
+                    f"{where}: field {key!r} is {value!r}, expected "
+                    f"{'a number' if key == 'mean_puzzle_examples' else 'an integer'}"
+                    f" >= 0"
+                )
+        if "sets" in info and not (
+            isinstance(info["sets"], list) and all(isinstance(x, str) for x in info["sets"])
+        ):
             raise StoreError(f"{where}: field 'sets' must be a list of names, e.g. [\"all\"]")
         missing = [key for key in ("seq_len", "vocab_size", "sets") if key not in info]
         if missing:
@@ -216,8 +219,10 @@ class _OfficialSplit:
             if not np.issubdtype(array.dtype, np.integer):
                 raise StoreError(f"{folder / f'{SET}__{key}.npy'}: dtype {array.dtype} is not int")
         if self.inputs.shape != self.labels.shape:
-            raise StoreError(f"{folder}: inputs {self.inputs.shape} and labels "
-                             f"{self.labels.shape} differ in shape")
+            raise StoreError(
+                f"{folder}: inputs {self.inputs.shape} and labels "
+                f"{self.labels.shape} differ in shape"
+            )
         n = len(self.inputs)
         self.puzzle_indices = _check_index(
             folder / f"{SET}__puzzle_indices.npy", arrays["puzzle_indices"], n, "puzzle_indices"
@@ -227,8 +232,10 @@ class _OfficialSplit:
             folder / f"{SET}__group_indices.npy", arrays["group_indices"], puzzles, "group_indices"
         )
         if not np.issubdtype(arrays["puzzle_identifiers"].dtype, np.integer):
-            raise StoreError(f"{folder / f'{SET}__puzzle_identifiers.npy'}: dtype "
-                             f"{arrays['puzzle_identifiers'].dtype} is not an integer type")
+            raise StoreError(
+                f"{folder / f'{SET}__puzzle_identifiers.npy'}: dtype "
+                f"{arrays['puzzle_identifiers'].dtype} is not an integer type"
+            )
         ids = np.asarray(arrays["puzzle_identifiers"]).astype(np.int64)
         self.num_ids = int(info.get("num_puzzle_identifiers", ids.max(initial=0) + 1))
         if ids.shape != (puzzles,) or (len(ids) and (ids.min() < 0 or ids.max() >= self.num_ids)):
@@ -241,9 +248,7 @@ class _OfficialSplit:
             raise StoreError(f"{where}: total_groups disagrees with {SET}__group_indices.npy")
 
 
-def _transforms(
-    split: _OfficialSplit, task: Task, identifiers: list[str] | None
-) -> np.ndarray:
+def _transforms(split: _OfficialSplit, task: Task, identifiers: list[str] | None) -> np.ndarray:
     k = task.augmenter.transform_size
     path = split.folder / "trmkit_transforms.npy"
     if path.exists():
@@ -251,10 +256,12 @@ def _transforms(
         if not np.issubdtype(transforms.dtype, np.integer):
             raise StoreError(f"{path}: dtype {transforms.dtype} is not an integer type")
         if transforms.shape != (len(split.puzzle_identifiers), k):
-            raise StoreError(f"{path}: shape {transforms.shape}, expected "
-                             f"[{len(split.puzzle_identifiers)}, {k}]")
-        if len(transforms) and (transforms.min() < np.iinfo(np.int32).min
-                                or transforms.max() > np.iinfo(np.int32).max):
+            raise StoreError(
+                f"{path}: shape {transforms.shape}, expected [{len(split.puzzle_identifiers)}, {k}]"
+            )
+        if len(transforms) and (
+            transforms.min() < np.iinfo(np.int32).min or transforms.max() > np.iinfo(np.int32).max
+        ):
             raise StoreError(f"{path}: values beyond 32 bits; not a transform table")
         transforms = transforms.astype(np.int32)
         _check_transforms(path, split, task, transforms)
@@ -271,8 +278,9 @@ def _transforms(
     return transforms
 
 
-def _check_transforms(path: Path, split: _OfficialSplit, task: Task,
-                      transforms: np.ndarray) -> None:
+def _check_transforms(
+    path: Path, split: _OfficialSplit, task: Task, transforms: np.ndarray
+) -> None:
     """Each distinct imported transform (up to `TRANSFORM_PROBES`) must be one the task's
     augmenter can apply and exactly invert on a grid of its puzzle: an out-of-range table
     would otherwise train and evaluate on garbage."""
@@ -294,8 +302,10 @@ def _check_transforms(path: Path, split: _OfficialSplit, task: Task,
         except Exception:  # noqa: BLE001 - any failure of the task's code on this row
             ok = False
         if not ok:
-            raise StoreError(f"{path}: row {int(p)} ({t.tolist()[:8]}) is not a transform "
-                             f"task {task.name!r} can apply and invert; the table is damaged")
+            raise StoreError(
+                f"{path}: row {int(p)} ({t.tolist()[:8]}) is not a transform "
+                f"task {task.name!r} can apply and invert; the table is damaged"
+            )
 
 
 def _group_names(split: _OfficialSplit, identifiers: list[str] | None) -> list[str]:
@@ -326,8 +336,9 @@ def import_official(
         raise StoreError(f"{src}: no such directory (expected <dir>/train/dataset.json ...)")
     present = [name for name in SPLITS if (src / name / "dataset.json").is_file()]
     if not present:
-        raise StoreError(f"{src}: no train/dataset.json or test/dataset.json; not an official "
-                         f"dataset directory")
+        raise StoreError(
+            f"{src}: no train/dataset.json or test/dataset.json; not an official dataset directory"
+        )
     check_out_path(out, force)
     splits = {name: _OfficialSplit(src / name, task) for name in present}
     num_ids = {s.num_ids for s in splits.values()}
@@ -337,8 +348,9 @@ def import_official(
     if (src / "identifiers.json").is_file():
         identifiers = _load_json(src / "identifiers.json")
         if not isinstance(identifiers, list) or len(identifiers) < max(num_ids):
-            raise StoreError(f"{src / 'identifiers.json'}: expected a list of at least "
-                             f"{max(num_ids)} names")
+            raise StoreError(
+                f"{src / 'identifiers.json'}: expected a list of at least {max(num_ids)} names"
+            )
         identifiers = [str(name) for name in identifiers]
     codec = task.codec
     hashes = {}
@@ -352,14 +364,17 @@ def import_official(
             "vocab_size": codec.vocab_size,
             "pad_id": codec.pad_id,
             "ignore_label_id": codec.ignore_label_id,
-            "blank_identifier_id": int(next(iter(splits.values())).info.get(
-                "blank_identifier_id", 0)),
+            "blank_identifier_id": int(
+                next(iter(splits.values())).info.get("blank_identifier_id", 0)
+            ),
             "num_puzzle_identifiers": num_ids.pop(),
         }
         count = int(common["num_puzzle_identifiers"])
-        names = identifiers[:count] if identifiers else ["<blank>"] + [
-            f"id{i}" for i in range(1, count)
-        ]
+        names = (
+            identifiers[:count]
+            if identifiers
+            else ["<blank>"] + [f"id{i}" for i in range(1, count)]
+        )
         root_attrs = {
             "task": task.name,
             "task_version": task.version,

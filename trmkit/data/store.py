@@ -88,15 +88,21 @@ class SplitMeta:
         for name in names:
             value = values[name]
             if name == "mean_puzzle_examples":
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                    0 <= value < float("inf"))
+                ok = (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and (0 <= value < float("inf"))
+                )
             else:
                 ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
             if not ok:
-                kind = "a finite number >= 0" if name == "mean_puzzle_examples" else \
-                    "an integer >= 0"
-                raise StoreError(f"{where}: split attribute {name} is {value!r}, expected "
-                                 f"{kind}; the store is damaged, rebuild it")
+                kind = (
+                    "a finite number >= 0" if name == "mean_puzzle_examples" else "an integer >= 0"
+                )
+                raise StoreError(
+                    f"{where}: split attribute {name} is {value!r}, expected "
+                    f"{kind}; the store is damaged, rebuild it"
+                )
         return cls(**{name: values[name] for name in names})
 
 
@@ -240,8 +246,9 @@ class SplitWriter:
         ):
             row_bytes = data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
             chunk = (max(1, CHUNK_BYTES // row_bytes), *data.shape[1:])
-            self.group.create_array(key, data=data, chunks=chunk, compressors=_compressor(),
-                                    config=_ARRAY_CONFIG)
+            self.group.create_array(
+                key, data=data, chunks=chunk, compressors=_compressor(), config=_ARRAY_CONFIG
+            )
         _write_strings(self.group, "group_names", self.group_names)
         meta = SplitMeta(
             seq_len=self.seq_len,
@@ -277,8 +284,11 @@ def _missing_chunk_files(directory: Path, array: zarr.Array) -> int:
         root = directory / "c"
         present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
         return max(0, count - present)
-    return sum(1 for coords in itertools.product(*(range(g) for g in grid))
-               if not (directory / encode(coords)).is_file())
+    return sum(
+        1
+        for coords in itertools.product(*(range(g) for g in grid))
+        if not (directory / encode(coords)).is_file()
+    )
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -352,16 +362,15 @@ class StoreWriter:
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
-        self.root.attrs.update({FORMAT_KEY: FORMAT_VERSION, "complete": False,
-                                EVERY_CHUNK_KEY: True})
+        self.root.attrs.update(
+            {FORMAT_KEY: FORMAT_VERSION, "complete": False, EVERY_CHUNK_KEY: True}
+        )
         self.splits: dict[str, SplitWriter] = {}
 
     def split(self, name: str, *, seq_len: int, transform_size: int) -> SplitWriter:
         if name not in self.splits:
             group = self.root.create_group(name)
-            self.splits[name] = SplitWriter(
-                group, seq_len=seq_len, transform_size=transform_size
-            )
+            self.splits[name] = SplitWriter(group, seq_len=seq_len, transform_size=transform_size)
         return self.splits[name]
 
     def commit(
@@ -429,8 +438,10 @@ class SplitReader:
         return f"SplitReader({str(self.store.path)!r}, {self.name!r})"
 
     def _damaged(self, what: str, problem: str) -> StoreError:
-        return StoreError(f"{self.store.path}/{self.name}/{what}: {problem}; the store is "
-                          f"damaged, {_rebuild_hint(self.store.path, self.store.task_name)}")
+        return StoreError(
+            f"{self.store.path}/{self.name}/{what}: {problem}; the store is "
+            f"damaged, {_rebuild_hint(self.store.path, self.store.task_name)}"
+        )
 
     def _member(self, key: str) -> zarr.Array:
         try:
@@ -438,8 +449,9 @@ class SplitReader:
         except StoreError:
             raise
         except Exception as exc:  # KeyError (deleted), JSON errors (truncated metadata), ...
-            raise self._damaged(key, f"cannot open the array ({type(exc).__name__}: "
-                                     f"{str(exc)[:120]})") from None
+            raise self._damaged(
+                key, f"cannot open the array ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
 
     def _read(self, what: str, read: Any) -> Any:
         try:
@@ -447,8 +459,9 @@ class SplitReader:
         except StoreError:
             raise
         except Exception as exc:  # checksum / decompression errors of a corrupt chunk
-            raise self._damaged(what, f"unreadable data ({type(exc).__name__}: "
-                                      f"{str(exc)[:120]})") from None
+            raise self._damaged(
+                what, f"unreadable data ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
 
     def _verify_layout(self) -> None:
         """The arrays must have the shapes the attributes promise, and, in stores that write
@@ -466,8 +479,11 @@ class SplitReader:
         for key, shape in expected.items():
             array = arrays[key] if key in arrays else self._member(key)
             if tuple(array.shape) != shape:
-                raise self._damaged(key, f"shape {tuple(array.shape)} contradicts the split "
-                                         f"attributes, which promise {shape}")
+                raise self._damaged(
+                    key,
+                    f"shape {tuple(array.shape)} contradicts the split "
+                    f"attributes, which promise {shape}",
+                )
             if not np.issubdtype(array.dtype, np.integer):
                 raise self._damaged(key, f"dtype {array.dtype} is not an integer type")
             arrays[key] = array
@@ -476,8 +492,9 @@ class SplitReader:
         for key, array in arrays.items():
             missing = _missing_chunk_files(self.store.path / self.name / key, array)
             if missing:
-                raise self._damaged(key, f"{missing} chunk file(s) missing on disk (deleted "
-                                         f"or never copied)")
+                raise self._damaged(
+                    key, f"{missing} chunk file(s) missing on disk (deleted or never copied)"
+                )
 
     def _array(self, key: str) -> np.ndarray:
         if key not in self._cache:
@@ -513,8 +530,9 @@ class SplitReader:
         if "group_names" not in self._cache:
             names = self._read("group_names", lambda: _read_strings(self.group, "group_names"))
             if len(names) != self.meta.total_groups:
-                raise self._damaged("group_names", f"{len(names)} names for "
-                                                   f"{self.meta.total_groups} groups")
+                raise self._damaged(
+                    "group_names", f"{len(names)} names for {self.meta.total_groups} groups"
+                )
             self._cache["group_names"] = names
         return self._cache["group_names"]
 
@@ -523,9 +541,7 @@ class SplitReader:
         """int32[puzzles]: the group of each puzzle (derived from group_indices)."""
         if "puzzle_group" not in self._cache:
             counts = np.diff(self.group_indices)
-            self._cache["puzzle_group"] = np.repeat(
-                np.arange(len(counts), dtype=np.int32), counts
-            )
+            self._cache["puzzle_group"] = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
         return self._cache["puzzle_group"]
 
     @property
@@ -540,8 +556,10 @@ class SplitReader:
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """inputs and labels as numpy arrays in RAM (read once, then cached)."""
         if self._ram is None:
-            self._ram = (self._read("inputs", lambda: np.asarray(self.inputs[:])),
-                         self._read("labels", lambda: np.asarray(self.labels[:])))
+            self._ram = (
+                self._read("inputs", lambda: np.asarray(self.inputs[:])),
+                self._read("labels", lambda: np.asarray(self.labels[:])),
+            )
         return self._ram
 
     def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -555,18 +573,22 @@ class SplitReader:
             return empty, empty.copy()
         unique, inverse = np.unique(index, return_inverse=True)
         selection = (unique, slice(None))
-        inputs = self._read("inputs", lambda: np.asarray(
-            self.inputs.get_orthogonal_selection(selection)))
-        labels = self._read("labels", lambda: np.asarray(
-            self.labels.get_orthogonal_selection(selection)))
+        inputs = self._read(
+            "inputs", lambda: np.asarray(self.inputs.get_orthogonal_selection(selection))
+        )
+        labels = self._read(
+            "labels", lambda: np.asarray(self.labels.get_orthogonal_selection(selection))
+        )
         return inputs[inverse], labels[inverse]
 
     def row_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Contiguous rows [start, stop)."""
         if self._ram is not None:
             return self._ram[0][start:stop], self._ram[1][start:stop]
-        return (self._read("inputs", lambda: np.asarray(self.inputs[start:stop])),
-                self._read("labels", lambda: np.asarray(self.labels[start:stop])))
+        return (
+            self._read("inputs", lambda: np.asarray(self.inputs[start:stop])),
+            self._read("labels", lambda: np.asarray(self.labels[start:stop])),
+        )
 
 
 class Store:
@@ -600,7 +622,8 @@ class Store:
                 raise StoreError(
                     f"{self.path}/{name}: cannot open the split ({type(exc).__name__}: "
                     f"{str(exc)[:120]}); the store is damaged, "
-                    f"{_rebuild_hint(self.path, self.task_name)}") from None
+                    f"{_rebuild_hint(self.path, self.task_name)}"
+                ) from None
             if not isinstance(group, zarr.Group):
                 raise StoreError(f"{self.path}/{name} is not a split group; rebuild the store")
             self._readers[name] = SplitReader(self, name, group)
@@ -616,9 +639,10 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"{self.path}/identifier_names: unreadable ({type(exc).__name__}); "
-                             f"the store is damaged, {_rebuild_hint(self.path, self.task_name)}"
-                             ) from None
+            raise StoreError(
+                f"{self.path}/identifier_names: unreadable ({type(exc).__name__}); "
+                f"the store is damaged, {_rebuild_hint(self.path, self.task_name)}"
+            ) from None
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
@@ -634,8 +658,10 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
     if not path.exists():
         atomic.try_recover_dir(path)  # a replacement killed between its two renames
     if not path.exists():
-        raise StoreError(f"{path}: no such dataset store; build one with trmkit build --task "
-                         f"{task_name or 'NAME'} --out {path}")
+        raise StoreError(
+            f"{path}: no such dataset store; build one with trmkit build --task "
+            f"{task_name or 'NAME'} --out {path}"
+        )
     if not (path / "zarr.json").is_file():
         raise StoreError(f"{path}: not a trmkit dataset store (no zarr.json); {hint}")
     try:
@@ -655,12 +681,16 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
         raise StoreError(f"{path}: incomplete store (its build did not finish); {hint}")
     splits = attributes.get("splits")
     if not isinstance(splits, list) or not all(isinstance(x, str) and x for x in splits):
-        raise StoreError(f"{path}: root attribute splits is {str(splits)[:40]!r}, expected a "
-                         f"list of split names; the store is damaged, {hint}")
+        raise StoreError(
+            f"{path}: root attribute splits is {str(splits)[:40]!r}, expected a "
+            f"list of split names; the store is damaged, {hint}"
+        )
     for key in ("task", "task_version"):
         if key in attributes and not isinstance(attributes[key], str):
-            raise StoreError(f"{path}: root attribute {key} is {attributes[key]!r}, expected a "
-                             f"string; the store is damaged, {hint}")
+            raise StoreError(
+                f"{path}: root attribute {key} is {attributes[key]!r}, expected a "
+                f"string; the store is damaged, {hint}"
+            )
     stored_task = attributes.get("task")
     if task_name is not None and stored_task != task_name:
         raise StoreError(
@@ -676,5 +706,5 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
         )
     store = Store(path, root)
     for name in store.splits:  # attributes typed and agreeing with the arrays, every chunk
-        store.split(name)      # file present: a damaged split is refused on open, not later
+        store.split(name)  # file present: a damaged split is refused on open, not later
     return store

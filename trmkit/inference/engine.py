@@ -69,8 +69,13 @@ class Record:
     def samples(self) -> int:
         return self.preds.shape[1]
 
-    def valid(self, checker: Callable[[int, np.ndarray], bool], k: np.ndarray, s: np.ndarray,
-              b: np.ndarray) -> np.ndarray:
+    def valid(
+        self,
+        checker: Callable[[int, np.ndarray], bool],
+        k: np.ndarray,
+        s: np.ndarray,
+        b: np.ndarray,
+    ) -> np.ndarray:
         """Cached checker verdicts for the answers at (step k, sample s, row b)."""
         if self._valid is None or self._checker is not checker:
             self._valid = np.full(self.q.shape, -1, dtype=np.int8)
@@ -105,8 +110,9 @@ def augmentation_allowed(task: Task | None, per_variant_ids: bool) -> bool:
     return task is not None and not per_variant_ids
 
 
-def check_policy(policy: InferencePolicy, model: RecursiveModel, task: Task | None,
-                 per_variant_ids: bool) -> None:
+def check_policy(
+    policy: InferencePolicy, model: RecursiveModel, task: Task | None, per_variant_ids: bool
+) -> None:
     """One-line refusals of a policy this model or task cannot run."""
     policy.validate()
     if policy.noise > 0 and not isinstance(model, NoisyRecursion):
@@ -114,8 +120,7 @@ def check_policy(policy: InferencePolicy, model: RecursiveModel, task: Task | No
             f"--noise: the model {type(model).__name__} cannot perturb its recursion "
             "(it does not implement trmkit.models.protocol.NoisyRecursion); use augmentation"
         )
-    if policy.select == "valid" and (task is None or not isinstance(task.evaluator,
-                                                                    AnswerChecker)):
+    if policy.select == "valid" and (task is None or not isinstance(task.evaluator, AnswerChecker)):
         name = task.name if task is not None else "(none)"
         raise OptionError(
             f"--select valid: task {name!r} declares no answer checker (its evaluator has no "
@@ -124,18 +129,28 @@ def check_policy(policy: InferencePolicy, model: RecursiveModel, task: Task | No
     if policy.samples > 1:
         augments = policy.augment and augmentation_allowed(task, per_variant_ids)
         if not augments and policy.noise == 0:
-            why = ("augmentation is off" if not policy.augment else
-                   "this checkpoint's task uses per-variant puzzle ids, so its stored "
-                   "variants already vote and new ones have no trained embedding")
+            why = (
+                "augmentation is off"
+                if not policy.augment
+                else "this checkpoint's task uses per-variant puzzle ids, so its stored "
+                "variants already vote and new ones have no trained embedding"
+            )
             raise OptionError(
                 f"--samples {policy.samples}: the samples would all be identical ({why}); "
                 "give --noise SIGMA (e.g. 0.1)"
             )
 
 
-def record(model: RecursiveModel, rows: RowBatch, policy: InferencePolicy, task: Task | None,
-           *, depth: int, per_variant_ids: bool = False, generator: torch.Generator | None = None
-           ) -> Record:
+def record(
+    model: RecursiveModel,
+    rows: RowBatch,
+    policy: InferencePolicy,
+    task: Task | None,
+    *,
+    depth: int,
+    per_variant_ids: bool = False,
+    generator: torch.Generator | None = None,
+) -> Record:
     """Run ``policy.samples`` trajectories of every row for ``depth`` steps (model in eval
     mode; the caller may set the depth with `inference_depth`, done here otherwise)."""
     device = next(model.parameters()).device
@@ -147,18 +162,24 @@ def record(model: RecursiveModel, rows: RowBatch, policy: InferencePolicy, task:
     if augment:
         assert task is not None
         grids = decode_rows(task.codec, inputs)
-        transforms = draw_transforms(task.augmenter, grids, np.asarray(rows.keys), s_count - 1,
-                                     policy.seed)
+        transforms = draw_transforms(
+            task.augmenter, grids, np.asarray(rows.keys), s_count - 1, policy.seed
+        )
         for j in range(s_count - 1):
-            sample_inputs.append(augmented_inputs(task.codec, task.augmenter, grids,
-                                                  transforms[j], inputs))
+            sample_inputs.append(
+                augmented_inputs(task.codec, task.augmenter, grids, transforms[j], inputs)
+            )
     else:
         sample_inputs.extend([inputs] * (s_count - 1))
     flat = torch.as_tensor(np.concatenate(sample_inputs).astype(np.int32), device=device)
-    pids = torch.as_tensor(np.tile(np.asarray(rows.puzzle_ids), s_count).astype(np.int32),
-                           device=device)
-    batch = {"inputs": flat, "labels": torch.full_like(flat, IGNORE_LABEL_ID),
-             "puzzle_identifiers": pids}
+    pids = torch.as_tensor(
+        np.tile(np.asarray(rows.puzzle_ids), s_count).astype(np.int32), device=device
+    )
+    batch = {
+        "inputs": flat,
+        "labels": torch.full_like(flat, IGNORE_LABEL_ID),
+        "puzzle_identifiers": pids,
+    }
     length = inputs.shape[1]
     raw = np.zeros((depth, s_count, b_count, length), dtype=np.int16)
     q = np.zeros((depth, s_count, b_count), dtype=np.float32)
@@ -180,8 +201,8 @@ def record(model: RecursiveModel, rows: RowBatch, policy: InferencePolicy, task:
         with inference_depth(model, depth):
             rollout(model, batch, depth, on_step=keep)
     finally:
-        if noisy:
-            model.set_latent_noise(None)  # type: ignore[union-attr]
+        if isinstance(model, NoisyRecursion) and noisy:
+            model.set_latent_noise(None)
     seconds = time.perf_counter() - started
     same = np.zeros(q.shape, dtype=bool)
     same[1:] = (raw[1:] == raw[:-1]).all(axis=-1)
@@ -191,13 +212,13 @@ def record(model: RecursiveModel, rows: RowBatch, policy: InferencePolicy, task:
         preds = raw.copy()
         for j in range(1, s_count):
             for k in range(depth):
-                preds[k, j] = to_row_frame(task.codec, task.augmenter, transforms[j - 1],
-                                           raw[k, j])
+                preds[k, j] = to_row_frame(task.codec, task.augmenter, transforms[j - 1], raw[k, j])
     return Record(preds=preds, q=q, same=same, inputs=inputs, seconds=seconds)
 
 
-def stop_steps(rec: Record, halt: HaltPolicy, depth: int, samples: int) -> tuple[np.ndarray,
-                                                                                 np.ndarray]:
+def stop_steps(
+    rec: Record, halt: HaltPolicy, depth: int, samples: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(int [S, B] stopping step 1..depth, int [S, B] how many steps before it the answer had
     already been the same) for every trajectory under ``halt``."""
     q = rec.q[:depth, :samples]
@@ -216,9 +237,15 @@ def stop_steps(rec: Record, halt: HaltPolicy, depth: int, samples: int) -> tuple
     return stop + 1, stability
 
 
-def decide(rec: Record, halt: HaltPolicy, select: str, *, depth: int | None = None,
-           samples: int | None = None, checker: Callable[[int, np.ndarray], bool] | None = None
-           ) -> Decision:
+def decide(
+    rec: Record,
+    halt: HaltPolicy,
+    select: str,
+    *,
+    depth: int | None = None,
+    samples: int | None = None,
+    checker: Callable[[int, np.ndarray], bool] | None = None,
+) -> Decision:
     """Each row's answer under ``halt`` and ``select`` using the first ``samples`` samples
     and steps 1..``depth`` of ``rec`` (default: all of them)."""
     depth = rec.depth if depth is None else depth
@@ -243,18 +270,26 @@ def decide(rec: Record, halt: HaltPolicy, select: str, *, depth: int | None = No
         if select == "valid":
             if checker is None:
                 raise OptionError("--select valid needs the task's answer checker")
-            passed = rec.valid(checker, (stop - 1).reshape(-1),
-                               np.broadcast_to(s_idx, stop.shape).reshape(-1),
-                               b_idx.reshape(-1)).reshape(stop.shape)
-            any_pass = passed.any(axis=0)
+            passed = rec.valid(
+                checker,
+                (stop - 1).reshape(-1),
+                np.broadcast_to(s_idx, stop.shape).reshape(-1),
+                b_idx.reshape(-1),
+            ).reshape(stop.shape)
+            any_pass = np.asarray(passed.any(axis=0))
             eligible = np.where(any_pass[None], passed, ok)
         pool = equal & eligible[:, None] & eligible[None]
         pool_votes = pool.sum(axis=1)
         mean_conf = (pool * conf[None]).sum(axis=1) / np.maximum(pool_votes, 1)
         chosen = _best(eligible, pool_votes, mean_conf)
     rows = np.arange(b_count)
-    return Decision(preds=answers[chosen, rows], confidence=conf[chosen, rows], sample=chosen,
-                    steps=stop, votes=votes[chosen, rows])
+    return Decision(
+        preds=answers[chosen, rows],
+        confidence=conf[chosen, rows],
+        sample=chosen,
+        steps=stop,
+        votes=votes[chosen, rows],
+    )
 
 
 def _best(*keys: np.ndarray) -> np.ndarray:
@@ -283,5 +318,14 @@ def answer_checker(task: Task, rec_inputs: np.ndarray) -> Callable[[int, np.ndar
     return check
 
 
-__all__ = ["Decision", "Record", "RowBatch", "answer_checker", "augmentation_allowed",
-           "check_policy", "decide", "record", "stop_steps"]
+__all__ = [
+    "Decision",
+    "Record",
+    "RowBatch",
+    "answer_checker",
+    "augmentation_allowed",
+    "check_policy",
+    "decide",
+    "record",
+    "stop_steps",
+]

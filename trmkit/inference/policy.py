@@ -78,8 +78,11 @@ class InferencePolicy:
             raise OptionError(f"--steps {self.steps}: must be an integer >= 1")
         if not isinstance(self.samples, int) or self.samples < 1:
             raise OptionError(f"--samples {self.samples}: must be an integer >= 1")
-        if not isinstance(self.noise, (int, float)) or not math.isfinite(self.noise) \
-                or self.noise < 0:
+        if (
+            not isinstance(self.noise, (int, float))
+            or not math.isfinite(self.noise)
+            or self.noise < 0
+        ):
             raise OptionError(f"--noise {self.noise}: must be a finite number >= 0")
         if self.select not in SELECT_RULES:
             raise OptionError(
@@ -102,8 +105,10 @@ class InferencePolicy:
                 source.append("augmentations")
             if self.noise > 0:
                 source.append(f"noise {self.noise:g}")
-            parts.append(f"{self.samples} samples ({' + '.join(source) or 'identical'}), "
-                         f"select {self.select}")
+            parts.append(
+                f"{self.samples} samples ({' + '.join(source) or 'identical'}), "
+                f"select {self.select}"
+            )
         return ", ".join(parts)
 
 

@@ -32,10 +32,17 @@ def decode_rows(codec: Codec, tokens: np.ndarray) -> list[np.ndarray | None]:
     return grids
 
 
+def _same_shape(grids: Sequence[np.ndarray | None]) -> tuple[int, ...] | None:
+    """The common shape of ``grids`` when every one is present and they all share it."""
+    first = grids[0] if grids else None
+    if first is None or any(g is None or g.shape != first.shape for g in grids):
+        return None
+    return tuple(first.shape)
+
+
 def _encode_rows(codec: Codec, grids: Sequence[np.ndarray | None], seq_len: int) -> np.ndarray:
     out = np.full((len(grids), seq_len), INVALID, dtype=np.int16)
-    same_shape = grids and all(g is not None and g.shape == grids[0].shape for g in grids)
-    if same_shape and isinstance(codec, BatchCodec):
+    if _same_shape(grids) is not None and isinstance(codec, BatchCodec):
         try:
             return np.asarray(codec.encode_batch(np.stack(grids)), dtype=np.int16)  # type: ignore[arg-type]
         except (ValueError, IndexError):
@@ -48,10 +55,11 @@ def _encode_rows(codec: Codec, grids: Sequence[np.ndarray | None], seq_len: int)
     return out
 
 
-def _map(augmenter: Augmenter, transforms: np.ndarray, grids: list[np.ndarray | None],
-         inverse: bool) -> list[np.ndarray | None]:
-    same_shape = grids and all(g is not None and g.shape == grids[0].shape for g in grids)
-    square = same_shape and grids[0].ndim == 2 and grids[0].shape[0] == grids[0].shape[1]  # type: ignore[union-attr]
+def _map(
+    augmenter: Augmenter, transforms: np.ndarray, grids: list[np.ndarray | None], inverse: bool
+) -> list[np.ndarray | None]:
+    shape = _same_shape(grids)
+    square = shape is not None and len(shape) == 2 and shape[0] == shape[1]
     if square and isinstance(augmenter, BatchAugmenter):
         fn = augmenter.invert_batch if inverse else augmenter.apply_batch
         try:
@@ -75,8 +83,13 @@ REDRAWS = 8
 """attempts at a transform not drawn before for the same row."""
 
 
-def draw_transforms(augmenter: Augmenter, input_grids: Sequence[np.ndarray | None],
-                    keys: np.ndarray, count: int, seed: int) -> np.ndarray:
+def draw_transforms(
+    augmenter: Augmenter,
+    input_grids: Sequence[np.ndarray | None],
+    keys: np.ndarray,
+    count: int,
+    seed: int,
+) -> np.ndarray:
     """int [count, B, transform_size]: ``count`` non-identity transforms per row, drawn one
     at a time with ``default_rng([seed, key])`` so that the draws are nested (the first
     S - 1 of any larger count are exactly what ``--samples S`` uses, which the sweep relies
@@ -103,8 +116,13 @@ def draw_transforms(augmenter: Augmenter, input_grids: Sequence[np.ndarray | Non
     return out
 
 
-def augmented_inputs(codec: Codec, augmenter: Augmenter, input_grids: list[np.ndarray | None],
-                     transforms: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+def augmented_inputs(
+    codec: Codec,
+    augmenter: Augmenter,
+    input_grids: list[np.ndarray | None],
+    transforms: np.ndarray,
+    fallback: np.ndarray,
+) -> np.ndarray:
     """Token rows of ``apply(transforms[b], input_grids[b])`` (``fallback`` rows where a
     grid cannot be transformed or encoded)."""
     grids = _map(augmenter, transforms, input_grids, inverse=False)
@@ -114,13 +132,15 @@ def augmented_inputs(codec: Codec, augmenter: Augmenter, input_grids: list[np.nd
     return tokens.astype(fallback.dtype)
 
 
-def to_row_frame(codec: Codec, augmenter: Augmenter, transforms: np.ndarray,
-                 predictions: np.ndarray) -> np.ndarray:
+def to_row_frame(
+    codec: Codec, augmenter: Augmenter, transforms: np.ndarray, predictions: np.ndarray
+) -> np.ndarray:
     """Predicted token rows of augmented samples mapped back to their rows' frame
     (``INVALID`` rows where decoding or the inverse fails)."""
     grids = decode_rows(codec, predictions)
-    return _encode_rows(codec, _map(augmenter, transforms, grids, inverse=True),
-                        predictions.shape[1])
+    return _encode_rows(
+        codec, _map(augmenter, transforms, grids, inverse=True), predictions.shape[1]
+    )
 
 
 __all__ = ["INVALID", "augmented_inputs", "decode_rows", "draw_transforms", "to_row_frame"]

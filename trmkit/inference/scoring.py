@@ -7,8 +7,9 @@ import numpy as np
 from trmkit.batch import IGNORE_LABEL_ID
 
 
-def seq_scores(preds: np.ndarray, labels: np.ndarray, counted: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def seq_scores(
+    preds: np.ndarray, labels: np.ndarray, counted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-row token accuracy and exactness over non-ignored labels (0 / False on rows not
     ``counted``: padding, or no label to score)."""
     mask = labels != IGNORE_LABEL_ID

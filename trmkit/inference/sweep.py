@@ -52,17 +52,25 @@ class SweepGrid:
     seed: int = 0
 
 
-def default_grid(model: RecursiveModel, task: Task | None, per_variant_ids: bool, *,
-                 depths: tuple[int, ...] | None = None, samples: tuple[int, ...] | None = None,
-                 noise: float = DEFAULT_NOISE, seed: int = 0,
-                 sources: tuple[str, ...] | None = None) -> SweepGrid:
+def default_grid(
+    model: RecursiveModel,
+    task: Task | None,
+    per_variant_ids: bool,
+    *,
+    depths: tuple[int, ...] | None = None,
+    samples: tuple[int, ...] | None = None,
+    noise: float = DEFAULT_NOISE,
+    seed: int = 0,
+    sources: tuple[str, ...] | None = None,
+) -> SweepGrid:
     """Depths 1, 2, 4, ... up to 2 x N_sup (and N_sup itself); samples 1..16; every halting
     policy; every selection rule the task supports; the diversity sources asked for
     (default: both, where the model and task support them)."""
     trained = model.halt_max_steps
     if depths is None:
-        depths = tuple(sorted({trained, *(2 ** i for i in range(8) if 2 ** i <= 2 * trained),
-                               2 * trained}))
+        depths = tuple(
+            sorted({trained, *(2**i for i in range(8) if 2**i <= 2 * trained), 2 * trained})
+        )
     samples = samples or DEFAULT_SAMPLES
     selects = ["q", "vote", "converged"]
     if task is not None and isinstance(task.evaluator, AnswerChecker):
@@ -78,16 +86,25 @@ def default_grid(model: RecursiveModel, task: Task | None, per_variant_ids: bool
         if source not in SOURCES:
             raise OptionError(f"--sweep-sources {source!r}: expected augment and/or noise")
         if source not in supported:
-            raise OptionError(f"--sweep-sources {source}: this checkpoint cannot use it "
-                              f"(it supports: {', '.join(supported) or 'none'})")
+            raise OptionError(
+                f"--sweep-sources {source}: this checkpoint cannot use it "
+                f"(it supports: {', '.join(supported) or 'none'})"
+            )
     if max(samples) > 1 and not sources:
-        raise OptionError("--sweep: this model and task offer no source of sample diversity "
-                          "(no augmentation, no latent noise); sweep depth only with "
-                          "--sweep-samples 1")
-    return SweepGrid(depths=tuple(depths), samples=tuple(samples),
-                     halts=(HaltPolicy("fixed"), HaltPolicy("q"), HaltPolicy("converged")),
-                     selects=tuple(selects), sources=tuple(sources) or ("augment",),
-                     noise=noise, seed=seed)
+        raise OptionError(
+            "--sweep: this model and task offer no source of sample diversity "
+            "(no augmentation, no latent noise); sweep depth only with "
+            "--sweep-samples 1"
+        )
+    return SweepGrid(
+        depths=tuple(depths),
+        samples=tuple(samples),
+        halts=(HaltPolicy("fixed"), HaltPolicy("q"), HaltPolicy("converged")),
+        selects=tuple(selects),
+        sources=tuple(sources) or ("augment",),
+        noise=noise,
+        seed=seed,
+    )
 
 
 @attrs.define
@@ -98,8 +115,11 @@ class SweepReport:
     def baseline(self) -> dict[str, Any]:
         """The plain evaluation: 1 sample, fixed halting, at the trained depth."""
         trained = self.config["trained_steps"]
-        return next(p for p in self.points if p["samples"] == 1 and p["halt"] == "fixed"
-                    and p["depth"] == trained)
+        return next(
+            p
+            for p in self.points
+            if p["samples"] == 1 and p["halt"] == "fixed" and p["depth"] == trained
+        )
 
     def best_within(self, factor: float) -> dict[str, Any]:
         """The most accurate point within ``factor`` x the baseline's forward passes."""
@@ -109,9 +129,13 @@ class SweepReport:
         return max(pool, key=lambda p: (p["exact_accuracy"], -p["forward_passes"]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "baseline": self.baseline(),
-                "best_within_8x": self.best_within(8.0),
-                "pareto_front": pareto_front(self.points), "points": self.points}
+        return {
+            "config": self.config,
+            "baseline": self.baseline(),
+            "best_within_8x": self.best_within(8.0),
+            "pareto_front": pareto_front(self.points),
+            "points": self.points,
+        }
 
     def write(self, out_dir: Path, plot: bool = True) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,24 +143,36 @@ class SweepReport:
         tmp = out_dir / "sweep.json.tmp"
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         tmp.replace(written[0])
-        title = (f"{self.config['task']}: {self.config['count']} puzzles, "
-                 f"trained N_sup {self.config['trained_steps']}")
+        title = (
+            f"{self.config['task']}: {self.config['count']} puzzles, "
+            f"trained N_sup {self.config['trained_steps']}"
+        )
         if plot and plot_sweep(self.points, out_dir / "sweep.png", title):
             written.append(out_dir / "sweep.png")
         return written
 
 
 @torch.no_grad()
-def run_sweep(model: RecursiveModel, split: Any, task: Task | None, grid: SweepGrid, *,
-              batch_size: int = 256, max_examples: int = 0, progress: bool = False
-              ) -> SweepReport:
+def run_sweep(
+    model: RecursiveModel,
+    split: Any,
+    task: Task | None,
+    grid: SweepGrid,
+    *,
+    batch_size: int = 256,
+    max_examples: int = 0,
+    progress: bool = False,
+) -> SweepReport:
     """Evaluate every point of ``grid`` on a store split (one process)."""
     from trmkit.data.loader import EvalLoader
 
     per_variant = int(split.meta.num_puzzle_identifiers) > 1
     depth, s_max = max(grid.depths), max(grid.samples)
-    combos = [(h, sel, d, s) for h, sel, d, s in itertools.product(
-        grid.halts, grid.selects, grid.depths, grid.samples) if s > 1 or sel == grid.selects[0]]
+    combos = [
+        (h, sel, d, s)
+        for h, sel, d, s in itertools.product(grid.halts, grid.selects, grid.depths, grid.samples)
+        if s > 1 or sel == grid.selects[0]
+    ]
     points: list[dict[str, Any]] = []
     was_training = model.training
     model.eval()
@@ -145,9 +181,14 @@ def run_sweep(model: RecursiveModel, split: Any, task: Task | None, grid: SweepG
     sources = grid.sources if s_max > 1 else grid.sources[:1]
     try:
         for source in sources:
-            policy = InferencePolicy(steps=depth, samples=s_max, augment=source == "augment",
-                                     noise=grid.noise if source == "noise" else 0.0,
-                                     select="vote", seed=grid.seed)
+            policy = InferencePolicy(
+                steps=depth,
+                samples=s_max,
+                augment=source == "augment",
+                noise=grid.noise if source == "noise" else 0.0,
+                select="vote",
+                seed=grid.seed,
+            )
             if s_max > 1:
                 check_policy(policy, model, task, per_variant)
             sums = np.zeros((len(combos), 3))  # exact, token accuracy, forward passes
@@ -169,17 +210,30 @@ def run_sweep(model: RecursiveModel, split: Any, task: Task | None, grid: SweepG
                     break
                 labels = np.asarray(batch["labels"])
                 counted = (np.asarray(batch["puzzle_index"]) >= 0) & (
-                    (labels != IGNORE_LABEL_ID).sum(-1) > 0)
-                rows = RowBatch(inputs=np.asarray(batch["inputs"]),
-                                puzzle_ids=np.asarray(batch["puzzle_identifiers"]),
-                                keys=np.asarray(batch["example_index"]))
-                rec = record(model, rows, policy, task, depth=depth,
-                             per_variant_ids=per_variant, generator=generator)
+                    (labels != IGNORE_LABEL_ID).sum(-1) > 0
+                )
+                rows = RowBatch(
+                    inputs=np.asarray(batch["inputs"]),
+                    puzzle_ids=np.asarray(batch["puzzle_identifiers"]),
+                    keys=np.asarray(batch["example_index"]),
+                )
+                rec = record(
+                    model,
+                    rows,
+                    policy,
+                    task,
+                    depth=depth,
+                    per_variant_ids=per_variant,
+                    generator=generator,
+                )
                 seconds += rec.seconds
                 rows_run += len(labels)
                 count += int(counted.sum())
-                checker = (answer_checker(task, rec.inputs) if task is not None
-                           and "valid" in grid.selects else None)
+                checker = (
+                    answer_checker(task, rec.inputs)
+                    if task is not None and "valid" in grid.selects
+                    else None
+                )
                 for c, (halt, select, d, s) in enumerate(combos):
                     dec = decide(rec, halt, select, depth=d, samples=s, checker=checker)
                     acc, exact = seq_scores(dec.preds, labels, counted)
@@ -192,29 +246,49 @@ def run_sweep(model: RecursiveModel, split: Any, task: Task | None, grid: SweepG
             n = max(count, 1)
             for c, (halt, select, d, s) in enumerate(combos):
                 passes = float(sums[c, 2] / n)
-                points.append({
-                    "source": source if s > 1 else "-", "halt": str(halt),
-                    "select": select if s > 1 else "-", "depth": d, "samples": s,
-                    "exact_accuracy": float(sums[c, 0] / n),
-                    "accuracy": float(sums[c, 1] / n),
-                    "forward_passes": passes, "mean_steps": passes / s,
-                    "seconds_per_puzzle": passes * per_pass,
-                })
+                points.append(
+                    {
+                        "source": source if s > 1 else "-",
+                        "halt": str(halt),
+                        "select": select if s > 1 else "-",
+                        "depth": d,
+                        "samples": s,
+                        "exact_accuracy": float(sums[c, 0] / n),
+                        "accuracy": float(sums[c, 1] / n),
+                        "forward_passes": passes,
+                        "mean_steps": passes / s,
+                        "seconds_per_puzzle": passes * per_pass,
+                    }
+                )
     finally:
         model.train(was_training)
     # points at 1 sample do not depend on the source: keep one copy
     unique: dict[tuple, dict[str, Any]] = {}
     for p in points:
         unique.setdefault((p["source"], p["halt"], p["select"], p["depth"], p["samples"]), p)
-    config = {"task": task.name if task is not None else None, "count": count,
-              "trained_steps": model.halt_max_steps, "depths": list(grid.depths),
-              "samples": list(grid.samples), "halts": [str(h) for h in grid.halts],
-              "selects": list(grid.selects), "sources": list(sources),
-              "noise": grid.noise, "seed": grid.seed, "batch_size": batch_size,
-              "device": str(next(model.parameters()).device),
-              "threads": torch.get_num_threads()}
+    config = {
+        "task": task.name if task is not None else None,
+        "count": count,
+        "trained_steps": model.halt_max_steps,
+        "depths": list(grid.depths),
+        "samples": list(grid.samples),
+        "halts": [str(h) for h in grid.halts],
+        "selects": list(grid.selects),
+        "sources": list(sources),
+        "noise": grid.noise,
+        "seed": grid.seed,
+        "batch_size": batch_size,
+        "device": str(next(model.parameters()).device),
+        "threads": torch.get_num_threads(),
+    }
     return SweepReport(config=config, points=list(unique.values()))
 
 
-__all__ = ["DEFAULT_NOISE", "DEFAULT_SAMPLES", "SweepGrid", "SweepReport", "default_grid",
-           "run_sweep"]
+__all__ = [
+    "DEFAULT_NOISE",
+    "DEFAULT_SAMPLES",
+    "SweepGrid",
+    "SweepReport",
+    "default_grid",
+    "run_sweep",
+]

@@ -41,24 +41,34 @@ class ImportResult:
 def infer_task(seq_len: int, vocab_size: int) -> tuple[Task, str]:
     """The installed task with this encoding, when exactly one plugin's primary task fits."""
     entries = plugins.task_entries()
-    fits = [e for e in entries.values()
-            if e.task.codec.seq_len == seq_len and e.task.codec.vocab_size == vocab_size]
+    fits = [
+        e
+        for e in entries.values()
+        if e.task.codec.seq_len == seq_len and e.task.codec.vocab_size == vocab_size
+    ]
     if len(fits) == 1:
-        return fits[0].task, f"inferred: the only installed task with seq_len {seq_len} and " \
-                             f"vocab {vocab_size}"
+        return fits[
+            0
+        ].task, f"inferred: the only installed task with seq_len {seq_len} and vocab {vocab_size}"
     # a plugin's primary task is the one aliased by the plugin's own name (sudoku, maze)
     primary = [e for e in fits if e.plugin in e.aliases]
     if len(primary) == 1:
         others = ", ".join(sorted(e.task.name for e in fits if e is not primary[0]))
-        return primary[0].task, (f"inferred: plugin {primary[0].plugin!r}'s primary task for "
-                                 f"seq_len {seq_len}, vocab {vocab_size} (same encoding: "
-                                 f"{others})")
+        return primary[0].task, (
+            f"inferred: plugin {primary[0].plugin!r}'s primary task for "
+            f"seq_len {seq_len}, vocab {vocab_size} (same encoding: "
+            f"{others})"
+        )
     if not fits:
-        raise CheckpointError(f"no installed task encodes seq_len {seq_len} with vocab "
-                              f"{vocab_size}; install its plugin and pass --task NAME")
+        raise CheckpointError(
+            f"no installed task encodes seq_len {seq_len} with vocab "
+            f"{vocab_size}; install its plugin and pass --task NAME"
+        )
     names = ", ".join(sorted(e.task.name for e in fits))
-    raise CheckpointError(f"several tasks encode seq_len {seq_len} with vocab {vocab_size} "
-                          f"({names}); pass --task NAME")
+    raise CheckpointError(
+        f"several tasks encode seq_len {seq_len} with vocab {vocab_size} "
+        f"({names}); pass --task NAME"
+    )
 
 
 def _resolve_task(name: str | None, dims: official.Dims) -> tuple[Task, str]:
@@ -76,7 +86,7 @@ def _resolve_task(name: str | None, dims: official.Dims) -> tuple[Task, str]:
 
 def fetch_hub(source: str) -> Path:
     """Download ``hf://OWNER/REPO[/SUBDIR]`` (huggingface_hub) and return the local path."""
-    rest = source[len(HUB_SCHEME):].strip("/")
+    rest = source[len(HUB_SCHEME) :].strip("/")
     parts = rest.split("/")
     if len(parts) < 2 or not all(parts[:2]):
         raise CheckpointError(f"{source}: expected hf://OWNER/REPO[/SUBDIR]")
@@ -84,8 +94,9 @@ def fetch_hub(source: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise CheckpointError("hf:// sources need huggingface_hub: pip install 'trmkit[hub]'"
-                              ) from None
+        raise CheckpointError(
+            "hf:// sources need huggingface_hub: pip install 'trmkit[hub]'"
+        ) from None
     _check_online("huggingface.co")
     patterns = [f"{subdir}/*" if subdir else "*"]
     try:
@@ -104,19 +115,29 @@ def _check_online(host: str) -> None:
     import socket
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise CheckpointError(f"cannot download from {host}: HF_HUB_OFFLINE is set; download "
-                              f"the run elsewhere and import the local directory")
+        raise CheckpointError(
+            f"cannot download from {host}: HF_HUB_OFFLINE is set; download "
+            f"the run elsewhere and import the local directory"
+        )
     try:
         socket.create_connection((host, 443), timeout=3).close()
     except OSError as exc:
-        raise CheckpointError(f"cannot reach {host} ({exc.strerror or exc}); this machine "
-                              f"looks offline: download the run elsewhere and import the "
-                              f"local directory") from None
+        raise CheckpointError(
+            f"cannot reach {host} ({exc.strerror or exc}); this machine "
+            f"looks offline: download the run elsewhere and import the "
+            f"local directory"
+        ) from None
 
 
-def import_run(source: str | Path, out: Path, *, data: Path | None = None,
-               task_name: str | None = None, step: int | None = None, force: bool = False
-               ) -> ImportResult:
+def import_run(
+    source: str | Path,
+    out: Path,
+    *,
+    data: Path | None = None,
+    task_name: str | None = None,
+    step: int | None = None,
+    force: bool = False,
+) -> ImportResult:
     """Turn an official run directory or step file into a trmkit bundle at ``out``."""
     from trmkit.models import build_model, count_parameters, make_config
 
@@ -133,15 +154,21 @@ def import_run(source: str | Path, out: Path, *, data: Path | None = None,
         config = make_config(run.model_name, fields)
         model = build_model(run.model_name, config)
     except TrmkitError as exc:
-        raise CheckpointError(f"{run.weights_file.parent / official.CONFIG_FILE}: {exc}"
-                              ) from None
+        raise CheckpointError(f"{run.weights_file.parent / official.CONFIG_FILE}: {exc}") from None
     state = official.to_trmkit_state(run, model)
     model.load_state_dict(state, strict=True)
     manifest = _manifest(run, config, task, dims, path, data)
     _write_bundle(out, model.state_dict(), manifest)
-    return ImportResult(bundle=out, model_name=run.model_name, task=task.name, step=run.step,
-                        parameters=count_parameters(model), dims_source=dims.source,
-                        task_source=task_source, compiled=run.compiled)
+    return ImportResult(
+        bundle=out,
+        model_name=run.model_name,
+        task=task.name,
+        step=run.step,
+        parameters=count_parameters(model),
+        dims_source=dims.source,
+        task_source=task_source,
+        compiled=run.compiled,
+    )
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -149,12 +176,20 @@ def _check_out(out: Path, force: bool) -> None:
         if not force:
             raise CheckpointError(f"{out} already exists; pass --force to replace it")
         if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file()):
-            raise CheckpointError(f"{out} exists and is not a checkpoint bundle; refusing to "
-                                  f"replace it (choose another --out)")
+            raise CheckpointError(
+                f"{out} exists and is not a checkpoint bundle; refusing to "
+                f"replace it (choose another --out)"
+            )
 
 
-def _manifest(run: official.OfficialRun, config: Any, task: Task, dims: official.Dims,
-              source: Path, data: Path | None) -> Manifest:
+def _manifest(
+    run: official.OfficialRun,
+    config: Any,
+    task: Task,
+    dims: official.Dims,
+    source: Path,
+    data: Path | None,
+) -> Manifest:
     info = dims.info
     meta: dict[str, Any] = {
         "pad_id": int(info.get("pad_id", task.codec.pad_id)),
@@ -179,8 +214,11 @@ def _manifest(run: official.OfficialRun, config: Any, task: Task, dims: official
             "ema": cfg.get("ema"),
             "ema_rate": cfg.get("ema_rate"),
         },
-        "train": {"epochs": cfg.get("epochs"), "eval_interval": cfg.get("eval_interval"),
-                  "seed": cfg.get("seed")},
+        "train": {
+            "epochs": cfg.get("epochs"),
+            "eval_interval": cfg.get("eval_interval"),
+            "seed": cfg.get("seed"),
+        },
         "official_config": json.loads(json.dumps(cfg, default=str)),
     }
     provenance = {
@@ -198,10 +236,13 @@ def _manifest(run: official.OfficialRun, config: Any, task: Task, dims: official
         model=ModelRecord(name=run.model_name, config=attrs.asdict(config)),
         task=TaskRecord(name=task.name, version=task.version),
         dataset=DatasetRecord(
-            seq_len=dims.seq_len, vocab_size=dims.vocab_size,
+            seq_len=dims.seq_len,
+            vocab_size=dims.vocab_size,
             num_puzzle_identifiers=dims.num_puzzle_identifiers,
             blank_identifier_id=int(info.get("blank_identifier_id", 0)),
-            path="", store=provenance, meta=meta,
+            path="",
+            store=provenance,
+            meta=meta,
         ),
         recipe=recipe,
     )
@@ -213,8 +254,9 @@ def _write_bundle(out: Path, state: dict[str, torch.Tensor], manifest: Manifest)
     write_bundle(out, manifest, state, force=True)  # _check_out refused what must be kept
 
 
-def export_bundle(checkpoint: Path, out: Path, *, raw: bool = False, compiled: bool = True,
-                  force: bool = False) -> Path:
+def export_bundle(
+    checkpoint: Path, out: Path, *, raw: bool = False, compiled: bool = True, force: bool = False
+) -> Path:
     """Write a trmkit bundle as an official run directory (step_<N> + all_config.yaml)."""
     from trmkit.checkpoint import load_bundle
 
@@ -252,9 +294,12 @@ def describe(path: Path) -> dict[str, Any]:
     run = official.read_run(p)
     try:
         dims = official.resolve_dims(run, None, None)
-        dims_text: dict[str, Any] = {"seq_len": dims.seq_len, "vocab_size": dims.vocab_size,
-                                     "puzzle_identifiers": dims.num_puzzle_identifiers,
-                                     "dimensions_from": dims.source}
+        dims_text: dict[str, Any] = {
+            "seq_len": dims.seq_len,
+            "vocab_size": dims.vocab_size,
+            "puzzle_identifiers": dims.num_puzzle_identifiers,
+            "dimensions_from": dims.source,
+        }
         try:
             task, how = infer_task(dims.seq_len, dims.vocab_size)
             dims_text["task"] = f"{task.name} ({how})"

@@ -118,8 +118,10 @@ def find_run(path: Path, step: int | None = None) -> tuple[Path, Path]:
     """(run directory, weights file) for a run directory or a ``step_<N>`` file."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise CheckpointError(f"{path}: no such file or directory (give an official run "
-                              f"directory with {CONFIG_FILE} and step_<N> files, or a step file)")
+        raise CheckpointError(
+            f"{path}: no such file or directory (give an official run "
+            f"directory with {CONFIG_FILE} and step_<N> files, or a step file)"
+        )
     if path.is_file():
         if step is not None:
             raise CheckpointError(f"{path}: --step applies to a run directory, not a step file")
@@ -130,8 +132,9 @@ def find_run(path: Path, step: int | None = None) -> tuple[Path, Path]:
         if child.is_file() and (m := _STEP_FILE.match(child.name))
     )
     if not steps:
-        raise CheckpointError(f"{path}: holds no step_<N> weights file (not an official run "
-                              f"directory?)")
+        raise CheckpointError(
+            f"{path}: holds no step_<N> weights file (not an official run directory?)"
+        )
     if step is None:
         return path, steps[-1][1]
     for number, file in steps:
@@ -151,12 +154,15 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
     file = run_dir / CONFIG_FILE
     if not file.is_file():
-        raise CheckpointError(f"{file}: missing; an official run directory has the "
-                              f"{CONFIG_FILE} that pretrain.py writes beside its step files")
+        raise CheckpointError(
+            f"{file}: missing; an official run directory has the "
+            f"{CONFIG_FILE} that pretrain.py writes beside its step files"
+        )
     from trmkit.textio import read_text
 
-    text = read_text(file, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError,
-                     what="training config")
+    text = read_text(
+        file, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError, what="training config"
+    )
     try:
         config = yaml.safe_load(text)
     except RecursionError:
@@ -168,8 +174,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or not isinstance(config.get("arch"), dict):
         raise CheckpointError(f"{file}: has no 'arch' section (not an official training config)")
     if not isinstance(config["arch"].get("name"), str):
-        raise CheckpointError(f"{file}: arch.name is missing (e.g. "
-                              f"{OFFICIAL_ARCH_NAMES['trm']!r})")
+        raise CheckpointError(f"{file}: arch.name is missing (e.g. {OFFICIAL_ARCH_NAMES['trm']!r})")
     return config
 
 
@@ -177,8 +182,10 @@ def model_name_for(arch_name: str, where: Path) -> str:
     module = arch_name.split("@", 1)[0].rsplit(".", 1)[-1]
     if module not in ARCHITECTURES:
         known = ", ".join(sorted(OFFICIAL_ARCH_NAMES.values()))
-        raise CheckpointError(f"{where / CONFIG_FILE}: arch.name {arch_name!r} is not an "
-                              f"architecture trmkit can import (known: {known})")
+        raise CheckpointError(
+            f"{where / CONFIG_FILE}: arch.name {arch_name!r} is not an "
+            f"architecture trmkit can import (known: {known})"
+        )
     return ARCHITECTURES[module]
 
 
@@ -194,18 +201,23 @@ def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
     with open(file, "rb") as handle:
         head = handle.read(2)
     if head != b"PK" and head[:1] != b"\x80":  # torch's zip format, or a legacy pickle
-        raise CheckpointError(f"{file}: not a torch checkpoint (neither torch's zip format nor "
-                              f"a pickle: corrupt, or another kind of file)")
+        raise CheckpointError(
+            f"{file}: not a torch checkpoint (neither torch's zip format nor "
+            f"a pickle: corrupt, or another kind of file)"
+        )
     if head == b"PK":  # torch does not check the zip records' CRCs; a damaged tensor loads
         try:
             with zipfile.ZipFile(file) as archive:
                 bad = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise CheckpointError(f"{file}: not a readable torch checkpoint (truncated or "
-                                  f"corrupt? {exc})") from None
+            raise CheckpointError(
+                f"{file}: not a readable torch checkpoint (truncated or corrupt? {exc})"
+            ) from None
         if bad is not None:
-            raise CheckpointError(f"{file}: record {bad!r} fails its CRC check (the file is "
-                                  f"corrupt; copy or download it again)")
+            raise CheckpointError(
+                f"{file}: record {bad!r} fails its CRC check (the file is "
+                f"corrupt; copy or download it again)"
+            )
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -222,8 +234,10 @@ def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
                 f"{file}: a pickle that is not a torch.save file of tensors, refused (trmkit "
                 f"reads official checkpoints with weights_only=True and never runs pickled code)"
             ) from None
-        reason = next((line for line in lines if "load key" in line or "pickle" in line.lower()),
-                      lines[0] if lines else type(exc).__name__)
+        reason = next(
+            (line for line in lines if "load key" in line or "pickle" in line.lower()),
+            lines[0] if lines else type(exc).__name__,
+        )
         raise CheckpointError(
             f"{file}: not a readable torch checkpoint (truncated or corrupt? {reason[:160]})"
         ) from None
@@ -233,19 +247,25 @@ def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
             f"{file}: not a readable torch checkpoint (truncated or corrupt? {first[:160]})"
         ) from None
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"{file}: holds a {type(state).__name__}, expected the dict of "
-                              f"tensors that pretrain.py saves")
+        raise CheckpointError(
+            f"{file}: holds a {type(state).__name__}, expected the dict of "
+            f"tensors that pretrain.py saves"
+        )
     compiled = bool(state) and all(str(k).startswith(_COMPILED) for k in state)
     tensors: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"{file}: entry {key!r} is a {type(value).__name__}, not a "
-                                  f"tensor (expected model.state_dict())")
-        name = key[len(_COMPILED):] if compiled else key
+            raise CheckpointError(
+                f"{file}: entry {key!r} is a {type(value).__name__}, not a "
+                f"tensor (expected model.state_dict())"
+            )
+        name = key[len(_COMPILED) :] if compiled else key
         if not name.startswith(_INNER):
-            raise CheckpointError(f"{file}: tensor {key!r} is not under '{_INNER}' (not a "
-                                  f"checkpoint of the official ACT model)")
-        tensors[name[len(_INNER):]] = value
+            raise CheckpointError(
+                f"{file}: tensor {key!r} is not under '{_INNER}' (not a "
+                f"checkpoint of the official ACT model)"
+            )
+        tensors[name[len(_INNER) :]] = value
     if not tensors:
         raise CheckpointError(f"{file}: holds no tensors")
     return tensors, compiled
@@ -258,8 +278,9 @@ def read_run(path: Path, step: int | None = None) -> OfficialRun:
     tensors, compiled = read_weights(file)
     match = _STEP_FILE.match(file.name)
     number = int(match.group(1)) if match else 0
-    return OfficialRun(weights_file=file, step=number, config=config, tensors=tensors,
-                       compiled=compiled)
+    return OfficialRun(
+        weights_file=file, step=number, config=config, tensors=tensors, compiled=compiled
+    )
 
 
 # ---------------------------------------------------------------------- dimensions
@@ -268,12 +289,19 @@ def read_run(path: Path, step: int | None = None) -> OfficialRun:
 def _read_dataset_json(folder: Path) -> dict[str, Any] | None:
     from trmkit.textio import read_json
 
-    for candidate in (folder / "train" / "dataset.json", folder / "dataset.json",
-                      folder / "test" / "dataset.json"):
+    for candidate in (
+        folder / "train" / "dataset.json",
+        folder / "dataset.json",
+        folder / "test" / "dataset.json",
+    ):
         if candidate.is_file():
             try:
-                info = read_json(candidate, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError,
-                                 what="dataset.json")
+                info = read_json(
+                    candidate,
+                    max_bytes=MAX_CONFIG_BYTES,
+                    error=CheckpointError,
+                    what="dataset.json",
+                )
             except CheckpointError as exc:
                 detail = str(exc).removeprefix(f"{candidate}: ")
                 raise CheckpointError(f"{candidate}: unreadable JSON ({detail})") from None
@@ -282,8 +310,9 @@ def _read_dataset_json(folder: Path) -> dict[str, Any] | None:
             for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
                 value = info.get(key)
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise CheckpointError(f"{candidate}: field {key!r} must be a positive "
-                                          f"integer, not {value!r}")
+                    raise CheckpointError(
+                        f"{candidate}: field {key!r} must be a positive integer, not {value!r}"
+                    )
             info["_file"] = str(candidate)
             return info
     return None
@@ -303,8 +332,10 @@ def resolve_dims(run: OfficialRun, data: Path | None, task_seq_len: int | None) 
     if data is not None:
         info = _read_dataset_json(Path(data).expanduser())
         if info is None:
-            raise CheckpointError(f"{data}: no train/dataset.json or dataset.json (give the "
-                                  f"official dataset directory the run was trained on)")
+            raise CheckpointError(
+                f"{data}: no train/dataset.json or dataset.json (give the "
+                f"official dataset directory the run was trained on)"
+            )
         return _dims_from(info, f"--data {info['_file']}")
     run_dir = run.weights_file.parent
     paths = run.config.get("data_paths") or []
@@ -320,8 +351,10 @@ def resolve_dims(run: OfficialRun, data: Path | None, task_seq_len: int | None) 
     tensors, arch = run.tensors, run.arch
     embed = tensors.get("embed_tokens.embedding_weight")
     if embed is None or embed.ndim != 2:
-        raise CheckpointError(f"{run.weights_file}: no embed_tokens.embedding_weight [vocab, "
-                              f"D] tensor; cannot tell the vocabulary size")
+        raise CheckpointError(
+            f"{run.weights_file}: no embed_tokens.embedding_weight [vocab, "
+            f"D] tensor; cannot tell the vocabulary size"
+        )
     vocab = int(embed.shape[0])
     table = tensors.get("puzzle_emb.weights")
     num_ids = int(table.shape[0]) if table is not None and table.ndim == 2 else 1
@@ -351,9 +384,13 @@ def resolve_dims(run: OfficialRun, data: Path | None, task_seq_len: int | None) 
 
 def _dims_from(info: dict[str, Any], source: str) -> Dims:
     clean = {k: v for k, v in info.items() if not k.startswith("_")}
-    return Dims(seq_len=int(info["seq_len"]), vocab_size=int(info["vocab_size"]),
-                num_puzzle_identifiers=int(info["num_puzzle_identifiers"]), source=source,
-                info=clean)
+    return Dims(
+        seq_len=int(info["seq_len"]),
+        vocab_size=int(info["vocab_size"]),
+        num_puzzle_identifiers=int(info["num_puzzle_identifiers"]),
+        source=source,
+        info=clean,
+    )
 
 
 # ----------------------------------------------------------------------- model config
@@ -411,8 +448,10 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
             )
         else:  # transformer baseline
             if pos not in ("rope", "learned"):
-                raise CheckpointError(f"{where}: arch.pos_encodings {pos!r}: the official "
-                                      f"transformer baseline supports only rope or learned")
+                raise CheckpointError(
+                    f"{where}: arch.pos_encodings {pos!r}: the official "
+                    f"transformer baseline supports only rope or learned"
+                )
             fields.update(
                 num_layers=int(_need(arch, "H_layers", where)),
                 halt_rule="q_halt_vs_continue" if arch.get("act_enabled", True) else "fixed",
@@ -440,24 +479,30 @@ def to_trmkit_state(run: OfficialRun, model: torch.nn.Module) -> dict[str, torch
         if target is None:
             for official, ours in stacks.items():
                 if key.startswith(official):
-                    target = ours + key[len(official):]
+                    target = ours + key[len(official) :]
                     break
         if target is None or target not in own:
-            raise CheckpointError(f"{file}: tensor {key!r} has no place in trmkit's {name!r} "
-                                  f"model built from {CONFIG_FILE}")
+            raise CheckpointError(
+                f"{file}: tensor {key!r} has no place in trmkit's {name!r} "
+                f"model built from {CONFIG_FILE}"
+            )
         out[target] = tensor
     if name == "trm-multiz":
         want = own["core.z_init"].shape[0]
         if sorted(multiz) != list(range(1, want + 1)):
-            raise CheckpointError(f"{file}: expected L1_init..L{want}_init, found "
-                                  f"{', '.join(f'L{i}_init' for i in sorted(multiz)) or 'none'}")
+            raise CheckpointError(
+                f"{file}: expected L1_init..L{want}_init, found "
+                f"{', '.join(f'L{i}_init' for i in sorted(multiz)) or 'none'}"
+            )
         out["core.z_init"] = torch.stack([multiz[i] for i in range(1, want + 1)])
     unused = _UNUSED.get(name, set())
     missing = sorted(set(own) - set(out) - unused)
     if missing:
-        raise CheckpointError(f"{file}: lacks {missing[0]!r} (official name "
-                              f"{official_name(name, missing[0])!r}) that the {CONFIG_FILE} "
-                              f"config's model needs")
+        raise CheckpointError(
+            f"{file}: lacks {missing[0]!r} (official name "
+            f"{official_name(name, missing[0])!r}) that the {CONFIG_FILE} "
+            f"config's model needs"
+        )
     for key in unused:
         out[key] = own[key]
     for key, tensor in out.items():
@@ -468,8 +513,10 @@ def to_trmkit_state(run: OfficialRun, model: torch.nn.Module) -> dict[str, torch
                 f"{tuple(own[key].shape)}"
             )
         if not tensor.is_floating_point():
-            raise CheckpointError(f"{file}: tensor {official_name(name, key)!r} is "
-                                  f"{tensor.dtype}, expected floating point")
+            raise CheckpointError(
+                f"{file}: tensor {official_name(name, key)!r} is "
+                f"{tensor.dtype}, expected floating point"
+            )
         out[key] = tensor.to(own[key].dtype).contiguous()
     return out
 
@@ -484,16 +531,19 @@ def official_name(model_name: str, key: str) -> str:
             return official
     for official, ours in _STACKS[model_name].items():
         if key.startswith(ours):
-            return official + key[len(ours):]
+            return official + key[len(ours) :]
     return key
 
 
-def to_official_state(model_name: str, state: Mapping[str, torch.Tensor], *, compiled: bool
-                      ) -> dict[str, torch.Tensor]:
+def to_official_state(
+    model_name: str, state: Mapping[str, torch.Tensor], *, compiled: bool
+) -> dict[str, torch.Tensor]:
     """trmkit weights as the official model's state dict (prefix ``_orig_mod.`` if compiled)."""
     if model_name not in _STACKS:
-        raise CheckpointError(f"model {model_name!r} has no counterpart in the official code "
-                              f"(exportable: {', '.join(sorted(_STACKS))})")
+        raise CheckpointError(
+            f"model {model_name!r} has no counterpart in the official code "
+            f"(exportable: {', '.join(sorted(_STACKS))})"
+        )
     prefix = (_COMPILED if compiled else "") + _INNER
     unused = _UNUSED.get(model_name, set())
     out: dict[str, torch.Tensor] = {}
@@ -511,8 +561,9 @@ def to_official_state(model_name: str, state: Mapping[str, torch.Tensor], *, com
     return out
 
 
-def official_config(model_name: str, fields: Mapping[str, Any], recipe: Mapping[str, Any],
-                    data_paths: list[str]) -> dict[str, Any]:
+def official_config(
+    model_name: str, fields: Mapping[str, Any], recipe: Mapping[str, Any], data_paths: list[str]
+) -> dict[str, Any]:
     """An ``all_config.yaml`` for trmkit model config ``fields`` (pretrain.py's schema)."""
     f = dict(fields)
     arch: dict[str, Any] = {
@@ -527,19 +578,30 @@ def official_config(model_name: str, fields: Mapping[str, Any], recipe: Mapping[
         "pos_encodings": f["pos_encodings"],
         "rope_theta": f["rope_theta"],
         "rms_norm_eps": f["rms_norm_eps"],
-        "forward_dtype": "bfloat16" if f.get("forward_dtype", "auto") == "auto"
+        "forward_dtype": "bfloat16"
+        if f.get("forward_dtype", "auto") == "auto"
         else f["forward_dtype"],
     }
     if model_name in ("trm", "trm-singlez", "trm-multiz"):
-        arch.update(H_cycles=f["h_cycles"], L_cycles=f["l_cycles"], H_layers=0,
-                    L_layers=f["l_layers"], mlp_t=f["mixer"] == "mlp_t",
-                    puzzle_emb_len=f["puzzle_emb_len"], no_ACT_continue=not f["act_continue"])
+        arch.update(
+            H_cycles=f["h_cycles"],
+            L_cycles=f["l_cycles"],
+            H_layers=0,
+            L_layers=f["l_layers"],
+            mlp_t=f["mixer"] == "mlp_t",
+            puzzle_emb_len=f["puzzle_emb_len"],
+            no_ACT_continue=not f["act_continue"],
+        )
     elif model_name == "hrm":
-        arch.update(H_cycles=f["h_cycles"], L_cycles=f["l_cycles"], H_layers=f["h_layers"],
-                    L_layers=f["l_layers"], mlp_t=f["mixer"] == "mlp_t")
+        arch.update(
+            H_cycles=f["h_cycles"],
+            L_cycles=f["l_cycles"],
+            H_layers=f["h_layers"],
+            L_layers=f["l_layers"],
+            mlp_t=f["mixer"] == "mlp_t",
+        )
     else:
-        arch.update(H_cycles=1, H_layers=f["num_layers"],
-                    act_enabled=f.get("halt_rule") != "fixed")
+        arch.update(H_cycles=1, H_layers=f["num_layers"], act_enabled=f.get("halt_rule") != "fixed")
     optim = recipe.get("optim", {}) if isinstance(recipe.get("optim"), dict) else {}
     train = recipe.get("train", {}) if isinstance(recipe.get("train"), dict) else {}
     return {
@@ -567,8 +629,14 @@ def official_config(model_name: str, fields: Mapping[str, Any], recipe: Mapping[
     }
 
 
-def write_run(out: Path, step: int, state: Mapping[str, torch.Tensor], config: dict[str, Any],
-              *, force: bool = False) -> Path:
+def write_run(
+    out: Path,
+    step: int,
+    state: Mapping[str, torch.Tensor],
+    config: dict[str, Any],
+    *,
+    force: bool = False,
+) -> Path:
     """Write ``out/step_<step>`` and ``out/all_config.yaml`` atomically (temp dir + rename)."""
     import yaml
 
@@ -577,8 +645,10 @@ def write_run(out: Path, step: int, state: Mapping[str, torch.Tensor], config: d
         if not force:
             raise CheckpointError(f"{out} already exists; pass --force to replace it")
         if not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG_FILE).is_file()):
-            raise CheckpointError(f"{out} exists and is not an official run directory; "
-                                  f"refusing to replace it (choose another --out)")
+            raise CheckpointError(
+                f"{out} exists and is not an official run directory; "
+                f"refusing to replace it (choose another --out)"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -614,6 +684,7 @@ def parameter_count(tensors: Mapping[str, torch.Tensor]) -> int:
     """Trainable parameters of an official state dict (buffers excluded, as the official
     ``num_params``: the puzzle table and the init latents are buffers)."""
     return sum(
-        int(math.prod(t.shape)) for k, t in tensors.items()
+        int(math.prod(t.shape))
+        for k, t in tensors.items()
         if not (k.startswith("puzzle_emb.") or k.endswith("_init"))
     )

@@ -94,8 +94,9 @@ class ACTModel(nn.Module):
                 raise ValueError(
                     f"latent noise has {noise.scale.shape[0]} rows, the batch {value.shape[0]}"
                 )
-            eps = torch.randn(value.shape, generator=noise.generator, device=value.device,
-                              dtype=torch.float32)
+            eps = torch.randn(
+                value.shape, generator=noise.generator, device=value.device, dtype=torch.float32
+            )
             scale = noise.scale.to(device=value.device, dtype=torch.float32)
             out[name] = (value.float() + _rows(scale, value) * eps).to(value.dtype)
         return out

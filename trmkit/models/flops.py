@@ -48,7 +48,8 @@ def _calls(cfg: CoreConfig) -> tuple[int, int, int, str]:
     if not isinstance(cfg, TRMConfig):
         raise ConfigError(
             f"no FLOP count for a {type(cfg).__name__}: its model implements step_flops itself "
-            "(the model contract, docs/engine.md)")
+            "(the model contract, docs/engine.md)"
+        )
     per_cycle = cfg.l_cycles + 1
     return cfg.l_layers, (cfg.h_cycles - 1) * per_cycle, per_cycle, cfg.mixer
 

@@ -172,5 +172,12 @@ def missing_members(model: object) -> list[str]:
     return missing
 
 
-__all__ = ["MEMBERS", "LatentNoise", "NoisyRecursion", "RecursiveModel", "StepFlops", "StepResult",
-           "missing_members"]
+__all__ = [
+    "MEMBERS",
+    "LatentNoise",
+    "NoisyRecursion",
+    "RecursiveModel",
+    "StepFlops",
+    "StepResult",
+    "missing_members",
+]

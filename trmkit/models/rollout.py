@@ -57,16 +57,19 @@ class Rollout:
 
 
 @torch.no_grad()
-def rollout(model: RecursiveModel, batch: Mapping[str, torch.Tensor], steps: int,
-            on_step: Callable[[StepView], None] | None = None) -> Rollout:
+def rollout(
+    model: RecursiveModel,
+    batch: Mapping[str, torch.Tensor],
+    steps: int,
+    on_step: Callable[[StepView], None] | None = None,
+) -> Rollout:
     """Run ``steps`` supervision steps (the caller sets the depth with `inference_depth` and
     eval mode); ``batch`` holds inputs, labels and puzzle_identifiers."""
     if steps < 1:
         raise ValueError(f"rollout needs at least one step, not {steps}")
     inputs = batch["inputs"]
     carry = model.initial_carry(batch)
-    halt_step = torch.full((inputs.shape[0],), steps + 1, dtype=torch.long,
-                           device=inputs.device)
+    halt_step = torch.full((inputs.shape[0],), steps + 1, dtype=torch.long, device=inputs.device)
     preds = q = ada_preds = ada_q = torch.empty(0)
     for s in range(1, steps + 1):
         result = model(carry, batch)
@@ -81,13 +84,23 @@ def rollout(model: RecursiveModel, batch: Mapping[str, torch.Tensor], steps: int
         ada_q = torch.where(newly, q, ada_q)
         if on_step is not None:
             never = halt_step > steps
-            on_step(StepView(step=s, preds=preds, q_halt=q,
-                             adaptive_preds=torch.where(never[:, None], preds, ada_preds),
-                             adaptive_q=torch.where(never, q, ada_q)))
+            on_step(
+                StepView(
+                    step=s,
+                    preds=preds,
+                    q_halt=q,
+                    adaptive_preds=torch.where(never[:, None], preds, ada_preds),
+                    adaptive_q=torch.where(never, q, ada_q),
+                )
+            )
     never = halt_step > steps
-    return Rollout(preds=preds, q_halt=q, halt_step=halt_step,
-                   adaptive_preds=torch.where(never[:, None], preds, ada_preds),
-                   adaptive_q=torch.where(never, q, ada_q))
+    return Rollout(
+        preds=preds,
+        q_halt=q,
+        halt_step=halt_step,
+        adaptive_preds=torch.where(never[:, None], preds, ada_preds),
+        adaptive_q=torch.where(never, q, ada_q),
+    )
 
 
 __all__ = ["Rollout", "StepView", "inference_depth", "rollout"]

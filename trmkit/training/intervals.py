@@ -39,8 +39,9 @@ class StepPlan:
     log_every: int
 
     @classmethod
-    def resolve(cls, meta: Any, global_batch: int, train: TrainSection,
-                max_steps: int | None = None) -> StepPlan:
+    def resolve(
+        cls, meta: Any, global_batch: int, train: TrainSection, max_steps: int | None = None
+    ) -> StepPlan:
         """``meta`` is the training split's `SplitMeta`; ``max_steps`` is ``--max-steps``."""
         per_epoch = step_budget(meta, global_batch)
         total = int(step_budget(meta, global_batch, train.epochs))
@@ -51,11 +52,17 @@ class StepPlan:
         if total <= 0:
             raise ConfigError(
                 f"the step budget is 0 (epochs={train.epochs}, {meta.total_groups} groups, "
-                f"global batch {global_batch}); raise train.epochs or pass --max-steps")
-        eval_every = (max(1, round(train.eval_interval * per_epoch))
-                      if train.eval_interval > 0 else 0)
-        return cls(total_steps=total, steps_per_epoch=per_epoch, eval_every=eval_every,
-                   log_every=max(1, train.log_every))
+                f"global batch {global_batch}); raise train.epochs or pass --max-steps"
+            )
+        eval_every = (
+            max(1, round(train.eval_interval * per_epoch)) if train.eval_interval > 0 else 0
+        )
+        return cls(
+            total_steps=total,
+            steps_per_epoch=per_epoch,
+            eval_every=eval_every,
+            log_every=max(1, train.log_every),
+        )
 
 
 @attrs.define
@@ -70,19 +77,25 @@ class CheckpointClock:
     last_time: float = attrs.field(init=False, default=0.0)
 
     @classmethod
-    def from_recipe(cls, train: TrainSection, clock: Callable[[], float] = time.monotonic
-                    ) -> CheckpointClock:
+    def from_recipe(
+        cls, train: TrainSection, clock: Callable[[], float] = time.monotonic
+    ) -> CheckpointClock:
         if train.checkpoint_every_steps < 0:
             raise ConfigError(
                 f"train.checkpoint_every_steps is {train.checkpoint_every_steps}; use a "
-                "number of steps >= 1, or 0 for no step interval")
+                "number of steps >= 1, or 0 for no step interval"
+            )
         if train.checkpoint_every_minutes < 0:
             raise ConfigError(
                 f"train.checkpoint_every_minutes is {train.checkpoint_every_minutes}; use "
-                "minutes > 0, or 0 for no time interval")
-        out = cls(every_steps=train.checkpoint_every_steps,
-                  every_seconds=60.0 * train.checkpoint_every_minutes,
-                  after_eval=train.checkpoint_every_eval, clock=clock)
+                "minutes > 0, or 0 for no time interval"
+            )
+        out = cls(
+            every_steps=train.checkpoint_every_steps,
+            every_seconds=60.0 * train.checkpoint_every_minutes,
+            after_eval=train.checkpoint_every_eval,
+            clock=clock,
+        )
         out.mark()
         return out
 
@@ -90,8 +103,9 @@ class CheckpointClock:
         """A checkpoint was written (or the run started/resumed) now."""
         self.last_time = self.clock()
 
-    def due(self, step: int, *, evaluated: bool, last: bool, device: torch.device,
-            world_size: int = 1) -> bool:
+    def due(
+        self, step: int, *, evaluated: bool, last: bool, device: torch.device, world_size: int = 1
+    ) -> bool:
         """Whether to write a checkpoint after ``step``: the same answer on every rank."""
         if last or (evaluated and self.after_eval):
             return True

@@ -54,8 +54,10 @@ class MetricsLog:
 
     def _warn(self, bad: int, torn: bool) -> None:
         if torn:
-            sys.stderr.write(f"warning: {self.path}: dropped a torn last line (a run killed "
-                             "while appending to it)\n")
+            sys.stderr.write(
+                f"warning: {self.path}: dropped a torn last line (a run killed "
+                "while appending to it)\n"
+            )
         if bad:
             sys.stderr.write(f"warning: {self.path}: dropped {bad} malformed line(s)\n")
 

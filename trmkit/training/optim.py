@@ -161,8 +161,7 @@ def _gather_rows(ids: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.cat(keep_ids), torch.cat(keep_grads)
 
 
-def build_optimizers(model: RecursiveModel, optim_cfg: OptimSection
-                     ) -> list[torch.optim.Optimizer]:
+def build_optimizers(model: RecursiveModel, optim_cfg: OptimSection) -> list[torch.optim.Optimizer]:
     """[AdamATan2 over trainable params] + [SparseSignSGD over the puzzle table, if any].
 
     ``optim_cfg`` is the recipe's optim section. Each param group records ``base_lr`` for

@@ -182,16 +182,22 @@ def activation_bytes(cfg: Any, batch: int) -> int | None:
     return int(ACTIVATION_SLACK * FLOAT_BYTES * floats)
 
 
-def estimate(model_name: str, cfg: Any, batch: int, steps: int | None, machine: Machine
-             ) -> Estimate:
+def estimate(
+    model_name: str, cfg: Any, batch: int, steps: int | None, machine: Machine
+) -> Estimate:
     """The run's time and one step's memory for ``batch`` sequences per step on ``machine``."""
     model = meta_model(model_name, cfg)
     flops = model.step_flops(batch).train
     seconds = None
     if steps is not None:
         seconds = steps * flops / (machine.matmul_flops * ACHIEVED_FRACTION)
-    return Estimate(steps=steps, step_flops=flops, seconds=seconds, state_bytes=state_bytes(model),
-                    activation_bytes=activation_bytes(cfg, batch))
+    return Estimate(
+        steps=steps,
+        step_flops=flops,
+        seconds=seconds,
+        state_bytes=state_bytes(model),
+        activation_bytes=activation_bytes(cfg, batch),
+    )
 
 
 def fitting_batch(cfg: Any, state: int, budget: float) -> int | None:
@@ -230,10 +236,12 @@ def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str |
     if est.seconds is None or est.seconds <= DAY_SECONDS:
         return None
     per_step = est.seconds / max(1, est.steps or 1)
-    line = (f"preflight: this run would take about {format_duration(est.seconds)} here "
-            f"({est.steps:,} steps x {per_step:.1f} s at {ACHIEVED_FRACTION:.0%} of the "
-            f"{machine.matmul_flops / 1e9:.0f} GFLOP/s matmul rate measured); it is a GPU "
-            "recipe")
+    line = (
+        f"preflight: this run would take about {format_duration(est.seconds)} here "
+        f"({est.steps:,} steps x {per_step:.1f} s at {ACHIEVED_FRACTION:.0%} of the "
+        f"{machine.matmul_flops / 1e9:.0f} GFLOP/s matmul rate measured); it is a GPU "
+        "recipe"
+    )
     if alternative:
         line += f": on this machine try --recipe {alternative} instead"
     return line + " (starting anyway; --no-preflight skips this check)"
@@ -245,19 +253,24 @@ def memory_line(cfg: Any, batch: int, est: Estimate, machine: Machine) -> str | 
     if need is None or avail is None or need <= MEMORY_HEADROOM * avail:
         return None
     fits = fitting_batch(cfg, est.state_bytes, MEMORY_HEADROOM * avail)
-    line = (f"preflight: one training step at batch {batch} needs about {gib(need)}, but this "
-            f"machine has {gib(avail)} available; ")
+    line = (
+        f"preflight: one training step at batch {batch} needs about {gib(need)}, but this "
+        f"machine has {gib(avail)} available; "
+    )
     if fits is None:
         return line + "not even a batch of 1 fits: choose a smaller model"
-    return line + (f"--set optim.global_batch_size={fits} fits (the step budget and learning "
-                   "rate schedule follow the batch)")
+    return line + (
+        f"--set optim.global_batch_size={fits} fits (the step budget and learning "
+        "rate schedule follow the batch)"
+    )
 
 
 # --------------------------------------------------------------------------- the recipe
 
 
-def quick_recipe(task_name: str, machine: Machine, limit_seconds: float = DAY_SECONDS
-                 ) -> str | None:
+def quick_recipe(
+    task_name: str, machine: Machine, limit_seconds: float = DAY_SECONDS
+) -> str | None:
     """A CPU recipe for the task: its ``BuildDefaults.cpu_recipe``, else the recipe of the
     same plugin (tasks/*.toml, another task of it) whose step budget is known without data
     and whose run is estimated under ``limit_seconds`` on ``machine`` (the longest of those:
@@ -283,8 +296,13 @@ def quick_recipe(task_name: str, machine: Machine, limit_seconds: float = DAY_SE
             steps = steps_without_data(recipe)
             if steps is None:
                 continue
-            est = estimate(recipe.model.name, model_config(recipe, other),
-                           recipe.optim.global_batch_size, steps, machine)
+            est = estimate(
+                recipe.model.name,
+                model_config(recipe, other),
+                recipe.optim.global_batch_size,
+                steps,
+                machine,
+            )
         except TrmkitError:  # a broken recipe file is not this run's problem
             continue
         assert est.seconds is not None
@@ -317,9 +335,12 @@ def steps_without_data(recipe: Any, meta: Any = None) -> int | None:
 
 def model_config(recipe: Any, task: Any, num_puzzle_identifiers: int = 1) -> Any:
     codec = task.codec
-    return recipe.model_config(seq_len=codec.seq_len, vocab_size=codec.vocab_size,
-                               num_puzzle_identifiers=num_puzzle_identifiers,
-                               batch_size=recipe.optim.global_batch_size)
+    return recipe.model_config(
+        seq_len=codec.seq_len,
+        vocab_size=codec.vocab_size,
+        num_puzzle_identifiers=num_puzzle_identifiers,
+        batch_size=recipe.optim.global_batch_size,
+    )
 
 
 def store_meta(recipe: Any, task: Any, data_dir: Path | None) -> Any:
@@ -337,9 +358,16 @@ def store_meta(recipe: Any, task: Any, data_dir: Path | None) -> Any:
         return None
 
 
-def preflight(recipe: Any, *, data_dir: Path | None = None, max_steps: int | None = None,
-              steps: int | None = None, machine: Machine | None = None,
-              memory: bool = True, echo: Callable[[str], None] = print) -> Estimate:
+def preflight(
+    recipe: Any,
+    *,
+    data_dir: Path | None = None,
+    max_steps: int | None = None,
+    steps: int | None = None,
+    machine: Machine | None = None,
+    memory: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Estimate:
     """Check the recipe's time and memory here and ``echo`` one line per problem.
 
     ``steps`` (the trainer's exact budget) or ``max_steps`` wins; otherwise the budget comes
@@ -366,7 +394,20 @@ def preflight(recipe: Any, *, data_dir: Path | None = None, max_steps: int | Non
     return est
 
 
-__all__ = ["ACHIEVED_FRACTION", "DAY_SECONDS", "Estimate", "Machine", "activation_bytes",
-           "available_memory", "estimate", "fitting_batch", "measure_machine",
-           "measure_matmul_rate", "memory_line", "preflight", "quick_recipe",
-           "steps_without_data", "time_line"]
+__all__ = [
+    "ACHIEVED_FRACTION",
+    "DAY_SECONDS",
+    "Estimate",
+    "Machine",
+    "activation_bytes",
+    "available_memory",
+    "estimate",
+    "fitting_batch",
+    "measure_machine",
+    "measure_matmul_rate",
+    "memory_line",
+    "preflight",
+    "quick_recipe",
+    "steps_without_data",
+    "time_line",
+]

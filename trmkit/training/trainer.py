@@ -77,10 +77,18 @@ class TrainResult:
 class Trainer:
     """Builds everything from a recipe and runs (or resumes) a training run in ``run_dir``."""
 
-    def __init__(self, recipe: Recipe, *, run_dir: Path, data_dir: Path | None = None,
-                 max_steps: int | None = None, resume: bool = False,
-                 log_with: str | None = None, progress: bool = True,
-                 cpu: bool | None = None) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        *,
+        run_dir: Path,
+        data_dir: Path | None = None,
+        max_steps: int | None = None,
+        resume: bool = False,
+        log_with: str | None = None,
+        progress: bool = True,
+        cpu: bool | None = None,
+    ) -> None:
         self.recipe = recipe
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
@@ -89,13 +97,21 @@ class Trainer:
         train, optim = recipe.train, recipe.optim
         use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
         self.accelerator = acc = Accelerator(
-            cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16", log_with=log_with,
-            project_dir=str(self.run_dir))
+            cpu=use_cpu,
+            mixed_precision="no" if use_cpu else "bf16",
+            log_with=log_with,
+            project_dir=str(self.run_dir),
+        )
         self.rank, self.world, self.device = acc.process_index, acc.num_processes, acc.device
 
         self.task = plugins.get_task(recipe.data.task)
-        self.data_dir = Path(data_dir) if data_dir else prepare_dataset(
-            self.task, recipe.data, acc, progress=progress and acc.is_main_process)
+        self.data_dir = (
+            Path(data_dir)
+            if data_dir
+            else prepare_dataset(
+                self.task, recipe.data, acc, progress=progress and acc.is_main_process
+            )
+        )
         self.store = open_store(self.data_dir, self.task)
         self.train_split = self.store.split("train")
         self.test_split = self.store.split("test") if "test" in self.store.splits else None
@@ -103,18 +119,25 @@ class Trainer:
 
         self.global_batch = optim.global_batch_size
         # As the official code, one loader iteration spans eval_interval epochs.
-        self.loader = TrainLoader(self.train_split, self.global_batch, seed=train.seed,
-                                  rank=self.rank, world_size=self.world,
-                                  epochs_per_iter=max(1, train.eval_interval))
+        self.loader = TrainLoader(
+            self.train_split,
+            self.global_batch,
+            seed=train.seed,
+            rank=self.rank,
+            world_size=self.world,
+            epochs_per_iter=max(1, train.eval_interval),
+        )
         self.local_batch = self.loader.local_batch_size
 
         # Identical initial weights on every rank (then broadcast anyway, for safety).
         seed_everything(train.seed)
         self.model_cfg = recipe.model_config(
-            seq_len=meta.seq_len, vocab_size=meta.vocab_size,
-            num_puzzle_identifiers=meta.num_puzzle_identifiers, batch_size=self.local_batch)
-        self.model: RecursiveModel = build_model(recipe.model.name, self.model_cfg).to(
-            self.device)
+            seq_len=meta.seq_len,
+            vocab_size=meta.vocab_size,
+            num_puzzle_identifiers=meta.num_puzzle_identifiers,
+            batch_size=self.local_batch,
+        )
+        self.model: RecursiveModel = build_model(recipe.model.name, self.model_cfg).to(self.device)
         if self.world > 1:
             for tensor in list(self.model.parameters()) + list(self.model.buffers()):
                 dist.broadcast(tensor.data, src=0)
@@ -125,7 +148,10 @@ class Trainer:
 
         plan = StepPlan.resolve(meta, self.global_batch, train, max_steps)
         self.total_steps, self.eval_every, self.log_every = (
-            plan.total_steps, plan.eval_every, plan.log_every)
+            plan.total_steps,
+            plan.eval_every,
+            plan.log_every,
+        )
         self.checkpoints = CheckpointClock.from_recipe(train)
 
         self.step = 0
@@ -143,7 +169,8 @@ class Trainer:
             if existing is not None:
                 raise TrmkitError(
                     f"{self.run_dir} already holds checkpoints ({existing.name}); pass --resume "
-                    "to continue that run or choose another --out")
+                    "to continue that run or choose another --out"
+                )
             if acc.is_main_process:
                 self.log.path.unlink(missing_ok=True)
             # Per-rank randomness (exploration) as the official code: seed + rank.
@@ -176,7 +203,7 @@ class Trainer:
         offset = 0
         for g in grads:
             n = g.numel()
-            g.copy_(flat[offset:offset + n].view_as(g))
+            g.copy_(flat[offset : offset + n].view_as(g))
             offset += n
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -190,8 +217,7 @@ class Trainer:
             self._allreduce_grads()
         self.step += 1
         optim = self.recipe.optim
-        set_lr(self.optimizers, self.step, optim.warmup_steps, self.total_steps,
-               optim.lr_min_ratio)
+        set_lr(self.optimizers, self.step, optim.warmup_steps, self.total_steps, optim.lr_min_ratio)
         for opt in self.optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -207,8 +233,13 @@ class Trainer:
             acc.init_trackers(self.run_dir.name, config=flat_params(recipe_to_dict(self.recipe)))
         bar = None
         if self.progress and acc.is_main_process:
-            bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step",
-                       dynamic_ncols=True)
+            bar = tqdm(
+                total=self.total_steps,
+                initial=self.step,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+            )
         self.model.train()
         window: dict[str, torch.Tensor] = {}
         window_steps = 0
@@ -217,8 +248,10 @@ class Trainer:
         try:
             stop = self.total_steps if until is None else min(until, self.total_steps)
             while self.step < stop:
-                batch = {k: torch.as_tensor(v).to(self.device, non_blocking=True)
-                         for k, v in next(batches).items()}
+                batch = {
+                    k: torch.as_tensor(v).to(self.device, non_blocking=True)
+                    for k, v in next(batches).items()
+                }
                 for k, v in self.train_step(batch).items():
                     v = v.detach().to(torch.float64)
                     window[k] = window[k] + v if k in window else v
@@ -227,15 +260,22 @@ class Trainer:
                     bar.update(1)
                 last = self.step == self.total_steps
                 do_eval = bool(self.eval_every) and self.step % self.eval_every == 0
-                do_save = self.checkpoints.due(self.step, evaluated=do_eval or last, last=last,
-                                               device=self.device, world_size=self.world)
+                do_save = self.checkpoints.due(
+                    self.step,
+                    evaluated=do_eval or last,
+                    last=last,
+                    device=self.device,
+                    world_size=self.world,
+                )
                 # windows end at every checkpoint too, so a resumed run logs the same lines
                 if self.step % self.log_every == 0 or last or do_eval or do_save:
                     record = self._log_train(window, window_steps)
                     window, window_steps = {}, 0
                     if bar is not None:
-                        bar.set_postfix(loss=f"{record.get('lm_loss', float('nan')):.4f}",
-                                        exact=f"{record.get('exact_accuracy', 0.0):.3f}")
+                        bar.set_postfix(
+                            loss=f"{record.get('lm_loss', float('nan')):.4f}",
+                            exact=f"{record.get('exact_accuracy', 0.0):.3f}",
+                        )
                 if do_eval or last:
                     self.evaluate_now()
                 if do_save:
@@ -243,15 +283,17 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        if acc.is_main_process and not plot_curves(self.log.read(),
-                                                   self.run_dir / "curves.png"):
-            acc.print("note: matplotlib not installed (pip install 'trmkit[plots]'): no "
-                      "curves.png")
+        if acc.is_main_process and not plot_curves(self.log.read(), self.run_dir / "curves.png"):
+            acc.print("note: matplotlib not installed (pip install 'trmkit[plots]'): no curves.png")
         acc.end_training()
-        return TrainResult(run_dir=self.run_dir, step=self.step, total_steps=self.total_steps,
-                           eval_metrics=self.last_eval,
-                           checkpoint=ckpt.latest_checkpoint(self.ckpt_root),
-                           seconds=time.perf_counter() - start)
+        return TrainResult(
+            run_dir=self.run_dir,
+            step=self.step,
+            total_steps=self.total_steps,
+            eval_metrics=self.last_eval,
+            checkpoint=ckpt.latest_checkpoint(self.ckpt_root),
+            seconds=time.perf_counter() - start,
+        )
 
     def _log_train(self, window: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
         keys = sorted(window)
@@ -273,8 +315,10 @@ class Trainer:
         record["lr"] = self.optimizers[0].param_groups[0]["lr"]
         if self.accelerator.is_main_process:
             self.log.write(record)
-            self.accelerator.log({f"train/{k}": v for k, v in record.items()
-                                  if k not in ("step", "split")}, step=self.step)
+            self.accelerator.log(
+                {f"train/{k}": v for k, v in record.items() if k not in ("step", "split")},
+                step=self.step,
+            )
         return record
 
     # -------------------------------------------------------------- evaluation
@@ -288,31 +332,47 @@ class Trainer:
         out_dir = self.run_dir / "eval" / f"step_{self.step}"
         swap = self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
         with swap:
-            report = evaluate(self.model, self.test_split, self.task, batch_size=batch,
-                              accelerator=acc, out_dir=out_dir if acc.is_main_process else None,
-                              progress=self.progress)
+            report = evaluate(
+                self.model,
+                self.test_split,
+                self.task,
+                batch_size=batch,
+                accelerator=acc,
+                out_dir=out_dir if acc.is_main_process else None,
+                progress=self.progress,
+            )
         set_rng_state(saved)
         self.model.train()
         self.last_eval = report.metrics
         if acc.is_main_process:
             report.write(out_dir, plot=self.step == self.total_steps)
             self.log.write({"step": self.step, "split": "eval", **report.metrics})
-            acc.log({f"eval/{k}": v for k, v in report.metrics.items()
-                     if isinstance(v, (int, float))}, step=self.step)
+            acc.log(
+                {f"eval/{k}": v for k, v in report.metrics.items() if isinstance(v, (int, float))},
+                step=self.step,
+            )
             acc.print(
                 f"eval @ step {self.step}: exact_accuracy {report.metrics['exact_accuracy']:.4f}"
                 f", token accuracy {report.metrics['accuracy']:.4f} "
-                f"({report.metrics['count']} puzzles, {report.steps} steps)")
+                f"({report.metrics['count']} puzzles, {report.steps} steps)"
+            )
         return report.metrics
 
     # -------------------------------------------------------------- checkpoints
 
     def manifest(self) -> Manifest:
         return Manifest.of_training(
-            step=self.step, model_name=self.recipe.model.name, model_config=self.model_cfg,
-            task=self.task, split_meta=self.train_split.meta, data_path=self.data_dir,
-            store_attrs=self.store.attrs, recipe=recipe_to_dict(self.recipe),
-            ema=self.ema is not None, eval=self.last_eval)
+            step=self.step,
+            model_name=self.recipe.model.name,
+            model_config=self.model_cfg,
+            task=self.task,
+            split_meta=self.train_split.meta,
+            data_path=self.data_dir,
+            store_attrs=self.store.attrs,
+            recipe=recipe_to_dict(self.recipe),
+            ema=self.ema is not None,
+            eval=self.last_eval,
+        )
 
     def save_checkpoint(self) -> Path:
         acc = self.accelerator
@@ -343,14 +403,17 @@ class Trainer:
             "total_steps": self.total_steps,
             "world_size": self.world,
             "optimizers": [opt.state_dict() for opt in self.optimizers],
-            "last_eval": {k: v for k, v in self.last_eval.items()
-                          if isinstance(v, (int, float))},
+            "last_eval": {k: v for k, v in self.last_eval.items() if isinstance(v, (int, float))},
         }
 
     def _rank_state(self) -> dict[str, Any]:
         carry = None if self.carry is None else self.model.carry_state_dict(self.carry)
-        return {"rng": rng_state(), "loader": self.loader.state_dict(), "carry": carry,
-                "step": self.step}
+        return {
+            "rng": rng_state(),
+            "loader": self.loader.state_dict(),
+            "carry": carry,
+            "step": self.step,
+        }
 
     def _resume(self) -> None:
         latest = ckpt.latest_checkpoint(self.ckpt_root)
@@ -358,24 +421,29 @@ class Trainer:
             raise CheckpointError(f"--resume: {self.ckpt_root} holds no complete checkpoint")
         mismatch = resume_mismatch(ckpt.read_manifest(latest).recipe, self.recipe)
         if mismatch is not None:
-            raise ConfigError(f"--resume: {mismatch} (run {self.run_dir}); resume with the "
-                              "same recipe and --set values")
+            raise ConfigError(
+                f"--resume: {mismatch} (run {self.run_dir}); resume with the "
+                "same recipe and --set values"
+            )
         shared = load_tree(latest, "train_state")
         if int(shared["world_size"]) != self.world:
             raise CheckpointError(
                 f"{latest} was written by {shared['world_size']} processes, this run has "
-                f"{self.world}; exact resume needs the same number of processes")
+                f"{self.world}; exact resume needs the same number of processes"
+            )
         self.model.load_state_dict(read_safetensors(latest / "model.safetensors"))
         if self.ema is not None:
-            self.ema.load_state_dict({"rate": self.ema.rate, "shadow": read_safetensors(
-                latest / "ema.safetensors")})
+            self.ema.load_state_dict(
+                {"rate": self.ema.rate, "shadow": read_safetensors(latest / "ema.safetensors")}
+            )
         for opt, state in zip(self.optimizers, shared["optimizers"], strict=True):
             opt.load_state_dict(state)
         mine = load_tree(latest, f"rank_{self.rank}")
         self.loader.load_state_dict(mine["loader"])
         if mine["carry"] is not None:
-            self.carry = self.model.carry_to(self.model.load_carry_state_dict(mine["carry"]),
-                                             self.device)
+            self.carry = self.model.carry_to(
+                self.model.load_carry_state_dict(mine["carry"]), self.device
+            )
         self.step = int(shared["step"])
         self.last_eval = dict(shared.get("last_eval", {}))
         set_rng_state(mine["rng"])

@@ -142,6 +142,7 @@ def generate(request: SourceRequest) -> RawData:
     rng = np.random.default_rng(request.seed)
     puzzles = []
     for i in range(count):
+
         def pairs(n):
             return [Example(g, np.fliplr(g)) for g in (_random_grid(rng) for _ in range(n))]
 
