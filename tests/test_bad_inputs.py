@@ -415,13 +415,13 @@ for _name, _task, _file, _content, _culprit in [
         "train.csv.gz",
     ),
     ("maze CSV binary", "maze-hard", "train.csv", CHUNK * 32, "train.csv"),
-    # clean, but names the source rather than the file (plugins/trmkit_maze is not ours)
+    # names the --source directory the empty file is in
     (
         "maze CSV with a header and no rows",
         "maze-11x11",
         "train.csv",
         "source,question,answer,rating\n",
-        "the source produced no puzzles",
+        "produced no puzzles",
     ),
     (
         "ARC source file nested deep",

@@ -523,7 +523,11 @@ def build_dataset(
     sub_seq = np.random.SeedSequence([seed, 0])
     puzzles = select_puzzles(raw.puzzles, subsample, strict, np.random.default_rng(sub_seq))
     if not puzzles:
-        raise SourceError(f"task {task.name!r}: the source produced no puzzles")
+        where = f"--source {source}" if source else f"its default source {task.defaults.source!r}"
+        raise SourceError(
+            f"task {task.name!r}: {where} produced no puzzles (an empty or header-only file, "
+            "or options that select none); check the file or the options"
+        )
     check_transforms(task, puzzles, num_aug, seed)
     with StoreWriter(out, force=force) as writer:
         builder = _Builder(task, writer, seed, num_aug)
