@@ -20,6 +20,11 @@ from trmkit_maze.evaluate import MazeEvaluator
 HARD_MIN_PATH = 111  # Maze-Hard: shortest path longer than 110 cells
 
 
+CPU_RECIPE = "maze-quick"
+"""what `trmkit train` suggests when a recipe of these tasks would take over a day here
+(docs/training.md, "Preflight")."""
+
+
 def min_path_for(side: int) -> int:
     """Minimum path cells for a generated side x side maze: 110/30 per unit of side, + 1."""
     return side * 110 // 30 + 1
@@ -53,7 +58,11 @@ def make_task(
         evaluator=MazeEvaluator(side),
         sources=sources,
         defaults=BuildDefaults(
-            source="generate", num_aug=7, recipe=recipe, official_total_puzzles="groups"
+            source="generate",
+            num_aug=7,
+            recipe=recipe,
+            official_total_puzzles="groups",
+            cpu_recipe=CPU_RECIPE,
         ),
         path_source="csv",
         render=source.render,

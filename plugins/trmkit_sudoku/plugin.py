@@ -19,6 +19,10 @@ from trmkit_sudoku.augment import SudokuAugmenter
 from trmkit_sudoku.evaluate import SudokuEvaluator
 from trmkit_sudoku.solver import GEOMETRIES, Geometry
 
+CPU_RECIPE = "sudoku-quick"
+"""what `trmkit train` suggests when a recipe of these tasks would take over a day here
+(docs/training.md, "Preflight")."""
+
 
 def make_task(
     name: str,
@@ -50,7 +54,11 @@ def make_task(
         evaluator=SudokuEvaluator(geo),
         sources=sources,
         defaults=BuildDefaults(
-            source="generate", num_aug=num_aug, recipe=recipe, official_total_puzzles="groups"
+            source="generate",
+            num_aug=num_aug,
+            recipe=recipe,
+            official_total_puzzles="groups",
+            cpu_recipe=CPU_RECIPE,
         ),
         path_source="csv",
         render=source.render(geo),
