@@ -110,8 +110,7 @@ def commit(root: Path, step: int, keep: int) -> Path:
     dst = root / step_dir_name(step)
     # re-saving the same step (e.g. end of a resumed run) replaces it; a kill between the
     # two renames leaves .old-step_<N>, which list_checkpoints renames back
-    atomic.replace_dir(src, dst)
-    _fsync_dir(root)
+    atomic.replace_dir(src, dst)  # fsyncs root after each rename
     if keep > 0:
         for _, old in list_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -144,22 +143,8 @@ def write_bundle(
     if store is not None and manifest.dataset.num_puzzle_identifiers > 1:
         write_puzzle_ids(tmp, store)
     write_manifest(tmp, attrs.evolve(manifest, ema=ema is not None))
-    atomic.replace_dir(tmp, dst)
-    _fsync_dir(dst.parent)
+    atomic.replace_dir(tmp, dst)  # fsyncs dst.parent after each rename
     return dst
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------- loading

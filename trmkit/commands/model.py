@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from trmkit.errors import TrmkitError
@@ -22,11 +24,9 @@ def _task_shape(task: str) -> tuple[int, int] | None:
     from trmkit import plugins
 
     if task:
-        try:
+        with contextlib.suppress(TrmkitError):  # not installed: a known paper task's shape
             codec = plugins.get_task(task).codec
             return int(codec.seq_len), int(codec.vocab_size)
-        except TrmkitError:
-            pass
     return KNOWN_TASKS.get(task)
 
 

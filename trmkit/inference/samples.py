@@ -43,10 +43,9 @@ def _same_shape(grids: Sequence[np.ndarray | None]) -> tuple[int, ...] | None:
 def _encode_rows(codec: Codec, grids: Sequence[np.ndarray | None], seq_len: int) -> np.ndarray:
     out = np.full((len(grids), seq_len), INVALID, dtype=np.int16)
     if _same_shape(grids) is not None and isinstance(codec, BatchCodec):
-        try:
+        # a grid the batched path rejects falls back to the per-row encoder below
+        with contextlib.suppress(ValueError, IndexError):
             return np.asarray(codec.encode_batch(np.stack(grids)), dtype=np.int16)  # type: ignore[arg-type]
-        except (ValueError, IndexError):
-            pass
     for i, grid in enumerate(grids):
         if grid is None:
             continue
@@ -62,10 +61,9 @@ def _map(
     square = shape is not None and len(shape) == 2 and shape[0] == shape[1]
     if square and isinstance(augmenter, BatchAugmenter):
         fn = augmenter.invert_batch if inverse else augmenter.apply_batch
-        try:
+        # a transform the batched path rejects falls back to the per-row calls below
+        with contextlib.suppress(ValueError, IndexError):
             return list(np.asarray(fn(transforms, np.stack(grids))))  # type: ignore[arg-type]
-        except (ValueError, IndexError):
-            pass
     one = augmenter.invert if inverse else augmenter.apply
     out: list[np.ndarray | None] = []
     for t, grid in zip(transforms, grids, strict=True):

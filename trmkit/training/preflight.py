@@ -90,9 +90,9 @@ def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     """Bytes available to a new process (psutil when installed, else MemAvailable)."""
     try:
         import psutil
-    except ImportError:
-        pass
-    else:
+    except ImportError:  # optional: fall back to /proc/meminfo
+        psutil = None
+    if psutil is not None:
         return int(psutil.virtual_memory().available)
     try:
         for line in meminfo.read_text().splitlines():
