@@ -241,3 +241,37 @@ def test_generator_option_errors():
         source.load(SourceRequest(None, 0, {"braid": "2"}))
     with pytest.raises(SourceError, match="lower min_path"):
         source.load(SourceRequest(None, 0, {"count": "1", "min_path": "500"}))
+    with pytest.raises(SourceError, match=r"train_sides='7,13'.*between 5 and 11"):
+        source.load(SourceRequest(None, 0, {"count": "2", "train_sides": "7,13"}))
+
+
+def test_train_sides_stepping_stones_are_padded_solved_mazes():
+    """train_sides: smaller training mazes sit in the top-left corner of the task's frame,
+    walls around them, with their own shortest path; the test split stays full size."""
+    source = get_task("maze-tiny").sources["generate"]
+    options = {"count": "9", "test_count": "3", "braid": "0", "train_sides": "5,7,11"}
+    data = source.load(SourceRequest(None, 0, options))
+    train = [p for p in data.puzzles if p.train]
+    test = [p for p in data.puzzles if p.test]
+    assert [p.meta["side"] for p in train] == [5] * 3 + [7] * 3 + [11] * 3
+    assert [p.meta["side"] for p in test] == [11] * 3
+    assert len({p.name for p in data.puzzles}) == len(data.puzzles)
+    for puzzle in train:
+        side, example = puzzle.meta["side"], puzzle.train[0]
+        assert example.input.shape == example.output.shape == (11, 11)
+        outside = np.ones((11, 11), dtype=bool)
+        outside[:side, :side] = False
+        assert (example.input[outside] == WALL).all() and (example.output[outside] == WALL).all()
+        start, goal = endpoints(example.input)
+        assert bfs(example.input, start)[goal] + 1 == puzzle.meta["path_cells"] >= 2 * side - 1
+        assert path_checks(example.input, example.output) == (True, True)  # a shortest path
+    # the default (no train_sides) draws the same full-size mazes as before the option existed
+    plain = source.load(SourceRequest(None, 0, {"count": "3", "test_count": "1", "braid": "0"}))
+    again = source.load(
+        SourceRequest(None, 0, {"count": "3", "test_count": "1", "braid": "0", "train_sides": "11"})
+    )
+    assert plain.files == again.files
+    assert all(
+        np.array_equal(a.train[0].input, b.train[0].input)
+        for a, b in zip(plain.puzzles[:3], again.puzzles[:3], strict=True)
+    )

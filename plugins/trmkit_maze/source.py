@@ -16,7 +16,7 @@ from trmkit.errors import PuzzleError, SourceError
 from trmkit.grids import csvsource
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
 from trmkit_maze import generator
-from trmkit_maze.grid import CHARS, GOAL, OPEN, PATH, START, shortest_path
+from trmkit_maze.grid import CHARS, GOAL, OPEN, PATH, START, WALL, shortest_path
 
 HUB_REPO = "sapientinc/maze-30x30-hard-1k"
 CSV_OPTIONS = {
@@ -84,8 +84,42 @@ def hub_source(side: int, task: str) -> Source:
     )
 
 
+def _shares(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` near-equal counts (the first ones get the remainder)."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+def parse_sides(value: str | None, side: int) -> tuple[int, ...]:
+    """The ``train_sides`` option: comma-separated maze sides for the training split, each
+    in 5..``side`` (smaller mazes are padded with walls into the side x side frame)."""
+    if value is None or not str(value).strip():
+        return (side,)
+    sides: list[int] = []
+    for part in str(value).split(","):
+        part = part.strip()
+        if not part.isdigit() or not 5 <= int(part) <= side:
+            raise SourceError(
+                f"option train_sides={value!r}: {part!r} is not a side between 5 and {side}; "
+                f'write e.g. train_sides = "7,9,{side}"'
+            )
+        sides.append(int(part))
+    return tuple(sides)
+
+
+def _padded(grid: np.ndarray, side: int) -> np.ndarray:
+    """``grid`` in the top-left corner of a side x side frame of walls."""
+    frame = np.full((side, side), WALL, dtype=grid.dtype)
+    frame[: grid.shape[0], : grid.shape[1]] = grid
+    return frame
+
+
 def generator_source(
-    side: int, *, count: int, test_count: int, min_path: int, braid: float
+    side: int,
+    *,
+    count: int,
+    test_count: int,
+    min_path: int,
+    braid: float,
 ) -> Source:
     def load(request: SourceRequest) -> RawData:
         opts = {
@@ -96,23 +130,37 @@ def generator_source(
         chosen = braid if chosen is None else chosen
         if not 0 <= chosen <= 1:
             raise SourceError(f"option braid={chosen}: must be between 0 and 1")
+        sides = parse_sides(request.options.get("train_sides"), side)
         params = {"side": side, "seed": request.seed, "braid": chosen, **opts}
+        if sides != (side,):
+            params["train_sides"] = list(sides)
         rng = np.random.default_rng(request.seed)
         seen: set[bytes] = set()
         puzzles: list[RawPuzzle] = []
-        for split, key in (("train", "count"), ("test", "test_count")):
+        shares = _shares(opts["count"], len(sides))
+        plan = [("train", s, n) for s, n in zip(sides, shares, strict=True)]
+        plan.append(("test", side, opts["test_count"]))
+        numbered = {"train": 0, "test": 0}
+        for split, maze_side, n in plan:
+            # stepping stones: S and G at least a corner-to-corner walk apart (2 side - 1 cells)
+            shortest = opts["min_path"] if maze_side == side else 2 * maze_side - 1
             try:
                 made = list(
                     generator.generate(
-                        side, opts[key], rng, min_path=opts["min_path"], braid=chosen, avoid=seen
+                        maze_side, n, rng, min_path=shortest, braid=chosen, avoid=seen
                     )
                 )
             except RuntimeError as exc:
                 raise SourceError(f"maze generator: {exc}") from None
-            for i, item in enumerate(made):
-                example = Example(item.maze, item.solution)
-                meta = {"path_cells": item.path_cells, "source": "trmkit-generator"}
-                name = f"{split}-{i:06d}"
+            for item in made:
+                example = Example(_padded(item.maze, side), _padded(item.solution, side))
+                meta = {
+                    "path_cells": item.path_cells,
+                    "side": maze_side,
+                    "source": "trmkit-generator",
+                }
+                name = f"{split}-{numbered[split]:06d}"
+                numbered[split] += 1
                 puzzles.append(RawPuzzle.single(name, example, split, meta))
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
         return RawData(puzzles, {"generator": digest}, f"generated mazes: {params}")
@@ -128,6 +176,10 @@ def generator_source(
             "test_count": f"test mazes, disjoint from training (default {test_count})",
             "min_path": f"minimum shortest-path cells incl. S and G (default {min_path})",
             "braid": f"fraction of inner walls opened to add loops (default {braid})",
+            "train_sides": f"comma-separated sides of the training mazes, e.g. 7,9,{side}: "
+            f"count is split evenly, smaller mazes are padded with walls into the {side}x{side} "
+            "frame (stepping stones, shortest path >= 2 side - 1 cells); the test split stays "
+            f"{side}x{side} (default {side})",
         },
     )
 
