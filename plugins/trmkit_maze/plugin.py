@@ -102,6 +102,7 @@ def builtin_tasks() -> list[tuple[Task, tuple[str, ...]]]:
                 "generated 11x11 mazes (quickest CPU recipe)",
                 11,
                 min_path=min_path_for(11),
+                recipe=CPU_RECIPE,
             ),
             ("maze-tiny",),
         ),
