@@ -5,13 +5,14 @@ the same process right before the model's steps.
     python benchmarks/bench_engine.py [--quick] [--compile {off,on,both}] [--repeats N]
                                       [--only SUBSTRING] [--against REF] [--rounds R]
 
-The shapes are the presets' (tasks/sudoku-quick.toml, tasks/maze-quick.toml, read from the
-recipes with their batch) and the paper's (tasks/sudoku-extreme-mlp.toml / -att.toml at
-batch 64, and a D=128 variant at batch 256). Each configuration runs in its own subprocess,
-so its peak RSS (VmHWM, reset after the matmul probe) is its own. Times are the best of
-``repeats`` steps after one warm-up step; with --compile the warm-up (compilation) time is
-reported separately. FLOPs are counted from the architecture (trmkit.models.flops: matmuls
-only), so "of peak" is matmul work per second over the measured peak matmul rate.
+The shapes are the presets' (tasks/sudoku-quick.toml, tasks/sudoku-9x9-quick.toml and
+tasks/maze-quick.toml, read from the recipes with their batch) and the paper's
+(tasks/sudoku-extreme-mlp.toml / -att.toml at batch 64, and a D=128 variant at batch 256).
+Each configuration runs in its own subprocess, so its peak RSS (VmHWM, reset after the
+matmul probe) is its own. Times are the best of ``repeats`` steps after one warm-up step;
+with --compile the warm-up (compilation) time is reported separately. FLOPs are counted
+from the architecture (trmkit.models.flops: matmuls only), so "of peak" is matmul work per
+second over the measured peak matmul rate.
 
 ``--against REF`` exports git REF (a commit, branch or tag) to a temporary directory and runs
 every configuration alternately with this checkout and with REF, ``rounds`` times each, in
@@ -44,6 +45,7 @@ MLP_T = dict(mixer="mlp_t", pos_encodings="none")
 ATTENTION = dict(mixer="attention")
 PRESETS = {  # label -> (recipe, batch, quick batch); batch None: the recipe's own
     "sudoku-quick (D64 MLP-t, T2 n2)": ("sudoku-quick", None, 32),
+    "sudoku-9x9-quick (D64 MLP-t, T2 n2)": ("sudoku-9x9-quick", None, 32),
     "maze-quick (D64 MLP-t, T2 n2)": ("maze-quick", None, 8),
     "D512 MLP-t (paper, sudoku-extreme-mlp)": ("sudoku-extreme-mlp", 64, 8),
     "D512 attention (paper, sudoku-extreme-att)": ("sudoku-extreme-att", 64, 8),
@@ -203,7 +205,11 @@ def export_ref(ref: str, where: str) -> str:
 
 
 def run_child(label: str, compile_: bool, args, pythonpath: str | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", json.dumps([label, compile_])]
+    """Time ``label`` in a subprocess. The shape (model fields, batch) is read here, from this
+    checkout's recipes, and handed over: REF's code runs the same shape even where REF has
+    no such recipe."""
+    fields, batch = shape(label, args.quick)
+    cmd = [sys.executable, __file__, "--child", json.dumps([label, compile_, fields, batch])]
     cmd += ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
     env = dict(os.environ)
     if pythonpath is not None:  # REF's trmkit package in front of this checkout's
@@ -235,8 +241,7 @@ def main() -> None:
     args.repeats = args.repeats or (1 if args.quick else 3)
     peak_n = 2048 if args.quick else 4096
     if args.child is not None:  # one configuration, figures on stdout as JSON
-        label, compile_ = json.loads(args.child)
-        fields, batch = shape(label, args.quick)
+        label, compile_, fields, batch = json.loads(args.child)
         result = bench(fields, batch, args.repeats, compile_, peak_n)
         result["trmkit"] = os.path.dirname(os.path.abspath(sys.modules["trmkit"].__file__))
         print(json.dumps(result))

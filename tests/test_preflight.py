@@ -60,7 +60,7 @@ def test_maze_hard_without_data_checks_memory_only():
     assert est.steps is None and est.seconds is None and lines == []
 
 
-@pytest.mark.parametrize("name", ["sudoku-quick", "maze-quick"])
+@pytest.mark.parametrize("name", ["sudoku-quick", "sudoku-9x9-quick", "maze-quick"])
 def test_cpu_presets_pass_quietly(name):
     lines, est = _lines(name, LAPTOP)
     assert lines == []

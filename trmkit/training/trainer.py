@@ -156,6 +156,7 @@ class Trainer:
 
         self.step = 0
         self.carry: Any = None
+        self._run_start: float | None = None  # perf_counter at `run`, for the eval line
         self.last_eval: dict[str, float] = {}
         self.log = MetricsLog(self.run_dir / "metrics.jsonl")
         self.resumed_from: Path | None = None
@@ -228,7 +229,7 @@ class Trainer:
     def run(self, until: int | None = None) -> TrainResult:
         """Train to the step budget (or only up to step ``until``: tests stop a run there)."""
         acc = self.accelerator
-        start = time.perf_counter()
+        start = self._run_start = time.perf_counter()
         if self.log_with:
             acc.init_trackers(self.run_dir.name, config=flat_params(recipe_to_dict(self.recipe)))
         bar = None
@@ -354,9 +355,17 @@ class Trainer:
             acc.print(
                 f"eval @ step {self.step}: exact_accuracy {report.metrics['exact_accuracy']:.4f}"
                 f", token accuracy {report.metrics['accuracy']:.4f} "
-                f"({report.metrics['count']} puzzles, {report.steps} steps)"
+                f"({report.metrics['count']} puzzles, {report.steps} steps{self._elapsed()})"
             )
         return report.metrics
+
+    def _elapsed(self) -> str:
+        """ ", 12.3 min in": wall clock since this process's `run` began (a resumed run
+        counts from its resume), for the eval line; not logged, so a resumed run's
+        metrics.jsonl stays identical to an uninterrupted one's."""
+        if self._run_start is None:
+            return ""
+        return f", {(time.perf_counter() - self._run_start) / 60:.1f} min in"
 
     # -------------------------------------------------------------- checkpoints
 
