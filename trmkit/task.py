@@ -113,10 +113,14 @@ class Codec(Protocol):
     """Grid <-> fixed-length token ids. Token ``pad_id`` pads; label ``ignore_label_id``
     marks cells that carry no loss."""
 
-    seq_len: int
-    vocab_size: int
-    pad_id: int
-    ignore_label_id: int
+    @property
+    def seq_len(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def pad_id(self) -> int: ...
+    @property
+    def ignore_label_id(self) -> int: ...
 
     def encode(self, grid: Grid) -> np.ndarray:
         """One grid -> ``uint8[seq_len]`` token ids."""

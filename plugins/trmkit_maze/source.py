@@ -131,7 +131,7 @@ def generator_source(
         if not 0 <= chosen <= 1:
             raise SourceError(f"option braid={chosen}: must be between 0 and 1")
         sides = parse_sides(request.options.get("train_sides"), side)
-        params = {"side": side, "seed": request.seed, "braid": chosen, **opts}
+        params: dict[str, object] = {"side": side, "seed": request.seed, "braid": chosen, **opts}
         if sides != (side,):
             params["train_sides"] = list(sides)
         rng = np.random.default_rng(request.seed)

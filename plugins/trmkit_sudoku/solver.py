@@ -50,7 +50,7 @@ def _tables(
             units.append(tuple((b0 + i) * n + c0 + j for i in range(br) for j in range(bc)))
     peers = []
     for cell in range(n * n):
-        peer = set()
+        peer: set[int] = set()
         for unit in units:
             if cell in unit:
                 peer.update(unit)

@@ -92,15 +92,17 @@ class PuzzleIdTable:
                 f"{tuple(transforms.shape)}; expected integer group {want} and transform "
                 f"{want[:-1]}, transform_size]; the checkpoint is damaged"
             )
-        group = group.numpy()
-        transforms = transforms.numpy()
-        if len(group) and (group.min() < -1 or group.max() >= len(names)):
+        group_ids = group.numpy()
+        transform_rows = transforms.numpy()
+        if len(group_ids) and (group_ids.min() < -1 or group_ids.max() >= len(names)):
             raise CheckpointError(
                 f"{file}: group ids must lie in [-1, {len(names) - 1}] (one "
                 f"per name in {NAMES_FILE}); the checkpoint is damaged"
             )
-        for pid in np.nonzero(group >= 0)[0]:
-            self.groups.setdefault(names[group[pid]], []).append((int(pid), transforms[pid]))
+        for pid in np.nonzero(group_ids >= 0)[0]:
+            self.groups.setdefault(names[group_ids[pid]], []).append(
+                (int(pid), transform_rows[pid])
+            )
 
     def variants(self, name: str) -> list[tuple[int, np.ndarray]]:
         return self.groups.get(name, [])

@@ -34,6 +34,7 @@ import attrs
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
+from zarr.core.array_spec import ArrayConfigParams
 
 from trmkit import __version__, atomic
 from trmkit.errors import StoreError
@@ -56,7 +57,7 @@ def _compressor() -> ZstdCodec:
 # Every chunk is written, even one equal to the fill value, so that a chunk or shard file
 # missing on disk is damage (reported) rather than zeros (zarr reads absent chunks as the
 # fill value). Stores record it in the root attribute EVERY_CHUNK_KEY.
-_ARRAY_CONFIG = {"write_empty_chunks": True}
+_ARRAY_CONFIG: ArrayConfigParams = {"order": "C", "write_empty_chunks": True}  # C: the default
 EVERY_CHUNK_KEY = "every_chunk_written"
 
 

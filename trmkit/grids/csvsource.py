@@ -20,6 +20,7 @@ import io
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import overload
 
 import attrs
 import numpy as np
@@ -305,6 +306,10 @@ def parse_float_option(options: Mapping[str, str], key: str) -> float | None:
         raise SourceError(f"option {key}={options[key]!r}: expected a number") from None
 
 
+@overload
+def parse_int_option(options: Mapping[str, str], key: str, default: int) -> int: ...
+@overload
+def parse_int_option(options: Mapping[str, str], key: str, default: None) -> int | None: ...
 def parse_int_option(options: Mapping[str, str], key: str, default: int | None) -> int | None:
     if key not in options:
         return default
