@@ -44,11 +44,7 @@ def make_task(
 ) -> Task:
     sources = {
         "generate": source.generator_source(
-            side,
-            count=count,
-            test_count=test_count,
-            min_path=min_path,
-            braid=braid,
+            side, count=count, test_count=test_count, min_path=min_path, braid=braid
         ),
         "csv": source.csv_source(side),
     }

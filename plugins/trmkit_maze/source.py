@@ -92,10 +92,10 @@ def _shares(total: int, parts: int) -> list[int]:
 def parse_sides(value: str | None, side: int) -> tuple[int, ...]:
     """The ``train_sides`` option: comma-separated maze sides for the training split, each
     in 5..``side`` (smaller mazes are padded with walls into the side x side frame)."""
-    if value is None or not str(value).strip():
+    if value is None or not value.strip():
         return (side,)
     sides: list[int] = []
-    for part in str(value).split(","):
+    for part in value.split(","):
         part = part.strip()
         if not part.isdigit() or not 5 <= int(part) <= side:
             raise SourceError(
@@ -114,12 +114,7 @@ def _padded(grid: np.ndarray, side: int) -> np.ndarray:
 
 
 def generator_source(
-    side: int,
-    *,
-    count: int,
-    test_count: int,
-    min_path: int,
-    braid: float,
+    side: int, *, count: int, test_count: int, min_path: int, braid: float
 ) -> Source:
     def load(request: SourceRequest) -> RawData:
         opts = {
