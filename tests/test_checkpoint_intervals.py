@@ -189,35 +189,31 @@ def test_two_processes_agree_on_time_checkpoints(tmp_path, data):
     """Rank 0's clock decides for every rank: with a near-zero interval both write every
     step (a disagreement would deadlock in the collective checkpoint write)."""
     import os
-    import shutil
+    import socket
     import subprocess
     import sys
     from pathlib import Path
 
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
-    if not Path(accelerate).exists():
-        pytest.skip("accelerate CLI not found")
     script = tmp_path / "run.py"
     script.write_text(
         _TWO_PROCESS_SCRIPT.format(
             tests=str(Path(__file__).parent), tmp=str(tmp_path), data=str(data)
         )
     )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     proc = subprocess.run(
         [
-            accelerate,
-            "launch",
-            "--cpu",
-            "--num_processes",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
             "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            "29533",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(port),
             str(script),
         ],
         env={**os.environ, "OMP_NUM_THREADS": "1"},

@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trmkit.errors",
             "trmkit.textio",
             "trmkit.atomic",
+            "trmkit.oserrors",
             "trmkit.network",
             "trmkit.threads",
         ),

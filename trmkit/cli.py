@@ -12,6 +12,7 @@ import click
 
 from trmkit import __version__, plugins
 from trmkit.errors import TrmkitError
+from trmkit.oserrors import describe_os_error, is_environment_fault
 
 
 class TrmkitGroup(click.Group):
@@ -45,6 +46,12 @@ class TrmkitGroup(click.Group):
             return super().invoke(ctx)
         except TrmkitError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            # a full disk, a read-only place, a file in the way (docs/errors.md, "Write
+            # boundaries"): the machine's fault, not trmkit's, so one line, not a stack
+            if not is_environment_fault(exc) or ctx.params.get("traceback"):
+                raise
+            raise click.ClickException(describe_os_error(exc)) from exc
         except Exception as exc:
             line = plugins.plugin_failure(exc)
             if line is None or ctx.params.get("traceback") or plugins.debug_enabled():

@@ -40,6 +40,7 @@ from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
 from trmkit.checkpoint.state import fsync_file, read_json, read_safetensors, write_json
 from trmkit.errors import CheckpointError, TrmkitError
 from trmkit.models.protocol import RecursiveModel
+from trmkit.oserrors import check_writable_dir, writing
 from trmkit.task import Task
 
 MANIFEST_DEPTH = 64
@@ -133,17 +134,23 @@ def write_bundle(
     dst = Path(path).expanduser()
     if dst.exists() and not force:
         raise CheckpointError(f"{dst} exists; pass force=True to replace it")
+    check_writable_dir(dst.parent, "directory of the bundle")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".tmp-{dst.name}"
+    tmp = dst.parent / f".tmp-{dst.name}-{os.getpid()}"  # this process's own temporary
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    write_weights(tmp, "model", weights)
-    if ema is not None:
-        write_weights(tmp, "ema", ema)
-    if store is not None and manifest.dataset.num_puzzle_identifiers > 1:
-        write_puzzle_ids(tmp, store)
-    write_manifest(tmp, attrs.evolve(manifest, ema=ema is not None))
-    atomic.replace_dir(tmp, dst)  # fsyncs dst.parent after each rename
+    try:
+        with writing(dst, "bundle"):
+            tmp.mkdir()
+            write_weights(tmp, "model", weights)
+            if ema is not None:
+                write_weights(tmp, "ema", ema)
+            if store is not None and manifest.dataset.num_puzzle_identifiers > 1:
+                write_puzzle_ids(tmp, store)
+            write_manifest(tmp, attrs.evolve(manifest, ema=ema is not None))
+            atomic.replace_dir(tmp, dst)  # fsyncs dst.parent after each rename
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
+        raise
     return dst
 
 

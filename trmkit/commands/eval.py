@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from trmkit.commands.inference_options import inference_options, policy_from
+from trmkit.oserrors import check_writable_dir
 
 
 def default_out(bundle: Path) -> Path:
@@ -96,6 +97,7 @@ def eval_cmd(
     check_task_matches(bundle, task)
     split = open_test_split(bundle, task, data_dir)
     out = out or default_out(bundle.path)
+    check_writable_dir(out, "report directory")  # before the evaluation, not after it
     if sweep:
         _sweep(
             bundle.model,

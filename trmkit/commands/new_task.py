@@ -10,13 +10,16 @@ DihedralAugmenter, AccuracyEvaluator, generator_source); the author replaces
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import string
 from pathlib import Path
 
 import click
 
 from trmkit.errors import ConfigError
+from trmkit.oserrors import check_writable_dir, writing
 
 RESERVED = ("sudoku", "maze", "arc", "models", "commands", "trmkit")
 """Names of the built-in plugins (and trmkit itself): a new plugin may not take them."""
@@ -320,9 +323,23 @@ def write_package(name: str, directory: Path, *, side: int = 6) -> Path:
         module_dir / "recipes" / f"{name}-quick.toml": RECIPE,
         root / "tests" / "test_task.py": TESTS,
     }
-    for path, template in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_render(template, values), encoding="utf-8")
+    check_writable_dir(root, "package directory")
+    # written under a temporary sibling and renamed into place: a full disk or a kill
+    # leaves no half-written package (docs/errors.md, "Write boundaries")
+    tmp = root.with_name(f".tmp-{root.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with writing(root, "task package"):
+            for path, template in files.items():
+                staged = tmp / path.relative_to(root)
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                staged.write_text(_render(template, values), encoding="utf-8")
+            if root.is_dir():
+                root.rmdir()  # the empty directory checked above
+            os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return root
 
 

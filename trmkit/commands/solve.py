@@ -41,8 +41,11 @@ def solve_cmd(checkpoint, puzzle, as_json, trace, num_aug, trace_dir, **options)
 
     from trmkit import plugins
     from trmkit.checkpoint import check_task_matches, load_bundle
+    from trmkit.oserrors import check_writable_dir
     from trmkit.solve import read_puzzles, render_trace_png, solve
 
+    if trace:
+        check_writable_dir(trace_dir, "--trace-dir")  # before the model runs
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device=device)
     task = plugins.get_task(bundle.task_name)

@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from trmkit import atomic
 from trmkit.data.store import SPLITS, StoreWriter, check_out_path, open_store
 from trmkit.errors import StoreError
+from trmkit.oserrors import check_writable_dir, writing
 from trmkit.task import Task
 
 SET = "all"
@@ -40,16 +42,6 @@ META_FIELDS = (
     "total_puzzles",
 )
 BLOCK_ROWS_BYTES = 64 << 20
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_official(
@@ -77,41 +69,43 @@ def export_official(
                 f"{out} exists and is not an exported dataset; refusing to replace it even "
                 f"with --force (remove it yourself or choose another --out)"
             )
+    check_writable_dir(out.parent, "directory of the export")  # before any array is read
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        for name in store.splits:
-            split = store.split(name)
-            folder = tmp / name
-            folder.mkdir()
-            meta = split.meta
-            info = {key: getattr(meta, key) for key in META_FIELDS}
-            if total_puzzles == "groups":
-                info["total_puzzles"] = meta.total_groups
-            info["sets"] = [SET]
-            (folder / "dataset.json").write_text(json.dumps(info, indent=2))
-            n, seq_len = meta.total_examples, meta.seq_len
-            step = max(1, BLOCK_ROWS_BYTES // seq_len)
-            targets = [
-                np.lib.format.open_memmap(
-                    folder / f"{SET}__{key}.npy", mode="w+", dtype=np.uint8, shape=(n, seq_len)
-                )
-                for key in ("inputs", "labels")
-            ]
-            for start in range(0, n, step):
-                rows = split.row_range(start, min(n, start + step))  # checked reads
-                for target, block in zip(targets, rows, strict=True):
-                    target[start : start + len(block)] = block
-            for target in targets:
-                target.flush()
-            del targets
-            for key in ("puzzle_identifiers", "puzzle_indices", "group_indices"):
-                np.save(folder / f"{SET}__{key}.npy", getattr(split, key).astype(np.int32))
-            np.save(folder / "trmkit_transforms.npy", split.transforms.astype(np.int32))
-            (folder / "trmkit_group_names.json").write_text(json.dumps(split.group_names))
-        (tmp / "identifiers.json").write_text(json.dumps(store.identifiers()))
-        _replace(tmp, out)
+        with writing(out, "exported dataset"):
+            tmp.mkdir(parents=True)
+            for name in store.splits:
+                split = store.split(name)
+                folder = tmp / name
+                folder.mkdir()
+                meta = split.meta
+                info = {key: getattr(meta, key) for key in META_FIELDS}
+                if total_puzzles == "groups":
+                    info["total_puzzles"] = meta.total_groups
+                info["sets"] = [SET]
+                (folder / "dataset.json").write_text(json.dumps(info, indent=2))
+                n, seq_len = meta.total_examples, meta.seq_len
+                step = max(1, BLOCK_ROWS_BYTES // seq_len)
+                targets = [
+                    np.lib.format.open_memmap(
+                        folder / f"{SET}__{key}.npy", mode="w+", dtype=np.uint8, shape=(n, seq_len)
+                    )
+                    for key in ("inputs", "labels")
+                ]
+                for start in range(0, n, step):
+                    rows = split.row_range(start, min(n, start + step))  # checked reads
+                    for target, block in zip(targets, rows, strict=True):
+                        target[start : start + len(block)] = block
+                for target in targets:
+                    target.flush()
+                del targets
+                for key in ("puzzle_identifiers", "puzzle_indices", "group_indices"):
+                    np.save(folder / f"{SET}__{key}.npy", getattr(split, key).astype(np.int32))
+                np.save(folder / "trmkit_transforms.npy", split.transforms.astype(np.int32))
+                (folder / "trmkit_group_names.json").write_text(json.dumps(split.group_names))
+            (tmp / "identifiers.json").write_text(json.dumps(store.identifiers()))
+            atomic.replace_dir(tmp, out)  # fsynced; a kill between renames is recovered
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -332,6 +326,7 @@ def import_official(
 ) -> Path:
     """Read an official dataset directory into a trmkit store at ``out_dir``."""
     src, out = Path(src_dir), Path(out_dir)
+    atomic.try_recover_dir(src)  # an export killed between its two renames
     if not src.is_dir():
         raise StoreError(f"{src}: no such directory (expected <dir>/train/dataset.json ...)")
     present = [name for name in SPLITS if (src / name / "dataset.json").is_file()]

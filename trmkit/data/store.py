@@ -38,6 +38,7 @@ from zarr.core.array_spec import ArrayConfigParams
 
 from trmkit import __version__, atomic
 from trmkit.errors import StoreError
+from trmkit.oserrors import WriteError, check_writable_dir, describe_os_error, is_environment_fault
 
 FORMAT_VERSION = 1
 """Bump when the layout changes; stores of another version are refused."""
@@ -357,6 +358,9 @@ class StoreWriter:
         self.out = Path(out)
         self.force = force
         check_out_path(self.out, force)
+        # a read-only or full place, or a file in the way, is refused before any puzzle
+        # is generated (docs/errors.md, "Write boundaries")
+        check_writable_dir(self.out.parent, "directory of the dataset store")
         remove_stale_temporaries(self.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.out.with_name(f"{self.out.name}.tmp-{os.getpid()}")
@@ -410,6 +414,9 @@ class StoreWriter:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self.abort()
+            if is_environment_fault(exc):
+                # zarr's writes report no file name: name the store being written
+                raise WriteError(describe_os_error(exc, self.out)) from exc
 
 
 # --------------------------------------------------------------------------- reading

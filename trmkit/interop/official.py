@@ -26,7 +26,9 @@ from typing import Any
 import attrs
 import torch
 
+from trmkit import atomic
 from trmkit.errors import CheckpointError
+from trmkit.oserrors import check_writable_dir, writing
 
 CONFIG_FILE = "all_config.yaml"
 _STEP_FILE = re.compile(r"^step_(\d+)$")
@@ -117,6 +119,7 @@ class Dims:
 def find_run(path: Path, step: int | None = None) -> tuple[Path, Path]:
     """(run directory, weights file) for a run directory or a ``step_<N>`` file."""
     path = Path(path).expanduser()
+    atomic.try_recover_dir(path)  # an export killed between its two renames
     if not path.exists():
         raise CheckpointError(
             f"{path}: no such file or directory (give an official run "
@@ -649,35 +652,25 @@ def write_run(
                 f"{out} exists and is not an official run directory; "
                 f"refusing to replace it (choose another --out)"
             )
+    check_writable_dir(out.parent, "directory of the exported run")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
-        torch.save(dict(state), tmp / f"step_{step}")
-        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
-        replace_dir(tmp, out)
+        with writing(out, "exported run"):
+            tmp.mkdir()
+            # a Python file object, so that a full disk surfaces as the file's OSError
+            # (torch's own writer reports it as an "unexpected pos" RuntimeError)
+            with open(tmp / f"step_{step}", "wb") as fh:
+                torch.save(dict(state), fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
+            atomic.replace_dir(tmp, out)  # fsynced; a kill between renames is recovered
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` to ``out``; an existing ``out`` is kept until the new one is in place."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def parameter_count(tensors: Mapping[str, torch.Tensor]) -> int:

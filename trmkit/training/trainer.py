@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import flat_params, plot_curves
 from trmkit.training.ema import EMA
 from trmkit.training.intervals import CheckpointClock, StepPlan
+from trmkit.training.launch import check_launch
 from trmkit.training.metrics_log import MetricsLog
 from trmkit.training.optim import build_optimizers
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
@@ -95,6 +97,7 @@ class Trainer:
         self.progress = progress
         self.log_with = log_with
         train, optim = recipe.train, recipe.optim
+        check_launch(os.environ)  # N processes asked for, one started: refuse
         use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
         self.accelerator = acc = Accelerator(
             cpu=use_cpu,

@@ -1,0 +1,45 @@
+"""Did the launcher start the processes it was asked for? (docs/training.md, "Several
+processes").
+
+accelerate's ``launch --cpu --num_processes N`` (1.x) hands a non-MPI CPU launch to its
+*simple* launcher, which starts ONE process: it exports ``MASTER_ADDR``/``MASTER_PORT``
+(because N > 1) but no ``WORLD_SIZE``/``RANK``, so `Accelerator` sees a single process and
+the run trains alone while the user believes N ranks share the batch. Several CPU processes
+on one machine come from ``torchrun --nproc_per_node N`` (or accelerate's torchrun path,
+``accelerate launch --multi_gpu``, which works on a CPU-only machine with gloo). This module
+recognises the one-process trap from the environment and refuses it before any work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from trmkit.errors import ConfigError
+
+# Variables by which a launcher tells a process how many peers it has.
+_WORLD_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "y", "on"}
+
+
+def check_launch(env: Mapping[str, str]) -> None:
+    """Refuse a launch that asked accelerate for several CPU processes but got one.
+
+    The signature of accelerate's simple launcher with ``--num_processes`` > 1:
+    ``ACCELERATE_USE_CPU`` true, a rendezvous address (``MASTER_PORT``) set, and no
+    world size from any launcher."""
+    if not _truthy(env.get("ACCELERATE_USE_CPU")) or "MASTER_PORT" not in env:
+        return
+    if any(var in env for var in _WORLD_VARS):
+        return
+    raise ConfigError(
+        "accelerate launch --cpu --num_processes N started ONE process (accelerate starts "
+        "several CPU processes only through MPI); launch N with: torchrun --nproc_per_node N "
+        "-m trmkit.cli train ... (or accelerate launch --multi_gpu --num_processes N ..., "
+        "which uses gloo on a CPU-only machine)"
+    )
+
+
+__all__ = ["check_launch"]
