@@ -95,9 +95,9 @@ def eval_cmd(
     bundle = load_bundle(checkpoint, weights="raw" if raw else "ema", device=device)
     task = plugins.get_task(bundle.task_name)
     check_task_matches(bundle, task)
-    split = open_test_split(bundle, task, data_dir)
     out = out or default_out(bundle.path)
     check_writable_dir(out, "report directory")  # before the evaluation, not after it
+    split = open_test_split(bundle, task, data_dir)
     if sweep:
         _sweep(
             bundle.model,

@@ -38,7 +38,13 @@ from zarr.core.array_spec import ArrayConfigParams
 
 from trmkit import __version__, atomic
 from trmkit.errors import StoreError
-from trmkit.oserrors import WriteError, check_writable_dir, describe_os_error, is_environment_fault
+from trmkit.oserrors import (
+    WriteError,
+    check_writable_dir,
+    describe_os_error,
+    find_os_error,
+    writing,
+)
 
 FORMAT_VERSION = 1
 """Bump when the layout changes; stores of another version are refused."""
@@ -366,10 +372,15 @@ class StoreWriter:
         self.tmp = self.out.with_name(f"{self.out.name}.tmp-{os.getpid()}")
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
-        self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
-        self.root.attrs.update(
-            {FORMAT_KEY: FORMAT_VERSION, "complete": False, EVERY_CHUNK_KEY: True}
-        )
+        try:
+            with writing(self.out, "dataset store"):
+                self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
+                self.root.attrs.update(
+                    {FORMAT_KEY: FORMAT_VERSION, "complete": False, EVERY_CHUNK_KEY: True}
+                )
+        except BaseException:
+            self.abort()
+            raise
         self.splits: dict[str, SplitWriter] = {}
 
     def split(self, name: str, *, seq_len: int, transform_size: int) -> SplitWriter:
@@ -414,9 +425,11 @@ class StoreWriter:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             self.abort()
-            if is_environment_fault(exc):
+            found = find_os_error(exc)
+            if found is not None and not isinstance(exc, WriteError):
                 # zarr's writes report no file name: name the store being written
-                raise WriteError(describe_os_error(exc, self.out)) from exc
+                line = describe_os_error(found, self.out, name_path=True)
+                raise WriteError(f"writing the dataset store: {line}") from exc
 
 
 # --------------------------------------------------------------------------- reading
