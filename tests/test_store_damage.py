@@ -218,3 +218,38 @@ def test_damaged_store_through_the_cli(store_dir, tmp_path, case):
         assert len(lines) == 1 and "Traceback" not in result.output, result.output
         assert message in lines[0], lines[0]
     assert not (tmp_path / "export").exists()
+
+
+# ------------------------------------------------- splits assembled from two builds
+
+
+def _swap_test_split(tmp_path, toy_task, **second) -> Path:
+    """Store ``a`` with the test split of a second build copied over its own."""
+    build_dataset(toy_task, tmp_path / "a", num_aug=2, progress=False)
+    build_dataset(toy_task, tmp_path / "b", progress=False, **second)
+    shutil.rmtree(tmp_path / "a" / "test")
+    shutil.copytree(tmp_path / "b" / "test", tmp_path / "a" / "test")
+    return tmp_path / "a"
+
+
+def test_a_split_from_another_build_is_refused_on_open(tmp_path, toy_task):
+    mixed = _swap_test_split(tmp_path, toy_task, num_aug=2, seed=7)  # same shape, other build
+    with pytest.raises(StoreError, match=r"a/test: the split comes from another build"):
+        open_store(mixed)
+    result = CliRunner().invoke(cli, ["data", "info", str(mixed)])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "--force" in result.output
+
+
+def test_a_split_of_another_shape_is_refused_even_without_build_ids(tmp_path, toy_task):
+    """Stores written before the build id was recorded: the shared fields still decide."""
+    mixed = _swap_test_split(tmp_path, toy_task, num_aug=2, seed=7)
+    for meta in (mixed / "zarr.json", mixed / "train" / "zarr.json", mixed / "test" / "zarr.json"):
+        _edit_json(meta, lambda m: m["attributes"].pop("build_id", None))
+    open_store(mixed)  # an old store whose splits agree still opens
+    _edit_json(
+        mixed / "test" / "zarr.json",
+        lambda m: m["attributes"].update(num_puzzle_identifiers=99),
+    )
+    with pytest.raises(StoreError, match=r"num_puzzle_identifiers is 99 but the store's is"):
+        open_store(mixed)

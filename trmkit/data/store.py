@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ def _compressor() -> ZstdCodec:
 # fill value). Stores record it in the root attribute EVERY_CHUNK_KEY.
 _ARRAY_CONFIG: ArrayConfigParams = {"order": "C", "write_empty_chunks": True}  # C: the default
 EVERY_CHUNK_KEY = "every_chunk_written"
+BUILD_ID_KEY = "build_id"
+"""A random id per build, on the root and on every split (`open_store` compares them)."""
 
 
 @attrs.frozen
@@ -382,6 +385,9 @@ class StoreWriter:
             self.abort()
             raise
         self.splits: dict[str, SplitWriter] = {}
+        # one id per build, stamped on the root and on every split, so a split copied in
+        # from another build is refused on open (docs/data.md, "The store")
+        self.build_id = uuid.uuid4().hex
 
     def split(self, name: str, *, seq_len: int, transform_size: int) -> SplitWriter:
         if name not in self.splits:
@@ -394,11 +400,14 @@ class StoreWriter:
     ) -> dict[str, SplitMeta]:
         """Finish every split, write attributes (``complete`` last) and rename into place."""
         metas = {name: writer.finish(common) for name, writer in self.splits.items()}
+        for writer in self.splits.values():
+            writer.group.attrs.update({BUILD_ID_KEY: self.build_id})
         _write_strings(self.root, "identifier_names", identifiers)
         attributes = dict(root_attrs)
         attributes.update(
             {
                 FORMAT_KEY: FORMAT_VERSION,
+                BUILD_ID_KEY: self.build_id,
                 "trmkit_version": __version__,
                 "splits": [name for name in SPLITS if name in metas]
                 + sorted(set(metas) - set(SPLITS)),
@@ -728,4 +737,41 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
     store = Store(path, root)
     for name in store.splits:  # attributes typed and agreeing with the arrays, every chunk
         store.split(name)  # file present: a damaged split is refused on open, not later
+    _check_splits_agree(store, attributes, _rebuild_hint(path, store.task_name or None))
     return store
+
+
+# What every split of one build shares with the root (the rest is per split).
+SHARED_FIELDS = (
+    "seq_len",
+    "vocab_size",
+    "pad_id",
+    "ignore_label_id",
+    "blank_identifier_id",
+    "num_puzzle_identifiers",
+    "transform_size",
+)
+
+
+def _check_splits_agree(store: Store, attributes: Mapping[str, Any], hint: str) -> None:
+    """Every split comes from the build that wrote the root: the same build id (stores
+    written since it was recorded) and the same shared fields (every store), so a split
+    copied in from another build is refused here instead of failing inside training."""
+    build_id = attributes.get(BUILD_ID_KEY)
+    for name in store.splits:
+        split = store.split(name)
+        if build_id is not None:
+            theirs = split.group.attrs.get(BUILD_ID_KEY)
+            if theirs != build_id:
+                raise StoreError(
+                    f"{store.path}/{name}: the split comes from another build (build id "
+                    f"{str(theirs)[:12]!r}, the store's is {str(build_id)[:12]!r}); the store "
+                    f"was assembled from two builds, {hint}"
+                )
+        for field in SHARED_FIELDS:
+            if field in attributes and getattr(split.meta, field) != attributes[field]:
+                raise StoreError(
+                    f"{store.path}/{name}: {field} is {getattr(split.meta, field)!r} but the "
+                    f"store's is {attributes[field]!r}; the splits come from different "
+                    f"builds, {hint}"
+                )
