@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trmkit.atomic",
             "trmkit.network",
             "trmkit.threads",
+            "trmkit.memory",
         ),
     ),
 )
