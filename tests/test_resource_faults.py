@@ -107,7 +107,9 @@ def test_a_cgroup_over_its_limit_has_no_room(tmp_path):
 
 
 def _fake_memory(monkeypatch, n: int | None) -> None:
+    """This process may use ``n`` bytes, and trains on the CPU (where the preflight refuses)."""
     monkeypatch.setattr(memory, "available_memory", lambda sources=None: n)
+    monkeypatch.setattr("trmkit.training.preflight.runs_on_cpu", lambda: True)
 
 
 class Stop(Exception):
@@ -169,7 +171,7 @@ def test_trainer_refuses_before_allocating_the_model_once_ids_are_known(monkeypa
     _fake_memory(monkeypatch, 2**20)  # 1 MiB: the tiny model's state alone is more
     monkeypatch.setattr(trainer, "build_model", lambda *a, **k: pytest.fail("allocated"))
     with pytest.raises(ConfigError, match="preflight: one training step") as info:
-        tiny_trainer(tmp_path, data, check_memory=True)
+        tiny_trainer(tmp_path, data, check_memory=True, cpu=True)
     assert "\n" not in str(info.value)
 
 
@@ -390,7 +392,10 @@ PEAK_SCRIPT = textwrap.dedent(
     from trmkit import memory
     from trmkit.cli import cli
 
+    from trmkit.training import preflight
+
     memory.available_memory = lambda sources=None: 23 * 2**30
+    preflight.runs_on_cpu = lambda: True
     tmp = sys.argv[1]
     cases = [
         ["train", "--task", "maze", "--set", f"data.source={tmp}/empty", "--out", f"{tmp}/r"],

@@ -283,6 +283,15 @@ def check_memory(recipe: Any, cfg: Any, batch: int, est: Estimate, machine: Mach
     raise ConfigError(refusal(line, cpu_recipe, recipe.name))
 
 
+def runs_on_cpu() -> bool:
+    """Whether training runs on the CPU here (no CUDA device): the memory estimate is of the
+    fp32 CPU path, so only there is a step that does not fit refused; on a GPU it stays the
+    warning line (its memory is the device's, its precision bf16)."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def check_model_fits(recipe: Any, cfg: Any, batch: int) -> None:
     """`check_memory` for the model the trainer is about to allocate (its real puzzle-id
     count, known once the data is built), on this machine's memory; no matmul timing."""
@@ -413,6 +422,7 @@ def preflight(
     ids = int(meta.num_puzzle_identifiers) if meta is not None else 1
     cfg = model_config(recipe, task, ids)
     batch = recipe.optim.global_batch_size
+    refuse = refuse and runs_on_cpu()
     if refuse and memory:
         memory_only = Machine(1.0, machine.available_bytes if machine else available_memory())
         first = estimate(recipe.model.name, cfg, batch, None, memory_only)
@@ -445,6 +455,7 @@ __all__ = [
     "memory_line",
     "preflight",
     "quick_recipe",
+    "runs_on_cpu",
     "steps_without_data",
     "time_line",
 ]

@@ -139,7 +139,7 @@ class Trainer:
             num_puzzle_identifiers=meta.num_puzzle_identifiers,
             batch_size=self.local_batch,
         )
-        if check_memory:  # the real puzzle-id count is known now, nothing big allocated yet
+        if check_memory and self.device.type == "cpu":  # ids known now, nothing big allocated
             check_model_fits(recipe, self.model_cfg, self.local_batch)
         self.model: RecursiveModel = build_model(recipe.model.name, self.model_cfg).to(self.device)
         if self.world > 1:
