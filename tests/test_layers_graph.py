@@ -50,6 +50,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trmkit.oserrors",
             "trmkit.network",
             "trmkit.threads",
+            "trmkit.memory",
         ),
     ),
 )

@@ -36,7 +36,7 @@ import torch
 
 from trmkit.batch import IGNORE_LABEL_ID
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
-from trmkit.inference.policy import HaltPolicy, InferencePolicy
+from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.inference.scoring import samples_per_batch, seq_scores
 from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import plot_eval_report
@@ -188,6 +188,7 @@ def evaluate(
     per_variant = int(split.meta.num_puzzle_identifiers) > 1
     check_policy(policy, model, task, per_variant)
     rows_per_batch = samples_per_batch(batch_size, policy.samples, world)
+    check_record_fits(k, policy.samples, rows_per_batch, int(split.meta.seq_len))
     loader = EvalLoader(split, rows_per_batch, rank=rank, world_size=world)
     n_batches = len(loader)
     if max_examples > 0:

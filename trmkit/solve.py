@@ -29,7 +29,7 @@ import torch
 from trmkit.checkpoint import Bundle, PuzzleIdTable, check_task_matches
 from trmkit.errors import PuzzleError, TrmkitError
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
-from trmkit.inference.policy import HaltPolicy, InferencePolicy
+from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import plot_trace
 from trmkit.task import RawPuzzle, Task
@@ -242,10 +242,11 @@ def _run(
     confidence, and the mean steps of its trajectories."""
     n = len(rows)
     keep_steps = k if trace else 1
+    chunk_rows = max(1, BATCH_ROWS // policy.samples)
+    check_record_fits(k, policy.samples, min(n, chunk_rows), len(rows[0][3]))
     preds = [np.zeros((n, len(rows[0][3])), np.int64) for _ in range(keep_steps)]
     q_final = np.zeros(n)
     used = np.zeros(n, dtype=np.float64)
-    chunk_rows = max(1, BATCH_ROWS // policy.samples)
     device = next(model.parameters()).device
     generator = None
     if policy.noise > 0:

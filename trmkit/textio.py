@@ -5,9 +5,11 @@ manifests, training state, ``dataset.json``) is read through these helpers, so t
 file is one `TrmkitError` line naming the file, never a traceback:
 
 * text must be UTF-8 (a binary file says so, with the byte offset);
-* a file larger than ``max_bytes`` is refused before it is read into memory;
+* only regular files are read (a FIFO would block forever, a device never end), and a file
+  larger than ``max_bytes`` is refused before it is read into memory;
 * JSON nesting deeper than ``max_depth`` is refused before the parser recurses
-  (CPython's ``json`` raises RecursionError at about 1,000 levels);
+  (CPython's ``json`` raises RecursionError at about 1,000 levels), by a linear scan whose
+  memory does not grow with the text (`json_depth`);
 * JSON integers must fit in 64 bits (a later ``np.array(..., int64)`` would raise
   OverflowError), and numbers must be plain (``NaN``/``Infinity`` only when allowed).
 
@@ -20,9 +22,11 @@ import gzip
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from trmkit.errors import TrmkitError
@@ -34,8 +38,9 @@ MAX_JSON_DEPTH = 64
 INT_LIMIT = 1 << 63
 """JSON integers must satisfy -INT_LIMIT <= v < INT_LIMIT (int64)."""
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+DEPTH_SCAN_CHUNK = 1 << 20
+"""characters `json_depth` looks at in one numpy pass (bounds its memory)."""
+_QUOTE, _BACKSLASH = 0x22, 0x5C
 
 
 _FILE_SUFFIX = re.compile(
@@ -53,6 +58,28 @@ def _fail(error: type[TrmkitError], where: Any, problem: str) -> TrmkitError:
     return error(f"{where}: {problem}")
 
 
+def is_special_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` exists but is neither a regular file nor a directory (a FIFO, socket
+    or device; symlinks followed): reading it may block forever or never end, so directory
+    listings of sources refuse such an entry instead of opening it."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def special_file_error(
+    path: str | os.PathLike[str], error: type[TrmkitError] = TrmkitError, what: str = "file"
+) -> TrmkitError:
+    """The one-line error for a `is_special_file` entry where a ``what`` was expected."""
+    return _fail(
+        error,
+        Path(path),
+        f"is a pipe, socket or device, not a regular file; give the {what} as a regular file",
+    )
+
+
 def read_bytes(
     path: str | os.PathLike[str],
     *,
@@ -67,6 +94,8 @@ def read_bytes(
             raise _fail(error, p, f"{what} not found")
         if p.is_dir():
             raise _fail(error, p, f"is a directory, expected a {what}")
+        if not p.is_file():  # a FIFO would block the read forever, a device never end
+            raise special_file_error(p, error, what)
         size = p.stat().st_size
         if size > max_bytes:
             raise _fail(error, p, f"{what} is {size} bytes, more than the {max_bytes} allowed")
@@ -112,17 +141,80 @@ def read_text(
     return decode_utf8(data, Path(path), error=error, what=what)
 
 
+@attrs.define
+class _DepthScan:
+    """State of `json_depth` between chunks: nesting now, deepest so far, whether the scan is
+    inside a string, and whether the chunk's first character is escaped by a backslash."""
+
+    depth: int = 0
+    deepest: int = 0
+    in_string: bool = False
+    escaped: bool = False
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        """Advance over ``chunk`` with a few numpy passes (no per-byte Python objects)."""
+        arr = np.frombuffer(chunk, dtype=np.uint8)
+        if not len(arr):
+            return
+        quotes = arr == _QUOTE
+        escaped_at, self.escaped = _escaped_positions(arr, self.escaped)
+        quotes[escaped_at] = False  # an escaped quote neither opens nor closes a string
+        brackets = np.flatnonzero((arr == 0x5B) | (arr == 0x7B) | (arr == 0x5D) | (arr == 0x7D))
+        toggles = np.cumsum(quotes, dtype=np.int64)
+        if len(brackets):
+            outside = ((toggles[brackets] + self.in_string) & 1) == 0
+            kept = brackets[outside]
+            if len(kept):
+                opens = (arr[kept] == 0x5B) | (arr[kept] == 0x7B)
+                path = self.depth + np.cumsum(np.where(opens, 1, -1), dtype=np.int64)
+                self.deepest = max(self.deepest, int(path.max()))
+                self.depth = int(path[-1])
+        self.in_string = bool((int(toggles[-1]) + self.in_string) & 1)
+
+
+def _escaped_positions(arr: np.ndarray, carried: bool) -> tuple[np.ndarray, bool]:
+    """Indices in ``arr`` of characters escaped by a backslash (a run of backslashes of odd
+    effective length escapes the next character), and whether the character after ``arr``
+    is escaped. ``carried``: the previous chunk escapes ``arr[0]``."""
+    slashes = np.flatnonzero(arr == _BACKSLASH)
+    n = len(arr)
+    if not len(slashes):
+        return (np.array([0]) if carried else np.empty(0, np.int64)), False
+    breaks = np.flatnonzero(np.diff(slashes) != 1)
+    starts = slashes[np.concatenate(([0], breaks + 1))]
+    ends = slashes[np.concatenate((breaks, [len(slashes) - 1]))] + 1  # one past each run
+    lengths = ends - starts
+    if carried and starts[0] == 0:
+        lengths[0] -= 1  # the first backslash is itself escaped: a literal
+    odd = (lengths & 1) == 1
+    targets = ends[odd]
+    escaped = targets[targets < n]
+    carry_out = bool(len(targets) and targets[-1] == n)
+    if carried and slashes[0] != 0:
+        escaped = np.concatenate(([0], escaped))
+    return escaped, carry_out
+
+
 def json_depth(data: bytes | str) -> int:
-    """The deepest nesting of ``[``/``{`` in JSON text (strings skipped)."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if not any(b in raw for b in (b"[", b"{")):
+    """The deepest nesting of ``[``/``{`` in JSON text (strings skipped), in one linear scan
+    over chunks of `DEPTH_SCAN_CHUNK` characters: memory stays a few MiB whatever the size of
+    the text or of one string in it (docs/errors.md, "Resources: bounded before any
+    promise")."""
+    if isinstance(data, str):
+        if "[" not in data and "{" not in data:
+            return 0
+    elif b"[" not in data and b"{" not in data:
         return 0
-    stripped = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    steps = np.frombuffer(stripped, dtype=np.uint8)
-    if not len(steps):
-        return 0
-    depth = np.cumsum(np.where((steps == 0x5B) | (steps == 0x7B), 1, -1), dtype=np.int64)
-    return int(depth.max(initial=0))
+    scan = _DepthScan()
+    view = memoryview(data) if isinstance(data, bytes) else None
+    for start in range(0, len(data), DEPTH_SCAN_CHUNK):
+        if view is not None:
+            scan.feed(view[start : start + DEPTH_SCAN_CHUNK])
+        else:
+            assert isinstance(data, str)
+            piece = data[start : start + DEPTH_SCAN_CHUNK]
+            scan.feed(piece.encode("utf-8", "surrogatepass"))
+    return scan.deepest
 
 
 def _parse_int(text: str) -> int:
@@ -226,10 +318,12 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "decode_utf8",
     "is_existing_file",
+    "is_special_file",
     "json_depth",
     "loads_json",
     "looks_like_path",
     "read_bytes",
     "read_json",
     "read_text",
+    "special_file_error",
 ]

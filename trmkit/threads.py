@@ -11,6 +11,12 @@ the 2-core test machine. The rule here (docs/training.md, "Threads"):
 2. otherwise one thread per *physical* core this process may run on (its CPU affinity,
    hyper-thread siblings counted once), divided among the processes of this machine when
    ``accelerate launch`` starts several (``LOCAL_WORLD_SIZE``), at least 1.
+
+An explicit count is bounded (`max_threads`): at most `THREADS_PER_CPU` x the machine's
+logical CPUs, never above `THREAD_CAP`. More threads than that only oversubscribe the
+cores, and tens of thousands of them exhaust the process (torch crashes). A larger value
+is a one-line `ConfigError` naming the variable, the value and the bound (docs/errors.md,
+"Resources: bounded before any promise").
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ import attrs
 from trmkit.errors import ConfigError
 
 ENV_VAR = "TRMKIT_NUM_THREADS"
+THREADS_PER_CPU = 4
+"""an explicit thread count may oversubscribe each logical CPU at most this many times."""
+THREAD_CAP = 1024
+"""and never exceeds this, however many CPUs the machine reports."""
 
 
 @attrs.frozen
@@ -58,26 +68,42 @@ def physical_cores(
     return max(1, len(cores))
 
 
-def _positive(env: Mapping[str, str], name: str) -> int | None:
+def max_threads(cpus: int | None = None) -> int:
+    """The largest explicit thread count accepted on a machine with ``cpus`` logical CPUs."""
+    cpus = os.cpu_count() if cpus is None else cpus
+    return max(1, min(THREAD_CAP, THREADS_PER_CPU * (cpus or 1)))
+
+
+def _positive(env: Mapping[str, str], name: str, bound: int | None = None) -> int | None:
     text = env.get(name, "").strip()
     if not text:
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name}={text!r}: expected a positive whole number of threads") from None
+    shown = text if len(text) <= 24 else text[:21] + "..."
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise ConfigError(f"{name}={shown!r}: expected a positive whole number of threads")
+    value = int(text)
     if value < 1:
-        raise ConfigError(f"{name}={text!r}: expected a positive whole number of threads")
+        raise ConfigError(f"{name}={shown!r}: expected a positive whole number of threads")
+    if bound is not None and value > bound:
+        raise ConfigError(
+            f"{name}={value}: more than the {bound} threads allowed here "
+            f"({THREADS_PER_CPU} per logical CPU, at most {THREAD_CAP}); set it to at most "
+            f"{bound}, or unset it for one thread per physical core"
+        )
     return value
 
 
-def choose_threads(env: Mapping[str, str] | None = None, cores: int | None = None) -> ThreadChoice:
-    """The thread count the rule above gives (pure: pass ``env``/``cores`` to test it)."""
+def choose_threads(
+    env: Mapping[str, str] | None = None, cores: int | None = None, cpus: int | None = None
+) -> ThreadChoice:
+    """The thread count the rule above gives (pure: pass ``env``/``cores``/``cpus``, the
+    logical CPU count bounding an explicit setting, to test it)."""
     env = os.environ if env is None else env
-    explicit = _positive(env, ENV_VAR)
+    bound = max_threads(cpus)
+    explicit = _positive(env, ENV_VAR, bound)
     if explicit is not None:
         return ThreadChoice(explicit, ENV_VAR)
-    omp = _positive(env, "OMP_NUM_THREADS")
+    omp = _positive(env, "OMP_NUM_THREADS", bound)
     if omp is not None:
         return ThreadChoice(omp, "OMP_NUM_THREADS")
     cores = physical_cores() if cores is None else cores
@@ -97,9 +123,12 @@ def configure_threads(env: Mapping[str, str] | None = None) -> ThreadChoice:
 
 __all__ = [
     "ENV_VAR",
+    "THREADS_PER_CPU",
+    "THREAD_CAP",
     "ThreadChoice",
     "allowed_cpus",
     "choose_threads",
     "configure_threads",
+    "max_threads",
     "physical_cores",
 ]

@@ -174,8 +174,14 @@ def read_task_file(path: Path, files: dict[str, str]) -> list[ArcTask]:
 
 
 def _task_files(folder: Path) -> Iterator[Path]:
+    """The task files under ``folder``: regular ``.json``/``.json.gz`` files; such a name on a
+    pipe, socket or device is refused (reading it could block forever)."""
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and (path.name.endswith(".json") or path.name.endswith(".json.gz")):
+        if not (path.name.endswith(".json") or path.name.endswith(".json.gz")):
+            continue
+        if textio.is_special_file(path):
+            raise textio.special_file_error(path, SourceError, "ARC JSON file")
+        if path.is_file():
             yield path
 
 

@@ -82,6 +82,8 @@ def eval_cmd(
 ):
     """Evaluate CHECKPOINT (a step_<N> bundle or a run directory)."""
     policy = policy_from(options)
+    # bounded before anything is loaded (docs/errors.md, "Resources: bounded before any promise")
+    sweep_depths, sweep_counts = _sweep_lists(sweep_steps, sweep_samples) if sweep else (None, None)
     from trmkit.threads import configure_threads
 
     configure_threads()  # one thread per physical core unless OMP/TRMKIT_NUM_THREADS say
@@ -105,8 +107,8 @@ def eval_cmd(
             task,
             out,
             policy,
-            sweep_steps,
-            sweep_samples,
+            sweep_depths,
+            sweep_counts,
             sweep_sources,
             batch_size,
             max_examples,
@@ -133,23 +135,28 @@ def eval_cmd(
     )
 
 
+def _sweep_lists(sweep_steps, sweep_samples):
+    """The sweep's depths (None: the default grid) and sample counts, each bounded."""
+    from trmkit.inference.policy import MAX_SAMPLES, MAX_STEPS, parse_int_list
+
+    depths = parse_int_list(sweep_steps, "--sweep-steps", MAX_STEPS) if sweep_steps else None
+    return depths, parse_int_list(sweep_samples, "--sweep-samples", MAX_SAMPLES)
+
+
 def _sweep(
     model,
     split,
     task,
     out,
     policy,
-    sweep_steps,
-    sweep_samples,
+    depths,
+    samples,
     sweep_sources,
     batch_size,
     max_examples,
 ) -> None:
-    from trmkit.inference.policy import parse_int_list
     from trmkit.inference.sweep import DEFAULT_NOISE, default_grid, run_sweep
 
-    depths = parse_int_list(sweep_steps, "--sweep-steps") if sweep_steps else None
-    samples = parse_int_list(sweep_samples, "--sweep-samples")
     per_variant = int(split.meta.num_puzzle_identifiers) > 1
     sources = None
     if sweep_sources:

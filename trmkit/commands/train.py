@@ -111,7 +111,8 @@ def train_cmd(
         raise ConfigError("--resume needs --out RUN (the run directory to continue)")
     if log_with:
         check_tracker(log_with)
-    checked = None if no_preflight else run_preflight(recipe, data_dir, max_steps)
+    # before the data is built or the model allocated: a step that cannot fit is refused
+    checked = None if no_preflight else run_preflight(recipe, data_dir, max_steps, refuse=True)
     run_dir = out or default_run_dir(recipe)
     trainer = Trainer(
         recipe,
@@ -121,6 +122,7 @@ def train_cmd(
         resume=resume,
         log_with=log_with,
         progress=not no_progress,
+        check_memory=not no_preflight,
     )
     if checked is not None and checked.steps is None and trainer.accelerator.is_main_process:
         # the step budget needed the data, which is built now: check the run time again
@@ -139,10 +141,14 @@ def train_cmd(
         click.echo(f"checkpoint: {result.checkpoint}")
 
 
-def run_preflight(recipe, data_dir: Path | None, steps: int | None, memory: bool = True):
-    """`trmkit.training.preflight` on the main process; its lines go to stderr."""
+def run_preflight(
+    recipe, data_dir: Path | None, steps: int | None, memory: bool = True, refuse: bool = False
+):
+    """`trmkit.training.preflight` on the main process; its lines go to stderr. With
+    ``refuse``, a step that does not fit in memory is a one-line error (exit 1)."""
     import os
 
+    from trmkit.errors import TrmkitError
     from trmkit.training.preflight import preflight
 
     if int(os.environ.get("RANK", "0")) != 0:
@@ -153,8 +159,11 @@ def run_preflight(recipe, data_dir: Path | None, steps: int | None, memory: bool
             data_dir=data_dir,
             max_steps=steps,
             memory=memory,
+            refuse=refuse,
             echo=lambda line: click.echo(line, err=True),
         )
+    except TrmkitError:
+        raise
     except Exception as exc:  # a check that cannot run must not stop the run it checks
         click.echo(
             f"preflight: skipped ({type(exc).__name__}: {exc}); --no-preflight silences this",

@@ -25,6 +25,7 @@ from typing import overload
 import attrs
 import numpy as np
 
+from trmkit import textio
 from trmkit.errors import SourceError
 from trmkit.task import RawData, RawPuzzle, Source, SourceRequest
 
@@ -73,6 +74,8 @@ def split_files(path: Path) -> list[tuple[str, Path]]:
         found: list[tuple[str, Path]] = []
         for split in SPLITS:
             for name in (f"{split}.csv", f"{split}.csv.gz"):
+                if textio.is_special_file(path / name):  # a FIFO would block the read
+                    raise textio.special_file_error(path / name, SourceError, "CSV file")
                 if (path / name).is_file():
                     found.append((split, path / name))
                     break
@@ -82,6 +85,8 @@ def split_files(path: Path) -> list[tuple[str, Path]]:
                 f"directory holding them or one CSV file"
             )
         return found
+    if textio.is_special_file(path):
+        raise textio.special_file_error(path, SourceError, "CSV file")
     if not path.is_file():
         raise SourceError(f"{path}: no such file or directory")
     split = "test" if "test" in path.name.lower() else "train"

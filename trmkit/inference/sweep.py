@@ -29,7 +29,7 @@ from trmkit.inference.engine import (
     decide,
     record,
 )
-from trmkit.inference.policy import HaltPolicy, InferencePolicy
+from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.inference.scoring import samples_per_batch, seq_scores
 from trmkit.models.protocol import NoisyRecursion, RecursiveModel
 from trmkit.reports import pareto_front, plot_sweep
@@ -196,6 +196,7 @@ def run_sweep(
             device = next(model.parameters()).device
             generator = torch.Generator(device=device).manual_seed(grid.seed * 1009)
             per_batch = samples_per_batch(batch_size, s_max, 1)
+            check_record_fits(depth, s_max, per_batch, int(split.meta.seq_len))
             loader = EvalLoader(split, per_batch)
             n_batches = len(loader)
             if max_examples > 0:

@@ -13,6 +13,7 @@ never code. docs/interop.md lists what maps to what.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
@@ -151,6 +152,79 @@ MAX_CONFIG_BYTES = 16 << 20
 """an all_config.yaml or dataset.json larger than 16 MiB is refused unread."""
 
 
+MAX_YAML_ALIASES = 100
+"""aliases (``*name``) an all_config.yaml may use (pretrain.py writes none)."""
+MAX_YAML_NODES = 1_000_000
+"""nodes the config may hold once every alias is expanded (an alias bomb stops here)."""
+
+
+class YamlRefused(ValueError):
+    """A YAML structure the bounded loader will not build (the message says why)."""
+
+
+@functools.cache
+def bounded_yaml_loader() -> type:
+    """A `yaml.SafeLoader` that refuses more than `MAX_YAML_ALIASES` aliases, an alias to a
+    node that contains it (a recursive structure) and a document whose aliases expand to more
+    than `MAX_YAML_NODES` nodes (docs/errors.md, "Resources: bounded before any promise")."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.aliases = 0
+            self.open_anchors: set[str] = set()
+            self.weights: dict[int, int] = {}
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            anchor = event.anchor
+            if isinstance(event, yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise YamlRefused(f"more than {MAX_YAML_ALIASES} YAML aliases (*name)")
+                if anchor in self.open_anchors:
+                    raise YamlRefused(
+                        f"YAML alias *{anchor} refers to a node that contains it "
+                        "(a recursive structure)"
+                    )
+                return super().compose_node(parent, index)
+            if anchor is not None:
+                self.open_anchors.add(anchor)
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                if anchor is not None:
+                    self.open_anchors.discard(anchor)
+            self.weigh(node)
+            return node
+
+        def weigh(self, node: Any) -> None:
+            """Nodes under ``node`` with every alias expanded (children weighed first)."""
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            else:
+                children = []
+            weight = 1 + sum(self.weights.get(id(child), 1) for child in children)
+            if weight > MAX_YAML_NODES:
+                raise YamlRefused(
+                    f"YAML aliases expand to more than {MAX_YAML_NODES:,} nodes (an alias bomb)"
+                )
+            self.weights[id(node)] = weight
+
+    return BoundedLoader
+
+
+def load_bounded_yaml(text: str) -> Any:
+    """`yaml.load` with `bounded_yaml_loader` (safe tags only); `YamlRefused` or
+    ``yaml.YAMLError`` for a document it will not build."""
+    import yaml
+
+    return yaml.load(text, Loader=bounded_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
     """``all_config.yaml`` as a dict, with ``arch`` and ``arch.name`` checked."""
     import yaml
@@ -167,9 +241,13 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         file, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError, what="training config"
     )
     try:
-        config = yaml.safe_load(text)
+        config = load_bounded_yaml(text)
     except RecursionError:
         raise CheckpointError(f"{file}: not valid YAML (nested too deeply)") from None
+    except YamlRefused as exc:
+        raise CheckpointError(
+            f"{file}: {exc}; an official training config is a plain mapping without them"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -1,7 +1,10 @@
 """Before the first step: will this run finish here, and will one step fit in memory?
 
-`trmkit train` calls `preflight` (unless ``--no-preflight``). It never stops a run; it
-prints at most one line per problem (docs/training.md, "Preflight"):
+`trmkit train` calls `preflight` (unless ``--no-preflight``) before the dataset is built or
+the model allocated. A run that takes too long is only warned about (one line); a step that
+does not fit in memory is refused (`check_memory`, a one-line `ConfigError` naming a batch
+that fits or the task's CPU recipe; docs/training.md, "Preflight", and docs/errors.md,
+"Resources: bounded before any promise"):
 
 * **time**: the whole run's matmul FLOPs (`RecursiveModel.step_flops` x the step budget)
   over a matmul rate measured here in ~0.2 s, derated by `ACHIEVED_FRACTION` (the engine
@@ -10,8 +13,9 @@ prints at most one line per problem (docs/training.md, "Preflight"):
 * **memory**: parameters (built on torch's meta device, so nothing is allocated) x
   `STATE_COPIES` (weights, gradients, two Adam moments, the EMA) plus the activations the
   autograd graph of one supervision step keeps (`activation_bytes`). When that exceeds
-  `MEMORY_HEADROOM` of the available memory (psutil, else /proc/meminfo MemAvailable; no
-  check where neither exists), the line names an ``optim.global_batch_size`` that fits.
+  `MEMORY_HEADROOM` of the memory this process may use (`trmkit.memory.available_memory`:
+  the host's MemAvailable and the cgroup limit, whichever is smaller; no check where
+  neither is known), the line names an ``optim.global_batch_size`` that fits.
 
 The estimates are pure functions of a `Machine` (rate, memory) so tests inject both.
 """
@@ -87,20 +91,11 @@ def measure_matmul_rate(budget: float = 0.2, n: int = 512) -> float:
 
 
 def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
-    """Bytes available to a new process (psutil when installed, else MemAvailable)."""
-    try:
-        import psutil
-    except ImportError:  # optional: fall back to /proc/meminfo
-        psutil = None
-    if psutil is not None:
-        return int(psutil.virtual_memory().available)
-    try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """Bytes this process may still allocate: min(host MemAvailable, cgroup headroom)
+    (`trmkit.memory.available_memory`; ``meminfo`` replaces /proc/meminfo in tests)."""
+    from trmkit import memory
+
+    return memory.available_memory(memory.MemorySources(meminfo=meminfo))
 
 
 def measure_machine() -> Machine:
@@ -228,7 +223,9 @@ def format_duration(seconds: float) -> str:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    from trmkit.memory import gib as memory_gib
+
+    return memory_gib(n)
 
 
 def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str | None:
@@ -255,7 +252,7 @@ def memory_line(cfg: Any, batch: int, est: Estimate, machine: Machine) -> str | 
     fits = fitting_batch(cfg, est.state_bytes, MEMORY_HEADROOM * avail)
     line = (
         f"preflight: one training step at batch {batch} needs about {gib(need)}, but this "
-        f"machine has {gib(avail)} available; "
+        f"process may use {gib(avail)} (available memory and cgroup limit); "
     )
     if fits is None:
         return line + "not even a batch of 1 fits: choose a smaller model"
@@ -263,6 +260,46 @@ def memory_line(cfg: Any, batch: int, est: Estimate, machine: Machine) -> str | 
         f"--set optim.global_batch_size={fits} fits (the step budget and learning "
         "rate schedule follow the batch)"
     )
+
+
+def refusal(line: str, alternative: str | None, recipe_name: str | None) -> str:
+    """`memory_line` as the one-line refusal: the task's CPU recipe as a second way out."""
+    if alternative and alternative != recipe_name:
+        line += f"; or try --recipe {alternative}"
+    return line + "; --no-preflight starts anyway"
+
+
+def check_memory(recipe: Any, cfg: Any, batch: int, est: Estimate, machine: Machine) -> None:
+    """Refuse (`ConfigError`, one line) a step that does not fit ``machine``'s memory; the
+    line names a batch that fits and the CPU recipe the task declares
+    (``BuildDefaults.cpu_recipe``)."""
+    from trmkit import plugins
+    from trmkit.errors import ConfigError
+
+    line = memory_line(cfg, batch, est, machine)
+    if line is None:
+        return
+    cpu_recipe = plugins.get_task(recipe.data.task).defaults.cpu_recipe
+    raise ConfigError(refusal(line, cpu_recipe, recipe.name))
+
+
+def runs_on_cpu() -> bool:
+    """Whether training runs on the CPU here (no CUDA device): the memory estimate is of the
+    fp32 CPU path, so only there is a step that does not fit refused; on a GPU it stays the
+    warning line (its memory is the device's, its precision bf16)."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def check_model_fits(recipe: Any, cfg: Any, batch: int) -> None:
+    """`check_memory` for the model the trainer is about to allocate (its real puzzle-id
+    count, known once the data is built), on this machine's memory; no matmul timing."""
+    machine = Machine(matmul_flops=1.0, available_bytes=available_memory())
+    if machine.available_bytes is None:
+        return
+    est = estimate(recipe.model.name, cfg, batch, None, machine)
+    check_memory(recipe, cfg, batch, est, machine)
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -366,9 +403,12 @@ def preflight(
     steps: int | None = None,
     machine: Machine | None = None,
     memory: bool = True,
+    refuse: bool = False,
     echo: Callable[[str], None] = print,
 ) -> Estimate:
-    """Check the recipe's time and memory here and ``echo`` one line per problem.
+    """Check the recipe's time and memory here and ``echo`` one line per problem; with
+    ``refuse``, a step that does not fit is a `ConfigError` (`check_memory`), raised before
+    the matmul rate is measured.
 
     ``steps`` (the trainer's exact budget) or ``max_steps`` wins; otherwise the budget comes
     from the store's meta or the recipe (`steps_without_data`); when unknown, only memory is
@@ -381,14 +421,19 @@ def preflight(
         steps = max_steps if max_steps is not None else steps_without_data(recipe, meta)
     ids = int(meta.num_puzzle_identifiers) if meta is not None else 1
     cfg = model_config(recipe, task, ids)
-    machine = machine or measure_machine()
     batch = recipe.optim.global_batch_size
+    refuse = refuse and runs_on_cpu()
+    if refuse and memory:
+        memory_only = Machine(1.0, machine.available_bytes if machine else available_memory())
+        first = estimate(recipe.model.name, cfg, batch, None, memory_only)
+        check_memory(recipe, cfg, batch, first, memory_only)
+    machine = machine or measure_machine()
     est = estimate(recipe.model.name, cfg, batch, steps, machine)
     if est.seconds is not None and est.seconds > DAY_SECONDS:
         line = time_line(est, machine, quick_recipe(task.name, machine))
         assert line is not None
         echo(line)
-    mem = memory_line(cfg, batch, est, machine) if memory else None
+    mem = memory_line(cfg, batch, est, machine) if memory and not refuse else None
     if mem is not None:
         echo(mem)
     return est
@@ -401,6 +446,8 @@ __all__ = [
     "Machine",
     "activation_bytes",
     "available_memory",
+    "check_memory",
+    "check_model_fits",
     "estimate",
     "fitting_batch",
     "measure_machine",
@@ -408,6 +455,7 @@ __all__ = [
     "memory_line",
     "preflight",
     "quick_recipe",
+    "runs_on_cpu",
     "steps_without_data",
     "time_line",
 ]

@@ -60,6 +60,7 @@ from trmkit.training.intervals import CheckpointClock, StepPlan
 from trmkit.training.launch import check_launch
 from trmkit.training.metrics_log import MetricsLog
 from trmkit.training.optim import build_optimizers
+from trmkit.training.preflight import check_model_fits
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
 from trmkit.training.schedule import set_lr
 
@@ -90,6 +91,7 @@ class Trainer:
         log_with: str | None = None,
         progress: bool = True,
         cpu: bool | None = None,
+        check_memory: bool = False,
     ) -> None:
         self.recipe = recipe
         self.run_dir = Path(run_dir)
@@ -140,6 +142,8 @@ class Trainer:
             num_puzzle_identifiers=meta.num_puzzle_identifiers,
             batch_size=self.local_batch,
         )
+        if check_memory and self.device.type == "cpu":  # ids known now, nothing big allocated
+            check_model_fits(recipe, self.model_cfg, self.local_batch)
         self.model: RecursiveModel = build_model(recipe.model.name, self.model_cfg).to(self.device)
         if self.world > 1:
             for tensor in list(self.model.parameters()) + list(self.model.buffers()):
