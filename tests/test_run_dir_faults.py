@@ -195,6 +195,12 @@ def test_train_refuses_a_directory_that_is_not_a_run(base, tmp_path):
     result = _cli("train", "--no-progress", "--no-preflight", "--recipe", recipe,
                   "--data", base / "sA", "--out", run, "--max-steps", 1)  # fmt: skip
     _one_line_error(result, "already holds checkpoints (step_8)", "--resume")
+    # a refused start leaves no run directory (nor lock file) behind
+    fresh = tmp_path / "fresh"
+    result = _cli("train", "--no-progress", "--no-preflight", "--recipe", recipe,
+                  "--data", tmp_path / "none", "--out", fresh)  # fmt: skip
+    _one_line_error(result, "no such dataset store")
+    assert not fresh.exists()
 
 
 def test_eval_out_is_never_overwritten_without_force(base, tmp_path):

@@ -140,12 +140,25 @@ class RunLock:
     """This process's share of the exclusive lock on ``run_dir``; `release` (or garbage
     collection, or the process ending) gives it up."""
 
-    def __init__(self, run_dir: Path, key: str) -> None:
+    def __init__(self, run_dir: Path, key: str, created: bool) -> None:
         self.run_dir = run_dir
+        self.created = created
+        """the directory did not exist before this lock made it."""
         self._release = weakref.finalize(self, _drop, key)
 
     def release(self) -> None:
         self._release()  # runs once, whether called here or at garbage collection
+
+    def discard(self) -> None:
+        """Release after a failed start: a directory this lock created and that holds
+        nothing else is removed again, so a refused command leaves no trace."""
+        self.release()
+        if not self.created or _key(self.run_dir) in _HELD:
+            return
+        with contextlib.suppress(OSError):
+            if [p.name for p in self.run_dir.iterdir()] == [LOCK_NAME]:
+                (self.run_dir / LOCK_NAME).unlink()
+                self.run_dir.rmdir()
 
 
 def _drop(key: str) -> None:
@@ -162,6 +175,7 @@ def lock_run_dir(run_dir: Path) -> RunLock:
     """Create ``run_dir`` if needed and lock it for this process; `RunDirError` naming the
     holder when another process has it."""
     run_dir = Path(run_dir)
+    created = not (run_dir.exists() or run_dir.is_symlink())
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -181,7 +195,7 @@ def lock_run_dir(run_dir: Path) -> RunLock:
         _record_holder(handle)
         held = _HELD[key] = _Held(handle)
     held.users += 1
-    return RunLock(run_dir, key)
+    return RunLock(run_dir, key, created)
 
 
 def held_by_another(run_dir: Path) -> bool:

@@ -96,18 +96,31 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         self.progress = progress
         self.log_with = log_with
-        train, optim = recipe.train, recipe.optim
         use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-        self.accelerator = acc = Accelerator(
+        self.accelerator = Accelerator(
             cpu=use_cpu,
             mixed_precision="no" if use_cpu else "bf16",
             log_with=log_with,
             project_dir=str(self.run_dir),
         )
+        acc = self.accelerator
         self.rank, self.world, self.device = acc.process_index, acc.num_processes, acc.device
         # one writer per run directory (docs/errors.md, "Run directories"): checked before
         # anything is built or written
         self.lock, self.owner = self._lock_run_dir()
+        try:
+            self._build(recipe, data_dir, max_steps, resume)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.discard()  # a refused start leaves no run directory behind
+            raise
+
+    def _build(
+        self, recipe: Recipe, data_dir: Path | None, max_steps: int | None, resume: bool
+    ) -> None:
+        """Everything after the lock: data, model, optimisers, step plan, resume."""
+        acc, progress = self.accelerator, self.progress
+        train, optim = recipe.train, recipe.optim
         saved = self._resume_manifest(recipe, max_steps) if resume else None
         if saved is None:
             existing = ckpt.latest_checkpoint(self.ckpt_root)
