@@ -1168,6 +1168,8 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
+            if name == ".trmkit-run.lock":  # rewritten (holder pid, time) by every trainer
+                continue
             p = Path(dirpath) / name
             st = p.lstat()
             out[str(p.relative_to(root))] = (st.st_size if p.is_file() else -1, st.st_mtime_ns)

@@ -256,7 +256,7 @@ def test_the_trainer_is_the_loop():
         ("IGNORE_LABEL_ID = ", "batch.py"),
         ("* meta.mean_puzzle_examples /", "data/loader.py"),
         ("def rank(", "voting.py"),
-        ("RESUME_TRAIN_KEYS = ", "config.py"),
+        ("RESUME_MAY_CHANGE = ", "config.py"),
     ],
 )
 def test_one_owner(pattern, owner):

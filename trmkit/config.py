@@ -434,23 +434,37 @@ def check_recipe_ranges(recipe: Recipe, where: str = "recipe") -> None:
 
 # ----------------------------------------------------------------------------- resuming
 
-RESUME_TRAIN_KEYS = ("seed", "eval_interval")
-"""train.* settings that change the trajectory; the others (budget, logging, checkpoints)
-may differ on --resume."""
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "train.epochs",
+        "train.max_steps",
+        "train.log_every",
+        "train.checkpoint_keep",
+        "train.checkpoint_every_eval",
+        "train.checkpoint_every_steps",
+        "train.checkpoint_every_minutes",
+        "train.eval_batch_size",
+    }
+)
+"""The only recipe settings that may differ on --resume (docs/training.md, "Checkpoints and
+exact resume"): the budget (as --max-steps), logging, checkpoint cadence and the evaluation
+batch, none of which changes the trajectory. Every other setting (data, model incl. its
+dtype, optimiser incl. the batch, seed, eval_interval, compile, and any setting added
+later) must match the run's."""
 
 
 def resume_mismatch(saved: Mapping[str, Any], recipe: Recipe) -> str | None:
-    """The first setting of ``recipe`` that differs from the ``saved`` recipe dict of a run
-    (``"optim.lr is 0.002 but ... 0.001"`` without the run's name), or None when the run can
-    resume exactly: same data, model, optimiser, seed and evaluation interval. A setting the
-    saved recipe lacks (written before the setting existed) counts as its default."""
+    """The first setting of ``recipe`` outside `RESUME_MAY_CHANGE` that differs from the
+    ``saved`` recipe dict of a run (``"optim.lr is 0.002 but ... 0.001"`` without the run's
+    name), or None when the run can resume exactly. A setting the saved recipe lacks
+    (written before the setting existed) counts as its default."""
     now = recipe_to_dict(recipe)
     for section in ("data", "model", "optim", "train"):
         defaults = attrs.asdict(SECTIONS[section]()) if section in SECTIONS else {}
         old = {**defaults, **saved.get(section, {})}
         new = now.get(section, {})
         for key in sorted(set(old) | set(new)):
-            if section == "train" and key not in RESUME_TRAIN_KEYS:
+            if f"{section}.{key}" in RESUME_MAY_CHANGE:
                 continue
             if old.get(key) != new.get(key):
                 return (

@@ -37,3 +37,7 @@ class PuzzleError(TrmkitError):
 
 class OptionError(TrmkitError):
     """A command-line option out of range, or not applicable to this task or model."""
+
+
+class RunDirError(TrmkitError):
+    """A run directory is in use by another process, or is not a run to write into."""

@@ -9,9 +9,14 @@ Layout of one bundle (``<run>/checkpoints/step_<N>/``)::
     train_state.{json,safetensors}    optimisers, EMA, schedule step, loader, metrics (rank 0)
     rank_<r>.{json,safetensors}       per-process state: RNG states and the ACT carry
 
-Everything is written into ``.tmp-step_<N>`` and renamed to ``step_<N>`` only when complete
-(the rename is atomic on POSIX), so a process killed mid-write leaves the previous bundles
-untouched and the half-written directory is never picked up (it is removed on the next save).
+Everything is written into ``.tmp-step_<N>.<pid>@<host>`` (the writer's token,
+`trmkit.checkpoint.rundir.writer_token`) and renamed to ``step_<N>`` only when complete (the
+rename is atomic on POSIX), so a process killed mid-write leaves the previous bundles
+untouched and the half-written directory is never picked up. A writer removes only its own
+temporaries and those whose writer provably died; the trainer, which holds the run's lock,
+removes every leftover one when it starts. Pruning renames a bundle out of the ``step_<N>``
+names before deleting it, so a reader never sees a half-deleted bundle, and `load_bundle`
+falls back to the newest bundle still there when the one it resolved is pruned under it.
 The official code saves only ``model.state_dict()`` with torch.save: no optimiser, carry or
 RNG state, hence no exact resume, and pickles (docs/engine.md, deviation 7).
 
@@ -37,6 +42,7 @@ from trmkit import atomic
 from trmkit.checkpoint.manifest import Manifest, check_store_matches
 from trmkit.checkpoint.manifest import check_task_matches as _check_task
 from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
+from trmkit.checkpoint.rundir import held_by_another, owner_is_dead, writer_token
 from trmkit.checkpoint.state import fsync_file, read_json, read_safetensors, write_json
 from trmkit.errors import CheckpointError, TrmkitError
 from trmkit.models.protocol import RecursiveModel
@@ -46,14 +52,36 @@ from trmkit.task import Task
 MANIFEST_DEPTH = 64
 """a manifest nests about 5 levels (the recipe's data.options); deeper is refused."""
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_OWNED_TMP = re.compile(r"^\.tmp-.*\.(\d+@[^.@/]+(?:\.[^.@/]+)*)$")
+"""``.tmp-<what>.<pid>@<host>``: a temporary (bundle being written or pruned) and its writer."""
+_PRUNED = ".tmp-pruned-"
 
 
 def step_dir_name(step: int) -> str:
     return f"step_{step}"
 
 
-def tmp_dir(root: Path, step: int) -> Path:
-    return root / f".tmp-{step_dir_name(step)}"
+def tmp_dir(root: Path, step: int, owner: str | None = None) -> Path:
+    """Where ``owner`` (default: this process, `writer_token`) writes bundle ``step``."""
+    return root / f".tmp-{step_dir_name(step)}.{owner or writer_token()}"
+
+
+def _tmp_owner(name: str) -> str | None:
+    match = _OWNED_TMP.match(name)
+    return match.group(1) if match else None
+
+
+def remove_temporaries(root: Path, *, owner: str | None = None, every: bool = False) -> None:
+    """Delete leftover ``.tmp-*`` directories under ``root``: those of ``owner`` (default
+    this process) and of writers that provably died; with ``every`` (the caller holds the
+    run's lock, so no other writer is live) all of them, older unowned names included."""
+    if not root.is_dir():
+        return
+    mine = owner or writer_token()
+    for child in root.glob(".tmp-*"):
+        who = _tmp_owner(child.name)
+        if every or who == mine or (who is not None and owner_is_dead(who)):
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
@@ -70,7 +98,10 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 
 def _recover(root: Path) -> None:
-    """Undo a `commit` killed between its two renames (`trmkit.atomic.recover_dir`)."""
+    """Undo a `commit` killed between its two renames (`trmkit.atomic.recover_dir`), unless
+    another process holds the run's lock: then the backup is a swap in progress."""
+    if held_by_another(root.parent):
+        return
     for child in root.glob(f"{atomic.BACKUP_MARK}step_*"):
         atomic.try_recover_dir(root / child.name[len(atomic.BACKUP_MARK) :])
 
@@ -80,12 +111,12 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def begin_write(root: Path, step: int) -> Path:
-    """Create a clean temporary directory for bundle ``step`` (rank 0 only)."""
+def begin_write(root: Path, step: int, owner: str | None = None) -> Path:
+    """Create a clean temporary directory for bundle ``step`` (rank 0 only); ``owner`` is
+    the writer's token (default this process), shared by every rank of a run."""
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".tmp-step_*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    path = tmp_dir(root, step)
+    remove_temporaries(root, owner=owner)
+    path = tmp_dir(root, step, owner)
     path.mkdir()
     return path
 
@@ -105,17 +136,28 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
     write_json(path / "manifest.json", manifest.to_json())
 
 
-def commit(root: Path, step: int, keep: int) -> Path:
+def commit(root: Path, step: int, keep: int, owner: str | None = None) -> Path:
     """Rename the finished temporary directory into place and prune to the last ``keep``."""
-    src = tmp_dir(root, step)
+    src = tmp_dir(root, step, owner)
     dst = root / step_dir_name(step)
     # re-saving the same step (e.g. end of a resumed run) replaces it; a kill between the
     # two renames leaves .old-step_<N>, which list_checkpoints renames back
     atomic.replace_dir(src, dst)  # fsyncs root after each rename
     if keep > 0:
         for _, old in list_checkpoints(root)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            prune(old, owner)
     return dst
+
+
+def prune(bundle: Path, owner: str | None = None) -> None:
+    """Delete ``bundle``: first renamed out of the ``step_<N>`` names (one atomic step, so a
+    reader sees the whole bundle or none), then removed."""
+    gone = bundle.with_name(f"{_PRUNED}{bundle.name}.{owner or writer_token()}")
+    try:
+        os.replace(bundle, gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def write_bundle(
@@ -136,7 +178,7 @@ def write_bundle(
         raise CheckpointError(f"{dst} exists; pass force=True to replace it")
     check_writable_dir(dst.parent, "directory of the bundle")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".tmp-{dst.name}-{os.getpid()}"  # this process's own temporary
+    tmp = dst.parent / f".tmp-{dst.name}.{writer_token()}"  # this process's own temporary
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with writing(dst, "bundle"):
@@ -267,7 +309,29 @@ def check_model_fits_weights(manifest: Manifest, where: Path, weights: Path) -> 
             )
 
 
+_PRUNED_RETRIES = 5
+"""how often `load_bundle` re-resolves a run whose newest bundle was pruned under it."""
+
+
 def load_bundle(
+    path: str | os.PathLike, *, weights: str = "ema", device: str | torch.device = "cpu"
+) -> Bundle:
+    """Load a bundle as a ready model in eval mode (EMA weights unless ``weights="raw"``).
+
+    A bundle that vanishes while it is read (a running trainer pruned or replaced it) is not
+    "incomplete": the run is resolved again and its newest bundle still there is loaded."""
+    for attempt in range(_PRUNED_RETRIES):
+        bundle = resolve_bundle(path)
+        try:
+            return _load_bundle_once(bundle, weights=weights, device=device)
+        except (CheckpointError, OSError):
+            vanished = not (bundle / "manifest.json").is_file()
+            if not vanished or attempt + 1 == _PRUNED_RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _load_bundle_once(
     path: str | os.PathLike, *, weights: str = "ema", device: str | torch.device = "cpu"
 ) -> Bundle:
     """Load a bundle as a ready model in eval mode (EMA weights unless ``weights="raw"``).
@@ -319,21 +383,55 @@ def check_task_matches(bundle: Bundle, task: Task) -> None:
 
 def open_test_split(bundle: Bundle, task: Task, data_dir: Path | None = None) -> Any:
     """The test split to evaluate ``bundle`` on: of ``data_dir``, else of the store it was
-    trained on; checked against the manifest (`check_store_matches`)."""
+    trained on (`trained_store`); checked against the manifest (`check_store_matches`)."""
     from trmkit.data.store import open_store
 
-    if data_dir is None:
-        recorded = Path(bundle.manifest.dataset.path)
-        if bundle.manifest.dataset.path and (recorded / "zarr.json").is_file():
-            data_dir = recorded
-        else:
-            raise CheckpointError(
-                f"the dataset this checkpoint was trained on ({recorded}) is gone; pass --data "
-                f"DIR (build it with: trmkit build --task {task.name} --out DIR)"
-            )
-    store = open_store(data_dir, task)
+    if data_dir is not None:
+        store = open_store(data_dir, task)
+    else:
+        store = trained_store(bundle.manifest, bundle.path, task)
     if "test" not in store.splits:
-        raise TrmkitError(f"{data_dir} has no test split to evaluate on")
+        raise TrmkitError(f"{store.path} has no test split to evaluate on")
     split = store.split("test")
-    check_store_matches(bundle.manifest, split.meta, data_dir)
+    check_store_matches(bundle.manifest, split.meta, store.path)
     return split
+
+
+def store_candidates(recorded: str, bundle: Path) -> list[Path]:
+    """Where the store recorded as ``recorded`` may be: as written (absolute, or relative
+    to the working directory), then, for a relative path, relative to each directory above
+    the bundle (the run was started from one of them)."""
+    path = Path(recorded).expanduser()
+    if path.is_absolute():
+        return [path]
+    return [path, *(parent / path for parent in bundle.resolve().parents)]
+
+
+def trained_store(manifest: Manifest, bundle: Path, task: Task) -> Any:
+    """The store the bundle at ``bundle`` was trained on, found from ``manifest``'s
+    ``dataset.path`` and
+    checked against the identity the manifest records (`dataset_mismatch`): a store of
+    other data at that path is refused, naming both, rather than evaluated on."""
+    from trmkit.checkpoint.manifest import dataset_mismatch
+    from trmkit.data.store import open_store
+
+    recorded = manifest.dataset.path
+    found = [p for p in store_candidates(recorded, bundle) if (p / "zarr.json").is_file()]
+    if not recorded or not found:
+        raise CheckpointError(
+            f"the dataset this checkpoint was trained on ({recorded or 'not recorded'}) is "
+            f"gone; pass --data DIR (build it with: trmkit build --task {task.name} --out DIR)"
+        )
+    first_problem = None
+    for path in dict.fromkeys(p.resolve() for p in found):
+        store = open_store(path, task)
+        train = store.split("train").meta if "train" in store.splits else None
+        problem = dataset_mismatch(manifest.dataset, store.attrs, train)
+        if problem is None:
+            return store
+        first_problem = first_problem or (path, problem)
+    path, problem = first_problem
+    raise CheckpointError(
+        f"{path}: not the store {bundle} was trained on ({problem}); pass --data with "
+        "the training store, or rebuild it as it was"
+    )

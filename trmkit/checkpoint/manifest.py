@@ -321,6 +321,51 @@ def check_store_matches(manifest: Manifest, meta: Any, where: Path | str) -> Non
             )
 
 
+STORE_IDENTITY_KEYS = (
+    "task",
+    "task_version",
+    "source",
+    "seed",
+    "num_aug",
+    "subsample",
+    "strict",
+    "puzzle_ids",
+    "augment_test",
+    "transform_size",
+    "seq_len",
+    "vocab_size",
+    "num_puzzle_identifiers",
+)
+"""store attributes that say which data a store holds, compared when either side lacks the
+content hash (`trmkit.data.store.CONTENT_KEY`; stores built before it was recorded)."""
+SPLIT_IDENTITY_KEYS = ("total_groups", "total_puzzles", "total_examples")
+CONTENT_KEY = "content_sha256"
+
+
+def dataset_mismatch(
+    record: DatasetRecord, store_attrs: Mapping[str, Any], train_meta: Any
+) -> str | None:
+    """How a store (its root attributes and its training split's `SplitMeta`, or None when
+    it has no training split) differs from the data a checkpoint was trained on, or None
+    when it is the same data: the same content hash where both record one, else the same
+    provenance attributes and training-split sizes (docs/errors.md, "Run directories")."""
+    mine, theirs = record.store.get(CONTENT_KEY), store_attrs.get(CONTENT_KEY)
+    if isinstance(mine, str) and isinstance(theirs, str):
+        if mine != theirs:
+            return f"content hash {theirs[:12]} (trained on {mine[:12]})"
+        return None
+    for key in STORE_IDENTITY_KEYS:
+        if key in record.store and record.store[key] != store_attrs.get(key):
+            return f"{key} {store_attrs.get(key)!r} (trained on {record.store[key]!r})"
+    if train_meta is None:
+        return None
+    for key in SPLIT_IDENTITY_KEYS:
+        want = record.meta.get(key)
+        if want is not None and getattr(train_meta, key) != want:
+            return f"training split {key} {getattr(train_meta, key)!r} (trained on {want!r})"
+    return None
+
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -330,4 +375,5 @@ __all__ = [
     "TaskRecord",
     "check_store_matches",
     "check_task_matches",
+    "dataset_mismatch",
 ]

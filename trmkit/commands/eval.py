@@ -9,13 +9,37 @@ from pathlib import Path
 import click
 
 from trmkit.commands.inference_options import inference_options, policy_from
+from trmkit.errors import OptionError
 from trmkit.oserrors import check_writable_dir
 
 
 def default_out(bundle: Path) -> Path:
+    """The first free ``<run>/eval/step_N-cli[-K]`` (``eval-step_N[-K]`` outside a run): a
+    later eval writes beside an earlier one, never over it."""
     if bundle.parent.name == "checkpoints":
-        return bundle.parent.parent / "eval" / f"{bundle.name}-cli"
-    return Path(f"eval-{bundle.name}")
+        base = bundle.parent.parent / "eval" / f"{bundle.name}-cli"
+    else:
+        base = Path(f"eval-{bundle.name}")
+    out, k = base, 1
+    while out.exists() or out.is_symlink():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def check_out(out: Path, force: bool) -> None:
+    """An explicit --out must be new or an empty directory unless --force (docs/errors.md,
+    "Run directories: one writer, the right data"): reports are never silently replaced."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not out.is_dir():
+        raise OptionError(f"--out {out}: exists and is not a directory; choose another --out")
+    if force or not any(out.iterdir()):
+        return
+    raise OptionError(
+        f"--out {out}: not empty (an earlier report?); pass --force to write over it, or "
+        "choose another --out"
+    )
 
 
 @click.command(name="eval")
@@ -26,7 +50,13 @@ def default_out(bundle: Path) -> Path:
     type=click.Path(path_type=Path),
     help="Dataset store (default: the one the checkpoint was trained on).",
 )
-@click.option("--out", type=click.Path(path_type=Path), help="Where to write reports.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Where to write reports: a new or empty directory (default: a new "
+    "<run>/eval/step_N-cli[-K]).",
+)
+@click.option("--force", is_flag=True, help="Write over the reports in an existing --out.")
 @inference_options
 @click.option(
     "--batch-size",
@@ -71,6 +101,7 @@ def eval_cmd(
     checkpoint,
     data_dir,
     out,
+    force,
     batch_size,
     max_examples,
     raw,
@@ -84,6 +115,8 @@ def eval_cmd(
     policy = policy_from(options)
     # bounded before anything is loaded (docs/errors.md, "Resources: bounded before any promise")
     sweep_depths, sweep_counts = _sweep_lists(sweep_steps, sweep_samples) if sweep else (None, None)
+    if out is not None:
+        check_out(out, force)
     from trmkit.threads import configure_threads
 
     configure_threads()  # one thread per physical core unless OMP/TRMKIT_NUM_THREADS say

@@ -23,6 +23,7 @@ killed at any point leaves nothing that `open_store` accepts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -69,6 +70,10 @@ _ARRAY_CONFIG: ArrayConfigParams = {"order": "C", "write_empty_chunks": True}  #
 EVERY_CHUNK_KEY = "every_chunk_written"
 BUILD_ID_KEY = "build_id"
 """A random id per build, on the root and on every split (`open_store` compares them)."""
+CONTENT_KEY = "content_sha256"
+"""root attribute: sha256 of every split's rows and index arrays, in split order; a
+checkpoint's manifest records it, so eval and --resume know the store they trained on
+(docs/errors.md, "Run directories: one writer, the right data")."""
 
 
 @attrs.frozen
@@ -184,6 +189,8 @@ class SplitWriter:
         self._transforms: list[np.ndarray] = []
         self._group_sizes: list[np.ndarray] = []
         self.group_names: list[str] = []
+        self.digest = hashlib.sha256()
+        """of the rows as written, then the index arrays (`CONTENT_KEY`)."""
 
     def append(
         self,
@@ -226,6 +233,7 @@ class SplitWriter:
         take = len(inputs) if final else (len(inputs) // self.shard_rows) * self.shard_rows
         start, stop = self.rows_written, self.rows_written + take
         for key, data in (("inputs", inputs), ("labels", labels)):
+            self.digest.update(np.ascontiguousarray(data[:take]).tobytes())
             array = self._arrays[key]
             array.resize((stop, self.seq_len))
             array[start:stop] = data[:take]
@@ -255,12 +263,14 @@ class SplitWriter:
             ("group_indices", group_indices),
             ("transforms", transforms),
         ):
+            self.digest.update(np.ascontiguousarray(data).tobytes())
             row_bytes = data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
             chunk = (max(1, CHUNK_BYTES // row_bytes), *data.shape[1:])
             self.group.create_array(
                 key, data=data, chunks=chunk, compressors=_compressor(), config=_ARRAY_CONFIG
             )
         _write_strings(self.group, "group_names", self.group_names)
+        self.digest.update("\n".join(self.group_names).encode("utf-8"))
         meta = SplitMeta(
             seq_len=self.seq_len,
             vocab_size=int(common["vocab_size"]),
@@ -403,7 +413,12 @@ class StoreWriter:
         for writer in self.splits.values():
             writer.group.attrs.update({BUILD_ID_KEY: self.build_id})
         _write_strings(self.root, "identifier_names", identifiers)
+        digest = hashlib.sha256()
+        for name in sorted(self.splits):
+            digest.update(f"{name}:{self.splits[name].digest.hexdigest()};".encode())
+        digest.update("\n".join(identifiers).encode("utf-8"))
         attributes = dict(root_attrs)
+        attributes[CONTENT_KEY] = digest.hexdigest()
         attributes.update(
             {
                 FORMAT_KEY: FORMAT_VERSION,

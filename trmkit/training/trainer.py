@@ -39,18 +39,20 @@ import attrs
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
-from trmkit import plugins
+from trmkit import atomic, plugins
 from trmkit.checkpoint import bundle as ckpt
 from trmkit.checkpoint import read_safetensors, write_puzzle_ids
-from trmkit.checkpoint.manifest import Manifest
+from trmkit.checkpoint.manifest import Manifest, dataset_mismatch
+from trmkit.checkpoint.rundir import RunLock, check_fresh_run_dir, lock_run_dir, writer_token
 from trmkit.checkpoint.state import load_tree, save_tree
 from trmkit.config import Recipe, recipe_to_dict, resume_mismatch
 from trmkit.data.cache import prepare_dataset
 from trmkit.data.loader import TrainLoader
 from trmkit.data.store import open_store
-from trmkit.errors import CheckpointError, ConfigError, TrmkitError
+from trmkit.errors import CheckpointError, ConfigError, RunDirError, TrmkitError
 from trmkit.evaluation import evaluate
 from trmkit.models import build_model, compile_model
 from trmkit.models.protocol import RecursiveModel
@@ -98,18 +100,43 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         self.progress = progress
         self.log_with = log_with
-        train, optim = recipe.train, recipe.optim
+        self.check_memory = check_memory
         check_launch(os.environ)  # N processes asked for, one started: refuse
         use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-        self.accelerator = acc = Accelerator(
+        self.accelerator = Accelerator(
             cpu=use_cpu,
             mixed_precision="no" if use_cpu else "bf16",
             log_with=log_with,
             project_dir=str(self.run_dir),
         )
+        acc = self.accelerator
         self.rank, self.world, self.device = acc.process_index, acc.num_processes, acc.device
+        # one writer per run directory (docs/errors.md, "Run directories"): checked before
+        # anything is built or written
+        self.lock, self.owner = self._lock_run_dir()
+        try:
+            self._build(recipe, data_dir, max_steps, resume)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.discard()  # a refused start leaves no run directory behind
+            raise
+
+    def _build(
+        self, recipe: Recipe, data_dir: Path | None, max_steps: int | None, resume: bool
+    ) -> None:
+        """Everything after the lock: data, model, optimisers, step plan, resume."""
+        acc, progress = self.accelerator, self.progress
+        train, optim = recipe.train, recipe.optim
+        saved = self._resume_manifest(recipe, max_steps) if resume else None
+        if saved is None:
+            existing = ckpt.latest_checkpoint(self.ckpt_root)
+            check_fresh_run_dir(self.run_dir, holds_checkpoints=existing.name if existing else None)
+        if acc.is_main_process:  # no other writer is live: any temporary is a leftover
+            ckpt.remove_temporaries(self.ckpt_root, every=True)
 
         self.task = plugins.get_task(recipe.data.task)
+        if data_dir is None and saved is not None:
+            data_dir = self._trained_store(saved)
         self.data_dir = (
             Path(data_dir)
             if data_dir
@@ -118,6 +145,8 @@ class Trainer:
             )
         )
         self.store = open_store(self.data_dir, self.task)
+        if saved is not None:
+            self._check_same_data(saved)
         self.train_split = self.store.split("train")
         self.test_split = self.store.split("test") if "test" in self.store.splits else None
         meta = self.train_split.meta
@@ -142,7 +171,7 @@ class Trainer:
             num_puzzle_identifiers=meta.num_puzzle_identifiers,
             batch_size=self.local_batch,
         )
-        if check_memory and self.device.type == "cpu":  # ids known now, nothing big allocated
+        if self.check_memory and self.device.type == "cpu":  # ids known now, nothing big allocated
             check_model_fits(recipe, self.model_cfg, self.local_batch)
         self.model: RecursiveModel = build_model(recipe.model.name, self.model_cfg).to(self.device)
         if self.world > 1:
@@ -160,6 +189,12 @@ class Trainer:
             plan.log_every,
         )
         self.checkpoints = CheckpointClock.from_recipe(train)
+        if saved is not None and self.total_steps < saved.step:
+            given = f"--max-steps {max_steps}" if max_steps else f"the budget {self.total_steps}"
+            raise ConfigError(
+                f"--resume: the run {self.run_dir} is at step {saved.step}; {given} is below "
+                f"it; pass a --max-steps of at least {saved.step} (or none)"
+            )
 
         self.step = 0
         self.carry: Any = None
@@ -167,20 +202,10 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.log = MetricsLog(self.run_dir / "metrics.jsonl")
         self.resumed_from: Path | None = None
-        if acc.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
         if resume:
             self._resume()
-        else:  # every rank checks (shared filesystem), so none waits for a failed peer
-            existing = ckpt.latest_checkpoint(self.ckpt_root)
-            if existing is not None:
-                raise TrmkitError(
-                    f"{self.run_dir} already holds checkpoints ({existing.name}); pass --resume "
-                    "to continue that run or choose another --out"
-                )
-            if acc.is_main_process:
-                self.log.path.unlink(missing_ok=True)
+        else:
             # Per-rank randomness (exploration) as the official code: seed + rank.
             seed_everything(train.seed + self.rank)
         self._save_config()
@@ -198,7 +223,67 @@ class Trainer:
             "global_batch_size": self.global_batch,
             "device": str(self.device),
         }
-        (self.run_dir / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+        atomic.write_text(self.run_dir / "config.json", json.dumps(resolved, indent=2, default=str))
+
+    def _lock_run_dir(self) -> tuple[RunLock | None, str]:
+        """The main process locks the run directory (`trmkit.checkpoint.rundir`); every rank
+        learns whether it got the lock (all fail alike) and the token naming the run's
+        temporaries."""
+        lock, problem, token = None, "", writer_token()
+        if self.accelerator.is_main_process:
+            try:
+                lock = lock_run_dir(self.run_dir)
+            except RunDirError as exc:
+                problem = str(exc)
+        if self.world > 1:
+            box = [problem, token]
+            broadcast_object_list(box)
+            problem, token = box
+        if problem:
+            raise RunDirError(problem)
+        return lock, token
+
+    def close(self) -> None:
+        """Give up the run directory's lock (also at garbage collection and process end)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def _resume_manifest(self, recipe: Recipe, max_steps: int | None) -> Manifest:
+        """The newest bundle's manifest, once the recipe may resume it (`resume_mismatch`)."""
+        latest = ckpt.latest_checkpoint(self.ckpt_root)
+        if latest is None:
+            raise CheckpointError(f"--resume: {self.ckpt_root} holds no complete checkpoint")
+        saved = ckpt.read_manifest(latest)
+        mismatch = resume_mismatch(saved.recipe, recipe)
+        if mismatch is not None:
+            raise ConfigError(
+                f"--resume: {mismatch} (run {self.run_dir}); resume with the same recipe and "
+                "--set values (only budget, logging and checkpoint settings may change)"
+            )
+        if max_steps is not None and max_steps < saved.step:
+            raise ConfigError(
+                f"--resume: the run {self.run_dir} is at step {saved.step}; --max-steps "
+                f"{max_steps} is below it; pass a --max-steps of at least {saved.step} (or none)"
+            )
+        return saved
+
+    def _trained_store(self, saved: Manifest) -> Path | None:
+        """On --resume without --data: the store the run was trained on when it is still
+        there (else None: the recipe's data is prepared and compared)."""
+        try:
+            return Path(ckpt.trained_store(saved, self.ckpt_root, self.task).path)
+        except TrmkitError:
+            return None
+
+    def _check_same_data(self, saved: Manifest) -> None:
+        train = self.store.split("train").meta if "train" in self.store.splits else None
+        problem = dataset_mismatch(saved.dataset, self.store.attrs, train)
+        if problem is not None:
+            raise ConfigError(
+                f"--resume: {self.data_dir} is not the dataset the run {self.run_dir} was "
+                f"trained on ({problem}); pass --data with that store "
+                f"({saved.dataset.path or 'path not recorded'})"
+            )
 
     # -------------------------------------------------------------- the loop
 
@@ -392,9 +477,9 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         acc = self.accelerator
-        tmp = ckpt.tmp_dir(self.ckpt_root, self.step)
+        tmp = ckpt.tmp_dir(self.ckpt_root, self.step, self.owner)
         if acc.is_main_process:
-            ckpt.begin_write(self.ckpt_root, self.step)
+            ckpt.begin_write(self.ckpt_root, self.step, self.owner)
         acc.wait_for_everyone()
         save_tree(self._rank_state(), tmp, f"rank_{self.rank}")
         if acc.is_main_process:
@@ -408,7 +493,9 @@ class Trainer:
         acc.wait_for_everyone()
         final = self.ckpt_root / ckpt.step_dir_name(self.step)
         if acc.is_main_process:
-            final = ckpt.commit(self.ckpt_root, self.step, self.recipe.train.checkpoint_keep)
+            final = ckpt.commit(
+                self.ckpt_root, self.step, self.recipe.train.checkpoint_keep, self.owner
+            )
         acc.wait_for_everyone()
         self.checkpoints.mark()
         return final
@@ -433,14 +520,8 @@ class Trainer:
 
     def _resume(self) -> None:
         latest = ckpt.latest_checkpoint(self.ckpt_root)
-        if latest is None:
+        if latest is None:  # checked in __init__; the lock keeps other writers out
             raise CheckpointError(f"--resume: {self.ckpt_root} holds no complete checkpoint")
-        mismatch = resume_mismatch(ckpt.read_manifest(latest).recipe, self.recipe)
-        if mismatch is not None:
-            raise ConfigError(
-                f"--resume: {mismatch} (run {self.run_dir}); resume with the "
-                "same recipe and --set values"
-            )
         shared = load_tree(latest, "train_state")
         if int(shared["world_size"]) != self.world:
             raise CheckpointError(
