@@ -225,3 +225,57 @@ def test_the_cli_turns_any_environment_oserror_into_one_line(tmp_path, monkeypat
         line
         == f"Error: {tmp_path / 'q'}: disk quota exceeded; free some space or write somewhere else"
     )
+
+
+# ------------------------------------------------------------------ training
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    from tiny_training import build_tiny_data
+
+    torch.set_num_threads(1)
+    return build_tiny_data(tmp_path / "data")
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_earlier_bundles(
+    tmp_path, tiny_data, monkeypatch
+):
+    from tiny_training import tiny_trainer
+
+    import trmkit.checkpoint.bundle as ckpt
+
+    trainer = tiny_trainer(tmp_path, tiny_data, overrides=["train.eval_interval=0"])
+    try:
+        trainer.run(until=1)
+        trainer.save_checkpoint()
+        root = tmp_path / "run" / "checkpoints"
+        before = {p.name: p.stat().st_size for p in (root / "step_1").iterdir()}
+
+        def full(path, name, state):
+            raise Exception("Error while serializing: I/O error: No space left (os error 28)")
+
+        monkeypatch.setattr(ckpt, "write_weights", full)
+        trainer.run(until=2)
+        with pytest.raises(WriteError, match=r"writing the checkpoint: .*step_2: no space left"):
+            trainer.save_checkpoint()
+        assert sorted(p.name for p in root.iterdir()) == ["step_1"]  # no temporary left
+        assert {p.name: p.stat().st_size for p in (root / "step_1").iterdir()} == before
+    finally:
+        trainer.close()
+
+
+def test_a_run_whose_eval_entry_is_a_dangling_link_is_refused_before_training(tmp_path, tiny_data):
+    from tiny_training import write_recipe
+
+    recipe = write_recipe(tmp_path)
+    run = tmp_path / "run"
+    args = ["train", "--recipe", str(recipe), "--data", str(tiny_data), "--out", str(run)]
+    assert CliRunner().invoke(cli, [*args, "--max-steps", "2", "--no-progress"]).exit_code == 0
+    shutil.rmtree(run / "eval")
+    (run / "eval").symlink_to(tmp_path / "gone")
+    log = (run / "metrics.jsonl").read_text()
+    result = CliRunner().invoke(cli, [*args, "--resume", "--max-steps", "4", "--no-progress"])
+    line = _one_line(result)
+    assert "eval: the run's eval directory is a dangling symbolic link" in line
+    assert (run / "metrics.jsonl").read_text() == log  # nothing trained, nothing written

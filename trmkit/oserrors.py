@@ -131,12 +131,33 @@ def _check_name_lengths(p: Path, what: str, limit: int = 255) -> None:
             )
 
 
+def _unwritable(directory: Path) -> OSError | None:
+    """Why ``directory`` cannot take a new file, asked without touching it: access(2)
+    answers for permissions and read-only mounts (root included), statvfs for a full
+    filesystem. None when it can (as far as the OS says before the write itself)."""
+    if not os.access(directory, os.W_OK | os.X_OK):
+        try:
+            readonly = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):
+            readonly = False
+        code = errno.EROFS if readonly else errno.EACCES
+        return OSError(code, os.strerror(code))
+    try:
+        stats = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return None
+    privileged = os.name == "posix" and os.geteuid() == 0  # root may use the reserve
+    if (stats.f_bfree if privileged else stats.f_bavail) == 0:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
 def check_writable_dir(path: str | os.PathLike[str], what: str = "output directory") -> Path:
-    """Prove that ``path`` is, or can become, a directory that takes files, or raise
-    `WriteError` naming it. Creates nothing that stays: the probe file is written in
-    ``path`` if it exists, else in its nearest existing ancestor (the names still to be
-    created are checked against that filesystem's name length). Cheap; call it before
-    long work."""
+    """Check that ``path`` is, or can become, a directory that takes files, or raise
+    `WriteError` naming it. Changes nothing on disk: ``path`` if it exists, else its
+    nearest existing ancestor, is asked (access(2), statvfs) whether it takes a new file,
+    and the names still to be created are checked against that filesystem's name length.
+    Cheap; call it before long work."""
     p = Path(path)
     _check_name_lengths(p, what)
     if p.is_symlink() and not p.exists():
@@ -164,20 +185,10 @@ def check_writable_dir(path: str | os.PathLike[str], what: str = "output directo
                 f"{p}: the name {name[:40]}... is {len(os.fsencode(name))} bytes, longer than "
                 f"the {limit} the file system allows; choose a shorter name"
             )
-    probe = existing / f".trmkit-write-probe-{os.getpid()}"
-    try:
-        with open(probe, "wb") as fh:
-            fh.write(b"\0")
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:
-        if not is_environment_fault(exc):
-            raise
-        line = describe_os_error(exc, existing, name_path=True)
-        raise WriteError(line if existing == p.absolute() else f"{p}: {line}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
+    problem = _unwritable(existing)
+    if problem is not None:
+        line = describe_os_error(problem, existing, name_path=True)
+        raise WriteError(line if existing == p.absolute() else f"{p}: {line}")
     return p
 
 

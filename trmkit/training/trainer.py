@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ from trmkit.errors import CheckpointError, ConfigError, RunDirError, TrmkitError
 from trmkit.evaluation import evaluate
 from trmkit.models import build_model, compile_model
 from trmkit.models.protocol import RecursiveModel
+from trmkit.oserrors import check_writable_dir, writing
 from trmkit.reports import flat_params, plot_curves
 from trmkit.training.ema import EMA
 from trmkit.training.intervals import CheckpointClock, StepPlan
@@ -133,6 +135,10 @@ class Trainer:
             check_fresh_run_dir(self.run_dir, holds_checkpoints=existing.name if existing else None)
         if acc.is_main_process:  # no other writer is live: any temporary is a leftover
             ckpt.remove_temporaries(self.ckpt_root, every=True)
+            # where checkpoints and evaluations go must take files: a file, a dangling
+            # link or a read-only place there is refused now, not after the last step
+            for entry in ("checkpoints", "eval"):
+                check_writable_dir(self.run_dir / entry, f"run's {entry} directory")
 
         self.task = plugins.get_task(recipe.data.task)
         if data_dir is None and saved is not None:
@@ -476,8 +482,21 @@ class Trainer:
         )
 
     def save_checkpoint(self) -> Path:
+        """Write bundle ``step_<N>`` atomically. A fault while writing (a full disk) is one
+        line naming the bundle; the partial temporary is removed and the earlier bundles
+        stay (docs/errors.md, "Write boundaries")."""
         acc = self.accelerator
         tmp = ckpt.tmp_dir(self.ckpt_root, self.step, self.owner)
+        try:
+            with writing(self.ckpt_root / ckpt.step_dir_name(self.step), "checkpoint"):
+                return self._write_checkpoint(tmp)
+        except BaseException:
+            if acc.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _write_checkpoint(self, tmp: Path) -> Path:
+        acc = self.accelerator
         if acc.is_main_process:
             ckpt.begin_write(self.ckpt_root, self.step, self.owner)
         acc.wait_for_everyone()
