@@ -37,3 +37,8 @@ class PuzzleError(TrmkitError):
 
 class OptionError(TrmkitError):
     """A command-line option out of range, or not applicable to this task or model."""
+
+
+class SubmissionError(TrmkitError):
+    """A submission file (ARC Prize format) or the solutions it is scored against is
+    malformed, or misses tasks, test inputs or attempts."""
