@@ -330,3 +330,19 @@ def test_cli_adapt_bad_input_is_one_line_and_writes_nothing(env, tmp_path, case)
     assert culprit in lines[0], lines[0]
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_adapted_bundle_still_evaluates_on_the_base_store(env):
+    """The base model's store has fewer ids than the adapted bundle: accepted for an adapted
+    bundle (its old rows are unchanged), refused for any other."""
+    from types import SimpleNamespace
+
+    from trmkit.checkpoint import check_store_matches
+    from trmkit.errors import CheckpointError
+
+    meta = SimpleNamespace(seq_len=900, vocab_size=12, num_puzzle_identifiers=OLD_IDS)
+    check_store_matches(read_manifest(env["adapted"]), meta, "store")
+    base = attrs.evolve(read_manifest(env["base"]))
+    base.dataset.num_puzzle_identifiers = OLD_IDS + 6
+    with pytest.raises(CheckpointError, match="num_puzzle_identifiers 3 does not match"):
+        check_store_matches(base, meta, "store")

@@ -133,7 +133,7 @@ def _variants(
     note = (
         f"{puzzle.name!r} is not in the checkpoint's puzzle-id table: the blank id is used "
         f"for its {len(drawn)} variants, so expect a poor answer (the model only knows "
-        "tasks it was trained on)"
+        "tasks it was trained on; `--adapt N` or `trmkit adapt` teaches it this one)"
     )
     return [(blank_id, t) for t in drawn], note
 

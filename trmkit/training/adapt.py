@@ -1,5 +1,6 @@
 """Test-time training (`trmkit adapt`, `trmkit solve --adapt`): teach a trained model new
-puzzles of a task whose puzzles carry their own identifiers (ARC).
+puzzles of a task whose puzzles carry their own identifiers (ARC; docs/tasks-arc.md,
+"New tasks: test-time training, submissions, scores").
 
 A model with per-variant puzzle ids knows a puzzle only through the embedding rows of its
 variants, learnt from its demonstration pairs during training; a puzzle it never saw gets
