@@ -302,3 +302,24 @@ def test_parse_puzzles_for_solve(tmp_path: Path):
     with pytest.raises(PuzzleError, match="ragged"):
         parse_puzzles(json.dumps({"train": [], "test": [{"input": [[1], [1, 2]]}]}))
     assert render([[1, 2], [3, 4]]) == "1 2\n3 4"
+
+
+def test_max_side_keeps_only_small_tasks(tmp_path: Path):
+    """Option max_side (the arc-quick recipe's subset): a task stays only if every grid,
+    demonstrations and test pairs alike, fits N x N."""
+    small = {"train": [{"input": [[1] * 3] * 3, "output": [[2] * 3] * 3}], "test": []}
+    small["test"] = [{"input": [[1] * 3] * 3, "output": [[2] * 3] * 3}]
+    wide_test = {"train": small["train"], "test": [{"input": [[1] * 11], "output": [[1]]}]}
+    tall_demo = {"train": [{"input": [[1]] * 12, "output": [[1]]}], "test": small["test"]}
+    folder = tmp_path / "tasks"
+    for name, task in (("small", small), ("wide", wide_test), ("tall", tall_demo)):
+        _write(folder / f"{name}.json", task)
+    data = _load(folder, max_side="10")
+    assert sorted(_by_name(data)) == ["small"]
+    assert "max_side 10: kept 1 of 3 tasks" in data.description
+    assert sorted(_by_name(_load(folder, max_side="12"))) == ["small", "tall", "wide"]
+    for bad in ("0", "31", "ten"):
+        with pytest.raises(SourceError, match=f"option max_side={bad!r}: expected an integer"):
+            _load(folder, max_side=bad)
+    with pytest.raises(SourceError, match="no task has all its grids within 2x2"):
+        _load(folder, max_side="2")

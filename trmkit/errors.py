@@ -41,3 +41,8 @@ class OptionError(TrmkitError):
 
 class RunDirError(TrmkitError):
     """A run directory is in use by another process, or is not a run to write into."""
+
+
+class SubmissionError(TrmkitError):
+    """A submission file (ARC Prize format) or the solutions it is scored against is
+    malformed, or misses tasks, test inputs or attempts."""

@@ -54,6 +54,8 @@ class Answer:
     trace: list[np.ndarray] = attrs.field(factory=list)
     """the voted answer after each supervision step (with ``trace``)."""
     note: str = ""
+    attempts: list[np.ndarray] = attrs.field(factory=list)
+    """the two best-ranked distinct answers (``grid`` first): a submission's attempts."""
 
     def to_json(self, task: Task) -> dict[str, Any]:
         return {
@@ -131,7 +133,7 @@ def _variants(
     note = (
         f"{puzzle.name!r} is not in the checkpoint's puzzle-id table: the blank id is used "
         f"for its {len(drawn)} variants, so expect a poor answer (the model only knows "
-        "tasks it was trained on)"
+        "tasks it was trained on; `--adapt N` or `trmkit adapt` teaches it this one)"
     )
     return [(blank_id, t) for t in drawn], note
 
@@ -147,10 +149,12 @@ def solve(
     num_aug: int = 8,
     seed: int = 0,
     policy: InferencePolicy | None = None,
+    table: PuzzleIdTable | None = None,
 ) -> list[Answer]:
     """Answer every test query of ``puzzles``; ``policy`` sets depth, halting, samples and
     selection (docs/test-time-compute.md); without it ``steps`` and ``adaptive``
-    (= ``--halt q``) do."""
+    (= ``--halt q``) do. ``table`` replaces the bundle's puzzle-id table (an adapted
+    model in memory, `trmkit.training.adapt`)."""
     check_task_matches(bundle, task)
     if policy is None:
         policy = InferencePolicy(
@@ -161,7 +165,8 @@ def solve(
     per_variant = data.num_puzzle_identifiers > 1
     check_policy(policy, model, task, per_variant)
     blank_id = data.blank_identifier_id
-    table = PuzzleIdTable(bundle.path, data.num_puzzle_identifiers)
+    if table is None:
+        table = PuzzleIdTable(bundle.path, data.num_puzzle_identifiers)
     rng = np.random.default_rng(seed)
     k = int(policy.steps) if policy.steps else model.halt_max_steps
 
@@ -209,6 +214,7 @@ def solve(
                 correct=correct,
                 trace=steps_trace,
                 note=note,
+                attempts=[c.grid for c in rank(grids, [q_final[i] for i in idx])[:2]],
             )
         )
     return answers

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from trmkit import atomic
 from trmkit.grids.metrics import AccuracyTally, real_rows
 from trmkit.task import EvalContext, PredictionBatch
 from trmkit_arc.codec import CANVAS, COLOUR_OFFSET, crop_shapes
@@ -256,7 +257,7 @@ class ArcEvalRun:
             out_dir = Path(out_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
             submission = self.votes.submission(self.submission_k)
-            (out_dir / SUBMISSION_FILE).write_text(json.dumps(submission))
+            atomic.write_text(out_dir / SUBMISSION_FILE, json.dumps(submission))
             self.votes.save(out_dir / VOTES_FILE)
         return metrics
 

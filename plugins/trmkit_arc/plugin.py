@@ -47,3 +47,12 @@ def make_task(name: str) -> Task:
 def register_tasks(register):
     for name in ("arc-agi-1", "arc-agi-2"):
         register(make_task(name), aliases=ALIASES[name])
+
+
+@hookimpl
+def register_commands(cli):
+    """`trmkit score` (ARC Prize submissions; `trmkit_arc.commands`)."""
+    from trmkit_arc.commands import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)

@@ -16,6 +16,7 @@ Options (``--option KEY=VALUE``):
   (ARC-AGI-2 training holds 375 of the 400 ARC-AGI-1 evaluation tasks; ARC-AGI-1 training
   task 40853293 equals evaluation task 070dd51e). By default the build is refused; ``drop``
   leaves those training tasks out, ``allow`` keeps them (the reference's behaviour).
+- ``max_side``: keep only the tasks whose every grid fits N x N (the arc-quick recipe: 10).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from trmkit.errors import SourceError
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
-from trmkit_arc.files import ArcTask, parse_task, read_subset
+from trmkit_arc.files import MAX_SIDE, ArcTask, parse_task, read_subset
 
 NONE = "none"
 
@@ -98,6 +99,8 @@ COMMON_OPTIONS = {
     "(reference behaviour; leaks answers). Default: refuse to build when `subsets` is "
     "given, leave them out (with a note) for the task's default subsets",
     "drop_test_overlap": "true: leave out training tasks identical to a test-set task",
+    "max_side": "N: keep only tasks whose every grid (demonstrations and test pairs, inputs "
+    "and outputs) is at most N x N, e.g. 10 for the arc-quick recipe (default: all tasks)",
 }
 
 
@@ -252,13 +255,42 @@ def assemble(
     root: Path | None = None,
 ) -> RawData:
     """Pick the test set, run the guard, split, and describe what was read."""
+    subsets, side_note = _small_tasks(subsets, options)
     test_label = _match_test_set(subsets, test_spec, root)
     subsets, guard_note = _guard(subsets, test_label, options)
     puzzles, notes = to_puzzles(subsets, test_label)
     parts = ", ".join(f"{s.label} ({len(s.tasks)} tasks)" for s in subsets)
     held = f"test set {test_label}" if test_label else "no test set"
-    description = "; ".join(x for x in (f"{origin}: {parts}; {held}", guard_note, notes) if x)
+    description = "; ".join(
+        x for x in (f"{origin}: {parts}; {held}", side_note, guard_note, notes) if x
+    )
     return RawData(puzzles=puzzles, files=files, description=description)
+
+
+def _small_tasks(subsets: list[Subset], options: Mapping[str, str]) -> tuple[list[Subset], str]:
+    """Option ``max_side``: only the tasks whose every grid fits N x N."""
+    text = options.get("max_side")
+    if text is None:
+        return subsets, ""
+    try:
+        side = int(text)
+    except ValueError:
+        side = 0
+    if not 1 <= side <= MAX_SIDE:
+        raise SourceError(f"option max_side={text!r}: expected an integer 1..{MAX_SIDE}")
+
+    def fits(task: ArcTask) -> bool:
+        grids = [g for pair in (*task.train, *task.test) for g in pair if g is not None]
+        return all(max(g.shape) <= side for g in grids)
+
+    kept = [attrs.evolve(s, tasks=[t for t in s.tasks if fits(t)]) for s in subsets]
+    before, after = sum(len(s.tasks) for s in subsets), sum(len(s.tasks) for s in kept)
+    if after == 0:
+        raise SourceError(
+            f"option max_side={side}: no task has all its grids within {side}x{side}; "
+            "raise it or drop the option"
+        )
+    return kept, f"max_side {side}: kept {after} of {before} tasks"
 
 
 def _match_test_set(subsets: list[Subset], test_spec: str, root: Path | None) -> str | None:

@@ -35,7 +35,7 @@ from trmkit.checkpoint.manifest import (
     TaskRecord,
     check_store_matches,
 )
-from trmkit.checkpoint.puzzle_ids import PuzzleIdTable, write_puzzle_ids
+from trmkit.checkpoint.puzzle_ids import PuzzleIdArrays, PuzzleIdTable, write_puzzle_ids
 from trmkit.checkpoint.state import read_json, read_safetensors
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "DatasetRecord",
     "Manifest",
     "ModelRecord",
+    "PuzzleIdArrays",
     "PuzzleIdTable",
     "TaskRecord",
     "begin_write",

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 from safetensors.torch import save_file
@@ -25,8 +26,38 @@ TABLE_FILE = "puzzle_ids.safetensors"
 NAMES_FILE = "puzzle_ids.json"
 
 
+@attrs.frozen
+class PuzzleIdArrays:
+    """A puzzle-id table as plain arrays: ``group`` int32 [num_ids] (index into ``names``,
+    -1 for unused ids) and ``transform`` int32 [num_ids, transform_size]. What `trmkit
+    adapt` writes (`PuzzleIdTable.arrays` + new rows); `write_bundle` accepts it as its
+    ``store``."""
+
+    names: list[str]
+    group: np.ndarray
+    transform: np.ndarray
+
+    def write(self, directory: Path) -> None:
+        _save(directory, self.names, self.group, self.transform)
+
+
+def _save(directory: Path, names: list[str], group: np.ndarray, transform: np.ndarray) -> None:
+    save_file(
+        {
+            "group": torch.from_numpy(np.ascontiguousarray(group, dtype=np.int32)),
+            "transform": torch.from_numpy(np.ascontiguousarray(transform, dtype=np.int32)),
+        },
+        str(directory / TABLE_FILE),
+    )
+    (directory / NAMES_FILE).write_text(json.dumps({"group_names": list(names)}))
+
+
 def write_puzzle_ids(directory: Path, store: Any) -> None:
-    """id -> (group name, transform) for every puzzle id of ``store`` (all splits)."""
+    """id -> (group name, transform) for every puzzle id of ``store`` (all splits), or the
+    arrays of a `PuzzleIdArrays`."""
+    if isinstance(store, PuzzleIdArrays):
+        store.write(directory)
+        return
     names: dict[str, int] = {}
     num_ids = None
     group_of = transform_of = None
@@ -47,12 +78,7 @@ def write_puzzle_ids(directory: Path, store: Any) -> None:
         transform_of[ids] = np.asarray(split.transforms)
     if num_ids is None:
         return
-    save_file(
-        {"group": torch.from_numpy(group_of), "transform": torch.from_numpy(transform_of)},
-        str(directory / TABLE_FILE),
-    )
-    ordered = sorted(names, key=names.__getitem__)
-    (directory / NAMES_FILE).write_text(json.dumps({"group_names": ordered}))
+    _save(directory, sorted(names, key=names.__getitem__), group_of, transform_of)
 
 
 class PuzzleIdTable:
@@ -107,5 +133,27 @@ class PuzzleIdTable:
     def variants(self, name: str) -> list[tuple[int, np.ndarray]]:
         return self.groups.get(name, [])
 
+    def arrays(self, num_ids: int, transform_size: int) -> PuzzleIdArrays:
+        """The table as arrays of ``num_ids`` rows (ids of no group: -1)."""
+        group = np.full(num_ids, -1, np.int32)
+        transform = np.zeros((num_ids, transform_size), np.int32)
+        names = list(self.groups)
+        for g, name in enumerate(names):
+            for pid, t in self.groups[name]:
+                group[pid] = g
+                transform[pid] = np.asarray(t).reshape(-1)[:transform_size]
+        return PuzzleIdArrays(names, group, transform)
 
-__all__ = ["NAMES_FILE", "TABLE_FILE", "PuzzleIdTable", "write_puzzle_ids"]
+    @classmethod
+    def from_arrays(cls, arrays: PuzzleIdArrays) -> PuzzleIdTable:
+        """The table of in-memory arrays (`trmkit solve --adapt`: nothing read from disk)."""
+        table = cls.__new__(cls)
+        table.groups = {}
+        for pid in np.nonzero(arrays.group >= 0)[0]:
+            table.groups.setdefault(arrays.names[arrays.group[pid]], []).append(
+                (int(pid), arrays.transform[pid])
+            )
+        return table
+
+
+__all__ = ["NAMES_FILE", "TABLE_FILE", "PuzzleIdArrays", "PuzzleIdTable", "write_puzzle_ids"]

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "trmkit.commands.train",
     "trmkit.commands.eval",
     "trmkit.commands.solve",
+    "trmkit.commands.adapt",
     "trmkit.commands.checkpoint",
     "trmkit.commands.recipes",
     "trmkit.commands.new_task",

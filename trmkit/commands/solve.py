@@ -34,7 +34,23 @@ from trmkit.commands.inference_options import inference_options, policy_from
     show_default=True,
     help="Where --trace writes its PNGs.",
 )
-def solve_cmd(checkpoint, puzzle, as_json, trace, num_aug, trace_dir, **options):
+@click.option(
+    "--adapt",
+    "adapt_steps",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="First adapt to the puzzles' tasks for N steps (trmkit adapt, in memory).",
+)
+@click.option(
+    "--submission",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the answers as an ARC Prize submission (two attempts per test input).",
+)
+def solve_cmd(
+    checkpoint, puzzle, as_json, trace, num_aug, trace_dir, adapt_steps, submission, **options
+):
     """Solve PUZZLE with CHECKPOINT (a step_<N> bundle or a run directory)."""
     policy = policy_from(options)
     import torch
@@ -46,14 +62,35 @@ def solve_cmd(checkpoint, puzzle, as_json, trace, num_aug, trace_dir, **options)
 
     if trace:
         check_writable_dir(trace_dir, "--trace-dir")  # before the model runs
+    if submission is not None:
+        from trmkit.oserrors import check_writable_file
+
+        check_writable_file(submission, "submission file")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device=device)
     task = plugins.get_task(bundle.task_name)
     check_task_matches(bundle, task)  # a checkpoint/task mismatch before the puzzle is read
     puzzles = read_puzzles(task, puzzle)
+    table = None
+    if adapt_steps is not None:
+        from trmkit.commands.adapt import adapt_for_solve
+
+        bundle, table = adapt_for_solve(bundle, task, puzzles, adapt_steps, num_aug, policy.seed)
     answers = solve(
-        bundle, task, puzzles, trace=trace, num_aug=num_aug, seed=policy.seed, policy=policy
+        bundle,
+        task,
+        puzzles,
+        trace=trace,
+        num_aug=num_aug,
+        seed=policy.seed,
+        policy=policy,
+        table=table,
     )
+    if submission is not None:
+        from trmkit.inference.submission import submission_of, write_submission
+
+        write_submission(submission, submission_of(puzzles, answers))
+        click.echo(f"submission: {submission}", err=True)
     if as_json:
         click.echo(json.dumps([a.to_json(task) for a in answers], indent=2))
     for a in answers:
