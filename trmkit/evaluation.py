@@ -35,9 +35,11 @@ import numpy as np
 import torch
 
 from trmkit.batch import IGNORE_LABEL_ID
+from trmkit.errors import OptionError, TrmkitError
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
 from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.inference.scoring import samples_per_batch, seq_scores
+from trmkit.models import model_config_to_dict
 from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import plot_eval_report
 from trmkit.task import EvalContext, PredictionBatch, Task
@@ -141,6 +143,35 @@ class _Sums:
         self.histogram = a[n + 2 * k :]
 
 
+def check_batch_size(batch_size: int) -> None:
+    """``batch_size`` must be an integer >= 1 (0 or below would evaluate nothing)."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise OptionError(
+            f"batch_size {batch_size!r}: must be an integer >= 1; pass the number of rows "
+            "per forward pass"
+        )
+
+
+def check_model_fits_split(model: RecursiveModel, split: Any) -> None:
+    """The model's config must have the split's seq_len, vocab_size and number of puzzle
+    ids (one line naming the first that differs), else it would fail mid-run or read
+    tokens it was not trained on. The trainer fills these config fields from the training
+    split (`trmkit.config.Recipe.model_config`)."""
+    config = model_config_to_dict(model.config)
+    meta = split.meta
+    for key, want in (
+        ("seq_len", meta.seq_len),
+        ("vocab_size", meta.vocab_size),
+        ("num_puzzle_identifiers", meta.num_puzzle_identifiers),
+    ):
+        have = config.get(key)
+        if have is not None and int(have) != int(want):
+            raise TrmkitError(
+                f"{key}: the model was built for {have}, the split has {want}; evaluate on a "
+                "split built like the model's training data"
+            )
+
+
 def evaluation_context(task: Task, split: Any, out_dir: Path | None) -> EvalContext:
     return EvalContext(
         codec=task.codec,
@@ -178,6 +209,8 @@ def evaluate(
     """
     from trmkit.data.loader import EvalLoader
 
+    check_batch_size(batch_size)
+    check_model_fits_split(model, split)
     if policy is None:
         policy = InferencePolicy(steps=steps, halt=HaltPolicy("q" if adaptive else "fixed"))
     rank = accelerator.process_index if accelerator is not None else 0

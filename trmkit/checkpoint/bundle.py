@@ -39,12 +39,13 @@ import torch
 from safetensors.torch import save_file
 
 from trmkit import atomic
-from trmkit.checkpoint.manifest import Manifest, check_store_matches
+from trmkit.checkpoint.manifest import Manifest, check_model_compute, check_store_matches
 from trmkit.checkpoint.manifest import check_task_matches as _check_task
 from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
 from trmkit.checkpoint.rundir import held_by_another, owner_is_dead, writer_token
 from trmkit.checkpoint.state import fsync_file, read_json, read_safetensors, write_json
-from trmkit.errors import CheckpointError, TrmkitError
+from trmkit.checkpoint.weights_header import TensorInfo, dtype_name, read_header
+from trmkit.errors import CheckpointError, OptionError, TrmkitError
 from trmkit.models.protocol import RecursiveModel
 from trmkit.oserrors import check_writable_dir, writing
 from trmkit.task import Task
@@ -212,7 +213,10 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
         latest = latest_checkpoint(root)
         if latest is not None:
             return latest
-    raise CheckpointError(f"{p}: not a checkpoint bundle (no manifest.json) and holds none")
+    raise CheckpointError(
+        f"{p}: not a checkpoint bundle (no manifest.json) and holds none; give a step_<N> "
+        "bundle directory or a run directory with checkpoints"
+    )
 
 
 def read_manifest(bundle: Path) -> Manifest:
@@ -252,6 +256,7 @@ def build_model_from_manifest(
     spec = manifest.model
     try:
         fields = _check_model_fields(spec.name, spec.config, str(where))
+        check_model_compute(manifest, fields, where)
         cfg = model_config_from_dict(spec.name, fields)
         if device is None:
             return build_model(spec.name, cfg)
@@ -269,44 +274,123 @@ def build_model_from_manifest(
         ) from None
 
 
-def check_model_fits_weights(manifest: Manifest, where: Path, weights: Path) -> None:
-    """Build the manifest's model on torch's meta device (no memory) and compare every
-    parameter and buffer with the tensors of the safetensors file (read from its header
-    only): a manifest asking for a larger model than the weights hold is refused before
-    anything is allocated."""
-    from safetensors import SafetensorError, safe_open
+WEIGHTS = ("ema", "raw")
+"""what `load_bundle` accepts as ``weights``."""
 
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing; the checkpoint is incomplete")
-    try:
-        with safe_open(str(weights), framework="pt") as fh:
-            stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+def weight_files(manifest: Manifest, bundle: Path) -> dict[str, Path]:
+    """The weight files the manifest says ``bundle`` holds, by kind: ``model`` always,
+    ``ema`` when ``weights.ema`` is true. The manifest is the truth: an EMA file it does
+    not announce is refused, not ignored (docs/errors.md, "Bundles: the manifest is the
+    truth")."""
+    where = bundle / "manifest.json"
+    files = {"model": bundle / "model.safetensors"}
+    ema = bundle / "ema.safetensors"
+    if manifest.ema:
+        if not ema.is_file():
+            raise CheckpointError(
+                f"{ema}: missing, but {where.name} says weights.ema is true; the bundle is "
+                "incomplete (copy the file back, or set weights.ema to false to use the raw "
+                "weights)"
+            )
+        files["ema"] = ema
+    elif ema.exists():
         raise CheckpointError(
-            f"{weights}: corrupt or truncated safetensors file ({first})"
-        ) from None
+            f"{ema}: present, but {where.name} says weights.ema is false; delete the file or "
+            "set weights.ema to true if it belongs to these weights"
+        )
+    return files
+
+
+def expected_tensors(model: torch.nn.Module, kind: str) -> dict[str, TensorInfo]:
+    """What a weight file of ``kind`` must hold for ``model``: ``model``, every state-dict
+    entry; ``ema``, the trainable parameters (what `trmkit.training.ema.EMA` averages)."""
+    if kind == "ema":
+        tensors = {k: v for k, v in model.named_parameters() if v.requires_grad}
+    else:
+        tensors = model.state_dict()
+    return {
+        k: TensorInfo(dtype=dtype_name(v.dtype), shape=tuple(v.shape)) for k, v in tensors.items()
+    }
+
+
+def _first(keys: list[str]) -> str:
+    shown = ", ".join(repr(k[:60]) for k in keys[:3])
+    return shown + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def check_tensors(
+    expected: Mapping[str, TensorInfo], stored: Mapping[str, TensorInfo], file: Path, where: Path
+) -> None:
+    """``stored`` (a safetensors header) must hold exactly the keys of ``expected``, each
+    with its shape and dtype (nothing is cast); one CheckpointError naming the first few."""
+    missing = sorted(set(expected) - set(stored))
+    unknown = sorted(set(stored) - set(expected))
+    if missing or unknown:
+        what = [f"missing {_first(missing)}"] if missing else []
+        what += [f"unexpected {_first(unknown)}"] if unknown else []
+        raise CheckpointError(
+            f"{file}: holds {len(set(expected) & set(stored))} of the {len(expected)} tensors "
+            f"the manifest's model needs ({'; '.join(what)}); {where.name} was edited or "
+            "belongs to other weights"
+        )
+    for key, want in expected.items():
+        have = stored[key]
+        if have.shape != want.shape:
+            raise CheckpointError(
+                f"{where}: the manifest's model needs {key} of shape {want.shape}, "
+                f"{file.name} holds {have.shape}; the manifest was edited or belongs to "
+                "other weights"
+            )
+        if have.dtype != want.dtype:
+            raise CheckpointError(
+                f"{file}: tensor {key} is stored as {have.dtype}, the manifest's model "
+                f"builds {want.dtype}; the weights were converted or edited (trmkit does "
+                "not cast them)"
+            )
+
+
+def check_model_fits_weights(manifest: Manifest, where: Path, files: Mapping[str, Path]) -> None:
+    """Build the manifest's model on torch's meta device (no memory) and compare the
+    tensors it needs (keys, shapes, dtypes) with the headers of its weight files
+    (`weight_files`; headers parsed by `read_header`, a duplicated key refused): a manifest
+    asking for a larger model than the weights hold is refused before anything is
+    allocated."""
+    headers = {kind: read_header(file) for kind, file in files.items()}
     try:
         meta = build_model_from_manifest(manifest, where, device="meta")
     except CheckpointError:
         raise
-    except Exception:  # noqa: BLE001 - a model that cannot be built on meta: checked below
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta: load checks it
         return
-    own = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
-    unknown = sorted(set(stored) - set(own))
-    missing = sorted(set(own) - set(stored))
-    if unknown or missing:
-        what = f"unexpected {unknown[:3]}" if unknown else f"missing {missing[:3]}"
-        raise CheckpointError(
-            f"{where}: the manifest's model does not match the weights in {weights.name} ({what})"
-        )
-    for key, shape in own.items():
-        if stored[key] != shape:
-            raise CheckpointError(
-                f"{where}: the manifest's model needs {key} of shape {shape}, "
-                f"{weights.name} holds {stored[key]}; the manifest was edited or belongs to "
-                "other weights"
-            )
+    for kind, file in files.items():
+        check_tensors(expected_tensors(meta, kind), headers[kind], file, where)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this torch build and machine can hold tensors on;
+    otherwise one OptionError naming it (no device is assumed: the caller names one)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise OptionError(
+            f"device {device!r}: not a torch device name; pass e.g. device='cpu' or 'cuda:0'"
+        ) from None
+    if dev.type == "meta":
+        raise OptionError("device 'meta': holds no weights; pass a real device, e.g. device='cpu'")
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
+        raise OptionError(
+            f"device {str(dev)!r}: not available with this torch build on this machine "
+            f"({_line(exc)}); pass device='cpu' or a device this machine has"
+        ) from None
+    return dev
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 _PRUNED_RETRIES = 5
@@ -316,7 +400,8 @@ _PRUNED_RETRIES = 5
 def load_bundle(
     path: str | os.PathLike, *, weights: str = "ema", device: str | torch.device = "cpu"
 ) -> Bundle:
-    """Load a bundle as a ready model in eval mode (EMA weights unless ``weights="raw"``).
+    """Load a bundle as a ready model in eval mode: the EMA weights when its manifest has
+    them (``weights="ema"``, the default), else, or with ``weights="raw"``, the raw ones.
 
     A bundle that vanishes while it is read (a running trainer pruned or replaced it) is not
     "incomplete": the run is resolved again and its newest bundle still there is loaded."""
@@ -337,40 +422,36 @@ def _load_bundle_once(
     """Load a bundle as a ready model in eval mode (EMA weights unless ``weights="raw"``).
 
     Only JSON and safetensors are read: no pickle, so an untrusted checkpoint cannot run code.
+    Every weight file the manifest names must hold exactly the tensors (keys, shapes,
+    dtypes) of the manifest's model (docs/errors.md, "Bundles: the manifest is the truth").
     """
-    if weights not in ("ema", "raw"):
-        raise CheckpointError(f"weights must be 'ema' or 'raw', not {weights!r}")
+    if not isinstance(weights, str) or weights not in WEIGHTS:
+        raise OptionError(
+            f"weights={weights!r}: not one of {', '.join(map(repr, WEIGHTS))}; pass "
+            "weights='ema' (the EMA weights when the bundle has them) or weights='raw'"
+        )
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(text, str) or "\0" in text:
+        raise OptionError(
+            f"path {path!r}: expected a str or os.PathLike (without NUL) naming a bundle or "
+            "run directory"
+        )
+    dev = check_device(device)
     bundle = resolve_bundle(path)
     manifest = read_manifest(bundle)
-    check_model_fits_weights(manifest, bundle / "manifest.json", bundle / "model.safetensors")
-    model = build_model_from_manifest(manifest, bundle / "manifest.json")
-    state = read_safetensors(bundle / "model.safetensors")
-    _load_state(model, state, bundle / "model.safetensors")
-    ema_file = bundle / "ema.safetensors"
-    if weights == "ema" and ema_file.exists():
-        ema = read_safetensors(ema_file)
-        _load_state(model, ema, ema_file, partial=True)
-    model.to(device)
+    where = bundle / "manifest.json"
+    files = weight_files(manifest, bundle)
+    check_model_fits_weights(manifest, where, files)
+    model = build_model_from_manifest(manifest, where)
+    for kind, file in files.items():
+        if kind == "ema" and weights == "raw":
+            continue
+        # again against the real model: covers models that cannot be built on meta
+        check_tensors(expected_tensors(model, kind), read_header(file), file, where)
+        model.load_state_dict(read_safetensors(file), strict=kind == "model")
+    model.to(dev)
     model.eval()
     return Bundle(model=model, manifest=manifest, path=bundle)
-
-
-def _load_state(
-    model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path, partial: bool = False
-) -> None:
-    own = model.state_dict()
-    unknown = sorted(set(state) - set(own))
-    missing = [] if partial else sorted(set(own) - set(state))
-    if unknown or missing:
-        what = f"unexpected {unknown[:3]}" if unknown else f"missing {missing[:3]}"
-        raise CheckpointError(f"{file}: weights do not match the manifest's model ({what})")
-    for key, tensor in state.items():
-        if tuple(own[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(
-                f"{file}: tensor {key} has shape {tuple(tensor.shape)}, the model expects "
-                f"{tuple(own[key].shape)}"
-            )
-    model.load_state_dict(state, strict=not partial)
 
 
 # ----------------------------------------------------------------------------- compatibility

@@ -182,9 +182,11 @@ def check_state(tree: Any, name: str, file: Path) -> None:
 
 
 def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Load a safetensors file; a missing, truncated or corrupt file is a CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+    """Load a safetensors file; a missing, truncated or corrupt file, or one whose header
+    names a tensor twice (`trmkit.checkpoint.weights_header`), is a CheckpointError."""
+    from trmkit.checkpoint.weights_header import read_header
+
+    read_header(path)
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
