@@ -405,6 +405,7 @@ def load_bundle(
 
     A bundle that vanishes while it is read (a running trainer pruned or replaced it) is not
     "incomplete": the run is resolved again and its newest bundle still there is loaded."""
+    _check_load_arguments(path, weights)
     for attempt in range(_PRUNED_RETRIES):
         bundle = resolve_bundle(path)
         try:
@@ -416,15 +417,8 @@ def load_bundle(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _load_bundle_once(
-    path: str | os.PathLike, *, weights: str = "ema", device: str | torch.device = "cpu"
-) -> Bundle:
-    """Load a bundle as a ready model in eval mode (EMA weights unless ``weights="raw"``).
-
-    Only JSON and safetensors are read: no pickle, so an untrusted checkpoint cannot run code.
-    Every weight file the manifest names must hold exactly the tensors (keys, shapes,
-    dtypes) of the manifest's model (docs/errors.md, "Bundles: the manifest is the truth").
-    """
+def _check_load_arguments(path: object, weights: object) -> None:
+    """The Python API's arguments, before any file is looked at."""
     if not isinstance(weights, str) or weights not in WEIGHTS:
         raise OptionError(
             f"weights={weights!r}: not one of {', '.join(map(repr, WEIGHTS))}; pass "
@@ -436,6 +430,18 @@ def _load_bundle_once(
             f"path {path!r}: expected a str or os.PathLike (without NUL) naming a bundle or "
             "run directory"
         )
+
+
+def _load_bundle_once(
+    path: str | os.PathLike, *, weights: str = "ema", device: str | torch.device = "cpu"
+) -> Bundle:
+    """Load a bundle as a ready model in eval mode (EMA weights unless ``weights="raw"``).
+
+    Only JSON and safetensors are read: no pickle, so an untrusted checkpoint cannot run code.
+    Every weight file the manifest names must hold exactly the tensors (keys, shapes,
+    dtypes) of the manifest's model (docs/errors.md, "Bundles: the manifest is the truth").
+    """
+    _check_load_arguments(path, weights)
     dev = check_device(device)
     bundle = resolve_bundle(path)
     manifest = read_manifest(bundle)
