@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trmkit"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # top: what a user runs
     ("interface", ("trmkit.cli", "trmkit.commands")),
-    ("training", ("trmkit.training",)),
+    ("training", ("trmkit.training", "trmkit.comparison")),
     ("inference", ("trmkit.evaluation", "trmkit.solve", "trmkit.inference", "trmkit.interop")),
     (
         "services",
@@ -50,6 +50,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trmkit.oserrors",
             "trmkit.network",
             "trmkit.threads",
+            "trmkit.stats",
         ),
     ),
 )
