@@ -226,10 +226,11 @@ def spec_difference(old: Mapping[str, Any], new: Mapping[str, Any], data: bool) 
     if old.get("task") != new.get("task"):
         return f"task {old.get('task')!r} there, {new.get('task')!r} here"
     if old.get("budget_steps") != new.get("budget_steps"):
-        return (
-            f"step budget {old.get('budget_steps') or 'the recipes own'} there, "
-            f"{new.get('budget_steps') or 'the recipes own'} here"
-        )
+
+        def budget(steps: Any) -> str:
+            return f"--budget-steps {steps}" if steps else "each recipe's own step budget"
+
+        return f"{budget(old.get('budget_steps'))} there, {budget(new.get('budget_steps'))} here"
     old_labels = [v.get("label") for v in old.get("variants", [])]
     new_labels = [v["label"] for v in new["variants"]]
     if old_labels != new_labels:
