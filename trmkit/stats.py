@@ -99,7 +99,9 @@ def wilson(successes: float, n: int, z: float = Z95) -> Interval:
     denom = 1 + z2 / n
     center = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return Interval(p, max(0.0, center - half), min(1.0, center + half), n)
+    low = 0.0 if successes <= 0 else max(0.0, center - half)  # exact at the ends
+    high = 1.0 if successes >= n else min(1.0, center + half)
+    return Interval(p, low, high, n)
 
 
 def accuracy_interval(accuracy: float, count: int) -> Interval:
