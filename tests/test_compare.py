@@ -344,3 +344,15 @@ def test_a_run_still_training_from_a_killed_compare_is_refused(compared, monkeyp
         orphan.kill()
         orphan.wait()
         (run / ".compare-pid").unlink()
+
+
+def test_eval_prints_and_writes_the_wilson_interval(compared, tmp_path):
+    out = tmp_path / "ev"
+    result = CliRunner().invoke(cli, ["eval", str(compared["out"] / "a" / "seed-0"), "--out", out])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    low, high = metrics["exact_accuracy_ci95_low"], metrics["exact_accuracy_ci95_high"]
+    expected = wilson(round(metrics["exact_accuracy"] * 32), 32)
+    assert (low, high) == pytest.approx((expected.low, expected.high))
+    assert 0 <= low <= metrics["exact_accuracy"] <= high <= 1
+    assert f"[{low:.4f}, {high:.4f}] Wilson 95% of 32" in result.output
