@@ -356,3 +356,23 @@ def test_eval_prints_and_writes_the_wilson_interval(compared, tmp_path):
     assert (low, high) == pytest.approx((expected.low, expected.high))
     assert 0 <= low <= metrics["exact_accuracy"] <= high <= 1
     assert f"[{low:.4f}, {high:.4f}] Wilson 95% of 32" in result.output
+
+
+def test_sweep_overlay_plots_each_runs_cost_curve(tmp_path):
+    from trmkit.comparison.report import best_within_budget, plot_sweeps
+
+    points = [
+        {"forward_passes": 4.0, "exact_accuracy": 0.5},
+        {"forward_passes": 1.0, "exact_accuracy": 0.2},
+        {"forward_passes": 2.0, "exact_accuracy": 0.1},
+        {"forward_passes": 4.0, "exact_accuracy": 0.6},
+    ]
+    assert best_within_budget(points) == ([1.0, 2.0, 4.0], [0.2, 0.2, 0.6])
+    run = tmp_path / "a" / "seed-0"
+    (run / "eval" / "compare-sweep").mkdir(parents=True)
+    (run / "eval" / "compare-sweep" / "sweep.json").write_text(json.dumps({"points": points}))
+    report = {"variants": [{"label": "a", "runs": [{"seed": 0, "run_dir": str(run)}]}]}
+    assert plot_sweeps(report, tmp_path / "compare-sweep.png")
+    assert (tmp_path / "compare-sweep.png").stat().st_size > 0
+    report["variants"][0]["runs"][0]["run_dir"] = str(tmp_path / "none")
+    assert not plot_sweeps(report, tmp_path / "nothing.png")

@@ -170,12 +170,13 @@ def compare_cmd(
         f"{len(done)} run(s) finished, {len(todo)} to train, {jobs} at a time; {out}"
     )
     launcher = runner.Launcher(jobs, click.echo)
-    outcomes = launcher.map([runner.train_task(launcher, r, data_path, budget) for r in todo])
-    runner.raise_failures(outcomes, "training")
-    if sweep:
-        pending = [r for g in runs.values() for r in g if not runner.sweep_done(r)]
-        outcomes = launcher.map([runner.sweep_task(launcher, r, sweep_samples) for r in pending])
-        runner.raise_failures(outcomes, "the test-time sweep")
+    with runner.sigterm_as_interrupt():  # a killed compare stops its runs (resumable)
+        outcomes = launcher.map([runner.train_task(launcher, r, data_path, budget) for r in todo])
+        runner.raise_failures(outcomes, "training")
+        if sweep:
+            pending = [r for g in runs.values() for r in g if not runner.sweep_done(r)]
+            tasks = [runner.sweep_task(launcher, r, sweep_samples) for r in pending]
+            runner.raise_failures(launcher.map(tasks), "the test-time sweep")
 
     results = {label: [collect_run(r, target) for r in group] for label, group in runs.items()}
     report, written = write_report(out, new, results, target)

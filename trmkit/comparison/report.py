@@ -28,7 +28,7 @@ from trmkit.comparison.runner import (
     timeline,
 )
 from trmkit.comparison.spec import CompareError
-from trmkit.reports import have_matplotlib, pareto_front
+from trmkit.reports import have_matplotlib
 from trmkit.stats import Interval, accuracy_interval, mean_interval, paired_difference
 from trmkit.textio import read_json
 
@@ -386,6 +386,23 @@ def read_sweep(run_dir: Path) -> list[dict[str, Any]] | None:
     return points if isinstance(points, list) else None
 
 
+def best_within_budget(points: Sequence[Mapping[str, Any]]) -> tuple[list[float], list[float]]:
+    """At every forward-pass count of the sweep, the best exact accuracy of any setting
+    costing at most that (the cost curve; `trmkit.reports.pareto_front` keeps only the
+    points where it rises)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    best = float("-inf")
+    for p in sorted(points, key=lambda p: p["forward_passes"]):
+        best = max(best, float(p["exact_accuracy"]))
+        if xs and xs[-1] == p["forward_passes"]:
+            ys[-1] = best
+        else:
+            xs.append(float(p["forward_passes"]))
+            ys.append(best)
+    return xs, ys
+
+
 def plot_sweeps(report: Mapping[str, Any], out: Path) -> bool:
     """Every run's test-time cost curve (the best exact accuracy at each forward-pass
     budget, `trmkit eval --sweep`), one colour per variant."""
@@ -399,10 +416,10 @@ def plot_sweeps(report: Mapping[str, Any], out: Path) -> bool:
             points = read_sweep(Path(r["run_dir"]))
             if not points:
                 continue
-            front = pareto_front(points)
+            xs, ys = best_within_budget(points)
             ax.plot(
-                [p["forward_passes"] for p in front],
-                [p["exact_accuracy"] for p in front],
+                xs,
+                ys,
                 color=f"C{i}",
                 linestyle=("-", "--", ":", "-.")[j % 4],
                 drawstyle="steps-post",

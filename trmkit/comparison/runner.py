@@ -251,6 +251,8 @@ class Launcher:
         self._echo = echo
         self._lock = threading.Lock()
         self._live: set[subprocess.Popen] = set()
+        self.stopping = False
+        """set once an interrupt stops every child: their exits are no failures to report."""
 
     def echo(self, line: str) -> None:
         with self._lock:
@@ -322,6 +324,7 @@ class Launcher:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def stop_all(self) -> None:
+        self.stopping = True
         with self._lock:
             live = list(self._live)
         for proc in live:
@@ -332,6 +335,25 @@ class Launcher:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While running: SIGTERM to this process stops its children too (as Ctrl-C does)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def train_task(
@@ -363,6 +385,8 @@ def train_task(
         )
         if outcome.ok:
             launcher.echo(f"[{run.name}] finished")
+        elif launcher.stopping:
+            launcher.echo(f"[{run.name}] stopped (resumable: rerun the same command)")
         else:
             launcher.echo(f"[{run.name}] failed (exit {outcome.returncode}): {outcome.last_line}")
         return outcome
@@ -412,6 +436,7 @@ __all__ = [
     "read_timing",
     "run_dir_of",
     "run_state",
+    "sigterm_as_interrupt",
     "sweep_done",
     "sweep_task",
     "timeline",
