@@ -56,17 +56,22 @@ def _fraction(text: str, option: str) -> float:
     metavar="VARIANT KEY=VALUE",
     help="Override a field in one variant, named by label or 1-based position (repeatable).",
 )
-@click.option("--seeds", "seeds_text", default="3", show_default=True, help="Seeds per variant.")
+@click.option(
+    "--seeds", "seeds_text", default="3", show_default=True, metavar="N", help="Seeds per variant."
+)
 @click.option(
     "--budget-steps",
     "budget_text",
     default=None,
+    metavar="N",
     help="Optimizer steps of every run (default: each recipe's own budget).",
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="The comparison directory."
 )
-@click.option("--jobs", "jobs_text", default="1", show_default=True, help="Runs at a time.")
+@click.option(
+    "--jobs", "jobs_text", default="1", show_default=True, metavar="J", help="Runs at a time."
+)
 @click.option(
     "--data",
     "data_dir",
@@ -77,6 +82,7 @@ def _fraction(text: str, option: str) -> float:
     "--target",
     "target_text",
     default="0.9",
+    metavar="ACC",
     show_default=True,
     help="Exact accuracy whose first crossing is reported (time and steps).",
 )
