@@ -141,7 +141,8 @@ def exact_interval_fields(metrics: Mapping[str, Any]) -> dict[str, float]:
     if not isinstance(acc, (int, float)) or not isinstance(count, (int, float)) or count < 1:
         return {}
     ci = accuracy_interval(float(acc), int(count))
-    return {"exact_accuracy_ci95_low": float(ci.low), "exact_accuracy_ci95_high": float(ci.high)}
+    assert ci.low is not None and ci.high is not None  # a Wilson interval always has both
+    return {"exact_accuracy_ci95_low": ci.low, "exact_accuracy_ci95_high": ci.high}
 
 
 def describe_exact_interval(metrics: Mapping[str, Any]) -> str:

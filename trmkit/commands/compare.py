@@ -165,7 +165,8 @@ def compare_cmd(
         (out / v.label).mkdir(parents=True, exist_ok=True)
         save_recipe(v.recipe, out / v.label / "recipe.toml")
 
-    todo, done = [], []
+    todo: list[runner.Run] = []
+    done: list[runner.Run] = []
     for group in runs.values():
         for run in group:
             state, _ = runner.run_state(run.run_dir)

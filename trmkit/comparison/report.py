@@ -71,6 +71,11 @@ class RunResult:
 def collect_run(run: Run, target: float) -> RunResult:
     config = read_config(run.run_dir) or {}
     total = config.get("total_steps")
+    if not isinstance(total, int):
+        raise CompareError(
+            f"{run.run_dir}/config.json: no step budget (total_steps); the run never started, "
+            "rerun the comparison"
+        )
     evals = eval_records(run.run_dir)
     final = next((r for r in evals if int(r["step"]) == total), None)
     if final is None:
@@ -79,7 +84,7 @@ def collect_run(run: Run, target: float) -> RunResult:
             "comparison to finish the run"
         )
     times, estimated = timeline(read_timing(run.run_dir))
-    curve = []
+    curve: list[dict[str, Any]] = []
     for r in evals:
         step = int(r["step"])
         seconds = times.get(step)
@@ -159,7 +164,9 @@ def summarize(
                     "reached": len(reached),
                     "of": len(results),
                     "minutes": _interval(reached_minutes) if reached_minutes else None,
-                    "steps": _interval([float(r.target_step) for r in reached])
+                    "steps": _interval(
+                        [float(r.target_step) for r in reached if r.target_step is not None]
+                    )
                     if reached
                     else None,
                 },
