@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trmkit"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # top: what a user runs
     ("interface", ("trmkit.cli", "trmkit.commands")),
-    ("training", ("trmkit.training",)),
+    ("training", ("trmkit.training", "trmkit.comparison")),
     ("inference", ("trmkit.evaluation", "trmkit.solve", "trmkit.inference", "trmkit.interop")),
     (
         "services",
@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trmkit.network",
             "trmkit.threads",
             "trmkit.memory",
+            "trmkit.stats",
         ),
     ),
 )

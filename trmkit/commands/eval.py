@@ -11,6 +11,7 @@ import click
 from trmkit.commands.inference_options import inference_options, policy_from
 from trmkit.errors import OptionError
 from trmkit.oserrors import check_writable_dir
+from trmkit.stats import describe_exact_interval, exact_interval_fields
 
 
 def default_out(bundle: Path) -> Path:
@@ -157,11 +158,13 @@ def eval_cmd(
         max_examples=max_examples,
         progress=True,
     )
+    report.metrics.update(exact_interval_fields(report.metrics))  # Wilson 95%, trmkit.stats
     report.write(out)
     m = report.metrics
     click.echo(json.dumps(dict(m.items()), indent=2))
     click.echo(
-        f"exact accuracy {m['exact_accuracy']:.4f} ({report.steps} steps, "
+        f"exact accuracy {m['exact_accuracy']:.4f} {describe_exact_interval(m)}"
+        f"({report.steps} steps, "
         f"{policy.describe()}; {m['forward_passes']:.2f} forward passes per puzzle); "
         f"adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
         f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}"

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "trmkit.commands.checkpoint",
     "trmkit.commands.recipes",
     "trmkit.commands.new_task",
+    "trmkit.commands.compare",
 )
 
 

@@ -1,0 +1,473 @@
+"""The comparison's report from its runs' own files: ``compare.json``, ``compare.md``,
+``compare.png`` (and ``compare-sweep.png`` with ``--sweep``).
+
+Per run: the final evaluation of metrics.jsonl (exact and token accuracy, test-set size)
+with the Wilson 95% interval of its exact accuracy, the step budget, the wall clock of
+`trmkit.comparison.runner.timeline`, the first evaluation at or above the target accuracy.
+Per variant: the mean over seeds with its Student-t 95% interval, parameters and FLOPs per
+training step (the model of the run's config.json, built on torch's meta device). With two
+or more variants: each other variant minus the first, paired by seed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from trmkit import atomic
+from trmkit.comparison.runner import (
+    SWEEP_DIR,
+    Run,
+    eval_records,
+    read_config,
+    read_timing,
+    timeline,
+)
+from trmkit.comparison.spec import CompareError
+from trmkit.reports import have_matplotlib
+from trmkit.stats import Interval, accuracy_interval, mean_interval, paired_difference
+from trmkit.textio import read_json
+
+REPORT_FORMAT = 1
+
+
+@attrs.define
+class RunResult:
+    label: str
+    seed: int
+    run_dir: Path
+    steps: int
+    exact: float
+    token: float
+    count: int
+    wilson: Interval
+    minutes: float | None
+    time_estimated: bool
+    curve: list[dict[str, Any]]
+    target_step: int | None
+    target_minutes: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "run_dir": str(self.run_dir),
+            "steps": self.steps,
+            "exact_accuracy": self.exact,
+            "exact_accuracy_wilson95": [self.wilson.low, self.wilson.high],
+            "accuracy": self.token,
+            "count": self.count,
+            "minutes": self.minutes,
+            "time_estimated": self.time_estimated,
+            "target_step": self.target_step,
+            "target_minutes": self.target_minutes,
+            "curve": self.curve,
+        }
+
+
+def collect_run(run: Run, target: float) -> RunResult:
+    config = read_config(run.run_dir) or {}
+    total = config.get("total_steps")
+    if not isinstance(total, int):
+        raise CompareError(
+            f"{run.run_dir}/config.json: no step budget (total_steps); the run never started, "
+            "rerun the comparison"
+        )
+    evals = eval_records(run.run_dir)
+    final = next((r for r in evals if int(r["step"]) == total), None)
+    if final is None:
+        raise CompareError(
+            f"{run.run_dir}: no final evaluation (step {total}) in metrics.jsonl; rerun the "
+            "comparison to finish the run"
+        )
+    times, estimated = timeline(read_timing(run.run_dir))
+    curve: list[dict[str, Any]] = []
+    for r in evals:
+        step = int(r["step"])
+        seconds = times.get(step)
+        curve.append(
+            {
+                "step": step,
+                "minutes": None if seconds is None else seconds / 60,
+                "exact_accuracy": float(r["exact_accuracy"]),
+                "accuracy": float(r["accuracy"]),
+            }
+        )
+    reached = next((c for c in curve if c["exact_accuracy"] >= target), None)
+    count = int(final.get("count", 0))
+    exact = float(final["exact_accuracy"])
+    return RunResult(
+        label=run.label,
+        seed=run.seed,
+        run_dir=run.run_dir,
+        steps=int(total),
+        exact=exact,
+        token=float(final["accuracy"]),
+        count=count,
+        wilson=accuracy_interval(exact, count) if count else Interval(exact, None, None, 0),
+        minutes=curve[-1]["minutes"] if curve else None,
+        time_estimated=estimated,
+        curve=curve,
+        target_step=None if reached is None else reached["step"],
+        target_minutes=None if reached is None else reached["minutes"],
+    )
+
+
+def model_size(config: Mapping[str, Any]) -> tuple[int | None, float | None]:
+    """(trainable parameters, training FLOPs per optimizer step at the global batch) of the
+    run's model, built on the meta device; (None, None) when it cannot be built."""
+    try:
+        import torch
+
+        from trmkit.models import build_model, count_parameters, make_config
+
+        name = config["recipe"]["model"]["name"]
+        with torch.device("meta"):
+            model = build_model(name, make_config(name, dict(config["model_config"])))
+        flops = model.step_flops(int(config["global_batch_size"]))
+        return count_parameters(model), float(flops.train)
+    except Exception:  # a model without a FLOP count, an old config: the column stays empty
+        return None, None
+
+
+def _interval(values: Sequence[float]) -> dict[str, Any]:
+    return mean_interval(values).to_dict()
+
+
+def summarize(
+    spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunResult]], target: float
+) -> dict[str, Any]:
+    """compare.json as a dict (``runs``: per variant label, its runs in seed order)."""
+    variants = []
+    for v in spec["variants"]:
+        label = v["label"]
+        results = list(runs[label])
+        config = read_config(results[0].run_dir) or {}
+        params, flops = model_size(config)
+        minutes = [r.minutes for r in results if r.minutes is not None]
+        reached = [r for r in results if r.target_step is not None]
+        reached_minutes = [r.target_minutes for r in reached if r.target_minutes is not None]
+        variants.append(
+            {
+                "label": label,
+                "recipe": v["recipe"],
+                "overrides": v["overrides"],
+                "seeds": [r.seed for r in results],
+                "steps": sorted({r.steps for r in results}),
+                "exact_accuracy": _interval([r.exact for r in results]),
+                "accuracy": _interval([r.token for r in results]),
+                "minutes": _interval(minutes) if minutes else None,
+                "target": {
+                    "reached": len(reached),
+                    "of": len(results),
+                    "minutes": _interval(reached_minutes) if reached_minutes else None,
+                    "steps": _interval(
+                        [float(r.target_step) for r in reached if r.target_step is not None]
+                    )
+                    if reached
+                    else None,
+                },
+                "parameters": params,
+                "train_flops_per_step": flops,
+                "runs": [r.to_dict() for r in results],
+            }
+        )
+    paired = []
+    base = spec["variants"][0]["label"]
+    for v in spec["variants"][1:]:
+        a = {r.seed: r for r in runs[base]}
+        b = {r.seed: r for r in runs[v["label"]]}
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        paired.append(
+            {
+                "a": base,
+                "b": v["label"],
+                "seeds": seeds,
+                "exact_accuracy": paired_difference(
+                    [a[s].exact for s in seeds], [b[s].exact for s in seeds]
+                ).to_dict(),
+                "accuracy": paired_difference(
+                    [a[s].token for s in seeds], [b[s].token for s in seeds]
+                ).to_dict(),
+            }
+        )
+    return {
+        "format": REPORT_FORMAT,
+        "task": spec["task"],
+        "budget_steps": spec["budget_steps"],
+        "seeds": spec["seeds"],
+        "target": target,
+        "test_split": spec["data"]["test"],
+        "data": spec["data"]["path"],
+        "variants": variants,
+        "paired": paired,
+    }
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _ci(d: Mapping[str, Any] | None, scale: float = 100.0, unit: str = "%") -> str:
+    if d is None:
+        return "n/a"
+    value = f"{scale * d['value']:.1f}{unit}"
+    if d["low"] is None:
+        return f"{value} (1 seed: no interval)"
+    return f"{value} [{scale * d['low']:.1f}, {scale * d['high']:.1f}]"
+
+
+def _count(n: float | None, unit: str = "") -> str:
+    if n is None:
+        return "n/a"
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {suffix}{unit}"
+    return f"{n:.0f} {unit}".rstrip()
+
+
+def _minutes(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    target = report["target"]
+    budget = report["budget_steps"]
+    test = report["test_split"]
+    seeds = report["seeds"]
+    lines = [
+        f"# Comparison on `{report['task']}`: {len(report['variants'])} variant(s) x "
+        f"{seeds} seed(s)",
+        "",
+        f"Budget: {f'{budget} steps for every run' if budget else 'each recipe its own steps'}."
+        f" Test split: {test['examples']} rows, sha256 `{test['sha256'][:16]}`, the same for "
+        "every run. Seed s is `train.seed=s`.",
+        "",
+        "| variant | recipe | steps | exact, mean [95% CI over seeds] | token, mean [95% CI] "
+        f"| training min | to {_pct(target)} exact | parameters | train FLOPs/step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in report["variants"]:
+        recipe = v["recipe"] + "".join(f" `{o}`" for o in v["overrides"])
+        t = v["target"]
+        to_target = f"{t['reached']}/{t['of']} runs"
+        if t["minutes"] is not None:
+            to_target += f", {_ci(t['minutes'], 1.0, ' min')}"
+        lines.append(
+            f"| {v['label']} | {recipe} | {', '.join(map(str, v['steps']))} | "
+            f"{_ci(v['exact_accuracy'])} | {_ci(v['accuracy'])} | "
+            f"{_ci(v['minutes'], 1.0, '') if v['minutes'] else 'n/a'} | {to_target} | "
+            f"{_count(v['parameters'])} | {_count(v['train_flops_per_step'], 'FLOP')} |"
+        )
+    lines += [
+        "",
+        "## Runs",
+        "",
+        "| variant | seed | steps | exact [Wilson 95%] | token | test puzzles | training min "
+        f"| to {_pct(target)} exact |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in report["variants"]:
+        for r in v["runs"]:
+            lo, hi = r["exact_accuracy_wilson95"]
+            wilson = "" if lo is None else f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+            minutes = _minutes(r["minutes"]) + (" (est.)" if r["time_estimated"] else "")
+            to_target = (
+                "not reached"
+                if r["target_step"] is None
+                else f"step {r['target_step']}, {_minutes(r['target_minutes'])} min"
+            )
+            lines.append(
+                f"| {v['label']} | {r['seed']} | {r['steps']} | {_pct(r['exact_accuracy'])}"
+                f"{wilson} | {_pct(r['accuracy'])} | {r['count']} | {minutes} | {to_target} |"
+            )
+    if report["paired"]:
+        lines += ["", "## Paired difference (by seed)", ""]
+        for p in report["paired"]:
+            e, a = p["exact_accuracy"], p["accuracy"]
+            verdict = _verdict(e)
+            lines.append(
+                f"- **{p['b']} - {p['a']}**, seeds {', '.join(map(str, p['seeds']))}: exact "
+                f"{_diff(e)}, token {_diff(a)}. {verdict}"
+            )
+    lines += [
+        "",
+        "Intervals over seeds are Student-t 95% intervals of the mean (n - 1 degrees of "
+        "freedom: with 2 seeds t = 12.71, so they are wide); a run's own interval is the "
+        "Wilson 95% interval of its exact accuracy on its test puzzles. Training minutes are "
+        "wall clock from the start of the run's process to its last evaluation (start-up "
+        "and evaluations included; '(est.)': a resumed run whose clock was interpolated). "
+        "Curves: `compare.png`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _diff(d: Mapping[str, Any]) -> str:
+    value = f"{100 * d['value']:+.1f} pp"
+    if d["low"] is None:
+        return f"{value} (1 seed: no interval)"
+    return f"{value} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+
+def _verdict(d: Mapping[str, Any]) -> str:
+    if d["low"] is None:
+        return "One seed gives no interval; run more seeds."
+    if d["low"] > 0 or d["high"] < 0:
+        return "The 95% interval excludes 0."
+    return "The 95% interval includes 0: these seeds do not settle the difference."
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_compare(report: Mapping[str, Any], out: Path) -> bool:
+    """Exact accuracy against wall clock and against steps: per variant the mean over
+    seeds at each evaluated step, with a band from the lowest to the highest seed."""
+    if not have_matplotlib():
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, v in enumerate(report["variants"]):
+        color = f"C{i}"
+        curves = [r["curve"] for r in v["runs"]]
+        steps = sorted(set.intersection(*(set(c["step"] for c in curve) for curve in curves)))
+        if not steps:
+            continue
+        acc = [
+            [next(c for c in curve if c["step"] == s)["exact_accuracy"] for curve in curves]
+            for s in steps
+        ]
+        mean = [sum(a) / len(a) for a in acc]
+        lows, highs = [min(a) for a in acc], [max(a) for a in acc]
+        label = f"{v['label']} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
+        axes[1].plot(steps, mean, "o-", color=color, label=label, markersize=3)
+        axes[1].fill_between(steps, lows, highs, color=color, alpha=0.2)
+        minutes = []
+        for s in steps:
+            ts = [next(c for c in curve if c["step"] == s)["minutes"] for curve in curves]
+            minutes.append(None if any(t is None for t in ts) else sum(ts) / len(ts))
+        timed = [(m, a, lo, hi) for m, a, lo, hi in zip(minutes, mean, lows, highs, strict=True)]
+        timed = [t for t in timed if t[0] is not None]
+        if timed:
+            xs, ys, lo, hi = (list(x) for x in zip(*timed, strict=True))
+            axes[0].plot(xs, ys, "o-", color=color, label=label, markersize=3)
+            axes[0].fill_between(xs, lo, hi, color=color, alpha=0.2)
+    axes[0].set_xlabel("wall clock (min, mean over seeds)")
+    axes[1].set_xlabel("optimizer step")
+    for ax in axes:
+        ax.set_ylabel("exact accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{report['task']}: mean over seeds, band = lowest to highest seed", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def read_sweep(run_dir: Path) -> list[dict[str, Any]] | None:
+    path = run_dir / "eval" / SWEEP_DIR / "sweep.json"
+    if not path.is_file():
+        return None
+    data = read_json(path, error=CompareError, what="sweep report")
+    points = data.get("points") if isinstance(data, dict) else None
+    return points if isinstance(points, list) else None
+
+
+def best_within_budget(points: Sequence[Mapping[str, Any]]) -> tuple[list[float], list[float]]:
+    """At every forward-pass count of the sweep, the best exact accuracy of any setting
+    costing at most that (the cost curve; `trmkit.reports.pareto_front` keeps only the
+    points where it rises)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    best = float("-inf")
+    for p in sorted(points, key=lambda p: p["forward_passes"]):
+        best = max(best, float(p["exact_accuracy"]))
+        if xs and xs[-1] == p["forward_passes"]:
+            ys[-1] = best
+        else:
+            xs.append(float(p["forward_passes"]))
+            ys.append(best)
+    return xs, ys
+
+
+def plot_sweeps(report: Mapping[str, Any], out: Path) -> bool:
+    """Every run's test-time cost curve (the best exact accuracy at each forward-pass
+    budget, `trmkit eval --sweep`), one colour per variant."""
+    if not have_matplotlib():
+        return False
+    plotted = False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    for i, v in enumerate(report["variants"]):
+        for j, r in enumerate(v["runs"]):
+            points = read_sweep(Path(r["run_dir"]))
+            if not points:
+                continue
+            xs, ys = best_within_budget(points)
+            ax.plot(
+                xs,
+                ys,
+                color=f"C{i}",
+                linestyle=("-", "--", ":", "-.")[j % 4],
+                drawstyle="steps-post",
+                marker="o",
+                markersize=3,
+                label=f"{v['label']} seed {r['seed']}",
+            )
+            plotted = True
+    if plotted:
+        ax.set_xscale("log")
+        ax.set_xlabel("forward passes per puzzle (supervision steps x samples)")
+        ax.set_ylabel("exact accuracy (best at each budget)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return plotted
+
+
+def write_report(
+    out: Path, spec: Mapping[str, Any], runs: Mapping[str, Sequence[RunResult]], target: float
+) -> tuple[dict[str, Any], list[Path]]:
+    report = summarize(spec, runs, target)
+    written = [out / "compare.json", out / "compare.md"]
+    atomic.write_text(written[0], json.dumps(report, indent=2) + "\n")
+    atomic.write_text(written[1], markdown(report))
+    if plot_compare(report, out / "compare.png"):
+        written.append(out / "compare.png")
+    if plot_sweeps(report, out / "compare-sweep.png"):  # only where a run has a sweep
+        written.append(out / "compare-sweep.png")
+    return report, written
+
+
+__all__ = [
+    "RunResult",
+    "collect_run",
+    "markdown",
+    "model_size",
+    "plot_compare",
+    "plot_sweeps",
+    "summarize",
+    "write_report",
+]
