@@ -252,9 +252,9 @@ def test_resume_skips_finished_runs_and_resumes_the_killed_one(compared):
     assert "[b seed 0] resuming from step 4" in second.output
     assert "[a seed 0]" not in second.output  # finished: not started again
     assert _snapshot(out / "a" / "seed-0") == compared["a0_before"]
-    log = (out / "b" / "seed-0" / "compare.log").read_text()
+    log = (out / "b" / "seed-0.compare" / "compare.log").read_text()
     assert "resumed from" in log and "(step 4)" in log
-    timing = [json.loads(x) for x in (out / "b" / "seed-0" / "compare-timing.jsonl").open()]
+    timing = [json.loads(x) for x in (out / "b" / "seed-0.compare" / "compare-timing.jsonl").open()]
     assert [t["from_step"] for t in timing if "attempt" in t] == [0, 4]
     # the resumed run's result equals the first, uninterrupted one (exact resume)
     before = compared["first_report"]["variants"][1]["runs"][0]
@@ -336,14 +336,14 @@ def test_a_run_still_training_from_a_killed_compare_is_refused(compared, monkeyp
     run = compared["out"] / "a" / "seed-1"
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(run)])
     try:
-        (run / ".compare-pid").write_text(f"{orphan.pid}\n")
+        (run.with_name("seed-1.compare") / ".compare-pid").write_text(f"{orphan.pid}\n")
         time.sleep(0.2)
         line = _one_line(_compare(*compared["base"], "--seeds", 2))
         assert f"process {orphan.pid}" in line and str(run) in line
     finally:
         orphan.kill()
         orphan.wait()
-        (run / ".compare-pid").unlink()
+        (run.with_name("seed-1.compare") / ".compare-pid").unlink()
 
 
 def test_eval_prints_and_writes_the_wilson_interval(compared, tmp_path):

@@ -83,7 +83,7 @@ def collect_run(run: Run, target: float) -> RunResult:
             f"{run.run_dir}: no final evaluation (step {total}) in metrics.jsonl; rerun the "
             "comparison to finish the run"
         )
-    times, estimated = timeline(read_timing(run.run_dir))
+    times, estimated = timeline(read_timing(run.side_dir))
     curve: list[dict[str, Any]] = []
     for r in evals:
         step = int(r["step"])

@@ -12,12 +12,11 @@ round robin over the J slots).
 Wall clock: the trainer logs no times (a resumed run's metrics.jsonl equals an uninterrupted
 one's), so the runner stamps every ``eval @ step N`` line of the process's output with the
 seconds since the process was launched and appends them to the run's
-``compare-timing.jsonl``. A resumed attempt continues the clock from the time recorded for
-its resume step (the time of a killed attempt past that step is not counted); when the
-resume step fell between two evaluations the time there is estimated from the run's rate
-and the run's times are marked estimated. Times include the process's start-up (imports,
-opening the data, building the model, a few seconds) and the evaluations.
-"""
+``seed-S.compare/compare-timing.jsonl``. A resumed attempt continues the clock from the time
+recorded for its resume step (the time of a killed attempt past that step is not counted);
+when the resume step fell between two evaluations the time there is estimated from the run's
+rate and the run's times are marked estimated. Times include the process's start-up
+(imports, opening the data, building the model, a few seconds) and the evaluations. """
 
 from __future__ import annotations
 
@@ -61,6 +60,13 @@ class Run:
     def name(self) -> str:
         return f"{self.label} seed {self.seed}"
 
+    @property
+    def side_dir(self) -> Path:
+        """compare's own files of this run (log, timing, pid), beside the run directory:
+        the run directory itself holds only what `trmkit train` writes, which refuses a
+        fresh run into a directory that is not empty."""
+        return self.run_dir.with_name(f"{self.run_dir.name}.compare")
+
 
 def run_dir_of(out: Path, label: str, seed: int) -> Path:
     return out / label / f"seed-{seed}"
@@ -101,7 +107,7 @@ def run_state(run_dir: Path) -> tuple[str, int]:
 
 def check_not_running(run: Run) -> None:
     """Refuse a run whose process (of an earlier compare that was killed) still trains."""
-    path = run.run_dir / PID_NAME
+    path = run.side_dir / PID_NAME
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
@@ -154,8 +160,8 @@ def timeline(records: Iterable[Mapping[str, Any]]) -> tuple[dict[int, float], bo
     return out, estimated
 
 
-def read_timing(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / TIMING_NAME
+def read_timing(side_dir: Path) -> list[dict[str, Any]]:
+    path = side_dir / TIMING_NAME
     if not path.is_file():
         return []
     out = []
@@ -361,14 +367,14 @@ def train_task(
 ) -> Callable[[], Outcome]:
     def task() -> Outcome:
         state, step = run_state(run.run_dir)
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        timing = run.run_dir / TIMING_NAME
+        run.side_dir.mkdir(parents=True, exist_ok=True)
+        timing = run.side_dir / TIMING_NAME
         if state == "fresh":
             timing.unlink(missing_ok=True)
             launcher.echo(f"[{run.name}] training")
         else:
             launcher.echo(f"[{run.name}] resuming from step {step}")
-        attempt = len([r for r in read_timing(run.run_dir) if "attempt" in r]) + 1
+        attempt = len([r for r in read_timing(run.side_dir) if "attempt" in r]) + 1
         with open(timing, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"attempt": attempt, "from_step": step, "at": time.time()}) + "\n")
 
@@ -381,7 +387,7 @@ def train_task(
 
         argv = train_argv(run, data_dir, budget_steps, resume=state != "fresh")
         outcome = launcher.run_process(
-            run, argv, run.run_dir / LOG_NAME, on_line, pid_file=run.run_dir / PID_NAME
+            run, argv, run.side_dir / LOG_NAME, on_line, pid_file=run.side_dir / PID_NAME
         )
         if outcome.ok:
             launcher.echo(f"[{run.name}] finished")
@@ -398,7 +404,7 @@ def sweep_task(launcher: Launcher, run: Run, sweep_samples: str | None) -> Calla
     def task() -> Outcome:
         launcher.echo(f"[{run.name}] test-time sweep")
         argv = sweep_argv(run, sweep_samples)
-        outcome = launcher.run_process(run, argv, run.run_dir / LOG_NAME)
+        outcome = launcher.run_process(run, argv, run.side_dir / LOG_NAME)
         if not outcome.ok:
             launcher.echo(f"[{run.name}] sweep failed (exit {outcome.returncode})")
         return outcome
@@ -417,7 +423,7 @@ def raise_failures(outcomes: Sequence[Outcome], what: str) -> None:
         raise CompareError(
             f"{first.run.run_dir}: {what} of {len(failed)} run(s) failed, first {first.run.name} "
             f"(exit {first.returncode}: {first.last_line[:200]}); its output is in "
-            f"{first.run.run_dir / LOG_NAME}; fix the cause and rerun the same command to resume"
+            f"{first.run.side_dir / LOG_NAME}; fix the cause and rerun the same command to resume"
         )
 
 
