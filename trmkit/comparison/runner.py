@@ -16,7 +16,7 @@ seconds since the process was launched and appends them to the run's
 recorded for its resume step (the time of a killed attempt past that step is not counted);
 when the resume step fell between two evaluations the time there is estimated from the run's
 rate and the run's times are marked estimated. Times include the process's start-up
-(imports, opening the data, building the model, a few seconds) and the evaluations. """
+(imports, opening the data, building the model, a few seconds) and the evaluations."""
 
 from __future__ import annotations
 
