@@ -13,6 +13,7 @@ import click
 from trmkit import __version__, plugins
 from trmkit.errors import TrmkitError
 from trmkit.oserrors import describe_os_error, is_environment_fault
+from trmkit.textio import printable
 
 
 class TrmkitGroup(click.Group):
@@ -22,16 +23,56 @@ class TrmkitGroup(click.Group):
     the stack."""
 
     _hook_fired = False
+    _registering: str | None = None
+    """the plugin whose ``register_commands`` runs now (None outside the hook)."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.owners: dict[str, str] = {}
+        """command name -> the plugin that added it."""
 
     def _load_commands(self) -> None:
+        """Fire ``register_commands`` one plugin at a time, built-ins first (docs/errors.md,
+        "Boundaries: plugins, sources, names"): a command name taken already is not
+        replaced (`add_command` warns), and a third-party hook that raises loses only the
+        commands it added."""
         if self._hook_fired:
             return
         self._hook_fired = True
         try:
             plugins.load_plugins()
-            plugins.pm.hook.register_commands(cli=self)
+            for impl in plugins.ordered_impls(plugins.pm.hook.register_commands):
+                self._register_from(impl.plugin_name, impl.function)
         except TrmkitError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(printable(exc)) from exc
+
+    def _register_from(self, plugin: str, hook) -> None:  # type: ignore[no-untyped-def]
+        before = dict(self.commands)
+        self._registering = plugin
+        try:
+            hook(cli=self)
+        except Exception as exc:
+            if plugins.is_builtin(plugin):
+                raise
+            self.commands = before
+            self.owners = {k: v for k, v in self.owners.items() if k in before}
+            plugins.reject(plugin, plugins.problem(exc, plugin), "had its commands refused")
+        finally:
+            self._registering = None
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        plugin = self._registering or "?"
+        owner = self.owners.get(name or "")
+        if name in self.commands and owner is not None and owner != plugin:
+            plugins.warn(
+                f"plugin {plugin!r}'s command {name!r} was not added: plugin {owner!r} has a "
+                f"command of that name, which is kept; rename the command"
+            )
+            return
+        super().add_command(cmd, name)
+        if name:
+            self.owners[name] = plugin
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_commands()
@@ -42,21 +83,25 @@ class TrmkitGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        # every error is one line without raw control characters (docs/errors.md)
         try:
             return super().invoke(ctx)
         except TrmkitError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(printable(exc)) from exc
+        except click.ClickException as exc:  # click's own (usage) errors echo arguments
+            exc.message = printable(exc.message)
+            raise
         except OSError as exc:
             # a full disk, a read-only place, a file in the way (docs/errors.md, "Write
             # boundaries"): the machine's fault, not trmkit's, so one line, not a stack
             if not is_environment_fault(exc) or ctx.params.get("traceback"):
                 raise
-            raise click.ClickException(describe_os_error(exc)) from exc
+            raise click.ClickException(printable(describe_os_error(exc))) from exc
         except Exception as exc:
             line = plugins.plugin_failure(exc)
             if line is None or ctx.params.get("traceback") or plugins.debug_enabled():
                 raise
-            raise click.ClickException(line) from exc
+            raise click.ClickException(printable(line)) from exc
 
 
 @click.group(cls=TrmkitGroup)

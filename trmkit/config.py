@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from trmkit.errors import ConfigError
+from trmkit.task import MAX_NUM_AUG, source_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -228,6 +229,8 @@ def recipe_from_dict(raw: Mapping[str, Any], where: str = "recipe") -> Recipe:
                     + ", ".join(f"{section}.{k}" for k in sorted(kinds))
                 )
             checked[key] = coerce(value, kinds[key], f"{where}: {section}.{key}")
+            if (section, key) == ("data", "options"):  # one value each (docs/errors.md)
+                checked[key] = source_options(checked[key], f"{where}: data.options")
             check_range(section, key, checked[key], where)
         kwargs[section] = cls(**checked)
     model = dict(raw.get("model", {}))
@@ -387,7 +390,7 @@ class Range:
 
 
 RANGES: dict[str, Range] = {
-    "data.num_aug": Range(0),
+    "data.num_aug": Range(0, MAX_NUM_AUG),
     "data.subsample": Range(1),
     "data.seed": Range(0),
     "optim.global_batch_size": Range(1),

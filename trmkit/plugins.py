@@ -38,6 +38,7 @@ from trmkit.task import (
     Task,
     protocol_problems,
 )
+from trmkit.textio import printable
 
 ENTRY_POINT_GROUP = "trmkit"
 BUILTIN_DISTRIBUTION = "trmkit"
@@ -46,6 +47,9 @@ pm = pluggy.PluginManager("trmkit")
 pm.add_hookspecs(hookspecs)
 
 _loaded = False
+
+MAX_TASK_NAME = 64
+"""a task name names dataset cache directories and scaffolded packages: at most this long."""
 
 
 @attrs.frozen
@@ -79,7 +83,7 @@ def _allowed_names() -> set[str] | None:
 
 
 def _warn(message: str) -> None:
-    sys.stderr.write(f"Warning: {message}\n")
+    sys.stderr.write(f"Warning: {printable(message)}\n")
 
 
 def load_plugins() -> None:
@@ -169,8 +173,16 @@ def _check_task(task: Any, plugin: str) -> Task:
     if not isinstance(task, Task):
         raise PluginError(f"{where} registered {type(task).__name__}, not a trmkit.task.Task")
     where = f"{where} (task {task.name!r})"
-    if not task.name or not task.name.replace("-", "").replace("_", "").isalnum():
-        raise PluginError(f"{where}: task name must be non-empty letters, digits, '-' or '_'")
+    if (
+        not task.name
+        or not task.name.replace("-", "").replace("_", "").isascii()
+        or not task.name.replace("-", "").replace("_", "").isalnum()
+        or len(task.name) > MAX_TASK_NAME
+    ):
+        raise PluginError(
+            f"{where}: task name must be 1 to {MAX_TASK_NAME} ASCII letters, digits, '-' or '_' "
+            f"(it names directories)"
+        )
     checks: list[tuple[str, Any, type]] = [
         ("codec", task.codec, Codec),
         ("augmenter", task.augmenter, Augmenter),
@@ -241,6 +253,7 @@ def _collect_tasks() -> dict[str, TaskEntry]:
         plugin = impl.plugin_name
         mine: dict[str, TaskEntry] = {}
         my_names: dict[str, tuple[str, str]] = {}
+        clashes: list[str] = []
 
         def register(
             task: Task,
@@ -248,6 +261,7 @@ def _collect_tasks() -> dict[str, TaskEntry]:
             _plugin: str = plugin,
             mine: dict[str, TaskEntry] = mine,
             my_names: dict[str, tuple[str, str]] = my_names,
+            clashes: list[str] = clashes,
         ) -> None:
             task = _check_task(task, _plugin)
             alias_tuple = tuple(aliases)
@@ -256,14 +270,25 @@ def _collect_tasks() -> dict[str, TaskEntry]:
                     raise PluginError(
                         f"plugin {_plugin!r} (task {task.name!r}): bad alias {alias!r}"
                     )
-            for key in (task.name, *alias_tuple):
-                if key in names or key in my_names:
-                    other, other_task = names.get(key) or my_names[key]
+            keys = (task.name, *alias_tuple)
+            for key in keys:
+                if key in my_names:  # the plugin clashes with itself: a bug, refused whole
+                    other, other_task = my_names[key]
                     kind = "task name" if key == task.name else "alias"
                     raise PluginError(
                         f"plugin {_plugin!r} (task {task.name!r}): {kind} {key!r} is already "
                         f"registered by plugin {other!r} (task {other_task!r}); rename it"
                     )
+            taken = next((key for key in keys if key in names), None)
+            if taken is not None:  # another plugin's name: only this task is skipped
+                other, other_task = names[taken]
+                kind = "task name" if taken == task.name else "alias"
+                clashes.append(
+                    f"(task {task.name!r}): {kind} {taken!r} is already registered by plugin "
+                    f"{other!r} (task {other_task!r}); rename it"
+                )
+                return
+            for key in keys:
                 my_names[key] = (_plugin, task.name)
             mine[task.name] = TaskEntry(task, _plugin, alias_tuple)
 
@@ -272,6 +297,8 @@ def _collect_tasks() -> dict[str, TaskEntry]:
         except Exception as exc:  # skip this plugin whole, keep the others
             _reject(plugin, _problem(exc, plugin))
             continue
+        if clashes:
+            _reject(plugin, "; ".join(clashes), "had a task skipped (its other tasks load)")
         entries.update(mine)
         names.update(my_names)
     return entries
@@ -555,6 +582,21 @@ def plugin_info() -> list[dict[str, Any]]:
             }
         )
     return sorted(rows, key=lambda row: row["name"])
+
+
+# --------------------------------------------------------------------------- commands
+# trmkit.cli fires register_commands one plugin at a time with these (docs/errors.md,
+# "Boundaries: plugins, sources, names").
+
+ordered_impls = _impls
+reject = _reject
+problem = _problem
+warn = _warn
+
+
+def is_builtin(plugin: str) -> bool:
+    """Whether ``plugin`` ships in the trmkit distribution."""
+    return _dist_of.get(plugin) == BUILTIN_DISTRIBUTION
 
 
 def reset() -> None:

@@ -95,7 +95,7 @@ def recipe_rows() -> list[dict[str, Any]]:
     for name, path, plugin in found:
         row: dict[str, Any] = {"name": name, "path": str(path)}
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raw = {}
             row["error"] = f"{path}: cannot read as TOML: {exc}"

@@ -33,6 +33,7 @@ from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fi
 from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import plot_trace
 from trmkit.task import RawPuzzle, Task
+from trmkit.textio import printable
 from trmkit.voting import rank
 
 BATCH_ROWS = 256
@@ -284,4 +285,5 @@ def _run(
 
 def render_trace_png(answer: Answer, out: Path) -> bool:
     """The answer after each supervision step as a strip of coloured grids (matplotlib)."""
-    return plot_trace(answer.trace, f"{answer.puzzle} (query {answer.query + 1})", out)
+    title = f"{printable(answer.puzzle)[:80]} (query {answer.query + 1})"
+    return plot_trace(answer.trace, title, out)

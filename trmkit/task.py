@@ -15,6 +15,8 @@ each variant of the puzzle becoming one puzzle (with one puzzle identifier) in e
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -357,6 +359,36 @@ class BuildDefaults:
     longer here (None: it picks such a recipe of the same plugin from tasks/*.toml)."""
 
 
+MAX_NUM_AUG = 100_000
+"""the most augmented variants per puzzle a build (or `trmkit solve --num-aug`) accepts; the
+reference uses 1,000. A larger value would only exhaust memory inside the augmenter."""
+
+
+def source_options(values: Mapping[Any, Any], where: str) -> dict[str, str]:
+    """``values`` as the ``Mapping[str, str]`` a `Source` receives: a string, integer, float
+    or boolean becomes its text (``true``/``false``); a list, a table or anything else is a
+    ConfigError naming ``where`` and the option (docs/errors.md)."""
+    from trmkit.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{where}: option name {key!r} is not a non-empty string")
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            out[key] = str(value)
+        else:
+            kind = {list: "list", tuple: "list", dict: "table"}.get(
+                type(value), type(value).__name__
+            )
+            raise ConfigError(
+                f"{where}: option {key!r} is a {kind}, expected one value (a string or a "
+                f'number); write e.g. {key} = "..."'
+            )
+    return out
+
+
 def _render_digits(grid: Grid) -> str:
     return "\n".join(" ".join(str(int(v)) for v in row) for row in np.asarray(grid))
 
@@ -385,12 +417,23 @@ class Task:
     of the first query grid is that text. `trmkit.testing` checks the round trip."""
 
     def source_for(self, spec: str | None) -> tuple[Source, Path | None]:
-        """Resolve ``--source``: a registered source name, else a local path."""
+        """Resolve ``--source`` (docs/errors.md, "Boundaries: plugins, sources, names"):
+        written as a path (`written_as_path`: a separator, a leading ``.`` or ``~``) it is
+        a path; else a source name of the task is that source (a same-named directory here
+        is warned about: ``./NAME`` builds from it); else an existing file or directory."""
         from trmkit.errors import SourceError, UnknownNameError
+        from trmkit.textio import printable
 
         if spec is None:
             return self.sources[self.defaults.source], None
-        if spec in self.sources:
+        if not written_as_path(spec) and spec in self.sources:
+            if self.path_source is not None and _exists(spec):
+                shown = printable(spec)
+                sys.stderr.write(
+                    f"Warning: --source {shown} names the source {spec!r} of task "
+                    f"{self.name!r}; the file or directory {shown} here is not read: write "
+                    f"./{shown} to build from it\n"
+                )
             return self.sources[spec], None
         path = Path(spec).expanduser()
         if self.path_source is None:
@@ -398,12 +441,28 @@ class Task:
                 f"task {self.name!r} has no source {spec!r}; choose one of "
                 f"{', '.join(sorted(self.sources))}"
             )
-        if not path.exists():
+        if not _exists(spec):
             raise SourceError(
                 f"{spec}: no such file or directory, and not a source of task {self.name!r} "
                 f"(sources: {', '.join(sorted(self.sources))})"
             )
         return self.sources[self.path_source], path
+
+
+def written_as_path(spec: str) -> bool:
+    """Whether ``--source SPEC`` is written as a path (a path separator, or a leading ``.``
+    or ``~``): then it is never taken for a source name, so ``./generate`` is the directory."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    return any(sep in spec for sep in separators) or spec.startswith((".", "~"))
+
+
+def _exists(spec: str) -> bool:
+    """Whether ``spec`` names an existing file or directory (False for text no path can
+    be: a NUL byte, too long for the OS)."""
+    try:
+        return Path(spec).expanduser().exists()
+    except (OSError, ValueError):
+        return False
 
 
 def iter_examples(puzzles: Iterable[RawPuzzle]) -> Iterable[Example]:

@@ -312,6 +312,25 @@ def looks_like_path(text: str) -> bool:
     return _FILE_SUFFIX.search(text) is not None
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: object) -> str:
+    """``text`` safe to echo on one terminal line: C0/C1 control characters, DEL and the
+    Unicode line/paragraph separators become backslash escapes (``\\n``, ``\\x1b``,
+    ``\\u2028``), and so do lone surrogates (undecodable bytes of a file name, which a
+    UTF-8 terminal cannot print); everything else, non-ASCII letters included, is kept
+    (docs/errors.md, "Boundaries: plugins, sources, names")."""
+    return _UNPRINTABLE.sub(_escape, str(text))
+
+
 __all__ = [
     "INT_LIMIT",
     "MAX_JSON_DEPTH",
@@ -322,6 +341,7 @@ __all__ = [
     "json_depth",
     "loads_json",
     "looks_like_path",
+    "printable",
     "read_bytes",
     "read_json",
     "read_text",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trmkit import textio
 from trmkit.errors import PuzzleError, SourceError
 from trmkit.grids import csvsource
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
@@ -113,12 +114,16 @@ def _padded(grid: np.ndarray, side: int) -> np.ndarray:
     return frame
 
 
+MAX = csvsource.MAX_GENERATED
+
+
 def generator_source(
     side: int, *, count: int, test_count: int, min_path: int, braid: float
 ) -> Source:
     def load(request: SourceRequest) -> RawData:
+        most = {"count": MAX, "test_count": MAX, "min_path": side * side}  # docs/errors.md
         opts = {
-            key: csvsource.parse_int_option(request.options, key, value)
+            key: csvsource.parse_int_option(request.options, key, value, hi=most[key])
             for key, value in (("count", count), ("test_count", test_count), ("min_path", min_path))
         }
         chosen = csvsource.parse_float_option(request.options, "braid")
@@ -179,6 +184,10 @@ def generator_source(
     )
 
 
+MAX_PUZZLE_FILE_BYTES = 64 << 20
+"""a maze file given to `trmkit solve` larger than 64 MiB is refused."""
+
+
 def parse_puzzles(side: int):
     """`trmkit solve` input: a file (or text) of mazes, ``side`` lines of ``side`` chars each.
 
@@ -191,10 +200,17 @@ def parse_puzzles(side: int):
     lut = {ch: i for i, ch in enumerate(CHARS)}
 
     def parse(text: str) -> list[RawPuzzle]:
-        path = Path(text)
-        is_file = len(text) < 4096 and "\n" not in text and path.is_file()
+        path = Path(text).expanduser()
+        is_file = len(text) < 4096 and textio.is_existing_file(text)
         where = str(path) if is_file else "maze text"
-        body = path.read_text() if is_file else text
+        # through textio: bounded, UTF-8 checked, a leading BOM dropped (docs/errors.md)
+        body = (
+            textio.read_text(
+                path, max_bytes=MAX_PUZZLE_FILE_BYTES, error=PuzzleError, what="maze file"
+            )
+            if is_file
+            else text
+        )
         blocks: list[tuple[int, list[str]]] = []
         current: list[str] = []
         lines = body.splitlines() + ["---"]

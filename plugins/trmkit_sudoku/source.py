@@ -118,9 +118,16 @@ def generator_source(
         "givens": givens,
     }
 
+    most = {  # range-checked (docs/errors.md): givens=99 on a 4x4 grid is refused
+        "count": csvsource.MAX_GENERATED,
+        "test_count": csvsource.MAX_GENERATED,
+        "min_rating": None,
+        "givens": geo.cells,
+    }
+
     def load(request: SourceRequest) -> RawData:
         opts = {
-            key: csvsource.parse_int_option(request.options, key, value)
+            key: csvsource.parse_int_option(request.options, key, value, hi=most[key])
             for key, value in defaults.items()
         }
         params = {"n": geo.n, "seed": request.seed, **opts}

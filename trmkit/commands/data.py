@@ -11,6 +11,7 @@ import numpy as np
 
 from trmkit import plugins
 from trmkit.errors import ConfigError, UnknownNameError
+from trmkit.task import MAX_NUM_AUG
 
 
 def _parse_options(values: tuple[str, ...]) -> dict[str, str]:
@@ -27,7 +28,7 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--task", "task_name", required=True, help="Task name (see `trmkit tasks`).")
 @click.option("--source", help="A source name of the task, or a local file/directory.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Store directory.")
-@click.option("--num-aug", type=int, help="Augmented variants per puzzle.")
+@click.option("--num-aug", type=int, help=f"Augmented variants per puzzle (0 to {MAX_NUM_AUG:,}).")
 @click.option("--subsample", type=int, help="Keep N training puzzles.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Never train on puzzles that have test examples.")

@@ -20,6 +20,7 @@ import click
 
 from trmkit.errors import ConfigError
 from trmkit.oserrors import check_writable_dir, writing
+from trmkit.plugins import MAX_TASK_NAME
 
 RESERVED = ("sudoku", "maze", "arc", "models", "commands", "trmkit")
 """Names of the built-in plugins (and trmkit itself): a new plugin may not take them."""
@@ -271,6 +272,11 @@ def _render(template: str, values: dict[str, str]) -> str:
 
 def package_names(name: str) -> dict[str, str]:
     """task, plugin (entry point), distribution and module names for ``name``."""
+    if len(name) > MAX_TASK_NAME:  # it names directories, a package and a module
+        raise ConfigError(
+            f"new-task {name[:40]!r}...: a task name is at most {MAX_TASK_NAME} characters "
+            f"(this one has {len(name)}); choose a shorter name"
+        )
     if not NAME.fullmatch(name):
         raise ConfigError(
             f"new-task {name!r}: a task name is lower-case letters and digits, words joined "

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from trmkit.commands.inference_options import inference_options, policy_from
+from trmkit.task import MAX_NUM_AUG
 
 
 @click.command(name="solve")
@@ -22,7 +23,7 @@ from trmkit.commands.inference_options import inference_options, policy_from
 @inference_options
 @click.option(
     "--num-aug",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_NUM_AUG),
     default=8,
     show_default=True,
     help="Variants drawn for a per-variant-id task missing from the checkpoint.",
@@ -57,8 +58,10 @@ def solve_cmd(
 
     from trmkit import plugins
     from trmkit.checkpoint import check_task_matches, load_bundle
+    from trmkit.names import safe_file_name
     from trmkit.oserrors import check_writable_dir
     from trmkit.solve import read_puzzles, render_trace_png, solve
+    from trmkit.textio import printable
 
     if trace:
         check_writable_dir(trace_dir, "--trace-dir")  # before the model runs
@@ -95,26 +98,28 @@ def solve_cmd(
         click.echo(json.dumps([a.to_json(task) for a in answers], indent=2))
     for a in answers:
         if trace:
-            pngs = trace_dir / f"trace-{a.puzzle}-{a.query + 1}.png"
+            # a puzzle id may hold '/' or be too long for a file name (docs/errors.md)
+            pngs = trace_dir / f"trace-{safe_file_name(a.puzzle)}-{a.query + 1}.png"
             if not as_json:
                 for i, g in enumerate(a.trace, start=1):
                     click.echo(f"-- step {i}")
                     click.echo(task.render(g))
             trace_dir.mkdir(parents=True, exist_ok=True)
             if render_trace_png(a, pngs):
-                click.echo(f"trace: {pngs}", err=True)
+                click.echo(f"trace: {printable(pngs)}", err=True)
             else:
                 click.echo("note: matplotlib not installed: no trace PNG", err=True)
         if as_json:
             continue
-        title = a.puzzle if len(a.puzzle) < 60 else a.puzzle[:57] + "..."
+        name = printable(a.puzzle)
+        title = name if len(name) < 60 else name[:57] + "..."
         click.echo(f"== {title} (query {a.query + 1})")
         click.echo(task.render(a.grid))
         extra = f", {a.votes}/{a.variants} votes" if a.variants > 1 else ""
         verdict = "" if a.correct is None else (", correct" if a.correct else ", WRONG")
         click.echo(f"confidence {a.confidence:.3f}, {a.steps:g} steps{extra}{verdict}")
         if a.note:
-            click.echo(f"note: {a.note}")
+            click.echo(f"note: {printable(a.note)}")
 
 
 COMMANDS = (solve_cmd,)

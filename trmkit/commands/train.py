@@ -48,7 +48,10 @@ def resolve_recipe(task_name: str | None, recipe_name: str | None, overrides: tu
 def default_run_dir(recipe) -> Path:
     import time
 
-    return Path("runs") / f"{recipe.name or recipe.data.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from trmkit.names import safe_file_name
+
+    stem = safe_file_name(recipe.name or recipe.data.task)  # a recipe name may hold '/'
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 @click.command(name="train")

@@ -54,16 +54,20 @@ from trmkit.data.store import SplitWriter, StoreWriter, check_out_path
 from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
 from trmkit.network import require_hub
 from trmkit.task import (
+    MAX_NUM_AUG,
     BatchAugmenter,
     BatchCodec,
     Example,
     RawData,
     RawPuzzle,
+    Source,
     SourceRequest,
     Task,
     VariantEncoder,
     VariantNamer,
+    source_options,
 )
+from trmkit.textio import printable
 
 GUARD_PUZZLES = 8
 """puzzles whose grids `check_transforms` tries before a build writes anything."""
@@ -97,9 +101,10 @@ class BuildSummary:
     """the source's own account of what it read (subsets, guards, notes)."""
 
     def lines(self) -> list[str]:
-        rows = [f"built {self.task} dataset in {self.out} ({self.seconds:.1f} s)"]
+        # echoed names and paths without control characters (docs/errors.md)
+        rows = [f"built {self.task} dataset in {printable(self.out)} ({self.seconds:.1f} s)"]
         if self.source:
-            rows.append(f"  source: {self.source}")
+            rows.append(f"  source: {printable(self.source)}")
         for name, split in self.splits.items():
             rows.append(
                 f"  {name:<5}  groups {split.groups:>9,}  puzzles {split.puzzles:>10,}  "
@@ -123,6 +128,13 @@ class BuildSummary:
 def load_raw(task: Task, source: str | None, seed: int, options: Mapping[str, str]) -> RawData:
     """Resolve ``source``, check ``options`` and load the raw puzzles."""
     src, path = task.source_for(source)
+    return _load_source(task, src, path, seed, options)
+
+
+def _load_source(
+    task: Task, src: Source, path: Path | None, seed: int, options: Mapping[str, str]
+) -> RawData:
+    options = source_options(options, f"source {src.name!r} of task {task.name!r}")
     unknown = sorted(set(options) - set(src.options))
     if unknown:
         accepted = ", ".join(f"{key} ({text})" for key, text in src.options.items()) or "none"
@@ -512,14 +524,15 @@ def build_dataset(
     """Build the dataset store of ``task`` at ``out`` (see the module docstring)."""
     started = time.perf_counter()
     out = Path(out)
-    options = dict(options or {})
+    options = source_options(options or {}, "data.options")
     num_aug = task.defaults.num_aug if num_aug is None else int(num_aug)
-    if num_aug < 0:
-        raise ConfigError(f"--num-aug {num_aug}: must be >= 0")
+    if not 0 <= num_aug <= MAX_NUM_AUG:
+        raise ConfigError(f"--num-aug {num_aug}: must be between 0 and {MAX_NUM_AUG}")
     if seed < 0:
         raise ConfigError(f"--seed {seed}: must be >= 0")
     check_out_path(out, force)
-    raw = load_raw(task, source, seed, options)
+    src, path = task.source_for(source)  # once: a name/path clash warns once
+    raw = _load_source(task, src, path, seed, options)
     sub_seq = np.random.SeedSequence([seed, 0])
     puzzles = select_puzzles(raw.puzzles, subsample, strict, np.random.default_rng(sub_seq))
     if not puzzles:
@@ -537,7 +550,6 @@ def build_dataset(
                 bar.update(1)
         for split in ("train", "test"):
             builder.flush(split)
-        src, path = task.source_for(source)
         codec = task.codec
         common = {
             "vocab_size": codec.vocab_size,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trmkit.config import DataSection
-from trmkit.task import Task
+from trmkit.task import Task, written_as_path
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -60,7 +60,7 @@ def source_digest(path: Path) -> str:
 def dataset_key(task: Task, data: DataSection) -> str:
     """Content hash of everything that determines a built dataset."""
     source_id: Any = data.source
-    if data.source and data.source not in task.sources:
+    if data.source and (written_as_path(data.source) or data.source not in task.sources):
         p = Path(data.source).expanduser()
         if p.exists():  # a local file/dir: its identity is its content
             source_id = {"sha256": source_digest(p), "kind": "file" if p.is_file() else "dir"}

@@ -102,9 +102,10 @@ def file_sha256(path: Path) -> str:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a leading BOM is dropped, as `trmkit.textio` does for every file it reads
     if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -307,23 +308,37 @@ def parse_float_option(options: Mapping[str, str], key: str) -> float | None:
         return None
     try:
         return float(options[key])
-    except ValueError:
+    except (TypeError, ValueError):
         raise SourceError(f"option {key}={options[key]!r}: expected a number") from None
 
 
+MAX_GENERATED = 10_000_000
+"""the most puzzles a generator source makes per split (``count``, ``test_count``)."""
+
+
 @overload
-def parse_int_option(options: Mapping[str, str], key: str, default: int) -> int: ...
+def parse_int_option(
+    options: Mapping[str, str], key: str, default: int, *, lo: int = 0, hi: int | None = None
+) -> int: ...
 @overload
-def parse_int_option(options: Mapping[str, str], key: str, default: None) -> int | None: ...
-def parse_int_option(options: Mapping[str, str], key: str, default: int | None) -> int | None:
+def parse_int_option(
+    options: Mapping[str, str], key: str, default: None, *, lo: int = 0, hi: int | None = None
+) -> int | None: ...
+def parse_int_option(
+    options: Mapping[str, str], key: str, default: int | None, *, lo: int = 0, hi: int | None = None
+) -> int | None:
+    """The integer ``--option key=N`` (``default`` when absent), within ``lo..hi``: a value
+    that is not an integer or out of range is one SourceError naming the option."""
     if key not in options:
         return default
     try:
         value = int(options[key])
-    except ValueError:
+    except (TypeError, ValueError):
         raise SourceError(f"option {key}={options[key]!r}: expected an integer") from None
-    if value < 0:
-        raise SourceError(f"option {key}={value}: must be >= 0")
+    if value < lo or (hi is not None and value > hi):
+        if value < lo:
+            raise SourceError(f"option {key}={value}: must be >= {lo}")
+        raise SourceError(f"option {key}={value}: must be between {lo} and {hi}; lower {key}")
     return value
 
 

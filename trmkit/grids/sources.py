@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from trmkit.errors import SourceError
-from trmkit.grids.csvsource import parse_int_option
+from trmkit.grids.csvsource import MAX_GENERATED, parse_int_option
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
 
 ExampleMaker = Callable[[np.random.Generator, Mapping[str, int]], Example]
@@ -53,10 +53,11 @@ def generator_source(
             raise ValueError(f"generator_source: option {key!r} is built in; pass {key}= instead")
     defaults = {"count": count, "test_count": test_count, **{k: v[0] for k, v in extra.items()}}
     maker = getattr(make, "__qualname__", type(make).__name__)
+    most = {"count": MAX_GENERATED, "test_count": MAX_GENERATED}
 
     def load(request: SourceRequest) -> RawData:
         values = {
-            key: int(parse_int_option(request.options, key, default) or 0)
+            key: parse_int_option(request.options, key, default, hi=most.get(key))
             for key, default in defaults.items()
         }
         rng = np.random.default_rng(request.seed)
