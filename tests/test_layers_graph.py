@@ -52,6 +52,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trmkit.threads",
             "trmkit.memory",
             "trmkit.stats",
+            "trmkit.names",
         ),
     ),
 )
