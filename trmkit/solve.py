@@ -32,7 +32,7 @@ from trmkit.inference.engine import RowBatch, answer_checker, check_policy, deci
 from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import plot_trace
-from trmkit.task import RawPuzzle, Task
+from trmkit.task import AnswerChecker, RawPuzzle, Task
 from trmkit.textio import printable
 from trmkit.voting import rank
 
@@ -52,6 +52,11 @@ class Answer:
     """supervision steps used (mean over variants; K unless adaptive)."""
     correct: bool | None
     """agreement with the known answer when the input carried one, else None."""
+    valid: bool | None = None
+    """whether the task's `AnswerChecker` accepts the answer for the puzzle (a complete
+    Sudoku keeping the givens, a shortest maze path), without any label; None when the
+    task has no checker. A puzzle with several solutions can be answered validly with a
+    grid that differs from the one solution a label names."""
     trace: list[np.ndarray] = attrs.field(factory=list)
     """the voted answer after each supervision step (with ``trace``)."""
     note: str = ""
@@ -69,9 +74,22 @@ class Answer:
             "confidence": self.confidence,
             "steps": self.steps,
             "correct": self.correct,
+            "valid": self.valid,
             "note": self.note,
             **({"trace": [g.tolist() for g in self.trace]} if self.trace else {}),
         }
+
+
+def _check_answer(task: Task, puzzle_input: np.ndarray, answer: np.ndarray) -> bool | None:
+    """The task's own judgement of an answer (docs/training.md, "`trmkit solve`"), None without an
+    `AnswerChecker`; an answer the checker cannot even read is not valid."""
+    evaluator = task.evaluator
+    if not isinstance(evaluator, AnswerChecker):
+        return None
+    try:
+        return bool(evaluator.check_answer(puzzle_input, answer))
+    except (ValueError, IndexError):
+        return False
 
 
 MAX_PUZZLE_BYTES = 64 << 20
@@ -198,6 +216,7 @@ def solve(
         correct = None
         if puzzle.meta.get("has_solution", True) and expected.size > 1:
             correct = bool(grid.shape == expected.shape and np.array_equal(grid, expected))
+        valid = _check_answer(task, np.asarray(puzzle.test[qi].input), grid)
         steps_trace = []
         if trace:
             for step_preds in preds_by_step:
@@ -213,6 +232,7 @@ def solve(
                 confidence=conf,
                 steps=float(np.mean([used[i] for i in idx])),
                 correct=correct,
+                valid=valid,
                 trace=steps_trace,
                 note=note,
                 attempts=[c.grid for c in rank(grids, [q_final[i] for i in idx])[:2]],

@@ -116,10 +116,20 @@ def solve_cmd(
         click.echo(f"== {title} (query {a.query + 1})")
         click.echo(task.render(a.grid))
         extra = f", {a.votes}/{a.variants} votes" if a.variants > 1 else ""
-        verdict = "" if a.correct is None else (", correct" if a.correct else ", WRONG")
+        verdict = _verdict(a.valid, a.correct)
         click.echo(f"confidence {a.confidence:.3f}, {a.steps:g} steps{extra}{verdict}")
         if a.note:
             click.echo(f"note: {printable(a.note)}")
+
+
+def _verdict(valid: bool | None, correct: bool | None) -> str:
+    """The task's checker decides where it has one (a puzzle may have several solutions);
+    the given solution only where there is no checker, or to say a valid answer differs."""
+    if valid is None:
+        return "" if correct is None else (", correct" if correct else ", WRONG")
+    if not valid:
+        return ", INVALID"
+    return ", VALID (not the given solution)" if correct is False else ", VALID"
 
 
 COMMANDS = (solve_cmd,)
