@@ -145,7 +145,8 @@ def _load_source(
     if src.kind == "download":  # fail in one line at once when offline, not after retries
         require_hub(
             f"source {src.name!r} of task {task.name!r}",
-            "build it where online, or pass a local copy: --source DIR",
+            "build it where online, or pass a local copy: trmkit build --source DIR "
+            "(trmkit train: --set data.source=DIR)",
         )
     try:
         raw = src.load(SourceRequest(path, seed, dict(options)))

@@ -271,7 +271,8 @@ def rating_filter(table: CsvTable, min_rating: float | None) -> np.ndarray:
 
 HUB_HINT = (
     "download train.csv and test.csv from https://huggingface.co/datasets/{repo} yourself and "
-    "pass the directory holding them: trmkit build --task {task} --source DIR"
+    "pass the directory holding them: trmkit build --task {task} --source DIR "
+    "(trmkit train: --set data.source=DIR)"
 )
 
 
