@@ -149,12 +149,12 @@ def test_write_bundle_on_a_full_disk_leaves_no_temporary(small_fs, tmp_path, mon
     from test_bad_inputs import _bundle
 
     if small_fs is None:
-        import trmkit.checkpoint.bundle as bundle_module
+        import trmkit.checkpoint.state as state_module
 
         def full(tensors, filename, metadata=None):
             raise Exception("Error while serializing: I/O error: No space (os error 28)")
 
-        monkeypatch.setattr(bundle_module, "save_file", full)
+        monkeypatch.setattr(state_module, "save_file", full)
         where = tmp_path / "disk"
         where.mkdir()
     else:
@@ -279,3 +279,18 @@ def test_a_run_whose_eval_entry_is_a_dangling_link_is_refused_before_training(tm
     line = _one_line(result)
     assert "eval: the run's eval directory is a dangling symbolic link" in line
     assert (run / "metrics.jsonl").read_text() == log  # nothing trained, nothing written
+
+
+def test_bundle_files_get_the_users_file_mode(tmp_path):
+    """safetensors creates its files 0600; a bundle's weights are as readable as the rest."""
+    from test_bad_inputs import _bundle
+
+    torch.set_num_threads(1)
+    old = os.umask(0o022)
+    try:
+        bundle = _bundle(tmp_path / "b", "sudoku-4x4", 16, 6, num_ids=3)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in bundle.iterdir()}
+    assert modes["model.safetensors"] == 0o644, modes
+    assert set(modes.values()) == {0o644}, modes

@@ -36,14 +36,18 @@ from typing import Any
 
 import attrs
 import torch
-from safetensors.torch import save_file
 
 from trmkit import atomic
 from trmkit.checkpoint.manifest import Manifest, check_model_compute, check_store_matches
 from trmkit.checkpoint.manifest import check_task_matches as _check_task
 from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
 from trmkit.checkpoint.rundir import held_by_another, owner_is_dead, writer_token
-from trmkit.checkpoint.state import fsync_file, read_json, read_safetensors, write_json
+from trmkit.checkpoint.state import (
+    read_json,
+    read_safetensors,
+    save_safetensors,
+    write_json,
+)
 from trmkit.checkpoint.weights_header import TensorInfo, dtype_name, read_header
 from trmkit.errors import CheckpointError, OptionError, TrmkitError
 from trmkit.models.protocol import RecursiveModel
@@ -129,8 +133,7 @@ def write_weights(path: Path, name: str, state: Mapping[str, torch.Tensor]) -> N
         k: (v.clone() if v.storage_offset() or not v.is_contiguous() else v)
         for k, v in tensors.items()
     }
-    save_file(tensors, str(path / f"{name}.safetensors"), metadata={"format": "pt"})
-    fsync_file(path / f"{name}.safetensors")
+    save_safetensors(tensors, path / f"{name}.safetensors", metadata={"format": "pt"})
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:

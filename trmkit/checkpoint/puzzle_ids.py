@@ -17,9 +17,8 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
-from trmkit.checkpoint.state import read_json, read_safetensors
+from trmkit.checkpoint.state import read_json, read_safetensors, save_safetensors
 from trmkit.errors import CheckpointError
 
 TABLE_FILE = "puzzle_ids.safetensors"
@@ -42,12 +41,12 @@ class PuzzleIdArrays:
 
 
 def _save(directory: Path, names: list[str], group: np.ndarray, transform: np.ndarray) -> None:
-    save_file(
+    save_safetensors(
         {
             "group": torch.from_numpy(np.ascontiguousarray(group, dtype=np.int32)),
             "transform": torch.from_numpy(np.ascontiguousarray(transform, dtype=np.int32)),
         },
-        str(directory / TABLE_FILE),
+        directory / TABLE_FILE,
     )
     (directory / NAMES_FILE).write_text(json.dumps({"group_names": list(names)}))
 

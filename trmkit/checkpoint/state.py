@@ -103,13 +103,28 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor], template: Any = None)
     raise CheckpointError(f"unknown entry {kind!r} in training state")
 
 
+def _default_file_mode() -> int:
+    mask = os.umask(0)  # the only way to read it; restored at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def save_safetensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
+    """safetensors' writer creates files mode 0600; a bundle's weights get the mode every
+    other file the user writes gets (0644 under the usual umask), then are fsynced."""
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, _default_file_mode())
+    fsync_file(path)
+
+
 def save_tree(obj: Any, directory: Path, name: str) -> None:
     """Write ``name.json`` + ``name.safetensors`` (both fsynced) into ``directory``."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten(obj, tensors)
-    save_file(tensors, str(directory / f"{name}.safetensors"))
+    save_safetensors(tensors, directory / f"{name}.safetensors")
     write_json(directory / f"{name}.json", skeleton)
-    fsync_file(directory / f"{name}.safetensors")
 
 
 def load_tree(directory: Path, name: str, template: Any = None) -> Any:
