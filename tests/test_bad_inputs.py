@@ -19,6 +19,7 @@ import attrs
 import pytest
 import torch
 from click.testing import CliRunner
+from tiny_training import tiny_model_config
 
 from trmkit.cli import cli
 
@@ -76,20 +77,7 @@ def _bundle(out: Path, task_name: str, seq_len: int, vocab: int, num_ids: int = 
     torch.manual_seed(0)
     model = build_model(
         "trm",
-        dict(
-            seq_len=seq_len,
-            vocab_size=vocab,
-            hidden_size=16,
-            num_heads=2,
-            puzzle_emb_ndim=16,
-            halt_max_steps=2,
-            mixer="mlp_t",
-            pos_encodings="none",
-            h_cycles=1,
-            l_cycles=1,
-            l_layers=1,
-            num_puzzle_identifiers=num_ids,
-        ),
+        tiny_model_config(seq_len=seq_len, vocab_size=vocab, num_puzzle_identifiers=num_ids),
     )
     return write_bundle(
         out,

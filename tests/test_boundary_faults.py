@@ -14,6 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from test_plugins import make_task, registered, task_plugin
+from tiny_training import tiny_model_config
 
 from trmkit import plugins
 from trmkit.cli import TrmkitGroup, cli
@@ -78,20 +79,7 @@ def _arc_bundle(out: Path) -> Path:
     from trmkit.models import build_model
 
     torch.manual_seed(0)
-    config = dict(
-        seq_len=900,
-        vocab_size=12,
-        hidden_size=16,
-        num_heads=2,
-        puzzle_emb_ndim=16,
-        halt_max_steps=2,
-        mixer="mlp_t",
-        pos_encodings="none",
-        h_cycles=1,
-        l_cycles=1,
-        l_layers=1,
-        num_puzzle_identifiers=3,
-    )
+    config = tiny_model_config(seq_len=900, vocab_size=12, num_puzzle_identifiers=3)
     model = build_model("trm", config)
     manifest = Manifest(
         step=1,

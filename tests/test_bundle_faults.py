@@ -17,6 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
+from tiny_training import tiny_model_config
 
 import trmkit
 from trmkit.checkpoint import DatasetRecord, Manifest, ModelRecord, TaskRecord, write_bundle
@@ -25,19 +26,7 @@ from trmkit.cli import cli
 from trmkit.errors import CheckpointError, OptionError, TrmkitError
 
 REPO = Path(__file__).parent.parent
-CONFIG = dict(
-    seq_len=16,
-    vocab_size=6,
-    hidden_size=16,
-    num_heads=2,
-    puzzle_emb_ndim=16,
-    halt_max_steps=2,
-    mixer="mlp_t",
-    pos_encodings="none",
-    h_cycles=1,
-    l_cycles=1,
-    l_layers=1,
-)
+CONFIG = tiny_model_config(seq_len=16, vocab_size=6)
 
 
 def _model(**changes):

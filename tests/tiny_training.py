@@ -47,6 +47,25 @@ checkpoint_keep = 5
 """64 train groups x 1 example / batch 16 = 4 steps per epoch: checkpoints at 4, 8."""
 
 
+TINY_MODEL = dict(
+    hidden_size=16,
+    num_heads=2,
+    puzzle_emb_ndim=16,
+    halt_max_steps=2,
+    mixer="mlp_t",
+    pos_encodings="none",
+    h_cycles=1,
+    l_cycles=1,
+    l_layers=1,
+)
+"""The smallest TRM the bundle/loading tests build (a few thousand parameters)."""
+
+
+def tiny_model_config(**dims):
+    """`TINY_MODEL` with the data's dimensions (seq_len, vocab_size, ...) and overrides."""
+    return {**TINY_MODEL, **dims}
+
+
 def one_thread():
     """Fixture body: torch on one thread for the module. The 2-core test machine is shared;
     with 2 threads per process, small matmuls oversubscribe the cores and run ~10x slower."""
