@@ -113,7 +113,7 @@ def _fake_memory(monkeypatch, n: int | None) -> None:
 
 
 class Stop(Exception):
-    pass
+    """Raised by a patched trainer: the command got past the preflight."""
 
 
 @pytest.fixture

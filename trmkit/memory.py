@@ -16,6 +16,7 @@ an error. The readers take their roots as arguments so that tests hand them fake
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,10 +55,8 @@ def host_available(sources: MemorySources = MemorySources()) -> int | None:
         except ImportError:  # optional: fall back to /proc/meminfo
             psutil = None
         if psutil is not None:
-            try:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):  # then /proc/meminfo
                 return int(psutil.virtual_memory().available)
-            except (OSError, RuntimeError, ValueError):
-                pass
     try:
         for line in sources.meminfo.read_text(errors="replace").splitlines():
             if line.startswith("MemAvailable:"):
