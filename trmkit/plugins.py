@@ -400,6 +400,102 @@ def get_model(name: str) -> ModelSpec:
     return specs[name]
 
 
+# --------------------------------------------------------------------------- components
+
+COMPONENT_KINDS: dict[str, str] = {
+    "mixer": "token mixer of a block (trmkit.models.blocks.MixerSpec)",
+    "mlp": "channel MLP of a block (trmkit.models.blocks.MLPSpec)",
+    "optimizer": "dense optimiser (trmkit.training.optim.OptimizerSpec)",
+    "step_loss": "per-supervision-step loss (trmkit.models.losses.StepLoss)",
+    "halt_policy": "inference halting policy (trmkit.inference.policy.HaltRule)",
+    "select_rule": "inference selection rule (trmkit.inference.policy.SelectRule)",
+}
+"""kind -> what a component of that kind is, and the protocol its owning module checks."""
+COMPONENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@attrs.frozen
+class ComponentSpec:
+    """One registered component: the owning module checks ``component`` against its
+    protocol at lookup (`component`), naming ``plugin`` when it does not conform."""
+
+    kind: str
+    name: str
+    component: Any
+    description: str
+    plugin: str
+
+
+def _collect_components() -> dict[str, dict[str, ComponentSpec]]:
+    load_plugins()
+    specs: dict[str, dict[str, ComponentSpec]] = {kind: {} for kind in COMPONENT_KINDS}
+    for impl in _impls(pm.hook.register_components):
+        plugin = impl.plugin_name
+        mine: list[ComponentSpec] = []
+
+        def register(
+            kind: str,
+            name: str,
+            component: Any,
+            description: str = "",
+            _plugin: str = plugin,
+            mine: list[ComponentSpec] = mine,
+        ) -> None:
+            where = f"plugin {_plugin!r}"
+            if kind not in COMPONENT_KINDS:
+                raise PluginError(
+                    f"{where}: unknown component kind {kind!r}; one of {', '.join(COMPONENT_KINDS)}"
+                )
+            if not isinstance(name, str) or not COMPONENT_NAME.fullmatch(name):
+                raise PluginError(
+                    f"{where}: {kind} name {name!r} must be lower-case letters, digits and '_', "
+                    f"starting with a letter"
+                )
+            clash = specs[kind].get(name) or next(
+                (c for c in mine if c.kind == kind and c.name == name), None
+            )
+            if clash is not None:
+                raise PluginError(
+                    f"{where}: {kind} {name!r} is already registered by plugin "
+                    f"{clash.plugin!r}; rename it"
+                )
+            if component is None:
+                raise PluginError(f"{where}: {kind} {name!r} is None")
+            mine.append(ComponentSpec(kind, name, component, str(description), _plugin))
+
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            _reject(plugin, _problem(exc, plugin), "had its components refused")
+            continue
+        for spec in mine:
+            specs[spec.kind][spec.name] = spec
+    return specs
+
+
+_components: dict[str, dict[str, ComponentSpec]] | None = None
+
+
+def component_specs(kind: str) -> dict[str, ComponentSpec]:
+    """Every registered component of ``kind``, by name."""
+    global _components
+    if kind not in COMPONENT_KINDS:
+        raise ValueError(f"unknown component kind {kind!r}")
+    if _components is None:
+        _components = _collect_components()
+    return _components[kind]
+
+
+def component(kind: str, name: str, option: str) -> ComponentSpec:
+    """The ``kind`` component called ``name``; an unknown name is one line naming
+    ``option`` (the recipe key or command option that chose it) and the known names."""
+    specs = component_specs(kind)
+    if name not in specs:
+        known = ", ".join(sorted(specs)) or "none"
+        raise UnknownNameError(f"{option}: unknown {kind} {name!r}; known: {known}")
+    return specs[name]
+
+
 # --------------------------------------------------------------------------- recipes
 
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -564,6 +660,7 @@ def plugin_info() -> list[dict[str, Any]]:
     task_entries()
     model_specs()
     recipe_specs()
+    component_specs("mixer")
     for row in rows:
         if row["name"] in rejected:
             row["error"] = rejected[row["name"]]
@@ -601,8 +698,9 @@ def is_builtin(plugin: str) -> bool:
 
 def reset() -> None:
     """Forget cached registrations (tests register and unregister throwaway plugins)."""
-    global _tasks, _models, _recipes
+    global _tasks, _models, _recipes, _components
     _tasks = None
     _models = None
     _recipes = None
+    _components = None
     rejected.clear()
