@@ -52,13 +52,13 @@ def unregister_plugin(name: str) -> None:
     """Drop a plugin from trmkit's plugin manager and its caches (test helper)."""
     if plugins.pm.get_plugin(name) is not None:
         plugins.pm.unregister(name=name)
-    plugins._dist_of.pop(name, None)
+    plugins.registry.dist_of.pop(name, None)
     plugins.reset()
 
 
 def reload_plugins() -> None:
     """Re-run entry-point discovery (already registered plugins are kept)."""
-    plugins._loaded = False
+    plugins.registry.loaded = False
     plugins.load_plugins()
     plugins.reset()
 

@@ -14,7 +14,7 @@ from trmkit.cli import cli
 from trmkit.commands.train import resolve_recipe
 from trmkit.errors import UnknownNameError
 from trmkit.hookspecs import hookimpl
-from trmkit.recipes import find_recipe
+from trmkit.recipes import find_recipe, plugin_recipes
 
 RECIPE = """\
 name = "rtask-quick"
@@ -96,7 +96,7 @@ def test_bad_recipe_registrations_are_refused_in_one_line(tmp_path, capsys, name
     if isinstance(path, str):
         path = path.format(file=file, dir=tmp_path)
     with registered(recipe_plugin((name, path)), "rbad"):
-        specs = plugins.recipe_specs()
+        specs = plugin_recipes()
         assert not any(spec.plugin == "rbad" for spec in specs.values())
         message = plugins.rejected["rbad"]
         assert message.startswith("plugin 'rbad' (distribution ?) had its recipes refused: ")

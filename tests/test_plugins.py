@@ -269,6 +269,23 @@ def test_hook_that_raises_is_skipped():
         assert "half-done" not in plugins.task_entries()  # nothing of it is half-registered
 
 
+def test_a_registry_of_its_own_leaves_the_default_one_alone():
+    import pluggy
+
+    from trmkit import hookspecs
+
+    manager = pluggy.PluginManager("trmkit")
+    manager.add_hookspecs(hookspecs)
+    manager.register(task_plugin((make_task("private"), ("pv",))), name="private-plugin")
+    own = plugins.Registry(manager)
+    assert own.get_task("pv").name == "private"
+    assert own.task_entries()["private"].plugin == "private-plugin"
+    assert own.get_task("sudoku").name == "sudoku-extreme"  # it loads the entry points too
+    assert "private" not in plugins.task_entries()
+    with pytest.raises(UnknownNameError, match="unknown task 'pv'"):
+        plugins.get_task("pv")
+
+
 def test_model_registration_validation():
     @attrs.define
     class Config:
@@ -349,7 +366,7 @@ def test_broken_third_party_plugin_is_skipped_with_a_warning(tmp_path, capsys, m
     (tmp_path / "trmkit_broken_mod.py").write_text("raise RuntimeError('boom at import')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
-    plugins._loaded = False
+    plugins.registry.loaded = False
     try:
         plugins.load_plugins()
         plugins.reset()
@@ -391,7 +408,7 @@ def test_third_party_entry_point_named_like_a_builtin_cannot_replace_it(
     )
     monkeypatch.delenv("TRMKIT_LOAD_PLUGINS", raising=False)
     _fake_distribution(tmp_path, monkeypatch, "trmkit-impostor", "sudoku", module_text)
-    plugins._loaded = False
+    plugins.registry.loaded = False
     try:
         plugins.load_plugins()
         plugins.reset()
@@ -402,7 +419,7 @@ def test_third_party_entry_point_named_like_a_builtin_cannot_replace_it(
             "has the name of the plugin of distribution trmkit" in err
         )
         assert plugins.task_entries()["sudoku-extreme"].plugin == "sudoku"
-        assert plugins._dist_of["sudoku"] == "trmkit"
+        assert plugins.registry.dist_of["sudoku"] == "trmkit"
     finally:
         plugins.failed.pop("sudoku (trmkit-impostor)", None)
         plugins.reset()
@@ -422,19 +439,19 @@ def test_builtins_load_before_third_party_entry_points(tmp_path, monkeypatch, ca
     )
     saved = {name: plugins.pm.get_plugin(name) for name in ("maze",)}
     plugins.pm.unregister(name="maze")
-    plugins._dist_of.pop("maze")
-    plugins._loaded = False
+    plugins.registry.dist_of.pop("maze")
+    plugins.registry.loaded = False
     try:
         plugins.load_plugins()
         plugins.reset()
-        assert plugins._dist_of["maze"] == "trmkit"
+        assert plugins.registry.dist_of["maze"] == "trmkit"
         assert "maze-hard" in plugins.task_entries()
         assert "distribution trmkit-first was not loaded" in capsys.readouterr().err
     finally:
         plugins.failed.pop("maze (trmkit-first)", None)
         if plugins.pm.get_plugin("maze") is None:
             plugins.pm.register(saved["maze"], name="maze")
-            plugins._dist_of["maze"] = "trmkit"
+            plugins.registry.dist_of["maze"] = "trmkit"
         plugins.reset()
 
 

@@ -13,7 +13,22 @@ import click
 from trmkit import __version__, plugins
 from trmkit.errors import TrmkitError
 from trmkit.oserrors import describe_os_error, is_environment_fault
+from trmkit.task import Task
 from trmkit.textio import printable
+
+TASK_KEY = "trmkit.task"
+"""``click.Context.meta`` key of the task the running command works on (`command_task`)."""
+
+
+def command_task(name: str) -> Task:
+    """The task ``name`` (or alias), recorded as the one the running command works on: an
+    exception raised in plugin code then names it (`TrmkitGroup.invoke`). The click context's
+    ``meta`` is shared by a command's context and the group's."""
+    task = plugins.get_task(name)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[TASK_KEY] = task.name
+    return task
 
 
 class TrmkitGroup(click.Group):
@@ -98,7 +113,7 @@ class TrmkitGroup(click.Group):
                 raise
             raise click.ClickException(printable(describe_os_error(exc))) from exc
         except Exception as exc:
-            line = plugins.plugin_failure(exc)
+            line = plugins.plugin_failure(exc, ctx.meta.get(TASK_KEY))
             if line is None or ctx.params.get("traceback") or plugins.debug_enabled():
                 raise
             raise click.ClickException(printable(line)) from exc

@@ -20,6 +20,7 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
+from trmkit import plugins
 from trmkit.errors import UnknownNameError
 
 if sys.version_info >= (3, 11):
@@ -51,14 +52,26 @@ def directory_recipes() -> dict[str, Path]:
     return found
 
 
-def _plugin_recipes() -> dict[str, Any]:
-    from trmkit import plugins
-
-    return plugins.recipe_specs()
+def plugin_recipes() -> dict[str, plugins.RecipeSpec]:
+    """Recipes registered by plugins, by name, less every recipe of a plugin that took the
+    name of a recipe file (trmkit's own tasks/ and TRMKIT_RECIPES keep their names; the
+    plugin is warned about and its recipes refused)."""
+    files = directory_recipes()
+    specs = plugins.recipe_specs()
+    refused = set()
+    for spec in specs.values():
+        if spec.name in files:
+            plugins.reject(
+                spec.plugin,
+                f"recipe {spec.name!r} is already the recipe file {files[spec.name]}'s; rename it",
+                "had its recipes refused",
+            )
+            refused.add(spec.plugin)
+    return {name: spec for name, spec in specs.items() if spec.plugin not in refused}
 
 
 def available_recipes() -> list[str]:
-    return sorted({*directory_recipes(), *_plugin_recipes()})
+    return sorted({*directory_recipes(), *plugin_recipes()})
 
 
 def find_recipe(name_or_path: str) -> Path:
@@ -72,7 +85,7 @@ def find_recipe(name_or_path: str) -> Path:
         candidate = directory / f"{name_or_path}.toml"
         if candidate.is_file():
             return candidate
-    spec = _plugin_recipes().get(name_or_path)
+    spec = plugin_recipes().get(name_or_path)
     if spec is not None:
         return spec.path
     known = ", ".join(available_recipes()) or "none found"
@@ -83,14 +96,12 @@ def recipe_rows() -> list[dict[str, Any]]:
     """Every recipe: name, task, plugin, description, expected, hardware, path (and "error"
     for a file that is not TOML). ``plugin`` is the plugin that registered the recipe, or
     for a recipe file the plugin whose task it trains."""
-    from trmkit import plugins
-
     entries = plugins.task_entries()
     owners = {key: e.plugin for e in entries.values() for key in (e.task.name, *e.aliases)}
     found: list[tuple[str, Path, str | None]] = [
         (name, path, None) for name, path in directory_recipes().items()
     ]
-    found += [(s.name, s.path, s.plugin) for s in _plugin_recipes().values()]
+    found += [(s.name, s.path, s.plugin) for s in plugin_recipes().values()]
     rows = []
     for name, path, plugin in found:
         row: dict[str, Any] = {"name": name, "path": str(path)}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from trmkit.cli import command_task
 from trmkit.errors import CheckpointError
 
 
@@ -110,7 +111,6 @@ def adapt_cmd(
     configure_threads()
     import torch
 
-    from trmkit import plugins
     from trmkit.checkpoint import check_task_matches, load_bundle
     from trmkit.oserrors import check_writable_dir
     from trmkit.training.adapt import adapt, check_adaptable
@@ -120,7 +120,7 @@ def adapt_cmd(
     check_writable_dir(out.parent if str(out.parent) else Path("."), "directory of --out")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device="cpu")
-    task = plugins.get_task(bundle.task_name)
+    task = command_task(bundle.task_name)
     check_task_matches(bundle, task)
     check_adaptable(bundle, task)
     puzzles = read_task_files(task, tasks)

@@ -200,12 +200,12 @@ def compare_cmd(
 
 def _prepare_data(recipe, data_dir: Path | None) -> Path:
     """``--data`` as given, else the recipes' dataset from the cache (built on first use)."""
-    from trmkit import plugins
+    from trmkit.cli import command_task
     from trmkit.data.cache import build_cached, cached_dataset_path, is_built
 
     if data_dir is not None:
         return data_dir
-    task = plugins.get_task(recipe.data.task)
+    task = command_task(recipe.data.task)
     path = cached_dataset_path(task, recipe.data)
     if not is_built(path):
         click.echo(f"building dataset {path.name} (cached for later runs)", err=True)
@@ -214,11 +214,11 @@ def _prepare_data(recipe, data_dir: Path | None) -> Path:
 
 
 def _open_store(recipe, path: Path):
-    from trmkit import plugins
+    from trmkit.cli import command_task
     from trmkit.data.store import open_store
     from trmkit.errors import StoreError
 
-    store = open_store(path, plugins.get_task(recipe.data.task))
+    store = open_store(path, command_task(recipe.data.task))
     if "test" not in store.splits:
         raise StoreError(
             f"{path}: the store has no test split; a comparison scores every run on it"

@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from trmkit import plugins
+from trmkit.cli import command_task
 from trmkit.errors import ConfigError, UnknownNameError
 from trmkit.task import MAX_NUM_AUG
 
@@ -57,7 +58,7 @@ def build_cmd(
     """Build a task's dataset store: source -> augmenter -> codec -> Zarr."""
     from trmkit.data.build import build_dataset
 
-    task = plugins.get_task(task_name)
+    task = command_task(task_name)
     summary = build_dataset(
         task,
         out,
@@ -101,7 +102,7 @@ def _render_example(path: Path, task_name: str) -> list[str]:
     from trmkit.data.store import open_store
 
     try:
-        task = plugins.get_task(task_name)
+        task = command_task(task_name)
     except UnknownNameError:
         return [f"(task {task_name!r} is not installed: examples cannot be rendered)"]
     store = open_store(path)
@@ -199,7 +200,7 @@ def import_cmd(src: Path, task_name: str, out: Path, force: bool) -> None:
     """Read a dataset in the official layout into a trmkit store."""
     from trmkit.data.official import import_official
 
-    task = plugins.get_task(task_name)
+    task = command_task(task_name)
     import_official(src, out, task, force=force)
     click.echo(f"imported {src} into {out}")
 

@@ -40,6 +40,9 @@ def tasks_cmd(as_json: bool) -> None:
 def plugins_cmd() -> None:
     """List plugins as JSON: name, distribution, version, hooks, and "error" for a plugin
     that failed to import, whose registrations were refused, or that was left out."""
+    from trmkit.recipes import plugin_recipes
+
+    plugin_recipes()  # refuses the recipes that take a recipe file's name
     click.echo(json.dumps(plugins.plugin_info(), indent=2))
 
 

@@ -12,6 +12,7 @@ from trmkit.errors import ConfigError
 def resolve_recipe(task_name: str | None, recipe_name: str | None, overrides: tuple[str, ...]):
     """The recipe to run: ``--recipe`` or the task's default; ``--task`` must agree with it."""
     from trmkit import plugins
+    from trmkit.cli import command_task
     from trmkit.config import load_recipe
 
     if task_name is None and recipe_name is None:
@@ -27,7 +28,7 @@ def resolve_recipe(task_name: str | None, recipe_name: str | None, overrides: tu
         if task is None:
             raise ConfigError(f"recipe {recipe_name!r} names no data.task; pass --task")
         recipe.data.task = task.name
-    recipe_task = plugins.get_task(recipe.data.task)
+    recipe_task = command_task(recipe.data.task)
     if task is not None and recipe_task.name != task.name:
         entries = plugins.task_entries()
         if entries[recipe_task.name].plugin != entries[task.name].plugin:
