@@ -9,6 +9,3 @@ rows of the last batch).
 
 IGNORE_LABEL_ID = -100
 """Label of positions that neither the loss nor any metric counts (torch's ignore_index)."""
-
-MODEL_KEYS = ("inputs", "labels", "puzzle_identifiers")
-"""The keys a model reads from a batch."""

@@ -427,14 +427,6 @@ def check_range(section: str, key: str, value: Any, where: str) -> None:
         )
 
 
-def check_recipe_ranges(recipe: Recipe, where: str = "recipe") -> None:
-    """Every ranged field of a built ``recipe`` (for recipes made in code)."""
-    for section in SECTIONS:
-        values = attrs.asdict(getattr(recipe, section))
-        for key, value in values.items():
-            check_range(section, key, value, where)
-
-
 # ----------------------------------------------------------------------------- resuming
 
 RESUME_MAY_CHANGE = frozenset(

@@ -463,10 +463,3 @@ def _exists(spec: str) -> bool:
         return Path(spec).expanduser().exists()
     except (OSError, ValueError):
         return False
-
-
-def iter_examples(puzzles: Iterable[RawPuzzle]) -> Iterable[Example]:
-    """Every example of every puzzle, train then test."""
-    for puzzle in puzzles:
-        yield from puzzle.train
-        yield from puzzle.test

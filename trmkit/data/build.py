@@ -16,10 +16,10 @@ Algorithm (one pass over the raw puzzles, streaming into the store):
    both splits. Ids are numbered in raw-puzzle order (the reference numbers all train
    groups first, then test-only groups; only the numbering differs).
 5. Codec output is validated (dtype, shape, token range) and a misbehaving plugin is named.
-6. Before anything is written, `check_transforms` tries the identity and a few drawn
-   transforms on the grids of the first puzzles: a transform that `invert` does not undo,
-   or an identity that changes a grid, refuses the build in one line naming plugin, task
-   and transform (such a dataset would make every inverted prediction silently wrong).
+6. On the grids of the first puzzles the identity and a few of the drawn transforms are
+   tried (`_Builder.guard`): a transform that `invert` does not undo, or an identity that
+   changes a grid, refuses the build in one line naming plugin, task and transform (such a
+   dataset would make every inverted prediction silently wrong); nothing is written.
 
 Randomness: `np.random.SeedSequence(seed)` spawns independent generators for subsampling,
 augmentation draws and codec placement, so the same inputs and seed give byte-identical
@@ -70,7 +70,7 @@ from trmkit.task import (
 from trmkit.textio import printable
 
 GUARD_PUZZLES = 8
-"""puzzles whose grids `check_transforms` tries before a build writes anything."""
+"""puzzles whose grids `_Builder.guard` tries (a build that fails it writes nothing)."""
 GUARD_TRANSFORMS = 4
 """drawn transforms tried per puzzle (besides the identity)."""
 BLOCK_TOKENS = 8 << 20
@@ -189,54 +189,6 @@ def _variant_name(augmenter: Any, name: str, transform: np.ndarray, is_identity:
     return name + "|||" + "-".join(str(int(v)) for v in transform)
 
 
-def check_transforms(task: Task, puzzles: Sequence[RawPuzzle], num_aug: int, seed: int) -> None:
-    """Refuse (PluginError) a task whose identity changes a grid or whose ``invert`` does not
-    undo ``apply``, tried on the grids of the first `GUARD_PUZZLES` puzzles with the identity
-    and up to `GUARD_TRANSFORMS` drawn transforms each (from their own rng: the dataset is
-    the same with or without this check)."""
-    from trmkit.plugins import owner_of
-
-    augmenter = task.augmenter
-    plugin = owner_of(task)
-    who = f"plugin {plugin!r}, task {task.name!r}" if plugin else f"task {task.name!r}"
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
-    k = int(augmenter.transform_size)
-
-    def vector(transform: Any, what: str) -> np.ndarray:
-        array = np.asarray(transform)
-        if array.shape != (k,) or not np.issubdtype(array.dtype, np.integer):
-            raise PluginError(
-                f"{who}: augmenter.{what} gave {array.dtype}{list(array.shape)}, expected an "
-                f"int vector of transform_size {k}"
-            )
-        return array
-
-    identity = vector(augmenter.identity(), "identity()")
-    fix = "nothing was written; trmkit.testing.check_task(task) shows the failing property"
-    for puzzle in puzzles[:GUARD_PUZZLES]:
-        grids = [np.asarray(g) for e in (*puzzle.train, *puzzle.test) for g in (e.input, e.output)]
-        augment = num_aug > 0 and (bool(puzzle.train) or task.defaults.augment_test)
-        drawn = augmenter.draw(puzzle, min(num_aug, GUARD_TRANSFORMS), rng) if augment else []
-        drawn = [vector(t, f"draw() for {puzzle.name!r}") for t in drawn]
-        for grid in grids:
-            for name, fn in (("apply", augmenter.apply), ("invert", augmenter.invert)):
-                if not _same_grid(fn(identity, grid), grid):
-                    raise PluginError(
-                        f"{who}: augmenter.{name} with identity() {identity.tolist()} changes "
-                        f"a {grid.shape[0]}x{grid.shape[1]} grid of puzzle {puzzle.name!r}; "
-                        f"identity() must change nothing ({fix})"
-                    )
-            for transform in drawn:
-                moved = np.asarray(augmenter.apply(transform, grid))
-                if not _same_grid(augmenter.invert(transform, moved), grid):
-                    raise PluginError(
-                        f"{who}: augmenter.invert does not undo apply for transform "
-                        f"{np.asarray(transform).tolist()} on a {grid.shape[0]}x{grid.shape[1]} "
-                        f"grid of puzzle {puzzle.name!r}; every inverted prediction would be "
-                        f"wrong ({fix})"
-                    )
-
-
 def _same_grid(a: Any, b: np.ndarray) -> bool:
     a = np.asarray(a)
     return a.shape == b.shape and bool(np.array_equal(a, b))
@@ -259,7 +211,11 @@ class _Pending:
 
 class _Builder:
     def __init__(self, task: Task, writer: StoreWriter, seed: int, num_aug: int) -> None:
+        from trmkit.plugins import owner_of
+
         self.task = task
+        plugin = owner_of(task)
+        self.who = f"plugin {plugin!r}, task {task.name!r}" if plugin else f"task {task.name!r}"
         self.codec = task.codec
         self.augmenter = task.augmenter
         self.writer = writer
@@ -272,6 +228,7 @@ class _Builder:
         self.shared_ids = task.defaults.puzzle_ids == "shared"
         self.identifiers = ["<blank>"]
         self.next_id = 1
+        self.guarded = 0
         self.block_rows = max(1, BLOCK_TOKENS // self.codec.seq_len)
         self.pending = {"train": _Pending(), "test": _Pending()}
         augmenter, codec = self.augmenter, self.codec
@@ -288,7 +245,7 @@ class _Builder:
         array = np.asarray(transform)
         if array.shape != (self.k,) or not np.issubdtype(array.dtype, np.integer):
             raise PluginError(
-                f"task {self.task.name!r}: augmenter.{what} gave {array.dtype}{list(array.shape)}, "
+                f"{self.who}: augmenter.{what} gave {array.dtype}{list(array.shape)}, "
                 f"expected an int vector of transform_size {self.k}"
             )
         return array.astype(np.int64)
@@ -309,12 +266,12 @@ class _Builder:
         seq_len, vocab = self.codec.seq_len, self.codec.vocab_size
         if array.shape != (n, seq_len) or not np.issubdtype(array.dtype, np.integer):
             raise PluginError(
-                f"task {self.task.name!r}: codec {what} gave {array.dtype}{list(array.shape)}, "
+                f"{self.who}: codec {what} gave {array.dtype}{list(array.shape)}, "
                 f"expected uint8[{n}, {seq_len}]"
             )
         if array.size and (array.min() < 0 or array.max() >= vocab):
             raise PluginError(
-                f"task {self.task.name!r}: codec {what} produced token {int(array.max())} "
+                f"{self.who}: codec {what} produced token {int(array.max())} "
                 f"outside the vocabulary 0..{vocab - 1}"
             )
         return array.astype(np.uint8, copy=False)
@@ -323,15 +280,16 @@ class _Builder:
 
     def add(self, puzzle: RawPuzzle) -> None:
         if not isinstance(puzzle, RawPuzzle):
-            raise PluginError(
-                f"task {self.task.name!r}: source yielded {type(puzzle).__name__}, not RawPuzzle"
-            )
+            raise PluginError(f"{self.who}: source yielded {type(puzzle).__name__}, not RawPuzzle")
         transforms = self.identity[None, :]
         augment = self.num_aug > 0 and (bool(puzzle.train) or self.task.defaults.augment_test)
         if augment:
             drawn = self.augmenter.draw(puzzle, self.num_aug, self.aug_rng)
             if len(drawn):
                 transforms = np.concatenate([transforms, self._check_drawn(drawn, puzzle.name)])
+        if self.guarded < GUARD_PUZZLES:
+            self.guarded += 1
+            self.guard(puzzle, transforms[1 : 1 + GUARD_TRANSFORMS])
         count = len(transforms)
         if self.shared_ids:
             ids = np.zeros(count, dtype=np.int64)
@@ -346,6 +304,29 @@ class _Builder:
             if examples:
                 self._add_split(split, puzzle.name, examples, transforms, ids)
 
+    def guard(self, puzzle: RawPuzzle, drawn: np.ndarray) -> None:
+        """Refuse (PluginError) an identity that changes a grid of ``puzzle`` or a ``drawn``
+        transform that ``invert`` does not undo."""
+        augmenter, identity = self.augmenter, self.identity
+        fix = "nothing was written; trmkit.testing.check_task(task) shows the failing property"
+        for example in (*puzzle.train, *puzzle.test):
+            for grid in (np.asarray(example.input), np.asarray(example.output)):
+                size = f"{grid.shape[0]}x{grid.shape[1]} grid of puzzle {puzzle.name!r}"
+                for name, fn in (("apply", augmenter.apply), ("invert", augmenter.invert)):
+                    if not _same_grid(fn(identity, grid), grid):
+                        raise PluginError(
+                            f"{self.who}: augmenter.{name} with identity() {identity.tolist()} "
+                            f"changes a {size}; identity() must change nothing ({fix})"
+                        )
+                for transform in drawn:
+                    moved = np.asarray(augmenter.apply(transform, grid))
+                    if not _same_grid(augmenter.invert(transform, moved), grid):
+                        raise PluginError(
+                            f"{self.who}: augmenter.invert does not undo apply for transform "
+                            f"{transform.tolist()} on a {size}; every inverted prediction "
+                            f"would be wrong ({fix})"
+                        )
+
     def _transformed(self, transforms: np.ndarray, grid: np.ndarray, puzzle: str) -> Any:
         """The grid under every transform: ndarray[T, h, w] when shapes agree, else a list."""
         count = len(transforms)
@@ -356,7 +337,7 @@ class _Builder:
             out = np.asarray(self.apply_batch(transforms, batch))
             if out.shape != batch.shape:
                 raise PluginError(
-                    f"task {self.task.name!r}: augmenter.apply_batch returned shape "
+                    f"{self.who}: augmenter.apply_batch returned shape "
                     f"{out.shape} for {batch.shape} (puzzle {puzzle!r})"
                 )
             return out
@@ -542,7 +523,6 @@ def build_dataset(
             f"task {task.name!r}: {where} produced no puzzles (an empty or header-only file, "
             "or options that select none); check the file or the options"
         )
-    check_transforms(task, puzzles, num_aug, seed)
     with StoreWriter(out, force=force) as writer:
         builder = _Builder(task, writer, seed, num_aug)
         with _progress(len(puzzles), progress) as bar:

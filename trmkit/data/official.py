@@ -7,8 +7,7 @@
 `export_official` also writes ``trmkit_transforms.npy`` and ``trmkit_group_names.json`` per
 split (the official loader ignores unknown files), so store -> export -> import is exact.
 `import_official` validates every file against the task's codec and, when those extras are
-absent (a dataset built by the official code), records identity transforms, or asks the
-augmenter's optional ``parse_variant_name(name) -> transform | None`` (ARC variant names).
+absent (a dataset built by the official code), records identity transforms.
 """
 
 from __future__ import annotations
@@ -242,7 +241,7 @@ class _OfficialSplit:
             raise StoreError(f"{where}: total_groups disagrees with {SET}__group_indices.npy")
 
 
-def _transforms(split: _OfficialSplit, task: Task, identifiers: list[str] | None) -> np.ndarray:
+def _transforms(split: _OfficialSplit, task: Task) -> np.ndarray:
     k = task.augmenter.transform_size
     path = split.folder / "trmkit_transforms.npy"
     if path.exists():
@@ -261,15 +260,7 @@ def _transforms(split: _OfficialSplit, task: Task, identifiers: list[str] | None
         _check_transforms(path, split, task, transforms)
         return transforms
     identity = np.asarray(task.augmenter.identity(), dtype=np.int32).reshape(1, k)
-    transforms = np.repeat(identity, len(split.puzzle_identifiers), axis=0)
-    parse = getattr(task.augmenter, "parse_variant_name", None)
-    if parse is not None and identifiers is not None:
-        for p, pid in enumerate(split.puzzle_identifiers):
-            if pid > 0:
-                parsed = parse(identifiers[pid])
-                if parsed is not None:
-                    transforms[p] = np.asarray(parsed, dtype=np.int32)
-    return transforms
+    return np.repeat(identity, len(split.puzzle_identifiers), axis=0)
 
 
 def _check_transforms(
@@ -397,7 +388,7 @@ def _copy_split(
 ) -> None:
     codec = task.codec
     target = writer.split(name, seq_len=codec.seq_len, transform_size=task.augmenter.transform_size)
-    transforms = _transforms(split, task, identifiers)
+    transforms = _transforms(split, task)
     names = _group_names(split, identifiers)
     gi, pi = split.group_indices, split.puzzle_indices
     step = max(1, BLOCK_ROWS_BYTES // codec.seq_len)
