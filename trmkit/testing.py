@@ -239,6 +239,17 @@ class Subject:
     def real_grids(self) -> list[np.ndarray]:
         return [np.asarray(g) for e in self.examples() for g in (e.input, e.output)]
 
+    def on_grids(self, check: Callable[[np.ndarray, str], None]) -> None:
+        """``check(grid, where)`` on every real grid, then on generated ones."""
+        for grid in self.real_grids():
+            check(grid, "a real grid")
+        self.given(grids(self.spec))(lambda grid: check(grid, "the generated grid"))()
+
+
+def _splits(puzzle: RawPuzzle) -> list[tuple[str, Sequence[Example]]]:
+    """The splits ``puzzle`` has examples in, with those examples."""
+    return [(name, ex) for name, ex in (("train", puzzle.train), ("test", puzzle.test)) if ex]
+
 
 def _same(a: Any, b: Any) -> bool:
     a, b = np.asarray(a), np.asarray(b)
@@ -286,20 +297,10 @@ def check_codec(s: Subject) -> None:
                 f"decode must invert encode",
             )
 
-    for grid in s.real_grids():
-        round_trip(grid, "a real grid")
-
-    @s.given(grids(s.spec))
-    def generated(grid: np.ndarray) -> None:
-        round_trip(grid, "the generated grid")
-
-    generated()
+    s.on_grids(round_trip)
     rng = np.random.default_rng(0)
     for puzzle in s.puzzles:
-        for split in ("train", "test"):
-            examples = list(puzzle.train if split == "train" else puzzle.test)
-            if not examples:
-                continue
+        for split, examples in _splits(puzzle):
             inputs, labels = codec.encode_puzzle(examples, split=split, rng=rng)
             shape = (len(examples), codec.seq_len)
             what = f"encode_puzzle ({split}, puzzle {puzzle.name!r})"
@@ -329,8 +330,8 @@ def check_codec_batch(s: Subject) -> None:
                     raise s.fail(check, f"encode_batch row != encode for grid {_show(grid)}")
         if codec.batch_encodes_puzzles:
             for puzzle in s.puzzles:
-                for split, examples in (("train", puzzle.train), ("test", puzzle.test)):
-                    if not examples or len({np.shape(e.input) for e in examples}) > 1:
+                for split, examples in _splits(puzzle):
+                    if len({np.shape(e.input) for e in examples}) > 1:
                         continue
                     inputs, labels = codec.encode_puzzle(
                         examples, split=split, rng=np.random.default_rng(0)
@@ -352,9 +353,7 @@ def check_codec_batch(s: Subject) -> None:
         def variants(puzzle: RawPuzzle, seed: int) -> None:
             drawn = augmenter.draw(puzzle, s.num_aug, np.random.default_rng(seed))
             ts = np.stack([np.asarray(augmenter.identity()), *map(np.asarray, drawn)])
-            for split, examples in (("train", puzzle.train), ("test", puzzle.test)):
-                if not examples:
-                    continue
+            for split, examples in _splits(puzzle):
                 enc_in, enc_lab = codec.encode_variants(
                     examples, ts, augmenter, split=split, rng=np.random.default_rng(seed)
                 )
@@ -401,19 +400,17 @@ def check_identity(s: Subject) -> None:
     augmenter, check = s.task.augmenter, "identity"
     identity = _check_transform(s, check, augmenter.identity(), "identity()")
 
-    def unchanged(grid: np.ndarray) -> None:
+    def unchanged(grid: np.ndarray, where: str) -> None:
         for name, fn in (("apply", augmenter.apply), ("invert", augmenter.invert)):
             out = fn(identity, grid)
             if not _same(out, grid):
                 raise s.fail(
                     check,
-                    f"{name}(identity(), g) changed {_show(grid)} into {_show(out)}; "
+                    f"{name}(identity(), g) changed {where} {_show(grid)} into {_show(out)}; "
                     f"identity() must be the transform that changes nothing",
                 )
 
-    for grid in s.real_grids():
-        unchanged(grid)
-    s.given(grids(s.spec))(unchanged)()
+    s.on_grids(unchanged)
 
 
 def check_invert(s: Subject) -> None:
@@ -751,14 +748,14 @@ def check_recipe(s: Subject) -> None:
 def check_parse(s: Subject) -> None:
     task, check = s.task, "parse"
 
-    def renders(grid: np.ndarray) -> None:
+    def renders(grid: np.ndarray, where: str) -> None:
         text = task.render(grid)
         if not isinstance(text, str) or not text:
-            raise s.fail(check, f"render returned {text!r} for {_show(grid)}; it must return text")
+            raise s.fail(
+                check, f"render returned {text!r} for {where} {_show(grid)}; it must return text"
+            )
 
-    for grid in s.real_grids():
-        renders(grid)
-    s.given(grids(s.spec))(renders)()
+    s.on_grids(renders)
     if task.parse_puzzles is None:
         return
     for puzzle in s.puzzles:
@@ -862,32 +859,13 @@ class TaskConformance:
             )
         return TaskConformance._subjects[cls]
 
-    def test_codec(self) -> None:
-        check_codec(self.subject())
 
-    def test_codec_batch(self) -> None:
-        check_codec_batch(self.subject())
+def _conformance_test(check: Callable[[Subject], None]) -> Callable[[TaskConformance], None]:
+    def test(self: TaskConformance) -> None:
+        check(self.subject())
 
-    def test_identity(self) -> None:
-        check_identity(self.subject())
+    return test
 
-    def test_invert(self) -> None:
-        check_invert(self.subject())
 
-    def test_draw(self) -> None:
-        check_draw(self.subject())
-
-    def test_augmenter_batch(self) -> None:
-        check_augmenter_batch(self.subject())
-
-    def test_evaluator(self) -> None:
-        check_evaluator(self.subject())
-
-    def test_answer_checker(self) -> None:
-        check_answer_checker(self.subject())
-
-    def test_recipe(self) -> None:
-        check_recipe(self.subject())
-
-    def test_parse(self) -> None:
-        check_parse(self.subject())
+for _name, _check in CHECKS.items():  # one pytest test per property: test_codec, ...
+    setattr(TaskConformance, f"test_{_name}", _conformance_test(_check))
