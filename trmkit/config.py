@@ -234,7 +234,7 @@ def recipe_from_dict(raw: Mapping[str, Any], where: str = "recipe") -> Recipe:
             check_range(section, key, checked[key], where)
         kwargs[section] = cls(**checked)
     model = dict(raw.get("model", {}))
-    name = coerce(model.pop("name", "trm"), str, f"{where}: model.name")
+    name = coerce(model.pop("name", ModelSection().name), str, f"{where}: model.name")
     kwargs["model"] = ModelSection(name=name, fields=_check_model_fields(name, model, where))
     return Recipe(**kwargs)
 
