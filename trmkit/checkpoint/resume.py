@@ -3,24 +3,39 @@
 A training bundle (`trmkit.checkpoint.bundle` has the layout) adds ``train_state`` (rank 0:
 step, optimisers, last evaluation) and ``rank_<r>`` (each process: RNG states, loader, ACT
 carry) to the weights and the manifest. The trainer writes and reads them only through
-`write_train_files`, `write_rank_state` and `read_train_files`, so the file names live here.
+`save_training_bundle` and `read_train_files`, so the file names live here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
 
-from trmkit.checkpoint.bundle import latest_checkpoint, read_manifest, write_manifest, write_weights
+from trmkit.checkpoint.bundle import (
+    begin_write,
+    commit,
+    latest_checkpoint,
+    read_manifest,
+    remove_temporaries,
+    step_dir_name,
+    tmp_dir,
+    trained_store,
+    write_manifest,
+    write_weights,
+)
 from trmkit.checkpoint.manifest import Manifest, dataset_mismatch
 from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
+from trmkit.checkpoint.rundir import check_fresh_run_dir
 from trmkit.checkpoint.state import load_tree, read_safetensors, save_tree
 from trmkit.config import Recipe, resume_mismatch
-from trmkit.errors import CheckpointError, ConfigError
+from trmkit.errors import CheckpointError, ConfigError, TrmkitError
+from trmkit.oserrors import check_writable_dir, writing
+from trmkit.task import Task
 
 TRAIN_STATE = "train_state"
 
@@ -28,6 +43,29 @@ TRAIN_STATE = "train_state"
 def checkpoints_dir(run_dir: Path) -> Path:
     """Where a run's bundles ``step_<N>`` live."""
     return Path(run_dir) / "checkpoints"
+
+
+def prepare_run_dir(run_dir: Path, *, fresh: bool, main: bool) -> None:
+    """Before a run starts (under the run's lock): a fresh run refuses a directory holding
+    bundles; the main process removes leftover temporaries and checks that the checkpoints
+    and evaluations can be written now, not after the last step."""
+    root = checkpoints_dir(run_dir)
+    if fresh:
+        existing = latest_checkpoint(root)
+        check_fresh_run_dir(run_dir, holds_checkpoints=existing.name if existing else None)
+    if main:  # no other writer is live: any temporary is a leftover
+        remove_temporaries(root, every=True)
+        for entry in ("checkpoints", "eval"):
+            check_writable_dir(Path(run_dir) / entry, f"run's {entry} directory")
+
+
+def trained_store_path(saved: Manifest, run_dir: Path, task: Task) -> Path | None:
+    """On --resume without --data: the store the run was trained on when it is still there
+    (else None: the recipe's data is prepared and compared)."""
+    try:
+        return Path(trained_store(saved, checkpoints_dir(run_dir), task).path)
+    except TrmkitError:
+        return None
 
 
 def write_rank_state(bundle: Path, rank: int, state: Mapping[str, Any]) -> None:
@@ -54,8 +92,45 @@ def write_train_files(
     write_manifest(bundle, manifest)
 
 
+def save_training_bundle(
+    root: Path,
+    step: int,
+    *,
+    owner: str,
+    keep: int,
+    rank: int,
+    main: bool,
+    barrier: Callable[[], Any],
+    rank_state: Mapping[str, Any],
+    main_files: Callable[[], Mapping[str, Any]],
+) -> Path:
+    """Write bundle ``step_<N>`` atomically from every process of a run: each its
+    ``rank_<r>``, the main one `write_train_files` (``main_files()`` gives its arguments), then
+    the main one commits and prunes to the last ``keep``; ``barrier`` syncs the processes.
+    A fault while writing (a full disk) is one line naming the bundle; the partial temporary
+    is removed and the earlier bundles stay (docs/errors.md, "Write boundaries")."""
+    tmp = tmp_dir(root, step, owner)
+    try:
+        with writing(root / step_dir_name(step), "checkpoint"):
+            if main:
+                begin_write(root, step, owner)
+            barrier()
+            write_rank_state(tmp, rank, rank_state)
+            if main:
+                write_train_files(tmp, **main_files())
+            barrier()
+            final = commit(root, step, keep, owner) if main else root / step_dir_name(step)
+            barrier()
+            return final
+    except BaseException:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 @attrs.frozen
 class TrainFiles:
+    bundle: Path
     model: dict[str, torch.Tensor]
     ema: dict[str, torch.Tensor] | None
     shared: dict[str, Any]
@@ -64,8 +139,12 @@ class TrainFiles:
     """rank_<r>: rng, loader, carry, step."""
 
 
-def read_train_files(bundle: Path, rank: int, world: int, ema: bool) -> TrainFiles:
-    """The state of ``bundle`` that process ``rank`` of ``world`` resumes from."""
+def read_train_files(root: Path, rank: int, world: int, ema: bool) -> TrainFiles:
+    """The state of the newest bundle under ``root`` that process ``rank`` of ``world``
+    resumes from."""
+    bundle = latest_checkpoint(root)
+    if bundle is None:  # checked before the run was built; the lock keeps other writers out
+        raise CheckpointError(f"--resume: {root} holds no complete checkpoint")
     shared = load_tree(bundle, TRAIN_STATE)
     if int(shared["world_size"]) != world:
         raise CheckpointError(
@@ -73,6 +152,7 @@ def read_train_files(bundle: Path, rank: int, world: int, ema: bool) -> TrainFil
             f"{world}; exact resume needs the same number of processes"
         )
     return TrainFiles(
+        bundle=bundle,
         model=read_safetensors(bundle / "model.safetensors"),
         ema=read_safetensors(bundle / "ema.safetensors") if ema else None,
         shared=shared,

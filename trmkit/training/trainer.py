@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -43,27 +42,23 @@ import attrs
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from trmkit import atomic, plugins
 from trmkit.checkpoint import bundle as ckpt
 from trmkit.checkpoint import resume as state_files
 from trmkit.checkpoint.manifest import Manifest
-from trmkit.checkpoint.rundir import RunLock, check_fresh_run_dir, lock_run_dir, writer_token
 from trmkit.config import Recipe, recipe_to_dict
 from trmkit.data.cache import prepare_dataset
 from trmkit.data.loader import TrainLoader
 from trmkit.data.store import open_store
-from trmkit.errors import CheckpointError, RunDirError, TrmkitError
 from trmkit.evaluation import evaluate
 from trmkit.models import build_model, compile_model
 from trmkit.models.protocol import ProgressAware, RecursiveModel
-from trmkit.oserrors import check_writable_dir, writing
 from trmkit.reports import flat_params, plot_curves
 from trmkit.training.ema import EMA
 from trmkit.training.intervals import CheckpointClock, StepPlan
-from trmkit.training.launch import check_launch
+from trmkit.training.launch import allreduce_grads, check_launch, lock_for_ranks
 from trmkit.training.metrics_log import MetricsLog, train_record
 from trmkit.training.optim import build_optimizers
 from trmkit.training.preflight import check_model_fits
@@ -115,7 +110,7 @@ class Trainer:
         self.rank, self.world, self.device = acc.process_index, acc.num_processes, acc.device
         # one writer per run directory (docs/errors.md, "Run directories"): checked before
         # anything is built or written
-        self.lock, self.owner = self._lock_run_dir()
+        self.lock, self.owner = lock_for_ranks(acc, self.run_dir)
         try:
             self._build(recipe, data_dir, max_steps, resume)
         except BaseException:
@@ -130,19 +125,11 @@ class Trainer:
         acc, progress = self.accelerator, self.progress
         train, optim = recipe.train, recipe.optim
         saved = state_files.resumable_manifest(self.run_dir, recipe, max_steps) if resume else None
-        if saved is None:
-            existing = ckpt.latest_checkpoint(self.ckpt_root)
-            check_fresh_run_dir(self.run_dir, holds_checkpoints=existing.name if existing else None)
-        if acc.is_main_process:  # no other writer is live: any temporary is a leftover
-            ckpt.remove_temporaries(self.ckpt_root, every=True)
-            # where checkpoints and evaluations go must take files: a file, a dangling
-            # link or a read-only place there is refused now, not after the last step
-            for entry in ("checkpoints", "eval"):
-                check_writable_dir(self.run_dir / entry, f"run's {entry} directory")
+        state_files.prepare_run_dir(self.run_dir, fresh=saved is None, main=acc.is_main_process)
 
         self.task = plugins.get_task(recipe.data.task)
         if data_dir is None and saved is not None:
-            data_dir = self._trained_store(saved)
+            data_dir = state_files.trained_store_path(saved, self.run_dir, self.task)
         self.data_dir = (
             Path(data_dir)
             if data_dir
@@ -190,11 +177,8 @@ class Trainer:
             compile_model(self.model)  # state_dict keys unchanged
 
         plan = StepPlan.resolve(meta, self.global_batch, train, max_steps)
-        self.total_steps, self.eval_every, self.log_every = (
-            plan.total_steps,
-            plan.eval_every,
-            plan.log_every,
-        )
+        self.total_steps, self.eval_every = plan.total_steps, plan.eval_every
+        self.log_every = plan.log_every
         self.checkpoints = CheckpointClock.from_recipe(train)
         if saved is not None:
             state_files.check_budget(self.run_dir, saved.step, self.total_steps, max_steps)
@@ -228,50 +212,12 @@ class Trainer:
         }
         atomic.write_text(self.run_dir / "config.json", json.dumps(resolved, indent=2, default=str))
 
-    def _lock_run_dir(self) -> tuple[RunLock | None, str]:
-        """The main process locks the run directory (`trmkit.checkpoint.rundir`); every rank
-        learns whether it got the lock (all fail alike) and the token naming the run's
-        temporaries."""
-        lock, problem, token = None, "", writer_token()
-        if self.accelerator.is_main_process:
-            try:
-                lock = lock_run_dir(self.run_dir)
-            except RunDirError as exc:
-                problem = str(exc)
-        if self.world > 1:
-            box = [problem, token]
-            broadcast_object_list(box)
-            problem, token = box
-        if problem:
-            raise RunDirError(problem)
-        return lock, token
-
     def close(self) -> None:
         """Give up the run directory's lock (also at garbage collection and process end)."""
         if self.lock is not None:
             self.lock.release()
 
-    def _trained_store(self, saved: Manifest) -> Path | None:
-        """On --resume without --data: the store the run was trained on when it is still
-        there (else None: the recipe's data is prepared and compared)."""
-        try:
-            return Path(ckpt.trained_store(saved, self.ckpt_root, self.task).path)
-        except TrmkitError:
-            return None
-
     # -------------------------------------------------------------- the loop
-
-    def _allreduce_grads(self) -> None:
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        offset = 0
-        for g in grads:
-            n = g.numel()
-            g.copy_(flat[offset : offset + n].view_as(g))
-            offset += n
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One supervision step + one update of every optimiser; returns the metric sums."""
@@ -282,7 +228,7 @@ class Trainer:
         self.carry = result.carry
         (result.loss / self.global_batch).backward()
         if self.world > 1:
-            self._allreduce_grads()
+            allreduce_grads(self.model.parameters())
         self.step += 1
         optim = self.recipe.optim
         set_lr(self.optimizers, self.step, optim.warmup_steps, self.total_steps, optim.lr_min_ratio)
@@ -449,41 +395,25 @@ class Trainer:
         )
 
     def save_checkpoint(self) -> Path:
-        """Write bundle ``step_<N>`` atomically. A fault while writing (a full disk) is one
-        line naming the bundle; the partial temporary is removed and the earlier bundles
-        stay (docs/errors.md, "Write boundaries")."""
+        """Write bundle ``step_<N>`` (`trmkit.checkpoint.resume.save_training_bundle`)."""
         acc = self.accelerator
-        tmp = ckpt.tmp_dir(self.ckpt_root, self.step, self.owner)
-        try:
-            with writing(self.ckpt_root / ckpt.step_dir_name(self.step), "checkpoint"):
-                return self._write_checkpoint(tmp)
-        except BaseException:
-            if acc.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    def _write_checkpoint(self, tmp: Path) -> Path:
-        acc = self.accelerator
-        if acc.is_main_process:
-            ckpt.begin_write(self.ckpt_root, self.step, self.owner)
-        acc.wait_for_everyone()
-        state_files.write_rank_state(tmp, self.rank, self._rank_state())
-        if acc.is_main_process:
-            state_files.write_train_files(
-                tmp,
+        final = state_files.save_training_bundle(
+            self.ckpt_root,
+            self.step,
+            owner=self.owner,
+            keep=self.recipe.train.checkpoint_keep,
+            rank=self.rank,
+            main=acc.is_main_process,
+            barrier=acc.wait_for_everyone,
+            rank_state=self._rank_state(),
+            main_files=lambda: dict(
                 model=self.model.state_dict(),
                 ema=None if self.ema is None else self.ema.state_dict()["shadow"],
                 shared=self._shared_state(),
                 manifest=self.manifest(),
                 store=self.store,
-            )
-        acc.wait_for_everyone()
-        final = self.ckpt_root / ckpt.step_dir_name(self.step)
-        if acc.is_main_process:
-            final = ckpt.commit(
-                self.ckpt_root, self.step, self.recipe.train.checkpoint_keep, self.owner
-            )
-        acc.wait_for_everyone()
+            ),
+        )
         self.checkpoints.mark()
         return final
 
@@ -506,11 +436,10 @@ class Trainer:
         }
 
     def _resume(self) -> None:
-        latest = ckpt.latest_checkpoint(self.ckpt_root)
-        if latest is None:  # checked in __init__; the lock keeps other writers out
-            raise CheckpointError(f"--resume: {self.ckpt_root} holds no complete checkpoint")
-        files = state_files.read_train_files(latest, self.rank, self.world, self.ema is not None)
-        shared, mine = files.shared, files.mine
+        files = state_files.read_train_files(
+            self.ckpt_root, self.rank, self.world, self.ema is not None
+        )
+        latest, shared, mine = files.bundle, files.shared, files.mine
         self.model.load_state_dict(files.model)
         if self.ema is not None:
             self.ema.load_state_dict({"rate": self.ema.rate, "shadow": files.ema})
