@@ -147,7 +147,8 @@ def test_schedule_sets_the_depth_by_progress():
     model.set_progress(0.9)
     assert model.core.config.h_cycles == 3
     pieces = schedule_pieces(cfg)
-    assert [(round(share, 9), c.h_cycles) for share, c in pieces] == [(0.3, 1), (0.3, 2), (0.4, 3)]
+    shares = [(start, round(share, 9), c.h_cycles) for start, share, c in pieces]
+    assert shares == [(0.0, 0.3, 1), (0.3, 0.3, 2), (0.6, 0.4, 3)]
 
 
 @pytest.mark.parametrize(
@@ -211,3 +212,19 @@ def test_core_aux_outputs_reach_the_step_result():
     assert result.outputs["z_residual"].shape == (3,)
     assert result.outputs["z_residual"].dtype == torch.float32
     assert {"logits", "preds", "q_halt_logits", "q_continue_logits"} <= set(result.outputs)
+
+
+def test_preflight_weighs_the_schedule():
+    from trmkit.training.preflight import Machine, estimate
+
+    machine = Machine(matmul_flops=1e9, available_bytes=None)
+    base = tiny_model_config(seq_len=16, vocab_size=6)
+
+    def flops(**fields):
+        return estimate("trm", TRMConfig(**{**base, **fields}), 4, 10, machine)
+
+    one, three = flops(h_cycles=1), flops(h_cycles=3)
+    mixed = flops(schedule={"h_cycles": [[0.0, 1], [0.25, 3]]})
+    assert one.step_flops < three.step_flops
+    assert mixed.step_flops == round(0.25 * one.step_flops + 0.75 * three.step_flops)
+    assert mixed.activation_bytes == max(one.activation_bytes, three.activation_bytes)

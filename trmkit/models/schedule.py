@@ -34,14 +34,14 @@ def config_at(cfg: Any, p: float) -> Any:
     return attrs.evolve(cfg, schedule={}, **values)
 
 
-def schedule_pieces(cfg: Any) -> list[tuple[float, Any]]:
-    """``(share of the training steps, config)`` for each stretch of constant values; one piece
-    ``(1.0, cfg)`` for a config that schedules nothing or has no schedule field (a third-party
-    architecture)."""
+def schedule_pieces(cfg: Any) -> list[tuple[float, float, Any]]:
+    """``(start, share of the training steps, config)`` for each stretch of constant values;
+    one piece ``(0.0, 1.0, cfg)`` for a config that schedules nothing or has no schedule field
+    (a third-party architecture)."""
     from trmkit.models.core import CoreConfig
 
     if not isinstance(cfg, CoreConfig) or not cfg.schedule:
-        return [(1.0, cfg)]
+        return [(0.0, 1.0, cfg)]
     starts = sorted({float(start) for pieces in cfg.schedule.values() for start, _ in pieces})
     ends = [*starts[1:], 1.0]
-    return [(end - start, config_at(cfg, start)) for start, end in zip(starts, ends, strict=True)]
+    return [(a, b - a, config_at(cfg, a)) for a, b in zip(starts, ends, strict=True)]
