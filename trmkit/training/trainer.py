@@ -9,13 +9,10 @@ puzzle-embedding table sparse sign-SGD; the EMA is updated after every step. A m
 is `ProgressAware` gets p = (steps done) / total_steps before each step and p = 1 for
 evaluation (docs/engine.md, "Training progress and schedules").
 
-Distribution: Accelerate starts the processes and gives each its rank; every rank takes its
-contiguous slice of the global batch (the loader shards), gradients are all-reduced by hand
-(summed in one flat buffer, as the official code does; the loss is already divided by the
-*global* batch) and the sparse optimiser all-gathers its rows itself. Not wrapping the model
-in DDP keeps the carry API unchanged and avoids DDP's per-step buffer broadcast of the
-(possibly 1.8 GB) puzzle table. Precision: the engine runs bf16 on CUDA and fp32 elsewhere
-by itself (``forward_dtype = "auto"``); the Accelerator's mixed_precision is set to match.
+Distribution (docs/training.md, "`trmkit train`"): each rank takes its slice of the global
+batch, gradients are all-reduced by hand (`trmkit.training.launch.allreduce_grads`), the
+sparse optimiser all-gathers its rows; the model is not wrapped in DDP. Precision: bf16 on
+CUDA, fp32 elsewhere (``forward_dtype = "auto"``); Accelerate's mixed_precision matches.
 
 Evaluation uses the EMA weights swapped into the live model (no deep copy of the train
 state; docs/engine.md, deviation 6) and random-number states saved and restored around it,
@@ -363,20 +360,15 @@ class Trainer:
                 {f"eval/{k}": v for k, v in report.metrics.items() if isinstance(v, (int, float))},
                 step=self.step,
             )
+            # wall clock since this process's `run` began (not logged: a resumed run's
+            # metrics.jsonl stays identical to an uninterrupted one's)
+            minutes = (time.perf_counter() - (self._run_start or time.perf_counter())) / 60
             acc.print(
                 f"eval @ step {self.step}: exact_accuracy {report.metrics['exact_accuracy']:.4f}"
                 f", token accuracy {report.metrics['accuracy']:.4f} "
-                f"({report.metrics['count']} puzzles, {report.steps} steps{self._elapsed()})"
+                f"({report.metrics['count']} puzzles, {report.steps} steps, {minutes:.1f} min in)"
             )
         return report.metrics
-
-    def _elapsed(self) -> str:
-        """ ", 12.3 min in": wall clock since this process's `run` began (a resumed run
-        counts from its resume), for the eval line; not logged, so a resumed run's
-        metrics.jsonl stays identical to an uninterrupted one's."""
-        if self._run_start is None:
-            return ""
-        return f", {(time.perf_counter() - self._run_start) / 60:.1f} min in"
 
     # -------------------------------------------------------------- checkpoints
 
