@@ -124,3 +124,22 @@ def test_resume_with_another_recipe_is_an_error(tmp_path, data):
     tiny_trainer(tmp_path, data).run(until=4)
     with pytest.raises(ConfigError, match="optim.lr is 0.002"):
         tiny_trainer(tmp_path, data, resume=True, overrides=["optim.lr=2e-3"])
+
+
+def test_resume_is_exact_with_adamw(tmp_path, data):
+    """AdamW (optim.name) with a no-decay group checkpoints and resumes bit-exactly."""
+    opts = ["optim.name=adamw", 'optim.no_decay=["bias"]']
+    straight = tiny_trainer(tmp_path, data, run="straight", overrides=opts)
+    straight.run()
+    first = tiny_trainer(tmp_path, data, run="resumed", overrides=opts)
+    first.run(until=4)
+    del first
+    second = tiny_trainer(tmp_path, data, run="resumed", overrides=opts, resume=True)
+    second.run()
+    assert type(second.optimizers[0]) is torch.optim.AdamW
+    assert _losses(tmp_path / "resumed") == _losses(tmp_path / "straight")
+    for opt_a, opt_b in zip(straight.optimizers, second.optimizers, strict=True):
+        assert len(opt_a.state) == len(opt_b.state)
+        for sa, sb in zip(opt_a.state.values(), opt_b.state.values(), strict=True):
+            for key in sa:
+                assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key

@@ -48,6 +48,10 @@ class ModelSection:
 
 @attrs.define(kw_only=True)
 class OptimSection:
+    name: str = "adam_atan2"
+    """the dense optimiser, a registered "optimizer" component (docs/engine.md, "Optimisers")."""
+    no_decay: list[str] = attrs.field(factory=list)
+    """parameters whose name contains one of these get no weight decay (none by default)."""
     global_batch_size: int = 768
     lr: float = 1e-4
     lr_min_ratio: float = 1.0
@@ -157,6 +161,11 @@ def coerce(value: Any, kind: Any, key: str, raw: str | None = None) -> Any:
         if raw is not None and not isinstance(value, (dict, list)):
             return raw
         raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(kind)
+        return [coerce(v, item, key) for v in value]
     if kind is dict or origin is dict:
         if isinstance(value, Mapping):
             return {str(k): v for k, v in value.items()}
@@ -197,7 +206,39 @@ def _check_model_fields(name: str, fields: Mapping[str, Any], where: str) -> dic
                 f"{where}: model.{key} is not a field of model {name!r}; allowed: "
                 f"name, {', '.join(sorted(kinds))}"
             )
-        out[key] = coerce(value, kinds[key], f"{where}: model.{key}")
+        out[key] = _model_value(key, value, kinds, f"{where}: model.{key}")
+    return out
+
+
+def _model_value(key: str, value: Any, kinds: Mapping[str, Any], where: str, raw=None) -> Any:
+    typed = coerce(value, kinds[key], where, raw)
+    return check_schedule(typed, kinds, where) if key == "schedule" else typed
+
+
+def check_schedule(value: Mapping[str, Any], kinds: Mapping[str, Any], where: str) -> dict:
+    """``model.schedule``: ``{field: [[fraction, value], ...]}``, fractions rising strictly from
+    0.0 below 1.0, values of the field's type (docs/recipes.md, "Schedules"). Which fields may
+    be scheduled is the architecture's (`trmkit.models.core.CoreConfig.schedulable`)."""
+    out = {}
+    for key, pieces in value.items():
+        name = f"{where}.{key}"
+        if key not in kinds or key == "schedule":
+            raise ConfigError(f"{name}: not a field of the model; schedule one of its fields")
+        shape = "expected [[fraction, value], ...], e.g. [[0.0, 1], [0.3, 2]]"
+        if not isinstance(pieces, list) or not pieces:
+            raise ConfigError(f"{name}: {shape}")
+        checked = []
+        for piece in pieces:
+            if not (isinstance(piece, list) and len(piece) == 2):
+                raise ConfigError(f"{name}: {shape}, got {piece!r}")
+            start = coerce(piece[0], float, f"{name} fraction")
+            checked.append([start, coerce(piece[1], kinds[key], name)])
+        starts = [start for start, _ in checked]
+        if starts[0] != 0.0 or starts[-1] >= 1.0 or starts != sorted(set(starts)):
+            raise ConfigError(
+                f"{name}: fractions {starts} must start at 0.0 and rise strictly below 1.0"
+            )
+        out[key] = checked
     return out
 
 
@@ -261,7 +302,7 @@ def apply_override(recipe: Recipe, assignment: str) -> Recipe:
                 f"{where}: unknown key; allowed: model.name, "
                 + ", ".join(f"model.{k}" for k in sorted(kinds))
             )
-        recipe.model.fields[parts[1]] = coerce(value, kinds[parts[1]], where, text)
+        recipe.model.fields[parts[1]] = _model_value(parts[1], value, kinds, where, text)
         return recipe
     if parts[:2] == ["data", "options"] and len(parts) == 3:
         recipe.data.options[parts[2]] = text

@@ -10,6 +10,13 @@ Deviation (docs/engine.md, deviation 1): with ``act_continue = True`` TRM crashe
 official code. Here the continue target is computed for every core the way HRM does it: a
 second inner forward on the new carry under ``torch.no_grad()``, target =
 sigmoid(q_halt_next) on the last step, else sigmoid(max(q_halt_next, q_continue_next)).
+
+The loss of a step is the registered `StepLoss` named by ``config.step_loss`` (docs/engine.md,
+"Per-step losses"). The config's ``schedule`` sets values by training progress:
+`set_progress` (the trainer's, before every step) gives the core the config at p; a model
+starts at p = 1, the final values, for evaluation and solving (docs/engine.md, "Training
+progress and schedules"). A core may return a fifth element, a dict of per-row float [B]
+tensors, which lands in `StepResult.outputs` under its names.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ import attrs
 import torch
 from torch import nn
 
-from trmkit.models.losses import act_loss
+from trmkit.models.losses import StepView, act_loss, find_step_loss
 from trmkit.models.protocol import LatentNoise, StepFlops, StepResult
+from trmkit.models.schedule import config_at
 
 
 @attrs.define
@@ -69,6 +77,12 @@ class ACTModel(nn.Module):
         self.config = core.config
         self._halt_max_steps = int(core.config.halt_max_steps)
         self._noise: LatentNoise | None = None
+        self.step_loss = find_step_loss(core.config.step_loss)
+        self.set_progress(1.0)
+
+    def set_progress(self, p: float) -> None:
+        """The core runs with the config's scheduled values at training progress ``p``."""
+        self.core.config = config_at(self.config, p)
 
     @property
     def halt_max_steps(self) -> int:
@@ -132,7 +146,7 @@ class ACTModel(nn.Module):
         return self.core.step_flops(batch)
 
     def forward(self, carry: ACTCarry, batch: dict[str, torch.Tensor]) -> StepResult:
-        cfg = self.config
+        cfg, spec = self.core.config, self.step_loss  # the config at the current progress
         max_steps = self._halt_max_steps
         halted = carry.halted
         latents = self.core.reset_latents(halted, carry.latents)
@@ -143,7 +157,9 @@ class ACTModel(nn.Module):
             k: torch.where(_rows(halted, batch[k]), batch[k], v)
             for k, v in carry.current_data.items()
         }
-        latents, logits, q_halt, q_continue = self.core(latents, data)
+        out = self.core(latents, data)
+        latents, logits, q_halt, q_continue = out[:4]
+        aux: dict[str, torch.Tensor] = out[4] if len(out) > 4 else {}
 
         target_q_continue = None
         with torch.no_grad():
@@ -159,12 +175,13 @@ class ACTModel(nn.Module):
                 explore = torch.rand_like(q_halt) < cfg.halt_exploration_prob
                 min_steps = explore * torch.randint_like(steps, 2, max_steps + 1)
                 new_halted = new_halted & (steps >= min_steps)
-                if cfg.act_continue:
-                    _, _, next_halt, next_continue = self.core(latents, data)
+                if cfg.act_continue and spec.continue_loss:
+                    next_halt, next_continue = self.core(latents, data)[2:4]
                     target_q_continue = torch.sigmoid(
                         torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
                     )
 
+        view = StepView(data, steps, max_steps, logits, q_halt, q_continue, aux)
         loss, metrics, preds = act_loss(
             logits=logits,
             labels=data["labels"],
@@ -174,8 +191,13 @@ class ACTModel(nn.Module):
             halted=new_halted,
             steps=steps,
             loss_type=cfg.loss_type,
+            weight=spec.weight(view),
+            target=spec.target(view),
+            halt_loss=spec.halt_loss,
+            extra=spec.extra(view),
         )
         outputs = {
+            **aux,
             "logits": logits,
             "preds": preds,
             "q_halt_logits": q_halt,

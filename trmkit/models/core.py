@@ -8,6 +8,7 @@ recursion in `recurse`.
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import attrs
 import torch
@@ -39,7 +40,14 @@ DTYPES = {
 
 @attrs.define(kw_only=True)
 class CoreConfig:
-    """Fields common to every architecture. The first four are filled from the dataset."""
+    """Fields common to every architecture. The first four are filled from the dataset.
+
+    ``step_loss`` names the registered per-step loss (docs/engine.md, "Per-step losses");
+    ``schedule`` sets the fields in `schedulable` by training progress, ``{field: [[fraction,
+    value], ...]}`` (docs/engine.md, "Training progress and schedules")."""
+
+    schedulable: ClassVar[tuple[str, ...]] = ("halt_exploration_prob",)
+    """the fields a schedule may set: none of them sizes a parameter."""
 
     seq_len: int = 81
     vocab_size: int = 11
@@ -59,6 +67,8 @@ class CoreConfig:
     halt_rule: str = "auto"
     loss_type: str = "stablemax_cross_entropy"
     forward_dtype: str = "auto"
+    step_loss: str = "act"
+    schedule: dict = attrs.field(factory=dict)
 
     @property
     def prefix_len(self) -> int:
@@ -114,6 +124,23 @@ class CoreConfig:
             "puzzle_emb_ndim",
             "must fit in puzzle_emb_len * hidden_size values",
         )
+        self.validate_schedule()
+
+    def validate_schedule(self) -> None:
+        """Each scheduled field is `schedulable` and every piece's config is valid."""
+        from trmkit.models.schedule import config_at
+
+        for key, pieces in self.schedule.items():
+            if key not in self.schedulable:
+                raise ConfigError(
+                    f"model.schedule.{key}: not schedulable for {type(self).__name__}; "
+                    f"schedulable: {', '.join(self.schedulable)}"
+                )
+            for start, _ in pieces:
+                try:
+                    config_at(self, start).validate()
+                except ConfigError as exc:
+                    raise ConfigError(f"model.schedule.{key} from {start:g}: {exc}") from None
 
     @property
     def training_halt_rule(self) -> str:

@@ -5,6 +5,8 @@ prefix length ceil(ndim/D) = 1; Q-learning halting (q_halt > q_continue) with th
 continue loss (``act_continue = True``).
 """
 
+from typing import ClassVar
+
 import attrs
 import torch
 
@@ -15,6 +17,7 @@ from trmkit.models.core import CoreConfig, RecursiveCore, register_init
 
 @attrs.define(kw_only=True)
 class HRMConfig(CoreConfig):
+    schedulable: ClassVar[tuple[str, ...]] = (*CoreConfig.schedulable, "h_cycles", "l_cycles")
     mixer: str = "attention"
     h_cycles: int = 2
     l_cycles: int = 2

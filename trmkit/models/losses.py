@@ -2,10 +2,18 @@
 tokens, binary cross-entropy on the halting (and continue) logits.
 
 Everything returned is a SUM over the batch; the trainer divides by the global batch size.
+What one supervision step is trained towards is a `StepLoss` registered by name (kind
+"step_loss", chosen by ``model.step_loss``; docs/engine.md, "Per-step losses"): a weight per
+step, a target per step, extra terms, and whether the halting losses apply. The built-in
+"act" (`ACTStepLoss`) is TRM's loss, lm + 0.5 (q_halt + q_continue).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+import attrs
 import torch
 import torch.nn.functional as F
 
@@ -48,6 +56,80 @@ LOSS_FUNCTIONS = {
 }
 
 
+@attrs.frozen
+class StepView:
+    """What a `StepLoss` sees of one supervision step (tensors of the batch's B rows)."""
+
+    data: Mapping[str, torch.Tensor]
+    """the rows this step ran on: inputs [B,S], labels [B,S], puzzle_identifiers [B], ..."""
+    steps: torch.Tensor
+    """int [B]: the 1-based supervision step each row just took."""
+    max_steps: int
+    """N_sup: the step after which every row halts."""
+    logits: torch.Tensor
+    q_halt: torch.Tensor
+    q_continue: torch.Tensor
+    aux: Mapping[str, torch.Tensor]
+    """the core's per-row auxiliary outputs, float [B] each (docs/engine.md, "The model
+    contract")."""
+
+
+@runtime_checkable
+class StepLoss(Protocol):
+    """How one supervision step is scored; registered under kind "step_loss"."""
+
+    halt_loss: bool
+    """train q_halt towards "the prediction is exactly right" (BCE, weight 0.5)."""
+    continue_loss: bool
+    """train q_continue towards its Q-learning target (only where ``act_continue`` makes one)."""
+
+    def weight(self, view: StepView) -> torch.Tensor | None:
+        """float [B]: each row's weight of this step's loss (None: 1 everywhere)."""
+        ...
+
+    def target(self, view: StepView) -> torch.Tensor:
+        """int [B,S]: the tokens this step is trained towards (the labels, or an
+        intermediate target); metrics and the halt target always use the true labels."""
+        ...
+
+    def extra(self, view: StepView) -> Mapping[str, torch.Tensor]:
+        """Extra loss terms, each a scalar SUM over the batch added to the loss and logged
+        under its name (end it in ``loss`` so the log divides it by the batch)."""
+        ...
+
+
+@attrs.frozen
+class ACTStepLoss:
+    """TRM's loss: every step weight 1 towards the labels, both halting terms, no extras.
+    A plugin evolves the flags or subclasses one method (docs/engine.md, "Per-step losses")."""
+
+    halt_loss: bool = True
+    continue_loss: bool = True
+
+    def weight(self, view: StepView) -> torch.Tensor | None:
+        return None
+
+    def target(self, view: StepView) -> torch.Tensor:
+        return view.data["labels"]
+
+    def extra(self, view: StepView) -> Mapping[str, torch.Tensor]:
+        return {}
+
+
+def find_step_loss(name: str) -> StepLoss:
+    """The registered step loss ``name`` (``model.step_loss``), checked against `StepLoss`."""
+    from trmkit import plugins
+    from trmkit.errors import PluginError
+
+    spec = plugins.component("step_loss", name, "model.step_loss")
+    if not isinstance(spec.component, StepLoss):
+        raise PluginError(
+            f"plugin {spec.plugin!r}: step_loss {name!r} does not implement "
+            "trmkit.models.losses.StepLoss (halt_loss, continue_loss, weight, target, extra)"
+        )
+    return spec.component
+
+
 def act_loss(
     *,
     logits: torch.Tensor,
@@ -58,11 +140,18 @@ def act_loss(
     halted: torch.Tensor,
     steps: torch.Tensor,
     loss_type: str,
+    weight: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
+    halt_loss: bool = True,
+    extra: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-    """Total loss (lm + 0.5 (halt + continue), summed), metric sums, and argmax predictions.
+    """Total loss (lm + 0.5 (halt + continue) + extras, summed), metric sums, and argmax
+    predictions.
 
     Every sequence contributes to the loss; metrics count only ``halted`` sequences with at
     least one valid label. The halt target is "the current prediction is exactly right".
+    ``weight`` [B] scales each row's lm and halting terms; ``target`` replaces the labels of
+    the lm term; ``halt_loss`` False drops the q_halt term (a `StepLoss`'s parts).
     """
     mask = labels != IGNORE_LABEL_ID
     counts = mask.sum(-1)
@@ -79,23 +168,39 @@ def act_loss(
             "q_halt_accuracy": (valid & ((q_halt >= 0) == seq_correct)).sum(),
             "steps": torch.where(valid, steps, 0).sum(),
         }
-    per_token = LOSS_FUNCTIONS[loss_type](logits, labels)
-    lm_loss = (per_token / divisor).sum()
-    q_halt_loss = F.binary_cross_entropy_with_logits(
-        q_halt, seq_correct.to(q_halt.dtype), reduction="sum"
-    )
-    if target_q_continue is not None:
-        q_continue_loss = F.binary_cross_entropy_with_logits(
-            q_continue, target_q_continue, reduction="sum"
+    if target is None or target is labels:
+        per_token = LOSS_FUNCTIONS[loss_type](logits, labels) / divisor
+    else:  # the target's own valid tokens set its divisor
+        valid_target = (target != IGNORE_LABEL_ID).sum(-1).clamp_min(1).unsqueeze(-1)
+        per_token = LOSS_FUNCTIONS[loss_type](logits, target) / valid_target
+    reduction = "sum" if weight is None else "none"
+
+    def weighted(rows: torch.Tensor) -> torch.Tensor:
+        return rows.sum() if weight is None else (rows * weight.to(rows.dtype)).sum()
+
+    lm_loss = per_token.sum() if weight is None else weighted(per_token.sum(-1))
+    zero = torch.zeros((), device=logits.device)
+    q_halt_loss = zero
+    if halt_loss:
+        q_halt_loss = weighted(
+            F.binary_cross_entropy_with_logits(
+                q_halt, seq_correct.to(q_halt.dtype), reduction=reduction
+            )
         )
-    else:
-        q_continue_loss = torch.zeros((), device=logits.device)
+    q_continue_loss = zero
+    if target_q_continue is not None:
+        q_continue_loss = weighted(
+            F.binary_cross_entropy_with_logits(q_continue, target_q_continue, reduction=reduction)
+        )
     total = lm_loss + 0.5 * (q_halt_loss + q_continue_loss)
     metrics.update(
         lm_loss=lm_loss.detach(),
         q_halt_loss=q_halt_loss.detach(),
         q_continue_loss=q_continue_loss.detach(),
     )
+    for name, term in (extra or {}).items():
+        total = total + term
+        metrics[name] = term.detach()
     # one dtype for every metric, so a trainer can stack and all-reduce them in one call
     metrics = {k: v.to(torch.float32) for k, v in metrics.items()}
     return total, metrics, preds

@@ -51,3 +51,11 @@ def register_models(register):
         TransformerConfig,
         "Transformer baseline: one deep stack per supervision step",
     )
+
+
+@hookimpl
+def register_components(register):
+    # the per-step loss (kind "step_loss", docs/engine.md "Per-step losses")
+    from trmkit.models.losses import ACTStepLoss
+
+    register("step_loss", "act", ACTStepLoss(), "TRM's loss: lm + 0.5 (q_halt + q_continue)")

@@ -28,11 +28,13 @@ class StepResult(NamedTuple):
     carry: Any
     """the state for the next call (opaque to callers; see `RecursiveModel.carry_state_dict`)."""
     loss: torch.Tensor
-    """scalar SUM over the batch of lm + 0.5 (q_halt + q_continue); divide by the global batch."""
+    """scalar SUM over the batch of the step loss (lm + 0.5 (q_halt + q_continue) for the
+    built-in "act" `trmkit.models.losses.StepLoss`); divide by the global batch."""
     metrics: dict[str, torch.Tensor]
     """float32 metric sums (count, accuracy, exact_accuracy, ..., lm_loss, q_halt_loss, ...)."""
     outputs: dict[str, torch.Tensor]
-    """logits [B,S,V], preds [B,S], q_halt_logits [B], q_continue_logits [B]."""
+    """logits [B,S,V], preds [B,S], q_halt_logits [B], q_continue_logits [B]; any other key is
+    a per-row float tensor [B] (a core's auxiliary output, e.g. a latent residual)."""
     all_halted: torch.Tensor
     """bool scalar: every slot halted on this step."""
 
@@ -115,6 +117,8 @@ class RecursiveModel(Protocol):
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
 
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, nn.Parameter]]: ...
+
     def buffers(self, recurse: bool = True) -> Iterator[torch.Tensor]: ...
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
@@ -150,6 +154,18 @@ class NoisyRecursion(Protocol):
         ...
 
 
+@runtime_checkable
+class ProgressAware(Protocol):
+    """Optional: a model whose values follow training progress (docs/engine.md, "Training
+    progress and schedules"). The trainer calls `set_progress` before every step with
+    p = (steps done) / total_steps, and with 1.0 before evaluating; a freshly built model is
+    at p = 1 (the final values), so evaluation and solving need no call."""
+
+    def set_progress(self, p: float) -> None:
+        """Take the values scheduled for progress ``p`` in [0, 1]."""
+        ...
+
+
 MEMBERS: tuple[str, ...] = (
     "config",
     "puzzle_emb",
@@ -176,6 +192,7 @@ __all__ = [
     "MEMBERS",
     "LatentNoise",
     "NoisyRecursion",
+    "ProgressAware",
     "RecursiveModel",
     "StepFlops",
     "StepResult",

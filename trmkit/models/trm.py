@@ -5,6 +5,8 @@ cycle being n updates z <- net(z, y + x) and one update y <- net(y, z). Only the
 cycle's n+1 network calls are in the autograd graph.
 """
 
+from typing import ClassVar
+
 import attrs
 import torch
 from torch import nn
@@ -17,6 +19,8 @@ from trmkit.models.core import CoreConfig, RecursiveCore, register_init
 @attrs.define(kw_only=True)
 class TRMConfig(CoreConfig):
     """TRM defaults of ``config/arch/trm.yaml``: T=3, n=6, 2 layers, attention + RoPE."""
+
+    schedulable: ClassVar[tuple[str, ...]] = (*CoreConfig.schedulable, "h_cycles", "l_cycles")
 
     mixer: str = "attention"
     h_cycles: int = 3

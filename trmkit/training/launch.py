@@ -12,9 +12,15 @@ recognises the one-process trap from the environment and refuses it before any w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
-from trmkit.errors import ConfigError
+import torch
+import torch.distributed as dist
+
+from trmkit.checkpoint.rundir import RunLock, lock_run_dir, writer_token
+from trmkit.errors import ConfigError, RunDirError
 
 # Variables by which a launcher tells a process how many peers it has.
 _WORLD_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -42,4 +48,39 @@ def check_launch(env: Mapping[str, str]) -> None:
     )
 
 
-__all__ = ["check_launch"]
+def lock_for_ranks(accelerator: Any, run_dir: Path) -> tuple[RunLock | None, str]:
+    """The main process locks the run directory (`trmkit.checkpoint.rundir`); every rank
+    learns whether it got the lock (all fail alike) and the token naming the run's
+    temporaries."""
+    from accelerate.utils import broadcast_object_list
+
+    lock, problem, token = None, "", writer_token()
+    if accelerator.is_main_process:
+        try:
+            lock = lock_run_dir(run_dir)
+        except RunDirError as exc:
+            problem = str(exc)
+    if accelerator.num_processes > 1:
+        box = [problem, token]
+        broadcast_object_list(box)
+        problem, token = box
+    if problem:
+        raise RunDirError(problem)
+    return lock, token
+
+
+def allreduce_grads(params: Iterable[torch.nn.Parameter]) -> None:
+    """Sum the gradients over processes in one flat buffer (as the official code)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+
+
+__all__ = ["allreduce_grads", "check_launch", "lock_for_ranks"]

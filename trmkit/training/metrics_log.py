@@ -96,4 +96,15 @@ def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["MetricsLog"]
+def train_record(sums: Mapping[str, float], steps: int, global_batch: int) -> dict[str, float]:
+    """Averages of a window of ``steps`` training steps' metric sums: ``count`` per step,
+    ``*loss`` per sequence of the global batch, the rest per counted (halted) sequence."""
+    count = max(sums.get("count", 0.0), 1.0)
+    per = {"count": steps}
+    return {
+        k: v / per.get(k, global_batch * steps if k.endswith("loss") else count)
+        for k, v in sums.items()
+    }
+
+
+__all__ = ["MetricsLog", "train_record"]

@@ -1,4 +1,6 @@
-"""The official code's optimisers in pure PyTorch (CPU, CUDA, MPS).
+"""The optimisers: the dense one chosen by ``optim.name`` from the registered "optimizer"
+components (`OptimizerSpec`; docs/engine.md, "Optimisers"), and the official code's two in
+pure PyTorch (CPU, CUDA, MPS).
 
 `AdamATan2`: decoupled lr-scaled decay, Adam moments, and the update
 ``p -= (lr / (1 - b1^t)) * atan2(m, sqrt(v) / sqrt(1 - b2^t))``: the first bias correction
@@ -12,12 +14,15 @@ across processes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
 
+from trmkit import plugins
 from trmkit.config import OptimSection
+from trmkit.errors import PluginError
 from trmkit.models.protocol import RecursiveModel
 from trmkit.models.sparse_embedding import SparsePuzzleEmbedding
 
@@ -161,23 +166,91 @@ def _gather_rows(ids: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.cat(keep_ids), torch.cat(keep_grads)
 
 
+NamedParams = Sequence[tuple[str, torch.nn.Parameter]]
+
+
+@runtime_checkable
+class OptimizerSpec(Protocol):
+    """A dense optimiser by name (kind "optimizer"): builds the optimisers of the trainable
+    parameters. The puzzle table is never among them: it keeps `SparseSignSGD`."""
+
+    def build(self, named: NamedParams, optim: OptimSection) -> list[torch.optim.Optimizer]:
+        """Optimisers (lr 0: the schedule sets it) over ``named`` (name, parameter) pairs;
+        `param_groups` splits them by ``optim.no_decay``."""
+        ...
+
+
+def param_groups(named: NamedParams, optim: OptimSection) -> list[dict[str, Any]]:
+    """[decayed params] + [params whose name contains an ``optim.no_decay`` pattern, wd 0];
+    empty groups are left out, so the default (no patterns) is one group, as before."""
+    plain = [p for n, p in named if not any(pat in n for pat in optim.no_decay)]
+    exempt = [p for n, p in named if any(pat in n for pat in optim.no_decay)]
+    groups = [{"params": plain, "weight_decay": optim.weight_decay}]
+    groups.append({"params": exempt, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]
+
+
+class AdamATan2Spec:
+    def build(self, named: NamedParams, optim: OptimSection) -> list[torch.optim.Optimizer]:
+        betas = (optim.beta1, optim.beta2)
+        return [AdamATan2(param_groups(named, optim), lr=0.0, betas=betas)]
+
+
+class AdamWSpec:
+    def build(self, named: NamedParams, optim: OptimSection) -> list[torch.optim.Optimizer]:
+        betas = (optim.beta1, optim.beta2)
+        return [torch.optim.AdamW(param_groups(named, optim), lr=0.0, betas=betas)]
+
+
+class MuonSpec:
+    """`torch.optim.Muon` on the 2-D weights of the hidden layers, AdamW on the rest (the
+    embeddings, the output heads, biases and norms), as torch's documentation recommends.
+    ``adjust_lr_fn="match_rms_adamw"`` lets both share ``optim.lr`` and ``weight_decay``."""
+
+    def build(self, named: NamedParams, optim: OptimSection) -> list[torch.optim.Optimizer]:
+        def matrix(name: str, p: torch.Tensor) -> bool:
+            return p.ndim == 2 and "embed" not in name and not name.startswith("heads.")
+
+        core = [(n, p) for n, p in named if matrix(n.removeprefix("core."), p)]
+        rest = [(n, p) for n, p in named if not matrix(n.removeprefix("core."), p)]
+        out: list[torch.optim.Optimizer] = []
+        if core:
+            muon = torch.optim.Muon  # type: ignore[attr-defined]
+            out.append(muon(param_groups(core, optim), lr=0.0, adjust_lr_fn="match_rms_adamw"))
+        if rest:
+            betas = (optim.beta1, optim.beta2)
+            out.append(torch.optim.AdamW(param_groups(rest, optim), lr=0.0, betas=betas))
+        return out
+
+
+def register(register: Any) -> None:
+    """The built-in dense optimisers (called by `trmkit.training.plugin`)."""
+    register("optimizer", "adam_atan2", AdamATan2Spec(), "AdamATan2 (the official code's)")
+    register("optimizer", "adamw", AdamWSpec(), "torch.optim.AdamW")
+    if hasattr(torch.optim, "Muon"):  # torch >= 2.9 ships it
+        register("optimizer", "muon", MuonSpec(), "torch.optim.Muon on matrices, AdamW else")
+
+
 def build_optimizers(model: RecursiveModel, optim_cfg: OptimSection) -> list[torch.optim.Optimizer]:
-    """[AdamATan2 over trainable params] + [SparseSignSGD over the puzzle table, if any].
+    """The ``optim.name`` optimisers over the trainable params + [SparseSignSGD over the puzzle
+    table, if any].
 
     ``optim_cfg`` is the recipe's optim section. Each param group records ``base_lr`` for
     the schedule; the initial lr is 0 (the schedule sets it before every step). The model
     is never wrapped (no DDP; `compile_model` compiles in place), so its `puzzle_emb` is
     the table itself.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    dense = AdamATan2(
-        params,
-        lr=0.0,
-        betas=(optim_cfg.beta1, optim_cfg.beta2),
-        weight_decay=optim_cfg.weight_decay,
-    )
-    dense.param_groups[0]["base_lr"] = optim_cfg.lr
-    optimizers: list[torch.optim.Optimizer] = [dense]
+    spec = plugins.component("optimizer", optim_cfg.name, "optim.name")
+    if not isinstance(spec.component, OptimizerSpec):
+        raise PluginError(
+            f"plugin {spec.plugin!r}: optimizer {optim_cfg.name!r} does not implement "
+            "trmkit.training.optim.OptimizerSpec (build)"
+        )
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizers = spec.component.build(named, optim_cfg)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] = optim_cfg.lr
     emb = model.puzzle_emb
     if emb is not None:
         sparse = SparseSignSGD(emb, lr=0.0, weight_decay=optim_cfg.puzzle_emb_weight_decay)

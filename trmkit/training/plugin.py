@@ -6,4 +6,6 @@ from trmkit.hookspecs import hookimpl
 
 @hookimpl
 def register_components(register):
-    """Filled by the optimiser registry (trmkit.training.optim)."""
+    from trmkit.training.optim import register as register_optimizers
+
+    register_optimizers(register)

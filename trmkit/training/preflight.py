@@ -180,9 +180,19 @@ def activation_bytes(cfg: Any, batch: int) -> int | None:
 def estimate(
     model_name: str, cfg: Any, batch: int, steps: int | None, machine: Machine
 ) -> Estimate:
-    """The run's time and one step's memory for ``batch`` sequences per step on ``machine``."""
+    """The run's time and one step's memory for ``batch`` sequences per step on ``machine``;
+    a schedule (`schedule_pieces`) counts its step-weighted mean FLOPs and its peak memory."""
+    from trmkit.models.protocol import ProgressAware
+    from trmkit.models.schedule import schedule_pieces
+
     model = meta_model(model_name, cfg)
-    flops = model.step_flops(batch).train
+    pieces = schedule_pieces(cfg)
+    flops = 0.0
+    for start, share, _ in pieces:
+        if isinstance(model, ProgressAware):
+            model.set_progress(start)
+        flops += share * model.step_flops(batch).train
+    flops = round(flops)
     seconds = None
     if steps is not None:
         seconds = steps * flops / (machine.matmul_flops * ACHIEVED_FRACTION)
@@ -191,8 +201,13 @@ def estimate(
         step_flops=flops,
         seconds=seconds,
         state_bytes=state_bytes(model),
-        activation_bytes=activation_bytes(cfg, batch),
+        activation_bytes=_peak(activation_bytes(c, batch) for _, _, c in pieces),
     )
+
+
+def _peak(values: Any) -> int | None:
+    found = list(values)
+    return None if None in found else max(found)
 
 
 def fitting_batch(cfg: Any, state: int, budget: float) -> int | None:

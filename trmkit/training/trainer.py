@@ -4,16 +4,15 @@ As the official loop: every optimiser step is one supervision step of the model 
 that persists across batches; the step budget is `trmkit.data.loader.step_budget`; the
 learning rate of every optimiser is set from the warmup/cosine schedule (with the
 already-incremented step) before it steps; the summed loss is divided by the global batch
-before backward; dense weights use AdamATan2, the puzzle-embedding table sparse sign-SGD;
-the EMA is updated after every step.
+before backward; dense weights use the ``optim.name`` optimiser (AdamATan2 by default), the
+puzzle-embedding table sparse sign-SGD; the EMA is updated after every step. A model that
+is `ProgressAware` gets p = (steps done) / total_steps before each step and p = 1 for
+evaluation (docs/engine.md, "Training progress and schedules").
 
-Distribution: Accelerate starts the processes and gives each its rank; every rank takes its
-contiguous slice of the global batch (the loader shards), gradients are all-reduced by hand
-(summed in one flat buffer, as the official code does; the loss is already divided by the
-*global* batch) and the sparse optimiser all-gathers its rows itself. Not wrapping the model
-in DDP keeps the carry API unchanged and avoids DDP's per-step buffer broadcast of the
-(possibly 1.8 GB) puzzle table. Precision: the engine runs bf16 on CUDA and fp32 elsewhere
-by itself (``forward_dtype = "auto"``); the Accelerator's mixed_precision is set to match.
+Distribution (docs/training.md, "`trmkit train`"): each rank takes its slice of the global
+batch, gradients are all-reduced by hand (`trmkit.training.launch.allreduce_grads`), the
+sparse optimiser all-gathers its rows; the model is not wrapped in DDP. Precision: bf16 on
+CUDA, fp32 elsewhere (``forward_dtype = "auto"``); Accelerate's mixed_precision matches.
 
 Evaluation uses the EMA weights swapped into the live model (no deep copy of the train
 state; docs/engine.md, deviation 6) and random-number states saved and restored around it,
@@ -22,8 +21,9 @@ run the same as an uninterrupted one. Checkpoints have their own step and wall-c
 intervals (`trmkit.training.intervals`), so a killed run loses at most one interval.
 
 What is not the loop lives below it: the dataset cache in `trmkit.data.cache`, the bundle
-(manifest, weights, puzzle-id table) in `trmkit.checkpoint`, the resume check on the recipe
-in `trmkit.config.resume_mismatch`, metrics files and plots in `trmkit.reports`.
+and its files (`trmkit.checkpoint.resume`: train_state, rank_<r>, the checks before a resume),
+the resume check on the recipe in `trmkit.config.resume_mismatch`, metric averaging in
+`trmkit.training.metrics_log`, plots in `trmkit.reports`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -40,35 +39,28 @@ import attrs
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from trmkit import atomic, plugins
 from trmkit.checkpoint import bundle as ckpt
-from trmkit.checkpoint import read_safetensors, write_puzzle_ids
-from trmkit.checkpoint.manifest import Manifest, dataset_mismatch
-from trmkit.checkpoint.rundir import RunLock, check_fresh_run_dir, lock_run_dir, writer_token
-from trmkit.checkpoint.state import load_tree, save_tree
-from trmkit.config import Recipe, recipe_to_dict, resume_mismatch
+from trmkit.checkpoint import resume as state_files
+from trmkit.checkpoint.manifest import Manifest
+from trmkit.config import Recipe, recipe_to_dict
 from trmkit.data.cache import prepare_dataset
 from trmkit.data.loader import TrainLoader
 from trmkit.data.store import open_store
-from trmkit.errors import CheckpointError, ConfigError, RunDirError, TrmkitError
 from trmkit.evaluation import evaluate
 from trmkit.models import build_model, compile_model
-from trmkit.models.protocol import RecursiveModel
-from trmkit.oserrors import check_writable_dir, writing
+from trmkit.models.protocol import ProgressAware, RecursiveModel
 from trmkit.reports import flat_params, plot_curves
 from trmkit.training.ema import EMA
 from trmkit.training.intervals import CheckpointClock, StepPlan
-from trmkit.training.launch import check_launch
-from trmkit.training.metrics_log import MetricsLog
+from trmkit.training.launch import allreduce_grads, check_launch, lock_for_ranks
+from trmkit.training.metrics_log import MetricsLog, train_record
 from trmkit.training.optim import build_optimizers
 from trmkit.training.preflight import check_model_fits
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
 from trmkit.training.schedule import set_lr
-
-LOSS_KEYS_SUFFIX = "loss"
 
 
 @attrs.define
@@ -99,7 +91,7 @@ class Trainer:
     ) -> None:
         self.recipe = recipe
         self.run_dir = Path(run_dir)
-        self.ckpt_root = self.run_dir / "checkpoints"
+        self.ckpt_root = state_files.checkpoints_dir(self.run_dir)
         self.progress = progress
         self.log_with = log_with
         self.check_memory = check_memory
@@ -115,7 +107,7 @@ class Trainer:
         self.rank, self.world, self.device = acc.process_index, acc.num_processes, acc.device
         # one writer per run directory (docs/errors.md, "Run directories"): checked before
         # anything is built or written
-        self.lock, self.owner = self._lock_run_dir()
+        self.lock, self.owner = lock_for_ranks(acc, self.run_dir)
         try:
             self._build(recipe, data_dir, max_steps, resume)
         except BaseException:
@@ -129,20 +121,12 @@ class Trainer:
         """Everything after the lock: data, model, optimisers, step plan, resume."""
         acc, progress = self.accelerator, self.progress
         train, optim = recipe.train, recipe.optim
-        saved = self._resume_manifest(recipe, max_steps) if resume else None
-        if saved is None:
-            existing = ckpt.latest_checkpoint(self.ckpt_root)
-            check_fresh_run_dir(self.run_dir, holds_checkpoints=existing.name if existing else None)
-        if acc.is_main_process:  # no other writer is live: any temporary is a leftover
-            ckpt.remove_temporaries(self.ckpt_root, every=True)
-            # where checkpoints and evaluations go must take files: a file, a dangling
-            # link or a read-only place there is refused now, not after the last step
-            for entry in ("checkpoints", "eval"):
-                check_writable_dir(self.run_dir / entry, f"run's {entry} directory")
+        saved = state_files.resumable_manifest(self.run_dir, recipe, max_steps) if resume else None
+        state_files.prepare_run_dir(self.run_dir, fresh=saved is None, main=acc.is_main_process)
 
         self.task = plugins.get_task(recipe.data.task)
         if data_dir is None and saved is not None:
-            data_dir = self._trained_store(saved)
+            data_dir = state_files.trained_store_path(saved, self.run_dir, self.task)
         self.data_dir = (
             Path(data_dir)
             if data_dir
@@ -152,7 +136,7 @@ class Trainer:
         )
         self.store = open_store(self.data_dir, self.task)
         if saved is not None:
-            self._check_same_data(saved)
+            state_files.check_same_data(saved, self.store, self.data_dir, self.run_dir)
         self.train_split = self.store.split("train")
         self.test_split = self.store.split("test") if "test" in self.store.splits else None
         meta = self.train_split.meta
@@ -184,23 +168,17 @@ class Trainer:
             for tensor in list(self.model.parameters()) + list(self.model.buffers()):
                 dist.broadcast(tensor.data, src=0)
         self.optimizers = build_optimizers(self.model, optim)
+        self.progress_aware = isinstance(self.model, ProgressAware)
         self.ema = EMA(self.model, optim.ema_rate) if optim.ema else None
         if train.compile:
             compile_model(self.model)  # state_dict keys unchanged
 
         plan = StepPlan.resolve(meta, self.global_batch, train, max_steps)
-        self.total_steps, self.eval_every, self.log_every = (
-            plan.total_steps,
-            plan.eval_every,
-            plan.log_every,
-        )
+        self.total_steps, self.eval_every = plan.total_steps, plan.eval_every
+        self.log_every = plan.log_every
         self.checkpoints = CheckpointClock.from_recipe(train)
-        if saved is not None and self.total_steps < saved.step:
-            given = f"--max-steps {max_steps}" if max_steps else f"the budget {self.total_steps}"
-            raise ConfigError(
-                f"--resume: the run {self.run_dir} is at step {saved.step}; {given} is below "
-                f"it; pass a --max-steps of at least {saved.step} (or none)"
-            )
+        if saved is not None:
+            state_files.check_budget(self.run_dir, saved.step, self.total_steps, max_steps)
 
         self.step = 0
         self.carry: Any = None
@@ -231,89 +209,23 @@ class Trainer:
         }
         atomic.write_text(self.run_dir / "config.json", json.dumps(resolved, indent=2, default=str))
 
-    def _lock_run_dir(self) -> tuple[RunLock | None, str]:
-        """The main process locks the run directory (`trmkit.checkpoint.rundir`); every rank
-        learns whether it got the lock (all fail alike) and the token naming the run's
-        temporaries."""
-        lock, problem, token = None, "", writer_token()
-        if self.accelerator.is_main_process:
-            try:
-                lock = lock_run_dir(self.run_dir)
-            except RunDirError as exc:
-                problem = str(exc)
-        if self.world > 1:
-            box = [problem, token]
-            broadcast_object_list(box)
-            problem, token = box
-        if problem:
-            raise RunDirError(problem)
-        return lock, token
-
     def close(self) -> None:
         """Give up the run directory's lock (also at garbage collection and process end)."""
         if self.lock is not None:
             self.lock.release()
 
-    def _resume_manifest(self, recipe: Recipe, max_steps: int | None) -> Manifest:
-        """The newest bundle's manifest, once the recipe may resume it (`resume_mismatch`)."""
-        latest = ckpt.latest_checkpoint(self.ckpt_root)
-        if latest is None:
-            raise CheckpointError(f"--resume: {self.ckpt_root} holds no complete checkpoint")
-        saved = ckpt.read_manifest(latest)
-        mismatch = resume_mismatch(saved.recipe, recipe)
-        if mismatch is not None:
-            raise ConfigError(
-                f"--resume: {mismatch} (run {self.run_dir}); resume with the same recipe and "
-                "--set values (only budget, logging and checkpoint settings may change)"
-            )
-        if max_steps is not None and max_steps < saved.step:
-            raise ConfigError(
-                f"--resume: the run {self.run_dir} is at step {saved.step}; --max-steps "
-                f"{max_steps} is below it; pass a --max-steps of at least {saved.step} (or none)"
-            )
-        return saved
-
-    def _trained_store(self, saved: Manifest) -> Path | None:
-        """On --resume without --data: the store the run was trained on when it is still
-        there (else None: the recipe's data is prepared and compared)."""
-        try:
-            return Path(ckpt.trained_store(saved, self.ckpt_root, self.task).path)
-        except TrmkitError:
-            return None
-
-    def _check_same_data(self, saved: Manifest) -> None:
-        train = self.store.split("train").meta if "train" in self.store.splits else None
-        problem = dataset_mismatch(saved.dataset, self.store.attrs, train)
-        if problem is not None:
-            raise ConfigError(
-                f"--resume: {self.data_dir} is not the dataset the run {self.run_dir} was "
-                f"trained on ({problem}); pass --data with that store "
-                f"({saved.dataset.path or 'path not recorded'})"
-            )
-
     # -------------------------------------------------------------- the loop
-
-    def _allreduce_grads(self) -> None:
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        offset = 0
-        for g in grads:
-            n = g.numel()
-            g.copy_(flat[offset : offset + n].view_as(g))
-            offset += n
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One supervision step + one update of every optimiser; returns the metric sums."""
         if self.carry is None:
             self.carry = self.model.initial_carry(batch)
+        self.set_progress(self.step / self.total_steps)
         result = self.model(self.carry, batch)
         self.carry = result.carry
         (result.loss / self.global_batch).backward()
         if self.world > 1:
-            self._allreduce_grads()
+            allreduce_grads(self.model.parameters())
         self.step += 1
         optim = self.recipe.optim
         set_lr(self.optimizers, self.step, optim.warmup_steps, self.total_steps, optim.lr_min_ratio)
@@ -323,6 +235,10 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         return result.metrics
+
+    def set_progress(self, p: float) -> None:
+        if self.progress_aware:
+            self.model.set_progress(p)  # type: ignore[attr-defined]
 
     def run(self, until: int | None = None) -> TrainResult:
         """Train to the step budget (or only up to step ``until``: tests stop a run there)."""
@@ -402,15 +318,8 @@ class Trainer:
         if self.world > 1:
             stacked = self.accelerator.reduce(stacked, reduction="sum")
         sums = dict(zip(keys, stacked.tolist(), strict=True))
-        count = max(sums.get("count", 0.0), 1.0)
         record: dict[str, Any] = {"step": self.step, "split": "train"}
-        for k, v in sums.items():
-            if k == "count":
-                record[k] = v / steps
-            elif k.endswith(LOSS_KEYS_SUFFIX):
-                record[k] = v / (self.global_batch * steps)
-            else:
-                record[k] = v / count
+        record.update(train_record(sums, steps, self.global_batch))
         record["lr"] = self.optimizers[0].param_groups[0]["lr"]
         if self.accelerator.is_main_process:
             self.log.write(record)
@@ -430,6 +339,7 @@ class Trainer:
         batch = self.recipe.train.eval_batch_size or self.global_batch  # evaluate() shards it
         out_dir = self.run_dir / "eval" / f"step_{self.step}"
         swap = self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
+        self.set_progress(1.0)  # inference runs the final scheduled values
         with swap:
             report = evaluate(
                 self.model,
@@ -450,20 +360,15 @@ class Trainer:
                 {f"eval/{k}": v for k, v in report.metrics.items() if isinstance(v, (int, float))},
                 step=self.step,
             )
+            # wall clock since this process's `run` began (not logged: a resumed run's
+            # metrics.jsonl stays identical to an uninterrupted one's)
+            minutes = (time.perf_counter() - (self._run_start or time.perf_counter())) / 60
             acc.print(
                 f"eval @ step {self.step}: exact_accuracy {report.metrics['exact_accuracy']:.4f}"
                 f", token accuracy {report.metrics['accuracy']:.4f} "
-                f"({report.metrics['count']} puzzles, {report.steps} steps{self._elapsed()})"
+                f"({report.metrics['count']} puzzles, {report.steps} steps, {minutes:.1f} min in)"
             )
         return report.metrics
-
-    def _elapsed(self) -> str:
-        """ ", 12.3 min in": wall clock since this process's `run` began (a resumed run
-        counts from its resume), for the eval line; not logged, so a resumed run's
-        metrics.jsonl stays identical to an uninterrupted one's."""
-        if self._run_start is None:
-            return ""
-        return f", {(time.perf_counter() - self._run_start) / 60:.1f} min in"
 
     # -------------------------------------------------------------- checkpoints
 
@@ -482,40 +387,25 @@ class Trainer:
         )
 
     def save_checkpoint(self) -> Path:
-        """Write bundle ``step_<N>`` atomically. A fault while writing (a full disk) is one
-        line naming the bundle; the partial temporary is removed and the earlier bundles
-        stay (docs/errors.md, "Write boundaries")."""
+        """Write bundle ``step_<N>`` (`trmkit.checkpoint.resume.save_training_bundle`)."""
         acc = self.accelerator
-        tmp = ckpt.tmp_dir(self.ckpt_root, self.step, self.owner)
-        try:
-            with writing(self.ckpt_root / ckpt.step_dir_name(self.step), "checkpoint"):
-                return self._write_checkpoint(tmp)
-        except BaseException:
-            if acc.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    def _write_checkpoint(self, tmp: Path) -> Path:
-        acc = self.accelerator
-        if acc.is_main_process:
-            ckpt.begin_write(self.ckpt_root, self.step, self.owner)
-        acc.wait_for_everyone()
-        save_tree(self._rank_state(), tmp, f"rank_{self.rank}")
-        if acc.is_main_process:
-            ckpt.write_weights(tmp, "model", self.model.state_dict())
-            if self.ema is not None:
-                ckpt.write_weights(tmp, "ema", self.ema.state_dict()["shadow"])
-            if self.model_cfg.num_puzzle_identifiers > 1:
-                write_puzzle_ids(tmp, self.store)
-            save_tree(self._shared_state(), tmp, "train_state")
-            ckpt.write_manifest(tmp, self.manifest())
-        acc.wait_for_everyone()
-        final = self.ckpt_root / ckpt.step_dir_name(self.step)
-        if acc.is_main_process:
-            final = ckpt.commit(
-                self.ckpt_root, self.step, self.recipe.train.checkpoint_keep, self.owner
-            )
-        acc.wait_for_everyone()
+        final = state_files.save_training_bundle(
+            self.ckpt_root,
+            self.step,
+            owner=self.owner,
+            keep=self.recipe.train.checkpoint_keep,
+            rank=self.rank,
+            main=acc.is_main_process,
+            barrier=acc.wait_for_everyone,
+            rank_state=self._rank_state(),
+            main_files=lambda: dict(
+                model=self.model.state_dict(),
+                ema=None if self.ema is None else self.ema.state_dict()["shadow"],
+                shared=self._shared_state(),
+                manifest=self.manifest(),
+                store=self.store,
+            ),
+        )
         self.checkpoints.mark()
         return final
 
@@ -538,23 +428,15 @@ class Trainer:
         }
 
     def _resume(self) -> None:
-        latest = ckpt.latest_checkpoint(self.ckpt_root)
-        if latest is None:  # checked in __init__; the lock keeps other writers out
-            raise CheckpointError(f"--resume: {self.ckpt_root} holds no complete checkpoint")
-        shared = load_tree(latest, "train_state")
-        if int(shared["world_size"]) != self.world:
-            raise CheckpointError(
-                f"{latest} was written by {shared['world_size']} processes, this run has "
-                f"{self.world}; exact resume needs the same number of processes"
-            )
-        self.model.load_state_dict(read_safetensors(latest / "model.safetensors"))
+        files = state_files.read_train_files(
+            self.ckpt_root, self.rank, self.world, self.ema is not None
+        )
+        latest, shared, mine = files.bundle, files.shared, files.mine
+        self.model.load_state_dict(files.model)
         if self.ema is not None:
-            self.ema.load_state_dict(
-                {"rate": self.ema.rate, "shadow": read_safetensors(latest / "ema.safetensors")}
-            )
+            self.ema.load_state_dict({"rate": self.ema.rate, "shadow": files.ema})
         for opt, state in zip(self.optimizers, shared["optimizers"], strict=True):
             opt.load_state_dict(state)
-        mine = load_tree(latest, f"rank_{self.rank}")
         self.loader.load_state_dict(mine["loader"])
         if mine["carry"] is not None:
             self.carry = self.model.carry_to(
