@@ -1,0 +1,1 @@
+"""The cgar method (docs/methods.md)."""

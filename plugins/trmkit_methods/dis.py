@@ -1,0 +1,1 @@
+"""The dis method (docs/methods.md)."""

@@ -1,0 +1,1 @@
+"""The eqr method (docs/methods.md)."""

@@ -1,0 +1,1 @@
+"""The urm method (docs/methods.md)."""
