@@ -100,7 +100,7 @@ TINY = {  # a few seconds per phase on one CPU thread; the same code path
         "data.options.test_count=2",
         "optim.global_batch_size=8",
     ],
-    "arc": ["data.num_aug=1", "optim.global_batch_size=4"],
+    "arc": ["data.num_aug=1", "optim.global_batch_size=2"],
     "model": [
         "model.hidden_size=32",
         "model.num_heads=2",

@@ -42,10 +42,10 @@ def test_tiny_run_reports_both_paper_recipes(tiny_run):
     assert config["torch"] == torch.__version__
     sudoku, arc = summary["phases"]["sudoku"], summary["phases"]["arc"]
     assert (sudoku["recipe"], arc["recipe"]) == ("sudoku-extreme-mlp", "arc-agi-1")
-    # 9x9 Sudoku: 81 tokens, vocab 11, tiny batch 8; ARC: the 30x30 canvas, vocab 12, batch 4
+    # 9x9 Sudoku: 81 tokens, vocab 11, tiny batch 8; ARC: the 30x30 canvas, vocab 12, batch 2
     assert (sudoku["seq_len"], sudoku["vocab_size"], sudoku["global_batch"]) == (81, 11, 8)
-    assert (arc["seq_len"], arc["vocab_size"], arc["global_batch"]) == (900, 12, 4)
-    assert (sudoku["tokens_per_step"], arc["tokens_per_step"]) == (8 * 81, 4 * 900)
+    assert (arc["seq_len"], arc["vocab_size"], arc["global_batch"]) == (900, 12, 2)
+    assert (sudoku["tokens_per_step"], arc["tokens_per_step"]) == (8 * 81, 2 * 900)
     for phase in (sudoku, arc):
         assert (phase["steps"], phase["steady_steps"], phase["warmup_steps"]) == (4, 2, 2)
         assert phase["forward_dtype"] == "float32"  # "auto" on a CPU
