@@ -59,9 +59,11 @@ from trmkit.config import Recipe, load_recipe  # noqa: E402
 from trmkit.data.cache import build_cached  # noqa: E402
 from trmkit.models import build_model  # noqa: E402
 from trmkit.models.flops import step_flops  # noqa: E402
-from trmkit.training.trainer import LOSS_KEYS_SUFFIX, Trainer  # noqa: E402
+from trmkit.training.trainer import Trainer  # noqa: E402
 
 SEED = 0
+LOSS = "loss"
+"""the metric sums whose names end so are losses (summed over rows, as the trainer logs them)."""
 # Both phases: no evaluation, no checkpoint on a clock or after an evaluation (the one at the
 # last step is skipped by the check itself), the recipe's own log interval.
 COMMON = [
@@ -209,7 +211,7 @@ class StepMeter:
                 self.start = time.perf_counter()
             metrics = inner(batch)
             for key, value in metrics.items():
-                if key.endswith(LOSS_KEYS_SUFFIX):
+                if key.endswith(LOSS):
                     value = value.detach().float()
                     self.losses[key] = self.losses[key] + value if key in self.losses else value
             step = self.trainer.step
@@ -224,9 +226,7 @@ class StepMeter:
                 self.done = True
                 batch_size = self.trainer.global_batch
                 self.last = {
-                    k: float(v) / batch_size
-                    for k, v in metrics.items()
-                    if k.endswith(LOSS_KEYS_SUFFIX)
+                    k: float(v) / batch_size for k, v in metrics.items() if k.endswith(LOSS)
                 }
             return metrics
 
