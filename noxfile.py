@@ -1,4 +1,4 @@
-"""nox sessions: tests, slow, lint, typecheck, bench. `nox -l` lists them."""
+"""nox sessions: tests, slow, lint, typecheck, bench, gpu_check. `nox -l` lists them."""
 
 from __future__ import annotations
 
@@ -58,3 +58,12 @@ def bench(session: nox.Session) -> None:
         "benchmarks/bench_trainer.py",
     ):
         session.run("python", script, *session.posargs)
+
+
+@nox.session(venv_params=["--system-site-packages"])
+def gpu_check(session: nox.Session) -> None:
+    """The prepared GPU check (docs/engine.md, "The prepared GPU check"): the paper Sudoku
+    and ARC recipes with bf16 and torch.compile on CUDA, its JSON summary in gpu.json; tiny
+    on a machine without CUDA. The machine's own torch (its CUDA build) is used, not the pin."""
+    session.install("-e", ".[arc]")
+    session.run("python", "benchmarks/gpu_check.py", "--out", "gpu.json", *session.posargs)

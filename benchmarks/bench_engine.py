@@ -14,10 +14,12 @@ with --compile the warm-up (compilation) time is reported separately. FLOPs are 
 from the architecture (trmkit.models.flops: matmuls only), so "of peak" is matmul work per
 second over the measured peak matmul rate.
 
-``--against REF`` exports git REF (a commit, branch or tag) to a temporary directory and runs
-every configuration alternately with this checkout and with REF, ``rounds`` times each, in
-the same conditions; it prints the ratio of REF's best time to this checkout's (> 1: this
-checkout is faster). The machine is shared: check ``uptime`` first and set OMP_NUM_THREADS.
+``--against REF`` exports git REF's trmkit, plugins and tasks (a commit, branch or tag) to a
+temporary directory and runs every configuration alternately with this checkout (a git
+worktree too: its own code goes first on the path, whatever trmkit is installed) and with
+REF, ``rounds`` times each, in the same conditions; it prints the ratio of REF's best time to
+this checkout's (> 1: this checkout is faster) and which trmkit each side imported. The
+machine is shared: check ``uptime`` first and set OMP_NUM_THREADS.
 """
 
 from __future__ import annotations
@@ -191,29 +193,37 @@ def report(label: str, batch: int, compile_: bool, r: dict) -> str:
     return "\n".join(lines)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""this checkout (a git worktree too): its trmkit and plugins are the ones timed as "now"."""
+
+
 def export_ref(ref: str, where: str) -> str:
     """``git archive`` of REF into ``where`` (no worktree, no change to the repository)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sha = subprocess.run(
-        ["git", "-C", root, "rev-parse", "--short", ref], check=True, capture_output=True, text=True
+        ["git", "-C", ROOT, "rev-parse", "--short", ref], check=True, capture_output=True, text=True
     ).stdout.strip()
     archive = subprocess.run(
-        ["git", "-C", root, "archive", ref, "trmkit", "tasks"], check=True, capture_output=True
+        ["git", "-C", ROOT, "archive", ref, "trmkit", "plugins", "tasks"],
+        check=True,
+        capture_output=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
     return sha
 
 
-def run_child(label: str, compile_: bool, args, pythonpath: str | None) -> dict:
-    """Time ``label`` in a subprocess. The shape (model fields, batch) is read here, from this
-    checkout's recipes, and handed over: REF's code runs the same shape even where REF has
-    no such recipe."""
+def run_child(label: str, compile_: bool, args, tree: str | None) -> dict:
+    """Time ``label`` in a subprocess with the trmkit and plugins of ``tree`` (REF's export)
+    or of this checkout (None) first on its path, whatever trmkit is installed: run from a
+    git worktree, "now" is that worktree's code, not the installed checkout's. The shape
+    (model fields, batch) is read here, from this checkout's recipes, and handed over: REF's
+    code runs the same shape even where REF has no such recipe."""
     fields, batch = shape(label, args.quick)
     cmd = [sys.executable, __file__, "--child", json.dumps([label, compile_, fields, batch])]
     cmd += ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
     env = dict(os.environ)
-    if pythonpath is not None:  # REF's trmkit package in front of this checkout's
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
+    first = tree or ROOT
+    parts = (first, os.path.join(first, "plugins"), env.get("PYTHONPATH"))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -309,6 +319,7 @@ def compare(
         )
     eval_rss, train_rss = max(r["eval_rss"] for r in now), max(r["train_rss"] for r in now)
     lines.append(f"  peak RSS now: {eval_rss:.0f} MiB eval, {train_rss:.0f} MiB train")
+    lines.append(f"  trmkit now: {now[0]['trmkit']} | {ref_name}: {ref[0]['trmkit']}")
     return "\n".join(lines)
 
 
