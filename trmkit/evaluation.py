@@ -221,7 +221,9 @@ def evaluate(
     per_variant = int(split.meta.num_puzzle_identifiers) > 1
     check_policy(policy, model, task, per_variant)
     rows_per_batch = samples_per_batch(batch_size, policy.samples, world)
-    check_record_fits(k, policy.samples, rows_per_batch, int(split.meta.seq_len))
+    check_record_fits(
+        k, policy.samples, rows_per_batch, int(split.meta.seq_len), aux=len(policy.needs())
+    )
     loader = EvalLoader(split, rows_per_batch, rank=rank, world_size=world)
     n_batches = len(loader)
     if max_examples > 0:
@@ -284,7 +286,7 @@ def _run_batch(
         model, rows, policy, task, depth=k, per_variant_ids=per_variant, generator=generator
     )
     sums.seconds += rec.seconds
-    checker = answer_checker(task, rec.inputs) if policy.select == "valid" and task else None
+    checker = answer_checker(task, rec.inputs) if policy.checks and task else None
     fixed = HaltPolicy("fixed")
     for depth in range(1, k + 1):
         d = decide(rec, fixed, policy.select, depth=depth, checker=checker)
@@ -362,7 +364,7 @@ def _report(
         "halt": str(policy.halt),
         "samples": policy.samples,
         "noise": float(policy.noise),
-        "select": policy.select,
+        "select": str(policy.select),
         "exact_accuracy": float(sums.policy_exact / n),
         "accuracy": float(sums.policy_acc / n),
         "mean_steps": float(sums.policy_steps / n / policy.samples),
