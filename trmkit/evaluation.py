@@ -239,10 +239,6 @@ def evaluate(
     was_training = model.training
     model.eval()
     bar = None
-    if progress and is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_batches, desc=f"eval ({k} steps)", leave=False, dynamic_ncols=True)
     try:
         for i, batch in enumerate(loader):
             if i >= n_batches:
@@ -251,6 +247,14 @@ def evaluate(
             preds, q = _run_batch(model, batch, k, policy, task, per_variant, generator, sums)
             if run is not None or world > 1:
                 _feed(run, batch, preds, q, ignore_id, accelerator, world, device)
+            if bar is None and progress and is_main:
+                # shown once the first batch ran: a refusal at its first step (a model
+                # without an output the rules need) prints nothing else
+                from tqdm.auto import tqdm
+
+                bar = tqdm(
+                    total=n_batches, desc=f"eval ({k} steps)", leave=False, dynamic_ncols=True
+                )
             if bar is not None:
                 bar.update(1)
     finally:
