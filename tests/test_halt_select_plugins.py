@@ -283,3 +283,29 @@ def test_a_model_without_the_output_is_refused_in_one_line(trained, rules, tmp_p
         plugins.pm.unregister(name="tiny-residual-arch")
         plugins.pm.register(_arch(TinyResidual), name="tiny-residual-arch")
         plugins.reset()
+
+
+def test_the_docs_example_registers_and_halts():
+    """The plugin in docs/engine.md, "Auxiliary outputs, halting policies and selection
+    rules", is real: it registers and stops where the residual first drops below EPS."""
+    import re
+    import types
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "engine.md").read_text()
+    section = doc.split("### Auxiliary outputs, halting policies and selection rules")[1]
+    source = re.search(r"```python\n(.*?)```", section, re.S)
+    assert source, "docs/engine.md lost its halting-policy example"
+    module = types.ModuleType("trmkit_residual_doc")
+    exec(compile(source.group(1), "docs/engine.md", "exec"), module.__dict__)
+    plugins.load_plugins()
+    plugins.pm.register(module, name="residual-doc")
+    plugins.reset()
+    try:
+        rec = _record()
+        halt = HaltPolicy.parse("residual:0.1")
+        assert str(halt) == "residual:0.1"
+        assert stop_steps(rec, halt, 4, 3)[0].tolist() == [[4], [2], [4]]
+    finally:
+        plugins.pm.unregister(name="residual-doc")
+        plugins.reset()
