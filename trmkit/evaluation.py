@@ -221,7 +221,9 @@ def evaluate(
     per_variant = int(split.meta.num_puzzle_identifiers) > 1
     check_policy(policy, model, task, per_variant)
     rows_per_batch = samples_per_batch(batch_size, policy.samples, world)
-    check_record_fits(k, policy.samples, rows_per_batch, int(split.meta.seq_len))
+    check_record_fits(
+        k, policy.samples, rows_per_batch, int(split.meta.seq_len), aux=len(policy.needs())
+    )
     loader = EvalLoader(split, rows_per_batch, rank=rank, world_size=world)
     n_batches = len(loader)
     if max_examples > 0:
@@ -237,10 +239,6 @@ def evaluate(
     was_training = model.training
     model.eval()
     bar = None
-    if progress and is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_batches, desc=f"eval ({k} steps)", leave=False, dynamic_ncols=True)
     try:
         for i, batch in enumerate(loader):
             if i >= n_batches:
@@ -249,6 +247,14 @@ def evaluate(
             preds, q = _run_batch(model, batch, k, policy, task, per_variant, generator, sums)
             if run is not None or world > 1:
                 _feed(run, batch, preds, q, ignore_id, accelerator, world, device)
+            if bar is None and progress and is_main:
+                # shown once the first batch ran: a refusal at its first step (a model
+                # without an output the rules need) prints nothing else
+                from tqdm.auto import tqdm
+
+                bar = tqdm(
+                    total=n_batches, desc=f"eval ({k} steps)", leave=False, dynamic_ncols=True
+                )
             if bar is not None:
                 bar.update(1)
     finally:
@@ -284,7 +290,7 @@ def _run_batch(
         model, rows, policy, task, depth=k, per_variant_ids=per_variant, generator=generator
     )
     sums.seconds += rec.seconds
-    checker = answer_checker(task, rec.inputs) if policy.select == "valid" and task else None
+    checker = answer_checker(task, rec.inputs) if policy.checks and task else None
     fixed = HaltPolicy("fixed")
     for depth in range(1, k + 1):
         d = decide(rec, fixed, policy.select, depth=depth, checker=checker)
@@ -362,7 +368,7 @@ def _report(
         "halt": str(policy.halt),
         "samples": policy.samples,
         "noise": float(policy.noise),
-        "select": policy.select,
+        "select": str(policy.select),
         "exact_accuracy": float(sums.policy_exact / n),
         "accuracy": float(sums.policy_acc / n),
         "mean_steps": float(sums.policy_steps / n / policy.samples),

@@ -270,7 +270,9 @@ def _run(
     n = len(rows)
     keep_steps = k if trace else 1
     chunk_rows = max(1, BATCH_ROWS // policy.samples)
-    check_record_fits(k, policy.samples, min(n, chunk_rows), len(rows[0][3]))
+    check_record_fits(
+        k, policy.samples, min(n, chunk_rows), len(rows[0][3]), aux=len(policy.needs())
+    )
     preds = [np.zeros((n, len(rows[0][3])), np.int64) for _ in range(keep_steps)]
     q_final = np.zeros(n)
     used = np.zeros(n, dtype=np.float64)
@@ -291,7 +293,7 @@ def _run(
         rec = record(
             model, batch, policy, task, depth=k, per_variant_ids=per_variant, generator=generator
         )
-        checker = answer_checker(task, rec.inputs) if policy.select == "valid" else None
+        checker = answer_checker(task, rec.inputs) if policy.checks else None
         final = decide(rec, policy.halt, policy.select, checker=checker)
         if trace:
             for depth in range(1, k):

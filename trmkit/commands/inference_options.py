@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from trmkit.inference.policy import SELECT_RULES, HaltPolicy, InferencePolicy
+from trmkit.inference.policy import HaltPolicy, InferencePolicy, SelectPolicy
 
 
 def inference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,10 +24,10 @@ def inference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--halt",
             "halt",
             default=None,
-            metavar="fixed|q|converged[:P]",
+            metavar="NAME[:ARG]",
             help="When a trajectory stops: after K steps (fixed, default), when its "
-            "halting head fires (q), or when its answer has not changed for P "
-            "steps (converged, P=2).",
+            "halting head fires (q), when its answer has not changed for P "
+            "steps (converged[:P], P=2), or a plugin's halting policy.",
         ),
         click.option("--adaptive", is_flag=True, help="Same as --halt q."),
         click.option(
@@ -52,12 +52,12 @@ def inference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--select",
-            type=click.Choice(SELECT_RULES),
             default="vote",
             show_default=True,
+            metavar="NAME[:ARG]",
             help="Choose among samples: highest halting confidence (q), most common "
-            "answer (vote), most converged, or one the task's checker accepts "
-            "(valid, falling back to vote).",
+            "answer (vote), most converged, one the task's checker accepts "
+            "(valid, falling back to vote), or a plugin's selection rule.",
         ),
         click.option(
             "--seed",
@@ -89,7 +89,7 @@ def policy_from(options: dict[str, Any]) -> InferencePolicy:
         samples=options.pop("samples"),
         augment=not options.pop("no_augment"),
         noise=options.pop("noise"),
-        select=options.pop("select"),
+        select=SelectPolicy.parse(options.pop("select")),
         seed=options.pop("seed"),
     )
     return policy.validate()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trmkit.inference.policy import HaltPolicy, InferencePolicy
+from trmkit.inference.policy import HaltPolicy, InferencePolicy, SelectPolicy
 
 _ENGINE = ("Decision", "Record", "RowBatch", "check_policy", "decide", "record")
 
@@ -26,4 +26,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'trmkit.inference' has no attribute {name!r}")
 
 
-__all__ = ["HaltPolicy", "InferencePolicy", *_ENGINE]
+__all__ = ["HaltPolicy", "InferencePolicy", "SelectPolicy", *_ENGINE]

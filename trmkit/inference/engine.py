@@ -6,6 +6,8 @@ evaluation), runs them K supervision steps through `trmkit.models.rollout`, and 
 step and sample, the answer in the row's own frame and its halting logit. `decide` then
 applies a halting policy and a selection rule at any depth <= K and any sample count <= S,
 without running the model again: one `record` serves a whole depth x breadth sweep.
+Halting policies and selection rules come from the registry (`trmkit.inference.policy`);
+`record` also keeps the per-step auxiliary outputs they need (never the logits).
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ import torch
 
 from trmkit.batch import IGNORE_LABEL_ID
 from trmkit.errors import OptionError
-from trmkit.inference.policy import HaltPolicy, InferencePolicy
+from trmkit.inference.policy import (
+    Candidates,
+    HaltPolicy,
+    InferencePolicy,
+    SelectPolicy,
+    Trajectories,
+    as_halt,
+    as_select,
+)
 from trmkit.inference.samples import (
     INVALID,
     augmented_inputs,
@@ -58,6 +68,8 @@ class Record:
     """int [B, L] the rows' input tokens."""
     seconds: float
     """wall time of the forward passes (the rollout), for cost reports."""
+    aux: dict[str, np.ndarray] = attrs.field(factory=dict)
+    """float32 [K, S, B] per auxiliary output the rules need (`InferencePolicy.needs`)."""
     _valid: np.ndarray | None = None
     _checker: object = None
 
@@ -86,6 +98,28 @@ class Record:
             answer = self.preds[kk, ss, bb]
             cache[kk, ss, bb] = 0 if (answer == INVALID).any() else int(checker(int(bb), answer))
         return cache[k, s, b].astype(bool)
+
+    def trajectories(
+        self, depth: int, samples: int, checker: Callable[[int, np.ndarray], bool] | None = None
+    ) -> Trajectories:
+        """Steps 1..``depth`` of the first ``samples`` samples, as a halting policy sees them."""
+        same = self.same[:depth, :samples]
+        run = np.zeros(same.shape, dtype=np.int64)
+        for k in range(1, depth):
+            run[k] = np.where(same[k], run[k - 1] + 1, 0)
+        verdicts = None
+        if checker is not None:
+
+            def verdicts(k: np.ndarray, s: np.ndarray, b: np.ndarray) -> np.ndarray:
+                return self.valid(checker, k, s, b)
+
+        return Trajectories(
+            q=self.q[:depth, :samples],
+            same=same,
+            run=run,
+            aux={name: v[:depth, :samples] for name, v in self.aux.items()},
+            verdicts=verdicts,
+        )
 
 
 @attrs.frozen
@@ -120,12 +154,13 @@ def check_policy(
             f"--noise: the model {type(model).__name__} cannot perturb its recursion "
             "(it does not implement trmkit.models.protocol.NoisyRecursion); use augmentation"
         )
-    if policy.select == "valid" and (task is None or not isinstance(task.evaluator, AnswerChecker)):
-        name = task.name if task is not None else "(none)"
-        raise OptionError(
-            f"--select valid: task {name!r} declares no answer checker (its evaluator has no "
-            "check_answer, docs/plugins.md); choose q, vote or converged"
-        )
+    for chosen in (policy.halt, policy.select):
+        if chosen.rule.checks and (task is None or not isinstance(task.evaluator, AnswerChecker)):
+            name = task.name if task is not None else "(none)"
+            raise OptionError(
+                f"{chosen.OPTION} {chosen}: task {name!r} declares no answer checker (its "
+                "evaluator has no check_answer, docs/plugins.md); choose a rule without one"
+            )
     if policy.samples > 1:
         augments = policy.augment and augmentation_allowed(task, per_variant_ids)
         if not augments and policy.noise == 0:
@@ -150,9 +185,12 @@ def record(
     depth: int,
     per_variant_ids: bool = False,
     generator: torch.Generator | None = None,
+    needs: dict[str, str] | None = None,
 ) -> Record:
     """Run ``policy.samples`` trajectories of every row for ``depth`` steps (model in eval
-    mode; the caller may set the depth with `inference_depth`, done here otherwise)."""
+    mode; the caller may set the depth with `inference_depth`, done here otherwise).
+    ``needs`` (default `InferencePolicy.needs`) maps each auxiliary output to keep to the
+    option that asked for it: a model that does not return one is refused at step 1."""
     device = next(model.parameters()).device
     s_count, b_count = policy.samples, len(rows.inputs)
     inputs = np.asarray(rows.inputs)
@@ -183,8 +221,18 @@ def record(
     length = inputs.shape[1]
     raw = np.zeros((depth, s_count, b_count, length), dtype=np.int16)
     q = np.zeros((depth, s_count, b_count), dtype=np.float32)
+    needs = policy.needs() if needs is None else needs
+    aux = {name: np.zeros((depth, s_count, b_count), dtype=np.float32) for name in needs}
 
     def keep(view: StepView) -> None:
+        for name, option in needs.items():
+            if name not in view.aux:
+                returned = ", ".join(sorted(view.aux)) or "none"
+                raise OptionError(
+                    f"{option}: the model {type(model).__name__} keeps no {name!r} output "
+                    f"(its auxiliary outputs: {returned}); choose a rule it supports"
+                )
+            aux[name][view.step - 1] = view.aux[name].float().reshape(s_count, b_count).cpu()
         raw[view.step - 1] = view.preds.reshape(s_count, b_count, length).cpu().numpy()
         q[view.step - 1] = view.q_halt.reshape(s_count, b_count).cpu().numpy()
 
@@ -213,34 +261,33 @@ def record(
         for j in range(1, s_count):
             for k in range(depth):
                 preds[k, j] = to_row_frame(task.codec, task.augmenter, transforms[j - 1], raw[k, j])
-    return Record(preds=preds, q=q, same=same, inputs=inputs, seconds=seconds)
+    return Record(preds=preds, q=q, same=same, inputs=inputs, seconds=seconds, aux=aux)
 
 
 def stop_steps(
-    rec: Record, halt: HaltPolicy, depth: int, samples: int
+    rec: Record,
+    halt: HaltPolicy | str,
+    depth: int,
+    samples: int,
+    checker: Callable[[int, np.ndarray], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(int [S, B] stopping step 1..depth, int [S, B] how many steps before it the answer had
     already been the same) for every trajectory under ``halt``."""
-    q = rec.q[:depth, :samples]
-    same = rec.same[:depth, :samples]
-    run = np.zeros(same.shape, dtype=np.int64)
-    for k in range(1, depth):
-        run[k] = np.where(same[k], run[k - 1] + 1, 0)
-    fired = np.zeros(same.shape, dtype=bool)
-    if halt.kind == "q":
-        fired = q > 0
-    elif halt.kind == "converged":
-        fired = run >= halt.patience
+    return _stops(rec.trajectories(depth, samples, checker), halt)
+
+
+def _stops(t: Trajectories, halt: HaltPolicy | str) -> tuple[np.ndarray, np.ndarray]:
+    fired = np.array(as_halt(halt).rule.fired(t), dtype=bool)  # a copy: the last fires
     fired[-1] = True
     stop = fired.argmax(axis=0)  # first step that fires (the last always does)
-    stability = np.take_along_axis(run, stop[None], axis=0)[0]
+    stability = np.take_along_axis(t.run, stop[None], axis=0)[0]
     return stop + 1, stability
 
 
 def decide(
     rec: Record,
-    halt: HaltPolicy,
-    select: str,
+    halt: HaltPolicy | str,
+    select: SelectPolicy | str,
     *,
     depth: int | None = None,
     samples: int | None = None,
@@ -250,7 +297,8 @@ def decide(
     and steps 1..``depth`` of ``rec`` (default: all of them)."""
     depth = rec.depth if depth is None else depth
     samples = rec.samples if samples is None else samples
-    stop, stability = stop_steps(rec, halt, depth, samples)
+    t = rec.trajectories(depth, samples, checker)
+    stop, stability = _stops(t, halt)
     s_idx = np.arange(samples)[:, None]
     b_count = rec.preds.shape[2]
     b_idx = np.broadcast_to(np.arange(b_count)[None], stop.shape)
@@ -258,45 +306,19 @@ def decide(
     conf = 1.0 / (1.0 + np.exp(-rec.q[stop - 1, s_idx, b_idx].astype(np.float64)))  # [S, B]
     ok = ~(answers == INVALID).any(axis=-1)
     equal = (answers[:, None] == answers[None]).all(axis=-1) & ok[:, None] & ok[None]  # [S,S,B]
-    votes = equal.sum(axis=1)  # [S, B]
     if samples == 1:
         chosen = np.zeros(b_count, dtype=np.int64)
-    elif select == "q":
-        chosen = _best(ok, conf)
-    elif select == "converged":
-        chosen = _best(ok, stability, conf)
     else:
-        eligible = ok
-        if select == "valid":
-            if checker is None:
-                raise OptionError("--select valid needs the task's answer checker")
-            passed = rec.valid(
-                checker,
-                (stop - 1).reshape(-1),
-                np.broadcast_to(s_idx, stop.shape).reshape(-1),
-                b_idx.reshape(-1),
-            ).reshape(stop.shape)
-            any_pass = np.asarray(passed.any(axis=0))
-            eligible = np.where(any_pass[None], passed, ok)
-        pool = equal & eligible[:, None] & eligible[None]
-        pool_votes = pool.sum(axis=1)
-        mean_conf = (pool * conf[None]).sum(axis=1) / np.maximum(pool_votes, 1)
-        chosen = _best(eligible, pool_votes, mean_conf)
+        candidates = Candidates(answers, conf, ok, equal, stop, stability, t)
+        chosen = np.asarray(as_select(select).rule.choose(candidates))
     rows = np.arange(b_count)
     return Decision(
         preds=answers[chosen, rows],
         confidence=conf[chosen, rows],
         sample=chosen,
         steps=stop,
-        votes=votes[chosen, rows],
+        votes=equal.sum(axis=1)[chosen, rows],
     )
-
-
-def _best(*keys: np.ndarray) -> np.ndarray:
-    """int [B]: per column, the row maximising the keys lexicographically (first key first;
-    exact ties go to the lowest sample, the unperturbed trajectory first)."""
-    order = np.lexsort(tuple(-np.asarray(k, dtype=np.float64) for k in reversed(keys)), axis=0)
-    return order[0]
 
 
 def answer_checker(task: Task, rec_inputs: np.ndarray) -> Callable[[int, np.ndarray], bool]:

@@ -29,9 +29,10 @@ from trmkit.inference.engine import (
     decide,
     record,
 )
-from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
+from trmkit.inference.policy import HaltPolicy, InferencePolicy, SelectPolicy, check_record_fits
 from trmkit.inference.scoring import samples_per_batch, seq_scores
 from trmkit.models.protocol import NoisyRecursion, RecursiveModel
+from trmkit.plugins import component_specs
 from trmkit.reports import pareto_front, plot_sweep
 from trmkit.task import AnswerChecker, Task
 
@@ -45,7 +46,7 @@ class SweepGrid:
     depths: tuple[int, ...]
     samples: tuple[int, ...]
     halts: tuple[HaltPolicy, ...]
-    selects: tuple[str, ...]
+    selects: tuple[SelectPolicy, ...]
     sources: tuple[str, ...]
     """diversity sources: "augment" and/or "noise"."""
     noise: float = DEFAULT_NOISE
@@ -63,18 +64,16 @@ def default_grid(
     seed: int = 0,
     sources: tuple[str, ...] | None = None,
 ) -> SweepGrid:
-    """Depths 1, 2, 4, ... up to 2 x N_sup (and N_sup itself); samples 1..16; every halting
-    policy; every selection rule the task supports; the diversity sources asked for
-    (default: both, where the model and task support them)."""
+    """Depths 1, 2, 4, ... up to 2 x N_sup (and N_sup itself); samples 1..16; every registered
+    halting policy and selection rule at its defaults that needs no auxiliary output (and no
+    answer checker where the task has none); the diversity sources asked for (default: both,
+    where the model and task support them)."""
     trained = model.halt_max_steps
     if depths is None:
         depths = tuple(
             sorted({trained, *(2**i for i in range(8) if 2**i <= 2 * trained), 2 * trained})
         )
     samples = samples or DEFAULT_SAMPLES
-    selects = ["q", "vote", "converged"]
-    if task is not None and isinstance(task.evaluator, AnswerChecker):
-        selects.append("valid")
     supported = []
     if augmentation_allowed(task, per_variant_ids):
         supported.append("augment")
@@ -99,12 +98,26 @@ def default_grid(
     return SweepGrid(
         depths=tuple(depths),
         samples=tuple(samples),
-        halts=(HaltPolicy("fixed"), HaltPolicy("q"), HaltPolicy("converged")),
-        selects=tuple(selects),
+        halts=_registered(HaltPolicy, task),
+        selects=_registered(SelectPolicy, task),
         sources=tuple(sources) or ("augment",),
         noise=noise,
         seed=seed,
     )
+
+
+def _registered(cls: type, task: Task | None) -> tuple:
+    """Every registered rule of ``cls``'s kind that the sweep can run at its defaults."""
+    checker = task is not None and isinstance(task.evaluator, AnswerChecker)
+    chosen = []
+    for name in component_specs(cls.KIND):  # type: ignore[attr-defined]
+        try:
+            rule = cls(name)
+        except OptionError:  # its defaults need an argument: swept only when named
+            continue
+        if not rule.needs and (checker or not rule.rule.checks):
+            chosen.append(rule)
+    return tuple(chosen)
 
 
 @attrs.define
@@ -177,6 +190,8 @@ def run_sweep(
     was_training = model.training
     model.eval()
     count = 0
+    rules = (*grid.halts, *grid.selects)
+    needs = {name: f"--sweep ({r.OPTION} {r.kind})" for r in rules for name in r.needs}
     # with one sample per puzzle every source runs the same exact trajectory: record it once
     sources = grid.sources if s_max > 1 else grid.sources[:1]
     try:
@@ -196,7 +211,7 @@ def run_sweep(
             device = next(model.parameters()).device
             generator = torch.Generator(device=device).manual_seed(grid.seed * 1009)
             per_batch = samples_per_batch(batch_size, s_max, 1)
-            check_record_fits(depth, s_max, per_batch, int(split.meta.seq_len))
+            check_record_fits(depth, s_max, per_batch, int(split.meta.seq_len), aux=len(needs))
             loader = EvalLoader(split, per_batch)
             n_batches = len(loader)
             if max_examples > 0:
@@ -226,13 +241,14 @@ def run_sweep(
                     depth=depth,
                     per_variant_ids=per_variant,
                     generator=generator,
+                    needs=needs,
                 )
                 seconds += rec.seconds
                 rows_run += len(labels)
                 count += int(counted.sum())
                 checker = (
                     answer_checker(task, rec.inputs)
-                    if task is not None and "valid" in grid.selects
+                    if task is not None and any(r.rule.checks for r in rules)
                     else None
                 )
                 for c, (halt, select, d, s) in enumerate(combos):
@@ -251,7 +267,7 @@ def run_sweep(
                     {
                         "source": source if s > 1 else "-",
                         "halt": str(halt),
-                        "select": select if s > 1 else "-",
+                        "select": str(select) if s > 1 else "-",
                         "depth": d,
                         "samples": s,
                         "exact_accuracy": float(sums[c, 0] / n),
@@ -274,7 +290,7 @@ def run_sweep(
         "depths": list(grid.depths),
         "samples": list(grid.samples),
         "halts": [str(h) for h in grid.halts],
-        "selects": list(grid.selects),
+        "selects": [str(s) for s in grid.selects],
         "sources": list(sources),
         "noise": grid.noise,
         "seed": grid.seed,

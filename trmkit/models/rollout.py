@@ -4,6 +4,9 @@ The one loop behind `trmkit eval` and `trmkit solve`: the model is in eval mode 
 halting, no exploration) and runs exactly K steps; for every sequence it records the first
 step whose halting head fires (q_halt > 0) and the prediction at that step, the *adaptive*
 answer (as training halts). A sequence whose head never fires keeps its step-K prediction.
+Every other key a step returns in ``outputs`` is a per-row float [B] auxiliary output
+(`aux_outputs`), passed on to the callback for the halting policies and selection rules that
+need it (docs/engine.md, "Auxiliary outputs, halting policies and selection rules").
 """
 
 from __future__ import annotations
@@ -15,6 +18,14 @@ import attrs
 import torch
 
 from trmkit.models.protocol import RecursiveModel
+
+STEP_OUTPUTS = frozenset({"logits", "preds", "q_halt_logits", "q_continue_logits"})
+"""the keys of `StepResult.outputs` every model returns; any other key is auxiliary."""
+
+
+def aux_outputs(outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The auxiliary outputs of one step: every key beyond `STEP_OUTPUTS` (float [B])."""
+    return {k: v for k, v in outputs.items() if k not in STEP_OUTPUTS}
 
 
 @contextlib.contextmanager
@@ -41,6 +52,8 @@ class StepView:
     adaptive_preds: torch.Tensor
     """the adaptive answer so far: the prediction of the first halting step, or this one."""
     adaptive_q: torch.Tensor
+    aux: Mapping[str, torch.Tensor] = attrs.field(factory=dict)
+    """this step's auxiliary outputs by name, each per-row float [B] (`aux_outputs`)."""
 
 
 @attrs.frozen
@@ -91,6 +104,7 @@ def rollout(
                     q_halt=q,
                     adaptive_preds=torch.where(never[:, None], preds, ada_preds),
                     adaptive_q=torch.where(never, q, ada_q),
+                    aux=aux_outputs(result.outputs),
                 )
             )
     never = halt_step > steps
@@ -103,4 +117,4 @@ def rollout(
     )
 
 
-__all__ = ["Rollout", "StepView", "inference_depth", "rollout"]
+__all__ = ["STEP_OUTPUTS", "Rollout", "StepView", "aux_outputs", "inference_depth", "rollout"]
