@@ -336,7 +336,8 @@ class TokenSwiGLU(nn.Module):
         self.gate_up_proj = CastedLinear(length, 2 * self.inter)
         self.down_proj = CastedLinear(self.inter, length)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: object = None) -> torch.Tensor:
+        """``rope`` is ignored: positions are the axis it mixes (the mixer call signature)."""
         b, length, d = x.shape
         rows = x.transpose(1, 2).reshape(b * d, length)
         if _split_path(rows, self.inter):
