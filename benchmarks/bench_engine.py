@@ -11,7 +11,7 @@ tasks/maze-quick.toml, read from the recipes with their batch) and the paper's
 Each configuration runs in its own subprocess, so its peak RSS (VmHWM, reset after the
 matmul probe) is its own. Times are the best of ``repeats`` steps after one warm-up step;
 with --compile the warm-up (compilation) time is reported separately. FLOPs are counted
-from the architecture (trmkit.models.flops: matmuls only), so "of peak" is matmul work per
+by the model (`RecursiveModel.step_flops`: matmuls only), so "of peak" is matmul work per
 second over the measured peak matmul rate.
 
 ``--against REF`` exports git REF's trmkit, plugins and tasks (a commit, branch or tag) to a
@@ -36,7 +36,6 @@ import time
 import torch
 
 from trmkit.models import build_model, compile_model
-from trmkit.models.flops import step_flops
 from trmkit.models.rollout import rollout
 from trmkit.training.optim import AdamATan2, SparseSignSGD
 
@@ -121,7 +120,7 @@ def bench(fields: dict, batch: int, repeats: int, compile_: bool, peak_n: int) -
     dense = AdamATan2([p for p in model.parameters()], lr=1e-4, weight_decay=1.0)
     sparse = SparseSignSGD(model.puzzle_emb, lr=1e-4, weight_decay=1.0)
     data = make_batch(batch, fields["seq_len"], fields["vocab_size"])
-    flops = step_flops(model.config, batch)
+    flops = model.step_flops(batch)
 
     def train_step(carry):
         carry, loss, _, _, _ = model(carry, data)

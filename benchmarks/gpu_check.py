@@ -58,7 +58,6 @@ from trmkit import plugins  # noqa: E402
 from trmkit.config import Recipe, load_recipe  # noqa: E402
 from trmkit.data.cache import build_cached  # noqa: E402
 from trmkit.models import build_model  # noqa: E402
-from trmkit.models.flops import step_flops  # noqa: E402
 from trmkit.training.trainer import Trainer  # noqa: E402
 
 SEED = 0
@@ -362,7 +361,7 @@ def run_phase(name: str, args: argparse.Namespace, compile_: bool, root: Path) -
         figures = meter.figures()
         meta = trainer.train_split.meta
         tokens_per_step = trainer.global_batch * meta.seq_len
-        flops = step_flops(trainer.model_cfg, trainer.local_batch)
+        flops = trainer.model.step_flops(trainer.local_batch)
         batch = next(iter(trainer.loader))
         rows = min(GAP_BATCH, trainer.local_batch)
         gap_batch = {k: torch.as_tensor(v)[:rows].to(trainer.device) for k, v in batch.items()}

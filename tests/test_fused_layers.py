@@ -10,12 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trmkit.models.layers import (
+    SPLIT_MAX_WIDTH,
+    CastedLinear,
     RotaryEmbedding,
     _RMSNormFn,
     _RopeQKVFn,
     _SwiGLUFn,
     add_rms_norm,
     apply_rope,
+    gated,
     rms_norm,
     rope_qkv,
     swiglu,
@@ -54,6 +57,13 @@ def test_fast_paths_match_composite(b, length, heads, grad):
     with torch.set_grad_enabled(grad):
         got = swiglu(gu.requires_grad_(grad))
     assert torch.allclose(got.double(), F.silu(gate) * up, atol=1e-6)
+    xin = torch.randn(b, length, hd)
+    for inter in (hd, SPLIT_MAX_WIDTH + 1):  # the split kernel (no graph), then _SwiGLUFn
+        proj = CastedLinear(hd, 2 * inter)
+        gate, up = F.linear(xin.double(), proj.weight.double()).chunk(2, -1)
+        with torch.set_grad_enabled(grad):
+            got = gated(xin, proj)
+        assert torch.allclose(got.double(), F.silu(gate) * up, atol=1e-5)
     cos, sin = RotaryEmbedding(hd, length)()
     qkv = torch.randn(b, length, 3, heads, hd)
     want_qk = apply_rope(qkv[:, :, :2].double(), cos.double(), sin.double())

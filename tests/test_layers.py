@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trmkit.models.blocks import MLPTBlock
+from trmkit.models.blocks import MLP_T, SWIGLU, Block, BlockDims
 from trmkit.models.init import trunc_normal_
 from trmkit.models.layers import (
     RotaryEmbedding,
@@ -74,7 +74,8 @@ def test_rotate_half_and_rope_convention():
 
 def test_mlp_t_equals_transposed_swiglu_with_rms_over_sequence():
     torch.manual_seed(1)
-    block = MLPTBlock(hidden=8, length=5, expansion=4.0, eps=1e-5)
+    dims = BlockDims(hidden=8, length=5, expansion=4.0, heads=2, eps=1e-5, prefix_len=0)
+    block = Block(MLP_T, SWIGLU, dims)
     h = torch.randn(2, 5, 8)
     # reference formulation: transpose to [B, D, L], SwiGLU over L, RMS over L, transpose back
     ht = h.transpose(1, 2)
@@ -84,4 +85,4 @@ def test_mlp_t_equals_transposed_swiglu_with_rms_over_sequence():
     ht = ht / torch.sqrt(ht.square().mean(-1, keepdim=True) + 1e-5)
     ref = ht.transpose(1, 2)
     ref = rms_norm(ref + block.mlp(ref), 1e-5)
-    assert torch.allclose(block(h), ref, atol=1e-5)
+    assert torch.allclose(block(h, None), ref, atol=1e-5)

@@ -1,4 +1,5 @@
-"""`trmkit model`: print a recipe's architecture, parameter counts and FLOPs per step."""
+"""`trmkit model`: print a recipe's architecture, parameter counts, FLOPs per step and the
+preflight's activation estimate, all asked of the model (the model contract, docs/engine.md)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     import torch
 
     from trmkit.models import build_model, count_parameters
-    from trmkit.models.core import CoreConfig
+    from trmkit.training.preflight import activation_bytes, gib
 
     fields = dict(recipe.model.fields)
     shape = _task_shape(recipe.data.task)
@@ -63,8 +64,7 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     flops = model.step_flops(batch)
     table = model.puzzle_emb
     lines = [f"recipe: {recipe.name}  model: {recipe.model.name}", str(model), ""]
-    prefix = f" + {cfg.prefix_len} prefix" if isinstance(cfg, CoreConfig) else ""
-    lines.append(f"sequence: {cfg.seq_len} tokens{prefix}, vocab {cfg.vocab_size}")
+    lines.append(f"sequence: {cfg.seq_len} tokens, vocab {cfg.vocab_size}")
     lines.append(f"trainable parameters: {count_parameters(model)}")
     if table is not None:
         lines.append(
@@ -78,6 +78,11 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
         f"(forward {_fmt(flops.forward)}FLOP, backward {_fmt(flops.backward)}FLOP"
         + (f", ACT-continue pass {_fmt(flops.extra_forward)}FLOP" if flops.extra_forward else "")
         + f"), eval {_fmt(flops.eval)}FLOP; per sample train {_fmt(flops.train / batch)}FLOP"
+    )
+    saved = activation_bytes(model, batch)
+    lines.append(
+        f"activations per training step (batch {batch}, fp32): "
+        + ("unknown (the model does not implement StepMemory)" if saved is None else gib(saved))
     )
     return lines
 

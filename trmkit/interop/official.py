@@ -29,6 +29,7 @@ import torch
 
 from trmkit import atomic
 from trmkit.errors import CheckpointError
+from trmkit.models.core import OfficialLayout, OfficialLineage
 from trmkit.oserrors import check_writable_dir, writing
 
 CONFIG_FILE = "all_config.yaml"
@@ -36,23 +37,8 @@ _STEP_FILE = re.compile(r"^step_(\d+)$")
 _INNER = "model.inner."
 _COMPILED = "_orig_mod."
 
-# official module (the part of arch.name before "@", last component) -> trmkit model
-ARCHITECTURES = {
-    "trm": "trm",
-    "trm_singlez": "trm-singlez",
-    "trm_hier6": "trm-multiz",
-    "hrm": "hrm",
-    "transformers_baseline": "transformer",
-}
-OFFICIAL_ARCH_NAMES = {
-    "trm": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
-    "trm-singlez": "recursive_reasoning.trm_singlez@TinyRecursiveReasoningModel_ACTV1",
-    "trm-multiz": "recursive_reasoning.trm_hier6@TinyRecursiveReasoningModel_ACTV1",
-    "hrm": "recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1",
-    "transformer": "recursive_reasoning.transformers_baseline@Model_ACTV2",
-}
-
-# tensors every architecture shares: official name (after model.inner.) -> trmkit name
+# tensors every official ACT model shares: official name (after model.inner.) -> trmkit name;
+# the rest of each architecture's names is its config's `OfficialLayout` (trmkit.models.core)
 _SHARED = {
     "embed_tokens.embedding_weight": "core.encoder.embed_tokens.weight",
     "embed_pos.embedding_weight": "core.encoder.embed_pos.weight",
@@ -61,25 +47,39 @@ _SHARED = {
     "q_head.weight": "core.heads.q_head.weight",
     "q_head.bias": "core.heads.q_head.bias",
 }
-# the layer stacks: official module -> trmkit module (the names inside a layer are the same)
-_STACKS = {
-    "trm": {"L_level.": "core.net."},
-    "trm-singlez": {"L_level.": "core.net."},
-    "trm-multiz": {"L_level.": "core.net."},
-    "hrm": {"H_level.": "core.h_net.", "L_level.": "core.l_net."},
-    "transformer": {"H_level.": "core.net."},
-}
-# initial latents: official buffer -> trmkit buffer (y = z_H, z = z_L)
-_INITS = {
-    "trm": {"H_init": "core.y_init", "L_init": "core.z_init"},
-    "trm-singlez": {"L_init": "core.z_init"},
-    "trm-multiz": {"H_init": "core.y_init"},  # L1_init..L6_init are the rows of core.z_init
-    "hrm": {"H_init": "core.y_init", "L_init": "core.z_init"},
-    "transformer": {"H_init": "core.y_init"},
-}
-# trmkit buffers an architecture registers but never reads (kept as built)
-_UNUSED = {"trm-singlez": {"core.y_init"}}
-_MULTIZ_INIT = re.compile(r"^L(\d+)_init$")
+
+
+def layouts() -> dict[str, OfficialLayout]:
+    """trmkit model name -> its official layout, for every registered architecture whose
+    config declares one (``official`` class attribute)."""
+    from trmkit import plugins
+
+    return {
+        name: spec.config_cls.official
+        for name, spec in plugins.model_specs().items()
+        if isinstance(spec.config_cls, OfficialLineage)
+        and isinstance(spec.config_cls.official, OfficialLayout)
+    }
+
+
+def layout_of(model_name: str) -> OfficialLayout:
+    found = layouts()
+    if model_name not in found:
+        raise CheckpointError(
+            f"model {model_name!r} has no counterpart in the official code "
+            f"(exportable: {', '.join(sorted(found))})"
+        )
+    return found[model_name]
+
+
+def _mapped(table: Mapping[str, str], key: str) -> str | None:
+    """``key`` renamed by a name table (exact names, or prefixes ending in ".")."""
+    for source, target in table.items():
+        if key == source:
+            return target
+        if source.endswith(".") and key.startswith(source):
+            return target + key[len(source) :]
+    return None
 
 
 @attrs.frozen
@@ -255,19 +255,22 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or not isinstance(config.get("arch"), dict):
         raise CheckpointError(f"{file}: has no 'arch' section (not an official training config)")
     if not isinstance(config["arch"].get("name"), str):
-        raise CheckpointError(f"{file}: arch.name is missing (e.g. {OFFICIAL_ARCH_NAMES['trm']!r})")
+        example = layouts()["trm"].arch if "trm" in layouts() else "module@Class"
+        raise CheckpointError(f"{file}: arch.name is missing (e.g. {example!r})")
     return config
 
 
 def model_name_for(arch_name: str, where: Path) -> str:
     module = arch_name.split("@", 1)[0].rsplit(".", 1)[-1]
-    if module not in ARCHITECTURES:
-        known = ", ".join(sorted(OFFICIAL_ARCH_NAMES.values()))
-        raise CheckpointError(
-            f"{where / CONFIG_FILE}: arch.name {arch_name!r} is not an "
-            f"architecture trmkit can import (known: {known})"
-        )
-    return ARCHITECTURES[module]
+    found = layouts()
+    for name, layout in found.items():
+        if layout.module == module:
+            return name
+    known = ", ".join(sorted(layout.arch for layout in found.values()))
+    raise CheckpointError(
+        f"{where / CONFIG_FILE}: arch.name {arch_name!r} is not an "
+        f"architecture trmkit can import (known: {known})"
+    )
 
 
 def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
@@ -400,11 +403,14 @@ def _read_dataset_json(folder: Path) -> dict[str, Any] | None:
 
 
 def _prefix_len(arch: Mapping[str, Any], model_name: str) -> int:
+    """The official prefix: puzzle_emb_len where the architecture has that field, else (and
+    when 0) ceil(ndim / D), HRM's rule."""
     ndim = int(arch.get("puzzle_emb_ndim", 0) or 0)
     hidden = int(arch["hidden_size"])
     if ndim <= 0:
         return 0
-    length = 0 if model_name in ("hrm", "transformer") else int(arch.get("puzzle_emb_len", 16))
+    row = next((f for f in layout_of(model_name).fields if f.ours == "puzzle_emb_len"), None)
+    length = 0 if row is None else int(arch.get(row.official, row.default))
     return length if length > 0 else -(ndim // -hidden)
 
 
@@ -507,36 +513,14 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
             "halt_exploration_prob": float(_need(arch, "halt_exploration_prob", where)),
             "loss_type": str(loss.get("loss_type", "stablemax_cross_entropy")),
         }
-        mixer = "mlp_t" if arch.get("mlp_t", False) else "attention"
-        if name in ("trm", "trm-singlez", "trm-multiz"):
-            fields.update(
-                mixer=mixer,
-                h_cycles=int(_need(arch, "H_cycles", where)),
-                l_cycles=int(_need(arch, "L_cycles", where)),
-                l_layers=int(_need(arch, "L_layers", where)),
-                puzzle_emb_len=int(arch.get("puzzle_emb_len", 16)),
-                act_continue=not bool(arch.get("no_ACT_continue", True)),
-            )
-            if name == "trm-multiz":
-                fields["num_z"] = 6
-        elif name == "hrm":
-            fields.update(
-                mixer=mixer,
-                h_cycles=int(_need(arch, "H_cycles", where)),
-                l_cycles=int(_need(arch, "L_cycles", where)),
-                h_layers=int(_need(arch, "H_layers", where)),
-                l_layers=int(_need(arch, "L_layers", where)),
-            )
-        else:  # transformer baseline
-            if pos not in ("rope", "learned"):
-                raise CheckpointError(
-                    f"{where}: arch.pos_encodings {pos!r}: the official "
-                    f"transformer baseline supports only rope or learned"
+        layout = layout_of(name)
+        for row in layout.fields:
+            if row.ours is not None:
+                value = arch.get(row.official, row.default)
+                fields[row.ours] = row.read(
+                    _need(arch, row.official, where) if value is None else value
                 )
-            fields.update(
-                num_layers=int(_need(arch, "H_layers", where)),
-                halt_rule="q_halt_vs_continue" if arch.get("act_enabled", True) else "fixed",
-            )
+        fields.update(layout.fixed)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: an arch field has the wrong type ({exc})") from None
     return fields
@@ -546,96 +530,84 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
 
 
 def to_trmkit_state(run: OfficialRun, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The official tensors renamed (and, for the multi-z inits, stacked) for ``model``."""
+    """The official tensors renamed (and rows stacked, e.g. the multi-z inits) for ``model``."""
     name, file = run.model_name, run.weights_file
+    layout = layout_of(name)
     own = model.state_dict()
-    stacks, inits = _STACKS[name], _INITS[name]
     out: dict[str, torch.Tensor] = {}
-    multiz: dict[int, torch.Tensor] = {}
+    rows: dict[str, dict[int, torch.Tensor]] = {ours: {} for ours in layout.rows}
+    patterns = {
+        ours: re.compile(re.escape(pattern).replace(r"\{\}", r"(\d+)") + "$")
+        for ours, pattern in layout.rows.items()
+    }
     for key, tensor in run.tensors.items():
-        target = _SHARED.get(key) or inits.get(key)
-        if target is None and name == "trm-multiz" and (m := _MULTIZ_INIT.match(key)):
-            multiz[int(m.group(1))] = tensor
-            continue
+        target = _mapped(_SHARED, key) or _mapped(layout.tensors, key)
         if target is None:
-            for official, ours in stacks.items():
-                if key.startswith(official):
-                    target = ours + key[len(official) :]
-                    break
+            row = next(((o, m) for o, p in patterns.items() if (m := p.match(key))), None)
+            if row is not None:
+                rows[row[0]][int(row[1].group(1))] = tensor
+                continue
         if target is None or target not in own:
             raise CheckpointError(
                 f"{file}: tensor {key!r} has no place in trmkit's {name!r} "
                 f"model built from {CONFIG_FILE}"
             )
         out[target] = tensor
-    if name == "trm-multiz":
-        want = own["core.z_init"].shape[0]
-        if sorted(multiz) != list(range(1, want + 1)):
+    for ours, found in rows.items():
+        want, pattern = own[ours].shape[0], layout.rows[ours]
+        if sorted(found) != list(range(1, want + 1)):
             raise CheckpointError(
-                f"{file}: expected L1_init..L{want}_init, found "
-                f"{', '.join(f'L{i}_init' for i in sorted(multiz)) or 'none'}"
+                f"{file}: expected {pattern.format(1)}..{pattern.format(want)}, found "
+                f"{', '.join(pattern.format(i) for i in sorted(found)) or 'none'}"
             )
-        out["core.z_init"] = torch.stack([multiz[i] for i in range(1, want + 1)])
-    unused = _UNUSED.get(name, set())
-    missing = sorted(set(own) - set(out) - unused)
+        out[ours] = torch.stack([found[i] for i in range(1, want + 1)])
+    missing = sorted(set(own) - set(out) - layout.unused)
     if missing:
         raise CheckpointError(
             f"{file}: lacks {missing[0]!r} (official name "
-            f"{official_name(name, missing[0])!r}) that the {CONFIG_FILE} "
+            f"{official_name(layout, missing[0])!r}) that the {CONFIG_FILE} "
             f"config's model needs"
         )
-    for key in unused:
+    for key in layout.unused:
         out[key] = own[key]
     for key, tensor in out.items():
         if tuple(tensor.shape) != tuple(own[key].shape):
             raise CheckpointError(
-                f"{file}: tensor {official_name(name, key)!r} has shape {tuple(tensor.shape)}, "
-                f"but the model of {CONFIG_FILE} (and the dataset dimensions) needs "
-                f"{tuple(own[key].shape)}"
+                f"{file}: tensor {official_name(layout, key)!r} has shape "
+                f"{tuple(tensor.shape)}, but the model of {CONFIG_FILE} (and the dataset "
+                f"dimensions) needs {tuple(own[key].shape)}"
             )
         if not tensor.is_floating_point():
             raise CheckpointError(
-                f"{file}: tensor {official_name(name, key)!r} is "
+                f"{file}: tensor {official_name(layout, key)!r} is "
                 f"{tensor.dtype}, expected floating point"
             )
         out[key] = tensor.to(own[key].dtype).contiguous()
     return out
 
 
-def official_name(model_name: str, key: str) -> str:
-    """The official state-dict name (after ``model.inner.``) of trmkit tensor ``key``."""
-    for official, ours in _SHARED.items():
-        if ours == key:
-            return official
-    for official, ours in _INITS[model_name].items():
-        if ours == key:
-            return official
-    for official, ours in _STACKS[model_name].items():
-        if key.startswith(ours):
-            return official + key[len(ours) :]
-    return key
+def official_name(layout: OfficialLayout, key: str) -> str:
+    """The official state-dict name (after ``model.inner.``) of trmkit tensor ``key``: the
+    layout's tables read backwards (``key`` itself when it has none)."""
+    inverse = {ours: official for official, ours in (*_SHARED.items(), *layout.tensors.items())}
+    return _mapped(inverse, key) or layout.rows.get(key, "").format("<i>") or key
 
 
 def to_official_state(
     model_name: str, state: Mapping[str, torch.Tensor], *, compiled: bool
 ) -> dict[str, torch.Tensor]:
     """trmkit weights as the official model's state dict (prefix ``_orig_mod.`` if compiled)."""
-    if model_name not in _STACKS:
-        raise CheckpointError(
-            f"model {model_name!r} has no counterpart in the official code "
-            f"(exportable: {', '.join(sorted(_STACKS))})"
-        )
+    layout = layout_of(model_name)
     prefix = (_COMPILED if compiled else "") + _INNER
-    unused = _UNUSED.get(model_name, set())
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        if key in unused:
+        if key in layout.unused:
             continue
-        if model_name == "trm-multiz" and key == "core.z_init":
+        if key in layout.rows:
             for i, row in enumerate(tensor, start=1):
-                out[f"{prefix}L{i}_init"] = row.clone()
+                out[prefix + layout.rows[key].format(i)] = row.clone()
             continue
-        official = official_name(model_name, key)
+        official = official_name(layout, key)
         if official == key:
             raise CheckpointError(f"tensor {key!r} of model {model_name!r} has no official name")
         out[prefix + official] = tensor.detach().cpu().contiguous()
@@ -646,9 +618,10 @@ def official_config(
     model_name: str, fields: Mapping[str, Any], recipe: Mapping[str, Any], data_paths: list[str]
 ) -> dict[str, Any]:
     """An ``all_config.yaml`` for trmkit model config ``fields`` (pretrain.py's schema)."""
+    layout = layout_of(model_name)
     f = dict(fields)
     arch: dict[str, Any] = {
-        "name": OFFICIAL_ARCH_NAMES[model_name],
+        "name": layout.arch,
         "loss": {"name": "losses@ACTLossHead", "loss_type": f["loss_type"]},
         "halt_exploration_prob": f["halt_exploration_prob"],
         "halt_max_steps": f["halt_max_steps"],
@@ -663,26 +636,14 @@ def official_config(
         if f.get("forward_dtype", "auto") == "auto"
         else f["forward_dtype"],
     }
-    if model_name in ("trm", "trm-singlez", "trm-multiz"):
-        arch.update(
-            H_cycles=f["h_cycles"],
-            L_cycles=f["l_cycles"],
-            H_layers=0,
-            L_layers=f["l_layers"],
-            mlp_t=f["mixer"] == "mlp_t",
-            puzzle_emb_len=f["puzzle_emb_len"],
-            no_ACT_continue=not f["act_continue"],
-        )
-    elif model_name == "hrm":
-        arch.update(
-            H_cycles=f["h_cycles"],
-            L_cycles=f["l_cycles"],
-            H_layers=f["h_layers"],
-            L_layers=f["l_layers"],
-            mlp_t=f["mixer"] == "mlp_t",
-        )
-    else:
-        arch.update(H_cycles=1, H_layers=f["num_layers"], act_enabled=f.get("halt_rule") != "fixed")
+    try:
+        for key, value in layout.fixed.items():
+            if f.get(key, value) != value:
+                raise ValueError(f"model.{key} {f[key]!r}: the official code has only {value!r}")
+        for row in layout.fields:
+            arch[row.official] = row.default if row.ours is None else row.write(f[row.ours])
+    except ValueError as exc:
+        raise CheckpointError(f"{exc}; model {model_name!r} cannot be exported") from None
     optim = recipe.get("optim", {}) if isinstance(recipe.get("optim"), dict) else {}
     train = recipe.get("train", {}) if isinstance(recipe.get("train"), dict) else {}
     return {

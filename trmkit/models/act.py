@@ -145,6 +145,9 @@ class ACTModel(nn.Module):
     def step_flops(self, batch: int) -> StepFlops:
         return self.core.step_flops(batch)
 
+    def step_activation_floats(self, batch: int) -> int:
+        return self.core.step_activation_floats(batch)
+
     def forward(self, carry: ACTCarry, batch: dict[str, torch.Tensor]) -> StepResult:
         cfg, spec = self.core.config, self.step_loss  # the config at the current progress
         max_steps = self._halt_max_steps

@@ -1,58 +1,143 @@
-"""The post-norm blocks (x <- norm(x + mixer(x)), x <- norm(x + mlp(x))) and the shared
-reasoning stack.
+"""A block is post-norm(token mixer) + post-norm(channel MLP): h <- norm(h + mixer(h, rope)),
+h <- norm(h + mlp(h)); `ReasoningStack` is the shared network every recursion step calls.
 
-The token mixer is injected: `AttentionBlock` and `MLPTBlock` are separate classes with the
-same call signature, and `ReasoningStack` takes a ready list of blocks. `block_factory` is the
-one place that maps a mixer name from a config to a block class.
+The mixer and the MLP are chosen by name from the ``register_components`` kinds "mixer" and
+"mlp" (docs/engine.md, "Mixers and MLPs"): a `MixerSpec` or `MLPSpec` says how to build the
+module from the block's `BlockDims` and what the FLOP count and the preflight memory estimate
+need (forward FLOPs and saved-activation floats per sequence). The built-ins (attention,
+mlp_t, swiglu) are the specs below, registered by `trmkit.models.plugin` as a plugin would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import attrs
 import torch
 from torch import nn
 
-from trmkit.errors import ConfigError
-from trmkit.models.layers import Attention, SwiGLU, TokenSwiGLU, add_rms_norm
+from trmkit.errors import PluginError
+from trmkit.models.layers import Attention, SwiGLU, TokenSwiGLU, add_rms_norm, swiglu_width
 
 Rope = tuple[torch.Tensor, torch.Tensor] | None
 
 
-class AttentionBlock(nn.Module):
-    """h = RMS(h + Attn(h)); h = RMS(h + SwiGLU(h))."""
+@attrs.frozen
+class BlockDims:
+    """What a mixer or an MLP is built for (one block of a config)."""
 
-    def __init__(self, hidden: int, num_heads: int, expansion: float, eps: float) -> None:
+    hidden: int
+    """D, the channel width."""
+    length: int
+    """L, the sequence length including the puzzle prefix."""
+    expansion: float
+    heads: int
+    eps: float
+    """the post-norms' epsilon."""
+    prefix_len: int
+    """the puzzle-embedding positions at the start of the sequence."""
+
+
+@attrs.frozen
+class MixerSpec:
+    """A token mixer: ``build(dims)`` returns a module called as ``mixer(h, rope)`` on
+    h [B, L, D] that returns the residual update [B, L, D] (a view is fine)."""
+
+    build: Callable[[BlockDims], nn.Module]
+    flops: Callable[[BlockDims], int]
+    """forward matmul FLOPs on one sequence."""
+    activation_floats: Callable[[BlockDims], int]
+    """floats it keeps for backward on one sequence (fp32 CPU path, docs/training.md)."""
+    attribute: str = attrs.field(
+        validator=attrs.validators.and_(
+            attrs.validators.matches_re(r"[a-z][a-z0-9_]*"),
+            attrs.validators.not_(attrs.validators.in_(("mlp",))),
+        )
+    )
+    """the block attribute holding it: its state-dict prefix (``self_attn``, ``mlp_t``; not
+    ``mlp``, the MLP's)."""
+    norm_dim: int = -1
+    """the axis its post-norm normalises: -1 channels, 1 the sequence (MLP-t)."""
+
+
+@attrs.frozen
+class MLPSpec:
+    """A channel MLP: ``build(dims)`` returns a module called as ``mlp(h)`` on h [B, L, D]
+    that returns the residual update [B, L, D]; held as the block's ``mlp`` attribute."""
+
+    build: Callable[[BlockDims], nn.Module]
+    flops: Callable[[BlockDims], int]
+    """forward matmul FLOPs on one sequence."""
+    activation_floats: Callable[[BlockDims], int]
+    """floats it keeps for backward on one sequence (fp32 CPU path, docs/training.md)."""
+
+
+def _spec(kind: str, name: str, option: str, cls: type) -> object:
+    """The registered ``kind`` component ``name``, checked against its spec class."""
+    from trmkit import plugins
+
+    entry = plugins.component(kind, name, option)
+    if not isinstance(entry.component, cls):
+        raise PluginError(
+            f"plugin {entry.plugin!r}: {kind} {name!r} is a {type(entry.component).__name__}, "
+            f"not a trmkit.models.blocks.{cls.__name__}; register one (docs/engine.md, "
+            f"'Mixers and MLPs')"
+        )
+    return entry.component
+
+
+def mixer_spec(name: str) -> MixerSpec:
+    spec = _spec("mixer", name, "model.mixer", MixerSpec)
+    assert isinstance(spec, MixerSpec)
+    return spec
+
+
+def mlp_spec(name: str) -> MLPSpec:
+    spec = _spec("mlp", name, "model.mlp", MLPSpec)
+    assert isinstance(spec, MLPSpec)
+    return spec
+
+
+NORM_FLOATS_PER_TOKEN = 5
+"""what a block keeps around its two post-norms, per token in units of D: the block input,
+the residual sums and the RMS outputs (docs/training.md)."""
+
+
+class Block(nn.Module):
+    """h = RMS(h + mixer(h, rope)); h = RMS(h + mlp(h)). Knows its own cost per sequence."""
+
+    def __init__(self, mixer: MixerSpec, mlp: MLPSpec, dims: BlockDims) -> None:
         super().__init__()
-        self.self_attn = Attention(hidden, num_heads)
-        self.mlp = SwiGLU(hidden, expansion)
-        self.eps = eps
+        self.mixer_attribute = mixer.attribute
+        self.norm_dim = mixer.norm_dim
+        self.eps = dims.eps
+        self.add_module(mixer.attribute, mixer.build(dims))
+        self.mlp = mlp.build(dims)
+        self.flops = mixer.flops(dims) + mlp.flops(dims)
+        """forward matmul FLOPs on one sequence."""
+        self.activation_floats = (
+            NORM_FLOATS_PER_TOKEN * dims.length * dims.hidden
+            + mixer.activation_floats(dims)
+            + mlp.activation_floats(dims)
+        )
+        """floats kept for backward on one sequence."""
 
     def forward(self, h: torch.Tensor, rope: Rope) -> torch.Tensor:
-        h = add_rms_norm(h, self.self_attn(h, rope), self.eps)
-        return add_rms_norm(h, self.mlp(h), self.eps)
-
-
-class MLPTBlock(nn.Module):
-    """MLP-mixer block: token SwiGLU over the L axis with RMS over L, then channel SwiGLU."""
-
-    def __init__(self, hidden: int, length: int, expansion: float, eps: float) -> None:
-        super().__init__()
-        self.mlp_t = TokenSwiGLU(length, expansion)
-        self.mlp = SwiGLU(hidden, expansion)
-        self.eps = eps
-
-    def forward(self, h: torch.Tensor, rope: Rope = None) -> torch.Tensor:
-        h = add_rms_norm(h, self.mlp_t(h), self.eps, dim=1)
+        mixer = getattr(self, self.mixer_attribute)
+        h = add_rms_norm(h, mixer(h, rope), self.eps, dim=self.norm_dim)
         return add_rms_norm(h, self.mlp(h), self.eps)
 
 
 class ReasoningStack(nn.Module):
     """net(h, injection) = blocks(h + injection): the network every recursion step calls."""
 
-    def __init__(self, blocks: Sequence[nn.Module]) -> None:
+    def __init__(self, blocks: Sequence[Block]) -> None:
         super().__init__()
         self.layers = nn.ModuleList(blocks)
+        self.flops = sum(block.flops for block in blocks)
+        """forward matmul FLOPs of one call on one sequence."""
+        self.activation_floats = sum(block.activation_floats for block in blocks)
+        """floats one call keeps for backward on one sequence."""
 
     def forward(self, h: torch.Tensor, injection: torch.Tensor | None, rope: Rope) -> torch.Tensor:
         if injection is not None:
@@ -62,19 +147,47 @@ class ReasoningStack(nn.Module):
         return h
 
 
-MIXERS = ("attention", "mlp_t")
+def make_stack(dims: BlockDims, num_layers: int, mixer: str, mlp: str) -> ReasoningStack:
+    """``num_layers`` blocks of the named mixer and MLP (unknown names: one line naming
+    ``model.mixer`` or ``model.mlp`` and the known names)."""
+    mixer_s, mlp_s = mixer_spec(mixer), mlp_spec(mlp)
+    return ReasoningStack([Block(mixer_s, mlp_s, dims) for _ in range(num_layers)])
 
 
-def block_factory(
-    mixer: str, hidden: int, num_heads: int, length: int, expansion: float, eps: float
-) -> Callable[[], nn.Module]:
-    """A zero-argument constructor of one block for the named token mixer."""
-    if mixer == "attention":
-        return lambda: AttentionBlock(hidden, num_heads, expansion, eps)
-    if mixer == "mlp_t":
-        return lambda: MLPTBlock(hidden, length, expansion, eps)
-    raise ConfigError(f"model.mixer: unknown token mixer {mixer!r}; choose one of {MIXERS}")
+# ---------------------------------------------------------------- the built-in components
+# A linear map in -> out on N tokens costs 2 N in out FLOPs; attention adds 2 H L^2 hd for the
+# scores and again for the weighted sum (docs/engine.md, "FLOPs and the benchmark").
 
 
-def make_stack(factory: Callable[[], nn.Module], num_layers: int) -> ReasoningStack:
-    return ReasoningStack([factory() for _ in range(num_layers)])
+def _attention_flops(d: BlockDims) -> int:
+    hd = d.hidden // d.heads
+    inner = d.heads * hd
+    return (
+        2 * d.length * d.hidden * 3 * inner
+        + 2 * d.length * inner * d.hidden
+        + (4 * d.heads * d.length * d.length * hd)
+    )
+
+
+ATTENTION = MixerSpec(
+    build=lambda d: Attention(d.hidden, d.heads),
+    flops=_attention_flops,
+    # q, k, v, the SDPA output and the output projection's input; the CPU flash kernel keeps
+    # no L x L matrix
+    activation_floats=lambda d: 5 * d.length * d.hidden,
+    attribute="self_attn",
+)
+MLP_T = MixerSpec(
+    build=lambda d: TokenSwiGLU(d.length, d.expansion),
+    flops=lambda d: 6 * d.hidden * d.length * swiglu_width(d.length, d.expansion),
+    # its [D, L] rows, gate/up [D, 2 I_t], product [D, I_t] and output
+    activation_floats=lambda d: d.hidden * (3 * swiglu_width(d.length, d.expansion) + 2 * d.length),
+    attribute="mlp_t",
+    norm_dim=1,
+)
+SWIGLU = MLPSpec(
+    build=lambda d: SwiGLU(d.hidden, d.expansion),
+    flops=lambda d: 6 * d.length * d.hidden * swiglu_width(d.hidden, d.expansion),
+    # its input, the fused gate/up projection 2I and the product I
+    activation_floats=lambda d: d.length * (d.hidden + 3 * swiglu_width(d.hidden, d.expansion)),
+)

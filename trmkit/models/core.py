@@ -2,13 +2,15 @@
 
 A *core* maps (latents, data) -> (new latents, logits, q_halt, q_continue) for one
 supervision step; `trmkit.models.act.ACTModel` wraps it with the ACT carry and the loss.
-Concrete cores (TRM, single-z, multi-z, HRM, transformer) only define their latents and the
-recursion in `recurse`.
+Concrete cores (TRM, single-z, multi-z, HRM, transformer) only define their latents, the
+recursion in `recurse` and how often it calls each network (`stack_calls`), from which the
+base class counts FLOPs and the preflight's activation memory; their configs say where the
+official code keeps the same tensors and fields (`OfficialLayout`).
 """
 
 import math
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 import torch
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trmkit.errors import ConfigError
-from trmkit.models.blocks import ReasoningStack
+from trmkit.models.blocks import BlockDims, ReasoningStack, make_stack
 from trmkit.models.layers import CastedEmbedding, CastedLinear, RotaryEmbedding
 from trmkit.models.protocol import StepFlops
 from trmkit.models.sparse_embedding import SparsePuzzleEmbedding
@@ -38,6 +40,59 @@ DTYPES = {
 }
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+@attrs.frozen
+class OfficialField:
+    """One key of the official ``arch`` config and the trmkit config field it is, read in
+    both directions: import sets ``ours = read(arch[official])``, export writes
+    ``arch[official] = write(ours)`` (a ValueError when the official code has no such value)."""
+
+    official: str
+    ours: str | None = None
+    """the trmkit field; None: a constant ``default`` the official schema wants (export only)."""
+    read: Callable[[Any], Any] = int
+    write: Callable[[Any], Any] = _same
+    default: Any = None
+    """the official value when the key is absent (None: the key is required)."""
+
+
+@attrs.frozen
+class OfficialLayout:
+    """Where an architecture with an official lineage keeps its tensors and config fields in
+    the official code's checkpoints (docs/interop.md); one table, read by
+    `trmkit.interop.official` for import and export. A config class declares it as its
+    ``official`` class attribute (None: no official counterpart)."""
+
+    arch: str
+    """the official ``arch.name``, module@class."""
+    tensors: Mapping[str, str]
+    """official name -> trmkit name beyond the tensors every official model shares; a name
+    ending in "." is a prefix (a layer stack: the names inside a layer are the same)."""
+    fields: tuple[OfficialField, ...] = ()
+    fixed: Mapping[str, Any] = attrs.field(factory=dict)
+    """trmkit fields the official code cannot vary: set on import, checked on export."""
+    rows: Mapping[str, str] = attrs.field(factory=dict)
+    """trmkit tensor -> the official name of each of its rows, ``{}`` the 1-based row."""
+    unused: frozenset[str] = frozenset()
+    """trmkit buffers the architecture registers but never reads (kept as built)."""
+
+    @property
+    def module(self) -> str:
+        """The official module (the part of ``arch`` before "@", last component)."""
+        return self.arch.split("@", 1)[0].rsplit(".", 1)[-1]
+
+
+@runtime_checkable
+class OfficialLineage(Protocol):
+    """A config class that says whether (and how) its architecture maps to the official code:
+    every `CoreConfig`; a third-party config may declare it too."""
+
+    official: ClassVar[OfficialLayout | None]
+
+
 @attrs.define(kw_only=True)
 class CoreConfig:
     """Fields common to every architecture. The first four are filled from the dataset.
@@ -48,6 +103,8 @@ class CoreConfig:
 
     schedulable: ClassVar[tuple[str, ...]] = ("halt_exploration_prob",)
     """the fields a schedule may set: none of them sizes a parameter."""
+
+    official: ClassVar[OfficialLayout | None] = None
 
     seq_len: int = 81
     vocab_size: int = 11
@@ -143,6 +200,17 @@ class CoreConfig:
                     raise ConfigError(f"model.schedule.{key} from {start:g}: {exc}") from None
 
     @property
+    def block_dims(self) -> BlockDims:
+        return BlockDims(
+            hidden=self.hidden_size,
+            length=self.total_len,
+            expansion=self.expansion,
+            heads=self.num_heads,
+            eps=self.rms_norm_eps,
+            prefix_len=self.prefix_len,
+        )
+
+    @property
     def training_halt_rule(self) -> str:
         """The resolved rule: ``auto`` becomes q_halt_vs_continue or q_halt."""
         if self.halt_rule != "auto":
@@ -177,6 +245,9 @@ class InputEncoder(nn.Module):
             else None
         )
 
+    def extra_repr(self) -> str:
+        return f"prefix_len={self.prefix_len}"
+
     def forward(
         self, inputs: torch.Tensor, puzzle_ids: torch.Tensor, dtype: torch.dtype
     ) -> torch.Tensor:
@@ -208,6 +279,11 @@ class OutputHeads(nn.Module):
             self.q_head.weight.zero_()
             assert self.q_head.bias is not None
             self.q_head.bias.fill_(-5.0)
+        d, seq, vocab = cfg.hidden_size, cfg.seq_len, cfg.vocab_size
+        self.flops = 2 * seq * d * vocab + 4 * d
+        """forward matmul FLOPs on one sequence."""
+        self.activation_floats = 3 * seq * vocab
+        """floats kept for backward on one sequence: the logits, their softmax, its gradient."""
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.lm_head(y[:, self.prefix_len :].float())
@@ -220,9 +296,9 @@ class RecursiveCore(nn.Module):
 
     Subclasses set ``latent_names``, register one fixed initial vector per latent with
     `register_init` (a truncated-normal std-1 buffer ``<name>_init``), and implement
-    ``recurse(latents, x, rope) -> (latents, y_for_heads)``. Their shared networks are
-    `ReasoningStack` attributes (compiled by `compile_model`); a core whose FLOPs
-    `trmkit.models.flops.step_flops` does not know overrides `step_flops`.
+    ``recurse(latents, x, rope) -> (latents, y_for_heads)`` and ``stack_calls()``. Their
+    shared networks are `ReasoningStack` attributes (compiled by `compile_model`, built by
+    `stack`); the FLOPs and the activation memory of a step follow from ``stack_calls``.
     """
 
     latent_names: tuple[str, ...] = ()
@@ -280,11 +356,32 @@ class RecursiveCore(nn.Module):
         """The shared networks: every `ReasoningStack` attribute of the core."""
         return [m for m in self.children() if isinstance(m, ReasoningStack)]
 
-    def step_flops(self, batch: int) -> StepFlops:
-        """FLOPs of one supervision step, from the config (built-in architectures)."""
-        from trmkit.models.flops import step_flops
+    def stack(
+        self, num_layers: int, mixer: str = "attention", mlp: str = "swiglu"
+    ) -> ReasoningStack:
+        """A shared network of ``num_layers`` blocks of the named mixer and MLP."""
+        return make_stack(self.config.block_dims, num_layers, mixer, mlp)
 
-        return step_flops(self.config, batch)
+    def stack_calls(self) -> Sequence[tuple[ReasoningStack, int, int]]:  # pragma: no cover
+        """(network, calls without gradient, calls in the autograd graph) of one step."""
+        raise NotImplementedError
+
+    def step_flops(self, batch: int) -> StepFlops:
+        """Matmul FLOPs of one supervision step: every network call and the heads forward,
+        twice the graph's calls and the heads backward, and the ACT-continue target pass."""
+        calls = self.stack_calls()
+        heads = self.heads.flops
+        forward = batch * (sum((nograd + grad) * net.flops for net, nograd, grad in calls) + heads)
+        backward = 2 * batch * (sum(grad * net.flops for net, _, grad in calls) + heads)
+        extra = forward if self.config.act_continue else 0
+        return StepFlops(forward=forward, backward=backward, extra_forward=extra)
+
+    def step_activation_floats(self, batch: int) -> int:
+        """Floats one training step's autograd graph keeps: the graph's network calls and
+        the heads (`trmkit.models.protocol.StepMemory`)."""
+        calls = self.stack_calls()
+        graph = sum(grad * net.activation_floats for net, _, grad in calls)
+        return batch * (graph + self.heads.activation_floats)
 
     def forward(self, latents: dict[str, torch.Tensor], data: dict[str, torch.Tensor]):
         inputs = data["inputs"]

@@ -5,20 +5,47 @@ prefix length ceil(ndim/D) = 1; Q-learning halting (q_halt > q_continue) with th
 continue loss (``act_continue = True``).
 """
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
 import torch
 
 from trmkit.errors import ConfigError
-from trmkit.models.blocks import block_factory, make_stack
-from trmkit.models.core import CoreConfig, RecursiveCore, register_init
+from trmkit.models.blocks import ReasoningStack
+from trmkit.models.core import (
+    CoreConfig,
+    OfficialField,
+    OfficialLayout,
+    RecursiveCore,
+    register_init,
+)
+from trmkit.models.trm import mlp_t_field
 
 
 @attrs.define(kw_only=True)
 class HRMConfig(CoreConfig):
     schedulable: ClassVar[tuple[str, ...]] = (*CoreConfig.schedulable, "h_cycles", "l_cycles")
+    official = OfficialLayout(
+        arch="recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1",
+        tensors={
+            "H_level.": "core.h_net.",
+            "L_level.": "core.l_net.",
+            "H_init": "core.y_init",
+            "L_init": "core.z_init",
+        },
+        fields=(
+            OfficialField("H_cycles", "h_cycles"),
+            OfficialField("L_cycles", "l_cycles"),
+            OfficialField("H_layers", "h_layers"),
+            OfficialField("L_layers", "l_layers"),
+            mlp_t_field(),
+        ),
+        fixed={"mlp": "swiglu"},
+    )
+
     mixer: str = "attention"
+    mlp: str = "swiglu"
     h_cycles: int = 2
     l_cycles: int = 2
     h_layers: int = 4
@@ -39,16 +66,8 @@ class HRMCore(RecursiveCore):
 
     def __init__(self, cfg: HRMConfig) -> None:
         super().__init__(cfg)
-        factory = block_factory(
-            cfg.mixer,
-            cfg.hidden_size,
-            cfg.num_heads,
-            cfg.total_len,
-            cfg.expansion,
-            cfg.rms_norm_eps,
-        )
-        self.h_net = make_stack(factory, cfg.h_layers)
-        self.l_net = make_stack(factory, cfg.l_layers)
+        self.h_net = self.stack(cfg.h_layers, cfg.mixer, cfg.mlp)
+        self.l_net = self.stack(cfg.l_layers, cfg.mixer, cfg.mlp)
         register_init(self, "y", (cfg.hidden_size,))
         register_init(self, "z", (cfg.hidden_size,))
 
@@ -66,3 +85,7 @@ class HRMCore(RecursiveCore):
         z = self.l_net(z, y + x, rope)
         y = self.h_net(y, z, rope)
         return {"y": y, "z": z}, y
+
+    def stack_calls(self) -> Sequence[tuple[ReasoningStack, int, int]]:
+        cfg = self.config  # only the last L call and the last H call are in the graph
+        return [(self.l_net, cfg.h_cycles * cfg.l_cycles - 1, 1), (self.h_net, cfg.h_cycles - 1, 1)]

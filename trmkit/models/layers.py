@@ -4,6 +4,11 @@ the MLP-t token mixer, casted linear and embedding), in plain PyTorch.
 Weights are stored in fp32 and cast to the activation dtype at call time (bf16 on GPU,
 a no-op in fp32), so the optimiser always sees fp32 parameters. There are no norm gains
 and no biases except the Q head's.
+
+Each layer has one reference formulation (the composite maths of the official code) and,
+behind the one switch `cpu_kernels`, fused fp32 kernels that compute the same values with
+fewer passes over memory (docs/engine.md, "Speed at small sizes"); tests/test_fused_layers.py
+holds them to the reference.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ def swiglu_width(hidden: int, expansion: float) -> int:
     return round_up(round(expansion * hidden * 2 / 3), 256)
 
 
-def _fast_path(x: torch.Tensor) -> bool:
-    """fp32 activations outside a torch.compile trace take the fused eager kernels below.
+def cpu_kernels(x: torch.Tensor) -> bool:
+    """The switch: fp32 activations outside a torch.compile trace take the fused eager
+    kernels (the CPU path); everything else takes the reference composite.
 
     Other dtypes (bf16 on GPU) keep the reference's "upcast, compute, cast back" composite,
     and under torch.compile the composite is what Inductor fuses best, so both use it."""
@@ -71,7 +77,7 @@ def rms_norm(x: torch.Tensor, eps: float, dim: int = -1, inplace: bool = False) 
     owns ``x`` (a fresh residual sum) reuse its storage when no graph is being recorded.
     """
     dim = dim % x.ndim
-    if _fast_path(x):
+    if cpu_kernels(x):
         if not (torch.is_grad_enabled() and x.requires_grad):
             r = _rms_scale(x, eps, dim)
             return x.mul_(r) if inplace else x * r
@@ -87,7 +93,7 @@ def add_rms_norm(h: torch.Tensor, delta: torch.Tensor, eps: float, dim: int = -1
     """rms_norm(h + delta): the post-norm residual. Without a graph the sum and the scaling
     reuse ``delta``'s storage (a sub-layer output nobody else holds); ``h`` goes first so the
     sum keeps ``h``'s (contiguous) layout when ``delta`` is a transposed view."""
-    if _fast_path(h) and not torch.is_grad_enabled() and delta.is_contiguous():
+    if cpu_kernels(h) and not torch.is_grad_enabled() and delta.is_contiguous():
         return rms_norm(delta.add_(h), eps, dim, inplace=True)
     return rms_norm(h + delta, eps, dim)
 
@@ -204,7 +210,7 @@ def rope_qkv(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """[B, L, 3, H, hd] with q and k rotated by the [L, hd] tables (same maths as
     `apply_rope` on q and k). fp32 takes the fused path (in place when no graph is
     recorded); other dtypes rotate in fp32 and cast back as the reference does."""
-    if not _fast_path(qkv):
+    if not cpu_kernels(qkv):
         qk = apply_rope(qkv[:, :, :2], cos, sin)
         return torch.cat((qk, qkv[:, :, 2:]), dim=2)
     half = cos.shape[-1] // 2
@@ -272,25 +278,15 @@ class _SwiGLUFn(torch.autograd.Function):
 
 
 def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
-    """silu(gate) * up for gate, up = gate_up.chunk(2, -1)."""
-    if _fast_path(gate_up):
-        if torch.is_grad_enabled() and gate_up.requires_grad:
-            return _SwiGLUFn.apply(gate_up)
-        gate, up = gate_up.chunk(2, dim=-1)
-        return F.silu(gate).mul_(up)
+    """silu(gate) * up for gate, up = gate_up.chunk(2, -1) (the reference)."""
     gate, up = gate_up.chunk(2, dim=-1)
     return F.silu(gate) * up
 
 
 SPLIT_MAX_WIDTH = 512
-"""widest SwiGLU intermediate (I) that takes `swiglu_split`: at I <= 512 (D <= 128, and
-MLP-t's token mixer up to L = 192) the split measured 1.09-1.18x on the eval rollout; at
-D = 512 (I = 1536) one fused matmul is faster (split 0.95x), docs/engine.md."""
-
-
-def _split_path(x: torch.Tensor, inter: int) -> bool:
-    """fp32 eager without a graph (evaluation, and training's no-grad cycles), narrow I."""
-    return inter <= SPLIT_MAX_WIDTH and _fast_path(x) and not torch.is_grad_enabled()
+"""widest SwiGLU intermediate (I) whose no-graph kernel is `swiglu_split`: at I <= 512
+(D <= 128, and MLP-t's token mixer up to L = 192) the split measured 1.09-1.18x on the eval
+rollout; at D = 512 (I = 1536) one fused matmul is faster (split 0.95x), docs/engine.md."""
 
 
 def swiglu_split(x: torch.Tensor, gate_up: CastedLinear) -> torch.Tensor:
@@ -305,6 +301,16 @@ def swiglu_split(x: torch.Tensor, gate_up: CastedLinear) -> torch.Tensor:
     return F.silu(gate, inplace=True).mul_(F.linear(x, weight[inter:]))
 
 
+def gated(x: torch.Tensor, gate_up: CastedLinear) -> torch.Tensor:
+    """silu(gate) * up of ``gate_up(x)``: the reference, or under `cpu_kernels` the split
+    matmuls (no graph, I <= `SPLIT_MAX_WIDTH`) or `_SwiGLUFn` (in place without a graph)."""
+    if not cpu_kernels(x):
+        return swiglu(gate_up(x))
+    if not torch.is_grad_enabled() and gate_up.out_features <= 2 * SPLIT_MAX_WIDTH:
+        return swiglu_split(x, gate_up)
+    return _SwiGLUFn.apply(gate_up(x))
+
+
 class SwiGLU(nn.Module):
     """down(silu(gate) * up) with one fused gate/up projection; width by `swiglu_width`."""
 
@@ -315,9 +321,7 @@ class SwiGLU(nn.Module):
         self.down_proj = CastedLinear(self.inter, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _split_path(x, self.inter):
-            return self.down_proj(swiglu_split(x, self.gate_up_proj))
-        return self.down_proj(swiglu(self.gate_up_proj(x)))
+        return self.down_proj(gated(x, self.gate_up_proj))
 
 
 class TokenSwiGLU(nn.Module):
@@ -336,11 +340,9 @@ class TokenSwiGLU(nn.Module):
         self.gate_up_proj = CastedLinear(length, 2 * self.inter)
         self.down_proj = CastedLinear(self.inter, length)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: object = None) -> torch.Tensor:
+        """``rope`` is ignored: positions are the axis it mixes (the mixer call signature)."""
         b, length, d = x.shape
         rows = x.transpose(1, 2).reshape(b * d, length)
-        if _split_path(rows, self.inter):
-            out = self.down_proj(swiglu_split(rows, self.gate_up_proj))  # [B*D, L]
-        else:
-            out = self.down_proj(swiglu(self.gate_up_proj(rows)))
+        out = self.down_proj(gated(rows, self.gate_up_proj))  # [B*D, L]
         return out.view(b, d, length).transpose(1, 2)

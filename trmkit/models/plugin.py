@@ -14,12 +14,12 @@ def register_models(register):
     from trmkit.models.transformer import TransformerConfig, TransformerCore
     from trmkit.models.trm import TRMConfig, TRMCore
     from trmkit.models.trm_multiz import TRMMultiZConfig, TRMMultiZCore
-    from trmkit.models.trm_singlez import TRMSingleZCore
+    from trmkit.models.trm_singlez import TRMSingleZConfig, TRMSingleZCore
 
     def _trm(cfg: TRMConfig) -> ACTModel:
         return ACTModel(TRMCore(cfg))
 
-    def _singlez(cfg: TRMConfig) -> ACTModel:
+    def _singlez(cfg: TRMSingleZConfig) -> ACTModel:
         return ACTModel(TRMSingleZCore(cfg))
 
     def _multiz(cfg: TRMMultiZConfig) -> ACTModel:
@@ -37,7 +37,7 @@ def register_models(register):
         TRMConfig,
         "Tiny Recursive Model: shared 2-block net (attention or MLP-t), latents y and z",
     )
-    register("trm-singlez", _singlez, TRMConfig, "TRM ablation with a single latent z")
+    register("trm-singlez", _singlez, TRMSingleZConfig, "TRM ablation with a single latent z")
     register("trm-multiz", _multiz, TRMMultiZConfig, "TRM ablation with six z latents")
     register(
         "hrm",
@@ -55,7 +55,12 @@ def register_models(register):
 
 @hookimpl
 def register_components(register):
-    # the per-step loss (kind "step_loss", docs/engine.md "Per-step losses")
+    from trmkit.models.blocks import ATTENTION, MLP_T, SWIGLU
     from trmkit.models.losses import ACTStepLoss
 
+    # the per-step loss (docs/engine.md "Per-step losses")
     register("step_loss", "act", ACTStepLoss(), "TRM's loss: lm + 0.5 (q_halt + q_continue)")
+
+    register("mixer", "attention", ATTENTION, "multi-head self-attention with RoPE (TRM, HRM)")
+    register("mixer", "mlp_t", MLP_T, "SwiGLU across the sequence axis (TRM-MLP, MLP-mixer)")
+    register("mlp", "swiglu", SWIGLU, "SwiGLU channel MLP, width round(expansion D 2/3) to 256")

@@ -41,7 +41,7 @@ class StepResult(NamedTuple):
 
 @attrs.frozen
 class StepFlops:
-    """Matmul FLOPs of one supervision step (see `trmkit.models.flops`)."""
+    """Matmul FLOPs of one supervision step (docs/engine.md, "FLOPs and the benchmark")."""
 
     forward: int  # every network call of the step, plus heads
     backward: int  # 2x the forward of the calls in the gradient graph
@@ -132,6 +132,17 @@ class RecursiveModel(Protocol):
     def to(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
+@runtime_checkable
+class StepMemory(Protocol):
+    """Optional: what one training step keeps for backward, for the preflight memory
+    estimate (`trmkit.training.preflight`); a model without it gets "unknown" there."""
+
+    def step_activation_floats(self, batch: int) -> int:
+        """Floats the autograd graph of one supervision step on ``batch`` sequences keeps
+        (fp32 CPU path, docs/training.md, "Preflight")."""
+        ...
+
+
 @attrs.frozen
 class LatentNoise:
     """Gaussian noise for the reasoning latents at inference (test-time compute,
@@ -195,6 +206,7 @@ __all__ = [
     "ProgressAware",
     "RecursiveModel",
     "StepFlops",
+    "StepMemory",
     "StepResult",
     "missing_members",
 ]

@@ -7,15 +7,39 @@ continue head is never trained. Other rules are explicit options (``halt_rule = 
 ``"fixed"``, or ``act_continue = true`` for a trained continue head), docs/engine.md.
 """
 
+from collections.abc import Sequence
+
 import attrs
 
 from trmkit.errors import ConfigError
-from trmkit.models.blocks import block_factory, make_stack
-from trmkit.models.core import CoreConfig, RecursiveCore, register_init
+from trmkit.models.blocks import ReasoningStack
+from trmkit.models.core import (
+    CoreConfig,
+    OfficialField,
+    OfficialLayout,
+    RecursiveCore,
+    register_init,
+)
 
 
 @attrs.define(kw_only=True)
 class TransformerConfig(CoreConfig):
+    official = OfficialLayout(
+        arch="recursive_reasoning.transformers_baseline@Model_ACTV2",
+        tensors={"H_level.": "core.net.", "H_init": "core.y_init"},
+        fields=(
+            OfficialField("H_layers", "num_layers"),
+            OfficialField("H_cycles", default=1),
+            OfficialField(
+                "act_enabled",
+                "halt_rule",
+                read=lambda v: "q_halt_vs_continue" if v else "fixed",
+                write=lambda rule: rule != "fixed",
+                default=True,
+            ),
+        ),
+    )
+
     num_layers: int = 8
     num_heads: int = 12
     puzzle_emb_len: int = 0
@@ -34,17 +58,12 @@ class TransformerCore(RecursiveCore):
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__(cfg)
-        factory = block_factory(
-            "attention",
-            cfg.hidden_size,
-            cfg.num_heads,
-            cfg.total_len,
-            cfg.expansion,
-            cfg.rms_norm_eps,
-        )
-        self.net = make_stack(factory, cfg.num_layers)
+        self.net = self.stack(cfg.num_layers)
         register_init(self, "y", (cfg.hidden_size,))
 
     def recurse(self, latents, x, rope):
         y = self.net(latents["y"], x, rope)
         return {"y": y}, y
+
+    def stack_calls(self) -> Sequence[tuple[ReasoningStack, int, int]]:
+        return [(self.net, 0, 1)]

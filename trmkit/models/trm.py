@@ -5,6 +5,7 @@ cycle being n updates z <- net(z, y + x) and one update y <- net(y, z). Only the
 cycle's n+1 network calls are in the autograd graph.
 """
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import attrs
@@ -12,8 +13,39 @@ import torch
 from torch import nn
 
 from trmkit.errors import ConfigError
-from trmkit.models.blocks import ReasoningStack, block_factory, make_stack
-from trmkit.models.core import CoreConfig, RecursiveCore, register_init
+from trmkit.models.blocks import ReasoningStack
+from trmkit.models.core import (
+    CoreConfig,
+    OfficialField,
+    OfficialLayout,
+    RecursiveCore,
+    register_init,
+)
+
+# official arch fields of the TRM family (the official code's T, n, layers, mixer, continue)
+TRM_FIELDS = (
+    OfficialField("H_cycles", "h_cycles"),
+    OfficialField("L_cycles", "l_cycles"),
+    OfficialField("L_layers", "l_layers"),
+    OfficialField("H_layers", default=0),
+    OfficialField("puzzle_emb_len", "puzzle_emb_len", default=16),
+    OfficialField(
+        "no_ACT_continue", "act_continue", read=lambda v: not v, write=lambda v: not v, default=True
+    ),
+)
+
+
+def mlp_t_field() -> OfficialField:
+    """The official ``mlp_t`` flag: the token mixer, attention or MLP-t."""
+
+    def write(mixer: str) -> bool:
+        if mixer not in ("attention", "mlp_t"):
+            raise ValueError(f"model.mixer {mixer!r}: the official code has attention or mlp_t")
+        return mixer == "mlp_t"
+
+    return OfficialField(
+        "mlp_t", "mixer", read=lambda v: "mlp_t" if v else "attention", write=write, default=False
+    )
 
 
 @attrs.define(kw_only=True)
@@ -21,8 +53,15 @@ class TRMConfig(CoreConfig):
     """TRM defaults of ``config/arch/trm.yaml``: T=3, n=6, 2 layers, attention + RoPE."""
 
     schedulable: ClassVar[tuple[str, ...]] = (*CoreConfig.schedulable, "h_cycles", "l_cycles")
+    official = OfficialLayout(
+        arch="recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
+        tensors={"L_level.": "core.net.", "H_init": "core.y_init", "L_init": "core.z_init"},
+        fields=(*TRM_FIELDS, mlp_t_field()),
+        fixed={"mlp": "swiglu"},
+    )
 
     mixer: str = "attention"
+    mlp: str = "swiglu"
     h_cycles: int = 3
     l_cycles: int = 6
     l_layers: int = 2
@@ -34,21 +73,13 @@ class TRMConfig(CoreConfig):
                 raise ConfigError(f"model.{key}: must be >= 1")
 
 
-def build_network(cfg: TRMConfig, num_layers: int | None = None) -> ReasoningStack:
-    """The shared network for a config: ``l_layers`` blocks of the configured token mixer."""
-    factory = block_factory(
-        cfg.mixer, cfg.hidden_size, cfg.num_heads, cfg.total_len, cfg.expansion, cfg.rms_norm_eps
-    )
-    return make_stack(factory, cfg.l_layers if num_layers is None else num_layers)
-
-
 class TRMCore(RecursiveCore):
     config: TRMConfig
     latent_names: tuple[str, ...] = ("y", "z")
 
     def __init__(self, cfg: TRMConfig, net: nn.Module | None = None) -> None:
         super().__init__(cfg)
-        self.net = build_network(cfg) if net is None else net
+        self.net = self.stack(cfg.l_layers, cfg.mixer, cfg.mlp) if net is None else net
         register_init(self, "y", (cfg.hidden_size,))
         register_init(self, "z", (cfg.hidden_size,))
 
@@ -66,3 +97,7 @@ class TRMCore(RecursiveCore):
                 y, z = self.cycle(y, z, x, rope)
         y, z = self.cycle(y, z, x, rope)
         return {"y": y, "z": z}, y
+
+    def stack_calls(self) -> Sequence[tuple[ReasoningStack, int, int]]:
+        per_cycle = self.config.l_cycles + 1  # n z-updates and one y-update
+        return [(self.net, (self.config.h_cycles - 1) * per_cycle, per_cycle)]

@@ -1,9 +1,22 @@
 """TRM with a single latent (paper Table 2, "single z"): n times z <- net(z, x), then
 z <- net(z) with no injection; the heads read z. Same T-1 no-grad cycles as TRM."""
 
+import attrs
 import torch
 
-from trmkit.models.trm import TRMCore
+from trmkit.models.core import OfficialLayout
+from trmkit.models.trm import TRM_FIELDS, TRMConfig, TRMCore, mlp_t_field
+
+
+@attrs.define(kw_only=True)
+class TRMSingleZConfig(TRMConfig):
+    official = OfficialLayout(
+        arch="recursive_reasoning.trm_singlez@TinyRecursiveReasoningModel_ACTV1",
+        tensors={"L_level.": "core.net.", "L_init": "core.z_init"},
+        fields=(*TRM_FIELDS, mlp_t_field()),
+        fixed={"mlp": "swiglu"},
+        unused=frozenset({"core.y_init"}),
+    )
 
 
 class TRMSingleZCore(TRMCore):

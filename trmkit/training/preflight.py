@@ -12,10 +12,12 @@ that fits or the task's CPU recipe; docs/training.md, "Preflight", and docs/erro
   `DAY_SECONDS`, the line gives the estimate and a CPU recipe of the same task plugin to try.
 * **memory**: parameters (built on torch's meta device, so nothing is allocated) x
   `STATE_COPIES` (weights, gradients, two Adam moments, the EMA) plus the activations the
-  autograd graph of one supervision step keeps (`activation_bytes`). When that exceeds
-  `MEMORY_HEADROOM` of the memory this process may use (`trmkit.memory.available_memory`:
-  the host's MemAvailable and the cgroup limit, whichever is smaller; no check where
-  neither is known), the line names an ``optim.global_batch_size`` that fits.
+  autograd graph of one supervision step keeps, as the model counts them
+  (`trmkit.models.protocol.StepMemory`; unknown, so unchecked, for a model that does not).
+  When that exceeds `MEMORY_HEADROOM` of the memory this process may use
+  (`trmkit.memory.available_memory`: the host's MemAvailable and the cgroup limit, whichever
+  is smaller; no check where neither is known), the line names an
+  ``optim.global_batch_size`` that fits.
 
 The estimates are pure functions of a `Machine` (rate, memory) so tests inject both.
 """
@@ -38,7 +40,7 @@ MEMORY_HEADROOM = 0.8
 """share of the available memory one step may use (the rest: allocator slack, data, OS)."""
 FLOAT_BYTES = 4  # the CPU path is fp32 throughout
 ACTIVATION_SLACK = 1.25
-"""measured peak RSS of one step over `block_activation_floats`' count: 0.93-1.29 at the
+"""measured peak RSS of one step over the model's `step_activation_floats` count: 0.93-1.29 at the
 sudoku-quick, maze-quick and paper Sudoku shapes (backward temporaries, allocator)."""
 
 
@@ -59,7 +61,9 @@ class Estimate:
     state_bytes: int
     """parameters and buffers x their training copies."""
     activation_bytes: int | None
-    """one training step's saved activations (None: architecture unknown to the estimate)."""
+    """one training step's saved activations (None: the model does not say)."""
+    sequence_bytes: int | None = None
+    """the saved activations of one sequence (the step's grow linearly with the batch)."""
 
     @property
     def step_bytes(self) -> int | None:
@@ -122,59 +126,15 @@ def state_bytes(model: Any) -> int:
     return STATE_COPIES * params + buffers
 
 
-def graph_layer_calls(cfg: Any) -> int | None:
-    """Block calls inside one step's autograd graph (None for an unknown architecture)."""
-    from trmkit.models.hrm import HRMConfig
-    from trmkit.models.transformer import TransformerConfig
-    from trmkit.models.trm import TRMConfig
+def activation_bytes(model: Any, batch: int) -> int | None:
+    """One training step's saved activations for ``batch`` sequences: the model's own count
+    (`trmkit.models.protocol.StepMemory`) x `ACTIVATION_SLACK`; None when the model does not
+    say (its memory estimate is unknown)."""
+    from trmkit.models.protocol import StepMemory
 
-    if isinstance(cfg, HRMConfig):
-        return cfg.l_layers + cfg.h_layers
-    if isinstance(cfg, TransformerConfig):
-        return cfg.num_layers
-    if isinstance(cfg, TRMConfig):
-        return (cfg.l_cycles + 1) * cfg.l_layers
-    return None
-
-
-def mixer_of(cfg: Any) -> str:
-    from trmkit.models.hrm import HRMConfig
-    from trmkit.models.trm import TRMConfig
-
-    return cfg.mixer if isinstance(cfg, (TRMConfig, HRMConfig)) else "attention"
-
-
-def block_activation_floats(cfg: Any) -> int:
-    """Floats one block keeps for backward, per sequence (fp32 CPU path, docs/training.md):
-
-    channel SwiGLU and the post-norms: ~6 D + 3 I per token (block input, RMS outputs, the
-    fused gate/up projection 2I and its product I); attention adds q, k, v, the SDPA output
-    and the output projection's input, ~5 D per token (the CPU flash kernel keeps no L x L
-    matrix); the MLP-t mixer instead keeps its [D, L] rows, gate/up [D, 2 I_t], product
-    [D, I_t] and output, ~D (3 I_t + 2 L) per sequence."""
-    from trmkit.models.layers import swiglu_width
-
-    length, d = cfg.total_len, cfg.hidden_size
-    inter = swiglu_width(d, cfg.expansion)
-    floats = length * (6 * d + 3 * inter)
-    if mixer_of(cfg) == "mlp_t":
-        inter_t = swiglu_width(length, cfg.expansion)
-        floats += d * (3 * inter_t + 2 * length)
-    else:
-        floats += length * 5 * d
-    return floats
-
-
-def activation_bytes(cfg: Any, batch: int) -> int | None:
-    """One training step's saved activations for ``batch`` sequences: the graph's block calls
-    x `block_activation_floats`, plus the heads (logits, their softmax and gradient), x
-    `ACTIVATION_SLACK`."""
-    calls = graph_layer_calls(cfg)
-    if calls is None:
+    if not isinstance(model, StepMemory):
         return None
-    heads = 3 * cfg.seq_len * cfg.vocab_size
-    floats = batch * (calls * block_activation_floats(cfg) + heads)
-    return int(ACTIVATION_SLACK * FLOAT_BYTES * floats)
+    return int(ACTIVATION_SLACK * FLOAT_BYTES * model.step_activation_floats(batch))
 
 
 def estimate(
@@ -186,34 +146,39 @@ def estimate(
     from trmkit.models.schedule import schedule_pieces
 
     model = meta_model(model_name, cfg)
-    pieces = schedule_pieces(cfg)
     flops = 0.0
-    for start, share, _ in pieces:
+    per_step: list[int | None] = []
+    per_sequence: list[int | None] = []
+    for start, share, _ in schedule_pieces(cfg):
         if isinstance(model, ProgressAware):
             model.set_progress(start)
         flops += share * model.step_flops(batch).train
-    flops = round(flops)
+        per_step.append(activation_bytes(model, batch))
+        per_sequence.append(activation_bytes(model, 1))
+    if isinstance(model, ProgressAware):
+        model.set_progress(1.0)
     seconds = None
     if steps is not None:
-        seconds = steps * flops / (machine.matmul_flops * ACHIEVED_FRACTION)
+        seconds = steps * round(flops) / (machine.matmul_flops * ACHIEVED_FRACTION)
     return Estimate(
         steps=steps,
-        step_flops=flops,
+        step_flops=round(flops),
         seconds=seconds,
         state_bytes=state_bytes(model),
-        activation_bytes=_peak(activation_bytes(c, batch) for _, _, c in pieces),
+        activation_bytes=_peak(per_step),
+        sequence_bytes=_peak(per_sequence),
     )
 
 
-def _peak(values: Any) -> int | None:
-    found = list(values)
-    return None if None in found else max(found)
+def _peak(values: list[int | None]) -> int | None:
+    """The largest of the schedule's values (None when the model cannot say)."""
+    return None if None in values else max(v for v in values if v is not None)
 
 
-def fitting_batch(cfg: Any, state: int, budget: float) -> int | None:
+def fitting_batch(est: Estimate, budget: float) -> int | None:
     """The largest batch (a multiple of 32, else a power of two) whose step fits ``budget``
     bytes; None when not even one sequence fits."""
-    one = activation_bytes(cfg, 1)
+    one, state = est.sequence_bytes, est.state_bytes
     if one is None or budget <= state:
         return None
     largest = int((budget - state) // one)
@@ -259,12 +224,12 @@ def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str |
     return line + " (starting anyway; --no-preflight skips this check)"
 
 
-def memory_line(cfg: Any, batch: int, est: Estimate, machine: Machine) -> str | None:
+def memory_line(batch: int, est: Estimate, machine: Machine) -> str | None:
     """One line when one step would not fit the available memory, else None."""
     need, avail = est.step_bytes, machine.available_bytes
     if need is None or avail is None or need <= MEMORY_HEADROOM * avail:
         return None
-    fits = fitting_batch(cfg, est.state_bytes, MEMORY_HEADROOM * avail)
+    fits = fitting_batch(est, MEMORY_HEADROOM * avail)
     line = (
         f"preflight: one training step at batch {batch} needs about {gib(need)}, but this "
         f"process may use {gib(avail)} (available memory and cgroup limit); "
@@ -284,14 +249,14 @@ def refusal(line: str, alternative: str | None, recipe_name: str | None) -> str:
     return line + "; --no-preflight starts anyway"
 
 
-def check_memory(recipe: Any, cfg: Any, batch: int, est: Estimate, machine: Machine) -> None:
+def check_memory(recipe: Any, batch: int, est: Estimate, machine: Machine) -> None:
     """Refuse (`ConfigError`, one line) a step that does not fit ``machine``'s memory; the
     line names a batch that fits and the CPU recipe the task declares
     (``BuildDefaults.cpu_recipe``)."""
     from trmkit import plugins
     from trmkit.errors import ConfigError
 
-    line = memory_line(cfg, batch, est, machine)
+    line = memory_line(batch, est, machine)
     if line is None:
         return
     cpu_recipe = plugins.get_task(recipe.data.task).defaults.cpu_recipe
@@ -314,7 +279,7 @@ def check_model_fits(recipe: Any, cfg: Any, batch: int) -> None:
     if machine.available_bytes is None:
         return
     est = estimate(recipe.model.name, cfg, batch, None, machine)
-    check_memory(recipe, cfg, batch, est, machine)
+    check_memory(recipe, batch, est, machine)
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -441,14 +406,14 @@ def preflight(
     if refuse and memory:
         memory_only = Machine(1.0, machine.available_bytes if machine else available_memory())
         first = estimate(recipe.model.name, cfg, batch, None, memory_only)
-        check_memory(recipe, cfg, batch, first, memory_only)
+        check_memory(recipe, batch, first, memory_only)
     machine = machine or measure_machine()
     est = estimate(recipe.model.name, cfg, batch, steps, machine)
     if est.seconds is not None and est.seconds > DAY_SECONDS:
         line = time_line(est, machine, quick_recipe(task.name, machine))
         assert line is not None
         echo(line)
-    mem = memory_line(cfg, batch, est, machine) if memory and not refuse else None
+    mem = memory_line(batch, est, machine) if memory and not refuse else None
     if mem is not None:
         echo(mem)
     return est
