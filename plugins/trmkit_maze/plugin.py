@@ -46,10 +46,8 @@ def make_task(
         "generate": source.generator_source(
             side, count=count, test_count=test_count, min_path=min_path, braid=braid
         ),
-        "csv": source.csv_source(side),
+        **source.csv_sources(side, name, hub),
     }
-    if hub:
-        sources["hub"] = source.hub_source(side, name)
     return Task(
         name=name,
         description=description,

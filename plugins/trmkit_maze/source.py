@@ -6,6 +6,7 @@ Grid values are indices into ``"# SGo"`` (see `trmkit_maze.grid`). A question ma
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -28,16 +29,9 @@ QUESTION_LUT = csvsource.make_lut({ch: i for i, ch in enumerate(CHARS[:4])})
 ANSWER_LUT = csvsource.make_lut({ch: i for i, ch in enumerate(CHARS)})
 
 
-def read_tables(tables: list[csvsource.CsvTable], side: int, options, seed: int):
-    min_rating = csvsource.parse_float_option(options, "min_rating")
-    subsample = csvsource.parse_int_option(options, "subsample", None)
-    rng = np.random.default_rng(seed)
+def read_tables(side: int, tables: list[csvsource.CsvTable], options, seed: int):
     puzzles: list[RawPuzzle] = []
-    for table in tables:
-        keep = csvsource.rating_filter(table, min_rating)
-        if table.split == "train" and subsample is not None and subsample < len(keep):
-            keep = np.sort(rng.choice(keep, size=subsample, replace=False))
-        table = table.take(keep)
+    for table in csvsource.kept_tables(tables, options, seed):
         questions = csvsource.map_chars(table, table.questions, "question", QUESTION_LUT, "# SG")
         answers = csvsource.map_chars(table, table.answers, "answer", ANSWER_LUT, CHARS)
         for value, name in ((START, "S"), (GOAL, "G")):
@@ -54,34 +48,20 @@ def read_tables(tables: list[csvsource.CsvTable], side: int, options, seed: int)
                 f"{cell % side + 1} ({CHARS[questions[row, cell]]!r} -> "
                 f"{CHARS[answers[row, cell]]!r}); only ' ' -> 'o' is allowed",
             )
-        questions = questions.reshape(-1, side, side)
-        answers = answers.reshape(-1, side, side)
-        for i in range(len(table)):
-            rating = float(table.ratings[i])
-            meta = {
-                "rating": None if np.isnan(rating) else rating,
-                "source": table.sources[i],
-                "line": int(table.lines[i]),
-            }
-            example = Example(questions[i], answers[i])
-            name = f"{table.split}-{int(table.lines[i])}"
-            puzzles.append(RawPuzzle.single(name, example, table.split, meta))
+        puzzles += csvsource.table_puzzles(
+            table, questions.reshape(-1, side, side), answers.reshape(-1, side, side)
+        )
     return puzzles
 
 
-def csv_source(side: int) -> Source:
-    def read(tables, options, seed):
-        return read_tables(tables, side, options, seed)
-
-    return csvsource.path_source(read, side * side, "mazes", CSV_OPTIONS)
-
-
-def hub_source(side: int, task: str) -> Source:
-    def read(tables, options, seed):
-        return read_tables(tables, side, options, seed)
-
-    return csvsource.hub_source(
-        HUB_REPO, task, read, side * side, "mazes", CSV_OPTIONS, "1000 train, 1000 test"
+def csv_sources(side: int, task: str, hub: bool) -> dict[str, Source]:
+    """The ``csv`` source, and the ``hub`` one (Maze-Hard) when ``hub``."""
+    return csvsource.sources(
+        functools.partial(read_tables, side),
+        side * side,
+        "mazes",
+        CSV_OPTIONS,
+        (HUB_REPO, task, "1000 train, 1000 test") if hub else None,
     )
 
 

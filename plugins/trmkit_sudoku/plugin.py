@@ -42,10 +42,8 @@ def make_task(
         "generate": source.generator_source(
             geo, count=count, test_count=test_count, min_rating=min_rating, givens=givens
         ),
-        "csv": source.csv_source(geo),
+        **source.csv_sources(geo, name, hub),
     }
-    if hub:
-        sources["hub"] = source.hub_source(geo, name)
     return Task(
         name=name,
         description=description,

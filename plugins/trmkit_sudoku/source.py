@@ -7,6 +7,7 @@ the rating, the CSV ``source`` column and the line number.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -33,25 +34,13 @@ def _digits(n: int) -> str:
     return "".join(str(d) for d in range(1, n + 1))
 
 
-def read_tables(tables: list[csvsource.CsvTable], geo: Geometry, options, seed: int):
+def read_tables(geo: Geometry, tables: list[csvsource.CsvTable], options, seed: int):
     """Validated puzzles from CSV tables: filters first, then checks the kept rows."""
     n = geo.n
-    min_rating = csvsource.parse_float_option(options, "min_rating")
-    subsample = csvsource.parse_int_option(options, "subsample", None)
     question_lut = csvsource.make_lut({".": 0, "0": 0, **{str(d): d for d in range(1, n + 1)}})
     answer_lut = csvsource.make_lut({str(d): d for d in range(1, n + 1)})
-    rng = np.random.default_rng(seed)
     puzzles: list[RawPuzzle] = []
-    for table in tables:
-        if len(table) == 0:
-            raise SourceError(
-                f"{table.file}: no puzzle rows (only a header?); a {table.split} "
-                "CSV needs at least one question,answer row"
-            )
-        keep = csvsource.rating_filter(table, min_rating)
-        if table.split == "train" and subsample is not None and subsample < len(keep):
-            keep = np.sort(rng.choice(keep, size=subsample, replace=False))
-        table = table.take(keep)
+    for table in csvsource.kept_tables(tables, options, seed, require_rows=True):
         questions = csvsource.map_chars(
             table, table.questions, "question", question_lut, "." + "0" + _digits(n)
         ).reshape(-1, n, n)
@@ -73,38 +62,19 @@ def read_tables(tables: list[csvsource.CsvTable], geo: Geometry, options, seed: 
                 int(np.flatnonzero(~valid)[0]),
                 "answer is not a valid sudoku (a digit repeats in a row, column or box)",
             )
-        for i in range(len(table)):
-            rating = float(table.ratings[i])
-            example = Example(questions[i], answers[i])
-            meta = {
-                "rating": None if np.isnan(rating) else rating,
-                "source": table.sources[i],
-                "line": int(table.lines[i]),
-            }
-            name = f"{table.split}-{int(table.lines[i])}"
-            puzzles.append(RawPuzzle.single(name, example, table.split, meta))
+        puzzles += csvsource.table_puzzles(table, questions, answers)
     return puzzles
 
 
-def csv_source(geo: Geometry) -> Source:
-    def read(tables, options, seed):
-        return read_tables(tables, geo, options, seed)
-
-    return csvsource.path_source(read, geo.cells, "sudokus", CSV_OPTIONS)
-
-
-def hub_source(geo: Geometry, task: str) -> Source:
-    def read(tables, options, seed):
-        return read_tables(tables, geo, options, seed)
-
-    return csvsource.hub_source(
-        HUB_REPO,
-        task,
-        read,
+def csv_sources(geo: Geometry, task: str, hub: bool) -> dict[str, Source]:
+    """The ``csv`` source, and the ``hub`` one (Sudoku-Extreme) when ``hub``."""
+    sizes = "train.csv 3.8M rows, test.csv 423k"
+    return csvsource.sources(
+        functools.partial(read_tables, geo),
         geo.cells,
         "sudokus",
         CSV_OPTIONS,
-        "train.csv 3.8M rows, test.csv 423k",
+        (HUB_REPO, task, sizes) if hub else None,
     )
 
 

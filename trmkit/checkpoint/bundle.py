@@ -272,8 +272,7 @@ def build_model_from_manifest(
         raise CheckpointError(f"{text}; the manifest does not fit model {spec.name!r}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise CheckpointError(
-            f"{where}: manifest model config does not fit model {spec.name!r}: "
-            f"{str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
+            f"{where}: manifest model config does not fit model {spec.name!r}: {_line(exc)}"
         ) from None
 
 
@@ -435,18 +434,12 @@ def _check_load_arguments(path: object, weights: object) -> None:
         )
 
 
-def _load_bundle_once(
-    path: str | os.PathLike, *, weights: str = "ema", device: str | torch.device = "cpu"
-) -> Bundle:
-    """Load a bundle as a ready model in eval mode (EMA weights unless ``weights="raw"``).
-
-    Only JSON and safetensors are read: no pickle, so an untrusted checkpoint cannot run code.
-    Every weight file the manifest names must hold exactly the tensors (keys, shapes,
-    dtypes) of the manifest's model (docs/errors.md, "Bundles: the manifest is the truth").
-    """
-    _check_load_arguments(path, weights)
+def _load_bundle_once(bundle: Path, *, weights: str, device: str | torch.device) -> Bundle:
+    """Load the resolved ``bundle``. Only JSON and safetensors are read: no pickle, so an
+    untrusted checkpoint cannot run code. Every weight file the manifest names must hold
+    exactly the tensors (keys, shapes, dtypes) of the manifest's model (docs/errors.md,
+    "Bundles: the manifest is the truth")."""
     dev = check_device(device)
-    bundle = resolve_bundle(path)
     manifest = read_manifest(bundle)
     where = bundle / "manifest.json"
     files = weight_files(manifest, bundle)

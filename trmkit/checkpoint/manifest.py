@@ -76,6 +76,10 @@ class DatasetRecord:
         )
 
 
+def _not_meta(field: attrs.Attribute, value: Any) -> bool:
+    return field.name != "meta"
+
+
 @attrs.define(kw_only=True)
 class Manifest:
     """What a bundle holds and how it was made; `to_json`/`from_json` map manifest.json."""
@@ -91,23 +95,15 @@ class Manifest:
     trmkit_version: str = __version__
 
     def to_json(self) -> dict[str, Any]:
-        dataset = self.dataset
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "trmkit_version": self.trmkit_version,
             "step": self.step,
-            "model": {"name": self.model.name, "config": dict(self.model.config)},
-            "task": {"name": self.task.name, "version": self.task.version},
-            "dataset": {
-                **dataset.meta,
-                "seq_len": dataset.seq_len,
-                "vocab_size": dataset.vocab_size,
-                "num_puzzle_identifiers": dataset.num_puzzle_identifiers,
-                "blank_identifier_id": dataset.blank_identifier_id,
-                "path": dataset.path,
-                "store": dict(dataset.store),
-            },
+            "model": attrs.asdict(self.model),
+            "task": attrs.asdict(self.task),
+            # the record's fields in declaration order after the split's other attributes
+            "dataset": {**self.dataset.meta, **attrs.asdict(self.dataset, filter=_not_meta)},
             "recipe": dict(self.recipe),
             "weights": {"ema": self.ema},
             "eval": {k: v for k, v in self.eval.items() if isinstance(v, (int, float))},
@@ -165,14 +161,7 @@ class Manifest:
         num_ids = field.integer(
             dataset, "num_puzzle_identifiers", lo=1, default=1, prefix="dataset."
         )
-        known = {
-            "seq_len",
-            "vocab_size",
-            "num_puzzle_identifiers",
-            "blank_identifier_id",
-            "path",
-            "store",
-        }
+        known = {f.name for f in attrs.fields(DatasetRecord)} - {"meta"}
         return cls(
             step=field.integer(data, "step", lo=0),
             model=ModelRecord(
@@ -331,14 +320,8 @@ def check_model_compute(manifest: Manifest, fields: Mapping[str, Any], where: Pa
             f"{where}: fields model.config.halt_max_steps x h_cycles x l_cycles ask for "
             f"{depth} recursions per puzzle, more than the {MAX_RECURSION} allowed; {fix}"
         )
-    dataset = manifest.dataset
-    recorded = {
-        "seq_len": dataset.seq_len,
-        "vocab_size": dataset.vocab_size,
-        "num_puzzle_identifiers": dataset.num_puzzle_identifiers,
-    }
-    for key, want in recorded.items():
-        value = fields.get(key)
+    for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
+        value, want = fields.get(key), getattr(manifest.dataset, key)
         if isinstance(value, int) and value != want:
             raise CheckpointError(
                 f"{where}: field model.config.{key} is {value} but dataset.{key} is {want}; {fix}"
@@ -422,19 +405,3 @@ def dataset_mismatch(
         if want is not None and getattr(train_meta, key) != want:
             return f"training split {key} {getattr(train_meta, key)!r} (trained on {want!r})"
     return None
-
-
-__all__ = [
-    "FORMAT",
-    "FORMAT_VERSION",
-    "DatasetRecord",
-    "Manifest",
-    "ModelRecord",
-    "COMPUTE_BOUNDS",
-    "MAX_RECURSION",
-    "TaskRecord",
-    "check_model_compute",
-    "check_store_matches",
-    "check_task_matches",
-    "dataset_mismatch",
-]

@@ -153,6 +153,3 @@ class PuzzleIdTable:
                 (int(pid), arrays.transform[pid])
             )
         return table
-
-
-__all__ = ["NAMES_FILE", "TABLE_FILE", "PuzzleIdArrays", "PuzzleIdTable", "write_puzzle_ids"]

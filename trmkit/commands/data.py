@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 import numpy as np
 
@@ -87,7 +88,7 @@ def _info(path: Path) -> dict[str, Any]:
     splits = {}
     for name in store.splits:
         split = store.split(name)
-        meta = split.meta.to_attrs()
+        meta = attrs.asdict(split.meta)
         meta["uncompressed_bytes"] = split.nbytes
         splits[name] = meta
     return {

@@ -188,12 +188,12 @@ def summarize(
                 "a": base,
                 "b": v["label"],
                 "seeds": seeds,
-                "exact_accuracy": paired_difference(
-                    [a[s].exact for s in seeds], [b[s].exact for s in seeds]
-                ).to_dict(),
-                "accuracy": paired_difference(
-                    [a[s].token for s in seeds], [b[s].token for s in seeds]
-                ).to_dict(),
+                **{
+                    key: paired_difference(
+                        [getattr(a[s], field) for s in seeds], [getattr(b[s], field) for s in seeds]
+                    ).to_dict()
+                    for key, field in (("exact_accuracy", "exact"), ("accuracy", "token"))
+                },
             }
         )
     return {
@@ -216,13 +216,16 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
-def _ci(d: Mapping[str, Any] | None, scale: float = 100.0, unit: str = "%") -> str:
+def _ci(
+    d: Mapping[str, Any] | None, scale: float = 100.0, unit: str = "%", form: str = ".1f"
+) -> str:
+    """An interval's value and bounds, scaled; ``form`` "+.1f" for a signed difference."""
     if d is None:
         return "n/a"
-    value = f"{scale * d['value']:.1f}{unit}"
+    value = f"{scale * d['value']:{form}}{unit}"
     if d["low"] is None:
         return f"{value} (1 seed: no interval)"
-    return f"{value} [{scale * d['low']:.1f}, {scale * d['high']:.1f}]"
+    return f"{value} [{scale * d['low']:{form}}, {scale * d['high']:{form}}]"
 
 
 def _count(n: float | None, unit: str = "") -> str:
@@ -296,7 +299,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             verdict = _verdict(e)
             lines.append(
                 f"- **{p['b']} - {p['a']}**, seeds {', '.join(map(str, p['seeds']))}: exact "
-                f"{_diff(e)}, token {_diff(a)}. {verdict}"
+                f"{_ci(e, 100, ' pp', '+.1f')}, token {_ci(a, 100, ' pp', '+.1f')}. {verdict}"
             )
     lines += [
         "",
@@ -309,13 +312,6 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _diff(d: Mapping[str, Any]) -> str:
-    value = f"{100 * d['value']:+.1f} pp"
-    if d["low"] is None:
-        return f"{value} (1 seed: no interval)"
-    return f"{value} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
 
 
 def _verdict(d: Mapping[str, Any]) -> str:
@@ -351,10 +347,8 @@ def plot_compare(report: Mapping[str, Any], out: Path) -> bool:
         steps = sorted(set.intersection(*(set(c["step"] for c in curve) for curve in curves)))
         if not steps:
             continue
-        acc = [
-            [next(c for c in curve if c["step"] == s)["exact_accuracy"] for curve in curves]
-            for s in steps
-        ]
+        at = [{c["step"]: c for c in curve} for curve in curves]  # the run's points by step
+        acc = [[points[s]["exact_accuracy"] for points in at] for s in steps]
         mean = [sum(a) / len(a) for a in acc]
         lows, highs = [min(a) for a in acc], [max(a) for a in acc]
         label = f"{v['label']} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
@@ -362,7 +356,7 @@ def plot_compare(report: Mapping[str, Any], out: Path) -> bool:
         axes[1].fill_between(steps, lows, highs, color=color, alpha=0.2)
         minutes = []
         for s in steps:
-            ts = [next(c for c in curve if c["step"] == s)["minutes"] for curve in curves]
+            ts = [points[s]["minutes"] for points in at]
             minutes.append(None if any(t is None for t in ts) else sum(ts) / len(ts))
         timed = [(m, a, lo, hi) for m, a, lo, hi in zip(minutes, mean, lows, highs, strict=True)]
         timed = [t for t in timed if t[0] is not None]
@@ -459,15 +453,3 @@ def write_report(
     if plot_sweeps(report, out / "compare-sweep.png"):  # only where a run has a sweep
         written.append(out / "compare-sweep.png")
     return report, written
-
-
-__all__ = [
-    "RunResult",
-    "collect_run",
-    "markdown",
-    "model_size",
-    "plot_compare",
-    "plot_sweeps",
-    "summarize",
-    "write_report",
-]

@@ -154,10 +154,7 @@ def timeline(records: Iterable[Mapping[str, Any]]) -> tuple[dict[int, float], bo
                 base = seconds * start / max(step - start, 1)
                 estimated = True
             points.append((step, base + seconds))
-    out: dict[int, float] = {}
-    for step, t in points:
-        out[step] = t
-    return out, estimated
+    return dict(points), estimated
 
 
 def read_timing(side_dir: Path) -> list[dict[str, Any]]:
@@ -425,28 +422,3 @@ def raise_failures(outcomes: Sequence[Outcome], what: str) -> None:
             f"(exit {first.returncode}: {first.last_line[:200]}); its output is in "
             f"{first.run.side_dir / LOG_NAME}; fix the cause and rerun the same command to resume"
         )
-
-
-__all__ = [
-    "LOG_NAME",
-    "SWEEP_DIR",
-    "TIMING_NAME",
-    "Launcher",
-    "Outcome",
-    "Run",
-    "check_not_running",
-    "eval_records",
-    "make_slots",
-    "raise_failures",
-    "read_config",
-    "read_timing",
-    "run_dir_of",
-    "run_state",
-    "sigterm_as_interrupt",
-    "sweep_done",
-    "sweep_task",
-    "timeline",
-    "train_argv",
-    "train_task",
-    "visible_gpus",
-]

@@ -78,14 +78,12 @@ def default_labels(args: Sequence[VariantArg]) -> list[str]:
                 f"--recipe: variant label {label!r} is not a plain name; give one with "
                 "--recipe LABEL=NAME (letters, digits, '.', '_', '+', '-')"
             )
-    seen: set[str] = set()
-    for label in labels:
-        if label in seen:
-            raise OptionError(
-                f"--recipe: two variants are labelled {label!r}; give each its own label "
-                "(--recipe LABEL=NAME)"
-            )
-        seen.add(label)
+    twice = next((label for i, label in enumerate(labels) if label in labels[:i]), None)
+    if twice is not None:
+        raise OptionError(
+            f"--recipe: two variants are labelled {twice!r}; give each its own label "
+            "(--recipe LABEL=NAME)"
+        )
     return labels
 
 
@@ -157,23 +155,11 @@ def test_split_digest(store: Any) -> dict[str, Any]:
     split = store.split("test")
     meta = split.meta
     digest = hashlib.sha256()
-    header = {
-        "seq_len": meta.seq_len,
-        "vocab_size": meta.vocab_size,
-        "total_examples": meta.total_examples,
-        "total_puzzles": meta.total_puzzles,
-        "total_groups": meta.total_groups,
-    }
+    shared = ("seq_len", "vocab_size", "total_examples", "total_puzzles", "total_groups")
+    header = {key: getattr(meta, key) for key in shared}
     digest.update(json.dumps(header, sort_keys=True).encode())
-    inputs, labels = split.load()
-    arrays = (
-        inputs,
-        labels,
-        split.puzzle_identifiers,
-        split.puzzle_indices,
-        split.group_indices,
-    )
-    for array in arrays:
+    indexes = (split.puzzle_identifiers, split.puzzle_indices, split.group_indices)
+    for array in (*split.load(), *indexes):
         a = np.ascontiguousarray(array)
         digest.update(f"{a.dtype.str}{a.shape}".encode())
         digest.update(a.tobytes())
@@ -286,20 +272,3 @@ def refuse_if_other(out: Path, old: Mapping[str, Any] | None, new: Mapping[str, 
 def write_spec(out: Path, spec: Mapping[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / SPEC_NAME, json.dumps(spec, indent=2, default=str) + "\n")
-
-
-__all__ = [
-    "SPEC_NAME",
-    "CompareError",
-    "Variant",
-    "VariantArg",
-    "check_variants",
-    "default_labels",
-    "make_spec",
-    "read_spec",
-    "refuse_if_other",
-    "spec_difference",
-    "test_split_digest",
-    "variant_overrides",
-    "write_spec",
-]

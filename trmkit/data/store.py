@@ -92,9 +92,6 @@ class SplitMeta:
     mean_puzzle_examples: float
     transform_size: int
 
-    def to_attrs(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
     @classmethod
     def from_attrs(cls, values: Mapping[str, Any], where: str) -> SplitMeta:
         names = [field.name for field in attrs.fields(cls)]
@@ -103,18 +100,10 @@ class SplitMeta:
             raise StoreError(f"{where}: split attributes lack {', '.join(missing)}; rebuild it")
         for name in names:
             value = values[name]
-            if name == "mean_puzzle_examples":
-                ok = (
-                    isinstance(value, (int, float))
-                    and not isinstance(value, bool)
-                    and (0 <= value < float("inf"))
-                )
-            else:
-                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            if not ok:
-                kind = (
-                    "a finite number >= 0" if name == "mean_puzzle_examples" else "an integer >= 0"
-                )
+            real = name == "mean_puzzle_examples"  # the one float field
+            ok = isinstance(value, (int, float) if real else int) and not isinstance(value, bool)
+            if not (ok and 0 <= value < float("inf")):
+                kind = "a finite number >= 0" if real else "an integer >= 0"
                 raise StoreError(
                     f"{where}: split attribute {name} is {value!r}, expected "
                     f"{kind}; the store is damaged, rebuild it"
@@ -271,20 +260,17 @@ class SplitWriter:
             )
         _write_strings(self.group, "group_names", self.group_names)
         self.digest.update("\n".join(self.group_names).encode("utf-8"))
+        shared = ("vocab_size", "pad_id", "ignore_label_id", "blank_identifier_id")
         meta = SplitMeta(
+            **{key: int(common[key]) for key in (*shared, "num_puzzle_identifiers")},
             seq_len=self.seq_len,
-            vocab_size=int(common["vocab_size"]),
-            pad_id=int(common["pad_id"]),
-            ignore_label_id=int(common["ignore_label_id"]),
-            blank_identifier_id=int(common["blank_identifier_id"]),
-            num_puzzle_identifiers=int(common["num_puzzle_identifiers"]),
             total_groups=len(groups),
             total_puzzles=len(sizes),
             total_examples=int(puzzle_indices[-1]),
             mean_puzzle_examples=float(sizes.mean()) if len(sizes) else 0.0,
             transform_size=self.transform_size,
         )
-        self.group.attrs.update(meta.to_attrs())
+        self.group.attrs.update(attrs.asdict(meta))
         return meta
 
 
@@ -598,13 +584,15 @@ class SplitReader:
     def in_memory(self) -> bool:
         return self._ram is not None
 
+    def _both(self, select: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``select(array)`` read from inputs, then from labels."""
+        inputs = self._read("inputs", lambda: np.asarray(select(self.inputs)))
+        return inputs, self._read("labels", lambda: np.asarray(select(self.labels)))
+
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """inputs and labels as numpy arrays in RAM (read once, then cached)."""
         if self._ram is None:
-            self._ram = (
-                self._read("inputs", lambda: np.asarray(self.inputs[:])),
-                self._read("labels", lambda: np.asarray(self.labels[:])),
-            )
+            self._ram = self._both(lambda array: array[:])
         return self._ram
 
     def rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -618,22 +606,14 @@ class SplitReader:
             return empty, empty.copy()
         unique, inverse = np.unique(index, return_inverse=True)
         selection = (unique, slice(None))
-        inputs = self._read(
-            "inputs", lambda: np.asarray(self.inputs.get_orthogonal_selection(selection))
-        )
-        labels = self._read(
-            "labels", lambda: np.asarray(self.labels.get_orthogonal_selection(selection))
-        )
+        inputs, labels = self._both(lambda array: array.get_orthogonal_selection(selection))
         return inputs[inverse], labels[inverse]
 
     def row_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Contiguous rows [start, stop)."""
         if self._ram is not None:
             return self._ram[0][start:stop], self._ram[1][start:stop]
-        return (
-            self._read("inputs", lambda: np.asarray(self.inputs[start:stop])),
-            self._read("labels", lambda: np.asarray(self.labels[start:stop])),
-        )
+        return self._both(lambda array: array[start:stop])
 
 
 class Store:

@@ -13,7 +13,8 @@ evaluators   `AccuracyEvaluator()`: exact_accuracy, token_accuracy, count; `Accu
 sources      `generator_source(make, count=..., test_count=..., options=...)`: a seeded
              offline source from one ``make(rng, options) -> Example`` function;
              `trmkit.grids.csvsource`: the ``source,question,answer,rating`` CSV layout
-             (`path_source`, `hub_source`, `read_table`, `make_lut`, `map_chars`, ...).
+             (`sources`, `kept_tables`, `table_puzzles`, `read_table`, `make_lut`,
+             `map_chars`, ...).
 """
 
 from __future__ import annotations

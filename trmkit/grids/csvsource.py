@@ -27,7 +27,7 @@ import numpy as np
 
 from trmkit import textio
 from trmkit.errors import SourceError
-from trmkit.task import RawData, RawPuzzle, Source, SourceRequest
+from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
 
 COLUMNS = ("source", "question", "answer", "rating")
 SPLITS = ("train", "test")
@@ -276,8 +276,8 @@ HUB_HINT = (
 )
 
 
-def hub_download(repo: str, task: str) -> dict[str, Path]:
-    """Fetch train.csv and test.csv of a Hugging Face dataset -> {split: local path}.
+def hub_download(repo: str, task: str) -> list[tuple[str, Path]]:
+    """Fetch train.csv and test.csv of a Hugging Face dataset -> (split, local path) pairs.
 
     huggingface_hub is an optional extra (``pip install trmkit[hub]``) imported here only.
     Any failure (not installed, offline, missing file) becomes one SourceError line that
@@ -290,7 +290,7 @@ def hub_download(repo: str, task: str) -> dict[str, Path]:
         raise SourceError(
             f"the 'hub' source needs huggingface_hub (pip install 'trmkit[hub]'); or {hint}"
         ) from None
-    paths: dict[str, Path] = {}
+    paths: list[tuple[str, Path]] = []
     for split in SPLITS:
         try:
             local = hf_hub_download(repo, f"{split}.csv", repo_type="dataset")
@@ -300,7 +300,7 @@ def hub_download(repo: str, task: str) -> dict[str, Path]:
                 f"cannot download {split}.csv of {repo} from the Hugging Face hub "
                 f"({type(exc).__name__}: {reason}); if offline, {hint}"
             ) from None
-        paths[split] = Path(local)
+        paths.append((split, Path(local)))
     return paths
 
 
@@ -347,55 +347,83 @@ TableReader = Callable[[list[CsvTable], Mapping[str, str], int], list[RawPuzzle]
 """(tables, --option values, seed) -> puzzles: a task's validation and filtering of rows."""
 
 
-def path_source(read: TableReader, width: int, noun: str, options: Mapping[str, str]) -> Source:
-    """The ``csv`` source: ``--source DIR_OR_FILE`` holding train.csv / test.csv."""
-
-    def load(request: SourceRequest) -> RawData:
-        if request.path is None:
-            raise SourceError("the csv source needs a path: --source DIR_OR_FILE")
-        files = split_files(request.path)
-        puzzles = read(
-            [read_table(p, split, width) for split, p in files], request.options, request.seed
-        )
-        hashes = {p.name: file_sha256(p) for _, p in files}
-        return RawData(puzzles, hashes, f"{len(puzzles)} {noun} from {request.path}")
-
-    return Source(
-        name="csv",
-        description="train.csv/test.csv (source,question,answer,rating; .gz ok) in a "
-        "directory, or one CSV file (named *test* -> test split, else train)",
-        load=load,
-        kind="path",
-        options=dict(options),
-    )
+def kept_tables(
+    tables: list[CsvTable], options: Mapping[str, str], seed: int, *, require_rows: bool = False
+) -> Iterator[CsvTable]:
+    """Each table cut to the rows that the ``min_rating`` and ``subsample`` options keep (the
+    subsample, seeded by ``seed``, thins the train split only). ``require_rows``: a file with
+    no rows at all (only a header) is refused."""
+    min_rating = parse_float_option(options, "min_rating")
+    subsample = parse_int_option(options, "subsample", None)
+    rng = np.random.default_rng(seed)
+    for table in tables:
+        if require_rows and len(table) == 0:
+            raise SourceError(
+                f"{table.file}: no puzzle rows (only a header?); a {table.split} "
+                "CSV needs at least one question,answer row"
+            )
+        keep = rating_filter(table, min_rating)
+        if table.split == "train" and subsample is not None and subsample < len(keep):
+            keep = np.sort(rng.choice(keep, size=subsample, replace=False))
+        yield table.take(keep)
 
 
-def hub_source(
-    repo: str,
-    task: str,
+def table_puzzles(table: CsvTable, questions: np.ndarray, answers: np.ndarray) -> list[RawPuzzle]:
+    """One single-example puzzle per row, named ``<split>-<line>``; meta holds the rating
+    (None when empty), the CSV ``source`` column and the line number."""
+    puzzles = []
+    for i in range(len(table)):
+        rating = float(table.ratings[i])
+        meta = {
+            "rating": None if np.isnan(rating) else rating,
+            "source": table.sources[i],
+            "line": int(table.lines[i]),
+        }
+        example = Example(questions[i], answers[i])
+        name = f"{table.split}-{int(table.lines[i])}"
+        puzzles.append(RawPuzzle.single(name, example, table.split, meta))
+    return puzzles
+
+
+def sources(
     read: TableReader,
     width: int,
     noun: str,
     options: Mapping[str, str],
-    sizes: str,
-) -> Source:
-    """The ``hub`` source: download ``repo``'s train.csv/test.csv, then read as `path_source`."""
+    hub: tuple[str, str, str] | None = None,
+) -> dict[str, Source]:
+    """The ``csv`` source (``--source DIR_OR_FILE`` holding train.csv / test.csv) and, when
+    ``hub`` = (repo, task, sizes) is given, the ``hub`` source that downloads ``repo``'s."""
 
-    def load(request: SourceRequest) -> RawData:
-        files = hub_download(repo, task)
-        puzzles = read(
-            [read_table(p, split, width) for split, p in files.items()],
-            request.options,
-            request.seed,
+    def load(files: list[tuple[str, Path]], request: SourceRequest, origin: object) -> RawData:
+        tables = [read_table(p, split, width) for split, p in files]
+        puzzles = read(tables, request.options, request.seed)
+        hashes = {p.name: file_sha256(p) for _, p in files}
+        return RawData(puzzles, hashes, f"{len(puzzles)} {noun} from {origin}")
+
+    def load_path(request: SourceRequest) -> RawData:
+        if request.path is None:
+            raise SourceError("the csv source needs a path: --source DIR_OR_FILE")
+        return load(split_files(request.path), request, request.path)
+
+    found = {
+        "csv": Source(
+            name="csv",
+            description="train.csv/test.csv (source,question,answer,rating; .gz ok) in a "
+            "directory, or one CSV file (named *test* -> test split, else train)",
+            load=load_path,
+            kind="path",
+            options=dict(options),
         )
-        hashes = {f"{split}.csv": file_sha256(p) for split, p in files.items()}
-        return RawData(puzzles, hashes, f"{len(puzzles)} {noun} from hf:{repo}")
-
-    return Source(
-        name="hub",
-        description=f"download {repo} ({sizes}) from the Hugging Face hub; needs the 'hub' "
-        "extra and a network",
-        load=load,
-        kind="download",
-        options=dict(options),
-    )
+    }
+    if hub is not None:
+        repo, task, sizes = hub
+        found["hub"] = Source(
+            name="hub",
+            description=f"download {repo} ({sizes}) from the Hugging Face hub; needs the 'hub' "
+            "extra and a network",
+            load=lambda request: load(hub_download(repo, task), request, f"hf:{repo}"),
+            kind="download",
+            options=dict(options),
+        )
+    return found
