@@ -205,3 +205,15 @@ def check_writable_file(path: str | os.PathLike[str], what: str = "output file")
         )
     check_writable_dir(p.parent if str(p.parent) else Path("."), f"directory of the {what}")
     return p
+
+
+__all__ = [
+    "ENVIRONMENT_ERRNOS",
+    "WriteError",
+    "check_writable_dir",
+    "check_writable_file",
+    "describe_os_error",
+    "find_os_error",
+    "is_environment_fault",
+    "writing",
+]

@@ -154,3 +154,17 @@ def describe_exact_interval(metrics: Mapping[str, Any]) -> str:
         f"[{fields['exact_accuracy_ci95_low']:.4f}, {fields['exact_accuracy_ci95_high']:.4f}] "
         f"Wilson 95% of {int(metrics['count'])} "
     )
+
+
+__all__ = [
+    "T95",
+    "Z95",
+    "Interval",
+    "accuracy_interval",
+    "describe_exact_interval",
+    "exact_interval_fields",
+    "mean_interval",
+    "paired_difference",
+    "t_quantile_95",
+    "wilson",
+]

@@ -329,3 +329,21 @@ def printable(text: object) -> str:
     UTF-8 terminal cannot print); everything else, non-ASCII letters included, is kept
     (docs/errors.md, "Boundaries: plugins, sources, names")."""
     return _UNPRINTABLE.sub(_escape, str(text))
+
+
+__all__ = [
+    "INT_LIMIT",
+    "MAX_JSON_DEPTH",
+    "MAX_TEXT_BYTES",
+    "decode_utf8",
+    "is_existing_file",
+    "is_special_file",
+    "json_depth",
+    "loads_json",
+    "looks_like_path",
+    "printable",
+    "read_bytes",
+    "read_json",
+    "read_text",
+    "special_file_error",
+]

@@ -153,3 +153,6 @@ class PuzzleIdTable:
                 (int(pid), arrays.transform[pid])
             )
         return table
+
+
+__all__ = ["NAMES_FILE", "TABLE_FILE", "PuzzleIdArrays", "PuzzleIdTable", "write_puzzle_ids"]

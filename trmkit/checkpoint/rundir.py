@@ -237,3 +237,16 @@ def check_fresh_run_dir(run_dir: Path, *, holds_checkpoints: str | None) -> None
             f"{run_dir}: not empty (holds {shown}{more}) and is not a run to resume; "
             "choose a new --out (or --resume a run that has checkpoints)"
         )
+
+
+__all__ = [
+    "LOCK_NAME",
+    "RunLock",
+    "check_fresh_run_dir",
+    "held_by_another",
+    "holder_text",
+    "lock_run_dir",
+    "owner_is_dead",
+    "pid_alive",
+    "writer_token",
+]

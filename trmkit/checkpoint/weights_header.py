@@ -144,3 +144,6 @@ def _entries(path: Path, header: dict[str, Any], data_bytes: int) -> dict[str, T
             raise _fail(path, f"tensor {shown} has data offsets outside the file")
         out[name] = TensorInfo(dtype=dtype, shape=tuple(shape))
     return out
+
+
+__all__ = ["DTYPE_NAMES", "MAX_HEADER_BYTES", "TensorInfo", "dtype_name", "read_header"]

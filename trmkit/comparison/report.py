@@ -453,3 +453,15 @@ def write_report(
     if plot_sweeps(report, out / "compare-sweep.png"):  # only where a run has a sweep
         written.append(out / "compare-sweep.png")
     return report, written
+
+
+__all__ = [
+    "RunResult",
+    "collect_run",
+    "markdown",
+    "model_size",
+    "plot_compare",
+    "plot_sweeps",
+    "summarize",
+    "write_report",
+]

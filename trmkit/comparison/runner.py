@@ -422,3 +422,28 @@ def raise_failures(outcomes: Sequence[Outcome], what: str) -> None:
             f"(exit {first.returncode}: {first.last_line[:200]}); its output is in "
             f"{first.run.side_dir / LOG_NAME}; fix the cause and rerun the same command to resume"
         )
+
+
+__all__ = [
+    "LOG_NAME",
+    "SWEEP_DIR",
+    "TIMING_NAME",
+    "Launcher",
+    "Outcome",
+    "Run",
+    "check_not_running",
+    "eval_records",
+    "make_slots",
+    "raise_failures",
+    "read_config",
+    "read_timing",
+    "run_dir_of",
+    "run_state",
+    "sigterm_as_interrupt",
+    "sweep_done",
+    "sweep_task",
+    "timeline",
+    "train_argv",
+    "train_task",
+    "visible_gpus",
+]

@@ -272,3 +272,20 @@ def refuse_if_other(out: Path, old: Mapping[str, Any] | None, new: Mapping[str, 
 def write_spec(out: Path, spec: Mapping[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / SPEC_NAME, json.dumps(spec, indent=2, default=str) + "\n")
+
+
+__all__ = [
+    "SPEC_NAME",
+    "CompareError",
+    "Variant",
+    "VariantArg",
+    "check_variants",
+    "default_labels",
+    "make_spec",
+    "read_spec",
+    "refuse_if_other",
+    "spec_difference",
+    "test_split_digest",
+    "variant_overrides",
+    "write_spec",
+]

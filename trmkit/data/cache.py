@@ -116,3 +116,14 @@ def prepare_dataset(
             accelerator.print(f"building dataset {path.name} (cached for later runs)")
             build_cached(task, data, path, progress=progress)
     return path
+
+
+__all__ = [
+    "build_cached",
+    "cache_root",
+    "cached_dataset_path",
+    "dataset_key",
+    "is_built",
+    "prepare_dataset",
+    "source_digest",
+]

@@ -425,3 +425,15 @@ def _train(
     first = float(np.mean(losses[:5])) if losses else float("nan")
     last = float(np.mean(losses[-5:])) if losses else float("nan")
     return step, first, last, ema
+
+
+__all__ = [
+    "DEFAULT_NUM_AUG",
+    "DEFAULT_STEPS",
+    "SCOPES",
+    "AdaptResult",
+    "adapt",
+    "check_adaptable",
+    "check_puzzles",
+    "recipe_optim",
+]
