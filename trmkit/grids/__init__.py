@@ -14,6 +14,8 @@ sources      `generator_source(make, count=..., test_count=..., options=...)`: a
              offline source from one ``make(rng, options) -> Example`` function;
              `trmkit.grids.csvsource`: the ``source,question,answer,rating`` CSV layout
              (`path_source`, `hub_source`, `read_table`, `make_lut`, `map_chars`, ...).
+puzzle text  `trmkit.grids.text`: grids as people type them (several lines or one, blanks,
+             separators, blank lines between puzzles, `# name` lines) for ``parse_puzzles``.
 """
 
 from __future__ import annotations
