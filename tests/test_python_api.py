@@ -166,3 +166,42 @@ def test_train_overrides_as_list_and_their_errors(tmp_path):
 
     with pytest.raises(ConfigError, match=r"^--set optim.nope: unknown key"):
         trmkit.train(write_recipe(tmp_path), overrides=["optim.nope=1"])
+
+
+def test_metrics_json_has_one_name_per_metric(run, tmp_path):
+    model = trmkit.load(run[0])
+    plain = model.evaluate(batch_size=8, out=tmp_path / "plain")
+    written = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert written == pytest.approx(plain)
+    # the sudoku evaluator's exact_accuracy and count are trmkit's: one name each
+    assert "task/exact_accuracy" not in written and "task/count" not in written
+    # one trajectory of fixed depth: fixed_* is exact_accuracy / accuracy by definition
+    assert "fixed_exact_accuracy" not in written and "fixed_accuracy" not in written
+    assert {"exact_accuracy", "accuracy", "valid_solution_rate"} <= set(written)
+    wider = model.evaluate(batch_size=8, samples=2, out=tmp_path / "wide")
+    assert "fixed_exact_accuracy" in wider  # a different number now: the exact trajectory's
+    assert json.loads((tmp_path / "wide" / "metrics.json").read_text()).keys() == wider.keys()
+
+
+def test_one_name_per_metric_keeps_what_differs():
+    from trmkit.evaluation import one_name_per_metric
+
+    metrics = {
+        "halt": "fixed",
+        "samples": 1,
+        "exact_accuracy": 0.5,
+        "fixed_exact_accuracy": 0.5,
+        "fixed_accuracy": 0.75,
+        "task/exact_accuracy": 0.25,  # a plugin's own, different, exact accuracy stays
+        "count": 8,
+        "task/count": 8,
+    }
+    assert one_name_per_metric(metrics) == {
+        "halt": "fixed",
+        "samples": 1,
+        "exact_accuracy": 0.5,
+        "task/exact_accuracy": 0.25,
+        "count": 8,
+    }
+    adaptive = {**metrics, "halt": "q"}
+    assert "fixed_exact_accuracy" in one_name_per_metric(adaptive)

@@ -162,7 +162,7 @@ class LoadedModel(Bundle):
         reports are written there too (a new or empty directory)."""
         from trmkit.checkpoint import open_test_split
         from trmkit.commands.eval import check_out
-        from trmkit.evaluation import evaluate
+        from trmkit.evaluation import evaluate, one_name_per_metric
         from trmkit.stats import exact_interval_fields
 
         policy = policy_of(
@@ -190,7 +190,7 @@ class LoadedModel(Bundle):
         report.metrics.update(exact_interval_fields(report.metrics))
         if out_dir is not None:
             report.write(out_dir)
-        return dict(report.metrics)
+        return one_name_per_metric(report.metrics)
 
 
 def _is_grid(value: object) -> bool:
