@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trmkit"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # top: what a user runs
-    ("interface", ("trmkit.cli", "trmkit.commands")),
+    ("interface", ("trmkit.cli", "trmkit.commands", "trmkit.api")),
     ("training", ("trmkit.training", "trmkit.comparison")),
     ("inference", ("trmkit.evaluation", "trmkit.solve", "trmkit.inference", "trmkit.interop")),
     (
@@ -60,10 +60,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 only ``trmkit/__init__.py``; a prefix covers its submodules (``trmkit.data`` covers
 ``trmkit.data.store``)."""
 
-FACADE_EDGES: frozenset[tuple[str, str]] = frozenset({("trmkit", "trmkit.checkpoint")})
+FACADE_EDGES: frozenset[tuple[str, str]] = frozenset({("trmkit", "trmkit.api")})
 """The only allowed upward edge: the package root holds ``__version__`` (imported by every
-layer) and is also the public facade ``trmkit.load``, which imports `trmkit.checkpoint`
-inside the function, so ``import trmkit`` loads nothing below it."""
+layer) and is also the public facade ``trmkit.load`` / ``trmkit.train``, which import
+`trmkit.api` inside the function, so ``import trmkit`` loads nothing below it."""
 
 RANK = {prefix: len(LAYERS) - i for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes}
 LAYER_OF = {prefix: name for name, prefixes in LAYERS for prefix in prefixes}
@@ -189,7 +189,7 @@ def test_checker_allows_downward_same_layer_and_facade():
                 "trmkit.commands.train": [("trmkit.training.trainer", 1), ("trmkit.errors", 2)],
                 "trmkit.evaluation": [("trmkit.solve", 1), ("trmkit.inference.engine", 2)],
                 "trmkit.checkpoint.manifest": [("trmkit", 1)],
-                "trmkit": [("trmkit.checkpoint", 12)],
+                "trmkit": [("trmkit.api", 12)],
             }
         )
         == []

@@ -62,9 +62,11 @@ class EvalReport:
         }
 
     def write(self, out_dir: Path, plot: bool = True) -> None:
-        """metrics.json, per_step.json (+ eval.png with ``plot`` and matplotlib)."""
+        """metrics.json (`one_name_per_metric`), per_step.json (+ eval.png with ``plot`` and
+        matplotlib)."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.json").write_text(json.dumps(_finite(self.metrics), indent=2) + "\n")
+        metrics = _finite(one_name_per_metric(self.metrics))
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (out_dir / "per_step.json").write_text(
             json.dumps(
                 {
@@ -80,6 +82,19 @@ class EvalReport:
             self.per_step, self.halting_histogram, out_dir / "eval.png"
         ):
             print("note: matplotlib not installed (pip install 'trmkit[plots]'): no eval.png")
+
+
+def one_name_per_metric(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` without a second name for one number (docs/recipes.md, "Metric names"):
+    ``fixed_exact_accuracy`` / ``fixed_accuracy`` when the policy is one trajectory of fixed
+    depth (they are then ``exact_accuracy`` / ``accuracy`` by definition), and a task
+    evaluator's ``task/<name>`` when it equals trmkit's ``<name>``."""
+    plain = metrics.get("halt") == "fixed" and metrics.get("samples") == 1
+    same = {"fixed_exact_accuracy", "fixed_accuracy"} if plain else set()
+    for key, value in metrics.items():
+        if key.startswith("task/") and metrics.get(key.removeprefix("task/")) == value:
+            same.add(key)
+    return {k: v for k, v in metrics.items() if k not in same}
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:

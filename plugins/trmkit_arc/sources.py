@@ -14,8 +14,9 @@ Options (``--option KEY=VALUE``):
 - ``allow_test_overlap`` / ``drop_test_overlap``: the guard. A training task whose content
   (all its pairs, ignoring order) equals a test-set task would leak that task's answers
   (ARC-AGI-2 training holds 375 of the 400 ARC-AGI-1 evaluation tasks; ARC-AGI-1 training
-  task 40853293 equals evaluation task 070dd51e). By default the build is refused; ``drop``
-  leaves those training tasks out, ``allow`` keeps them (the reference's behaviour).
+  task 40853293 equals evaluation task 070dd51e). A build naming its ``subsets`` is
+  refused unless one is given; the task's default subsets drop them (noted in the summary).
+  ``drop`` leaves those training tasks out, ``allow`` keeps them (the reference's behaviour).
 - ``max_side``: keep only the tasks whose every grid fits N x N (the arc-quick recipe: 10).
 """
 

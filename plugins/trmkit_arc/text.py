@@ -15,6 +15,7 @@ import numpy as np
 
 from trmkit import textio
 from trmkit.errors import PuzzleError, SourceError
+from trmkit.grids import text as text_grids
 from trmkit.task import Example, RawPuzzle
 from trmkit_arc.files import is_single_task, parse_task, read_task_file
 
@@ -78,27 +79,30 @@ def format_puzzle(puzzle: RawPuzzle) -> str:
 
 
 def parse_puzzles(spec: str) -> list[RawPuzzle]:
-    """An ARC task file (or its JSON text) -> one RawPuzzle per task.
+    """An ARC task file (or its JSON text) -> one RawPuzzle per task; or grids as `render`
+    prints them (`trmkit.grids.text`) -> one test-only puzzle per grid.
 
     Accepts a single task {"train": [...], "test": [...]} or a {task_id: task} file. The
     demonstrations become ``train``, the test pairs ``test``; a test pair without an output
     gets its input as a stand-in label of the right shape (``meta['test_outputs_known']``
-    is then False, and any "correct" verdict on it means nothing).
+    is then False, and any "correct" verdict on it means nothing). A grid is one row per
+    line of digits 0-9 (spaces between them optional), grids separated by blank lines, a
+    ``# name`` line naming the grid below it; it has no demonstrations, so only a model
+    that learnt its task can answer it.
     """
     path = Path(spec).expanduser()
     try:
-        if len(spec) < 4096 and _is_file(path):
+        if len(spec) < 4096 and _is_file(path) and path.name.endswith((".json", ".json.gz")):
             tasks = read_task_file(path, {})
         else:
-            if not spec.lstrip().startswith(("{", "[")):
-                raise PuzzleError(f"{spec[:60]!r}: neither an ARC task file nor ARC task JSON")
-            data = textio.loads_json(
-                spec, "ARC task JSON argument", error=PuzzleError, what="ARC task JSON"
-            )
+            src = text_grids.read_puzzle_text(spec, text="ARC grid text", what="ARC task file")
+            if not src.body.lstrip().startswith(("{", "[")):
+                return _grid_puzzles(src)
+            data = textio.loads_json(src.body, src.where, error=PuzzleError, what="ARC task JSON")
             if is_single_task(data):
-                tasks = [parse_task(data, "puzzle", "<argument>")]
+                tasks = [parse_task(data, src.stem or "puzzle", src.where)]
             elif isinstance(data, dict) and data:
-                tasks = [parse_task(t, str(k), "<argument>") for k, t in data.items()]
+                tasks = [parse_task(t, str(k), src.where) for k, t in data.items()]
             else:
                 raise PuzzleError('expected {"train": [...], "test": [...]} or {id: task}')
     except SourceError as exc:
@@ -111,4 +115,33 @@ def parse_puzzles(spec: str) -> list[RawPuzzle]:
             meta={"test_outputs_known": task.test_outputs_known},
         )
         for task in tasks
+    ]
+
+
+DIGITS = {str(d): d for d in range(10)}
+
+
+def _grid_puzzles(src: text_grids.PuzzleText) -> list[RawPuzzle]:
+    """Grids as `render` prints them, each a puzzle of one test input (no known output)."""
+    hint = "an ARC grid is rows of digits 0-9; or give ARC task JSON"
+    found: list[tuple[str | None, int, np.ndarray]] = []
+    for block in text_grids.text_blocks(src.body):
+        rows = [
+            (n, text_grids.grid_cells(line, n, DIGITS, src.where, hint, " \t"))
+            for n, line in block.rows
+        ]
+        width = len(rows[0][1])
+        for n, cells in rows:
+            if len(cells) != width:
+                raise PuzzleError(
+                    f"{src.where}, line {n}: {len(cells)} cells, expected {width} (the width "
+                    f"of the grid at line {rows[0][0]})"
+                )
+        found.append((block.name, rows[0][0], np.array([c for _, c in rows], dtype=np.int64)))
+    if not found:
+        raise PuzzleError(f"{src.where}: neither ARC task JSON nor a grid of digits")
+    names = text_grids.puzzle_names([name for name, _, _ in found], src.stem, "grid")
+    return [
+        RawPuzzle(name, test=(Example(grid, grid),), meta={"test_outputs_known": False})
+        for name, (_, _, grid) in zip(names, found, strict=True)
     ]

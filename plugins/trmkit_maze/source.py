@@ -9,13 +9,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 
-from trmkit import textio
 from trmkit.errors import PuzzleError, SourceError
 from trmkit.grids import csvsource
+from trmkit.grids import text as text_grids
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
 from trmkit_maze import generator
 from trmkit_maze.grid import CHARS, GOAL, OPEN, PATH, START, WALL, shortest_path
@@ -164,81 +163,89 @@ def generator_source(
     )
 
 
-MAX_PUZZLE_FILE_BYTES = 64 << 20
-"""a maze file given to `trmkit solve` larger than 64 MiB is refused."""
-
-
 def parse_puzzles(side: int):
-    """`trmkit solve` input: a file (or text) of mazes, ``side`` lines of ``side`` chars each.
-
-    Characters ``# SG`` (``o`` is read as open); lines shorter than ``side`` are padded with
-    spaces because editors strip trailing blanks (so an all-open row may be an empty line).
-    Several mazes are separated by a line of dashes (``---``); empty lines before and after
-    each maze are ignored.
+    """`trmkit solve` input, a maze text or a file of them, read by `trmkit.grids.text`:
+    ``side`` lines of ``side`` characters ``# SG`` (``o``, a path cell as `render` prints
+    it, is read as open); lines shorter than ``side`` are padded with spaces because
+    editors strip trailing blanks (so an all-open row may be an empty line). Mazes are
+    separated by a line of dashes (``---``) or by blank lines; a ``# name`` line (a ``#``
+    followed by text that is not maze cells) names the maze below it.
     The test example's output is the BFS shortest path, so answers can be scored.
     """
     lut = {ch: i for i, ch in enumerate(CHARS)}
+    hint = "use '#', ' ', 'S', 'G'"
+
+    def name_of(line: str) -> str | None:
+        if not line.startswith("#") or all(ch in lut for ch in line):
+            return None
+        return line[1:].strip()
 
     def parse(text: str) -> list[RawPuzzle]:
-        path = Path(text).expanduser()
-        is_file = len(text) < 4096 and textio.is_existing_file(text)
-        where = str(path) if is_file else "maze text"
-        # through textio: bounded, UTF-8 checked, a leading BOM dropped (docs/errors.md)
-        body = (
-            textio.read_text(
-                path, max_bytes=MAX_PUZZLE_FILE_BYTES, error=PuzzleError, what="maze file"
-            )
-            if is_file
-            else text
-        )
-        blocks: list[tuple[int, list[str]]] = []
-        current: list[str] = []
-        lines = body.splitlines() + ["---"]
-        first = 1
-        for number, line in enumerate(lines, start=1):
-            line = line.rstrip("\r\n")
-            if len(line) >= 3 and set(line.strip()) == {"-"}:
-                # blank lines around a maze are not rows, unless the maze needs them
-                while len(current) > side and not current[0].strip():
-                    current.pop(0)
-                    first += 1
-                while len(current) > side and not current[-1].strip():
-                    current.pop()
-                if any(row.strip() for row in current):
-                    if len(current) != side:
+        src = text_grids.read_puzzle_text(text, text="maze text", what="maze file")
+        found: list[tuple[str | None, int, np.ndarray]] = []
+        for block in text_grids.text_blocks(
+            src.body, name_of=name_of, separator=_is_dashes, blank_ends=False
+        ):
+            for i, rows in enumerate(_mazes_of(block.rows, side)):
+                first = rows[0][0]
+                if len(rows) != side:
+                    raise PuzzleError(
+                        f"{src.where}, maze at line {first}: {len(rows)} lines, expected {side}"
+                    )
+                cells = []
+                for number, line in rows:
+                    if len(line) > side:
                         raise PuzzleError(
-                            f"{where}, maze at line {first}: {len(current)} lines, expected {side}"
+                            f"{src.where}, line {number}: {len(line)} characters, expected "
+                            f"at most {side}"
                         )
-                    blocks.append((first, current))
-                current, first = [], number + 1
-                continue
-            if len(line) > side:
-                raise PuzzleError(
-                    f"{where}, line {number}: {len(line)} characters, expected at most {side}"
+                    cells.append(
+                        text_grids.grid_cells(line.ljust(side), number, lut, src.where, hint, "")
+                    )
+                found.append(
+                    (block.name if i == 0 else None, first, np.array(cells, dtype=np.int64))
                 )
-            bad = next((ch for ch in line if ch not in lut), None)
-            if bad is not None:
-                raise PuzzleError(
-                    f"{where}, line {number}: illegal character {bad!r} (use '#', ' ', 'S', 'G')"
-                )
-            current.append(line.ljust(side))
+        if not found:
+            raise PuzzleError(f"{src.where}: no maze found")
+        names = text_grids.puzzle_names([name for name, _, _ in found], src.stem, "maze")
         puzzles = []
-        for first, lines in blocks:
-            grid = np.array([[lut[ch] for ch in row] for row in lines], dtype=np.int64)
+        for name, (_, first, grid) in zip(names, found, strict=True):
             grid[grid == PATH] = OPEN
             solved = shortest_path(grid)
             if solved is None:
                 raise PuzzleError(
-                    f"{where}, maze at line {first}: needs exactly one S and one G joined by "
+                    f"{src.where}, maze at line {first}: needs exactly one S and one G joined by "
                     f"open cells"
                 )
             example = Example(grid, solved)
-            puzzles.append(RawPuzzle(f"maze-{first}", test=(example,), meta={"line": first}))
-        if not puzzles:
-            raise PuzzleError(f"{where}: no maze found")
+            puzzles.append(RawPuzzle(name, test=(example,), meta={"line": first}))
         return puzzles
 
     return parse
+
+
+def _is_dashes(line: str) -> bool:
+    return len(line.strip()) >= 3 and set(line.strip()) == {"-"}
+
+
+def _mazes_of(rows: tuple[tuple[int, str], ...], side: int) -> list[list[tuple[int, str]]]:
+    """The mazes of a block: empty lines around it are dropped while it has more than
+    ``side`` lines (they may be all-open rows); a block still longer is split at its empty
+    lines."""
+    maze = list(rows)
+    while len(maze) > side and not maze[0][1].strip():
+        maze.pop(0)
+    while len(maze) > side and not maze[-1][1].strip():
+        maze.pop()
+    if len(maze) <= side:
+        return [maze]
+    runs: list[list[tuple[int, str]]] = [[]]
+    for number, line in maze:
+        if line.strip():
+            runs[-1].append((number, line))
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]
 
 
 def render(grid: np.ndarray) -> str:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 
-from trmkit import textio
 from trmkit.errors import PuzzleError, SourceError
 from trmkit.grids import csvsource
+from trmkit.grids import text as text_grids
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
 from trmkit_sudoku import generator
 from trmkit_sudoku.solver import Geometry, consistent, solve, valid_solutions
@@ -141,55 +140,38 @@ def generator_source(
     )
 
 
-MAX_PUZZLE_FILE_BYTES = 64 << 20
-"""a puzzle file given to `trmkit solve` larger than 64 MiB is refused."""
-
-
 def parse_puzzles(geo: Geometry):
-    """`trmkit solve` input: a puzzle string or a file of them, one per line.
+    """`trmkit solve` input, a puzzle text or a file of them, read by `trmkit.grids.text`:
+    each puzzle on one line of n*n cells row-major (the CSV layout), or on n lines of n
+    cells (as `render` prints it: spaces, ``|``, ``-`` and ``+`` lay it out); ``.``, ``0``
+    or ``_`` for a blank; puzzles separated by blank lines (one-line puzzles may follow
+    each other), a ``# name`` line naming the puzzle below it.
 
-    A line holds n*n cells row-major ('.' or '0' blank; spaces ignored). The test example's
-    output is the solver's solution (cheap here), so `trmkit solve` can also score itself;
-    meta["unique"] says whether it was the only one.
+    The test example's output is the solver's solution (cheap here), so `trmkit solve` can
+    also score itself; meta["unique"] says whether it was the only one.
     """
     n = geo.n
-    lut = {".": 0, "0": 0, **{str(d): d for d in range(1, n + 1)}}
+    lut = {**dict.fromkeys(text_grids.BLANKS, 0), **{str(d): d for d in range(1, n + 1)}}
+    hint = f"use 1-{n}, '.', '0' or '_' for blanks; spaces, '|', '-' and '+' lay it out"
 
     def parse(text: str) -> list[RawPuzzle]:
-        path = Path(text)
-        is_file = len(text) < 4096 and textio.is_existing_file(text)
-        where = str(path) if is_file else "puzzle text"
-        body = (
-            textio.read_text(
-                path, max_bytes=MAX_PUZZLE_FILE_BYTES, error=PuzzleError, what="puzzle file"
-            )
-            if is_file
-            else text
-        )
+        src = text_grids.read_puzzle_text(text)
+        found = [
+            (block.name, line, grid)
+            for block in text_grids.text_blocks(src.body)
+            for line, grid in text_grids.grids_of_block(block, (n, n), lut, src.where, hint)
+        ]
+        if not found:
+            raise PuzzleError(f"{src.where}: no puzzle found")
+        names = text_grids.puzzle_names([name for name, _, _ in found], src.stem)
         puzzles = []
-        for number, line in enumerate(body.splitlines(), start=1):
-            cells = "".join(line.split())
-            if not cells or cells.startswith("#"):
-                continue
-            if len(cells) != geo.cells:
-                raise PuzzleError(
-                    f"{where}, line {number}: {len(cells)} cells, expected {geo.cells} "
-                    f"({n}x{n} row-major, '.' or '0' for blanks)"
-                )
-            bad = next((ch for ch in cells if ch not in lut), None)
-            if bad is not None:
-                raise PuzzleError(
-                    f"{where}, line {number}: illegal character {bad!r} (use 1-{n}, '.' or '0')"
-                )
-            grid = np.array([lut[ch] for ch in cells], dtype=np.int64).reshape(n, n)
+        for name, (_, line, grid) in zip(names, found, strict=True):
             result = solve(grid, geo, limit=2)
             if not result.solutions:
-                raise PuzzleError(f"{where}, line {number}: this sudoku has no solution")
-            meta = {"unique": len(result.solutions) == 1, "line": number}
+                raise PuzzleError(f"{src.where}, line {line}: this sudoku has no solution")
+            meta = {"unique": len(result.solutions) == 1, "line": line}
             example = Example(grid, result.solutions[0])
-            puzzles.append(RawPuzzle(f"puzzle-{number}", test=(example,), meta=meta))
-        if not puzzles:
-            raise PuzzleError(f"{where}: no puzzle found")
+            puzzles.append(RawPuzzle(name, test=(example,), meta=meta))
         return puzzles
 
     return parse

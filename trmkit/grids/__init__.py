@@ -15,6 +15,8 @@ sources      `generator_source(make, count=..., test_count=..., options=...)`: a
              `trmkit.grids.csvsource`: the ``source,question,answer,rating`` CSV layout
              (`sources`, `kept_tables`, `table_puzzles`, `read_table`, `make_lut`,
              `map_chars`, ...).
+puzzle text  `trmkit.grids.text`: grids as people type them (several lines or one, blanks,
+             separators, blank lines between puzzles, `# name` lines) for ``parse_puzzles``.
 """
 
 from __future__ import annotations
