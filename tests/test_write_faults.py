@@ -243,7 +243,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_earlier_bundles(
 ):
     from tiny_training import tiny_trainer
 
-    import trmkit.checkpoint.bundle as ckpt
+    import trmkit.checkpoint.resume as training_bundle
 
     trainer = tiny_trainer(tmp_path, tiny_data, overrides=["train.eval_interval=0"])
     try:
@@ -255,7 +255,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_earlier_bundles(
         def full(path, name, state):
             raise Exception("Error while serializing: I/O error: No space left (os error 28)")
 
-        monkeypatch.setattr(ckpt, "write_weights", full)
+        monkeypatch.setattr(training_bundle, "write_weights", full)  # the trainer's writer
         trainer.run(until=2)
         with pytest.raises(WriteError, match=r"writing the checkpoint: .*step_2: no space left"):
             trainer.save_checkpoint()

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 import numpy as np
 
-from trmkit.errors import OptionError, PluginError
+from trmkit.errors import OptionError, PluginError, UnknownNameError
 from trmkit.memory import available_memory, gib
 from trmkit.plugins import component
 
@@ -175,7 +175,10 @@ class _Chosen:
     def __attrs_post_init__(self) -> None:
         text = f"{self.kind}:{self.arg}" if self.arg else self.kind
         option = f"{self.OPTION} {text!r}"
-        spec = component(self.KIND, self.kind, option)
+        try:
+            spec = component(self.KIND, self.kind, option)
+        except UnknownNameError as exc:  # an unknown value of a command option
+            raise OptionError(str(exc)) from None
         registered: Any = spec.component
         if not isinstance(spec.component, self.PROTOCOL):
             raise PluginError(
