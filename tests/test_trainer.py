@@ -143,3 +143,35 @@ def test_resume_is_exact_with_adamw(tmp_path, data):
         for sa, sb in zip(opt_a.state.values(), opt_b.state.values(), strict=True):
             for key in sa:
                 assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key
+
+
+def test_time_budget_ends_the_run_evaluated_and_checkpointed(tmp_path, data):
+    """train.max_minutes: the first step past the budget is the last (evaluated, saved,
+    a stop record); compare counts such a run as finished there."""
+    from trmkit.comparison.runner import end_step, run_state
+
+    # 1e-6 minutes (60 us) are spent by the first step
+    trainer = tiny_trainer(tmp_path, data, overrides=["train.max_minutes=1e-6"])
+    result = trainer.run()
+    assert result.step == 1 < result.total_steps == 8
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert records[-1] == {"step": 1, "split": "stop", "minutes": 1e-6}
+    assert any(r["split"] == "eval" and r["step"] == 1 for r in records)
+    assert (tmp_path / "run" / "checkpoints" / "step_1").is_dir()
+    assert end_step(tmp_path / "run") == 1
+    assert run_state(tmp_path / "run") == ("finished", 1)
+
+
+def test_time_budget_spent_by_rank_zero_clock():
+    from trmkit.config import TrainSection
+    from trmkit.training.intervals import TimeBudget
+
+    now = [100.0]
+    budget = TimeBudget.from_recipe(TrainSection(max_minutes=0.5), clock=lambda: now[0])
+    now[0] = 129.9
+    assert not budget.spent(torch.device("cpu"))
+    now[0] = 130.0
+    assert budget.spent(torch.device("cpu"))
+    assert not TimeBudget.from_recipe(TrainSection(), clock=lambda: now[0]).spent(
+        torch.device("cpu")
+    )

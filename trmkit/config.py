@@ -69,6 +69,10 @@ class OptimSection:
 class TrainSection:
     epochs: int = 50000
     max_steps: int | None = None
+    max_minutes: float = 0.0
+    """a wall-clock budget: stop after the first step at which this many minutes of this
+    process's training (evaluations included) have passed, evaluating and writing a
+    checkpoint there (0: no limit; docs/training.md, "Budgets")."""
     eval_interval: int = 5000
     seed: int = 0
     checkpoint_keep: int = 3
@@ -446,6 +450,7 @@ RANGES: dict[str, Range] = {
     "optim.ema_rate": Range(0, 1),
     "train.epochs": Range(1),
     "train.max_steps": Range(1),
+    "train.max_minutes": Range(0),
     "train.eval_interval": Range(0),
     "train.seed": Range(0),
     "train.checkpoint_keep": Range(0),
@@ -474,6 +479,7 @@ RESUME_MAY_CHANGE = frozenset(
     {
         "train.epochs",
         "train.max_steps",
+        "train.max_minutes",
         "train.log_every",
         "train.checkpoint_keep",
         "train.checkpoint_every_eval",

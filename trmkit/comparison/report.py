@@ -22,6 +22,7 @@ from trmkit import atomic
 from trmkit.comparison.runner import (
     SWEEP_DIR,
     Run,
+    end_step,
     eval_records,
     read_config,
     read_timing,
@@ -69,9 +70,8 @@ class RunResult:
 
 
 def collect_run(run: Run, target: float) -> RunResult:
-    config = read_config(run.run_dir) or {}
-    total = config.get("total_steps")
-    if not isinstance(total, int):
+    total = end_step(run.run_dir)
+    if total is None:
         raise CompareError(
             f"{run.run_dir}/config.json: no step budget (total_steps); the run never started, "
             "rerun the comparison"
@@ -200,6 +200,9 @@ def summarize(
         "format": REPORT_FORMAT,
         "task": spec["task"],
         "budget_steps": spec["budget_steps"],
+        "budget_minutes": sorted(
+            {float(v["resolved"].get("train", {}).get("max_minutes", 0)) for v in spec["variants"]}
+        ),
         "seeds": spec["seeds"],
         "target": target,
         "test_split": spec["data"]["test"],
@@ -244,14 +247,21 @@ def _minutes(x: float | None) -> str:
 def markdown(report: Mapping[str, Any]) -> str:
     target = report["target"]
     budget = report["budget_steps"]
+    minutes = [m for m in report.get("budget_minutes", []) if m > 0]
     test = report["test_split"]
     seeds = report["seeds"]
     lines = [
         f"# Comparison on `{report['task']}`: {len(report['variants'])} variant(s) x "
         f"{seeds} seed(s)",
         "",
-        f"Budget: {f'{budget} steps for every run' if budget else 'each recipe its own steps'}."
-        f" Test split: {test['examples']} rows, sha256 `{test['sha256'][:16]}`, the same for "
+        f"Budget: {f'{budget} steps for every run' if budget else 'each recipe its own steps'}"
+        + (
+            f", and at most {' / '.join(f'{m:g}' for m in minutes)} minutes of wall clock "
+            "(train.max_minutes; a run out of time ends at that step)."
+            if minutes
+            else "."
+        )
+        + f" Test split: {test['examples']} rows, sha256 `{test['sha256'][:16]}`, the same for "
         "every run. Seed s is `train.seed=s`.",
         "",
         "| variant | recipe | steps | exact, mean [95% CI over seeds] | token, mean [95% CI] "

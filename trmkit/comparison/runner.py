@@ -2,7 +2,8 @@
 trained in its own process, J at a time, finished ones skipped and unfinished ones resumed.
 
 A run is **finished** when its newest checkpoint is at the run's step budget
-(``config.json`` ``total_steps``) and ``metrics.jsonl`` holds the evaluation at that step;
+(``config.json`` ``total_steps``, or the step its time budget stopped it at) and
+``metrics.jsonl`` holds the evaluation at that step;
 it is **resumed** (``trmkit train --resume``) when it holds any complete checkpoint, and
 started afresh otherwise. Each process gets ``cores // J`` threads (``OMP_NUM_THREADS`` and
 ``TRMKIT_NUM_THREADS``; the cores are the explicit thread setting of this process if any,
@@ -40,7 +41,7 @@ from trmkit.checkpoint.bundle import list_checkpoints
 from trmkit.comparison.spec import CompareError
 from trmkit.textio import read_json
 from trmkit.threads import choose_threads
-from trmkit.training.metrics_log import MetricsLog
+from trmkit.training.metrics_log import STOP_SPLIT, MetricsLog
 
 TIMING_NAME = "compare-timing.jsonl"
 LOG_NAME = "compare.log"
@@ -91,16 +92,27 @@ def eval_records(run_dir: Path) -> list[dict[str, Any]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def end_step(run_dir: Path) -> int | None:
+    """The step a run ends at: where its time budget (``train.max_minutes``) stopped it,
+    else its step budget (``config.json`` ``total_steps``); None before it started."""
+    records = MetricsLog(run_dir / "metrics.jsonl").read()
+    stops = [int(r["step"]) for r in records if r.get("split") == STOP_SPLIT]
+    if stops:
+        return stops[-1]
+    config = read_config(run_dir)
+    total = config.get("total_steps") if config else None
+    return total if isinstance(total, int) else None
+
+
 def run_state(run_dir: Path) -> tuple[str, int]:
     """("finished" | "resume" | "fresh", the newest checkpoint's step or 0)."""
     found = list_checkpoints(run_dir / "checkpoints")
     if not found:
         return "fresh", 0
     step = found[-1][0]
-    config = read_config(run_dir)
-    total = config.get("total_steps") if config else None
-    finished = isinstance(total, int) and step >= total
-    if finished and any(int(r["step"]) == total for r in eval_records(run_dir)):
+    end = end_step(run_dir)
+    finished = end is not None and step >= end
+    if finished and any(int(r["step"]) == end for r in eval_records(run_dir)):
         return "finished", step
     return "resume", step
 

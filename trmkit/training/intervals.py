@@ -121,4 +121,30 @@ class CheckpointClock:
         return late
 
 
-__all__ = ["CheckpointClock", "StepPlan"]
+@attrs.define
+class TimeBudget:
+    """``train.max_minutes``: whether the run's wall-clock budget is spent (rank 0's clock
+    decides for every rank, so all stop at the same step)."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+    started: float = 0.0
+
+    @classmethod
+    def from_recipe(
+        cls, train: TrainSection, clock: Callable[[], float] = time.monotonic
+    ) -> TimeBudget:
+        return cls(60.0 * train.max_minutes, clock, clock())
+
+    def spent(self, device: torch.device, world_size: int = 1) -> bool:
+        if not self.seconds:
+            return False
+        over = self.clock() - self.started >= self.seconds
+        if world_size > 1:
+            flag = torch.tensor([int(over)], device=device)
+            dist.broadcast(flag, src=0)
+            over = bool(flag.item())
+        return over
+
+
+__all__ = ["CheckpointClock", "StepPlan", "TimeBudget"]

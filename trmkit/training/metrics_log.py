@@ -1,6 +1,8 @@
 """A run's metrics.jsonl: one JSON object per line, appended to, rewritten atomically.
 
-``{"step": N, "split": "train"|"eval", "<metric>": value, ...}`` per line. A resumed run
+``{"step": N, "split": "train"|"eval", "<metric>": value, ...}`` per line, and
+``{"step": N, "split": "stop", "minutes": M}`` when ``train.max_minutes`` ended the run at
+step N (`STOP_SPLIT`). A resumed run
 first drops the records past its resume step (`truncate_after`) by writing the kept lines to
 a temporary file and renaming it over the log (`trmkit.atomic`), so a kill during the
 rewrite leaves the old log or the new one, never a half-written one. A kill during an
@@ -19,6 +21,9 @@ from typing import Any
 
 from trmkit import atomic
 from trmkit.textio import MAX_TEXT_BYTES, read_text
+
+STOP_SPLIT = "stop"
+"""the record of a run the time budget ended before its step budget."""
 
 
 class MetricsLog:

@@ -54,9 +54,9 @@ from trmkit.models import build_model, compile_model
 from trmkit.models.protocol import ProgressAware, RecursiveModel
 from trmkit.reports import flat_params, plot_curves
 from trmkit.training.ema import EMA
-from trmkit.training.intervals import CheckpointClock, StepPlan
+from trmkit.training.intervals import CheckpointClock, StepPlan, TimeBudget
 from trmkit.training.launch import allreduce_grads, check_launch, lock_for_ranks
-from trmkit.training.metrics_log import MetricsLog, train_record
+from trmkit.training.metrics_log import STOP_SPLIT, MetricsLog, train_record
 from trmkit.training.optim import build_optimizers
 from trmkit.training.preflight import check_model_fits
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
@@ -260,6 +260,8 @@ class Trainer:
         window_steps = 0
         batches = _forever(self.loader)
         self.checkpoints.mark()
+        budget = TimeBudget.from_recipe(self.recipe.train)
+        out_of_time = False
         try:
             stop = self.total_steps if until is None else min(until, self.total_steps)
             while self.step < stop:
@@ -273,7 +275,8 @@ class Trainer:
                 window_steps += 1
                 if bar is not None:
                     bar.update(1)
-                last = self.step == self.total_steps
+                out_of_time = self.step < self.total_steps and budget.spent(self.device, self.world)
+                last = self.step == self.total_steps or out_of_time
                 do_eval = bool(self.eval_every) and self.step % self.eval_every == 0
                 do_save = self.checkpoints.due(
                     self.step,
@@ -295,6 +298,15 @@ class Trainer:
                     self.evaluate_now()
                 if do_save:
                     self.save_checkpoint()
+                if out_of_time:
+                    minutes = self.recipe.train.max_minutes
+                    if acc.is_main_process:
+                        self.log.write({"step": self.step, "split": STOP_SPLIT, "minutes": minutes})
+                    acc.print(
+                        f"stopped at step {self.step} of {self.total_steps}: the time budget "
+                        f"train.max_minutes = {minutes:g} is spent"
+                    )
+                    break
         finally:
             if bar is not None:
                 bar.close()
