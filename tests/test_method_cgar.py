@@ -164,6 +164,12 @@ def test_preflight_flops_follow_the_curriculum():
     mean = flops()
     assert mean == round(0.3 * stages[0] + 0.3 * stages[1] + 0.4 * stages[2])
     assert stages[0] < stages[1] < stages[2] and 0.6 < mean / stages[2] < 0.7
+    result = CliRunner().invoke(cli, ["model", "--recipe", "sudoku-9x9-deep-cgar"])
+    assert result.exit_code == 0, result.output
+    final = f"train {stages[2] / 1e9:.2f} GFLOP (forward"
+    scheduled = f"model.schedule: train {mean / 1e9:.2f} GFLOP per step on average over the "
+    assert final in result.output
+    assert f"{scheduled}budget ({mean / stages[2]:.2f}x the final values)" in result.output
 
 
 def _losses(run):

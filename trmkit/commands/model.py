@@ -43,6 +43,7 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
 
     from trmkit.models import build_model, count_parameters
     from trmkit.models.core import CoreConfig
+    from trmkit.training.preflight import scheduled_train_flops
 
     fields = dict(recipe.model.fields)
     shape = _task_shape(recipe.data.task)
@@ -79,6 +80,13 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
         + (f", ACT-continue pass {_fmt(flops.extra_forward)}FLOP" if flops.extra_forward else "")
         + f"), eval {_fmt(flops.eval)}FLOP; per sample train {_fmt(flops.train / batch)}FLOP"
     )
+    # the mean over the schedule (docs/engine.md, "Training progress and schedules")
+    if isinstance(cfg, CoreConfig) and cfg.schedule:
+        mean = scheduled_train_flops(model, cfg, batch)
+        lines.append(
+            f"model.schedule: train {_fmt(mean)}FLOP per step on average over the budget "
+            f"({mean / flops.train:.2f}x the final values)"
+        )
     return lines
 
 

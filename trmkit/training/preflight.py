@@ -177,22 +177,32 @@ def activation_bytes(cfg: Any, batch: int) -> int | None:
     return int(ACTIVATION_SLACK * FLOAT_BYTES * floats)
 
 
+def scheduled_train_flops(model: Any, cfg: Any, batch: int) -> float:
+    """A training step's FLOPs averaged over the budget: each stretch of ``cfg``'s schedule
+    (`schedule_pieces`) weighed by its share of the steps; the model is left at p = 1."""
+    from trmkit.models.protocol import ProgressAware
+    from trmkit.models.schedule import schedule_pieces
+
+    flops = 0.0
+    for start, share, _ in schedule_pieces(cfg):
+        if isinstance(model, ProgressAware):
+            model.set_progress(start)
+        flops += share * model.step_flops(batch).train
+    if isinstance(model, ProgressAware):
+        model.set_progress(1.0)
+    return flops
+
+
 def estimate(
     model_name: str, cfg: Any, batch: int, steps: int | None, machine: Machine
 ) -> Estimate:
     """The run's time and one step's memory for ``batch`` sequences per step on ``machine``;
     a schedule (`schedule_pieces`) counts its step-weighted mean FLOPs and its peak memory."""
-    from trmkit.models.protocol import ProgressAware
     from trmkit.models.schedule import schedule_pieces
 
     model = meta_model(model_name, cfg)
     pieces = schedule_pieces(cfg)
-    flops = 0.0
-    for start, share, _ in pieces:
-        if isinstance(model, ProgressAware):
-            model.set_progress(start)
-        flops += share * model.step_flops(batch).train
-    flops = round(flops)
+    flops = round(scheduled_train_flops(model, cfg, batch))
     seconds = None
     if steps is not None:
         seconds = steps * flops / (machine.matmul_flops * ACHIEVED_FRACTION)
