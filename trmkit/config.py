@@ -210,24 +210,29 @@ def _check_model_fields(name: str, fields: Mapping[str, Any], where: str) -> dic
                 f"{where}: model.{key} is not a field of model {name!r}; allowed: "
                 f"name, {', '.join(sorted(kinds))}"
             )
-        out[key] = _model_value(key, value, kinds, f"{where}: model.{key}")
+        out[key] = _model_value(name, key, value, kinds, f"{where}: model.{key}")
     return out
 
 
-def _model_value(key: str, value: Any, kinds: Mapping[str, Any], where: str, raw=None) -> Any:
+def _model_value(
+    model: str, key: str, value: Any, kinds: Mapping[str, Any], where: str, raw=None
+) -> Any:
     typed = coerce(value, kinds[key], where, raw)
-    return check_schedule(typed, kinds, where) if key == "schedule" else typed
+    return check_schedule(typed, kinds, where, model) if key == "schedule" else typed
 
 
-def check_schedule(value: Mapping[str, Any], kinds: Mapping[str, Any], where: str) -> dict:
+def check_schedule(
+    value: Mapping[str, Any], kinds: Mapping[str, Any], where: str, model: str
+) -> dict:
     """``model.schedule``: ``{field: [[fraction, value], ...]}``, fractions rising strictly from
     0.0 below 1.0, values of the field's type (docs/recipes.md, "Schedules"). Which fields may
-    be scheduled is the architecture's (`trmkit.models.core.CoreConfig.schedulable`)."""
+    be scheduled is the architecture's (`trmkit.models.core.CoreConfig.schedulable`); a field
+    the model ``model`` lacks (TRM-CGAR's h_cycles on the transformer) is refused naming it."""
     out = {}
     for key, pieces in value.items():
         name = f"{where}.{key}"
         if key not in kinds or key == "schedule":
-            raise ConfigError(f"{name}: not a field of the model; schedule one of its fields")
+            raise ConfigError(f"{name}: not a field of model {model!r}; schedule one of its fields")
         shape = "expected [[fraction, value], ...], e.g. [[0.0, 1], [0.3, 2]]"
         if not isinstance(pieces, list) or not pieces:
             raise ConfigError(f"{name}: {shape}")
@@ -306,7 +311,9 @@ def apply_override(recipe: Recipe, assignment: str) -> Recipe:
                 f"{where}: unknown key; allowed: model.name, "
                 + ", ".join(f"model.{k}" for k in sorted(kinds))
             )
-        recipe.model.fields[parts[1]] = _model_value(parts[1], value, kinds, where, text)
+        recipe.model.fields[parts[1]] = _model_value(
+            recipe.model.name, parts[1], value, kinds, where, text
+        )
         return recipe
     if parts[:2] == ["data", "options"] and len(parts) == 3:
         recipe.data.options[parts[2]] = text

@@ -43,7 +43,8 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     import torch
 
     from trmkit.models import build_model, count_parameters
-    from trmkit.training.preflight import activation_bytes, gib
+    from trmkit.models.schedule import schedule_pieces
+    from trmkit.training.preflight import activation_bytes, gib, scheduled_train_flops
 
     fields = dict(recipe.model.fields)
     shape = _task_shape(recipe.data.task)
@@ -84,6 +85,13 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
         f"activations per training step (batch {batch}, fp32): "
         + ("unknown (the model does not implement StepMemory)" if saved is None else gib(saved))
     )
+    # the mean over the schedule (docs/engine.md, "Training progress and schedules")
+    if len(schedule_pieces(cfg)) > 1:
+        mean = scheduled_train_flops(model, cfg, batch)
+        lines.append(
+            f"model.schedule: train {_fmt(mean)}FLOP per step on average over the budget "
+            f"({mean / flops.train:.2f}x the final values)"
+        )
     return lines
 
 

@@ -137,6 +137,22 @@ def activation_bytes(model: Any, batch: int) -> int | None:
     return int(ACTIVATION_SLACK * FLOAT_BYTES * model.step_activation_floats(batch))
 
 
+def scheduled_train_flops(model: Any, cfg: Any, batch: int) -> float:
+    """A training step's FLOPs averaged over the budget: each stretch of ``cfg``'s schedule
+    (`schedule_pieces`) weighed by its share of the steps; the model is left at p = 1."""
+    from trmkit.models.protocol import ProgressAware
+    from trmkit.models.schedule import schedule_pieces
+
+    flops = 0.0
+    for start, share, _ in schedule_pieces(cfg):
+        if isinstance(model, ProgressAware):
+            model.set_progress(start)
+        flops += share * model.step_flops(batch).train
+    if isinstance(model, ProgressAware):
+        model.set_progress(1.0)
+    return flops
+
+
 def estimate(
     model_name: str, cfg: Any, batch: int, steps: int | None, machine: Machine
 ) -> Estimate:
@@ -146,23 +162,22 @@ def estimate(
     from trmkit.models.schedule import schedule_pieces
 
     model = meta_model(model_name, cfg)
-    flops = 0.0
+    flops = round(scheduled_train_flops(model, cfg, batch))
     per_step: list[int | None] = []
     per_sequence: list[int | None] = []
-    for start, share, _ in schedule_pieces(cfg):
+    for start, _, _ in schedule_pieces(cfg):
         if isinstance(model, ProgressAware):
             model.set_progress(start)
-        flops += share * model.step_flops(batch).train
         per_step.append(activation_bytes(model, batch))
         per_sequence.append(activation_bytes(model, 1))
     if isinstance(model, ProgressAware):
         model.set_progress(1.0)
     seconds = None
     if steps is not None:
-        seconds = steps * round(flops) / (machine.matmul_flops * ACHIEVED_FRACTION)
+        seconds = steps * flops / (machine.matmul_flops * ACHIEVED_FRACTION)
     return Estimate(
         steps=steps,
-        step_flops=round(flops),
+        step_flops=flops,
         seconds=seconds,
         state_bytes=state_bytes(model),
         activation_bytes=_peak(per_step),
