@@ -163,7 +163,7 @@ class ResidualSelect:
         residual = c.history.aux["residual"]
         k = np.arange(residual.shape[0])[:, None, None]
         inside = (k < c.steps[None]) & (k >= c.steps[None] - self.window)
-        mean = (residual * inside).sum(axis=0) / inside.sum(axis=0)
+        mean = np.where(inside, residual, 0.0).sum(axis=0) / inside.sum(axis=0)
         return np.where(c.ok, mean, np.inf)
 
     def choose(self, c: Candidates) -> np.ndarray:

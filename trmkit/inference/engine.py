@@ -244,16 +244,16 @@ def record(
         q[view.step - 1] = view.q_halt.reshape(s_count, b_count).cpu().numpy()
 
     noisy = policy.noise > 0 and s_count > 1
-    stochastic = isinstance(model, StochasticRecursion)
-    if generator is None and (noisy or stochastic):
+    stochastic = model if isinstance(model, StochasticRecursion) else None
+    if generator is None and (noisy or stochastic is not None):
         generator = torch.Generator(device=device).manual_seed(policy.seed)
     if noisy:
         assert isinstance(model, NoisyRecursion) and generator is not None
         scale = torch.full((s_count * b_count,), float(policy.noise), device=device)
         scale[:b_count] = 0.0
         model.set_latent_noise(LatentNoise(scale=scale, generator=generator))
-    if stochastic:
-        model.set_generator(generator)
+    if stochastic is not None:
+        stochastic.set_generator(generator)
     started = time.perf_counter()
     try:
         with inference_depth(model, depth):
@@ -261,8 +261,8 @@ def record(
     finally:
         if isinstance(model, NoisyRecursion) and noisy:
             model.set_latent_noise(None)
-        if stochastic:
-            model.set_generator(None)
+        if stochastic is not None:
+            stochastic.set_generator(None)
     seconds = time.perf_counter() - started
     same = np.zeros(q.shape, dtype=bool)
     same[1:] = (raw[1:] == raw[:-1]).all(axis=-1)
