@@ -93,8 +93,8 @@ class ResidualRules:
     @staticmethod
     @hookimpl
     def register_components(register):
-        register("halt_policy", "residual", ResidualHalt(), "stop when the residual < EPS")
-        register("select_rule", "residual", ResidualSelect(), "the lowest mean residual")
+        register("halt_policy", "toy_residual", ResidualHalt(), "stop when the residual < EPS")
+        register("select_rule", "toy_residual", ResidualSelect(), "the lowest mean residual")
 
 
 class TinyResidual(TinyRecurrent):
@@ -149,37 +149,37 @@ def _record() -> Record:
 
 def test_plugin_rules_decide_a_hand_built_record(rules):
     rec = _record()
-    halt = HaltPolicy.parse("residual:0.1")
-    assert str(halt) == "residual:0.1" and halt.needs == ("residual",)
+    halt = HaltPolicy.parse("toy_residual:0.1")
+    assert str(halt) == "toy_residual:0.1" and halt.needs == ("residual",)
     # residual < 0.1 first at step 4 (sample 0) and 2 (sample 1); sample 2 never: the depth
     assert stop_steps(rec, halt, 4, 3)[0].tolist() == [[4], [2], [4]]
     assert stop_steps(rec, halt, 3, 3)[0].tolist() == [[3], [2], [3]]
     # mean residual over the last 2 steps: 0.125, (0.4 + 0.08) / 2 = 0.24, 0.115 -> sample 2
-    d = decide(rec, halt, "residual:2")
+    d = decide(rec, halt, "toy_residual:2")
     assert d.sample.tolist() == [2] and d.preds.tolist() == [[24]]
     assert d.steps.tolist() == [[4], [2], [4]]
     # the last step only: 0.05, 0.08, 0.11 -> sample 0
-    assert decide(rec, halt, SelectPolicy.parse("residual")).preds.tolist() == [[4]]
+    assert decide(rec, halt, SelectPolicy.parse("toy_residual")).preds.tolist() == [[4]]
     # fixed halting, last step only: 0.05, 0.5, 0.11 -> sample 0; at depth 2: 0.3, 0.08, 0.15
-    assert decide(rec, "fixed", "residual:1").preds.tolist() == [[4]]
-    assert decide(rec, "fixed", "residual:1", depth=2).preds.tolist() == [[12]]
+    assert decide(rec, "fixed", "toy_residual:1").preds.tolist() == [[4]]
+    assert decide(rec, "fixed", "toy_residual:1", depth=2).preds.tolist() == [[12]]
     # a built-in selection rule after the plugin's halting: distinct answers, equal
     # confidences: the lowest sample
     assert decide(rec, halt, "vote").preds.tolist() == [[4]]
 
 
 def test_rule_arguments_and_unknown_names_are_one_line(rules):
-    with pytest.raises(OptionError, match=r"^--halt 'residual:x': the threshold EPS"):
-        HaltPolicy.parse("residual:x")
-    with pytest.raises(OptionError, match=r"^--select 'residual:0': the window N"):
-        InferencePolicy(select="residual:0")
+    with pytest.raises(OptionError, match=r"^--halt 'toy_residual:x': the threshold EPS"):
+        HaltPolicy.parse("toy_residual:x")
+    with pytest.raises(OptionError, match=r"^--select 'toy_residual:0': the window N"):
+        InferencePolicy(select="toy_residual:0")
     with pytest.raises(
         Exception, match=r"^--select 'nope': unknown select_rule 'nope'; known: .*residual"
     ):
         SelectPolicy.parse("nope")
-    policy = InferencePolicy(halt="residual:0.5", select="residual:3", samples=2)
-    assert policy.needs() == {"residual": "--halt residual"}
-    assert str(policy.halt) == "residual:0.5" and str(policy.select) == "residual:3"
+    policy = InferencePolicy(halt="toy_residual:0.5", select="toy_residual:3", samples=2)
+    assert policy.needs() == {"residual": "--halt toy_residual"}
+    assert str(policy.halt) == "toy_residual:0.5" and str(policy.select) == "toy_residual:3"
     # the built-ins keep their string forms; kept outputs count in the record's bytes
     assert [str(InferencePolicy(halt=h).halt) for h in ("fixed", "q", "converged")] == [
         "fixed",
@@ -228,7 +228,9 @@ def test_engine_keeps_the_output_and_eval_uses_the_plugin_rules(trained, rules, 
         np.asarray(batch["example_index"]),
     )
     # kept per step, exactly what the model returned; nothing kept when no rule needs it
-    policy = InferencePolicy(halt="residual:0.05", select="residual:2", samples=2, noise=0.0)
+    policy = InferencePolicy(
+        halt="toy_residual:0.05", select="toy_residual:2", samples=2, noise=0.0
+    )
     rec = record(model, rows, policy, task, depth=4)
     assert record(model, rows, InferencePolicy(), task, depth=4).aux == {}
     direct = []
@@ -247,16 +249,19 @@ def test_engine_keeps_the_output_and_eval_uses_the_plugin_rules(trained, rules, 
     assert [str(s) for s in grid.selects] == ["q", "vote", "converged", "valid"]
     # the Python API and `trmkit eval` run the plugin's rules
     report = evaluate(model, split, task, batch_size=16, policy=attrs.evolve(policy, steps=4))
-    assert report.metrics["halt"] == "residual:0.05" and report.metrics["select"] == "residual:2"
+    assert (
+        report.metrics["halt"] == "toy_residual:0.05"
+        and report.metrics["select"] == "toy_residual:2"
+    )
     assert 2 <= report.metrics["forward_passes"] <= 2 * 4
     out = tmp_path / "ev"
-    options = ["--steps", "4", "--halt", "residual:0.05", "--select", "residual:2"]
+    options = ["--steps", "4", "--halt", "toy_residual:0.05", "--select", "toy_residual:2"]
     result = CliRunner().invoke(
         cli, ["eval", str(run), "--out", str(out), *options, "--samples", "2"]
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["halt"] == "residual:0.05" and metrics["select"] == "residual:2"
+    assert metrics["halt"] == "toy_residual:0.05" and metrics["select"] == "toy_residual:2"
     assert metrics["exact_accuracy"] == report.metrics["exact_accuracy"]
     assert metrics["forward_passes"] == report.metrics["forward_passes"]
 
@@ -269,15 +274,15 @@ def test_a_model_without_the_output_is_refused_in_one_line(trained, rules, tmp_p
     plugins.reset()
     try:
         for command in (
-            ["eval", str(run), "--out", str(tmp_path / "ev"), "--halt", "residual:0.01"],
-            ["solve", str(run), "1..4.3....2..1..", "--samples", "2", "--select", "residual"],
+            ["eval", str(run), "--out", str(tmp_path / "ev"), "--halt", "toy_residual:0.01"],
+            ["solve", str(run), "1..4.3....2..1..", "--samples", "2", "--select", "toy_residual"],
         ):
             result = CliRunner().invoke(cli, command)
             assert result.exit_code == 1, result.output
             lines = [line for line in result.output.strip().splitlines() if line.strip()]
-            option = "--halt residual" if command[0] == "eval" else "--select residual"
+            option = "--halt toy_residual" if command[0] == "eval" else "--select toy_residual"
             assert len(lines) == 1 and "Traceback" not in result.output, result.output
-            assert f"{option}: the model TinyRecurrent keeps no 'residual' output" in lines[0]
+            assert f"{option}: the model tiny-residual keeps no 'residual' output" in lines[0]
         assert not (tmp_path / "ev").exists()
     finally:
         plugins.pm.unregister(name="tiny-residual-arch")
@@ -303,8 +308,8 @@ def test_the_docs_example_registers_and_halts():
     plugins.reset()
     try:
         rec = _record()
-        halt = HaltPolicy.parse("residual:0.1")
-        assert str(halt) == "residual:0.1"
+        halt = HaltPolicy.parse("residual_eps:0.1")
+        assert str(halt) == "residual_eps:0.1"
         assert stop_steps(rec, halt, 4, 3)[0].tolist() == [[4], [2], [4]]
     finally:
         plugins.pm.unregister(name="residual-doc")

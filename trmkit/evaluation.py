@@ -248,9 +248,8 @@ def evaluate(
         run = task.evaluator.start(evaluation_context(task, split, out_dir))
     ignore_id = int(split.meta.ignore_label_id)
     sums = _Sums(k)
-    generator = None
-    if policy.noise > 0:
-        generator = torch.Generator(device=device).manual_seed(policy.seed * 1009 + rank)
+    # every draw of the inference (noise, a stochastic model's own) comes from one generator
+    generator = torch.Generator(device=device).manual_seed(policy.seed * 1009 + rank)
     was_training = model.training
     model.eval()
     bar = None

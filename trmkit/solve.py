@@ -277,9 +277,7 @@ def _run(
     q_final = np.zeros(n)
     used = np.zeros(n, dtype=np.float64)
     device = next(model.parameters()).device
-    generator = None
-    if policy.noise > 0:
-        generator = torch.Generator(device=device).manual_seed(policy.seed)
+    generator = torch.Generator(device=device).manual_seed(policy.seed)
     fixed = HaltPolicy("fixed")
     model.eval()
     for start in range(0, n, chunk_rows):

@@ -37,7 +37,13 @@ from trmkit.inference.samples import (
     draw_transforms,
     to_row_frame,
 )
-from trmkit.models.protocol import LatentNoise, NoisyRecursion, RecursiveModel
+from trmkit.models import model_name
+from trmkit.models.protocol import (
+    LatentNoise,
+    NoisyRecursion,
+    RecursiveModel,
+    StochasticRecursion,
+)
 from trmkit.models.rollout import StepView, inference_depth, rollout
 from trmkit.task import AnswerChecker, Task
 
@@ -151,7 +157,7 @@ def check_policy(
     policy.validate()
     if policy.noise > 0 and not isinstance(model, NoisyRecursion):
         raise OptionError(
-            f"--noise: the model {type(model).__name__} cannot perturb its recursion "
+            f"--noise: the model {model_name(model)} cannot perturb its recursion "
             "(it does not implement trmkit.models.protocol.NoisyRecursion); use augmentation"
         )
     for chosen in (policy.halt, policy.select):
@@ -163,7 +169,8 @@ def check_policy(
             )
     if policy.samples > 1:
         augments = policy.augment and augmentation_allowed(task, per_variant_ids)
-        if not augments and policy.noise == 0:
+        # a StochasticRecursion model's trajectories differ by themselves (docs/engine.md)
+        if not augments and policy.noise == 0 and not isinstance(model, StochasticRecursion):
             why = (
                 "augmentation is off"
                 if not policy.augment
@@ -229,7 +236,7 @@ def record(
             if name not in view.aux:
                 returned = ", ".join(sorted(view.aux)) or "none"
                 raise OptionError(
-                    f"{option}: the model {type(model).__name__} keeps no {name!r} output "
+                    f"{option}: the model {model_name(model)} keeps no {name!r} output "
                     f"(its auxiliary outputs: {returned}); choose a rule it supports"
                 )
             aux[name][view.step - 1] = view.aux[name].float().reshape(s_count, b_count).cpu()
@@ -237,13 +244,16 @@ def record(
         q[view.step - 1] = view.q_halt.reshape(s_count, b_count).cpu().numpy()
 
     noisy = policy.noise > 0 and s_count > 1
+    stochastic = model if isinstance(model, StochasticRecursion) else None
+    if generator is None and (noisy or stochastic is not None):
+        generator = torch.Generator(device=device).manual_seed(policy.seed)
     if noisy:
-        assert isinstance(model, NoisyRecursion)
+        assert isinstance(model, NoisyRecursion) and generator is not None
         scale = torch.full((s_count * b_count,), float(policy.noise), device=device)
         scale[:b_count] = 0.0
-        if generator is None:
-            generator = torch.Generator(device=device).manual_seed(policy.seed)
         model.set_latent_noise(LatentNoise(scale=scale, generator=generator))
+    if stochastic is not None:
+        stochastic.set_generator(generator)
     started = time.perf_counter()
     try:
         with inference_depth(model, depth):
@@ -251,6 +261,8 @@ def record(
     finally:
         if isinstance(model, NoisyRecursion) and noisy:
             model.set_latent_noise(None)
+        if stochastic is not None:
+            stochastic.set_generator(None)
     seconds = time.perf_counter() - started
     same = np.zeros(q.shape, dtype=bool)
     same[1:] = (raw[1:] == raw[:-1]).all(axis=-1)

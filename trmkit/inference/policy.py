@@ -292,8 +292,9 @@ class InferencePolicy:
                 source.append("augmentations")
             if self.noise > 0:
                 source.append(f"noise {self.noise:g}")
+            # neither: a StochasticRecursion model's own draws (identical ones are refused)
             parts.append(
-                f"{self.samples} samples ({' + '.join(source) or 'identical'}), "
+                f"{self.samples} samples ({' + '.join(source) or 'random trajectories'}), "
                 f"select {self.select}"
             )
         return ", ".join(parts)

@@ -12,6 +12,7 @@ it and is loaded by commands that need no model (`trmkit tasks`).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,15 @@ if TYPE_CHECKING:
 
 make_config = make_model_config
 """The registered config class of a model built from a dict (unknown keys refused)."""
+
+
+_BUILT_AS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def model_name(model: Any) -> str:
+    """The registered name `build_model` built ``model`` under (``trm``, ``eqr``, ...), which
+    one-line errors name; the class name for a model built another way."""
+    return _BUILT_AS.get(model, type(model).__name__)
 
 
 def model_config_from_dict(name: str, fields: Mapping[str, Any]) -> Any:
@@ -57,6 +67,7 @@ def build_model(name: str, config: Any) -> Any:
             f"(trmkit.models.protocol.RecursiveModel, docs/engine.md); missing: "
             f"{', '.join(missing)}"
         )
+    _BUILT_AS[model] = name
     return model
 
 
@@ -94,4 +105,5 @@ __all__ = [
     "make_config",
     "model_config_from_dict",
     "model_config_to_dict",
+    "model_name",
 ]

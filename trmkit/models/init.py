@@ -16,8 +16,14 @@ _TRUNC2_STD = 0.87962566103423978
 
 
 @torch.no_grad()
-def trunc_normal_(tensor: torch.Tensor, std: float = 1.0, bound: float = 2.0) -> torch.Tensor:
-    """Fill ``tensor`` in place with a normal truncated at +-``bound`` sigmas, std exactly ``std``.
+def trunc_normal_(
+    tensor: torch.Tensor,
+    std: float = 1.0,
+    bound: float = 2.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Fill ``tensor`` in place with a normal truncated at +-``bound`` sigmas, std exactly ``std``
+    (drawn from ``generator``, default torch's global RNG).
 
     Inverse-CDF sampling: u ~ U[erf(-bound/sqrt2), erf(bound/sqrt2)], x = sqrt2 * erfinv(u),
     then scaled by std / (std of the truncated unit normal) and clipped for rounding safety.
@@ -38,7 +44,7 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 1.0, bound: float = 2.0) ->
         if tensor.dtype in (torch.float32, torch.float64)
         else torch.empty_like(tensor, dtype=torch.float32)
     )
-    work.uniform_(lo, hi)
+    work.uniform_(lo, hi, generator=generator)
     work.erfinv_().mul_(math.sqrt(2) * scale).clamp_(-bound * scale, bound * scale)
     if work is not tensor:
         tensor.copy_(work)

@@ -166,6 +166,20 @@ class NoisyRecursion(Protocol):
 
 
 @runtime_checkable
+class StochasticRecursion(Protocol):
+    """Optional: a model whose trajectories are random by themselves (e.g. random initial
+    latents drawn at every reset, noise in every network call): S samples of one row differ
+    without augmentation or ``--noise``. Inference hands it a seeded generator, so the same
+    ``--seed`` gives the same trajectories; training leaves torch's global RNG (saved with
+    every checkpoint, so a resumed run draws the same numbers)."""
+
+    def set_generator(self, generator: torch.Generator | None) -> None:
+        """Draw every following call's randomness from ``generator`` (None: torch's global
+        RNG)."""
+        ...
+
+
+@runtime_checkable
 class ProgressAware(Protocol):
     """Optional: a model whose values follow training progress (docs/engine.md, "Training
     progress and schedules"). The trainer calls `set_progress` before every step with
@@ -208,5 +222,6 @@ __all__ = [
     "StepFlops",
     "StepMemory",
     "StepResult",
+    "StochasticRecursion",
     "missing_members",
 ]
