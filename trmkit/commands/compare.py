@@ -167,10 +167,12 @@ def compare_cmd(
 
     todo: list[runner.Run] = []
     done: list[runner.Run] = []
-    for group in runs.values():
-        for run in group:
-            state, _ = runner.run_state(run.run_dir)
-            (done if state == "finished" else todo).append(run)
+    # seed by seed: with --jobs = variants the runs of a pair train side by side, under the
+    # same machine load (what a wall-clock budget needs, docs/compare.md)
+    for s in range(seeds):
+        for group in runs.values():
+            state, _ = runner.run_state(group[s].run_dir)
+            (done if state == "finished" else todo).append(group[s])
     click.echo(
         f"compare: {len(variants)} variant(s) x {seeds} seed(s) on {new['task']} "
         f"({test['examples']} test rows, sha256 {test['sha256'][:12]}); "
