@@ -64,7 +64,7 @@ def parts() -> dict[str, Any]:
             super().__init__()
             self.inter = conv_width(dims)
             self.gate_up_proj = CastedLinear(dims.hidden, 2 * self.inter)
-            # torch's default Conv1d init (uniform +-1/sqrt(2)), as the method's code keeps it
+            # torch's default Conv1d init (weight and bias uniform +-1/sqrt(2)), as URM's code
             self.dwconv = nn.Conv1d(self.inter, self.inter, 2, groups=self.inter)
             self.down_proj = CastedLinear(self.inter, dims.hidden)
 
