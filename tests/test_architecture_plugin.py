@@ -202,8 +202,9 @@ def test_plugin_mlp_flops_in_trmkit_model(tmp_path):
 
 
 def test_unknown_mlp_and_mixer_name_the_option_and_the_known_names():
+    known = "conv_swiglu, relu_mlp, swiglu"  # conv_swiglu: the installed trmkit_methods.urm
     with pytest.raises(
-        UnknownNameError, match=r"^model\.mlp: unknown mlp 'nope'; known: relu_mlp, swiglu$"
+        UnknownNameError, match=rf"^model\.mlp: unknown mlp 'nope'; known: {known}$"
     ):
         build_model("trm", _tiny_trm(mlp="nope"))
     with pytest.raises(UnknownNameError, match=r"^model\.mixer: unknown mixer 'nope'; known: "):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from trmkit.config import make_model_config
-from trmkit.errors import PluginError
+from trmkit.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
     import torch
@@ -53,13 +53,17 @@ def build_model(name: str, config: Any) -> Any:
     """Instantiate a registered architecture from its config or a dict.
 
     The result is checked against the model contract (`RecursiveModel`); a factory whose
-    model lacks part of it is a PluginError naming the plugin that registered it.
+    model lacks part of it is a PluginError naming the plugin that registered it. A config
+    the factory refuses (e.g. a width its MLP cannot take) is one line naming the model.
     """
     from trmkit import plugins
     from trmkit.models.protocol import missing_members
 
     spec = plugins.get_model(name)
-    model = spec.factory(make_config(name, config))
+    try:
+        model = spec.factory(make_config(name, config))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (model {name!r})") from None
     missing = missing_members(model)
     if missing:
         raise PluginError(
