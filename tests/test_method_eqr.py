@@ -121,7 +121,7 @@ def _batch(rows: int = 4):
 
 def test_reset_draws_fresh_truncated_normal_latents_per_row_and_position():
     model = _model()
-    assert model.config.puzzle_emb_ndim == 0 and model.config.step_loss == "eqr"
+    assert model.config.puzzle_emb_ndim == 0 and model.config.step_loss == "act_no_continue"
     carry = model.initial_carry(_batch())
     every = torch.ones(4, dtype=torch.bool)
 
@@ -160,11 +160,11 @@ def test_residual_output_is_the_mean_norm_of_the_logit_change():
 def test_loss_has_no_continue_term():
     batch = _batch()
     results = {}
-    for loss in ("eqr", "act"):
+    for loss in ("act_no_continue", "act"):
         model = _model(act_continue=True, forward_dtype="float64", step_loss=loss).train()
         torch.manual_seed(1)
         results[loss] = model(model.initial_carry(batch), batch)
-    r = results["eqr"]
+    r = results["act_no_continue"]
     logits = r.outputs["logits"].detach().double().numpy()  # the heads run in fp32
     q = r.outputs["q_halt_logits"].detach().double().numpy()
     labels = batch["labels"].numpy()
@@ -244,7 +244,7 @@ def test_bad_config_is_one_line():
 
 
 # --------------------------------------------------------- training and inference
-RECIPE = TINY_RECIPE.replace('name = "trm"', 'name = "eqr"\nstep_loss = "eqr"\nnoise = 0.05')
+RECIPE = TINY_RECIPE.replace('name = "trm"', 'name = "eqr"\nstep_loss = "act_no_continue"\nnoise = 0.05')
 RECIPE = RECIPE.replace("puzzle_emb_ndim = 32\npuzzle_emb_len = 1\n", "")
 
 

@@ -45,7 +45,7 @@ def classes():
         damping: float = 0.95
         noise: float = 0.01
         puzzle_emb_ndim: int = 0
-        step_loss: str = "eqr"
+        step_loss: str = "act_no_continue"
 
         def validate(self) -> None:
             super().validate()
@@ -186,9 +186,6 @@ def register_models(register):
 
 @hookimpl
 def register_components(register):
-    from trmkit.models.losses import ACTStepLoss
-
-    register("step_loss", "eqr", ACTStepLoss(continue_loss=False), "EqR's loss: lm + 0.5 q_halt")
     register("halt_policy", "residual", ResidualHalt(), "stop when the residual < TAU")
     register(
         "select_rule", "residual", ResidualSelect(), "lowest residual over W steps, top K, vote"

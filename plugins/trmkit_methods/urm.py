@@ -151,17 +151,10 @@ def register_models(register):
 
 @hookimpl
 def register_components(register):
-    from trmkit.models.losses import ACTStepLoss
 
     register(
         "mlp",
         "conv_swiglu",
         parts()["CONV_SWIGLU"],
         "SwiGLU, causal depthwise conv (kernel 2), SiLU",
-    )
-    register(
-        "step_loss",
-        "act_no_continue",
-        ACTStepLoss(continue_loss=False),
-        "lm + 0.5 q_halt: the ACT loss without the continue term (URM)",
     )

@@ -60,6 +60,12 @@ def register_components(register):
 
     # the per-step loss (docs/engine.md "Per-step losses")
     register("step_loss", "act", ACTStepLoss(), "TRM's loss: lm + 0.5 (q_halt + q_continue)")
+    register(
+        "step_loss",
+        "act_no_continue",
+        ACTStepLoss(continue_loss=False),
+        "lm + 0.5 q_halt: the ACT loss without the continue term (EqR, URM)",
+    )
 
     register("mixer", "attention", ATTENTION, "multi-head self-attention with RoPE (TRM, HRM)")
     register("mixer", "mlp_t", MLP_T, "SwiGLU across the sequence axis (TRM-MLP, MLP-mixer)")
