@@ -30,16 +30,13 @@ from trmkit.models.layers import CastedEmbedding
 from trmkit.models.losses import ACTStepLoss, StepView
 from trmkit.models.trm import TRMConfig, TRMCore
 
-STATE = ("prev", "order", "step")
-"""the per-row latents DIS carries beside y and z: the last prediction [B,S], each position's
-path priority [B,S] and the steps taken [B] (int32 each)."""
-
 
 @attrs.define(kw_only=True)
 class DISConfig(TRMConfig):
     """The paper's compact setting: T = 1, n = 2, one layer, D = 256, N = 6 fixed steps."""
 
-    official = None  # no official TRM checkpoint layout: the step embedding is DIS's own
+    # no official TRM checkpoint layout: the step embedding is DIS's own
+    official = None
 
     hidden_size: int = 256
     puzzle_emb_ndim: int = 256
@@ -63,6 +60,8 @@ class DISCore(TRMCore):
         )
 
     def initial_latents(self, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """y, z, and int32 per-row state: the last prediction ``prev`` [B,S], each position's
+        path priority ``order`` [B,S] and the steps taken ``step`` [B]."""
         out = super().initial_latents(batch_size, device)
         grid = (batch_size, self.config.seq_len)
         out["prev"] = torch.zeros(grid, dtype=torch.int32, device=device)
