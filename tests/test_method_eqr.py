@@ -244,7 +244,9 @@ def test_bad_config_is_one_line():
 
 
 # --------------------------------------------------------- training and inference
-RECIPE = TINY_RECIPE.replace('name = "trm"', 'name = "eqr"\nstep_loss = "act_no_continue"\nnoise = 0.05')
+RECIPE = TINY_RECIPE.replace(
+    'name = "trm"', 'name = "eqr"\nstep_loss = "act_no_continue"\nnoise = 0.05'
+)
 RECIPE = RECIPE.replace("puzzle_emb_ndim = 32\npuzzle_emb_len = 1\n", "")
 
 

@@ -40,6 +40,8 @@ class CGARStepLoss:
     decay: float = DECAY
     halt_loss: bool = True
     continue_loss: bool = True
+    needs: tuple[str, ...] = ()
+    """per-row state of the core it reads (none: the labels are its targets)."""
 
     def weight(self, view: Any) -> Any:
         norm = math.fsum(self.decay**s for s in range(view.max_steps))

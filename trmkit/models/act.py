@@ -16,7 +16,9 @@ The loss of a step is the registered `StepLoss` named by ``config.step_loss`` (d
 `set_progress` (the trainer's, before every step) gives the core the config at p; a model
 starts at p = 1, the final values, for evaluation and solving (docs/engine.md, "Training
 progress and schedules"). A core may return a fifth element, a dict of per-row float [B]
-tensors, which lands in `StepResult.outputs` under its names.
+tensors, which lands in `StepResult.outputs` under its names. A step loss sees the core's
+new latents (`StepView.latents`); one that `needs` a latent the core does not carry is refused
+here, when the model is built.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import attrs
 import torch
 from torch import nn
 
+from trmkit.errors import ConfigError
 from trmkit.models.losses import StepView, act_loss, find_step_loss
 from trmkit.models.protocol import LatentNoise, StepFlops, StepResult
 from trmkit.models.schedule import config_at
@@ -78,6 +81,14 @@ class ACTModel(nn.Module):
         self._halt_max_steps = int(core.config.halt_max_steps)
         self._noise: LatentNoise | None = None
         self.step_loss = find_step_loss(core.config.step_loss)
+        state = core.initial_latents(1, torch.device("cpu"))
+        lacking = [name for name in self.step_loss.needs if name not in state]
+        if lacking:
+            raise ConfigError(
+                f"model.step_loss: {core.config.step_loss!r} reads the per-row state "
+                f"{', '.join(map(repr, lacking))}, which model {type(core).__name__} does not "
+                f"keep (it keeps {', '.join(state)}); choose a model that keeps it"
+            )
         self.set_progress(1.0)
 
     def set_progress(self, p: float) -> None:
@@ -100,7 +111,8 @@ class ACTModel(nn.Module):
     def _perturb(self, latents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         noise = self._noise
         assert noise is not None
-        names = [n for n in latents if n != "y"] or list(latents)
+        floats = [n for n, v in latents.items() if v.is_floating_point()]  # not a core's ids
+        names = [n for n in floats if n != "y"] or floats
         out = dict(latents)
         for name in names:
             value = latents[name]
@@ -184,7 +196,7 @@ class ACTModel(nn.Module):
                         torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
                     )
 
-        view = StepView(data, steps, max_steps, logits, q_halt, q_continue, aux)
+        view = StepView(data, steps, max_steps, logits, q_halt, q_continue, aux, latents)
         loss, metrics, preds = act_loss(
             logits=logits,
             labels=data["labels"],

@@ -11,7 +11,7 @@ step, a target per step, extra terms, and whether the halting losses apply. The 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import attrs
 import torch
@@ -72,6 +72,9 @@ class StepView:
     aux: Mapping[str, torch.Tensor]
     """the core's per-row auxiliary outputs, float [B] each (docs/engine.md, "The model
     contract")."""
+    latents: Mapping[str, torch.Tensor] = attrs.field(factory=dict)
+    """the core's per-row state after the step (its carried latents, detached), which a loss
+    that `needs` it reads (e.g. DIS's per-slot path order)."""
 
 
 @runtime_checkable
@@ -82,6 +85,9 @@ class StepLoss(Protocol):
     """train q_halt towards "the prediction is exactly right" (BCE, weight 0.5)."""
     continue_loss: bool
     """train q_continue towards its Q-learning target (only where ``act_continue`` makes one)."""
+    needs: tuple[str, ...]
+    """the per-row state (`StepView.latents`) it reads: a model whose core carries none of
+    one is refused when it is built."""
 
     def weight(self, view: StepView) -> torch.Tensor | None:
         """float [B]: each row's weight of this step's loss (None: 1 everywhere)."""
@@ -105,6 +111,7 @@ class ACTStepLoss:
 
     halt_loss: bool = True
     continue_loss: bool = True
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def weight(self, view: StepView) -> torch.Tensor | None:
         return None
@@ -125,7 +132,8 @@ def find_step_loss(name: str) -> StepLoss:
     if not isinstance(spec.component, StepLoss):
         raise PluginError(
             f"plugin {spec.plugin!r}: step_loss {name!r} does not implement "
-            "trmkit.models.losses.StepLoss (halt_loss, continue_loss, weight, target, extra)"
+            "trmkit.models.losses.StepLoss "
+            "(halt_loss, continue_loss, needs, weight, target, extra)"
         )
     return spec.component
 

@@ -53,7 +53,7 @@ class TRMConfig(CoreConfig):
     """TRM defaults of ``config/arch/trm.yaml``: T=3, n=6, 2 layers, attention + RoPE."""
 
     schedulable: ClassVar[tuple[str, ...]] = (*CoreConfig.schedulable, "h_cycles", "l_cycles")
-    official = OfficialLayout(
+    official: ClassVar[OfficialLayout | None] = OfficialLayout(
         arch="recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
         tensors={"L_level.": "core.net.", "H_init": "core.y_init", "L_init": "core.z_init"},
         fields=(*TRM_FIELDS, mlp_t_field()),
