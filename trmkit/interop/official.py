@@ -51,14 +51,15 @@ _SHARED = {
 
 def layouts() -> dict[str, OfficialLayout]:
     """trmkit model name -> its official layout, for every registered architecture whose
-    config declares one (``official`` class attribute)."""
+    config class declares one itself (``official`` in its own class body: a method that
+    subclasses TRM's config, such as EqR, does not inherit TRM's official checkpoints)."""
     from trmkit import plugins
 
     return {
         name: spec.config_cls.official
         for name, spec in plugins.model_specs().items()
         if isinstance(spec.config_cls, OfficialLineage)
-        and isinstance(spec.config_cls.official, OfficialLayout)
+        and isinstance(vars(spec.config_cls).get("official"), OfficialLayout)
     }
 
 
