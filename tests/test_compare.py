@@ -376,3 +376,13 @@ def test_sweep_overlay_plots_each_runs_cost_curve(tmp_path):
     assert (tmp_path / "compare-sweep.png").stat().st_size > 0
     report["variants"][0]["runs"][0]["run_dir"] = str(tmp_path / "none")
     assert not plot_sweeps(report, tmp_path / "nothing.png")
+
+
+def test_seed_intervals_stay_within_what_an_accuracy_can_be():
+    from trmkit.stats import mean_interval
+
+    wide = mean_interval([0.487, 0.613])  # two seeds: t = 12.71
+    assert wide.low is not None and wide.low < 0 and wide.high is not None and wide.high > 1
+    cut = wide.clipped(0.0, 1.0)
+    assert (cut.value, cut.low, cut.high, cut.n) == (wide.value, 0.0, 1.0, 2)
+    assert mean_interval([0.5]).clipped(0.0, 1.0).low is None  # one seed: no spread to cut

@@ -85,6 +85,16 @@ class Interval:
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
 
+    def clipped(self, lo: float, hi: float) -> Interval:
+        """The interval cut to the values the quantity can take (an accuracy in [0, 1], a
+        difference of accuracies in [-1, 1]): a t interval of few seeds is symmetric and
+        wide, and would otherwise claim impossible values."""
+
+        def cut(x: float | None) -> float | None:
+            return None if x is None else min(hi, max(lo, x))
+
+        return Interval(self.value, cut(self.low), cut(self.high), self.n)
+
     def excludes(self, x: float) -> bool:
         """Whether the interval lies wholly on one side of ``x``."""
         return self.low is not None and self.high is not None and (self.low > x or self.high < x)

@@ -12,6 +12,7 @@ or more variants: each other variant minus the first, paired by seed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,10 @@ def model_size(config: Mapping[str, Any]) -> tuple[int | None, float | None]:
         return None, None
 
 
-def _interval(values: Sequence[float]) -> dict[str, Any]:
-    return mean_interval(values).to_dict()
+def _interval(
+    values: Sequence[float], lo: float = -math.inf, hi: float = math.inf
+) -> dict[str, Any]:
+    return mean_interval(values).clipped(lo, hi).to_dict()
 
 
 def summarize(
@@ -157,13 +160,13 @@ def summarize(
                 "overrides": v["overrides"],
                 "seeds": [r.seed for r in results],
                 "steps": sorted({r.steps for r in results}),
-                "exact_accuracy": _interval([r.exact for r in results]),
-                "accuracy": _interval([r.token for r in results]),
-                "minutes": _interval(minutes) if minutes else None,
+                "exact_accuracy": _interval([r.exact for r in results], 0.0, 1.0),
+                "accuracy": _interval([r.token for r in results], 0.0, 1.0),
+                "minutes": _interval(minutes, 0.0) if minutes else None,
                 "target": {
                     "reached": len(reached),
                     "of": len(results),
-                    "minutes": _interval(reached_minutes) if reached_minutes else None,
+                    "minutes": _interval(reached_minutes, 0.0) if reached_minutes else None,
                     "steps": _interval(
                         [float(r.target_step) for r in reached if r.target_step is not None]
                     )
@@ -191,7 +194,9 @@ def summarize(
                 **{
                     key: paired_difference(
                         [getattr(a[s], field) for s in seeds], [getattr(b[s], field) for s in seeds]
-                    ).to_dict()
+                    )
+                    .clipped(-1.0, 1.0)
+                    .to_dict()
                     for key, field in (("exact_accuracy", "exact"), ("accuracy", "token"))
                 },
             }
@@ -314,7 +319,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += [
         "",
         "Intervals over seeds are Student-t 95% intervals of the mean (n - 1 degrees of "
-        "freedom: with 2 seeds t = 12.71, so they are wide); a run's own interval is the "
+        "freedom: with 2 seeds t = 12.71, so they are wide), cut to the values an accuracy "
+        "(or a difference of two) can take; a run's own interval is the "
         "Wilson 95% interval of its exact accuracy on its test puzzles. Training minutes are "
         "wall clock from the start of the run's process to its last evaluation (start-up "
         "and evaluations included; '(est.)': a resumed run whose clock was interpolated). "
