@@ -104,7 +104,9 @@ class TrmkitGroup(click.Group):
         except TrmkitError as exc:
             raise click.ClickException(printable(exc)) from exc
         except click.ClickException as exc:  # click's own (usage) errors echo arguments
-            exc.message = printable(exc.message)
+            # click types `message` Final, yet its own code sets it; we clean it in place so
+            # the exception keeps its class and exit code (2 for usage errors)
+            exc.message = printable(exc.message)  # type: ignore[misc]
             raise
         except OSError as exc:
             # a full disk, a read-only place, a file in the way (docs/errors.md, "Write

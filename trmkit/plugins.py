@@ -456,7 +456,9 @@ class Registry:
         add, outcome = HOOKS[hook]
         taken: dict[Any, Any] = {}
         for impl in self.ordered_impls(getattr(self.pm.hook, hook)):
-            plugin, mine, skipped = impl.plugin_name, {}, []
+            plugin = impl.plugin_name
+            mine: dict[Any, Any] = {}
+            skipped: list[str] = []
             register = functools.partial(_register, add, plugin, mine, taken, skipped)
             try:
                 impl.function(register=register)

@@ -379,9 +379,8 @@ def source_options(values: Mapping[Any, Any], where: str) -> dict[str, str]:
         elif isinstance(value, (str, int, float)):
             out[key] = str(value)
         else:
-            kind = {list: "list", tuple: "list", dict: "table"}.get(
-                type(value), type(value).__name__
-            )
+            kinds: dict[type, str] = {list: "list", tuple: "list", dict: "table"}
+            kind = kinds.get(type(value), type(value).__name__)
             raise ConfigError(
                 f"{where}: option {key!r} is a {kind}, expected one value (a string or a "
                 f'number); write e.g. {key} = "..."'
@@ -452,7 +451,7 @@ class Task:
 def written_as_path(spec: str) -> bool:
     """Whether ``--source SPEC`` is written as a path (a path separator, or a leading ``.``
     or ``~``): then it is never taken for a source name, so ``./generate`` is the directory."""
-    separators = {"/", os.sep, os.altsep} - {None}
+    separators = {sep for sep in ("/", os.sep, os.altsep) if sep}
     return any(sep in spec for sep in separators) or spec.startswith((".", "~"))
 
 

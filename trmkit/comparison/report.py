@@ -252,7 +252,7 @@ def _minutes(x: float | None) -> str:
 def markdown(report: Mapping[str, Any]) -> str:
     target = report["target"]
     budget = report["budget_steps"]
-    minutes = [m for m in report.get("budget_minutes", []) if m > 0]
+    budget_minutes = [m for m in report.get("budget_minutes", []) if m > 0]
     test = report["test_split"]
     seeds = report["seeds"]
     lines = [
@@ -261,9 +261,9 @@ def markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Budget: {f'{budget} steps for every run' if budget else 'each recipe its own steps'}"
         + (
-            f", and at most {' / '.join(f'{m:g}' for m in minutes)} minutes of wall clock "
+            f", and at most {' / '.join(f'{m:g}' for m in budget_minutes)} minutes of wall clock "
             "(train.max_minutes; a run out of time ends at that step)."
-            if minutes
+            if budget_minutes
             else "."
         )
         + f" Test split: {test['examples']} rows, sha256 `{test['sha256'][:16]}`, the same for "

@@ -55,12 +55,12 @@ def layouts() -> dict[str, OfficialLayout]:
     subclasses TRM's config, such as EqR, does not inherit TRM's official checkpoints)."""
     from trmkit import plugins
 
-    return {
-        name: spec.config_cls.official
-        for name, spec in plugins.model_specs().items()
-        if isinstance(spec.config_cls, OfficialLineage)
-        and isinstance(vars(spec.config_cls).get("official"), OfficialLayout)
-    }
+    found: dict[str, OfficialLayout] = {}
+    for name, spec in plugins.model_specs().items():
+        layout = vars(spec.config_cls).get("official")
+        if isinstance(spec.config_cls, OfficialLineage) and isinstance(layout, OfficialLayout):
+            found[name] = layout
+    return found
 
 
 def layout_of(model_name: str) -> OfficialLayout:

@@ -10,7 +10,6 @@ from typing import ClassVar
 
 import attrs
 import torch
-from torch import nn
 
 from trmkit.errors import ConfigError
 from trmkit.models.blocks import ReasoningStack
@@ -77,7 +76,7 @@ class TRMCore(RecursiveCore):
     config: TRMConfig
     latent_names: tuple[str, ...] = ("y", "z")
 
-    def __init__(self, cfg: TRMConfig, net: nn.Module | None = None) -> None:
+    def __init__(self, cfg: TRMConfig, net: ReasoningStack | None = None) -> None:
         super().__init__(cfg)
         self.net = self.stack(cfg.l_layers, cfg.mixer, cfg.mlp) if net is None else net
         register_init(self, "y", (cfg.hidden_size,))

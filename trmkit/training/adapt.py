@@ -214,7 +214,7 @@ def adapt(
     table = PuzzleIdTable(path, old_ids)
     seen: set[str] = set()
     new: list[RawPuzzle] = []
-    known: list[str] = []
+    known: list[RawPuzzle] = []
     for puzzle in puzzles:
         if puzzle.name in seen:
             raise PuzzleError(
