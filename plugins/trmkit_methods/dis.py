@@ -21,16 +21,11 @@ import functools
 from typing import Any
 
 from trmkit.hookspecs import hookimpl
+from trmkit_methods import lazy_getattr
 
 LAZY = ("DISConfig", "DISCore", "DISStepLoss", "path_frame")
 """the torch parts, built on first use (`parts`): loading the plugins for `trmkit tasks`
 must not import torch."""
-
-
-def __getattr__(name: str) -> Any:
-    if name not in LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return parts()[name]
 
 
 @functools.cache
@@ -176,3 +171,6 @@ def register_components(register):
         parts()["DISStepLoss"](halt_loss=False, continue_loss=False),
         "DIS: step t towards frame t of a random input-to-label path; no halting loss",
     )
+
+
+__getattr__ = lazy_getattr(__name__, LAZY, parts)

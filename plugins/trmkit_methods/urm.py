@@ -16,16 +16,11 @@ import functools
 from typing import Any, ClassVar  # ClassVar: URMConfig's hints resolve in this module
 
 from trmkit.hookspecs import hookimpl
+from trmkit_methods import lazy_getattr
 
 LAZY = ("ConvSwiGLU", "CONV_SWIGLU", "URMConfig", "URMCore", "conv_width")
 """The parts defined on first use (`parts`): loading the plugin imports no torch, as
 trmkit's own model plugin (trmkit/models/plugin.py)."""
-
-
-def __getattr__(name: str) -> Any:
-    if name not in LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return parts()[name]
 
 
 @functools.cache
@@ -158,3 +153,6 @@ def register_components(register):
         parts()["CONV_SWIGLU"],
         "SwiGLU, causal depthwise conv (kernel 2), SiLU",
     )
+
+
+__getattr__ = lazy_getattr(__name__, LAZY, parts)
