@@ -218,6 +218,11 @@ def test_eval_out_is_never_overwritten_without_force(base, tmp_path):
     assert _cli(*args).exit_code == 0 and _cli(*args).exit_code == 0
     written = sorted(p.name for p in (run / "eval").glob("step_8-cli*"))
     assert written == ["step_8-cli", "step_8-cli-2"]
+    # other options: their own directory, named by what differs from the defaults
+    assert _cli(*args, "--steps", 2, "--halt", "q").exit_code == 0
+    assert (run / "eval" / "step_8-cli-steps2-halt_q" / "metrics.json").is_file()
+    options = json.loads((run / "eval" / "step_8-cli-steps2-halt_q" / "options.json").read_text())
+    assert (options["steps"], options["halt"], options["select"]) == (2, "q", "vote")
 
 
 # ----------------------------------------------------------------------------- resume

@@ -3,29 +3,92 @@ the test-time-compute options (docs/test-time-compute.md) and the cost-curve swe
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import click
 
 from trmkit.commands.inference_options import inference_options, policy_from
 from trmkit.errors import OptionError
+from trmkit.inference.policy import InferencePolicy
 from trmkit.oserrors import check_writable_dir
 from trmkit.stats import describe_exact_interval, exact_interval_fields
 
 
-def default_out(bundle: Path) -> Path:
-    """The first free ``<run>/eval/step_N-cli[-K]`` (``eval-step_N[-K]`` outside a run): a
-    later eval writes beside an earlier one, never over it."""
+def options_label(
+    policy: InferencePolicy,
+    *,
+    raw: bool = False,
+    max_examples: int = 0,
+    sweep: bool = False,
+) -> str:
+    """The evaluation's options that differ from the defaults, as a directory-name part
+    (docs/training.md, "`trmkit eval`"): "" for the defaults, else e.g.
+    ``steps32-halt_q-samples8-select_valid``. Two evaluations with different options never
+    share a directory; a label over 96 characters becomes ``opts-<hash>`` (options.json in the
+    directory spells it out). ``--data`` is not part of it: a store must hold the data the
+    checkpoint was trained on, so it names the same evaluation."""
+    default = InferencePolicy()
+    parts = ["sweep"] if sweep else []
+    if policy.steps is not None:
+        parts.append(f"steps{policy.steps}")
+    for name in ("halt", "select"):
+        chosen, base = getattr(policy, name), getattr(default, name)
+        if (chosen.kind, chosen.arg) != (base.kind, base.arg):
+            parts.append(f"{name}_{chosen.kind}{chosen.arg}")
+    if policy.samples != default.samples:
+        parts.append(f"samples{policy.samples}")
+    if policy.augment != default.augment:
+        parts.append("no_augment")
+    if policy.noise != default.noise:
+        parts.append(f"noise{policy.noise:g}")
+    if policy.seed != default.seed:
+        parts.append(f"seed{policy.seed}")
+    if raw:
+        parts.append("raw")
+    if max_examples:
+        parts.append(f"first{max_examples}")
+    label = "-".join(re.sub(r"[^A-Za-z0-9._]+", "", part) for part in parts)
+    if len(label) > 96:
+        label = "opts-" + hashlib.sha256(label.encode()).hexdigest()[:12]
+    return label
+
+
+def default_out(bundle: Path, label: str = "") -> Path:
+    """The first free ``<run>/eval/step_N-cli[-LABEL][-K]`` (``eval-step_N[-LABEL][-K]``
+    outside a run), LABEL from `options_label`: a later eval writes beside an earlier one,
+    never over it."""
+    suffix = f"-{label}" if label else ""
     if bundle.parent.name == "checkpoints":
-        base = bundle.parent.parent / "eval" / f"{bundle.name}-cli"
+        base = bundle.parent.parent / "eval" / f"{bundle.name}-cli{suffix}"
     else:
-        base = Path(f"eval-{bundle.name}")
+        base = Path(f"eval-{bundle.name}{suffix}")
     out, k = base, 1
     while out.exists() or out.is_symlink():
         k += 1
         out = base.with_name(f"{base.name}-{k}")
     return out
+
+
+def options_record(
+    policy: InferencePolicy, checkpoint: Path, *, raw: bool, max_examples: int, data_dir
+) -> dict:
+    """What options.json in a report directory holds: every option of the evaluation."""
+    return {
+        "checkpoint": str(checkpoint),
+        "steps": policy.steps,
+        "halt": f"{policy.halt.kind}{':' + policy.halt.arg if policy.halt.arg else ''}",
+        "select": f"{policy.select.kind}{':' + policy.select.arg if policy.select.arg else ''}",
+        "samples": policy.samples,
+        "augment": policy.augment,
+        "noise": policy.noise,
+        "seed": policy.seed,
+        "weights": "raw" if raw else "ema",
+        "max_examples": max_examples,
+        "data": None if data_dir is None else str(data_dir),
+    }
 
 
 def check_out(out: Path, force: bool) -> None:
@@ -55,7 +118,7 @@ def check_out(out: Path, force: bool) -> None:
     "--out",
     type=click.Path(path_type=Path),
     help="Where to write reports: a new or empty directory (default: a new "
-    "<run>/eval/step_N-cli[-K]).",
+    "<run>/eval/step_N-cli[-OPTIONS][-K]).",
 )
 @click.option("--force", is_flag=True, help="Write over the reports in an existing --out.")
 @inference_options
@@ -131,7 +194,8 @@ def eval_cmd(
     bundle = load_bundle(checkpoint, weights="raw" if raw else "ema", device=device)
     task = plugins.get_task(bundle.task_name)
     check_task_matches(bundle, task)
-    out = out or default_out(bundle.path)
+    label = options_label(policy, raw=raw, max_examples=max_examples, sweep=sweep)
+    out = out or default_out(bundle.path, label)
     check_writable_dir(out, "report directory")  # before the evaluation, not after it
     split = open_test_split(bundle, task, data_dir)
     if sweep:
@@ -147,6 +211,7 @@ def eval_cmd(
             batch_size,
             max_examples,
         )
+        _write_options(out, policy, checkpoint, raw, max_examples, data_dir)
         return
     report = evaluate(
         bundle.model,
@@ -160,6 +225,7 @@ def eval_cmd(
     )
     report.metrics.update(exact_interval_fields(report.metrics))  # Wilson 95%, trmkit.stats
     report.write(out)
+    _write_options(out, policy, checkpoint, raw, max_examples, data_dir)
     m = report.metrics
     click.echo(json.dumps(dict(m.items()), indent=2))
     click.echo(
@@ -169,6 +235,15 @@ def eval_cmd(
         f"adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
         f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}"
     )
+
+
+def _write_options(out, policy, checkpoint, raw, max_examples, data_dir) -> None:
+    from trmkit import atomic
+
+    record = options_record(
+        policy, checkpoint, raw=raw, max_examples=max_examples, data_dir=data_dir
+    )
+    atomic.write_text(out / "options.json", json.dumps(record, indent=2) + "\n")
 
 
 def _sweep_lists(sweep_steps, sweep_samples):
