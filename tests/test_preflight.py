@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +16,7 @@ from trmkit.errors import ConfigError, SourceError
 from trmkit.training import preflight as pf
 
 GIB = 2**30
+REPO = Path(__file__).resolve().parent.parent
 LAPTOP = pf.Machine(matmul_flops=50e9, available_bytes=16 * GIB)  # injected, not measured
 BIG = pf.Machine(matmul_flops=50e9, available_bytes=10_000 * GIB)
 
@@ -55,9 +57,24 @@ def test_paper_maze_recipe_names_maze_quick():
     assert len(lines) == 1 and "--recipe maze-quick" in lines[0] and "days" in lines[0]
 
 
-def test_maze_hard_without_data_checks_memory_only():
+def test_maze_hard_without_data_names_maze_quick_before_the_data_step():
+    # the budget is unknown until the hub data is built, but one step's cost is not
     lines, est = _lines("maze-hard", BIG)
-    assert est.steps is None and est.seconds is None and lines == []
+    assert est.steps is None and est.seconds is None and len(lines) == 1
+    per_step = est.step_flops / (BIG.matmul_flops * pf.ACHIEVED_FRACTION)
+    assert per_step > pf.SLOW_STEP_SECONDS
+    assert f"one step at batch 768 takes about {per_step:.1f} s here" in lines[0]
+    assert "--recipe maze-quick" in lines[0] and "\n" not in lines[0]
+    fast = pf.Machine(matmul_flops=per_step * BIG.matmul_flops, available_bytes=BIG.available_bytes)
+    assert _lines("maze-hard", fast)[0] == []  # a step of at most a second here: no line
+
+
+@pytest.mark.parametrize(
+    ("recipe", "preset"), [("arc-agi-1", "arc-quick"), ("maze-hard", "maze-quick")]
+)
+def test_every_task_with_a_cpu_preset_names_it_before_its_data(recipe, preset):
+    lines, _ = _lines(recipe, BIG)
+    assert len(lines) == 1 and f"--recipe {preset}" in lines[0]
 
 
 @pytest.mark.parametrize("name", ["sudoku-quick", "sudoku-9x9-quick", "maze-quick"])
@@ -221,3 +238,13 @@ def test_physical_cores_count_hyperthreads_once(tmp_path):
     assert threads.physical_cores({0, 1, 2, 3}, sysfs=tmp_path) == 2
     assert threads.physical_cores({0}, sysfs=tmp_path) == 1
     assert threads.physical_cores({0, 7}, sysfs=tmp_path) == 2  # no topology: one per CPU
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "tasks").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_names_a_source_its_task_has(recipe):
+    # the ARC paper recipes once named "hub", which only Sudoku and Maze have
+    from trmkit import plugins
+
+    loaded = load_recipe(recipe)
+    task = plugins.get_task(loaded.data.task)
+    assert loaded.data.source is None or loaded.data.source in task.sources, loaded.data.source

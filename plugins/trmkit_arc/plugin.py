@@ -17,6 +17,8 @@ DESCRIPTIONS = {
     "canvas, dihedral x colour augmentation, voted pass@K",
 }
 ALIASES = {"arc-agi-1": ("arc1",), "arc-agi-2": ("arc2",)}
+# The CPU preset named before any data step (docs/tasks-arc.md): ARC-AGI-2 has none of its own.
+CPU_RECIPES = {"arc-agi-1": "arc-quick"}
 
 
 def make_task(name: str) -> Task:
@@ -34,6 +36,7 @@ def make_task(name: str) -> Task:
             puzzle_ids="per_variant",
             augment_test=True,
             recipe=name,
+            cpu_recipe=CPU_RECIPES.get(name),
         ),
         version="1",
         path_source="files",

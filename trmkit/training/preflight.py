@@ -223,6 +223,10 @@ def gib(n: float) -> str:
     return memory_gib(n)
 
 
+SLOW_STEP_SECONDS = 1.0
+"""A step slower than this, with the budget not yet known, names the task's CPU preset."""
+
+
 def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str | None:
     """One line when the run would take more than a day here, else None."""
     if est.seconds is None or est.seconds <= DAY_SECONDS:
@@ -237,6 +241,19 @@ def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str |
     if alternative:
         line += f": on this machine try --recipe {alternative} instead"
     return line + " (starting anyway; --no-preflight skips this check)"
+
+
+def slow_step_line(est: Estimate, machine: Machine, batch: int, alternative: str) -> str | None:
+    """Before the data is built (the step budget unknown): one line naming the task's CPU
+    preset when one step of this recipe takes over `SLOW_STEP_SECONDS` here, else None."""
+    per_step = est.step_flops / (machine.matmul_flops * ACHIEVED_FRACTION)
+    if est.seconds is not None or per_step <= SLOW_STEP_SECONDS:
+        return None
+    return (
+        f"preflight: one step at batch {batch} takes about {per_step:.1f} s here (its step "
+        "budget is known once the data is built); on this machine try --recipe "
+        f"{alternative} instead (starting anyway; --no-preflight skips this check)"
+    )
 
 
 def memory_line(batch: int, est: Estimate, machine: Machine) -> str | None:
@@ -428,6 +445,10 @@ def preflight(
         line = time_line(est, machine, quick_recipe(task.name, machine))
         assert line is not None
         echo(line)
+    elif task.defaults.cpu_recipe not in (None, recipe.name):
+        slow = slow_step_line(est, machine, batch, task.defaults.cpu_recipe)
+        if slow is not None:
+            echo(slow)
     mem = memory_line(batch, est, machine) if memory and not refuse else None
     if mem is not None:
         echo(mem)
