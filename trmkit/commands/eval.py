@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from trmkit.commands.checkpoint import CHECKPOINT
 from trmkit.commands.inference_options import inference_options, policy_from
 from trmkit.errors import OptionError
 from trmkit.oserrors import check_writable_dir
@@ -44,7 +45,7 @@ def check_out(out: Path, force: bool) -> None:
 
 
 @click.command(name="eval")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=CHECKPOINT)
 @click.option(
     "--data",
     "data_dir",
