@@ -315,10 +315,14 @@ def _tree(path: Path) -> dict[str, tuple[bytes, int]]:
 
 def test_push_of_a_run_uploads_its_newest_bundle_and_card(run, hub):
     run_dir, _ = run
+    umask = os.umask(0o022)
+    os.umask(umask)
+    bundle = run_dir / "checkpoints" / "step_8"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in bundle.iterdir()}
+    assert len(modes) == 7 and set(modes.values()) == {0o666 & ~umask}, modes  # resume state too
     before = _tree(run_dir)
     result = push(run_dir, "me/trm")
     assert _tree(run_dir) == before  # the bundle and the run are not touched
-    bundle = run_dir / "checkpoints" / "step_8"
     assert result.bundle == bundle and result.revision is None
     assert result.url == f"https://huggingface.co/me/trm/commit/{'c' * 40}"
     names = ["README.md", "curves.png", "ema.safetensors", "manifest.json", "model.safetensors"]
@@ -480,3 +484,24 @@ def test_model_card_says_what_the_model_is_how_well_it_does_and_how_to_load_it(r
     assert "| `last evaluation in training` | " in bare and "curves.png" not in bare
     empty = model_card(attrs.evolve(loaded.manifest, eval={}), repo="me/trm", parameters=params)
     assert "Not measured: the run recorded no evaluation of this step." in empty.splitlines()
+
+
+def test_a_path_that_folded_hf_is_told_to_be_a_string(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError) as err:
+        trmkit.load(Path("hf://me/trm"))
+    assert str(err.value) == (
+        "hf:/me/trm: no such checkpoint; pass a hub repository as the string 'hf://me/trm', "
+        "not a Path"
+    )
+
+
+def test_eval_of_hf_writes_its_reports_outside_the_hub_cache(run, cache, tmp_path, monkeypatch):
+    run_dir, data = run
+    lay_out(cache, "me/trm", loadable(run_dir / "checkpoints/step_8", tmp_path / "8"), sha=SHA_MAIN)
+    monkeypatch.chdir(tmp_path)
+    for name in ("eval-me--trm@main-step_8", "eval-me--trm@main-step_8-2"):
+        result = invoke("eval", "hf://me/trm@main", "--data", data)
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / name / "metrics.json").is_file()
+    assert not list(cache.rglob("metrics.json"))

@@ -224,6 +224,11 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
     if not p.exists():
         atomic.try_recover_dir(p)  # a replacement killed between its renames
     if not p.exists():
+        if str(path).startswith("hf:/"):  # pathlib folded hf:// into hf:/
+            raise CheckpointError(
+                f"{p}: no such checkpoint; pass a hub repository as the string "
+                f"'hf://{str(path)[4:].lstrip('/')}', not a Path"
+            )
         raise CheckpointError(f"{p}: no such checkpoint (give a step_<N> dir or a run dir)")
     if (p / "manifest.json").is_file():
         return p

@@ -71,10 +71,10 @@ def parse_hub(text: str) -> HubSource:
     if len(parts) < 2:
         raise bad
     owner, name, path = parts[0], parts[1], "/".join(parts[2:])
-    name, _, revision = name.partition("@")
+    name, at, revision = name.partition("@")
     if not (_NAME.match(owner) and _NAME.match(name)) or ".." in path.split("/"):
         raise bad
-    if _ and not _REVISION.match(revision):
+    if at and not _REVISION.match(revision):
         raise CheckpointError(
             f"{text}: revision {revision!r} is not a branch, tag or commit name; expected {_FORM}"
         )
@@ -256,7 +256,7 @@ def model_card(
         f"| sequence length, vocabulary | {manifest.dataset.seq_len}, "
         f"{manifest.dataset.vocab_size} |",
         f"| puzzle identifiers | {manifest.dataset.num_puzzle_identifiers} |",
-        f"| training data | {data} |",
+        f"| training data | {str(data).replace('|', '/')} |",
         f"| trmkit version | {manifest.trmkit_version} |",
         "",
         "## Use it",

@@ -106,7 +106,6 @@ def info_cmd(path: str, as_json: bool) -> None:
 @click.option("--message", help="The commit message (default: task, architecture and step).")
 @click.option(
     "--token",
-    envvar="HF_TOKEN",
     help="A hub token with write access (default: $HF_TOKEN, else `hf auth login`'s).",
 )
 def push_cmd(

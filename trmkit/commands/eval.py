@@ -15,10 +15,17 @@ from trmkit.oserrors import check_writable_dir
 from trmkit.stats import describe_exact_interval, exact_interval_fields
 
 
-def default_out(bundle: Path) -> Path:
-    """The first free ``<run>/eval/step_N-cli[-K]`` (``eval-step_N[-K]`` outside a run): a
-    later eval writes beside an earlier one, never over it."""
-    if bundle.parent.name == "checkpoints":
+def default_out(bundle: Path, source: str | Path = "") -> Path:
+    """The first free ``<run>/eval/step_N-cli[-K]`` (``eval-step_N[-K]`` outside a run;
+    ``eval-OWNER--REPO[@REV]-step_N[-K]`` for an ``hf://`` ``source``, never inside the hub
+    cache): a later eval writes beside an earlier one, never over it."""
+    from trmkit.checkpoint import read_manifest
+    from trmkit.checkpoint.hub import HUB_SCHEME, is_hub
+
+    if is_hub(source):
+        repo = source[len(HUB_SCHEME) :].strip("/").replace("/", "--")
+        base = Path(f"eval-{repo}-step_{read_manifest(bundle).step}")
+    elif bundle.parent.name == "checkpoints":
         base = bundle.parent.parent / "eval" / f"{bundle.name}-cli"
     else:
         base = Path(f"eval-{bundle.name}")
@@ -132,7 +139,7 @@ def eval_cmd(
     bundle = load_bundle(checkpoint, weights="raw" if raw else "ema", device=device)
     task = plugins.get_task(bundle.task_name)
     check_task_matches(bundle, task)
-    out = out or default_out(bundle.path)
+    out = out or default_out(bundle.path, checkpoint)
     check_writable_dir(out, "report directory")  # before the evaluation, not after it
     split = open_test_split(bundle, task, data_dir)
     if sweep:
