@@ -281,16 +281,22 @@ def test_a_run_whose_eval_entry_is_a_dangling_link_is_refused_before_training(tm
     assert (run / "metrics.jsonl").read_text() == log  # nothing trained, nothing written
 
 
-def test_bundle_files_get_the_users_file_mode(tmp_path):
-    """safetensors creates its files 0600; a bundle's weights are as readable as the rest."""
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_bundle_files_get_the_users_file_mode(tmp_path, umask, mode):
+    """safetensors creates its files 0600; a bundle's weights are as readable as the rest:
+    group-readable exactly when the umask lets every other file the user writes be."""
     from test_bad_inputs import _bundle
 
     torch.set_num_threads(1)
-    old = os.umask(0o022)
+    old = os.umask(umask)
     try:
         bundle = _bundle(tmp_path / "b", "sudoku-4x4", 16, 6, num_ids=3)
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what any other file of the user gets
     finally:
         os.umask(old)
+    assert plain.stat().st_mode & 0o777 == mode
     modes = {p.name: p.stat().st_mode & 0o777 for p in bundle.iterdir()}
-    assert modes["model.safetensors"] == 0o644, modes
-    assert set(modes.values()) == {0o644}, modes
+    assert modes["model.safetensors"] == mode, modes
+    assert set(modes.values()) == {mode}, modes
+    assert bundle.stat().st_mode & 0o777 == 0o777 & ~umask  # the directory: as mkdir makes it

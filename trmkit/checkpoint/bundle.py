@@ -38,6 +38,7 @@ import attrs
 import torch
 
 from trmkit import atomic
+from trmkit.checkpoint.hub import fetch_hub, is_hub
 from trmkit.checkpoint.manifest import Manifest, check_model_compute, check_store_matches
 from trmkit.checkpoint.manifest import check_task_matches as _check_task
 from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
@@ -204,11 +205,30 @@ def write_bundle(
 
 
 def resolve_bundle(path: str | os.PathLike) -> Path:
-    """A bundle dir, a run dir or its ``checkpoints`` dir -> the newest complete bundle."""
+    """A bundle dir, a run dir or its ``checkpoints`` dir -> the newest complete bundle;
+    ``hf://OWNER/REPO[@REVISION][/PATH]`` -> that repository's folder in the hub cache,
+    downloaded when needed (`trmkit.checkpoint.hub.fetch_hub`). Every checkpoint argument
+    (`trmkit.load`, eval, solve, adapt, checkpoint info/export) is resolved here."""
+    if is_hub(path):
+        local = fetch_hub(path)
+        if (local / "manifest.json").is_file():
+            return local
+        latest = latest_checkpoint(local / "checkpoints") or latest_checkpoint(local)
+        if latest is None:
+            raise CheckpointError(
+                f"{path}: holds no trmkit bundle (no manifest.json); push one with trmkit push, "
+                "or import an official run with trmkit checkpoint import"
+            )
+        return latest
     p = Path(path).expanduser()
     if not p.exists():
         atomic.try_recover_dir(p)  # a replacement killed between its renames
     if not p.exists():
+        if str(path).startswith("hf:/"):  # pathlib folded hf:// into hf:/
+            raise CheckpointError(
+                f"{p}: no such checkpoint; pass a hub repository as the string "
+                f"'hf://{str(path)[4:].lstrip('/')}', not a Path"
+            )
         raise CheckpointError(f"{p}: no such checkpoint (give a step_<N> dir or a run dir)")
     if (p / "manifest.json").is_file():
         return p

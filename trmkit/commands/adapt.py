@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from trmkit.cli import command_task
+from trmkit.commands.checkpoint import CHECKPOINT
 from trmkit.errors import CheckpointError
 
 
@@ -58,7 +59,7 @@ def adapt_for_solve(bundle, task, puzzles, steps: int, num_aug: int, seed: int):
 
 
 @click.command(name="adapt")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=CHECKPOINT)
 @click.argument("tasks", nargs=-1, required=True)
 @click.option(
     "--out",

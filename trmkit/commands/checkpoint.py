@@ -1,4 +1,5 @@
-"""`trmkit checkpoint import / export / info`: official-lineage runs <-> trmkit bundles."""
+"""`trmkit checkpoint import / export / info`: official-lineage runs <-> trmkit bundles;
+`trmkit push`: a run's bundle and its model card to the Hugging Face hub."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import json
 from pathlib import Path
 
 import click
+
+CHECKPOINT = click.Path()
+"""The type of every checkpoint argument (eval, solve, adapt, checkpoint export/info): the
+text as given, so ``hf://OWNER/REPO`` reaches `trmkit.checkpoint.resolve_bundle` whole
+(``path_type=Path`` would fold it into ``hf:/OWNER/REPO``)."""
 
 
 @click.group(name="checkpoint")
@@ -44,7 +50,7 @@ def import_cmd(
 
 
 @checkpoint_group.command(name="export")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=CHECKPOINT)
 @click.option(
     "--out",
     required=True,
@@ -58,7 +64,7 @@ def import_cmd(
     help="Keys without '_orig_mod.' (for pretrain.py with DISABLE_COMPILE=1).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing run directory at --out.")
-def export_cmd(checkpoint: Path, out: Path, raw: bool, eager: bool, force: bool) -> None:
+def export_cmd(checkpoint: str, out: Path, raw: bool, eager: bool, force: bool) -> None:
     """Write CHECKPOINT (a trmkit bundle or run) as an official run directory."""
     from trmkit.interop.checkpoints import export_bundle
 
@@ -70,10 +76,11 @@ def export_cmd(checkpoint: Path, out: Path, raw: bool, eager: bool, force: bool)
 
 
 @checkpoint_group.command(name="info")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=CHECKPOINT)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info_cmd(path: Path, as_json: bool) -> None:
-    """What a trmkit bundle or an official run holds: architecture, task, parameters, step."""
+def info_cmd(path: str, as_json: bool) -> None:
+    """What a trmkit bundle, an official run or hf://OWNER/REPO[@REV] holds: architecture,
+    task, parameters, step."""
     from trmkit.interop.checkpoints import describe
 
     info = describe(path)
@@ -86,4 +93,41 @@ def info_cmd(path: Path, as_json: bool) -> None:
         click.echo(f"{key.replace('_', ' '):<{width}}  {shown}")
 
 
-COMMANDS = [checkpoint_group]
+@click.command(name="push")
+@click.argument("checkpoint", type=CHECKPOINT)
+@click.argument("repo")
+@click.option(
+    "--revision",
+    "--branch",
+    "revision",
+    help="The branch to push to, created from main when missing (default: main).",
+)
+@click.option("--private", is_flag=True, help="Create the repository private.")
+@click.option("--message", help="The commit message (default: task, architecture and step).")
+@click.option(
+    "--token",
+    help="A hub token with write access (default: $HF_TOKEN, else `hf auth login`'s).",
+)
+def push_cmd(
+    checkpoint: str,
+    repo: str,
+    revision: str | None,
+    private: bool,
+    message: str | None,
+    token: str | None,
+) -> None:
+    """Upload CHECKPOINT (a run: its newest bundle; or a step_<N> bundle) to the Hugging Face
+    hub repository REPO (OWNER/REPO) with a model card; load it as hf://OWNER/REPO."""
+    from trmkit.checkpoint.hub import push
+
+    result = push(
+        checkpoint, repo, revision=revision, private=private, message=message, token=token
+    )
+    at = f"@{result.revision}" if result.revision else ""
+    click.echo(
+        f"pushed {result.bundle} ({', '.join(result.files)}) to {result.url}; load it with "
+        f"trmkit.load('hf://{result.repo}{at}') or trmkit solve hf://{result.repo}{at} PUZZLE"
+    )
+
+
+COMMANDS = [checkpoint_group, push_cmd]

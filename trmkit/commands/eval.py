@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from trmkit.commands.checkpoint import CHECKPOINT
 from trmkit.commands.inference_options import inference_options, policy_from
 from trmkit.errors import OptionError
 from trmkit.inference.policy import InferencePolicy
@@ -56,12 +57,19 @@ def options_label(
     return label
 
 
-def default_out(bundle: Path, label: str = "") -> Path:
+def default_out(bundle: Path, label: str = "", source: str | Path = "") -> Path:
     """The first free ``<run>/eval/step_N-cli[-LABEL][-K]`` (``eval-step_N[-LABEL][-K]``
-    outside a run), LABEL from `options_label`: a later eval writes beside an earlier one,
-    never over it."""
+    outside a run; ``eval-OWNER--REPO[@REV]-step_N[-LABEL][-K]`` for an ``hf://`` ``source``,
+    never inside the hub cache), LABEL from `options_label`: a later eval writes beside an
+    earlier one, never over it."""
+    from trmkit.checkpoint import read_manifest
+    from trmkit.checkpoint.hub import HUB_SCHEME, is_hub
+
     suffix = f"-{label}" if label else ""
-    if bundle.parent.name == "checkpoints":
+    if is_hub(source):
+        repo = str(source)[len(HUB_SCHEME) :].strip("/").replace("/", "--")
+        base = Path(f"eval-{repo}-step_{read_manifest(bundle).step}{suffix}")
+    elif bundle.parent.name == "checkpoints":
         base = bundle.parent.parent / "eval" / f"{bundle.name}-cli{suffix}"
     else:
         base = Path(f"eval-{bundle.name}{suffix}")
@@ -107,7 +115,7 @@ def check_out(out: Path, force: bool) -> None:
 
 
 @click.command(name="eval")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=CHECKPOINT)
 @click.option(
     "--data",
     "data_dir",
@@ -195,7 +203,7 @@ def eval_cmd(
     task = plugins.get_task(bundle.task_name)
     check_task_matches(bundle, task)
     label = options_label(policy, raw=raw, max_examples=max_examples, sweep=sweep)
-    out = out or default_out(bundle.path, label)
+    out = out or default_out(bundle.path, label, checkpoint)
     check_writable_dir(out, "report directory")  # before the evaluation, not after it
     split = open_test_split(bundle, task, data_dir)
     if sweep:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
+from trmkit.commands.checkpoint import CHECKPOINT
 from trmkit.commands.inference_options import inference_options, policy_from
 from trmkit.task import MAX_NUM_AUG
 
 
 @click.command(name="solve")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=CHECKPOINT)
 @click.argument("puzzle")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(

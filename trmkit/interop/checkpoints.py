@@ -10,7 +10,6 @@ other way. docs/interop.md has the commands and the name map.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,11 @@ import attrs
 import torch
 
 from trmkit import plugins
+from trmkit.checkpoint.hub import fetch_hub, is_hub
 from trmkit.checkpoint.manifest import DatasetRecord, Manifest, ModelRecord, TaskRecord
 from trmkit.errors import CheckpointError, TrmkitError, UnknownNameError
 from trmkit.interop import official
 from trmkit.task import Task
-
-HUB_SCHEME = "hf://"
 
 
 @attrs.frozen
@@ -84,51 +82,6 @@ def _resolve_task(name: str | None, dims: official.Dims) -> tuple[Task, str]:
     return task, "--task"
 
 
-def fetch_hub(source: str) -> Path:
-    """Download ``hf://OWNER/REPO[/SUBDIR]`` (huggingface_hub) and return the local path."""
-    rest = source[len(HUB_SCHEME) :].strip("/")
-    parts = rest.split("/")
-    if len(parts) < 2 or not all(parts[:2]):
-        raise CheckpointError(f"{source}: expected hf://OWNER/REPO[/SUBDIR]")
-    repo, subdir = "/".join(parts[:2]), "/".join(parts[2:])
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise CheckpointError(
-            "hf:// sources need huggingface_hub: pip install 'trmkit[hub]'"
-        ) from None
-    _check_online("huggingface.co")
-    patterns = [f"{subdir}/*" if subdir else "*"]
-    try:
-        local = snapshot_download(repo_id=repo, allow_patterns=patterns, etag_timeout=5)
-    except Exception as exc:  # the hub client raises many types; all mean "not fetched"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{source}: download failed ({first[:200]})") from None
-    path = Path(local) / subdir if subdir else Path(local)
-    if not path.exists():
-        raise CheckpointError(f"{source}: the repository has no {subdir!r}")
-    return path
-
-
-def _check_online(host: str) -> None:
-    """Fail at once, in one line, when the hub cannot be reached (no retry loop)."""
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise CheckpointError(
-            f"cannot download from {host}: HF_HUB_OFFLINE is set; download "
-            f"the run elsewhere and import the local directory"
-        )
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError as exc:
-        raise CheckpointError(
-            f"cannot reach {host} ({exc.strerror or exc}); this machine "
-            f"looks offline: download the run elsewhere and import the "
-            f"local directory"
-        ) from None
-
-
 def import_run(
     source: str | Path,
     out: Path,
@@ -141,8 +94,7 @@ def import_run(
     """Turn an official run directory or step file into a trmkit bundle at ``out``."""
     from trmkit.models import build_model, count_parameters, make_config
 
-    text = str(source)
-    path = fetch_hub(text) if text.startswith(HUB_SCHEME) else Path(text).expanduser()
+    path = fetch_hub(source) if is_hub(source) else Path(source).expanduser()
     out = Path(out).expanduser()
     _check_out(out, force)
     run = official.read_run(path, step)
@@ -269,12 +221,13 @@ def export_bundle(
     return official.write_run(out, manifest.step, state, config, force=force)
 
 
-def describe(path: Path) -> dict[str, Any]:
-    """What a trmkit bundle or an official run holds, for ``trmkit checkpoint info``."""
+def describe(path: str | Path) -> dict[str, Any]:
+    """What a trmkit bundle or an official run holds, for ``trmkit checkpoint info``; ``path``
+    may be ``hf://OWNER/REPO[@REVISION][/PATH]`` (`trmkit.checkpoint.hub`)."""
     from trmkit.checkpoint import load_bundle
     from trmkit.models import count_parameters
 
-    p = Path(path).expanduser()
+    p = fetch_hub(path) if is_hub(path) else Path(path).expanduser()
     is_official = p.is_file() or (p.is_dir() and (p / official.CONFIG_FILE).is_file())
     if not is_official:
         bundle = load_bundle(p)
