@@ -128,7 +128,7 @@ def test_report_computes_per_step_when_the_run_has_no_evaluation(report, tmp_pat
     run, _ = report
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval", "report.html"))
-    out = tmp_path / "elsewhere.html"
+    out = tmp_path / "new" / "elsewhere.html"  # its directory is created
     result = CliRunner().invoke(cli, ["report", str(copy), "--out", str(out), "--traces", "0"])
     assert result.exit_code == 0, result.output
     text = out.read_text()

@@ -4,6 +4,8 @@ plain marks, ANSI colour and PNG from the same record."""
 
 from __future__ import annotations
 
+import io
+
 import attrs
 import numpy as np
 import pytest
@@ -11,7 +13,14 @@ import pytest
 from trmkit import plugins
 from trmkit.reports import have_matplotlib, plot_trace
 from trmkit.testing import ConformanceError, check_task, sample_puzzles
-from trmkit.traces import CHANGED_ANSI, GIVEN_ANSI, RESET, render_trace_text, trace_steps
+from trmkit.traces import (
+    CHANGED_ANSI,
+    GIVEN_ANSI,
+    RESET,
+    colour_wanted,
+    render_trace_text,
+    trace_steps,
+)
 
 SUDOKU = plugins.get_task("sudoku-4x4")
 PUZZLE = np.array([[1, 0, 0, 4], [0, 3, 0, 0], [0, 0, 2, 0], [0, 1, 0, 0]])
@@ -71,6 +80,23 @@ def test_colour_text_paints_givens_and_changes():
     assert lines[0] == "-- step 1/2  confidence 0.250  1 cell changed"
     assert lines[1] == f"{GIVEN_ANSI} 1 {RESET}{CHANGED_ANSI} 2 {RESET} . {GIVEN_ANSI} 4 {RESET}"
     assert "(" not in text and "[" not in text.replace("\x1b[", "")
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch):
+    class Stream(io.StringIO):
+        def __init__(self, tty):
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert colour_wanted(Stream(True)) and not colour_wanted(Stream(False))
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not colour_wanted(Stream(True))
+    monkeypatch.setenv("NO_COLOR", "")  # no-color.org: only a non-empty value disables
+    assert colour_wanted(Stream(True))
 
 
 def test_maze_givens_are_walls_start_and_goal():

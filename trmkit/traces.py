@@ -10,8 +10,9 @@ them; `render_trace_text` (here), `trmkit.reports.plot_trace` (PNG) and
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import attrs
 import numpy as np
@@ -75,6 +76,12 @@ GIVEN_ANSI = "\x1b[1;30;47m"
 CHANGED_ANSI = "\x1b[30;43m"
 """black on yellow: a cell that changed since the previous step."""
 RESET = "\x1b[0m"
+
+
+def colour_wanted(stream: TextIO) -> bool:
+    """ANSI marks only on a terminal, and never with ``NO_COLOR`` set (to any value but "")."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
 
 LEGEND_PLAIN = "(x) given by the puzzle, [x] changed since the previous step"
 

@@ -159,6 +159,7 @@ def report_cmd(run, out, traces):
             traces=views,
         )
     )
+    out.parent.mkdir(parents=True, exist_ok=True)  # checked creatable above
     atomic.write_text(out, page)
     click.echo(f"report: {out}")
 

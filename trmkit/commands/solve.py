@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -65,10 +64,9 @@ def solve_cmd(
     from trmkit.oserrors import check_writable_dir
     from trmkit.solve import read_puzzles, render_trace_png, solve
     from trmkit.textio import printable
-    from trmkit.traces import render_trace_text
+    from trmkit.traces import colour_wanted, render_trace_text
 
-    # ANSI marks only on a terminal, and never with NO_COLOR set (docs/reports.md)
-    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    colour = colour_wanted(sys.stdout)  # docs/reports.md, "Traces"
     if trace:
         check_writable_dir(trace_dir, "--trace-dir")  # before the model runs
     if submission is not None:
