@@ -5,6 +5,7 @@ plain marks, ANSI colour and PNG from the same record."""
 from __future__ import annotations
 
 import io
+import re
 
 import attrs
 import numpy as np
@@ -123,3 +124,12 @@ def test_trace_png_is_drawn_from_the_same_record(tmp_path):
     out = tmp_path / "trace.png"
     assert plot_trace(_steps(), "puzzle", out, SUDOKU.cell_text)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_long_curves_are_thinned_to_keep_the_page_small():
+    from trmkit.html_report import MAX_POINTS, line_chart
+
+    svg = line_chart("loss", "loss", "step", [("lm_loss", [(i, 1 / i) for i in range(1, 65_105)])])
+    [points] = re.findall(r'<polyline points="([^"]*)"', svg)
+    assert len(points.split()) == -(-65_104 // -(-65_104 // MAX_POINTS)) + 1
+    assert points.split()[-1] == "446.0,216.0"  # the last step, at the lowest loss: drawn

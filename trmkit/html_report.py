@@ -52,6 +52,8 @@ class ReportData:
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 WIDTH, HEIGHT = 460, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 14, 30, 44
+MAX_POINTS = 1000
+"""points drawn per series at most, so the page stays small for a long run."""
 
 
 def _num(value: float) -> str:
@@ -129,6 +131,8 @@ def line_chart(
     ]
     for i, (label, ps) in enumerate(series):
         colour = COLOURS[i % len(COLOURS)]
+        if len(ps) > MAX_POINTS:  # a long run logs 10^5 steps: every k-th, and the last
+            ps = [*ps[:: -(-len(ps) // MAX_POINTS)], ps[-1]]
         if ps:
             line = " ".join(xy(x, y) for x, y in ps)
             body.append(f'<polyline points="{line}" fill="none" stroke="{colour}"/>')
