@@ -72,7 +72,14 @@ def test_solve_api_and_cli(run, tmp_path):
     puzzles = task.parse_puzzles("1..4.3....2..1..")
     [answer] = solve(bundle, task, puzzles, trace=True, steps=4)
     assert answer.grid.shape == (4, 4) and len(answer.trace) == 4
-    assert np.array_equal(answer.trace[-1], answer.grid)
+    # the trace's last step is the answer; each step marks what differs from the one before
+    assert [st.step for st in answer.trace] == [1, 2, 3, 4]
+    assert np.array_equal(answer.trace[-1].grid, answer.grid)
+    assert answer.trace[-1].confidence == pytest.approx(answer.confidence)
+    for before, after in zip(answer.trace, answer.trace[1:], strict=False):
+        assert np.array_equal(after.changed, before.grid != after.grid)
+    given = puzzles[0].test[0].input != 0
+    assert all(np.array_equal(st.given, given) for st in answer.trace)
     assert answer.correct == bool(np.array_equal(answer.grid, puzzles[0].test[0].output))
     runner = CliRunner()
     result = runner.invoke(cli, ["solve", str(run_dir), "1..4.3....2..1..", "--json"])
@@ -84,6 +91,9 @@ def test_solve_api_and_cli(run, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert result.output.count("-- step") == 3
+    assert "(x) given by the puzzle, [x] changed since the previous step" in result.output
+    assert "-- step 3/3  confidence " in result.output
+    assert "\x1b[" not in result.output  # not a terminal: plain marks, no ANSI
     assert list(tmp_path.glob("trace-*.png"))
 
 

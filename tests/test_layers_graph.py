@@ -28,6 +28,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "trmkit.data",
             "trmkit.models",
             "trmkit.reports",
+            "trmkit.traces",
+            "trmkit.html_report",
             "trmkit.voting",
             "trmkit.grids",
             "trmkit.testing",

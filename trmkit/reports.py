@@ -10,11 +10,13 @@ the caller prints a notice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from trmkit.traces import TraceStep
 
 
 def have_matplotlib() -> bool:
@@ -91,26 +93,44 @@ def plot_eval_report(
     return True
 
 
-def plot_trace(grids: Sequence[np.ndarray], title: str, out: Path) -> bool:
-    """Grids (an answer after each supervision step) as a strip of coloured cells."""
-    if not have_matplotlib() or not grids:
+def plot_trace(
+    steps: Sequence[TraceStep], title: str, out: Path, cell_text: Callable[[int], str] = str
+) -> bool:
+    """A trace (`trmkit.traces`) as a strip of grids, one panel per step titled with its
+    number and confidence: cells coloured by value, the givens on grey in bold, the cells
+    changed since the step before outlined in red; symbols (``cell_text``) up to 400 cells."""
+    if not have_matplotlib() or not steps:
         return False
     plt = _pyplot()
-    k = len(grids)
+    from matplotlib.patches import Rectangle
+
+    k = len(steps)
     cols = min(k, 8)
     rows = -(-k // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 1.9 * rows), squeeze=False)
-    vmax = max(int(np.max(g)) for g in grids)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    vmax = max(int(np.max(st.grid)) for st in steps)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
-        if i < k:
-            g = grids[i]
-            ax.imshow(g, cmap="tab20", vmin=-1, vmax=max(vmax, 1), interpolation="nearest")
-            if g.size <= 100:
-                for (r, c), v in np.ndenumerate(g):
-                    ax.text(c, r, str(int(v)), ha="center", va="center", fontsize=6)
-            ax.set_title(f"step {i + 1}", fontsize=8)
-    fig.suptitle(title, fontsize=9)
+        if i >= k:
+            continue
+        st = steps[i]
+        shade = np.where(st.given, vmax + 2, st.grid)  # one grey for every given cell
+        colours = plt.get_cmap("tab20", vmax + 3)(np.arange(vmax + 3))
+        colours[:, 3] = 0.3
+        colours[vmax + 2] = (0.72, 0.72, 0.72, 1.0)
+        ax.imshow(colours[np.clip(shade, 0, vmax + 2)], interpolation="nearest")
+        if st.grid.size <= 400:
+            size = 7 if st.grid.size <= 100 else 4
+            for (r, c), v in np.ndenumerate(st.grid):
+                weight = "bold" if st.given[r, c] else "normal"
+                ax.text(c, r, cell_text(int(v)), ha="center", va="center")
+                ax.texts[-1].set(fontsize=size, fontweight=weight)
+        for r, c in np.argwhere(st.changed):
+            ax.add_patch(
+                Rectangle((c - 0.4, r - 0.4), 0.8, 0.8, fill=False, edgecolor="red", linewidth=1.5)
+            )
+        ax.set_title(f"step {st.step}, q {st.confidence:.3f}", fontsize=8)
+    fig.suptitle(f"{title}: grey = given, red = changed", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

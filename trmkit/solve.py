@@ -34,6 +34,7 @@ from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import plot_trace
 from trmkit.task import AnswerChecker, RawPuzzle, Task
 from trmkit.textio import printable
+from trmkit.traces import TraceStep, trace_steps
 from trmkit.voting import rank
 
 BATCH_ROWS = 256
@@ -57,8 +58,9 @@ class Answer:
     Sudoku keeping the givens, a shortest maze path), without any label; None when the
     task has no checker. A puzzle with several solutions can be answered validly with a
     grid that differs from the one solution a label names."""
-    trace: list[np.ndarray] = attrs.field(factory=list)
-    """the voted answer after each supervision step (with ``trace``)."""
+    trace: list[TraceStep] = attrs.field(factory=list)
+    """with ``trace``: each supervision step's voted answer, its confidence, the givens and
+    the cells changed since the step before (`trmkit.traces`, docs/reports.md)."""
     note: str = ""
     attempts: list[np.ndarray] = attrs.field(factory=list)
     """the two best-ranked distinct answers (``grid`` first): a submission's attempts."""
@@ -76,7 +78,7 @@ class Answer:
             "correct": self.correct,
             "valid": self.valid,
             "note": self.note,
-            **({"trace": [g.tolist() for g in self.trace]} if self.trace else {}),
+            **({"trace": [st.to_json() for st in self.trace]} if self.trace else {}),
         }
 
 
@@ -206,7 +208,8 @@ def solve(
     if not rows:
         raise PuzzleError("no query to solve (the puzzle has no test input)")
 
-    preds_by_step, q_final, used = _run(model, task, rows, k, policy, per_variant, trace)
+    preds_by_step, conf_by_step, used = _run(model, task, rows, k, policy, per_variant, trace)
+    q_final = conf_by_step[-1]
     answers = []
     for q, (puzzle, qi, note) in enumerate(queries):
         idx = [i for i, r in enumerate(rows) if r[0] == q]
@@ -219,9 +222,16 @@ def solve(
         valid = _check_answer(task, np.asarray(puzzle.test[qi].input), grid)
         steps_trace = []
         if trace:
-            for step_preds in preds_by_step:
-                g = [_decode(task, rows[i][2], step_preds[i]) for i in idx]
-                steps_trace.append(_vote(g, [q_final[i] for i in idx])[0])
+            voted = [
+                _vote(
+                    [_decode(task, rows[i][2], step_preds[i]) for i in idx],
+                    [step_conf[i] for i in idx],
+                )
+                for step_preds, step_conf in zip(preds_by_step, conf_by_step, strict=True)
+            ]
+            steps_trace = trace_steps(
+                task, puzzle.test[qi].input, [v[0] for v in voted], [v[2] for v in voted]
+            )
         answers.append(
             Answer(
                 puzzle=puzzle.name,
@@ -265,8 +275,8 @@ def _run(
     per_variant: bool,
     trace: bool,
 ):
-    """Per row: the policy's answer after each step (only the last unless ``trace``), its
-    confidence, and the mean steps of its trajectories."""
+    """Per row: the policy's answer and its confidence after each step (only the last
+    unless ``trace``), and the mean steps of its trajectories."""
     n = len(rows)
     keep_steps = k if trace else 1
     chunk_rows = max(1, BATCH_ROWS // policy.samples)
@@ -274,7 +284,7 @@ def _run(
         k, policy.samples, min(n, chunk_rows), len(rows[0][3]), aux=len(policy.needs())
     )
     preds = [np.zeros((n, len(rows[0][3])), np.int64) for _ in range(keep_steps)]
-    q_final = np.zeros(n)
+    conf = [np.zeros(n) for _ in range(keep_steps)]
     used = np.zeros(n, dtype=np.float64)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(policy.seed)
@@ -297,13 +307,14 @@ def _run(
             for depth in range(1, k):
                 d = decide(rec, fixed, policy.select, depth=depth, checker=checker)
                 preds[depth - 1][here] = d.preds
+                conf[depth - 1][here] = d.confidence
         preds[-1][here] = final.preds
-        q_final[here] = final.confidence
+        conf[-1][here] = final.confidence
         used[here] = final.steps.mean(axis=0)
-    return preds, q_final, used
+    return preds, conf, used
 
 
-def render_trace_png(answer: Answer, out: Path) -> bool:
-    """The answer after each supervision step as a strip of coloured grids (matplotlib)."""
+def render_trace_png(answer: Answer, task: Task, out: Path) -> bool:
+    """The answer's trace as a strip of grids, marks and confidences (`plot_trace`)."""
     title = f"{printable(answer.puzzle)[:80]} (query {answer.query + 1})"
-    return plot_trace(answer.trace, title, out)
+    return plot_trace(answer.trace, title, out, task.cell_text)

@@ -414,6 +414,13 @@ class Task:
     format_puzzle: Callable[[RawPuzzle], str] | None = None
     """puzzle -> text that ``parse_puzzles`` reads back (same examples' inputs); None: ``render``
     of the first query grid is that text. `trmkit.testing` checks the round trip."""
+    givens: Callable[[Grid], np.ndarray] | None = None
+    """puzzle input -> bool mask (its shape) of the cells the input fixes, which every answer
+    keeps (a Sudoku's clues; a maze's walls, S and G). Traces mark them (docs/reports.md);
+    None: no cell is marked given (an ARC output is a new grid, not a completed input)."""
+    cell_text: Callable[[int], str] = str
+    """one cell value -> its symbol, as ``render`` prints it, for the traces' per-cell marks
+    (docs/reports.md); default: the value's digits."""
 
     def source_for(self, spec: str | None) -> tuple[Source, Path | None]:
         """Resolve ``--source`` (docs/errors.md, "Boundaries: plugins, sources, names"):

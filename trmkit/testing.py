@@ -37,7 +37,9 @@ The properties (`CHECKS`, each also a function of this module taking a `Subject`
 - ``recipe``: ``defaults.recipe`` (when set) loads, and trains this task (or another task
   registered under the name it gives).
 - ``parse``: ``parse_puzzles(format_puzzle(p))`` (or of ``render`` of the query grid) gives
-  back the queries; ``render`` returns text for every real and generated grid.
+  back the queries; ``render`` and ``cell_text`` (per cell) return text for every real and
+  generated grid; ``givens`` (when set) is a bool mask of the input's shape whose cells every
+  sample puzzle's label keeps.
 
 Grids come from a `GridSpec` (shape range and alphabet) inferred from sample puzzles of the
 task's default source (or given), and transforms from ``augmenter.draw`` with seeds chosen
@@ -745,6 +747,29 @@ def check_recipe(s: Subject) -> None:
 # --------------------------------------------------------------------------- text
 
 
+def _check_givens(s: Subject) -> None:
+    """``givens`` (when set): a bool mask of the input's shape that every label keeps."""
+    task, check = s.task, "parse"
+    givens = task.givens
+    if givens is None:
+        return
+    for puzzle in s.puzzles:
+        for e in (*puzzle.train, *puzzle.test):
+            mask = np.asarray(givens(e.input))
+            if mask.dtype != bool or mask.shape != e.input.shape:
+                raise s.fail(
+                    check,
+                    f"givens returned {mask.dtype} {mask.shape} for an input of shape "
+                    f"{e.input.shape}; return a bool mask of the input's shape",
+                )
+            if e.output.shape == e.input.shape and not _same(e.output[mask], e.input[mask]):
+                raise s.fail(
+                    check,
+                    f"the label of puzzle {puzzle.name!r} changes a cell givens marks as fixed; "
+                    "mark only cells every answer keeps",
+                )
+
+
 def check_parse(s: Subject) -> None:
     task, check = s.task, "parse"
 
@@ -754,8 +779,15 @@ def check_parse(s: Subject) -> None:
             raise s.fail(
                 check, f"render returned {text!r} for {where} {_show(grid)}; it must return text"
             )
+        for v in np.unique(grid).tolist():
+            sym = task.cell_text(v)
+            if not isinstance(sym, str) or not sym:
+                raise s.fail(
+                    check, f"cell_text({v}) returned {sym!r}; it must return the cell's symbol"
+                )
 
     s.on_grids(renders)
+    _check_givens(s)
     if task.parse_puzzles is None:
         return
     for puzzle in s.puzzles:

@@ -65,6 +65,8 @@ def make_task(
         path_source="csv",
         render=source.render,
         parse_puzzles=source.parse_puzzles(side),
+        givens=source.givens,
+        cell_text=source.cell_text,
     )
 
 

@@ -250,7 +250,14 @@ def _mazes_of(rows: tuple[tuple[int, str], ...], side: int) -> list[list[tuple[i
 
 def render(grid: np.ndarray) -> str:
     """Grid -> its "# SGo" text ('?' for a value outside the alphabet)."""
-    grid = np.asarray(grid)
-    return "\n".join(
-        "".join(CHARS[v] if 0 <= v < len(CHARS) else "?" for v in row.tolist()) for row in grid
-    )
+    return "\n".join("".join(cell_text(v) for v in row.tolist()) for row in np.asarray(grid))
+
+
+def cell_text(value: int) -> str:
+    """One cell's "# SGo" character, '?' outside the alphabet (`Task.cell_text`)."""
+    return CHARS[value] if 0 <= value < len(CHARS) else "?"
+
+
+def givens(grid: np.ndarray) -> np.ndarray:
+    """What a maze fixes: its walls, S and G; only open cells may become path (`Task.givens`)."""
+    return np.asarray(grid) != OPEN

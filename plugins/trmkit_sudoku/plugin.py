@@ -62,6 +62,8 @@ def make_task(
         render=source.render(geo),
         parse_puzzles=source.parse_puzzles(geo),
         format_puzzle=source.format_puzzle,
+        givens=source.givens,
+        cell_text=source.cell_text(geo),
     )
 
 

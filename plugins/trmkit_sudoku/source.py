@@ -207,6 +207,16 @@ def render(geo: Geometry):
     return draw
 
 
+def givens(grid: np.ndarray) -> np.ndarray:
+    """The clues: every non-blank cell of the puzzle (`Task.givens`)."""
+    return np.asarray(grid) != 0
+
+
+def cell_text(geo: Geometry):
+    """One cell as `render` prints it (`Task.cell_text`)."""
+    return lambda value: _cell(int(value), geo.n)
+
+
 def _cell(value: int, n: int) -> str:
     if value == 0:
         return "."

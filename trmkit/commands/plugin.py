@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "trmkit.commands.recipes",
     "trmkit.commands.new_task",
     "trmkit.commands.compare",
+    "trmkit.commands.report",
 )
 
 

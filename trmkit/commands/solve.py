@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -19,7 +20,8 @@ from trmkit.task import MAX_NUM_AUG
 @click.option(
     "--trace",
     is_flag=True,
-    help="Show the answer after every supervision step (and save trace PNGs).",
+    help="Show the answer after every supervision step, its confidence, the givens and the "
+    "cells that changed (and save trace PNGs).",
 )
 @inference_options
 @click.option(
@@ -63,7 +65,9 @@ def solve_cmd(
     from trmkit.oserrors import check_writable_dir
     from trmkit.solve import read_puzzles, render_trace_png, solve
     from trmkit.textio import printable
+    from trmkit.traces import colour_wanted, render_trace_text
 
+    colour = colour_wanted(sys.stdout)  # docs/reports.md, "Traces"
     if trace:
         check_writable_dir(trace_dir, "--trace-dir")  # before the model runs
     if submission is not None:
@@ -102,11 +106,9 @@ def solve_cmd(
             # a puzzle id may hold '/' or be too long for a file name (docs/errors.md)
             pngs = trace_dir / f"trace-{safe_file_name(a.puzzle)}-{a.query + 1}.png"
             if not as_json:
-                for i, g in enumerate(a.trace, start=1):
-                    click.echo(f"-- step {i}")
-                    click.echo(task.render(g))
+                click.echo(render_trace_text(a.trace, task.cell_text, colour=colour))
             trace_dir.mkdir(parents=True, exist_ok=True)
-            if render_trace_png(a, pngs):
+            if render_trace_png(a, task, pngs):
                 click.echo(f"trace: {printable(pngs)}", err=True)
             else:
                 click.echo("note: matplotlib not installed: no trace PNG", err=True)
