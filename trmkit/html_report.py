@@ -57,6 +57,9 @@ MAX_POINTS = 1000
 
 
 def _num(value: float) -> str:
+    """A tick label: whole numbers as they are (step 1154, not 1.15e+03), others to 3 digits."""
+    if float(value).is_integer() and abs(value) < 1e7:
+        return f"{int(value)}"
     return f"{value:.3g}"
 
 
