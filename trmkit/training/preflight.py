@@ -31,6 +31,8 @@ from typing import Any
 
 import attrs
 
+from trmkit.memory import gib
+
 DAY_SECONDS = 24 * 3600.0
 ACHIEVED_FRACTION = 0.5
 """share of the measured matmul peak a training step reaches (measured 40-70% on CPU)."""
@@ -211,12 +213,6 @@ def format_duration(seconds: float) -> str:
     if seconds >= 120:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.0f} s"
-
-
-def gib(n: float) -> str:
-    from trmkit.memory import gib as memory_gib
-
-    return memory_gib(n)
 
 
 def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str | None:
