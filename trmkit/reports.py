@@ -25,8 +25,7 @@ def have_matplotlib() -> bool:
     return True
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (files only; no display needed)."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +42,7 @@ def plot_curves(
     """Train and eval curves, one panel per metric. Returns False if matplotlib is missing."""
     if not have_matplotlib() or not records:
         return False
-    plt = pyplot()
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
     for ax, key in zip(axes, keys, strict=True):
         for split, style in (("train", "-"), ("eval", "o-")):
@@ -71,7 +70,7 @@ def plot_eval_report(
     """Accuracy after each supervision step and the halting-step histogram, side by side."""
     if not have_matplotlib():
         return False
-    plt = pyplot()
+    plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     xs = [r["step"] for r in per_step]
     left.plot(xs, [r["exact_accuracy"] for r in per_step], "o-", label="exact", markersize=3)
@@ -96,7 +95,7 @@ def plot_trace(grids: Sequence[np.ndarray], title: str, out: Path) -> bool:
     """Grids (an answer after each supervision step) as a strip of coloured cells."""
     if not have_matplotlib() or not grids:
         return False
-    plt = pyplot()
+    plt = _pyplot()
     k = len(grids)
     cols = min(k, 8)
     rows = -(-k // cols)
@@ -135,7 +134,7 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") 
     (any depth, halting and selection) with its settings named in ``sweep.json``."""
     if not have_matplotlib() or not points:
         return False
-    plt = pyplot()
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.0, 4.6))
     top = max(int(p["depth"]) for p in points)
     depth_line = sorted(
