@@ -53,14 +53,6 @@ class EvalReport:
     """index i < K: sequences whose halting head first fired at step i+1; index K: never."""
     steps: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "metrics": self.metrics,
-            "per_step": self.per_step,
-            "halting_histogram": self.halting_histogram,
-            "steps": self.steps,
-        }
-
     def write(self, out_dir: Path, plot: bool = True) -> None:
         """metrics.json (`one_name_per_metric`), per_step.json (+ eval.png with ``plot`` and
         matplotlib)."""

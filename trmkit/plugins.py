@@ -61,7 +61,6 @@ COMPONENT_KINDS: dict[str, str] = {
     "select_rule": "inference selection rule (trmkit.inference.policy.SelectRule)",
 }
 """kind -> what a component of that kind is, and the protocol its owning module checks."""
-COMPONENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @attrs.frozen

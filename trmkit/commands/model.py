@@ -42,9 +42,10 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     """Lines describing the model of a recipe (built on the meta device: no memory)."""
     import torch
 
+    from trmkit.memory import gib
     from trmkit.models import build_model, count_parameters
     from trmkit.models.schedule import schedule_pieces
-    from trmkit.training.preflight import activation_bytes, gib, scheduled_train_flops
+    from trmkit.training.preflight import activation_bytes, scheduled_train_flops
 
     fields = dict(recipe.model.fields)
     shape = _task_shape(recipe.data.task)

@@ -279,11 +279,6 @@ class InferencePolicy:
             raise OptionError(f"--noise {self.noise}: must be a finite number >= 0")
         return self
 
-    @property
-    def is_plain(self) -> bool:
-        """One exact trajectory: what evaluation did before test-time compute."""
-        return self.samples == 1 and self.noise == 0
-
     def describe(self) -> str:
         parts = [f"halt {self.halt}"]
         if self.samples > 1:

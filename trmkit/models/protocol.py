@@ -191,6 +191,12 @@ class ProgressAware(Protocol):
         ...
 
 
+def set_progress(model: object, p: float) -> None:
+    """``model.set_progress(p)`` when the model is `ProgressAware`; nothing otherwise."""
+    if isinstance(model, ProgressAware):
+        model.set_progress(p)
+
+
 MEMBERS: tuple[str, ...] = (
     "config",
     "puzzle_emb",
@@ -224,4 +230,5 @@ __all__ = [
     "StepResult",
     "StochasticRecursion",
     "missing_members",
+    "set_progress",
 ]

@@ -64,6 +64,36 @@ class StepPlan:
             log_every=max(1, train.log_every),
         )
 
+    def after(
+        self,
+        step: int,
+        checkpoints: CheckpointClock,
+        budget: TimeBudget,
+        device: torch.device,
+        world_size: int = 1,
+    ) -> Due:
+        """What the loop does after ``step``: the same answer on every rank."""
+        out_of_time = step < self.total_steps and budget.spent(device, world_size)
+        last = step == self.total_steps or out_of_time
+        evaluate = bool(self.eval_every) and step % self.eval_every == 0 or last
+        save = checkpoints.due(
+            step, evaluated=evaluate, last=last, device=device, world_size=world_size
+        )
+        # windows end at every checkpoint too, so a resumed run logs the same lines
+        log = step % self.log_every == 0 or evaluate or save
+        return Due(log=log, evaluate=evaluate, save=save, out_of_time=out_of_time)
+
+
+@attrs.frozen
+class Due:
+    """After a step: write the train record, evaluate, write a checkpoint, stop because
+    ``train.max_minutes`` is spent."""
+
+    log: bool
+    evaluate: bool
+    save: bool
+    out_of_time: bool
+
 
 @attrs.define
 class CheckpointClock:
@@ -147,4 +177,4 @@ class TimeBudget:
         return over
 
 
-__all__ = ["CheckpointClock", "StepPlan", "TimeBudget"]
+__all__ = ["CheckpointClock", "Due", "StepPlan", "TimeBudget"]

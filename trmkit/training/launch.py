@@ -12,6 +12,7 @@ recognises the one-process trap from the environment and refuses it before any w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,21 @@ def check_launch(env: Mapping[str, str]) -> None:
     )
 
 
+def start_accelerator(run_dir: Path, cpu: bool | None, log_with: str | None) -> Any:
+    """The run's `Accelerator`, once `check_launch` passes: on the CPU (fp32) when ``cpu`` or
+    no CUDA device, else bf16 mixed precision."""
+    from accelerate import Accelerator
+
+    check_launch(os.environ)  # N processes asked for, one started: refuse
+    use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    return Accelerator(
+        cpu=use_cpu,
+        mixed_precision="no" if use_cpu else "bf16",
+        log_with=log_with,
+        project_dir=str(run_dir),
+    )
+
+
 def lock_for_ranks(accelerator: Any, run_dir: Path) -> tuple[RunLock | None, str]:
     """The main process locks the run directory (`trmkit.checkpoint.rundir`); every rank
     learns whether it got the lock (all fail alike) and the token naming the run's
@@ -69,6 +85,12 @@ def lock_for_ranks(accelerator: Any, run_dir: Path) -> tuple[RunLock | None, str
     return lock, token
 
 
+def broadcast_weights(model: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers on every rank."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
 def allreduce_grads(params: Iterable[torch.nn.Parameter]) -> None:
     """Sum the gradients over processes in one flat buffer (as the official code)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -83,4 +105,10 @@ def allreduce_grads(params: Iterable[torch.nn.Parameter]) -> None:
         offset += n
 
 
-__all__ = ["allreduce_grads", "check_launch", "lock_for_ranks"]
+__all__ = [
+    "allreduce_grads",
+    "broadcast_weights",
+    "check_launch",
+    "lock_for_ranks",
+    "start_accelerator",
+]

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from trmkit import atomic
 from trmkit.textio import MAX_TEXT_BYTES, read_text
@@ -86,6 +88,25 @@ class MetricsLog:
         return [record for _, record in records]
 
 
+class RunLog(MetricsLog):
+    """A training run's metrics.jsonl and its trackers (Accelerate's ``log_with``): the main
+    process writes both, the other processes nothing."""
+
+    def __init__(self, path: Path, accelerator: Any) -> None:
+        super().__init__(path)
+        self.accelerator = accelerator
+
+    def record(self, step: int, split: str, values: Mapping[str, Any], track: bool = True) -> None:
+        """The line ``{"step", "split", **values}``; with ``track``, the numbers go to the
+        trackers too, each as ``<split>/<name>``."""
+        if not self.accelerator.is_main_process:
+            return
+        self.write({"step": step, "split": split, **values})
+        if track:
+            numbers = {f"{split}/{k}": v for k, v in values.items() if isinstance(v, (int, float))}
+            self.accelerator.log(numbers, step=step)
+
+
 def _is_step(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -112,4 +133,33 @@ def train_record(sums: Mapping[str, float], steps: int, global_batch: int) -> di
     }
 
 
-__all__ = ["MetricsLog", "train_record"]
+class TrainWindow:
+    """The metric sums of the training steps since the last train record (float64, on the
+    device: no host sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def add(self, metrics: Mapping[str, torch.Tensor]) -> None:
+        for k, v in metrics.items():
+            v = v.detach().to(torch.float64)
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.steps += 1
+
+    def close(
+        self, global_batch: int, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> dict[str, float]:
+        """`train_record` of the window (``reduce`` sums it over the processes), which then
+        starts empty; {} for a window without metrics."""
+        keys, steps = sorted(self.sums), self.steps
+        stacked = torch.stack([self.sums[k] for k in keys]) if keys else None
+        self.sums, self.steps = {}, 0
+        if stacked is None:
+            return {}
+        if reduce is not None:
+            stacked = reduce(stacked)
+        return train_record(dict(zip(keys, stacked.tolist(), strict=True)), steps, global_batch)
+
+
+__all__ = ["MetricsLog", "RunLog", "TrainWindow", "train_record"]

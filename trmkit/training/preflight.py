@@ -31,6 +31,8 @@ from typing import Any
 
 import attrs
 
+from trmkit.memory import gib
+
 DAY_SECONDS = 24 * 3600.0
 ACHIEVED_FRACTION = 0.5
 """share of the measured matmul peak a training step reaches (measured 40-70% on CPU)."""
@@ -140,16 +142,14 @@ def activation_bytes(model: Any, batch: int) -> int | None:
 def scheduled_train_flops(model: Any, cfg: Any, batch: int) -> float:
     """A training step's FLOPs averaged over the budget: each stretch of ``cfg``'s schedule
     (`schedule_pieces`) weighed by its share of the steps; the model is left at p = 1."""
-    from trmkit.models.protocol import ProgressAware
+    from trmkit.models.protocol import set_progress
     from trmkit.models.schedule import schedule_pieces
 
     flops = 0.0
     for start, share, _ in schedule_pieces(cfg):
-        if isinstance(model, ProgressAware):
-            model.set_progress(start)
+        set_progress(model, start)
         flops += share * model.step_flops(batch).train
-    if isinstance(model, ProgressAware):
-        model.set_progress(1.0)
+    set_progress(model, 1.0)
     return flops
 
 
@@ -158,7 +158,7 @@ def estimate(
 ) -> Estimate:
     """The run's time and one step's memory for ``batch`` sequences per step on ``machine``;
     a schedule (`schedule_pieces`) counts its step-weighted mean FLOPs and its peak memory."""
-    from trmkit.models.protocol import ProgressAware
+    from trmkit.models.protocol import set_progress
     from trmkit.models.schedule import schedule_pieces
 
     model = meta_model(model_name, cfg)
@@ -166,12 +166,10 @@ def estimate(
     per_step: list[int | None] = []
     per_sequence: list[int | None] = []
     for start, _, _ in schedule_pieces(cfg):
-        if isinstance(model, ProgressAware):
-            model.set_progress(start)
+        set_progress(model, start)
         per_step.append(activation_bytes(model, batch))
         per_sequence.append(activation_bytes(model, 1))
-    if isinstance(model, ProgressAware):
-        model.set_progress(1.0)
+    set_progress(model, 1.0)
     seconds = None
     if steps is not None:
         seconds = steps * flops / (machine.matmul_flops * ACHIEVED_FRACTION)
@@ -215,12 +213,6 @@ def format_duration(seconds: float) -> str:
     if seconds >= 120:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.0f} s"
-
-
-def gib(n: float) -> str:
-    from trmkit.memory import gib as memory_gib
-
-    return memory_gib(n)
 
 
 SLOW_STEP_SECONDS = 1.0

@@ -20,25 +20,25 @@ so a run with evaluations follows exactly the same trajectory as one without, an
 run the same as an uninterrupted one. Checkpoints have their own step and wall-clock
 intervals (`trmkit.training.intervals`), so a killed run loses at most one interval.
 
-What is not the loop lives below it: the dataset cache in `trmkit.data.cache`, the bundle
-and its files (`trmkit.checkpoint.resume`: train_state, rank_<r>, the checks before a resume),
-the resume check on the recipe in `trmkit.config.resume_mismatch`, metric averaging in
-`trmkit.training.metrics_log`, plots in `trmkit.reports`.
+What is not the loop lives below it: the Accelerator and the launch check in
+`trmkit.training.launch`, the dataset cache in `trmkit.data.cache`, what is due after a step
+(`StepPlan.after` in `trmkit.training.intervals`), the bundle and its files
+(`trmkit.checkpoint.resume`: train_state, rank_<r>, the checks before a resume), the resume
+check on the recipe in `trmkit.config.resume_mismatch`, the metrics window and log with its
+trackers in `trmkit.training.metrics_log`, plots in `trmkit.reports`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
-import torch.distributed as dist
-from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from trmkit import atomic, plugins
@@ -51,12 +51,17 @@ from trmkit.data.loader import TrainLoader
 from trmkit.data.store import open_store
 from trmkit.evaluation import evaluate
 from trmkit.models import build_model, compile_model
-from trmkit.models.protocol import ProgressAware, RecursiveModel
+from trmkit.models.protocol import RecursiveModel, set_progress
 from trmkit.reports import flat_params, plot_curves
 from trmkit.training.ema import EMA
 from trmkit.training.intervals import CheckpointClock, StepPlan, TimeBudget
-from trmkit.training.launch import allreduce_grads, check_launch, lock_for_ranks
-from trmkit.training.metrics_log import STOP_SPLIT, MetricsLog, train_record
+from trmkit.training.launch import (
+    allreduce_grads,
+    broadcast_weights,
+    lock_for_ranks,
+    start_accelerator,
+)
+from trmkit.training.metrics_log import STOP_SPLIT, RunLog, TrainWindow
 from trmkit.training.optim import build_optimizers
 from trmkit.training.preflight import check_model_fits
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
@@ -93,17 +98,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_root = state_files.checkpoints_dir(self.run_dir)
         self.progress = progress
-        self.log_with = log_with
-        self.check_memory = check_memory
-        check_launch(os.environ)  # N processes asked for, one started: refuse
-        use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-        self.accelerator = Accelerator(
-            cpu=use_cpu,
-            mixed_precision="no" if use_cpu else "bf16",
-            log_with=log_with,
-            project_dir=str(self.run_dir),
-        )
-        acc = self.accelerator
+        self.log_with, self.check_memory = log_with, check_memory
+        acc = self.accelerator = start_accelerator(self.run_dir, cpu, log_with)
         self.rank, self.world, self.device = acc.process_index, acc.num_processes, acc.device
         # one writer per run directory (docs/errors.md, "Run directories"): checked before
         # anything is built or written
@@ -165,17 +161,14 @@ class Trainer:
             check_model_fits(recipe, self.model_cfg, self.local_batch)
         self.model: RecursiveModel = build_model(recipe.model.name, self.model_cfg).to(self.device)
         if self.world > 1:
-            for tensor in list(self.model.parameters()) + list(self.model.buffers()):
-                dist.broadcast(tensor.data, src=0)
+            broadcast_weights(self.model)
         self.optimizers = build_optimizers(self.model, optim)
-        self.progress_aware = isinstance(self.model, ProgressAware)
         self.ema = EMA(self.model, optim.ema_rate) if optim.ema else None
         if train.compile:
             compile_model(self.model)  # state_dict keys unchanged
 
-        plan = StepPlan.resolve(meta, self.global_batch, train, max_steps)
-        self.total_steps, self.eval_every = plan.total_steps, plan.eval_every
-        self.log_every = plan.log_every
+        self.plan = StepPlan.resolve(meta, self.global_batch, train, max_steps)
+        self.total_steps, self.eval_every = self.plan.total_steps, self.plan.eval_every
         self.checkpoints = CheckpointClock.from_recipe(train)
         if saved is not None:
             state_files.check_budget(self.run_dir, saved.step, self.total_steps, max_steps)
@@ -184,8 +177,7 @@ class Trainer:
         self.carry: Any = None
         self._run_start: float | None = None  # perf_counter at `run`, for the eval line
         self.last_eval: dict[str, float] = {}
-        self.log = MetricsLog(self.run_dir / "metrics.jsonl")
-        self.resumed_from: Path | None = None
+        self.log = RunLog(self.run_dir / "metrics.jsonl", acc)
         acc.wait_for_everyone()
         if resume:
             self._resume()
@@ -220,7 +212,7 @@ class Trainer:
         """One supervision step + one update of every optimiser; returns the metric sums."""
         if self.carry is None:
             self.carry = self.model.initial_carry(batch)
-        self.set_progress(self.step / self.total_steps)
+        set_progress(self.model, self.step / self.total_steps)
         result = self.model(self.carry, batch)
         self.carry = result.carry
         (result.loss / self.global_batch).backward()
@@ -236,80 +228,57 @@ class Trainer:
             self.ema.update(self.model)
         return result.metrics
 
-    def set_progress(self, p: float) -> None:
-        if self.progress_aware:
-            self.model.set_progress(p)  # type: ignore[attr-defined]
-
     def run(self, until: int | None = None) -> TrainResult:
         """Train to the step budget (or only up to step ``until``: tests stop a run there)."""
         acc = self.accelerator
         start = self._run_start = time.perf_counter()
         if self.log_with:
             acc.init_trackers(self.run_dir.name, config=flat_params(recipe_to_dict(self.recipe)))
-        bar = None
-        if self.progress and acc.is_main_process:
-            bar = tqdm(
-                total=self.total_steps,
-                initial=self.step,
-                desc="train",
-                unit="step",
-                dynamic_ncols=True,
-            )
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (self.progress and acc.is_main_process),
+        )
         self.model.train()
-        window: dict[str, torch.Tensor] = {}
-        window_steps = 0
-        batches = _forever(self.loader)
+        window = TrainWindow()
+        batches = itertools.chain.from_iterable(itertools.repeat(self.loader))
         self.checkpoints.mark()
         budget = TimeBudget.from_recipe(self.recipe.train)
-        out_of_time = False
-        try:
+        with bar:
             stop = self.total_steps if until is None else min(until, self.total_steps)
             while self.step < stop:
                 batch = {
                     k: torch.as_tensor(v).to(self.device, non_blocking=True)
                     for k, v in next(batches).items()
                 }
-                for k, v in self.train_step(batch).items():
-                    v = v.detach().to(torch.float64)
-                    window[k] = window[k] + v if k in window else v
-                window_steps += 1
-                if bar is not None:
-                    bar.update(1)
-                out_of_time = self.step < self.total_steps and budget.spent(self.device, self.world)
-                last = self.step == self.total_steps or out_of_time
-                do_eval = bool(self.eval_every) and self.step % self.eval_every == 0
-                do_save = self.checkpoints.due(
-                    self.step,
-                    evaluated=do_eval or last,
-                    last=last,
-                    device=self.device,
-                    world_size=self.world,
-                )
-                # windows end at every checkpoint too, so a resumed run logs the same lines
-                if self.step % self.log_every == 0 or last or do_eval or do_save:
-                    record = self._log_train(window, window_steps)
-                    window, window_steps = {}, 0
-                    if bar is not None:
-                        bar.set_postfix(
-                            loss=f"{record.get('lm_loss', float('nan')):.4f}",
-                            exact=f"{record.get('exact_accuracy', 0.0):.3f}",
-                        )
-                if do_eval or last:
+                window.add(self.train_step(batch))
+                bar.update(1)
+                due = self.plan.after(self.step, self.checkpoints, budget, self.device, self.world)
+                if due.log:
+                    reduce = (lambda t: acc.reduce(t, reduction="sum")) if self.world > 1 else None
+                    record = window.close(self.global_batch, reduce)
+                    if record:
+                        lr = self.optimizers[0].param_groups[0]["lr"]
+                        self.log.record(self.step, "train", {**record, "lr": lr})
+                    bar.set_postfix(
+                        loss=f"{record.get('lm_loss', float('nan')):.4f}",
+                        exact=f"{record.get('exact_accuracy', 0.0):.3f}",
+                    )
+                if due.evaluate:
                     self.evaluate_now()
-                if do_save:
+                if due.save:
                     self.save_checkpoint()
-                if out_of_time:
+                if due.out_of_time:
                     minutes = self.recipe.train.max_minutes
-                    if acc.is_main_process:
-                        self.log.write({"step": self.step, "split": STOP_SPLIT, "minutes": minutes})
+                    self.log.record(self.step, STOP_SPLIT, {"minutes": minutes}, track=False)
                     acc.print(
                         f"stopped at step {self.step} of {self.total_steps}: the time budget "
                         f"train.max_minutes = {minutes:g} is spent"
                     )
                     break
-        finally:
-            if bar is not None:
-                bar.close()
         if acc.is_main_process and not plot_curves(self.log.read(), self.run_dir / "curves.png"):
             acc.print("note: matplotlib not installed (pip install 'trmkit[plots]'): no curves.png")
         acc.end_training()
@@ -322,25 +291,6 @@ class Trainer:
             seconds=time.perf_counter() - start,
         )
 
-    def _log_train(self, window: dict[str, torch.Tensor], steps: int) -> dict[str, Any]:
-        keys = sorted(window)
-        if not keys:
-            return {}
-        stacked = torch.stack([window[k] for k in keys])
-        if self.world > 1:
-            stacked = self.accelerator.reduce(stacked, reduction="sum")
-        sums = dict(zip(keys, stacked.tolist(), strict=True))
-        record: dict[str, Any] = {"step": self.step, "split": "train"}
-        record.update(train_record(sums, steps, self.global_batch))
-        record["lr"] = self.optimizers[0].param_groups[0]["lr"]
-        if self.accelerator.is_main_process:
-            self.log.write(record)
-            self.accelerator.log(
-                {f"train/{k}": v for k, v in record.items() if k not in ("step", "split")},
-                step=self.step,
-            )
-        return record
-
     # -------------------------------------------------------------- evaluation
 
     def evaluate_now(self) -> dict[str, float]:
@@ -351,7 +301,7 @@ class Trainer:
         batch = self.recipe.train.eval_batch_size or self.global_batch  # evaluate() shards it
         out_dir = self.run_dir / "eval" / f"step_{self.step}"
         swap = self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
-        self.set_progress(1.0)  # inference runs the final scheduled values
+        set_progress(self.model, 1.0)  # inference runs the final scheduled values
         with swap:
             report = evaluate(
                 self.model,
@@ -367,40 +317,25 @@ class Trainer:
         self.last_eval = report.metrics
         if acc.is_main_process:
             report.write(out_dir, plot=self.step == self.total_steps)
-            self.log.write({"step": self.step, "split": "eval", **report.metrics})
-            acc.log(
-                {f"eval/{k}": v for k, v in report.metrics.items() if isinstance(v, (int, float))},
-                step=self.step,
-            )
-            # wall clock since this process's `run` began (not logged: a resumed run's
-            # metrics.jsonl stays identical to an uninterrupted one's)
-            minutes = (time.perf_counter() - (self._run_start or time.perf_counter())) / 60
-            acc.print(
-                f"eval @ step {self.step}: exact_accuracy {report.metrics['exact_accuracy']:.4f}"
-                f", token accuracy {report.metrics['accuracy']:.4f} "
-                f"({report.metrics['count']} puzzles, {report.steps} steps, {minutes:.1f} min in)"
-            )
+        self.log.record(self.step, "eval", report.metrics)
+        # wall clock since this process's `run` began (not logged: a resumed run's
+        # metrics.jsonl stays identical to an uninterrupted one's)
+        minutes = (time.perf_counter() - (self._run_start or time.perf_counter())) / 60
+        acc.print(
+            f"eval @ step {self.step}: exact_accuracy {report.metrics['exact_accuracy']:.4f}"
+            f", token accuracy {report.metrics['accuracy']:.4f} "
+            f"({report.metrics['count']} puzzles, {report.steps} steps, {minutes:.1f} min in)"
+        )
         return report.metrics
 
     # -------------------------------------------------------------- checkpoints
 
-    def manifest(self) -> Manifest:
-        return Manifest.of_training(
-            step=self.step,
-            model_name=self.recipe.model.name,
-            model_config=self.model_cfg,
-            task=self.task,
-            split_meta=self.train_split.meta,
-            data_path=self.data_dir,
-            store_attrs=self.store.attrs,
-            recipe=recipe_to_dict(self.recipe),
-            ema=self.ema is not None,
-            eval=self.last_eval,
-        )
-
     def save_checkpoint(self) -> Path:
-        """Write bundle ``step_<N>`` (`trmkit.checkpoint.resume.save_training_bundle`)."""
+        """Write bundle ``step_<N>`` (`trmkit.checkpoint.resume.save_training_bundle`): the
+        shared train_state and this process's rank_<r> (`TrainFiles` reads them back)."""
         acc = self.accelerator
+        carry = None if self.carry is None else self.model.carry_state_dict(self.carry)
+        last_eval = {k: v for k, v in self.last_eval.items() if isinstance(v, (int, float))}
         final = state_files.save_training_bundle(
             self.ckpt_root,
             self.step,
@@ -409,63 +344,57 @@ class Trainer:
             rank=self.rank,
             main=acc.is_main_process,
             barrier=acc.wait_for_everyone,
-            rank_state=self._rank_state(),
+            rank_state=dict(
+                rng=rng_state(), loader=self.loader.state_dict(), carry=carry, step=self.step
+            ),
             main_files=lambda: dict(
                 model=self.model.state_dict(),
                 ema=None if self.ema is None else self.ema.state_dict()["shadow"],
-                shared=self._shared_state(),
-                manifest=self.manifest(),
+                shared=dict(
+                    step=self.step,
+                    total_steps=self.total_steps,
+                    world_size=self.world,
+                    optimizers=[opt.state_dict() for opt in self.optimizers],
+                    last_eval=last_eval,
+                ),
+                manifest=Manifest.of_training(
+                    step=self.step,
+                    model_name=self.recipe.model.name,
+                    model_config=self.model_cfg,
+                    task=self.task,
+                    split_meta=self.train_split.meta,
+                    data_path=self.data_dir,
+                    store_attrs=self.store.attrs,
+                    recipe=recipe_to_dict(self.recipe),
+                    ema=self.ema is not None,
+                    eval=self.last_eval,
+                ),
                 store=self.store,
             ),
         )
         self.checkpoints.mark()
         return final
 
-    def _shared_state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "world_size": self.world,
-            "optimizers": [opt.state_dict() for opt in self.optimizers],
-            "last_eval": {k: v for k, v in self.last_eval.items() if isinstance(v, (int, float))},
-        }
-
-    def _rank_state(self) -> dict[str, Any]:
-        carry = None if self.carry is None else self.model.carry_state_dict(self.carry)
-        return {
-            "rng": rng_state(),
-            "loader": self.loader.state_dict(),
-            "carry": carry,
-            "step": self.step,
-        }
-
     def _resume(self) -> None:
         files = state_files.read_train_files(
             self.ckpt_root, self.rank, self.world, self.ema is not None
         )
-        latest, shared, mine = files.bundle, files.shared, files.mine
         self.model.load_state_dict(files.model)
         if self.ema is not None:
             self.ema.load_state_dict({"rate": self.ema.rate, "shadow": files.ema})
-        for opt, state in zip(self.optimizers, shared["optimizers"], strict=True):
+        for opt, state in zip(self.optimizers, files.shared["optimizers"], strict=True):
             opt.load_state_dict(state)
-        self.loader.load_state_dict(mine["loader"])
-        if mine["carry"] is not None:
+        self.loader.load_state_dict(files.mine["loader"])
+        if files.mine["carry"] is not None:
             self.carry = self.model.carry_to(
-                self.model.load_carry_state_dict(mine["carry"]), self.device
+                self.model.load_carry_state_dict(files.mine["carry"]), self.device
             )
-        self.step = int(shared["step"])
-        self.last_eval = dict(shared.get("last_eval", {}))
-        set_rng_state(mine["rng"])
-        self.resumed_from = latest
+        self.step = int(files.shared["step"])
+        self.last_eval = dict(files.shared.get("last_eval", {}))
+        set_rng_state(files.mine["rng"])
         if self.accelerator.is_main_process:
             self.log.truncate_after(self.step)
-            self.accelerator.print(f"resumed from {latest} (step {self.step})")
-
-
-def _forever(loader: TrainLoader):
-    while True:
-        yield from loader
+            self.accelerator.print(f"resumed from {files.bundle} (step {self.step})")
 
 
 __all__ = ["Trainer", "TrainResult"]
