@@ -27,7 +27,8 @@ def have_matplotlib() -> bool:
     return True
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +45,7 @@ def plot_curves(
     """Train and eval curves, one panel per metric. Returns False if matplotlib is missing."""
     if not have_matplotlib() or not records:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
     for ax, key in zip(axes, keys, strict=True):
         for split, style in (("train", "-"), ("eval", "o-")):
@@ -72,7 +73,7 @@ def plot_eval_report(
     """Accuracy after each supervision step and the halting-step histogram, side by side."""
     if not have_matplotlib():
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     xs = [r["step"] for r in per_step]
     left.plot(xs, [r["exact_accuracy"] for r in per_step], "o-", label="exact", markersize=3)
@@ -101,7 +102,7 @@ def plot_trace(
     changed since the step before outlined in red; symbols (``cell_text``) up to 400 cells."""
     if not have_matplotlib() or not steps:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     k = len(steps)
@@ -154,7 +155,7 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") 
     (any depth, halting and selection) with its settings named in ``sweep.json``."""
     if not have_matplotlib() or not points:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9.0, 4.6))
     top = max(int(p["depth"]) for p in points)
     depth_line = sorted(

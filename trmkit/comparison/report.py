@@ -30,7 +30,7 @@ from trmkit.comparison.runner import (
     timeline,
 )
 from trmkit.comparison.spec import CompareError
-from trmkit.reports import have_matplotlib
+from trmkit.reports import have_matplotlib, pyplot
 from trmkit.stats import Interval, accuracy_interval, mean_interval, paired_difference
 from trmkit.textio import read_json
 
@@ -341,21 +341,12 @@ def _verdict(d: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_compare(report: Mapping[str, Any], out: Path) -> bool:
     """Exact accuracy against wall clock and against steps: per variant the mean over
     seeds at each evaluated step, with a band from the lowest to the highest seed."""
     if not have_matplotlib():
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, v in enumerate(report["variants"]):
         color = f"C{i}"
@@ -426,7 +417,7 @@ def plot_sweeps(report: Mapping[str, Any], out: Path) -> bool:
     if not have_matplotlib():
         return False
     plotted = False
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.4))
     for i, v in enumerate(report["variants"]):
         for j, r in enumerate(v["runs"]):
