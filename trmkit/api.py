@@ -68,7 +68,7 @@ class LoadedModel(Bundle):
         """The registered task the model was trained on (its plugin must be installed)."""
         from trmkit import plugins
 
-        return plugins.get_task(self.task_name)
+        return plugins.get_task(self.task_name).for_store(self.manifest.dataset.store)
 
     @property
     def config(self) -> Any:

@@ -129,7 +129,7 @@ def eval_cmd(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, weights="raw" if raw else "ema", device=device)
-    task = plugins.get_task(bundle.task_name)
+    task = plugins.get_task(bundle.task_name).for_store(bundle.manifest.dataset.store)
     check_task_matches(bundle, task)
     out = out or default_out(bundle.path)
     check_writable_dir(out, "report directory")  # before the evaluation, not after it

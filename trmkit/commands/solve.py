@@ -71,7 +71,7 @@ def solve_cmd(
         check_writable_file(submission, "submission file")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device=device)
-    task = plugins.get_task(bundle.task_name)
+    task = plugins.get_task(bundle.task_name).for_store(bundle.manifest.dataset.store)
     check_task_matches(bundle, task)  # a checkpoint/task mismatch before the puzzle is read
     puzzles = read_puzzles(task, puzzle)
     table = None
