@@ -16,6 +16,7 @@ from tiny_training import one_thread
 from trmkit import plugins
 from trmkit.cli import cli
 from trmkit.data.store import open_store
+from trmkit.errors import TrmkitError
 from trmkit.task import TASK_OPTIONS_KEY
 
 FLIP = {  # mirror left-right
@@ -181,3 +182,15 @@ def test_bundle_carries_the_canvas_to_solve_eval_adapt_and_load(tasks: Path, tmp
         assert "grid 1x5 is larger than the 4x4 canvas (build option canvas=4)" in result.output
     finally:
         torch.set_num_threads(before)
+
+
+def test_damaged_task_options_record_is_one_line():
+    from trmkit.errors import ConfigError
+
+    task = plugins.get_task("arc1")
+    assert task.for_store({TASK_OPTIONS_KEY: '{"canvas": "9"}'}).codec.seq_len == 81
+    for bad in ("{not json", "[1, 2]", 7):
+        with pytest.raises(ConfigError, match="task_options .*not a JSON table of build options"):
+            task.for_store({TASK_OPTIONS_KEY: bad})
+    with pytest.raises(TrmkitError, match="option canvas='99': expected an integer 1..30"):
+        task.for_store({TASK_OPTIONS_KEY: '{"canvas": "99"}'})

@@ -435,10 +435,21 @@ class Task:
     def for_store(self, store_attrs: Mapping[str, Any]) -> Task:
         """This task as the store with these root attributes (or a manifest's
         ``dataset.store``) was built: its `TASK_OPTIONS_KEY` record, if any."""
+        from trmkit.errors import ConfigError
+
         text = store_attrs.get(TASK_OPTIONS_KEY)
-        if self.configure is None or not isinstance(text, str):
+        if self.configure is None or text is None:
             return self
-        return self.with_options(json.loads(text))
+        try:
+            options = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            options = None
+        if not isinstance(options, dict):
+            raise ConfigError(
+                f"store attribute {TASK_OPTIONS_KEY} {str(text)[:60]!r}: not a JSON table of "
+                "build options; rebuild the store (and retrain) with trmkit build"
+            )
+        return self.with_options(options)
 
     def source_for(self, spec: str | None) -> tuple[Source, Path | None]:
         """Resolve ``--source`` (docs/errors.md, "Boundaries: plugins, sources, names"):
