@@ -194,3 +194,15 @@ def test_damaged_task_options_record_is_one_line():
             task.for_store({TASK_OPTIONS_KEY: bad})
     with pytest.raises(TrmkitError, match="option canvas='99': expected an integer 1..30"):
         task.for_store({TASK_OPTIONS_KEY: '{"canvas": "99"}'})
+
+
+def test_model_command_and_preflight_see_the_recipes_canvas():
+    """`trmkit model --recipe arc-quick` (data option canvas=11) sizes the model for 121
+    tokens, not 900, and so does the preflight's estimate."""
+    from trmkit.config import load_recipe
+    from trmkit.training.preflight import model_config
+
+    assert "sequence: 121 tokens, vocab 12" in _run("model", "--recipe", "arc-quick")
+    recipe = load_recipe("arc-quick")
+    task = plugins.get_task(recipe.data.task).with_options(recipe.data.options)
+    assert model_config(recipe, task).seq_len == 121
