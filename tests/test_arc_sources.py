@@ -323,3 +323,28 @@ def test_max_side_keeps_only_small_tasks(tmp_path: Path):
             _load(folder, max_side=bad)
     with pytest.raises(SourceError, match="no task has all its grids within 2x2"):
         _load(folder, max_side="2")
+
+
+def test_canvas_option_checks_every_grid_and_max_side(tmp_path: Path):
+    """Option canvas: every grid of every kept task must fit C x C (one line naming the
+    file, task, pair and the option), max_side may not exceed it, and C is 1..30."""
+    small = {"train": [{"input": [[1] * 3] * 3, "output": [[2] * 3] * 3}]}
+    small["test"] = [{"input": [[1] * 3] * 3, "output": [[2] * 3] * 3}]
+    big_test = {"train": small["train"], "test": [{"input": [[1] * 6], "output": [[1]]}]}
+    folder = tmp_path / "tasks"
+    _write(folder / "small.json", small)
+    assert sorted(_by_name(_load(folder, canvas="3"))) == ["small"]
+    _write(folder / "big.json", big_test)
+    with pytest.raises(SourceError) as info:
+        _load(folder, canvas="5")
+    assert str(info.value) == (
+        f"{folder / 'big.json'}: task big, test pair 1 input is 1x6, larger than the 5x5 "
+        "canvas (option canvas=5); raise canvas (at most 30) or keep small tasks with "
+        "max_side=5"
+    )
+    assert sorted(_by_name(_load(folder, canvas="5", max_side="5"))) == ["small"]
+    with pytest.raises(SourceError, match="option max_side=6 exceeds option canvas=5"):
+        _load(folder, canvas="5", max_side="6")
+    for bad in ("0", "31", "x"):
+        with pytest.raises(SourceError, match=f"option canvas={bad!r}: expected an integer 1..30"):
+            _load(folder, canvas=bad)

@@ -24,7 +24,7 @@ import numpy as np
 from trmkit.checkpoint import Bundle, load_bundle
 from trmkit.errors import OptionError
 from trmkit.inference.policy import HaltPolicy, InferencePolicy
-from trmkit.task import Example, RawPuzzle, Task
+from trmkit.task import Example, RawPuzzle
 
 PuzzlesLike = str | os.PathLike[str] | RawPuzzle | np.ndarray | Sequence[Any]
 """What `LoadedModel.solve` reads: puzzle text or a puzzle file (as `trmkit solve` reads
@@ -62,13 +62,6 @@ class LoadedModel(Bundle):
     """A trained model as `trmkit.load` returns it: ``.model`` (the ``torch.nn.Module``),
     ``.manifest``, ``.path``, ``.config`` (the architecture's config), ``.task``, and
     `solve` / `evaluate` with the test-time options of docs/test-time-compute.md."""
-
-    @property
-    def task(self) -> Task:
-        """The registered task the model was trained on (its plugin must be installed)."""
-        from trmkit import plugins
-
-        return plugins.get_task(self.task_name)
 
     @property
     def config(self) -> Any:

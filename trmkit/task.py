@@ -15,6 +15,7 @@ each variant of the puzzle becoming one puzzle (with one puzzle identifier) in e
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -334,6 +335,11 @@ class Evaluator(Protocol):
 
 PuzzleIds = Literal["shared", "per_variant"]
 
+TASK_OPTIONS_KEY = "task_options"
+"""store attribute (and so manifest ``dataset.store`` key): the build options as a JSON
+text, written for a task with `Task.configure` so readers rebuild the task it was built
+with (`Task.for_store`)."""
+
 
 @attrs.frozen
 class BuildDefaults:
@@ -421,6 +427,36 @@ class Task:
     cell_text: Callable[[int], str] = str
     """one cell value -> its symbol, as ``render`` prints it, for the traces' per-cell marks
     (docs/reports.md); default: the value's digits."""
+    configure: Callable[[Mapping[str, str]], Task] | None = None
+    """build options -> the task as built with them, for a task whose encoding follows an
+    option (ARC's ``canvas``: docs/tasks-arc.md). `trmkit build` encodes with it and every
+    reader of a store or bundle rebuilds it from the recorded options (`with_options`); None:
+    options never change the task."""
+
+    def with_options(self, options: Mapping[str, Any] | None) -> Task:
+        """This task as built with ``options`` (a recipe's ``data.options``)."""
+        if self.configure is None or not options:
+            return self
+        return self.configure(source_options(options, f"options of task {self.name!r}"))
+
+    def for_store(self, store_attrs: Mapping[str, Any]) -> Task:
+        """This task as the store with these root attributes (or a manifest's
+        ``dataset.store``) was built: its `TASK_OPTIONS_KEY` record, if any."""
+        from trmkit.errors import ConfigError
+
+        text = store_attrs.get(TASK_OPTIONS_KEY)
+        if self.configure is None or text is None:
+            return self
+        try:
+            options = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            options = None
+        if not isinstance(options, dict):
+            raise ConfigError(
+                f"store attribute {TASK_OPTIONS_KEY} {str(text)[:60]!r}: not a JSON table of "
+                "build options; rebuild the store (and retrain) with trmkit build"
+            )
+        return self.with_options(options)
 
     def source_for(self, spec: str | None) -> tuple[Source, Path | None]:
         """Resolve ``--source`` (docs/errors.md, "Boundaries: plugins, sources, names"):

@@ -1,4 +1,4 @@
-"""ARC grids <-> 900 tokens on a 30x30 canvas (reference 6.3), vectorised with numpy.
+"""ARC grids <-> tokens on a C x C canvas (reference 6.3: C = 30, 900 tokens), vectorised.
 
 Tokens: PAD 0, EOS 1, colour c -> c + 2 (vocabulary 12). A grid of h x w sits at an offset
 (r0, c0) of a zero canvas; EOS fills the row just below it over its columns and the column
@@ -9,10 +9,16 @@ while EOS and colours are predicted.
 The train split is translated (input and output of a pair share a random offset so that the
 larger of the two fits; one random example per puzzle stays at (0, 0)); the test split is
 always at (0, 0), which is what makes the top-left crop of `decode` work.
+
+The canvas side C is the build option ``canvas`` (docs/tasks-arc.md, "A smaller canvas"):
+30 by default, the official layout; a smaller one for small-grid subsets (arc-quick: 11).
+Encoding needs C (`ArcCodec(canvas)`); decoding and cropping read it from the row length
+(C x C tokens), so a codec of any canvas decodes rows of any other.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,20 +28,27 @@ from trmkit.task import Augmenter, Example
 from trmkit_arc.augment import ArcAugmenter
 
 CANVAS = 30
+"""the official canvas side (the default of the build option ``canvas``)."""
 PAD = 0
 EOS = 1
 COLOUR_OFFSET = 2
 NUM_COLOURS = 10
 
 
-def check_grid(grid: Any) -> np.ndarray:
-    """``grid`` as an int array, or ValueError if it is not an ARC grid (1..30 a side, 0..9)."""
+def check_grid(grid: Any, canvas: int = CANVAS) -> np.ndarray:
+    """``grid`` as an int array, or ValueError if it is not an ARC grid (1..30 a side, 0..9)
+    that fits the ``canvas`` x ``canvas`` canvas."""
     arr = np.asarray(grid)
     if arr.ndim != 2:
         raise ValueError(f"an ARC grid must be 2-D, got shape {arr.shape}")
     h, w = arr.shape
     if not (1 <= h <= CANVAS and 1 <= w <= CANVAS):
         raise ValueError(f"an ARC grid must be 1..{CANVAS} a side, got {h}x{w}")
+    if max(h, w) > canvas:
+        raise ValueError(
+            f"grid {h}x{w} is larger than the {canvas}x{canvas} canvas (build option "
+            f"canvas={canvas}); build with a larger canvas"
+        )
     if arr.dtype.kind not in "iu":
         raise ValueError(f"ARC cells must be integers, got dtype {arr.dtype}")
     if arr.min() < 0 or arr.max() >= NUM_COLOURS:
@@ -50,74 +63,92 @@ def _as_grid(grid: Any) -> np.ndarray:
     return arr
 
 
+def canvas_side(seq_len: int) -> int:
+    """The canvas side C of rows of ``seq_len`` = C x C tokens (ValueError otherwise)."""
+    side = math.isqrt(int(seq_len))
+    if side * side != seq_len or not 1 <= side <= CANVAS:
+        raise ValueError(f"ARC rows are C x C tokens with C 1..{CANVAS}, got {seq_len} tokens")
+    return side
+
+
+def as_canvases(tokens: np.ndarray) -> np.ndarray:
+    """Rows int[N, C*C] (or one row, or [N, C, C]) as canvases [N, C, C]."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim == 3 and tokens.shape[1] == tokens.shape[2]:
+        return tokens
+    side = canvas_side(tokens.shape[-1])
+    return tokens.reshape(-1, side, side)
+
+
 def crop_shapes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of the grid each canvas holds, as the reference evaluator crops it.
 
-    ``tokens`` is int[N, 900] (or [N, 30, 30]). Row r's usable width is the run of colour
+    ``tokens`` is int[N, C*C] (or [N, C, C]). Row r's usable width is the run of colour
     tokens from column 0, capped by the previous row's width; the kept rectangle is the
     (rows, width) of largest area (first one on ties). A canvas with no colour at (0, 0)
     crops to 0x0.
     """
-    canvas = np.asarray(tokens).reshape(-1, CANVAS, CANVAS)
+    canvas = as_canvases(tokens)
+    side = canvas.shape[-1]
     colour = (canvas >= COLOUR_OFFSET) & (canvas < COLOUR_OFFSET + NUM_COLOURS)
     # run length of colour tokens from column 0 in every row
-    run = np.where(colour.all(axis=2), CANVAS, np.argmin(colour, axis=2))
+    run = np.where(colour.all(axis=2), side, np.argmin(colour, axis=2))
     width = np.minimum.accumulate(run, axis=1)
-    area = width * np.arange(1, CANVAS + 1)
+    area = width * np.arange(1, side + 1)
     best = np.argmax(area, axis=1)
     rows = np.where(area[np.arange(len(canvas)), best] > 0, best + 1, 0)
     cols = np.where(rows > 0, width[np.arange(len(canvas)), best], 0)
     return rows, cols
 
 
-_STAGE = CANVAS + 1  # staging canvas: room for the EOS row/column of a 30-wide grid
-_STAGE_CELLS = _STAGE * _STAGE
-
-
 def _stage_grids(view: np.ndarray, tokens: np.ndarray) -> None:
     """Token grids [m, h, w] with their EOS row/column at (0, 0) of staging canvases
-    ``view`` [m, 31, 31] (zero there); plain slicing, no per-row work."""
+    ``view`` [m, C + 1, C + 1] (zero there: room for the EOS row/column of a C-wide grid);
+    plain slicing, no per-row work."""
     _, h, w = tokens.shape
     view[:, :h, :w] = tokens
     view[:, h, :w] = EOS
     view[:, :h, w] = EOS
 
 
-def _shift_out(buf: np.ndarray, src: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Rows ``src`` of staging buffer ``buf`` [N, 2 * 961] (canvas in the right half, left
-    half zero) moved ``shift`` cells down the flat 31-wide canvas, as uint8[len, 900].
+def _shift_out(buf: np.ndarray, src: np.ndarray, shift: np.ndarray, side: int) -> np.ndarray:
+    """Rows ``src`` of staging buffer ``buf`` [N, 2 * S*S] (S = side + 1; canvas in the
+    right half, left half zero) moved ``shift`` cells down the flat S-wide canvas, as
+    uint8[len, side*side].
 
-    A shift of r0 * 31 + c0 moves the staged grid to (r0, c0); reading from ``shift`` cells
+    A shift of r0 * S + c0 moves the staged grid to (r0, c0); reading from ``shift`` cells
     earlier takes zeros from the left half. The strided view below exposes, for every row
-    and start cell, the 30x30 canvas seen from there, so one gather both translates and
-    crops: EOS cells pushed into the 31st row or column fall off, as in the reference."""
+    and start cell, the side x side canvas seen from there, so one gather both translates
+    and crops: EOS cells pushed into the last staging row or column fall off, as in the
+    reference."""
+    stage = side + 1
     n_rows, width = buf.shape
     view = np.lib.stride_tricks.as_strided(
         buf,
-        shape=(n_rows, _STAGE_CELLS + 1, CANVAS, CANVAS),
-        strides=(buf.strides[0], 1, _STAGE, 1),
+        shape=(n_rows, stage * stage + 1, side, side),
+        strides=(buf.strides[0], 1, stage, 1),
         writeable=False,
     )
-    return view[src, _STAGE_CELLS - shift].reshape(len(src), CANVAS * CANVAS)
+    return view[src, stage * stage - shift].reshape(len(src), side * side)
 
 
 def _write(canvas: np.ndarray, grid: np.ndarray, r: int, c: int) -> None:
-    """One grid with its EOS row/column into a zero 30x30 canvas at (r, c)."""
+    """One grid with its EOS row/column into a zero C x C canvas at (r, c)."""
     h, w = grid.shape
+    side = canvas.shape[0]
     if grid.dtype.kind not in "iu" or grid.min() < 0 or grid.max() >= NUM_COLOURS:
-        check_grid(grid)
+        check_grid(grid, side)
     canvas[r : r + h, c : c + w] = grid
     canvas[r : r + h, c : c + w] += COLOUR_OFFSET
-    if r + h < CANVAS:
+    if r + h < side:
         canvas[r + h, c : c + w] = EOS
-    if c + w < CANVAS:
+    if c + w < side:
         canvas[r : r + h, c + w] = EOS
 
 
 class ArcCodec:
-    """The reference ARC codec; see the module docstring."""
+    """The reference ARC codec on a ``canvas`` x ``canvas`` canvas; see the module docstring."""
 
-    seq_len: int = CANVAS * CANVAS
     vocab_size: int = COLOUR_OFFSET + NUM_COLOURS
     pad_id: int = PAD
     ignore_label_id: int = PAD
@@ -125,44 +156,56 @@ class ArcCodec:
     # encode_puzzle translates train grids, so the builder must not replace it by encode_batch
     batch_encodes_puzzles: bool = False
 
+    def __init__(self, canvas: int = CANVAS) -> None:
+        if not 1 <= canvas <= CANVAS:
+            raise ValueError(f"the ARC canvas side must be 1..{CANVAS}, got {canvas}")
+        self.canvas = canvas
+
+    @property
+    def seq_len(self) -> int:
+        return self.canvas * self.canvas
+
     def encode(self, grid: np.ndarray) -> np.ndarray:
-        """One grid at (0, 0) -> uint8[900]."""
-        return self.encode_batch(check_grid(grid)[None])[0]
+        """One grid at (0, 0) -> uint8[C*C]."""
+        return self.encode_batch(check_grid(grid, self.canvas)[None])[0]
 
     def encode_batch(self, grids: np.ndarray) -> np.ndarray:
-        """int[N, h, w] (one shape) at (0, 0) -> uint8[N, 900]."""
+        """int[N, h, w] (one shape) at (0, 0) -> uint8[N, C*C]."""
         grids = np.asarray(grids)
         if grids.ndim != 3:
             raise ValueError(f"encode_batch needs int[N, h, w], got shape {grids.shape}")
-        out = np.zeros((len(grids), _STAGE, _STAGE), np.uint8)
+        side = self.canvas
+        out = np.zeros((len(grids), side + 1, side + 1), np.uint8)
         if len(grids):
-            check_grid(grids[0])
+            check_grid(grids[0], side)
             if grids.min() < 0 or grids.max() >= NUM_COLOURS:
                 raise ValueError(f"ARC cells must be 0..{NUM_COLOURS - 1}")
             _stage_grids(out, grids.astype(np.uint8) + COLOUR_OFFSET)
-        return np.ascontiguousarray(out[:, :CANVAS, :CANVAS]).reshape(len(grids), -1)
+        return np.ascontiguousarray(out[:, :side, :side]).reshape(len(grids), -1)
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
-        """900 tokens -> the grid (colours 0..9), cropped as the reference evaluator does.
+        """C*C tokens -> the grid (colours 0..9), cropped as the reference evaluator does.
 
         The crop starts at the first colour token in row-major order: (0, 0) for every test
         row (where this is exactly the reference crop) and the grid's corner for translated
         train rows, so ``decode`` also inverts those. The evaluator itself uses the strict
         (0, 0) crop (`crop_shapes`); a canvas without colour decodes to a 0x0 grid.
         """
-        canvas = np.asarray(tokens).reshape(CANVAS, CANVAS)
+        tokens = np.asarray(tokens)
+        (canvas,) = as_canvases(tokens.reshape(1, -1) if tokens.ndim < 3 else tokens)
+        side = canvas.shape[0]
         colour = (canvas >= COLOUR_OFFSET) & (canvas < COLOUR_OFFSET + NUM_COLOURS)
         if not colour.any():
             return np.zeros((0, 0), np.int64)
-        r0, c0 = divmod(int(np.argmax(colour.reshape(-1))), CANVAS)
+        r0, c0 = divmod(int(np.argmax(colour.reshape(-1))), side)
         shifted = np.zeros_like(canvas)
-        shifted[: CANVAS - r0, : CANVAS - c0] = canvas[r0:, c0:]
+        shifted[: side - r0, : side - c0] = canvas[r0:, c0:]
         (h,), (w,) = crop_shapes(shifted[None])
         return shifted[:h, :w].astype(np.int64) - COLOUR_OFFSET
 
     def decode_batch(self, tokens: np.ndarray) -> list[np.ndarray]:
-        """int[N, 900] -> N grids cropped strictly at (0, 0), as the reference evaluator."""
-        canvas = np.asarray(tokens).reshape(-1, CANVAS, CANVAS)
+        """int[N, C*C] -> N grids cropped strictly at (0, 0), as the reference evaluator."""
+        canvas = as_canvases(tokens)
         hs, ws = crop_shapes(canvas)
         return [
             canvas[i, :h, :w].astype(np.int64) - COLOUR_OFFSET
@@ -189,7 +232,7 @@ class ArcCodec:
         split: str,
         rng: np.random.Generator,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """All variants of one puzzle at once -> (inputs, labels), each uint8[V, n, 900].
+        """All variants of one puzzle at once -> (inputs, labels), each uint8[V, n, C*C].
 
         Row v equals ``encode_puzzle`` of the examples transformed by ``transforms[v]``
         (identical for split "test", same distribution for "train"). With the ARC augmenter
@@ -214,8 +257,8 @@ class ArcCodec:
             return zero, zero.copy()
         if split != "train":
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        r0 = rng.integers(0, CANVAS - heights + 1)
-        c0 = rng.integers(0, CANVAS - widths + 1)
+        r0 = rng.integers(0, self.canvas - heights + 1)
+        c0 = rng.integers(0, self.canvas - widths + 1)
         keep = rng.integers(0, heights.shape[1], size=heights.shape[0])
         rows = np.arange(heights.shape[0])
         r0[rows, keep] = 0
@@ -223,7 +266,7 @@ class ArcCodec:
         return r0, c0
 
     def _encode_variants(self, ins, outs, *, split: str, rng: np.random.Generator):
-        """Grids as nested lists [V][n] -> uint8[V, n, 900] pair, one slice write per grid."""
+        """Grids as nested lists [V][n] -> uint8[V, n, C*C] pair, one slice write per grid."""
         v = len(ins)
         n = len(ins[0]) if v else 0
         shapes = np.array(
@@ -233,18 +276,19 @@ class ArcCodec:
             ],
             np.int64,
         ).reshape(v, n, 4)
-        if shapes.size and (shapes.min() < 1 or shapes.max() > CANVAS):
+        side = self.canvas
+        if shapes.size and (shapes.min() < 1 or shapes.max() > side):
             bad = next(
-                g for row in (*ins, *outs) for g in row if min(g.shape) < 1 or max(g.shape) > CANVAS
+                g for row in (*ins, *outs) for g in row if min(g.shape) < 1 or max(g.shape) > side
             )
-            check_grid(bad)
+            check_grid(bad, side)
         r0, c0 = self._offsets(
             np.maximum(shapes[..., 0], shapes[..., 2]),
             np.maximum(shapes[..., 1], shapes[..., 3]),
             split,
             rng,
         )
-        canvases = np.zeros((2, v, n, CANVAS, CANVAS), np.uint8)
+        canvases = np.zeros((2, v, n, side, side), np.uint8)
         for which, grids in enumerate((ins, outs)):
             for i in range(v):
                 for k in range(n):
@@ -256,18 +300,19 @@ class ArcCodec:
         grid needs one gather and one slice write per id; a final gather per row restores
         the caller's order and applies the translation."""
         v, n = len(transforms), len(examples)
+        side, stage = self.canvas, self.canvas + 1
         order = np.argsort(transforms[:, 0], kind="stable")
         # the colour maps shifted by the colour offset: variant_grids then yields tokens
         sorted_t = transforms[order].astype(np.uint8)
         sorted_t[:, 1:] += COLOUR_OFFSET
         hs = np.zeros((v, n), np.int64)  # larger grid of each pair, in sorted order
         ws = np.zeros((v, n), np.int64)
-        bufs = [np.zeros((n, v, 2 * _STAGE_CELLS), np.uint8) for _ in range(2)]
+        bufs = [np.zeros((n, v, 2 * stage * stage), np.uint8) for _ in range(2)]
         for k, example in enumerate(examples):
             for buf, grid in zip(bufs, (example.input, example.output), strict=True):
-                for rows, grids in variant_grids(sorted_t, check_grid(grid)):
+                for rows, grids in variant_grids(sorted_t, check_grid(grid, side)):
                     lo, hi = int(rows[0]), int(rows[-1]) + 1  # contiguous: sorted by id
-                    view = buf[k, lo:hi, _STAGE_CELLS:].reshape(hi - lo, _STAGE, _STAGE)
+                    view = buf[k, lo:hi, stage * stage :].reshape(hi - lo, stage, stage)
                     _stage_grids(view, grids)
                     np.maximum(hs[lo:hi, k], grids.shape[1], out=hs[lo:hi, k])
                     np.maximum(ws[lo:hi, k], grids.shape[2], out=ws[lo:hi, k])
@@ -276,8 +321,8 @@ class ArcCodec:
         position[order] = np.arange(v)
         # output row (variant i, example k) <- staged row (k, position[i])
         src = (np.arange(n)[None, :] * v + position[:, None]).reshape(-1)
-        shift = (r0 * _STAGE + c0)[position].reshape(-1)
+        shift = (r0 * stage + c0)[position].reshape(-1)
         inputs, labels = (
-            _shift_out(buf.reshape(n * v, -1), src, shift).reshape(v, n, -1) for buf in bufs
+            _shift_out(buf.reshape(n * v, -1), src, shift, side).reshape(v, n, -1) for buf in bufs
         )
         return inputs, labels

@@ -28,7 +28,7 @@ import numpy as np
 from trmkit import atomic
 from trmkit.grids.metrics import AccuracyTally, real_rows
 from trmkit.task import EvalContext, PredictionBatch
-from trmkit_arc.codec import CANVAS, COLOUR_OFFSET, crop_shapes
+from trmkit_arc.codec import COLOUR_OFFSET, as_canvases, crop_shapes
 
 PASS_KS: tuple[int, ...] = (1, 2, 5, 10, 100, 1000)
 SUBMISSION_K = 2
@@ -279,7 +279,7 @@ def _votes(raw: dict[str, list[float]]) -> dict[str, list[float]]:
 
 
 def _crops(tokens: np.ndarray) -> list[np.ndarray]:
-    canvas = np.asarray(tokens).reshape(-1, CANVAS, CANVAS)
+    canvas = as_canvases(tokens)  # the canvas side follows the row length (C x C tokens)
     hs, ws = crop_shapes(canvas)
     return [
         canvas[i, :h, :w].astype(np.int64) - COLOUR_OFFSET

@@ -5,9 +5,9 @@ from __future__ import annotations
 from trmkit.hookspecs import hookimpl
 from trmkit.task import BuildDefaults, Task
 from trmkit_arc.augment import ArcAugmenter
-from trmkit_arc.codec import ArcCodec
+from trmkit_arc.codec import CANVAS, ArcCodec
 from trmkit_arc.evaluate import ArcEvaluator
-from trmkit_arc.sources import make_sources
+from trmkit_arc.sources import canvas_option, make_sources
 from trmkit_arc.text import format_puzzle, parse_puzzles, render
 
 DESCRIPTIONS = {
@@ -21,12 +21,14 @@ ALIASES = {"arc-agi-1": ("arc1",), "arc-agi-2": ("arc2",)}
 CPU_RECIPES = {"arc-agi-1": "arc-quick"}
 
 
-def make_task(name: str) -> Task:
-    """The task object of ``arc-agi-1`` or ``arc-agi-2`` (they differ only in their data)."""
+def make_task(name: str, canvas: int = CANVAS) -> Task:
+    """The task object of ``arc-agi-1`` or ``arc-agi-2`` (they differ only in their data) on a
+    ``canvas`` x ``canvas`` canvas (the build option ``canvas``; 30, the official layout,
+    is the registered task)."""
     return Task(
         name=name,
         description=DESCRIPTIONS[name],
-        codec=ArcCodec(),
+        codec=ArcCodec(canvas),
         augmenter=ArcAugmenter(),
         evaluator=ArcEvaluator(),
         sources=make_sources(name),
@@ -43,6 +45,7 @@ def make_task(name: str) -> Task:
         render=render,
         parse_puzzles=parse_puzzles,
         format_puzzle=format_puzzle,
+        configure=lambda options: make_task(name, canvas_option(options)),
     )
 
 

@@ -18,6 +18,10 @@ Options (``--option KEY=VALUE``):
   refused unless one is given; the task's default subsets drop them (noted in the summary).
   ``drop`` leaves those training tasks out, ``allow`` keeps them (the reference's behaviour).
 - ``max_side``: keep only the tasks whose every grid fits N x N (the arc-quick recipe: 10).
+- ``canvas``: the side C of the token canvas (default 30, the official layout; sequence
+  length C x C). Every grid of every kept task must fit it (and ``max_side`` must not exceed
+  it): else one line naming the file, task, pair and the option. The task object the build
+  encodes with follows it (`trmkit_arc.plugin.make_task`), and the store records it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 
 from trmkit.errors import SourceError
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
+from trmkit_arc.codec import CANVAS
 from trmkit_arc.files import MAX_SIDE, ArcTask, parse_task, read_subset
 
 NONE = "none"
@@ -102,7 +107,23 @@ COMMON_OPTIONS = {
     "drop_test_overlap": "true: leave out training tasks identical to a test-set task",
     "max_side": "N: keep only tasks whose every grid (demonstrations and test pairs, inputs "
     "and outputs) is at most N x N, e.g. 10 for the arc-quick recipe (default: all tasks)",
+    "canvas": f"C: the token canvas is C x C (sequence length C*C), 1..{CANVAS}; every grid "
+    f"must fit it, e.g. 11 with max_side=10 (default: {CANVAS}, the official layout)",
 }
+
+
+def canvas_option(options: Mapping[str, str]) -> int:
+    """The build option ``canvas`` (default 30); SourceError naming it if it is no side."""
+    text = options.get("canvas")
+    if text is None:
+        return CANVAS
+    try:
+        side = int(text)
+    except ValueError:
+        side = 0
+    if not 1 <= side <= CANVAS:
+        raise SourceError(f"option canvas={text!r}: expected an integer 1..{CANVAS}")
+    return side
 
 
 @attrs.frozen
@@ -257,6 +278,7 @@ def assemble(
 ) -> RawData:
     """Pick the test set, run the guard, split, and describe what was read."""
     subsets, side_note = _small_tasks(subsets, options)
+    _check_canvas(subsets, options)
     test_label = _match_test_set(subsets, test_spec, root)
     subsets, guard_note = _guard(subsets, test_label, options)
     puzzles, notes = to_puzzles(subsets, test_label)
@@ -266,6 +288,33 @@ def assemble(
         x for x in (f"{origin}: {parts}; {held}", side_note, guard_note, notes) if x
     )
     return RawData(puzzles=puzzles, files=files, description=description)
+
+
+def _check_canvas(subsets: list[Subset], options: Mapping[str, str]) -> None:
+    """Option ``canvas``: every grid of every task fits C x C, and ``max_side`` <= C."""
+    side = canvas_option(options)
+    max_side = options.get("max_side")
+    if max_side is not None and int(max_side) > side:
+        raise SourceError(
+            f"option max_side={max_side} exceeds option canvas={side}: its grids would not "
+            f"fit the canvas; use max_side <= {side} or a larger canvas"
+        )
+    if side == CANVAS:
+        return  # every ARC grid fits the official canvas (files.py checks 1..30)
+    for subset in subsets:
+        for task in subset.tasks:
+            pairs = [("demonstration", k, pair) for k, pair in enumerate(task.train)]
+            pairs += [("test pair", k, pair) for k, pair in enumerate(task.test)]
+            for what, k, pair in pairs:
+                for which, grid in zip(("input", "output"), pair, strict=True):
+                    if grid is not None and max(grid.shape) > side:
+                        h, w = grid.shape
+                        raise SourceError(
+                            f"{task.origin}: task {task.id}, {what} {k + 1} {which} is {h}x{w}, "
+                            f"larger than the {side}x{side} canvas (option canvas={side}); "
+                            f"raise canvas (at most {CANVAS}) or keep small tasks with "
+                            f"max_side={side}"
+                        )
 
 
 def _small_tasks(subsets: list[Subset], options: Mapping[str, str]) -> tuple[list[Subset], str]:

@@ -263,6 +263,14 @@ class Bundle:
         return self.manifest.task.name
 
     @property
+    def task(self) -> Task:
+        """The registered task as the model's data was built (its plugin must be installed;
+        build options such as ARC's canvas from the manifest: `Task.for_store`)."""
+        from trmkit import plugins
+
+        return plugins.get_task(self.task_name).for_store(self.manifest.dataset.store)
+
+    @property
     def step(self) -> int:
         return self.manifest.step
 

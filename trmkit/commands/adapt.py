@@ -121,7 +121,7 @@ def adapt_cmd(
     check_writable_dir(out.parent if str(out.parent) else Path("."), "directory of --out")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device="cpu")
-    task = command_task(bundle.task_name)
+    task = command_task(bundle.task_name).for_store(bundle.manifest.dataset.store)
     check_task_matches(bundle, task)
     check_adaptable(bundle, task)
     puzzles = read_task_files(task, tasks)

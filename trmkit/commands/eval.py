@@ -194,13 +194,12 @@ def eval_cmd(
     configure_threads()  # one thread per physical core unless OMP/TRMKIT_NUM_THREADS say
     import torch
 
-    from trmkit import plugins
     from trmkit.checkpoint import check_task_matches, load_bundle, open_test_split
     from trmkit.evaluation import evaluate
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, weights="raw" if raw else "ema", device=device)
-    task = plugins.get_task(bundle.task_name)
+    task = bundle.task
     check_task_matches(bundle, task)
     label = options_label(policy, raw=raw, max_examples=max_examples, sweep=sweep)
     out = out or default_out(bundle.path, label, checkpoint)

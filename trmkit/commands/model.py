@@ -4,6 +4,8 @@ preflight's activation estimate, all asked of the model (the model contract, doc
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -21,12 +23,13 @@ KNOWN_TASKS = {
 }
 
 
-def _task_shape(task: str) -> tuple[int, int] | None:
+def _task_shape(task: str, options: Mapping[str, Any] | None = None) -> tuple[int, int] | None:
+    """(seq_len, vocab) of ``task`` as built with the recipe's data ``options`` (ARC's canvas)."""
     from trmkit import plugins
 
     if task:
         with contextlib.suppress(TrmkitError):  # not installed: a known paper task's shape
-            codec = plugins.get_task(task).codec
+            codec = plugins.get_task(task).with_options(options).codec
             return int(codec.seq_len), int(codec.vocab_size)
     return KNOWN_TASKS.get(task)
 
@@ -48,7 +51,7 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     from trmkit.training.preflight import activation_bytes, scheduled_train_flops
 
     fields = dict(recipe.model.fields)
-    shape = _task_shape(recipe.data.task)
+    shape = _task_shape(recipe.data.task, recipe.data.options)
     if "seq_len" not in fields or "vocab_size" not in fields:
         if shape is None:
             raise TrmkitError(

@@ -94,7 +94,7 @@ def report_cmd(run, out, traces):
     check_writable_file(out, "--out")  # before the model runs
     import torch
 
-    from trmkit import atomic, plugins
+    from trmkit import atomic
     from trmkit.checkpoint import check_task_matches, load_bundle, open_test_split
     from trmkit.evaluation import evaluate
     from trmkit.html_report import ReportData, TraceView, render_report
@@ -103,7 +103,7 @@ def report_cmd(run, out, traces):
 
     records = MetricsLog(run / "metrics.jsonl").read()
     bundle = load_bundle(run, device="cuda" if torch.cuda.is_available() else "cpu")
-    task = plugins.get_task(bundle.task_name)
+    task = bundle.task
     check_task_matches(bundle, task)
     split = open_test_split(bundle, task)
     saved = run / "eval" / f"step_{bundle.step}" / "per_step.json"

@@ -59,7 +59,6 @@ def solve_cmd(
     policy = policy_from(options)
     import torch
 
-    from trmkit import plugins
     from trmkit.checkpoint import check_task_matches, load_bundle
     from trmkit.names import safe_file_name
     from trmkit.oserrors import check_writable_dir
@@ -76,7 +75,7 @@ def solve_cmd(
         check_writable_file(submission, "submission file")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device=device)
-    task = plugins.get_task(bundle.task_name)
+    task = bundle.task
     check_task_matches(bundle, task)  # a checkpoint/task mismatch before the puzzle is read
     puzzles = read_puzzles(task, puzzle)
     table = None

@@ -41,6 +41,7 @@ docs/plugins.md, "Optional protocols"):
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,7 @@ from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, Un
 from trmkit.network import require_hub
 from trmkit.task import (
     MAX_NUM_AUG,
+    TASK_OPTIONS_KEY,
     BatchAugmenter,
     BatchCodec,
     Example,
@@ -514,7 +516,8 @@ def build_dataset(
         raise ConfigError(f"--seed {seed}: must be >= 0")
     check_out_path(out, force)
     src, path = task.source_for(source)  # once: a name/path clash warns once
-    raw = _load_source(task, src, path, seed, options)
+    raw = _load_source(task, src, path, seed, options)  # checks the options first
+    task = task.with_options(options)  # an option may set the encoding (ARC's canvas)
     sub_seq = np.random.SeedSequence([seed, 0])
     puzzles = select_puzzles(raw.puzzles, subsample, strict, np.random.default_rng(sub_seq))
     if not puzzles:
@@ -557,6 +560,8 @@ def build_dataset(
             "seq_len": codec.seq_len,
             **common,
         }
+        if task.configure is not None and options:  # readers rebuild the task (Task.for_store)
+            root_attrs[TASK_OPTIONS_KEY] = json.dumps(dict(options), sort_keys=True)
         metas = writer.commit(root_attrs, common, builder.identifiers)
     splits = {
         name: SplitSummary(

@@ -419,7 +419,7 @@ def preflight(
     checked (call again with ``steps`` once the data is built)."""
     from trmkit import plugins
 
-    task = plugins.get_task(recipe.data.task)
+    task = plugins.get_task(recipe.data.task).with_options(recipe.data.options)
     meta = store_meta(recipe, task, data_dir)
     if steps is None:
         steps = max_steps if max_steps is not None else steps_without_data(recipe, meta)
