@@ -130,7 +130,7 @@ def line_chart(
 
     body = [
         f'<text x="{LEFT}" y="{HEIGHT - 24}" text-anchor="middle">{_num(x0)}</text>'
-        f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 24}" text-anchor="middle">{_num(x1)}</text>'
+        f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 24}" text-anchor="end">{_num(x1)}</text>'
     ]
     for i, (label, ps) in enumerate(series):
         colour = COLOURS[i % len(COLOURS)]
