@@ -77,7 +77,15 @@ def test_per_variant_ids_shared_across_splits(tmp_path, toy_task):
     assert train.meta.num_puzzle_identifiers == test.meta.num_puzzle_identifiers
     assert train.meta.num_puzzle_identifiers == len(store.identifiers())
     ids = np.concatenate([train.puzzle_identifiers, test.puzzle_identifiers])
-    assert ids.min() >= 1 and ids.max() == train.meta.num_puzzle_identifiers - 1
+    assert train.puzzle_identifiers.min() >= 1
+    assert ids.max() == train.meta.num_puzzle_identifiers - 1
+    # a test-only puzzle has no examples to train a row from: the blank id, no table entry
+    test_only = [g for g, name in enumerate(test.group_names) if name not in train.group_names]
+    assert test_only, "the toy source makes test-only puzzles"
+    for g in test_only:
+        rows = slice(test.group_indices[g], test.group_indices[g + 1])
+        assert not test.puzzle_identifiers[rows].any()
+        assert test.group_names[g] not in store.identifiers()
     assert len(set(train.puzzle_identifiers.tolist())) == train.meta.total_puzzles
     both = set(train.group_names) & set(test.group_names)
     assert both, "the toy source makes puzzles with both train and test examples"
@@ -126,6 +134,12 @@ def test_subsample_and_strict(tmp_path, toy_task):
     strict = open_store(tmp_path / "u")
     assert not set(strict["train"].group_names) & set(strict["test"].group_names)
     assert strict.attrs["strict"] is True
+    # the held-out puzzles are never trained on: blank ids, so adapt sees them as new
+    assert not strict["test"].puzzle_identifiers.any()
+    trained = set(strict["train"].group_names)
+    names = strict.identifiers()
+    assert names[0] == "<blank>" and len(names) == 1 + strict["train"].meta.total_puzzles
+    assert all(name.split("|||")[0] in trained for name in names[1:])
 
 
 def _raw(task, options):

@@ -12,9 +12,11 @@ Algorithm (one pass over the raw puzzles, streaming into the store):
    examples unless ``defaults.augment_test``); each variant's train examples become one
    puzzle of the train split, its test examples one puzzle of the test split, encoded with
    ``codec.encode_puzzle``. Puzzle identifiers: "shared" -> all 0 (one identifier);
-   "per_variant" -> 0 is blank and each (puzzle, variant) gets the next id, the same in
-   both splits. Ids are numbered in raw-puzzle order (the reference numbers all train
-   groups first, then test-only groups; only the numbering differs).
+   "per_variant" -> 0 is blank and each (puzzle, variant) of a puzzle with training
+   examples gets the next id, the same in both splits; a puzzle without any (test-only, or
+   held out by ``strict``) keeps the blank id 0, since no row could be trained for it.
+   Ids are numbered in raw-puzzle order (the reference numbers all train groups first,
+   then test-only groups; only the numbering differs).
 5. Codec output is validated (dtype, shape, token range) and a misbehaving plugin is named.
 6. On the grids of the first puzzles the identity and a few of the drawn transforms are
    tried (`_Builder.guard`): a transform that `invert` does not undo, or an identity that
@@ -293,7 +295,10 @@ class _Builder:
             self.guarded += 1
             self.guard(puzzle, transforms[1 : 1 + GUARD_TRANSFORMS])
         count = len(transforms)
-        if self.shared_ids:
+        if self.shared_ids or not puzzle.train:
+            # a puzzle with no training examples (test-only, or held out by ``strict``) has
+            # nothing to learn an embedding row from: the blank id, no entry in the table, so
+            # `trmkit adapt` sees it as new (docs/data.md, the store layout)
             ids = np.zeros(count, dtype=np.int64)
         else:
             ids = np.arange(self.next_id, self.next_id + count, dtype=np.int64)
