@@ -131,6 +131,7 @@ class Trainer:
             )
         )
         self.store = open_store(self.data_dir, self.task)
+        self.task = self.task.for_store(self.store.attrs)  # as built (docs/tasks-arc.md)
         if saved is not None:
             state_files.check_same_data(saved, self.store, self.data_dir, self.run_dir)
         self.train_split = self.store.split("train")
