@@ -46,3 +46,10 @@ class RunDirError(TrmkitError):
 class SubmissionError(TrmkitError):
     """A submission file (ARC Prize format) or the solutions it is scored against is
     malformed, or misses tasks, test inputs or attempts."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message (at most ``limit`` characters), or its type's name
+    when it has none: how a foreign exception is quoted inside a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -1,4 +1,5 @@
-"""ARC grids <-> tokens on a C x C canvas (reference 6.3: C = 30, 900 tokens), vectorised.
+"""ARC grids <-> tokens on a C x C canvas, vectorised (docs/tasks-arc.md; the official layout
+is C = 30, 900 tokens).
 
 Tokens: PAD 0, EOS 1, colour c -> c + 2 (vocabulary 12). A grid of h x w sits at an offset
 (r0, c0) of a zero canvas; EOS fills the row just below it over its columns and the column

@@ -50,7 +50,7 @@ from trmkit.checkpoint.state import (
     write_json,
 )
 from trmkit.checkpoint.weights_header import TensorInfo, dtype_name, read_header
-from trmkit.errors import CheckpointError, OptionError, TrmkitError
+from trmkit.errors import CheckpointError, OptionError, TrmkitError, first_line
 from trmkit.models.protocol import RecursiveModel
 from trmkit.oserrors import check_writable_dir, writing
 from trmkit.task import Task
@@ -300,7 +300,8 @@ def build_model_from_manifest(
         raise CheckpointError(f"{text}; the manifest does not fit model {spec.name!r}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise CheckpointError(
-            f"{where}: manifest model config does not fit model {spec.name!r}: {_line(exc)}"
+            f"{where}: manifest model config does not fit model {spec.name!r}: "
+            f"{first_line(exc, 160)}"
         ) from None
 
 
@@ -413,14 +414,9 @@ def check_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
         raise OptionError(
             f"device {str(dev)!r}: not available with this torch build on this machine "
-            f"({_line(exc)}); pass device='cpu' or a device this machine has"
+            f"({first_line(exc, 160)}); pass device='cpu' or a device this machine has"
         ) from None
     return dev
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 _PRUNED_RETRIES = 5

@@ -32,7 +32,7 @@ import attrs
 from trmkit import network
 from trmkit.checkpoint.manifest import Manifest
 from trmkit.checkpoint.puzzle_ids import NAMES_FILE, TABLE_FILE
-from trmkit.errors import CheckpointError, ConfigError, TrmkitError
+from trmkit.errors import CheckpointError, ConfigError, TrmkitError, first_line
 
 HUB_SCHEME = "hf://"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -81,11 +81,6 @@ def parse_hub(text: str) -> HubSource:
     return HubSource(text=text, repo=f"{owner}/{name}", revision=revision or None, path=path)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def _hub_client(what: str) -> Any:
     try:
         import huggingface_hub
@@ -125,7 +120,7 @@ def fetch_hub(text: str) -> Path:
                 "HF_HUB_OFFLINE), or download the repository elsewhere and pass its folder"
             ) from None
         raise CheckpointError(
-            f"{text}: download failed ({_first_line(exc)}); check the repository and revision "
+            f"{text}: download failed ({first_line(exc)}); check the repository and revision "
             "names (a private repository needs HF_TOKEN or `hf auth login`)"
         ) from None
     path = Path(local) / source.path
@@ -404,7 +399,7 @@ def push(
             )
         except Exception as exc:  # the client raises many types; all mean "not uploaded"
             raise CheckpointError(
-                f"push to {target.text}: {_first_line(exc)}; check the repository name and the "
+                f"push to {target.text}: {first_line(exc)}; check the repository name and the "
                 "token (HF_TOKEN, --token or `hf auth login`; it needs write access)"
             ) from None
     return PushResult(

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from trmkit.errors import CheckpointError
+from trmkit.errors import CheckpointError, first_line
 
 _KIND = "__kind__"
 
@@ -205,8 +205,9 @@ def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({first})") from exc
+        raise CheckpointError(
+            f"{path}: corrupt or truncated safetensors file ({first_line(exc, 10_000)})"
+        ) from exc
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -26,7 +26,7 @@ import attrs
 import numpy as np
 
 from trmkit import textio
-from trmkit.errors import SourceError
+from trmkit.errors import SourceError, first_line
 from trmkit.task import Example, RawData, RawPuzzle, Source, SourceRequest
 
 COLUMNS = ("source", "question", "answer", "rating")
@@ -295,7 +295,7 @@ def hub_download(repo: str, task: str) -> list[tuple[str, Path]]:
         try:
             local = hf_hub_download(repo, f"{split}.csv", repo_type="dataset")
         except Exception as exc:  # network, auth and cache errors all end the same way
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = first_line(exc, 10_000)
             raise SourceError(
                 f"cannot download {split}.csv of {repo} from the Hugging Face hub "
                 f"({type(exc).__name__}: {reason}); if offline, {hint}"

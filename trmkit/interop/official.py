@@ -28,7 +28,7 @@ import attrs
 import torch
 
 from trmkit import atomic
-from trmkit.errors import CheckpointError
+from trmkit.errors import CheckpointError, first_line
 from trmkit.models.core import OfficialLayout, OfficialLineage
 from trmkit.oserrors import check_writable_dir, writing
 
@@ -327,9 +327,9 @@ def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
             f"{file}: not a readable torch checkpoint (truncated or corrupt? {reason[:160]})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{file}: not a readable torch checkpoint (truncated or corrupt? {first[:160]})"
+            f"{file}: not a readable torch checkpoint (truncated or corrupt? "
+            f"{first_line(exc, 160)})"
         ) from None
     if not isinstance(state, Mapping):
         raise CheckpointError(
