@@ -24,11 +24,13 @@ killed at any point leaves nothing that `open_store` accepts.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +101,23 @@ class SplitMeta:
         if missing:
             raise StoreError(f"{where}: split attributes lack {', '.join(missing)}; rebuild it")
         for name in names:
-            value = values[name]
-            real = name == "mean_puzzle_examples"  # the one float field
-            ok = isinstance(value, (int, float) if real else int) and not isinstance(value, bool)
-            if not (ok and 0 <= value < float("inf")):
-                kind = "a finite number >= 0" if real else "an integer >= 0"
+            kind = expected_count(name, values[name])
+            if kind:
                 raise StoreError(
-                    f"{where}: split attribute {name} is {value!r}, expected "
+                    f"{where}: split attribute {name} is {values[name]!r}, expected "
                     f"{kind}; the store is damaged, rebuild it"
                 )
         return cls(**{name: values[name] for name in names})
+
+
+def expected_count(name: str, value: Any) -> str | None:
+    """None when ``value`` suits the `SplitMeta` field ``name`` (an int >= 0; for the one
+    float field, mean_puzzle_examples, a finite number >= 0), else what it should be."""
+    real = name == "mean_puzzle_examples"
+    ok = isinstance(value, (int, float) if real else int) and not isinstance(value, bool)
+    if ok and 0 <= value < float("inf"):
+        return None
+    return "a finite number >= 0" if real else "an integer >= 0"
 
 
 # --------------------------------------------------------------------------- strings
@@ -173,10 +182,11 @@ class SplitWriter:
         self._pending_rows = 0
         self.rows_written = 0
         self.total_examples = 0
-        self._puzzle_sizes: list[np.ndarray] = []
-        self._puzzle_ids: list[np.ndarray] = []
-        self._transforms: list[np.ndarray] = []
-        self._group_sizes: list[np.ndarray] = []
+        # each starts with an empty piece, so `finish` concatenates an empty split too
+        self._puzzle_sizes = [np.zeros(0, np.int64)]
+        self._puzzle_ids = [np.zeros(0, np.int64)]
+        self._transforms = [np.zeros((0, transform_size), np.int32)]
+        self._group_sizes = [np.zeros(0, np.int64)]
         self.group_names: list[str] = []
         self.digest = hashlib.sha256()
         """of the rows as written, then the index arrays (`CONTENT_KEY`)."""
@@ -237,20 +247,15 @@ class SplitWriter:
         ``common`` holds vocab_size, pad_id, ignore_label_id, blank_identifier_id and
         num_puzzle_identifiers (the same for every split)."""
         self._flush(final=True)
-        sizes = _concat(self._puzzle_sizes, np.int64)
-        groups = _concat(self._group_sizes, np.int64)
+        sizes = np.concatenate(self._puzzle_sizes)
+        groups = np.concatenate(self._group_sizes)
         puzzle_indices = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
         group_indices = np.concatenate([[0], np.cumsum(groups)]).astype(np.int32)
-        ids = _concat(self._puzzle_ids, np.int64).astype(np.int32)
-        if self._transforms:
-            transforms = np.concatenate(self._transforms)
-        else:
-            transforms = np.zeros((0, self.transform_size), np.int32)
         for key, data in (
-            ("puzzle_identifiers", ids),
+            ("puzzle_identifiers", np.concatenate(self._puzzle_ids).astype(np.int32)),
             ("puzzle_indices", puzzle_indices),
             ("group_indices", group_indices),
-            ("transforms", transforms),
+            ("transforms", np.concatenate(self._transforms)),
         ):
             self.digest.update(np.ascontiguousarray(data).tobytes())
             row_bytes = data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
@@ -260,9 +265,8 @@ class SplitWriter:
             )
         _write_strings(self.group, "group_names", self.group_names)
         self.digest.update("\n".join(self.group_names).encode("utf-8"))
-        shared = ("vocab_size", "pad_id", "ignore_label_id", "blank_identifier_id")
         meta = SplitMeta(
-            **{key: int(common[key]) for key in (*shared, "num_puzzle_identifiers")},
+            **{key: int(value) for key, value in common.items()},
             seq_len=self.seq_len,
             total_groups=len(groups),
             total_puzzles=len(sizes),
@@ -278,28 +282,20 @@ def _missing_chunk_files(directory: Path, array: zarr.Array) -> int:
     """How many of the chunk (or shard) files ``array`` must have are absent under
     ``directory``: every expected key is looked up (zarr would read a missing one as the
     fill value, i.e. zeros), not merely counted, so a stray file cannot hide a gap."""
-    import itertools
-
     outer = array.shards or array.chunks
     grid = [-(-int(n) // int(c)) for n, c in zip(array.shape, outer, strict=True)]
     count = int(np.prod(grid, dtype=np.int64)) if grid else 1
     if count == 0:
         return 0
-    encoding = getattr(array.metadata, "chunk_key_encoding", None)
-    encode = getattr(encoding, "encode_chunk_key", None)
-    if encode is None or count > 1_000_000:  # unknown encoding / huge grid: count files
+    if count > 1_000_000:  # a huge grid (damaged attributes): count the files instead
         root = directory / "c"
         present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
         return max(0, count - present)
     return sum(
         1
         for coords in itertools.product(*(range(g) for g in grid))
-        if not (directory / encode(coords)).is_file()
+        if not (directory / array.metadata.encode_chunk_key(coords)).is_file()
     )
-
-
-def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
 
 def check_out_path(out: Path, force: bool) -> None:
@@ -332,25 +328,22 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # alive, another user's
     return True
 
 
 def remove_stale_temporaries(out: Path) -> None:
-    """Delete ``out.tmp-<pid>`` / ``out.old-<pid>`` siblings left by killed builds."""
+    """Restore a replaced store a kill left as its backup (`trmkit.atomic.recover_dir`) and
+    delete the ``out.tmp-<pid>`` siblings of killed builds."""
     out = Path(out)
     if not out.parent.is_dir():
         return
     atomic.recover_dir(out)
+    prefix = out.name + ".tmp-"
     for sibling in out.parent.iterdir():
-        for marker in (".tmp-", ".old-"):
-            prefix = out.name + marker
-            pid = sibling.name[len(prefix) :]
-            if sibling.name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
-                if marker == ".old-" and not out.exists():
-                    os.replace(sibling, out)  # (older trmkit) killed between its renames
-                    continue
-                shutil.rmtree(sibling, ignore_errors=True)
+        pid = sibling.name.removeprefix(prefix)
+        if sibling.name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 class StoreWriter:
@@ -403,10 +396,10 @@ class StoreWriter:
         for name in sorted(self.splits):
             digest.update(f"{name}:{self.splits[name].digest.hexdigest()};".encode())
         digest.update("\n".join(identifiers).encode("utf-8"))
-        attributes = dict(root_attrs)
-        attributes[CONTENT_KEY] = digest.hexdigest()
-        attributes.update(
+        self.root.attrs.update(
             {
+                **root_attrs,
+                CONTENT_KEY: digest.hexdigest(),
                 FORMAT_KEY: FORMAT_VERSION,
                 BUILD_ID_KEY: self.build_id,
                 "trmkit_version": __version__,
@@ -414,17 +407,13 @@ class StoreWriter:
                 + sorted(set(metas) - set(SPLITS)),
             }
         )
-        self.root.attrs.update(attributes)
         self.root.attrs.update({"complete": True})
-        self._move_into_place()
-        return metas
-
-    def _move_into_place(self) -> None:
-        """Rename the finished store over ``out`` (`trmkit.atomic.replace_dir`: a kill
-        between the two renames leaves the old store as ``.old-<name>``, which the next
-        `open_store` or build renames back)."""
-        check_out_path(self.out, self.force)  # someone may have created it meanwhile
+        # rename over ``out`` (`trmkit.atomic.replace_dir`: a kill between the two renames
+        # leaves the old store as ``.old-<name>``, which the next `open_store` or build
+        # renames back); someone may have created ``out`` meanwhile
+        check_out_path(self.out, self.force)
         atomic.replace_dir(self.tmp, self.out)
+        return metas
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -450,6 +439,25 @@ def _rebuild_hint(path: Path, task: str | None) -> str:
     return f"rebuild it with: trmkit build --task {name} --out {path} --force"
 
 
+def _damaged(store: Store, what: str, problem: str) -> StoreError:
+    return StoreError(
+        f"{store.path}/{what}: {problem}; the store is damaged, "
+        f"{_rebuild_hint(store.path, store.task_name)}"
+    )
+
+
+def _guarded(store: Store, what: str, problem: str, read: Callable[[], Any]) -> Any:
+    """``read()``, whose failure (zarr raises many kinds for deleted members, truncated
+    metadata, corrupt chunks) is one StoreError naming ``what`` and ``problem``."""
+    try:
+        return read()
+    except StoreError:
+        raise
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {str(exc)[:120]}"
+        raise _damaged(store, what, f"{problem} ({detail})") from None
+
+
 class SplitReader:
     """One split of a store: metadata, index arrays (loaded on first use) and the row arrays,
     either in RAM (`load`) or read one sorted selection per call (`rows`)."""
@@ -459,44 +467,23 @@ class SplitReader:
         self.name = name
         self.group = group
         self.meta = SplitMeta.from_attrs(group.attrs.asdict(), f"{store.path}/{name}")
-        self.inputs = self._member("inputs")
-        self.labels = self._member("labels")
         self._ram: tuple[np.ndarray, np.ndarray] | None = None
-        self._cache: dict[str, Any] = {}
-        self._verify_layout()
+        self._arrays = self._verify_layout()
+        self.inputs = self._arrays["inputs"]
+        self.labels = self._arrays["labels"]
 
     def __repr__(self) -> str:
         return f"SplitReader({str(self.store.path)!r}, {self.name!r})"
 
     def _damaged(self, what: str, problem: str) -> StoreError:
-        return StoreError(
-            f"{self.store.path}/{self.name}/{what}: {problem}; the store is "
-            f"damaged, {_rebuild_hint(self.store.path, self.store.task_name)}"
-        )
+        return _damaged(self.store, f"{self.name}/{what}", problem)
 
-    def _member(self, key: str) -> zarr.Array:
-        try:
-            return member_array(self.group, key)
-        except StoreError:
-            raise
-        except Exception as exc:  # KeyError (deleted), JSON errors (truncated metadata), ...
-            raise self._damaged(
-                key, f"cannot open the array ({type(exc).__name__}: {str(exc)[:120]})"
-            ) from None
+    def _read(self, what: str, read: Callable[[], Any], problem: str = "unreadable data") -> Any:
+        return _guarded(self.store, f"{self.name}/{what}", problem, read)
 
-    def _read(self, what: str, read: Any) -> Any:
-        try:
-            return read()
-        except StoreError:
-            raise
-        except Exception as exc:  # checksum / decompression errors of a corrupt chunk
-            raise self._damaged(
-                what, f"unreadable data ({type(exc).__name__}: {str(exc)[:120]})"
-            ) from None
-
-    def _verify_layout(self) -> None:
-        """The arrays must have the shapes the attributes promise, and, in stores that write
-        every chunk, every chunk file; a missing one would otherwise read as zeros."""
+    def _verify_layout(self) -> dict[str, zarr.Array]:
+        """The arrays, which must have the shapes the attributes promise, and, in stores that
+        write every chunk, every chunk file; a missing one would otherwise read as zeros."""
         m = self.meta
         expected = {
             "inputs": (m.total_examples, m.seq_len),
@@ -506,9 +493,10 @@ class SplitReader:
             "group_indices": (m.total_groups + 1,),
             "transforms": (m.total_puzzles, m.transform_size),
         }
-        arrays = {"inputs": self.inputs, "labels": self.labels}
+        arrays = {}
         for key, shape in expected.items():
-            array = arrays[key] if key in arrays else self._member(key)
+            opened = partial(member_array, self.group, key)
+            array = self._read(key, opened, "cannot open the array")
             if tuple(array.shape) != shape:
                 raise self._damaged(
                     key,
@@ -518,62 +506,54 @@ class SplitReader:
             if not np.issubdtype(array.dtype, np.integer):
                 raise self._damaged(key, f"dtype {array.dtype} is not an integer type")
             arrays[key] = array
-        if self.store.attrs.get(EVERY_CHUNK_KEY) is not True:
-            return  # stores written before trmkit recorded it may skip fill-value chunks
-        for key, array in arrays.items():
-            missing = _missing_chunk_files(self.store.path / self.name / key, array)
-            if missing:
-                raise self._damaged(
-                    key, f"{missing} chunk file(s) missing on disk (deleted or never copied)"
-                )
+        if self.store.attrs.get(EVERY_CHUNK_KEY) is True:  # older stores may skip some
+            for key, array in arrays.items():
+                missing = _missing_chunk_files(self.store.path / self.name / key, array)
+                if missing:
+                    raise self._damaged(
+                        key, f"{missing} chunk file(s) missing on disk (deleted or never copied)"
+                    )
+        return arrays
 
     def _array(self, key: str) -> np.ndarray:
-        if key not in self._cache:
-            member = self._member(key)
-            self._cache[key] = self._read(key, lambda: np.asarray(member[:]))
-            if key in ("puzzle_indices", "group_indices"):
-                self._check_index(key, self._cache[key])
-        return self._cache[key]
+        return self._read(key, lambda: np.asarray(self._arrays[key][:]))
 
-    def _check_index(self, key: str, index: np.ndarray) -> None:
-        end = self.meta.total_examples if key == "puzzle_indices" else self.meta.total_puzzles
+    def _index(self, key: str, end: int) -> np.ndarray:
+        index = self._array(key)
         if len(index) == 0 or index[0] != 0 or index[-1] != end or (np.diff(index) < 0).any():
             raise self._damaged(key, f"must start at 0, never decrease and end at {end}")
+        return index
 
-    @property
+    @cached_property
     def puzzle_identifiers(self) -> np.ndarray:
         return self._array("puzzle_identifiers")
 
-    @property
+    @cached_property
     def puzzle_indices(self) -> np.ndarray:
-        return self._array("puzzle_indices")
+        return self._index("puzzle_indices", self.meta.total_examples)
 
-    @property
+    @cached_property
     def group_indices(self) -> np.ndarray:
-        return self._array("group_indices")
+        return self._index("group_indices", self.meta.total_puzzles)
 
-    @property
+    @cached_property
     def transforms(self) -> np.ndarray:
         return self._array("transforms")
 
-    @property
+    @cached_property
     def group_names(self) -> list[str]:
-        if "group_names" not in self._cache:
-            names = self._read("group_names", lambda: _read_strings(self.group, "group_names"))
-            if len(names) != self.meta.total_groups:
-                raise self._damaged(
-                    "group_names", f"{len(names)} names for {self.meta.total_groups} groups"
-                )
-            self._cache["group_names"] = names
-        return self._cache["group_names"]
+        names = self._read("group_names", lambda: _read_strings(self.group, "group_names"))
+        if len(names) != self.meta.total_groups:
+            raise self._damaged(
+                "group_names", f"{len(names)} names for {self.meta.total_groups} groups"
+            )
+        return names
 
-    @property
+    @cached_property
     def puzzle_group(self) -> np.ndarray:
         """int32[puzzles]: the group of each puzzle (derived from group_indices)."""
-        if "puzzle_group" not in self._cache:
-            counts = np.diff(self.group_indices)
-            self._cache["puzzle_group"] = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
-        return self._cache["puzzle_group"]
+        counts = np.diff(self.group_indices)
+        return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
 
     @property
     def nbytes(self) -> int:
@@ -617,15 +597,13 @@ class SplitReader:
 
 
 class Store:
-    """An opened, complete store: root attributes and its splits."""
+    """An opened, complete store: root attributes and its splits (`open_store` checks them)."""
 
-    def __init__(self, path: Path, root: zarr.Group) -> None:
+    def __init__(self, path: Path, root: zarr.Group, splits: tuple[str, ...]) -> None:
         self.path = path
         self.root = root
         self.attrs: dict[str, Any] = root.attrs.asdict()
-        splits = self.attrs.get("splits")
-        names = splits if isinstance(splits, list) else []
-        self.splits: tuple[str, ...] = tuple(str(s) for s in names)
+        self.splits = splits
         self._readers: dict[str, SplitReader] = {}
 
     def __repr__(self) -> str:
@@ -641,14 +619,7 @@ class Store:
                 f"{self.path} has no {name!r} split (it has: {', '.join(self.splits) or 'none'})"
             )
         if name not in self._readers:
-            try:
-                group = self.root[name]
-            except Exception as exc:  # deleted group, truncated zarr.json, ...
-                raise StoreError(
-                    f"{self.path}/{name}: cannot open the split ({type(exc).__name__}: "
-                    f"{str(exc)[:120]}); the store is damaged, "
-                    f"{_rebuild_hint(self.path, self.task_name)}"
-                ) from None
+            group = _guarded(self, name, "cannot open the split", lambda: self.root[name])
             if not isinstance(group, zarr.Group):
                 raise StoreError(f"{self.path}/{name} is not a split group; rebuild the store")
             self._readers[name] = SplitReader(self, name, group)
@@ -659,22 +630,33 @@ class Store:
 
     def identifiers(self) -> list[str]:
         """Name of every puzzle identifier (index = id; 0 is "<blank>")."""
-        try:
-            return _read_strings(self.root, "identifier_names")
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(
-                f"{self.path}/identifier_names: unreadable ({type(exc).__name__}); "
-                f"the store is damaged, {_rebuild_hint(self.path, self.task_name)}"
-            ) from None
+        return _guarded(
+            self,
+            "identifier_names",
+            "unreadable data",
+            lambda: _read_strings(self.root, "identifier_names"),
+        )
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
 
+# What every split of one build shares with the root (the rest is per split).
+SHARED_FIELDS = (
+    "seq_len",
+    "vocab_size",
+    "pad_id",
+    "ignore_label_id",
+    "blank_identifier_id",
+    "num_puzzle_identifiers",
+    "transform_size",
+)
+
+
 def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
-    """Open a complete store; refuse a missing, incomplete, foreign-format or other-task one.
+    """Open a complete store; refuse a missing, incomplete, foreign-format or other-task one,
+    and a damaged split (attributes untyped or contradicting the arrays, a chunk file missing)
+    or one copied in from another build, here rather than inside training.
 
     ``task`` may be a task name or a `trmkit.task.Task` (whose version is checked too)."""
     path = Path(path)
@@ -729,44 +711,23 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
             f"{attributes.get('task_version')!r}, the installed plugin is version "
             f"{version_wanted!r}; {hint}"
         )
-    store = Store(path, root)
-    for name in store.splits:  # attributes typed and agreeing with the arrays, every chunk
-        store.split(name)  # file present: a damaged split is refused on open, not later
-    _check_splits_agree(store, attributes, _rebuild_hint(path, store.task_name or None))
-    return store
-
-
-# What every split of one build shares with the root (the rest is per split).
-SHARED_FIELDS = (
-    "seq_len",
-    "vocab_size",
-    "pad_id",
-    "ignore_label_id",
-    "blank_identifier_id",
-    "num_puzzle_identifiers",
-    "transform_size",
-)
-
-
-def _check_splits_agree(store: Store, attributes: Mapping[str, Any], hint: str) -> None:
-    """Every split comes from the build that wrote the root: the same build id (stores
-    written since it was recorded) and the same shared fields (every store), so a split
-    copied in from another build is refused here instead of failing inside training."""
-    build_id = attributes.get(BUILD_ID_KEY)
+    store = Store(path, root, tuple(splits))
+    hint = _rebuild_hint(path, store.task_name or None)
+    build_id = attributes.get(BUILD_ID_KEY)  # recorded since; older stores: the shared fields
     for name in store.splits:
         split = store.split(name)
-        if build_id is not None:
-            theirs = split.group.attrs.get(BUILD_ID_KEY)
-            if theirs != build_id:
-                raise StoreError(
-                    f"{store.path}/{name}: the split comes from another build (build id "
-                    f"{str(theirs)[:12]!r}, the store's is {str(build_id)[:12]!r}); the store "
-                    f"was assembled from two builds, {hint}"
-                )
+        theirs = split.group.attrs.get(BUILD_ID_KEY)
+        if build_id is not None and theirs != build_id:
+            raise StoreError(
+                f"{path}/{name}: the split comes from another build (build id "
+                f"{str(theirs)[:12]!r}, the store's is {str(build_id)[:12]!r}); the store "
+                f"was assembled from two builds, {hint}"
+            )
         for field in SHARED_FIELDS:
             if field in attributes and getattr(split.meta, field) != attributes[field]:
                 raise StoreError(
-                    f"{store.path}/{name}: {field} is {getattr(split.meta, field)!r} but the "
+                    f"{path}/{name}: {field} is {getattr(split.meta, field)!r} but the "
                     f"store's is {attributes[field]!r}; the splits come from different "
                     f"builds, {hint}"
                 )
+    return store
