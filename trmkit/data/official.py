@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trmkit import atomic
-from trmkit.data.store import SPLITS, StoreWriter, check_out_path, open_store
+from trmkit.data.store import SPLITS, StoreWriter, check_out_path, expected_count, open_store
 from trmkit.errors import StoreError
 from trmkit.oserrors import check_writable_dir, writing
 from trmkit.task import Task
@@ -135,17 +135,19 @@ TRANSFORM_PROBES = 4096
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    """The integer array at ``path`` (memory-mapped); every array of the layout is one."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise StoreError(f"{path}: missing; every split needs {SET}__<field>.npy files") from None
     except (OSError, ValueError) as exc:
         raise StoreError(f"{path}: not a readable .npy array ({exc})") from None
+    if not np.issubdtype(array.dtype, np.integer):
+        raise StoreError(f"{path}: dtype {array.dtype} is not an integer type")
+    return array
 
 
 def _check_index(path: Path, index: np.ndarray, end: int, what: str) -> np.ndarray:
-    if not np.issubdtype(np.asarray(index).dtype, np.integer):
-        raise StoreError(f"{path}: dtype {np.asarray(index).dtype} is not an integer type")
     index = np.asarray(index).astype(np.int64)
     if index.ndim != 1 or len(index) < 1 or index[0] != 0 or index[-1] != end:
         raise StoreError(f"{path}: {what} must be 1-D, start at 0 and end at {end}")
@@ -164,20 +166,9 @@ class _OfficialSplit:
         if not isinstance(info, dict):
             raise StoreError(f"{where}: expected a JSON object, found {type(info).__name__}")
         for key in META_FIELDS:
-            if key not in info:
-                continue
-            value = info[key]
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if key == "mean_puzzle_examples":
-                ok = number and 0 <= value < float("inf")
-            else:
-                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            if not ok:
-                raise StoreError(
-                    f"{where}: field {key!r} is {value!r}, expected "
-                    f"{'a number' if key == 'mean_puzzle_examples' else 'an integer'}"
-                    f" >= 0"
-                )
+            kind = expected_count(key, info[key]) if key in info else None
+            if kind:
+                raise StoreError(f"{where}: field {key!r} is {info[key]!r}, expected {kind}")
         if "sets" in info and not (
             isinstance(info["sets"], list) and all(isinstance(x, str) for x in info["sets"])
         ):
@@ -209,8 +200,6 @@ class _OfficialSplit:
                     f"{folder / f'{SET}__{key}.npy'}: shape {array.shape}, expected "
                     f"[examples, {codec.seq_len}]"
                 )
-            if not np.issubdtype(array.dtype, np.integer):
-                raise StoreError(f"{folder / f'{SET}__{key}.npy'}: dtype {array.dtype} is not int")
         if self.inputs.shape != self.labels.shape:
             raise StoreError(
                 f"{folder}: inputs {self.inputs.shape} and labels "
@@ -224,11 +213,6 @@ class _OfficialSplit:
         self.group_indices = _check_index(
             folder / f"{SET}__group_indices.npy", arrays["group_indices"], puzzles, "group_indices"
         )
-        if not np.issubdtype(arrays["puzzle_identifiers"].dtype, np.integer):
-            raise StoreError(
-                f"{folder / f'{SET}__puzzle_identifiers.npy'}: dtype "
-                f"{arrays['puzzle_identifiers'].dtype} is not an integer type"
-            )
         ids = np.asarray(arrays["puzzle_identifiers"]).astype(np.int64)
         self.num_ids = int(info.get("num_puzzle_identifiers", ids.max(initial=0) + 1))
         if ids.shape != (puzzles,) or (len(ids) and (ids.min() < 0 or ids.max() >= self.num_ids)):
@@ -246,8 +230,6 @@ def _transforms(split: _OfficialSplit, task: Task) -> np.ndarray:
     path = split.folder / "trmkit_transforms.npy"
     if path.exists():
         transforms = np.asarray(_load_npy(path))
-        if not np.issubdtype(transforms.dtype, np.integer):
-            raise StoreError(f"{path}: dtype {transforms.dtype} is not an integer type")
         if transforms.shape != (len(split.puzzle_identifiers), k):
             raise StoreError(
                 f"{path}: shape {transforms.shape}, expected [{len(split.puzzle_identifiers)}, {k}]"
@@ -339,10 +321,12 @@ def import_official(
             )
         identifiers = [str(name) for name in identifiers]
     codec = task.codec
-    hashes = {}
-    for name in present:
-        text = (src / name / "dataset.json").read_bytes()
-        hashes[f"{name}/dataset.json"] = hashlib.sha256(text).hexdigest()
+    hashes = {
+        f"{name}/dataset.json": hashlib.sha256(
+            (src / name / "dataset.json").read_bytes()
+        ).hexdigest()
+        for name in present
+    }
     with StoreWriter(out, force=force) as writer:
         for name, split in splits.items():
             _copy_split(writer, name, split, task, identifiers)
