@@ -53,7 +53,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from trmkit.data.store import SplitWriter, StoreWriter, check_out_path
+from trmkit.data.store import StoreWriter, check_out_path
 from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
 from trmkit.network import require_hub
 from trmkit.task import (
@@ -120,11 +120,6 @@ class BuildSummary:
         )
         return rows
 
-    def to_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        data["out"] = str(self.out)
-        return data
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -132,13 +127,15 @@ class BuildSummary:
 def load_raw(task: Task, source: str | None, seed: int, options: Mapping[str, str]) -> RawData:
     """Resolve ``source``, check ``options`` and load the raw puzzles."""
     src, path = task.source_for(source)
-    return _load_source(task, src, path, seed, options)
+    where = f"source {src.name!r} of task {task.name!r}"
+    return _load_source(task, src, path, seed, source_options(options, where))
 
 
 def _load_source(
     task: Task, src: Source, path: Path | None, seed: int, options: Mapping[str, str]
 ) -> RawData:
-    options = source_options(options, f"source {src.name!r} of task {task.name!r}")
+    """``src``'s raw puzzles; ``options`` are `source_options` already, checked here against
+    the ones ``src`` accepts."""
     unknown = sorted(set(options) - set(src.options))
     if unknown:
         accepted = ", ".join(f"{key} ({text})" for key, text in src.options.items()) or "none"
@@ -363,10 +360,9 @@ class _Builder:
     ) -> None:
         pending = self.pending[split]
         count, per = len(transforms), len(examples)
-        encode_variants = self.encode_variants
-        if encode_variants is not None:
+        if self.encode_variants is not None:
             what = f"encode_variants ({split})"
-            enc_in, enc_lab = encode_variants(
+            enc_in, enc_lab = self.encode_variants(
                 examples, transforms, self.augmenter, split=split, rng=self.codec_rng
             )
             rows = count * per
@@ -376,22 +372,22 @@ class _Builder:
                     self._check_rows(np.asarray(enc_lab).reshape(rows, -1), rows, what),
                 )
             )
-        for attr, target in (("input", pending.inputs), ("output", pending.outputs)):
-            if encode_variants is not None:
-                break
-            per_example = [
-                self._transformed(transforms, np.asarray(getattr(e, attr)), name) for e in examples
-            ]
-            if per == 1:
-                target.append(per_example[0])
-            elif all(isinstance(g, np.ndarray) for g in per_example) and all(
-                g.shape == per_example[0].shape for g in per_example
-            ):
-                # variant-major order: all examples of variant 0, then variant 1, ...
-                stacked = np.stack(per_example, axis=1)
-                target.append(stacked.reshape(count * per, *stacked.shape[2:]))
-            else:
-                target.append([per_example[e][t] for t in range(count) for e in range(per)])
+        else:
+            for attr, target in (("input", pending.inputs), ("output", pending.outputs)):
+                per_example = [
+                    self._transformed(transforms, np.asarray(getattr(e, attr)), name)
+                    for e in examples
+                ]
+                if per == 1:
+                    target.append(per_example[0])
+                elif all(isinstance(g, np.ndarray) for g in per_example) and all(
+                    g.shape == per_example[0].shape for g in per_example
+                ):
+                    # variant-major order: all examples of variant 0, then variant 1, ...
+                    stacked = np.stack(per_example, axis=1)
+                    target.append(stacked.reshape(count * per, *stacked.shape[2:]))
+                else:
+                    target.append([per_example[e][t] for t in range(count) for e in range(per)])
         pending.rows += count * per
         pending.puzzle_sizes.extend([per] * count)
         pending.puzzle_ids.append(ids)
@@ -439,9 +435,6 @@ class _Builder:
             enc_in, enc_lab = self.codec.encode_puzzle(examples, split=split, rng=rng)
             inputs.append(self._check_rows(enc_in, size, what))
             labels.append(self._check_rows(enc_lab, size, what))
-        if not inputs:
-            empty = np.zeros((0, self.codec.seq_len), np.uint8)
-            return empty, empty.copy()
         return np.concatenate(inputs), np.concatenate(labels)
 
     def flush(self, split: str) -> None:
@@ -468,33 +461,16 @@ class _Builder:
         if inputs is None or labels is None:
             inputs, labels = self._encode_slow(split, pending, self.codec_rng)
         writer = self.writer.split(split, seq_len=self.codec.seq_len, transform_size=self.k)
-        _append(writer, pending, inputs, labels)
+        writer.append(
+            inputs,
+            labels,
+            puzzle_sizes=np.asarray(pending.puzzle_sizes),
+            puzzle_ids=np.concatenate(pending.puzzle_ids),
+            transforms=np.concatenate(pending.transforms),
+            group_sizes=np.asarray(pending.group_sizes),
+            group_names=pending.group_names,
+        )
         self.pending[split] = _Pending()
-
-
-def _append(writer: SplitWriter, pending: _Pending, inputs: np.ndarray, labels: np.ndarray) -> None:
-    writer.append(
-        inputs,
-        labels,
-        puzzle_sizes=np.asarray(pending.puzzle_sizes),
-        puzzle_ids=np.concatenate(pending.puzzle_ids),
-        transforms=np.concatenate(pending.transforms),
-        group_sizes=np.asarray(pending.group_sizes),
-        group_names=pending.group_names,
-    )
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        unit="puzzle",
-        desc="build",
-        file=sys.stderr,
-        disable=not (enabled and sys.stderr.isatty()),
-        leave=False,
-    )
 
 
 def build_dataset(
@@ -531,12 +507,16 @@ def build_dataset(
             f"task {task.name!r}: {where} produced no puzzles (an empty or header-only file, "
             "or options that select none); check the file or the options"
         )
+    from tqdm import tqdm
+
+    shown = progress and sys.stderr.isatty()
     with StoreWriter(out, force=force) as writer:
         builder = _Builder(task, writer, seed, num_aug)
-        with _progress(len(puzzles), progress) as bar:
-            for puzzle in puzzles:
+        with tqdm(
+            puzzles, "build", unit="puzzle", file=sys.stderr, leave=False, disable=not shown
+        ) as bar:
+            for puzzle in bar:
                 builder.add(puzzle)
-                bar.update(1)
         for split in ("train", "test"):
             builder.flush(split)
         codec = task.codec
