@@ -15,6 +15,18 @@ CHARS = "# SGo"
 WALL, OPEN, START, GOAL, PATH = range(5)
 
 
+def _neighbours(cell: int, rows: int, cols: int) -> list[int]:
+    """The flat cells up, down, left and right of ``cell`` (in that order) inside the grid."""
+    r, c = divmod(cell, cols)
+    around = (
+        (cell - cols, r > 0),
+        (cell + cols, r < rows - 1),
+        (cell - 1, c > 0),
+        (cell + 1, c < cols - 1),
+    )
+    return [v for v, ok in around if ok]
+
+
 def bfs(grid: np.ndarray, start: int) -> list[int]:
     """Steps from flat cell ``start`` to every cell through non-wall cells (-1 unreachable)."""
     rows, cols = grid.shape
@@ -24,16 +36,9 @@ def bfs(grid: np.ndarray, start: int) -> list[int]:
     queue = deque([start])
     while queue:
         u = queue.popleft()
-        r, c = divmod(u, cols)
-        step = dist[u] + 1
-        for v, ok in (
-            (u - cols, r > 0),
-            (u + cols, r < rows - 1),
-            (u - 1, c > 0),
-            (u + 1, c < cols - 1),
-        ):
-            if ok and free[v] and dist[v] < 0:
-                dist[v] = step
+        for v in _neighbours(u, rows, cols):
+            if free[v] and dist[v] < 0:
+                dist[v] = dist[u] + 1
                 queue.append(v)
     return dist
 
@@ -67,16 +72,7 @@ def shortest_path(grid: np.ndarray) -> np.ndarray | None:
     out = grid.reshape(-1).copy()
     cell = goal
     while dist[cell] > 1:
-        r, c = divmod(cell, cols)
-        for v, ok in (
-            (cell - cols, r > 0),
-            (cell + cols, r < rows - 1),
-            (cell - 1, c > 0),
-            (cell + 1, c < cols - 1),
-        ):
-            if ok and dist[v] == dist[cell] - 1:
-                cell = v
-                break
+        cell = next(v for v in _neighbours(cell, rows, cols) if dist[v] == dist[cell] - 1)
         out[cell] = PATH
     return out.reshape(rows, cols)
 

@@ -40,24 +40,15 @@ def _tables(
     geo: Geometry,
 ) -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...], tuple[int, ...]]:
     n, br, bc = geo.n, geo.box_rows, geo.box_cols
-    units: list[tuple[int, ...]] = []
-    for r in range(n):
-        units.append(tuple(r * n + c for c in range(n)))
-    for c in range(n):
-        units.append(tuple(r * n + c for r in range(n)))
-    for b0 in range(0, n, br):
-        for c0 in range(0, n, bc):
-            units.append(tuple((b0 + i) * n + c0 + j for i in range(br) for j in range(bc)))
-    peers = []
-    for cell in range(n * n):
-        peer: set[int] = set()
-        for unit in units:
-            if cell in unit:
-                peer.update(unit)
-        peer.discard(cell)
-        peers.append(tuple(sorted(peer)))
+    cells = np.arange(n * n).reshape(n, n)
+    boxes = cells.reshape(n // br, br, n // bc, bc).transpose(0, 2, 1, 3).reshape(n, n)
+    units = tuple(tuple(unit.tolist()) for unit in (*cells, *cells.T, *boxes))
+    peers = tuple(
+        tuple(sorted({p for unit in units if cell in unit for p in unit} - {cell}))
+        for cell in range(n * n)
+    )
     popcount = tuple(bin(m).count("1") for m in range(1 << (n + 1)))
-    return tuple(units), tuple(peers), popcount
+    return units, peers, popcount
 
 
 @attrs.frozen

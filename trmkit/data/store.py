@@ -181,7 +181,6 @@ class SplitWriter:
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_rows = 0
         self.rows_written = 0
-        self.total_examples = 0
         # each starts with an empty piece, so `finish` concatenates an empty split too
         self._puzzle_sizes = [np.zeros(0, np.int64)]
         self._puzzle_ids = [np.zeros(0, np.int64)]
@@ -220,7 +219,6 @@ class SplitWriter:
         if len(inputs):
             self._pending.append((inputs.astype(np.uint8, copy=False), labels.astype(np.uint8)))
             self._pending_rows += len(inputs)
-            self.total_examples += len(inputs)
         if self._pending_rows >= self.shard_rows:
             self._flush(final=False)
 
