@@ -198,9 +198,6 @@ def valid_solutions(grids: np.ndarray, geo: Geometry) -> np.ndarray:
 
 def consistent(puzzles: np.ndarray, solutions: np.ndarray) -> np.ndarray:
     """bool[N]: every given (non-zero) cell of the puzzle equals the solution's cell."""
-    puzzles = np.asarray(puzzles)
-    solutions = np.asarray(solutions)
-    count = len(puzzles)
-    p = puzzles.reshape(count, -1)
-    s = solutions.reshape(count, -1)
+    p = np.asarray(puzzles).reshape(len(puzzles), -1)
+    s = np.asarray(solutions).reshape(len(p), -1)
     return ((p == 0) | (p == s)).all(axis=1)

@@ -86,17 +86,16 @@ def generator_source(
         "min_rating": min_rating,
         "givens": givens,
     }
-
-    most = {  # range-checked (docs/errors.md): givens=99 on a 4x4 grid is refused
+    # range-checked (docs/errors.md): givens=99 on a 4x4 grid is refused
+    most = {
         "count": csvsource.MAX_GENERATED,
         "test_count": csvsource.MAX_GENERATED,
-        "min_rating": None,
         "givens": geo.cells,
     }
 
     def load(request: SourceRequest) -> RawData:
         opts = {
-            key: csvsource.parse_int_option(request.options, key, value, hi=most[key])
+            key: csvsource.parse_int_option(request.options, key, value, hi=most.get(key))
             for key, value in defaults.items()
         }
         params = {"n": geo.n, "seed": request.seed, **opts}
@@ -197,11 +196,8 @@ def render(geo: Geometry):
         for r in range(n):
             if r and r % br == 0:
                 lines.append(rule)
-            parts = []
-            for c0 in range(0, n, bc):
-                cells = grid[r, c0 : c0 + bc]
-                parts.append(" ".join(_cell(int(v), n) for v in cells))
-            lines.append(" | ".join(parts))
+            boxes = (grid[r, c0 : c0 + bc] for c0 in range(0, n, bc))
+            lines.append(" | ".join(" ".join(_cell(int(v), n) for v in box) for box in boxes))
         return "\n".join(lines)
 
     return draw
