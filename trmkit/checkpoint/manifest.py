@@ -239,7 +239,7 @@ class _Fields:
     def table(
         self, data: Mapping[str, Any], name: str, *, optional: bool = False
     ) -> Mapping[str, Any]:
-        default = {} if optional else None
+        default: dict[str, Any] | None = {} if optional else None
         return self.get(data, name, "an object", lambda v: isinstance(v, dict), default)
 
     def integer(

@@ -53,15 +53,9 @@ def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> An
     if isinstance(obj, (list, tuple)):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {_KIND: kind, "items": [flatten(v, tensors, prefix) for v in obj]}
-    if attrs.has(type(obj)):
-        fields = {
-            f.name: flatten(getattr(obj, f.name), tensors, prefix) for f in attrs.fields(type(obj))
-        }
-        return {_KIND: "object", "type": type(obj).__qualname__, "fields": fields}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {
-            f.name: flatten(getattr(obj, f.name), tensors, prefix) for f in dataclasses.fields(obj)
-        }
+    if attrs.has(type(obj)) or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        described = attrs.fields(type(obj)) if attrs.has(type(obj)) else dataclasses.fields(obj)
+        fields = {f.name: flatten(getattr(obj, f.name), tensors, prefix) for f in described}
         return {_KIND: "object", "type": type(obj).__qualname__, "fields": fields}
     raise TypeError(f"cannot serialise a {type(obj).__name__} in training state")
 

@@ -647,8 +647,8 @@ def official_config(
             arch[row.official] = row.default if row.ours is None else row.write(f[row.ours])
     except ValueError as exc:
         raise CheckpointError(f"{exc}; model {model_name!r} cannot be exported") from None
-    sections = {
-        s: recipe.get(s) if isinstance(recipe.get(s), dict) else {} for s in ("optim", "train")
+    sections: dict[str, dict[str, Any]] = {
+        s: recipe[s] if isinstance(recipe.get(s), dict) else {} for s in ("optim", "train")
     }
     sections["optim"] = {"global_batch_size": f.get("batch_size", 768), **sections["optim"]}
     return {
