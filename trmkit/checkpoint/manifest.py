@@ -76,8 +76,7 @@ class DatasetRecord:
         )
 
 
-def _not_meta(field: attrs.Attribute, value: Any) -> bool:
-    return field.name != "meta"
+_NOT_META = attrs.filters.exclude(attrs.fields(DatasetRecord).meta)
 
 
 @attrs.define(kw_only=True)
@@ -103,7 +102,7 @@ class Manifest:
             "model": attrs.asdict(self.model),
             "task": attrs.asdict(self.task),
             # the record's fields in declaration order after the split's other attributes
-            "dataset": {**self.dataset.meta, **attrs.asdict(self.dataset, filter=_not_meta)},
+            "dataset": {**self.dataset.meta, **attrs.asdict(self.dataset, filter=_NOT_META)},
             "recipe": dict(self.recipe),
             "weights": {"ema": self.ema},
             "eval": {k: v for k, v in self.eval.items() if isinstance(v, (int, float))},
