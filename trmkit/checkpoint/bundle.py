@@ -27,6 +27,7 @@ Writing: the trainer (several processes) uses `begin_write` / `write_weights` /
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -72,11 +73,6 @@ def tmp_dir(root: Path, step: int, owner: str | None = None) -> Path:
     return root / f".tmp-{step_dir_name(step)}.{owner or writer_token()}"
 
 
-def _tmp_owner(name: str) -> str | None:
-    match = _OWNED_TMP.match(name)
-    return match.group(1) if match else None
-
-
 def remove_temporaries(root: Path, *, owner: str | None = None, every: bool = False) -> None:
     """Delete leftover ``.tmp-*`` directories under ``root``: those of ``owner`` (default
     this process) and of writers that provably died; with ``every`` (the caller holds the
@@ -85,7 +81,8 @@ def remove_temporaries(root: Path, *, owner: str | None = None, every: bool = Fa
         return
     mine = owner or writer_token()
     for child in root.glob(".tmp-*"):
-        who = _tmp_owner(child.name)
+        match = _OWNED_TMP.match(child.name)
+        who = match.group(1) if match else None
         if every or who == mine or (who is not None and owner_is_dead(who)):
             shutil.rmtree(child, ignore_errors=True)
 
@@ -95,12 +92,11 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
     if not root.is_dir():
         return []
     _recover(root)
-    found = []
-    for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and (child / "manifest.json").is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
+    return sorted(
+        (int(match.group(1)), child)
+        for child in root.iterdir()
+        if (match := _STEP_DIR.match(child.name)) and (child / "manifest.json").is_file()
+    )
 
 
 def _recover(root: Path) -> None:
@@ -129,11 +125,8 @@ def begin_write(root: Path, step: int, owner: str | None = None) -> Path:
 
 def write_weights(path: Path, name: str, state: Mapping[str, torch.Tensor]) -> None:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    # Tied/shared storages are not allowed by safetensors; clone views to be safe.
-    tensors = {
-        k: (v.clone() if v.storage_offset() or not v.is_contiguous() else v)
-        for k, v in tensors.items()
-    }
+    # safetensors refuses views into a larger storage: clone those
+    tensors = {k: v.clone() if v.storage_offset() else v for k, v in tensors.items()}
     save_safetensors(tensors, path / f"{name}.safetensors", metadata={"format": "pt"})
 
 
@@ -209,18 +202,7 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
     ``hf://OWNER/REPO[@REVISION][/PATH]`` -> that repository's folder in the hub cache,
     downloaded when needed (`trmkit.checkpoint.hub.fetch_hub`). Every checkpoint argument
     (`trmkit.load`, eval, solve, adapt, checkpoint info/export) is resolved here."""
-    if is_hub(path):
-        local = fetch_hub(path)
-        if (local / "manifest.json").is_file():
-            return local
-        latest = latest_checkpoint(local / "checkpoints") or latest_checkpoint(local)
-        if latest is None:
-            raise CheckpointError(
-                f"{path}: holds no trmkit bundle (no manifest.json); push one with trmkit push, "
-                "or import an official run with trmkit checkpoint import"
-            )
-        return latest
-    p = Path(path).expanduser()
+    p = fetch_hub(path) if is_hub(path) else Path(path).expanduser()
     if not p.exists():
         atomic.try_recover_dir(p)  # a replacement killed between its renames
     if not p.exists():
@@ -232,10 +214,14 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{p}: no such checkpoint (give a step_<N> dir or a run dir)")
     if (p / "manifest.json").is_file():
         return p
-    for root in (p / "checkpoints", p):
-        latest = latest_checkpoint(root)
-        if latest is not None:
-            return latest
+    latest = latest_checkpoint(p / "checkpoints") or latest_checkpoint(p)
+    if latest is not None:
+        return latest
+    if is_hub(path):
+        raise CheckpointError(
+            f"{path}: holds no trmkit bundle (no manifest.json); push one with trmkit push, "
+            "or import an official run with trmkit checkpoint import"
+        )
     raise CheckpointError(
         f"{p}: not a checkpoint bundle (no manifest.json) and holds none; give a step_<N> "
         "bundle directory or a run directory with checkpoints"
@@ -289,9 +275,7 @@ def build_model_from_manifest(
         fields = _check_model_fields(spec.name, spec.config, str(where))
         check_model_compute(manifest, fields, where)
         cfg = model_config_from_dict(spec.name, fields)
-        if device is None:
-            return build_model(spec.name, cfg)
-        with torch.device(device):
+        with contextlib.nullcontext() if device is None else torch.device(device):
             return build_model(spec.name, cfg)
     except CheckpointError:
         raise
@@ -504,26 +488,19 @@ def open_test_split(bundle: Bundle, task: Task, data_dir: Path | None = None) ->
     return split
 
 
-def store_candidates(recorded: str, bundle: Path) -> list[Path]:
-    """Where the store recorded as ``recorded`` may be: as written (absolute, or relative
-    to the working directory), then, for a relative path, relative to each directory above
-    the bundle (the run was started from one of them)."""
-    path = Path(recorded).expanduser()
-    if path.is_absolute():
-        return [path]
-    return [path, *(parent / path for parent in bundle.resolve().parents)]
-
-
 def trained_store(manifest: Manifest, bundle: Path, task: Task) -> Any:
     """The store the bundle at ``bundle`` was trained on, found from ``manifest``'s
-    ``dataset.path`` and
+    ``dataset.path`` (as written: absolute, or relative to the working directory, then, when
+    relative, to each directory above the bundle: the run was started from one of them) and
     checked against the identity the manifest records (`dataset_mismatch`): a store of
     other data at that path is refused, naming both, rather than evaluated on."""
     from trmkit.checkpoint.manifest import dataset_mismatch
     from trmkit.data.store import open_store
 
     recorded = manifest.dataset.path
-    found = [p for p in store_candidates(recorded, bundle) if (p / "zarr.json").is_file()]
+    path = Path(recorded).expanduser()
+    above = [] if path.is_absolute() else [parent / path for parent in bundle.resolve().parents]
+    found = [p for p in (path, *above) if (p / "zarr.json").is_file()]
     if not recorded or not found:
         raise CheckpointError(
             f"the dataset this checkpoint was trained on ({recorded or 'not recorded'}) is "

@@ -15,7 +15,7 @@ JSON layout (format version 1)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,7 @@ class DatasetRecord:
         )
 
 
-def _not_meta(field: attrs.Attribute, value: Any) -> bool:
-    return field.name != "meta"
+_NOT_META = attrs.filters.exclude(attrs.fields(DatasetRecord).meta)
 
 
 @attrs.define(kw_only=True)
@@ -103,7 +102,7 @@ class Manifest:
             "model": attrs.asdict(self.model),
             "task": attrs.asdict(self.task),
             # the record's fields in declaration order after the split's other attributes
-            "dataset": {**self.dataset.meta, **attrs.asdict(self.dataset, filter=_not_meta)},
+            "dataset": {**self.dataset.meta, **attrs.asdict(self.dataset, filter=_NOT_META)},
             "recipe": dict(self.recipe),
             "weights": {"ema": self.ema},
             "eval": {k: v for k, v in self.eval.items() if isinstance(v, (int, float))},
@@ -157,39 +156,39 @@ class Manifest:
         model = field.table(data, "model")
         task = field.table(data, "task")
         dataset = dict(field.table(data, "dataset"))
-        weights = field.table(data, "weights", optional=True)
-        num_ids = field.integer(
-            dataset, "num_puzzle_identifiers", lo=1, default=1, prefix="dataset."
-        )
+        num_ids = field.integer(dataset, "dataset.num_puzzle_identifiers", lo=1, default=1)
         known = {f.name for f in attrs.fields(DatasetRecord)} - {"meta"}
         return cls(
             step=field.integer(data, "step", lo=0),
             model=ModelRecord(
-                name=field.text(model, "name", prefix="model.", nonempty=True),
-                config=dict(field.table(model, "config", optional=True, prefix="model.")),
+                name=field.text(model, "model.name"),
+                config=dict(field.table(model, "model.config", optional=True)),
             ),
             task=TaskRecord(
-                name=field.text(task, "name", prefix="task.", nonempty=True),
-                version=field.text(task, "version", prefix="task.", default="", numbers=True),
+                name=field.text(task, "task.name"),
+                version=str(
+                    field.get(task, "task.version", "a string", _is_text_or_int, default="")
+                ),
             ),
             dataset=DatasetRecord(
-                seq_len=field.integer(dataset, "seq_len", lo=1, prefix="dataset."),
-                vocab_size=field.integer(dataset, "vocab_size", lo=1, prefix="dataset."),
+                seq_len=field.integer(dataset, "dataset.seq_len", lo=1),
+                vocab_size=field.integer(dataset, "dataset.vocab_size", lo=1),
                 num_puzzle_identifiers=num_ids,
                 blank_identifier_id=field.integer(
-                    dataset,
-                    "blank_identifier_id",
-                    lo=0,
-                    hi=num_ids - 1,
-                    default=0,
-                    prefix="dataset.",
+                    dataset, "dataset.blank_identifier_id", lo=0, hi=num_ids - 1, default=0
                 ),
-                path=field.text(dataset, "path", prefix="dataset.", default=""),
-                store=dict(field.table(dataset, "store", optional=True, prefix="dataset.")),
+                path=field.text(dataset, "dataset.path", default=""),
+                store=dict(field.table(dataset, "dataset.store", optional=True)),
                 meta={k: v for k, v in dataset.items() if k not in known},
             ),
             recipe=dict(field.table(data, "recipe", optional=True)),
-            ema=field.boolean(weights, "ema", prefix="weights.", default=False),
+            ema=field.get(
+                field.table(data, "weights", optional=True),
+                "weights.ema",
+                "true or false",
+                lambda v: isinstance(v, bool),
+                default=False,
+            ),
             eval={
                 k: v
                 for k, v in field.table(data, "eval", optional=True).items()
@@ -199,82 +198,72 @@ class Manifest:
         )
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_text_or_int(value: Any) -> bool:
+    return isinstance(value, str) or _is_int(value)
+
+
+@attrs.frozen
 class _Fields:
-    """Typed access to manifest fields; every problem a CheckpointError naming the file and
-    the field (``dataset.vocab_size``) and what it must be."""
+    """Typed access to manifest fields, each named by its dotted path (``dataset.vocab_size``);
+    every problem a CheckpointError naming the file, the field and what it must be."""
 
-    def __init__(self, where: Path | str) -> None:
-        self.where = where
+    where: Path | str
 
-    def fail(self, name: str, value: Any, expected: str) -> CheckpointError:
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
-        return CheckpointError(
-            f"{self.where}: field {name} is {shown}, expected {expected}; "
-            "the manifest is damaged or was edited"
-        )
+    def get(
+        self,
+        data: Mapping[str, Any],
+        name: str,
+        expected: str,
+        ok: Callable[[Any], bool],
+        default: Any = None,
+    ) -> Any:
+        """The field's value, or ``default`` (when not None) if the field is absent."""
+        key = name.rpartition(".")[2]
+        if key not in data and default is not None:
+            return default
+        value = data.get(key)
+        if not ok(value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise CheckpointError(
+                f"{self.where}: field {name} is {shown}, expected {expected}; "
+                "the manifest is damaged or was edited"
+            )
+        return value
 
     def table(
-        self, data: Mapping[str, Any], key: str, *, optional: bool = False, prefix: str = ""
+        self, data: Mapping[str, Any], name: str, *, optional: bool = False
     ) -> Mapping[str, Any]:
-        if key not in data and optional:
-            return {}
-        value = data.get(key)
-        if not isinstance(value, dict):
-            raise self.fail(prefix + key, value, "an object")
-        return value
+        default: dict[str, Any] | None = {} if optional else None
+        return self.get(data, name, "an object", lambda v: isinstance(v, dict), default)
 
     def integer(
         self,
         data: Mapping[str, Any],
-        key: str,
+        name: str,
         *,
-        lo: int | None = None,
+        lo: int,
         hi: int | None = None,
         default: int | None = None,
-        prefix: str = "",
     ) -> int:
-        if key not in data and default is not None:
-            return default
-        value = data.get(key)
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if ok and ((lo is not None and value < lo) or (hi is not None and value > hi)):
-            ok = False
-        if not ok:
-            bounds = (
-                f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}" if lo is not None else ""
-            )
-            raise self.fail(prefix + key, value, f"an integer{bounds}")
-        return value
+        bounds = f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}"
+        return self.get(
+            data,
+            name,
+            f"an integer{bounds}",
+            lambda v: _is_int(v) and v >= lo and (hi is None or v <= hi),
+            default,
+        )
 
-    def text(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        *,
-        prefix: str = "",
-        default: str | None = None,
-        nonempty: bool = False,
-        numbers: bool = False,
-    ) -> str:
-        if key not in data and default is not None:
-            return default
-        value = data.get(key)
-        if numbers and isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        if not isinstance(value, str) or (nonempty and not value):
-            raise self.fail(prefix + key, value, "a non-empty string" if nonempty else "a string")
-        return value
-
-    def boolean(
-        self, data: Mapping[str, Any], key: str, *, prefix: str = "", default: bool
-    ) -> bool:
-        if key not in data:
-            return default
-        value = data[key]
-        if not isinstance(value, bool):
-            raise self.fail(prefix + key, value, "true or false")
-        return value
+    def text(self, data: Mapping[str, Any], name: str, *, default: str | None = None) -> str:
+        """A string; a non-empty one when the field has no default."""
+        if default is None:
+            return self.get(data, name, "a non-empty string", lambda v: isinstance(v, str) and v)
+        return self.get(data, name, "a string", lambda v: isinstance(v, str), default)
 
 
 # ------------------------------------------------------------------------------- compute

@@ -37,18 +37,23 @@ class PuzzleIdArrays:
     transform: np.ndarray
 
     def write(self, directory: Path) -> None:
-        _save(directory, self.names, self.group, self.transform)
+        save_safetensors(
+            {
+                "group": torch.from_numpy(np.ascontiguousarray(self.group, dtype=np.int32)),
+                "transform": torch.from_numpy(np.ascontiguousarray(self.transform, np.int32)),
+            },
+            directory / TABLE_FILE,
+        )
+        (directory / NAMES_FILE).write_text(json.dumps({"group_names": list(self.names)}))
 
-
-def _save(directory: Path, names: list[str], group: np.ndarray, transform: np.ndarray) -> None:
-    save_safetensors(
-        {
-            "group": torch.from_numpy(np.ascontiguousarray(group, dtype=np.int32)),
-            "transform": torch.from_numpy(np.ascontiguousarray(transform, dtype=np.int32)),
-        },
-        directory / TABLE_FILE,
-    )
-    (directory / NAMES_FILE).write_text(json.dumps({"group_names": list(names)}))
+    def groups(self) -> dict[str, list[tuple[int, np.ndarray]]]:
+        """Puzzle name -> its (id, transform) rows; ids of no group (-1) are left out."""
+        groups: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for pid in np.nonzero(self.group >= 0)[0]:
+            groups.setdefault(self.names[self.group[pid]], []).append(
+                (int(pid), self.transform[pid])
+            )
+        return groups
 
 
 def write_puzzle_ids(directory: Path, store: Any) -> None:
@@ -77,7 +82,7 @@ def write_puzzle_ids(directory: Path, store: Any) -> None:
         transform_of[ids] = np.asarray(split.transforms)
     if num_ids is None:
         return
-    _save(directory, sorted(names, key=names.__getitem__), group_of, transform_of)
+    PuzzleIdArrays(sorted(names, key=names.__getitem__), group_of, transform_of).write(directory)
 
 
 class PuzzleIdTable:
@@ -118,16 +123,12 @@ class PuzzleIdTable:
                 f"{want[:-1]}, transform_size]; the checkpoint is damaged"
             )
         group_ids = group.numpy()
-        transform_rows = transforms.numpy()
         if len(group_ids) and (group_ids.min() < -1 or group_ids.max() >= len(names)):
             raise CheckpointError(
                 f"{file}: group ids must lie in [-1, {len(names) - 1}] (one "
                 f"per name in {NAMES_FILE}); the checkpoint is damaged"
             )
-        for pid in np.nonzero(group_ids >= 0)[0]:
-            self.groups.setdefault(names[group_ids[pid]], []).append(
-                (int(pid), transform_rows[pid])
-            )
+        self.groups = PuzzleIdArrays(names, group_ids, transforms.numpy()).groups()
 
     def variants(self, name: str) -> list[tuple[int, np.ndarray]]:
         return self.groups.get(name, [])
@@ -147,11 +148,7 @@ class PuzzleIdTable:
     def from_arrays(cls, arrays: PuzzleIdArrays) -> PuzzleIdTable:
         """The table of in-memory arrays (`trmkit solve --adapt`: nothing read from disk)."""
         table = cls.__new__(cls)
-        table.groups = {}
-        for pid in np.nonzero(arrays.group >= 0)[0]:
-            table.groups.setdefault(arrays.names[arrays.group[pid]], []).append(
-                (int(pid), arrays.transform[pid])
-            )
+        table.groups = arrays.groups()
         return table
 
 

@@ -68,10 +68,6 @@ def trained_store_path(saved: Manifest, run_dir: Path, task: Task) -> Path | Non
         return None
 
 
-def write_rank_state(bundle: Path, rank: int, state: Mapping[str, Any]) -> None:
-    save_tree(dict(state), bundle, f"rank_{rank}")
-
-
 def write_train_files(
     bundle: Path,
     *,
@@ -115,7 +111,7 @@ def save_training_bundle(
             if main:
                 begin_write(root, step, owner)
             barrier()
-            write_rank_state(tmp, rank, rank_state)
+            save_tree(dict(rank_state), tmp, f"rank_{rank}")
             if main:
                 write_train_files(tmp, **main_files())
             barrier()

@@ -53,15 +53,9 @@ def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> An
     if isinstance(obj, (list, tuple)):
         kind = "list" if isinstance(obj, list) else "tuple"
         return {_KIND: kind, "items": [flatten(v, tensors, prefix) for v in obj]}
-    if attrs.has(type(obj)):
-        fields = {
-            f.name: flatten(getattr(obj, f.name), tensors, prefix) for f in attrs.fields(type(obj))
-        }
-        return {_KIND: "object", "type": type(obj).__qualname__, "fields": fields}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {
-            f.name: flatten(getattr(obj, f.name), tensors, prefix) for f in dataclasses.fields(obj)
-        }
+    if attrs.has(type(obj)) or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        described = attrs.fields(type(obj)) if attrs.has(type(obj)) else dataclasses.fields(obj)
+        fields = {f.name: flatten(getattr(obj, f.name), tensors, prefix) for f in described}
         return {_KIND: "object", "type": type(obj).__qualname__, "fields": fields}
     raise TypeError(f"cannot serialise a {type(obj).__name__} in training state")
 
@@ -103,20 +97,20 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor], template: Any = None)
     raise CheckpointError(f"unknown entry {kind!r} in training state")
 
 
-def _default_file_mode() -> int:
-    mask = os.umask(0)  # the only way to read it; restored at once
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def save_safetensors(
     tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
 ) -> None:
     """safetensors' writer creates files mode 0600; a bundle's weights get the mode every
     other file the user writes gets (0644 under the usual umask), then are fsynced."""
     save_file(tensors, str(path), metadata=metadata)
-    os.chmod(path, _default_file_mode())
-    fsync_file(path)
+    mask = os.umask(0)  # the only way to read it; restored at once
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_tree(obj: Any, directory: Path, name: str) -> None:
@@ -238,11 +232,3 @@ def read_json(path: Path, max_depth: int = MAX_STATE_DEPTH) -> Any:
         error=CheckpointError,
         what="checkpoint JSON file",
     )
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import torch
 
 from trmkit import plugins
+from trmkit.checkpoint.bundle import load_bundle, write_bundle
 from trmkit.checkpoint.hub import fetch_hub, is_hub
 from trmkit.checkpoint.manifest import DatasetRecord, Manifest, ModelRecord, TaskRecord
 from trmkit.errors import CheckpointError, TrmkitError, UnknownNameError
@@ -45,9 +45,8 @@ def infer_task(seq_len: int, vocab_size: int) -> tuple[Task, str]:
         if e.task.codec.seq_len == seq_len and e.task.codec.vocab_size == vocab_size
     ]
     if len(fits) == 1:
-        return fits[
-            0
-        ].task, f"inferred: the only installed task with seq_len {seq_len} and vocab {vocab_size}"
+        how = f"inferred: the only installed task with seq_len {seq_len} and vocab {vocab_size}"
+        return fits[0].task, how
     # a plugin's primary task is the one aliased by the plugin's own name (sudoku, maze)
     primary = [e for e in fits if e.plugin in e.aliases]
     if len(primary) == 1:
@@ -96,7 +95,7 @@ def import_run(
 
     path = fetch_hub(source) if is_hub(source) else Path(source).expanduser()
     out = Path(out).expanduser()
-    _check_out(out, force)
+    official.check_replaceable(out, force, "manifest.json", "a checkpoint bundle")
     run = official.read_run(path, step)
     task_seq = plugins.get_task(task_name).codec.seq_len if task_name else None
     dims = official.resolve_dims(run, data, task_seq)
@@ -110,7 +109,7 @@ def import_run(
     state = official.to_trmkit_state(run, model)
     model.load_state_dict(state, strict=True)
     manifest = _manifest(run, config, task, dims, path, data)
-    _write_bundle(out, model.state_dict(), manifest)
+    write_bundle(out, manifest, model.state_dict(), force=True)  # replaceable: checked above
     return ImportResult(
         bundle=out,
         model_name=run.model_name,
@@ -121,17 +120,6 @@ def import_run(
         task_source=task_source,
         compiled=run.compiled,
     )
-
-
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists():
-        if not force:
-            raise CheckpointError(f"{out} already exists; pass --force to replace it")
-        if not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file()):
-            raise CheckpointError(
-                f"{out} exists and is not a checkpoint bundle; refusing to "
-                f"replace it (choose another --out)"
-            )
 
 
 def _manifest(
@@ -152,27 +140,10 @@ def _manifest(
         if key in info:
             meta[key] = info[key]
     cfg = run.config
-    recipe = {
-        "optim": {
-            "global_batch_size": cfg.get("global_batch_size"),
-            "lr": cfg.get("lr"),
-            "lr_min_ratio": cfg.get("lr_min_ratio"),
-            "warmup_steps": cfg.get("lr_warmup_steps"),
-            "weight_decay": cfg.get("weight_decay"),
-            "beta1": cfg.get("beta1"),
-            "beta2": cfg.get("beta2"),
-            "puzzle_emb_lr": cfg.get("puzzle_emb_lr"),
-            "puzzle_emb_weight_decay": cfg.get("puzzle_emb_weight_decay"),
-            "ema": cfg.get("ema"),
-            "ema_rate": cfg.get("ema_rate"),
-        },
-        "train": {
-            "epochs": cfg.get("epochs"),
-            "eval_interval": cfg.get("eval_interval"),
-            "seed": cfg.get("seed"),
-        },
-        "official_config": json.loads(json.dumps(cfg, default=str)),
-    }
+    recipe: dict[str, Any] = {"optim": {}, "train": {}}
+    for key, (section, ours, _, _) in official.RECIPE_KEYS.items():
+        recipe[section][ours] = cfg.get(key)
+    recipe["official_config"] = json.loads(json.dumps(cfg, default=str))
     provenance = {
         "source": "official",
         "imported_from": str(source),
@@ -200,18 +171,10 @@ def _manifest(
     )
 
 
-def _write_bundle(out: Path, state: dict[str, torch.Tensor], manifest: Manifest) -> None:
-    from trmkit.checkpoint import write_bundle
-
-    write_bundle(out, manifest, state, force=True)  # _check_out refused what must be kept
-
-
 def export_bundle(
     checkpoint: Path, out: Path, *, raw: bool = False, compiled: bool = True, force: bool = False
 ) -> Path:
     """Write a trmkit bundle as an official run directory (step_<N> + all_config.yaml)."""
-    from trmkit.checkpoint import load_bundle
-
     bundle = load_bundle(checkpoint, weights="raw" if raw else "ema")
     manifest = bundle.manifest
     name = manifest.model.name
@@ -224,7 +187,6 @@ def export_bundle(
 def describe(path: str | Path) -> dict[str, Any]:
     """What a trmkit bundle or an official run holds, for ``trmkit checkpoint info``; ``path``
     may be ``hf://OWNER/REPO[@REVISION][/PATH]`` (`trmkit.checkpoint.hub`)."""
-    from trmkit.checkpoint import load_bundle
     from trmkit.models import count_parameters
 
     p = fetch_hub(path) if is_hub(path) else Path(path).expanduser()

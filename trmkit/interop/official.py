@@ -49,6 +49,38 @@ _SHARED = {
 }
 
 
+# arch fields every official ACT model shares: name -> (type, default; None: required); the
+# rest is the layout's `fields`, and puzzle_emb_ndim and pos_encodings are read by hand
+_ARCH: dict[str, tuple[type, Any]] = {
+    "hidden_size": (int, None),
+    "num_heads": (int, None),
+    "expansion": (float, None),
+    "rope_theta": (float, 10000.0),
+    "rms_norm_eps": (float, 1e-5),
+    "halt_max_steps": (int, None),
+    "halt_exploration_prob": (float, None),
+}
+
+RECIPE_KEYS: dict[str, tuple[str, str, type, Any]] = {
+    "global_batch_size": ("optim", "global_batch_size", int, 768),
+    "lr": ("optim", "lr", float, 1e-4),
+    "lr_min_ratio": ("optim", "lr_min_ratio", float, 1.0),
+    "lr_warmup_steps": ("optim", "warmup_steps", int, 2000),
+    "weight_decay": ("optim", "weight_decay", float, 1.0),
+    "beta1": ("optim", "beta1", float, 0.9),
+    "beta2": ("optim", "beta2", float, 0.95),
+    "puzzle_emb_lr": ("optim", "puzzle_emb_lr", float, 1e-4),
+    "puzzle_emb_weight_decay": ("optim", "puzzle_emb_weight_decay", float, 1.0),
+    "ema": ("optim", "ema", bool, True),
+    "ema_rate": ("optim", "ema_rate", float, 0.999),
+    "epochs": ("train", "epochs", int, 50000),
+    "eval_interval": ("train", "eval_interval", int, 5000),
+    "seed": ("train", "seed", int, 0),
+}
+"""pretrain.py's training keys -> (trmkit recipe section, key, type, pretrain.py's default):
+an import records them in the bundle's recipe, an export writes them back."""
+
+
 def layouts() -> dict[str, OfficialLayout]:
     """trmkit model name -> its official layout, for every registered architecture whose
     config class declares one itself (``official`` in its own class body: a method that
@@ -131,21 +163,18 @@ def find_run(path: Path, step: int | None = None) -> tuple[Path, Path]:
         if step is not None:
             raise CheckpointError(f"{path}: --step applies to a run directory, not a step file")
         return path.parent, path
-    steps = sorted(
-        (int(m.group(1)), child)
+    steps = {
+        int(m.group(1)): child
         for child in path.iterdir()
         if child.is_file() and (m := _STEP_FILE.match(child.name))
-    )
+    }
     if not steps:
         raise CheckpointError(
             f"{path}: holds no step_<N> weights file (not an official run directory?)"
         )
-    if step is None:
-        return path, steps[-1][1]
-    for number, file in steps:
-        if number == step:
-            return path, file
-    have = ", ".join(str(n) for n, _ in steps)
+    if step is None or step in steps:
+        return path, steps[max(steps) if step is None else step]
+    have = ", ".join(str(n) for n in sorted(steps))
     raise CheckpointError(f"{path}: no step_{step} (steps present: {have})")
 
 
@@ -218,14 +247,6 @@ def bounded_yaml_loader() -> type:
     return BoundedLoader
 
 
-def load_bounded_yaml(text: str) -> Any:
-    """`yaml.load` with `bounded_yaml_loader` (safe tags only); `YamlRefused` or
-    ``yaml.YAMLError`` for a document it will not build."""
-    import yaml
-
-    return yaml.load(text, Loader=bounded_yaml_loader())  # noqa: S506 - a SafeLoader subclass
-
-
 def read_config(run_dir: Path) -> dict[str, Any]:
     """``all_config.yaml`` as a dict, with ``arch`` and ``arch.name`` checked."""
     import yaml
@@ -242,7 +263,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         file, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError, what="training config"
     )
     try:
-        config = load_bounded_yaml(text)
+        config = yaml.load(text, Loader=bounded_yaml_loader())  # noqa: S506 - a SafeLoader
     except RecursionError:
         raise CheckpointError(f"{file}: not valid YAML (nested too deeply)") from None
     except YamlRefused as exc:
@@ -371,7 +392,12 @@ def read_run(path: Path, step: int | None = None) -> OfficialRun:
 # ---------------------------------------------------------------------- dimensions
 
 
-def _read_dataset_json(folder: Path) -> dict[str, Any] | None:
+_DIMENSIONS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+
+
+def _dataset_dims(folder: Path, label: str) -> Dims | None:
+    """The dimensions in the first of ``folder``'s train/, root and test/ dataset.json, or
+    None when it has none; ``label`` opens `Dims.source`."""
     from trmkit.textio import read_json
 
     for candidate in (
@@ -392,14 +418,14 @@ def _read_dataset_json(folder: Path) -> dict[str, Any] | None:
                 raise CheckpointError(f"{candidate}: unreadable JSON ({detail})") from None
             if not isinstance(info, dict):
                 raise CheckpointError(f"{candidate}: expected a JSON object")
-            for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
+            for key in _DIMENSIONS:
                 value = info.get(key)
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise CheckpointError(
                         f"{candidate}: field {key!r} must be a positive integer, not {value!r}"
                     )
-            info["_file"] = str(candidate)
-            return info
+            dims = {key: info[key] for key in _DIMENSIONS}
+            return Dims(**dims, source=f"{label} {candidate}", info=info)
     return None
 
 
@@ -418,13 +444,13 @@ def _prefix_len(arch: Mapping[str, Any], model_name: str) -> int:
 def resolve_dims(run: OfficialRun, data: Path | None, task_seq_len: int | None) -> Dims:
     """Dimensions from --data, else the config's data_paths, else the tensors (+ the task)."""
     if data is not None:
-        info = _read_dataset_json(Path(data).expanduser())
-        if info is None:
+        dims = _dataset_dims(Path(data).expanduser(), "--data")
+        if dims is None:
             raise CheckpointError(
                 f"{data}: no train/dataset.json or dataset.json (give the "
                 f"official dataset directory the run was trained on)"
             )
-        return _dims_from(info, f"--data {info['_file']}")
+        return dims
     run_dir = run.weights_file.parent
     paths = run.config.get("data_paths") or []
     if isinstance(paths, str):
@@ -432,10 +458,9 @@ def resolve_dims(run: OfficialRun, data: Path | None, task_seq_len: int | None) 
     for entry in paths if isinstance(paths, list) else []:
         for base in (run_dir, Path.cwd()):
             folder = (base / str(entry)).expanduser()
-            if folder.is_dir():
-                info = _read_dataset_json(folder)
-                if info is not None:
-                    return _dims_from(info, f"data_paths {info['_file']}")
+            found = _dataset_dims(folder, "data_paths") if folder.is_dir() else None
+            if found is not None:
+                return found
     tensors, arch = run.tensors, run.arch
     embed = tensors.get("embed_tokens.embedding_weight")
     if embed is None or embed.ndim != 2:
@@ -470,24 +495,15 @@ def resolve_dims(run: OfficialRun, data: Path | None, task_seq_len: int | None) 
     return Dims(seq_len=seq_len, vocab_size=vocab, num_puzzle_identifiers=num_ids, source=source)
 
 
-def _dims_from(info: dict[str, Any], source: str) -> Dims:
-    clean = {k: v for k, v in info.items() if not k.startswith("_")}
-    return Dims(
-        seq_len=int(info["seq_len"]),
-        vocab_size=int(info["vocab_size"]),
-        num_puzzle_identifiers=int(info["num_puzzle_identifiers"]),
-        source=source,
-        info=clean,
-    )
-
-
 # ----------------------------------------------------------------------- model config
 
 
-def _need(arch: Mapping[str, Any], key: str, where: Path) -> Any:
-    if key not in arch:
+def _arch_value(arch: Mapping[str, Any], key: str, default: Any, where: Path) -> Any:
+    """``arch[key]``, else ``default``; a key without a default that is absent is one line."""
+    value = arch.get(key, default)
+    if value is None and key not in arch:
         raise CheckpointError(f"{where}: arch.{key} is missing")
-    return arch[key]
+    return value
 
 
 def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
@@ -503,24 +519,18 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
             "vocab_size": dims.vocab_size,
             "num_puzzle_identifiers": dims.num_puzzle_identifiers,
             "batch_size": int(run.config.get("global_batch_size", 768)),
-            "hidden_size": int(_need(arch, "hidden_size", where)),
-            "num_heads": int(_need(arch, "num_heads", where)),
-            "expansion": float(_need(arch, "expansion", where)),
+            **{
+                k: kind(_arch_value(arch, k, default, where))
+                for k, (kind, default) in _ARCH.items()
+            },
             "puzzle_emb_ndim": int(arch.get("puzzle_emb_ndim", 0) or 0),
             "pos_encodings": pos if pos in ("rope", "learned") else "none",
-            "rope_theta": float(arch.get("rope_theta", 10000.0)),
-            "rms_norm_eps": float(arch.get("rms_norm_eps", 1e-5)),
-            "halt_max_steps": int(_need(arch, "halt_max_steps", where)),
-            "halt_exploration_prob": float(_need(arch, "halt_exploration_prob", where)),
             "loss_type": str(loss.get("loss_type", "stablemax_cross_entropy")),
         }
         layout = layout_of(name)
         for row in layout.fields:
             if row.ours is not None:
-                value = arch.get(row.official, row.default)
-                fields[row.ours] = row.read(
-                    _need(arch, row.official, where) if value is None else value
-                )
+                fields[row.ours] = row.read(_arch_value(arch, row.official, row.default, where))
         fields.update(layout.fixed)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: an arch field has the wrong type ({exc})") from None
@@ -624,15 +634,7 @@ def official_config(
     arch: dict[str, Any] = {
         "name": layout.arch,
         "loss": {"name": "losses@ACTLossHead", "loss_type": f["loss_type"]},
-        "halt_exploration_prob": f["halt_exploration_prob"],
-        "halt_max_steps": f["halt_max_steps"],
-        "hidden_size": f["hidden_size"],
-        "num_heads": f["num_heads"],
-        "expansion": f["expansion"],
-        "puzzle_emb_ndim": f["puzzle_emb_ndim"],
-        "pos_encodings": f["pos_encodings"],
-        "rope_theta": f["rope_theta"],
-        "rms_norm_eps": f["rms_norm_eps"],
+        **{key: f[key] for key in (*_ARCH, "puzzle_emb_ndim", "pos_encodings")},
         "forward_dtype": "bfloat16"
         if f.get("forward_dtype", "auto") == "auto"
         else f["forward_dtype"],
@@ -645,31 +647,35 @@ def official_config(
             arch[row.official] = row.default if row.ours is None else row.write(f[row.ours])
     except ValueError as exc:
         raise CheckpointError(f"{exc}; model {model_name!r} cannot be exported") from None
-    optim = recipe.get("optim", {}) if isinstance(recipe.get("optim"), dict) else {}
-    train = recipe.get("train", {}) if isinstance(recipe.get("train"), dict) else {}
+    sections: dict[str, dict[str, Any]] = {
+        s: recipe[s] if isinstance(recipe.get(s), dict) else {} for s in ("optim", "train")
+    }
+    sections["optim"] = {"global_batch_size": f.get("batch_size", 768), **sections["optim"]}
     return {
         "arch": arch,
         "data_paths": data_paths,
         "data_paths_test": [],
         "evaluators": [],
-        "global_batch_size": int(optim.get("global_batch_size", f.get("batch_size", 768))),
-        "epochs": int(train.get("epochs", 50000)),
-        "eval_interval": int(train.get("eval_interval", 5000)),
-        "lr": float(optim.get("lr", 1e-4)),
-        "lr_min_ratio": float(optim.get("lr_min_ratio", 1.0)),
-        "lr_warmup_steps": int(optim.get("warmup_steps", 2000)),
-        "weight_decay": float(optim.get("weight_decay", 1.0)),
-        "beta1": float(optim.get("beta1", 0.9)),
-        "beta2": float(optim.get("beta2", 0.95)),
-        "puzzle_emb_lr": float(optim.get("puzzle_emb_lr", 1e-4)),
-        "puzzle_emb_weight_decay": float(optim.get("puzzle_emb_weight_decay", 1.0)),
-        "ema": bool(optim.get("ema", True)),
-        "ema_rate": float(optim.get("ema_rate", 0.999)),
-        "seed": int(train.get("seed", 0)),
+        **{
+            key: kind(sections[section].get(ours, default))
+            for key, (section, ours, kind, default) in RECIPE_KEYS.items()
+        },
         "checkpoint_every_eval": True,
         "load_checkpoint": None,
         "freeze_weights": False,
     }
+
+
+def check_replaceable(out: Path, force: bool, marker: str, what: str) -> None:
+    """``out`` may be written: absent, or with ``force`` an empty directory or one holding
+    ``marker`` (it is ``what``); never the user's other files."""
+    if out.exists():
+        if not force:
+            raise CheckpointError(f"{out} already exists; pass --force to replace it")
+        if not out.is_dir() or (any(out.iterdir()) and not (out / marker).is_file()):
+            raise CheckpointError(
+                f"{out} exists and is not {what}; refusing to replace it (choose another --out)"
+            )
 
 
 def write_run(
@@ -684,14 +690,7 @@ def write_run(
     import yaml
 
     out = Path(out).expanduser()
-    if out.exists():
-        if not force:
-            raise CheckpointError(f"{out} already exists; pass --force to replace it")
-        if not out.is_dir() or (any(out.iterdir()) and not (out / CONFIG_FILE).is_file()):
-            raise CheckpointError(
-                f"{out} exists and is not an official run directory; "
-                f"refusing to replace it (choose another --out)"
-            )
+    check_replaceable(out, force, CONFIG_FILE, "an official run directory")
     check_writable_dir(out.parent, "directory of the exported run")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
