@@ -59,12 +59,7 @@ class ACTCarry:
         return cls(latents, state["steps"], state["halted"], data)
 
     def to(self, device: torch.device | str) -> ACTCarry:
-        return ACTCarry(
-            {k: v.to(device) for k, v in self.latents.items()},
-            self.steps.to(device),
-            self.halted.to(device),
-            {k: v.to(device) for k, v in self.current_data.items()},
-        )
+        return ACTCarry.from_state_dict({k: v.to(device) for k, v in self.state_dict().items()})
 
 
 def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ mlp_t, swiglu) are the specs below, registered by `trmkit.models.plugin` as a pl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import attrs
 import torch
@@ -20,6 +21,7 @@ from trmkit.errors import PluginError
 from trmkit.models.layers import Attention, SwiGLU, TokenSwiGLU, add_rms_norm, swiglu_width
 
 Rope = tuple[torch.Tensor, torch.Tensor] | None
+Spec = TypeVar("Spec")
 
 
 @attrs.frozen
@@ -72,11 +74,12 @@ class MLPSpec:
     """floats it keeps for backward on one sequence (fp32 CPU path, docs/training.md)."""
 
 
-def _spec(kind: str, name: str, option: str, cls: type) -> object:
-    """The registered ``kind`` component ``name``, checked against its spec class."""
+def _spec(kind: str, name: str, cls: type[Spec]) -> Spec:
+    """The registered ``kind`` component ``name``, checked against its spec class (an unknown
+    name: one line naming ``model.<kind>`` and the known names)."""
     from trmkit import plugins
 
-    entry = plugins.component(kind, name, option)
+    entry = plugins.component(kind, name, f"model.{kind}")
     if not isinstance(entry.component, cls):
         raise PluginError(
             f"plugin {entry.plugin!r}: {kind} {name!r} is a {type(entry.component).__name__}, "
@@ -84,18 +87,6 @@ def _spec(kind: str, name: str, option: str, cls: type) -> object:
             f"'Mixers and MLPs')"
         )
     return entry.component
-
-
-def mixer_spec(name: str) -> MixerSpec:
-    spec = _spec("mixer", name, "model.mixer", MixerSpec)
-    assert isinstance(spec, MixerSpec)
-    return spec
-
-
-def mlp_spec(name: str) -> MLPSpec:
-    spec = _spec("mlp", name, "model.mlp", MLPSpec)
-    assert isinstance(spec, MLPSpec)
-    return spec
 
 
 NORM_FLOATS_PER_TOKEN = 5
@@ -148,9 +139,8 @@ class ReasoningStack(nn.Module):
 
 
 def make_stack(dims: BlockDims, num_layers: int, mixer: str, mlp: str) -> ReasoningStack:
-    """``num_layers`` blocks of the named mixer and MLP (unknown names: one line naming
-    ``model.mixer`` or ``model.mlp`` and the known names)."""
-    mixer_s, mlp_s = mixer_spec(mixer), mlp_spec(mlp)
+    """``num_layers`` blocks of the registered mixer and MLP named ``mixer`` and ``mlp``."""
+    mixer_s, mlp_s = _spec("mixer", mixer, MixerSpec), _spec("mlp", mlp, MLPSpec)
     return ReasoningStack([Block(mixer_s, mlp_s, dims) for _ in range(num_layers)])
 
 
