@@ -12,6 +12,7 @@ Halting policies and selection rules come from the registry (`trmkit.inference.p
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -32,6 +33,7 @@ from trmkit.inference.policy import (
 )
 from trmkit.inference.samples import (
     INVALID,
+    attempt,
     augmented_inputs,
     decode_rows,
     draw_transforms,
@@ -113,12 +115,7 @@ class Record:
         run = np.zeros(same.shape, dtype=np.int64)
         for k in range(1, depth):
             run[k] = np.where(same[k], run[k - 1] + 1, 0)
-        verdicts = None
-        if checker is not None:
-
-            def verdicts(k: np.ndarray, s: np.ndarray, b: np.ndarray) -> np.ndarray:
-                return self.valid(checker, k, s, b)
-
+        verdicts = None if checker is None else functools.partial(self.valid, checker)
         return Trajectories(
             q=self.q[:depth, :samples],
             same=same,
@@ -203,19 +200,16 @@ def record(
     inputs = np.asarray(rows.inputs)
     augment = s_count > 1 and policy.augment and augmentation_allowed(task, per_variant_ids)
     transforms = None
-    sample_inputs = [inputs]
+    sample_inputs = [inputs] * s_count
     if augment:
         assert task is not None
         grids = decode_rows(task.codec, inputs)
         transforms = draw_transforms(
             task.augmenter, grids, np.asarray(rows.keys), s_count - 1, policy.seed
         )
-        for j in range(s_count - 1):
-            sample_inputs.append(
-                augmented_inputs(task.codec, task.augmenter, grids, transforms[j], inputs)
-            )
-    else:
-        sample_inputs.extend([inputs] * (s_count - 1))
+        sample_inputs[1:] = [
+            augmented_inputs(task.codec, task.augmenter, grids, t, inputs) for t in transforms
+        ]
     flat = torch.as_tensor(np.concatenate(sample_inputs).astype(np.int32), device=device)
     pids = torch.as_tensor(
         np.tile(np.asarray(rows.puzzle_ids), s_count).astype(np.int32), device=device
@@ -343,11 +337,8 @@ def answer_checker(task: Task, rec_inputs: np.ndarray) -> Callable[[int, np.ndar
         puzzle = grids[row]
         if puzzle is None:
             return False
-        try:
-            grid = np.asarray(task.codec.decode(answer.astype(np.int64)))
-        except (ValueError, IndexError):
-            return False
-        return bool(evaluator.check_answer(puzzle, grid))
+        grid = attempt(task.codec.decode, answer.astype(np.int64))
+        return grid is not None and bool(evaluator.check_answer(puzzle, grid))
 
     return check
 
