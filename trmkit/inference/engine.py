@@ -28,8 +28,6 @@ from trmkit.inference.policy import (
     InferencePolicy,
     SelectPolicy,
     Trajectories,
-    as_halt,
-    as_select,
 )
 from trmkit.inference.samples import (
     INVALID,
@@ -283,7 +281,7 @@ def stop_steps(
 
 
 def _stops(t: Trajectories, halt: HaltPolicy | str) -> tuple[np.ndarray, np.ndarray]:
-    fired = np.array(as_halt(halt).rule.fired(t), dtype=bool)  # a copy: the last fires
+    fired = np.array(HaltPolicy.parse(halt).rule.fired(t), dtype=bool)  # a copy: the last fires
     fired[-1] = True
     stop = fired.argmax(axis=0)  # first step that fires (the last always does)
     stability = np.take_along_axis(t.run, stop[None], axis=0)[0]
@@ -316,7 +314,7 @@ def decide(
         chosen = np.zeros(b_count, dtype=np.int64)
     else:
         candidates = Candidates(answers, conf, ok, equal, stop, stability, t)
-        chosen = np.asarray(as_select(select).rule.choose(candidates))
+        chosen = np.asarray(SelectPolicy.parse(select).rule.choose(candidates))
     rows = np.arange(b_count)
     return Decision(
         preds=answers[chosen, rows],

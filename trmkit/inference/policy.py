@@ -190,7 +190,10 @@ class _Chosen:
         object.__setattr__(self, "arg", rule.argument())
 
     @classmethod
-    def parse(cls, text: str) -> Any:
+    def parse(cls, text: Any) -> Any:
+        """``text`` (``NAME[:ARG]``) as this policy; a policy of this class is returned as is."""
+        if isinstance(text, cls):
+            return text
         name, _, arg = str(text).strip().partition(":")
         return cls(name, arg)  # type: ignore[call-arg]
 
@@ -228,23 +231,13 @@ class SelectPolicy(_Chosen):
     rule: SelectRule = attrs.field(init=False, eq=False, repr=False)
 
 
-def as_halt(value: HaltPolicy | str) -> HaltPolicy:
-    """``value`` as a `HaltPolicy` (a string is parsed: ``NAME[:ARG]``)."""
-    return value if isinstance(value, HaltPolicy) else HaltPolicy.parse(value)
-
-
-def as_select(value: SelectPolicy | str) -> SelectPolicy:
-    """``value`` as a `SelectPolicy` (a string is parsed: ``NAME[:ARG]``)."""
-    return value if isinstance(value, SelectPolicy) else SelectPolicy.parse(value)
-
-
 @attrs.frozen
 class InferencePolicy:
     """Depth x halting x breadth x selection for one evaluation or solve."""
 
     steps: int | None = None
     """supervision steps K (None: the trained N_sup); may exceed it."""
-    halt: HaltPolicy = attrs.field(factory=HaltPolicy, converter=as_halt)
+    halt: HaltPolicy = attrs.field(factory=HaltPolicy, converter=lambda v: HaltPolicy.parse(v))
     samples: int = 1
     """trajectories per puzzle (run as extra batch rows of the same forward)."""
     augment: bool = True
@@ -252,7 +245,9 @@ class InferencePolicy:
     where the task allows it (shared puzzle ids)."""
     noise: float = 0.0
     """std of the Gaussian noise added to the reasoning latent of samples 2..S."""
-    select: SelectPolicy = attrs.field(factory=SelectPolicy, converter=as_select)
+    select: SelectPolicy = attrs.field(
+        factory=SelectPolicy, converter=lambda v: SelectPolicy.parse(v)
+    )
     """how one of the S answers is chosen (a string converts: "vote", "valid", ...)."""
     seed: int = 0
 
@@ -369,8 +364,6 @@ __all__ = [
     "SelectPolicy",
     "SelectRule",
     "Trajectories",
-    "as_halt",
-    "as_select",
     "best",
     "check_record_fits",
     "parse_int_list",

@@ -41,15 +41,21 @@ class BlockDims:
 
 
 @attrs.frozen
-class MixerSpec:
-    """A token mixer: ``build(dims)`` returns a module called as ``mixer(h, rope)`` on
-    h [B, L, D] that returns the residual update [B, L, D] (a view is fine)."""
+class _ModuleSpec:
+    """What both specs hold: how to build the module and what it costs."""
 
     build: Callable[[BlockDims], nn.Module]
     flops: Callable[[BlockDims], int]
     """forward matmul FLOPs on one sequence."""
     activation_floats: Callable[[BlockDims], int]
     """floats it keeps for backward on one sequence (fp32 CPU path, docs/training.md)."""
+
+
+@attrs.frozen
+class MixerSpec(_ModuleSpec):
+    """A token mixer: ``build(dims)`` returns a module called as ``mixer(h, rope)`` on
+    h [B, L, D] that returns the residual update [B, L, D] (a view is fine)."""
+
     attribute: str = attrs.field(
         validator=attrs.validators.and_(
             attrs.validators.matches_re(r"[a-z][a-z0-9_]*"),
@@ -63,15 +69,9 @@ class MixerSpec:
 
 
 @attrs.frozen
-class MLPSpec:
+class MLPSpec(_ModuleSpec):
     """A channel MLP: ``build(dims)`` returns a module called as ``mlp(h)`` on h [B, L, D]
     that returns the residual update [B, L, D]; held as the block's ``mlp`` attribute."""
-
-    build: Callable[[BlockDims], nn.Module]
-    flops: Callable[[BlockDims], int]
-    """forward matmul FLOPs on one sequence."""
-    activation_floats: Callable[[BlockDims], int]
-    """floats it keeps for backward on one sequence (fp32 CPU path, docs/training.md)."""
 
 
 def _spec(kind: str, name: str, cls: type[Spec]) -> Spec:

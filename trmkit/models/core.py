@@ -98,6 +98,16 @@ class CoreConfig:
 
     official: ClassVar[OfficialLayout | None] = None
 
+    positive: ClassVar[tuple[str, ...]] = (
+        "seq_len",
+        "vocab_size",
+        "num_puzzle_identifiers",
+        "hidden_size",
+        "num_heads",
+        "halt_max_steps",
+    )
+    """the integer fields that must be >= 1 (a subclass adds its own)."""
+
     seq_len: int = 81
     vocab_size: int = 11
     num_puzzle_identifiers: int = 1
@@ -137,14 +147,7 @@ class CoreConfig:
             if not ok:
                 raise ConfigError(f"model.{key}: {message}")
 
-        for key in (
-            "seq_len",
-            "vocab_size",
-            "num_puzzle_identifiers",
-            "hidden_size",
-            "num_heads",
-            "halt_max_steps",
-        ):
+        for key in self.positive:
             need(getattr(self, key) >= 1, key, "must be >= 1")
         need(self.hidden_size // self.num_heads >= 2, "num_heads", "head_dim must be >= 2")
         for key, allowed in (
