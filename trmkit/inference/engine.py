@@ -303,9 +303,8 @@ def decide(
     samples = rec.samples if samples is None else samples
     t = rec.trajectories(depth, samples, checker)
     stop, stability = _stops(t, halt)
-    s_idx = np.arange(samples)[:, None]
-    b_count = rec.preds.shape[2]
-    b_idx = np.broadcast_to(np.arange(b_count)[None], stop.shape)
+    s_idx, b_idx = np.indices(stop.shape)
+    b_count = stop.shape[1]
     answers = rec.preds[stop - 1, s_idx, b_idx]  # [S, B, L]
     conf = 1.0 / (1.0 + np.exp(-rec.q[stop - 1, s_idx, b_idx].astype(np.float64)))  # [S, B]
     ok = ~(answers == INVALID).any(axis=-1)

@@ -105,11 +105,8 @@ class Candidates:
         """bool [S, B] the task checker's verdicts on the answers (refused without one)."""
         if self.history.verdicts is None:
             raise OptionError("--select: this rule needs the task's answer checker")
-        s_idx = np.broadcast_to(np.arange(self.steps.shape[0])[:, None], self.steps.shape)
-        b_idx = np.broadcast_to(np.arange(self.steps.shape[1])[None], self.steps.shape)
-        flat = self.history.verdicts(
-            (self.steps - 1).reshape(-1), s_idx.reshape(-1), b_idx.reshape(-1)
-        )
+        s_idx, b_idx = np.indices(self.steps.shape)
+        flat = self.history.verdicts((self.steps - 1).ravel(), s_idx.ravel(), b_idx.ravel())
         return flat.reshape(self.steps.shape)
 
 

@@ -104,10 +104,8 @@ def draw_transforms(
                 if got and not any(np.array_equal(got[0], t) for t in drawn):
                     drawn.append(got[0])
                     break
-        if not drawn:
-            continue
-        for j in range(count):
-            out[j, b] = drawn[j % len(drawn)]
+        if drawn:
+            out[:, b] = [drawn[j % len(drawn)] for j in range(count)]
     return out
 
 

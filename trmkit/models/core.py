@@ -218,7 +218,7 @@ class InputEncoder(nn.Module):
         self.scale = math.sqrt(d)
         self.embed_tokens = CastedEmbedding(cfg.vocab_size, d, init_std=1.0 / self.scale)
         self.puzzle_emb = (
-            SparsePuzzleEmbedding(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim, cfg.batch_size)
+            SparsePuzzleEmbedding(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim)
             if cfg.puzzle_emb_ndim > 0
             else None
         )
