@@ -263,11 +263,7 @@ class InferencePolicy:
                 f"--samples {self.samples}: more than the {MAX_SAMPLES} trajectories per "
                 f"puzzle allowed; choose --samples {MAX_SAMPLES} or fewer"
             )
-        if (
-            not isinstance(self.noise, (int, float))
-            or not math.isfinite(self.noise)
-            or self.noise < 0
-        ):
+        if not (isinstance(self.noise, (int, float)) and 0 <= self.noise < math.inf):
             raise OptionError(f"--noise {self.noise}: must be a finite number >= 0")
         return self
 

@@ -78,11 +78,10 @@ def rms_norm(x: torch.Tensor, eps: float, dim: int = -1, inplace: bool = False) 
             r = _rms_scale(x, eps, dim)
             return x.mul_(r) if inplace else x * r
         return _RMSNormFn.apply(x, eps, dim)
-    dtype = x.dtype
     if dim == x.ndim - 1:
-        return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(dtype)
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
     xf = x.float()
-    return (xf * torch.rsqrt(xf.square().mean(dim, keepdim=True) + eps)).to(dtype)
+    return (xf * torch.rsqrt(xf.square().mean(dim, keepdim=True) + eps)).to(x.dtype)
 
 
 def add_rms_norm(h: torch.Tensor, delta: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
