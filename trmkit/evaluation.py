@@ -39,7 +39,6 @@ from trmkit.errors import OptionError, TrmkitError
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
 from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.inference.scoring import samples_per_batch, seq_scores
-from trmkit.models import model_config_to_dict
 from trmkit.models.protocol import RecursiveModel
 from trmkit.reports import plot_eval_report
 from trmkit.task import EvalContext, PredictionBatch, Task
@@ -164,7 +163,7 @@ def check_model_fits_split(model: RecursiveModel, split: Any) -> None:
     ids (one line naming the first that differs), else it would fail mid-run or read
     tokens it was not trained on. The trainer fills these config fields from the training
     split (`trmkit.config.Recipe.model_config`)."""
-    config = model_config_to_dict(model.config)
+    config = attrs.asdict(model.config)
     meta = split.meta
     for key, want in (
         ("seq_len", meta.seq_len),

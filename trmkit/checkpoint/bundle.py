@@ -268,13 +268,13 @@ def build_model_from_manifest(
     config class first (a hand-edited manifest is one CheckpointError naming the field)."""
     from trmkit.config import _check_model_fields
     from trmkit.errors import ConfigError
-    from trmkit.models import build_model, model_config_from_dict
+    from trmkit.models import build_model, make_config
 
     spec = manifest.model
     try:
         fields = _check_model_fields(spec.name, spec.config, str(where))
         check_model_compute(manifest, fields, where)
-        cfg = model_config_from_dict(spec.name, fields)
+        cfg = make_config(spec.name, fields)
         with contextlib.nullcontext() if device is None else torch.device(device):
             return build_model(spec.name, cfg)
     except CheckpointError:

@@ -12,6 +12,7 @@ Halting policies and selection rules come from the registry (`trmkit.inference.p
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -27,11 +28,10 @@ from trmkit.inference.policy import (
     InferencePolicy,
     SelectPolicy,
     Trajectories,
-    as_halt,
-    as_select,
 )
 from trmkit.inference.samples import (
     INVALID,
+    attempt,
     augmented_inputs,
     decode_rows,
     draw_transforms,
@@ -113,12 +113,7 @@ class Record:
         run = np.zeros(same.shape, dtype=np.int64)
         for k in range(1, depth):
             run[k] = np.where(same[k], run[k - 1] + 1, 0)
-        verdicts = None
-        if checker is not None:
-
-            def verdicts(k: np.ndarray, s: np.ndarray, b: np.ndarray) -> np.ndarray:
-                return self.valid(checker, k, s, b)
-
+        verdicts = None if checker is None else functools.partial(self.valid, checker)
         return Trajectories(
             q=self.q[:depth, :samples],
             same=same,
@@ -203,19 +198,16 @@ def record(
     inputs = np.asarray(rows.inputs)
     augment = s_count > 1 and policy.augment and augmentation_allowed(task, per_variant_ids)
     transforms = None
-    sample_inputs = [inputs]
+    sample_inputs = [inputs] * s_count
     if augment:
         assert task is not None
         grids = decode_rows(task.codec, inputs)
         transforms = draw_transforms(
             task.augmenter, grids, np.asarray(rows.keys), s_count - 1, policy.seed
         )
-        for j in range(s_count - 1):
-            sample_inputs.append(
-                augmented_inputs(task.codec, task.augmenter, grids, transforms[j], inputs)
-            )
-    else:
-        sample_inputs.extend([inputs] * (s_count - 1))
+        sample_inputs[1:] = [
+            augmented_inputs(task.codec, task.augmenter, grids, t, inputs) for t in transforms
+        ]
     flat = torch.as_tensor(np.concatenate(sample_inputs).astype(np.int32), device=device)
     pids = torch.as_tensor(
         np.tile(np.asarray(rows.puzzle_ids), s_count).astype(np.int32), device=device
@@ -289,7 +281,7 @@ def stop_steps(
 
 
 def _stops(t: Trajectories, halt: HaltPolicy | str) -> tuple[np.ndarray, np.ndarray]:
-    fired = np.array(as_halt(halt).rule.fired(t), dtype=bool)  # a copy: the last fires
+    fired = np.array(HaltPolicy.parse(halt).rule.fired(t), dtype=bool)  # a copy: the last fires
     fired[-1] = True
     stop = fired.argmax(axis=0)  # first step that fires (the last always does)
     stability = np.take_along_axis(t.run, stop[None], axis=0)[0]
@@ -311,9 +303,8 @@ def decide(
     samples = rec.samples if samples is None else samples
     t = rec.trajectories(depth, samples, checker)
     stop, stability = _stops(t, halt)
-    s_idx = np.arange(samples)[:, None]
-    b_count = rec.preds.shape[2]
-    b_idx = np.broadcast_to(np.arange(b_count)[None], stop.shape)
+    s_idx, b_idx = np.indices(stop.shape)
+    b_count = stop.shape[1]
     answers = rec.preds[stop - 1, s_idx, b_idx]  # [S, B, L]
     conf = 1.0 / (1.0 + np.exp(-rec.q[stop - 1, s_idx, b_idx].astype(np.float64)))  # [S, B]
     ok = ~(answers == INVALID).any(axis=-1)
@@ -322,7 +313,7 @@ def decide(
         chosen = np.zeros(b_count, dtype=np.int64)
     else:
         candidates = Candidates(answers, conf, ok, equal, stop, stability, t)
-        chosen = np.asarray(as_select(select).rule.choose(candidates))
+        chosen = np.asarray(SelectPolicy.parse(select).rule.choose(candidates))
     rows = np.arange(b_count)
     return Decision(
         preds=answers[chosen, rows],
@@ -343,11 +334,8 @@ def answer_checker(task: Task, rec_inputs: np.ndarray) -> Callable[[int, np.ndar
         puzzle = grids[row]
         if puzzle is None:
             return False
-        try:
-            grid = np.asarray(task.codec.decode(answer.astype(np.int64)))
-        except (ValueError, IndexError):
-            return False
-        return bool(evaluator.check_answer(puzzle, grid))
+        grid = attempt(task.codec.decode, answer.astype(np.int64))
+        return grid is not None and bool(evaluator.check_answer(puzzle, grid))
 
     return check
 

@@ -105,11 +105,8 @@ class Candidates:
         """bool [S, B] the task checker's verdicts on the answers (refused without one)."""
         if self.history.verdicts is None:
             raise OptionError("--select: this rule needs the task's answer checker")
-        s_idx = np.broadcast_to(np.arange(self.steps.shape[0])[:, None], self.steps.shape)
-        b_idx = np.broadcast_to(np.arange(self.steps.shape[1])[None], self.steps.shape)
-        flat = self.history.verdicts(
-            (self.steps - 1).reshape(-1), s_idx.reshape(-1), b_idx.reshape(-1)
-        )
+        s_idx, b_idx = np.indices(self.steps.shape)
+        flat = self.history.verdicts((self.steps - 1).ravel(), s_idx.ravel(), b_idx.ravel())
         return flat.reshape(self.steps.shape)
 
 
@@ -190,7 +187,10 @@ class _Chosen:
         object.__setattr__(self, "arg", rule.argument())
 
     @classmethod
-    def parse(cls, text: str) -> Any:
+    def parse(cls, text: Any) -> Any:
+        """``text`` (``NAME[:ARG]``) as this policy; a policy of this class is returned as is."""
+        if isinstance(text, cls):
+            return text
         name, _, arg = str(text).strip().partition(":")
         return cls(name, arg)  # type: ignore[call-arg]
 
@@ -228,23 +228,13 @@ class SelectPolicy(_Chosen):
     rule: SelectRule = attrs.field(init=False, eq=False, repr=False)
 
 
-def as_halt(value: HaltPolicy | str) -> HaltPolicy:
-    """``value`` as a `HaltPolicy` (a string is parsed: ``NAME[:ARG]``)."""
-    return value if isinstance(value, HaltPolicy) else HaltPolicy.parse(value)
-
-
-def as_select(value: SelectPolicy | str) -> SelectPolicy:
-    """``value`` as a `SelectPolicy` (a string is parsed: ``NAME[:ARG]``)."""
-    return value if isinstance(value, SelectPolicy) else SelectPolicy.parse(value)
-
-
 @attrs.frozen
 class InferencePolicy:
     """Depth x halting x breadth x selection for one evaluation or solve."""
 
     steps: int | None = None
     """supervision steps K (None: the trained N_sup); may exceed it."""
-    halt: HaltPolicy = attrs.field(factory=HaltPolicy, converter=as_halt)
+    halt: HaltPolicy = attrs.field(factory=HaltPolicy, converter=lambda v: HaltPolicy.parse(v))
     samples: int = 1
     """trajectories per puzzle (run as extra batch rows of the same forward)."""
     augment: bool = True
@@ -252,7 +242,9 @@ class InferencePolicy:
     where the task allows it (shared puzzle ids)."""
     noise: float = 0.0
     """std of the Gaussian noise added to the reasoning latent of samples 2..S."""
-    select: SelectPolicy = attrs.field(factory=SelectPolicy, converter=as_select)
+    select: SelectPolicy = attrs.field(
+        factory=SelectPolicy, converter=lambda v: SelectPolicy.parse(v)
+    )
     """how one of the S answers is chosen (a string converts: "vote", "valid", ...)."""
     seed: int = 0
 
@@ -271,11 +263,7 @@ class InferencePolicy:
                 f"--samples {self.samples}: more than the {MAX_SAMPLES} trajectories per "
                 f"puzzle allowed; choose --samples {MAX_SAMPLES} or fewer"
             )
-        if (
-            not isinstance(self.noise, (int, float))
-            or not math.isfinite(self.noise)
-            or self.noise < 0
-        ):
+        if not (isinstance(self.noise, (int, float)) and 0 <= self.noise < math.inf):
             raise OptionError(f"--noise {self.noise}: must be a finite number >= 0")
         return self
 
@@ -369,8 +357,6 @@ __all__ = [
     "SelectPolicy",
     "SelectRule",
     "Trajectories",
-    "as_halt",
-    "as_select",
     "best",
     "check_record_fits",
     "parse_int_list",

@@ -11,7 +11,8 @@ batch or process it is evaluated in. Uses the batched fast paths
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,15 +22,17 @@ INVALID = -1
 """Token written over a whole row whose prediction cannot be decoded or mapped back."""
 
 
+def attempt(fn: Callable[..., Any], *args: Any) -> np.ndarray | None:
+    """``fn(*args)`` as an array, or None where the task's code refuses the input."""
+    try:
+        return np.asarray(fn(*args))
+    except (ValueError, IndexError):
+        return None
+
+
 def decode_rows(codec: Codec, tokens: np.ndarray) -> list[np.ndarray | None]:
     """Grids of token rows (None where the codec cannot decode a row)."""
-    grids: list[np.ndarray | None] = []
-    for row in tokens:
-        try:
-            grids.append(np.asarray(codec.decode(np.asarray(row))))
-        except (ValueError, IndexError):
-            grids.append(None)
-    return grids
+    return [attempt(codec.decode, np.asarray(row)) for row in tokens]
 
 
 def _same_shape(grids: Sequence[np.ndarray | None]) -> tuple[int, ...] | None:
@@ -65,16 +68,10 @@ def _map(
         with contextlib.suppress(ValueError, IndexError):
             return list(np.asarray(fn(transforms, np.stack(grids))))  # type: ignore[arg-type]
     one = augmenter.invert if inverse else augmenter.apply
-    out: list[np.ndarray | None] = []
-    for t, grid in zip(transforms, grids, strict=True):
-        if grid is None:
-            out.append(None)
-            continue
-        try:
-            out.append(np.asarray(one(t, grid)))
-        except (ValueError, IndexError):
-            out.append(None)
-    return out
+    return [
+        None if grid is None else attempt(one, t, grid)
+        for t, grid in zip(transforms, grids, strict=True)
+    ]
 
 
 REDRAWS = 8
@@ -107,10 +104,8 @@ def draw_transforms(
                 if got and not any(np.array_equal(got[0], t) for t in drawn):
                     drawn.append(got[0])
                     break
-        if not drawn:
-            continue
-        for j in range(count):
-            out[j, b] = drawn[j % len(drawn)]
+        if drawn:
+            out[:, b] = [drawn[j % len(drawn)] for j in range(count)]
     return out
 
 
@@ -141,4 +136,11 @@ def to_row_frame(
     )
 
 
-__all__ = ["INVALID", "augmented_inputs", "decode_rows", "draw_transforms", "to_row_frame"]
+__all__ = [
+    "INVALID",
+    "attempt",
+    "augmented_inputs",
+    "decode_rows",
+    "draw_transforms",
+    "to_row_frame",
+]

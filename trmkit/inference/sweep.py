@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 import torch
 
+from trmkit import atomic
 from trmkit.batch import IGNORE_LABEL_ID
 from trmkit.errors import OptionError
 from trmkit.inference.engine import (
@@ -152,10 +153,9 @@ class SweepReport:
 
     def write(self, out_dir: Path, plot: bool = True) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
-        written = [out_dir / "sweep.json"]
-        tmp = out_dir / "sweep.json.tmp"
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(written[0])
+        written = [
+            atomic.write_text(out_dir / "sweep.json", json.dumps(self.to_dict(), indent=2) + "\n")
+        ]
         title = (
             f"{self.config['task']}: {self.config['count']} puzzles, "
             f"trained N_sup {self.config['trained_steps']}"
@@ -177,6 +177,8 @@ def run_sweep(
     progress: bool = False,
 ) -> SweepReport:
     """Evaluate every point of ``grid`` on a store split (one process)."""
+    from tqdm.auto import tqdm
+
     from trmkit.data.loader import EvalLoader
 
     per_variant = int(split.meta.num_puzzle_identifiers) > 1
@@ -216,14 +218,14 @@ def run_sweep(
             n_batches = len(loader)
             if max_examples > 0:
                 n_batches = min(n_batches, -(-max_examples // per_batch))
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=n_batches, desc=f"sweep ({source})", leave=False)
-            for i, batch in enumerate(loader):
-                if i >= n_batches:
-                    break
+            batches = tqdm(
+                itertools.islice(loader, n_batches),
+                total=n_batches,
+                desc=f"sweep ({source})",
+                leave=False,
+                disable=not progress,
+            )
+            for batch in batches:
                 labels = np.asarray(batch["labels"])
                 counted = (np.asarray(batch["puzzle_index"]) >= 0) & (
                     (labels != IGNORE_LABEL_ID).sum(-1) > 0
@@ -255,10 +257,6 @@ def run_sweep(
                     dec = decide(rec, halt, select, depth=d, samples=s, checker=checker)
                     acc, exact = seq_scores(dec.preds, labels, counted)
                     sums[c] += (exact.sum(), acc.sum(), dec.steps[:, counted].sum())
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
             per_pass = seconds / max(rows_run * s_max * depth, 1)
             n = max(count, 1)
             for c, (halt, select, d, s) in enumerate(combos):

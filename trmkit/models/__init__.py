@@ -13,10 +13,7 @@ it and is loaded by commands that need no model (`trmkit tasks`).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from trmkit.config import make_model_config
 from trmkit.errors import ConfigError, PluginError
@@ -37,16 +34,6 @@ def model_name(model: Any) -> str:
     """The registered name `build_model` built ``model`` under (``trm``, ``eqr``, ...), which
     one-line errors name; the class name for a model built another way."""
     return _BUILT_AS.get(model, type(model).__name__)
-
-
-def model_config_from_dict(name: str, fields: Mapping[str, Any]) -> Any:
-    """Alias of `make_config` for checkpoint manifests (a plain dict of config fields)."""
-    return make_config(name, fields)
-
-
-def model_config_to_dict(config: Any) -> dict[str, Any]:
-    """A model config as a JSON/TOML-friendly dict (inverse of `model_config_from_dict`)."""
-    return attrs.asdict(config)
 
 
 def build_model(name: str, config: Any) -> Any:
@@ -107,7 +94,5 @@ __all__ = [
     "compile_model",
     "count_parameters",
     "make_config",
-    "model_config_from_dict",
-    "model_config_to_dict",
     "model_name",
 ]

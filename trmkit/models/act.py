@@ -59,12 +59,7 @@ class ACTCarry:
         return cls(latents, state["steps"], state["halted"], data)
 
     def to(self, device: torch.device | str) -> ACTCarry:
-        return ACTCarry(
-            {k: v.to(device) for k, v in self.latents.items()},
-            self.steps.to(device),
-            self.halted.to(device),
-            {k: v.to(device) for k, v in self.current_data.items()},
-        )
+        return ACTCarry.from_state_dict({k: v.to(device) for k, v in self.state_dict().items()})
 
 
 def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -108,9 +103,8 @@ class ACTModel(nn.Module):
         """Perturb the reasoning latents on every following call (`NoisyRecursion`)."""
         self._noise = noise
 
-    def _perturb(self, latents: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        noise = self._noise
-        assert noise is not None
+    @staticmethod
+    def _perturb(latents: dict[str, torch.Tensor], noise: LatentNoise) -> dict[str, torch.Tensor]:
         floats = [n for n, v in latents.items() if v.is_floating_point()]  # not a core's ids
         names = [n for n in floats if n != "y"] or floats
         out = dict(latents)
@@ -166,7 +160,7 @@ class ACTModel(nn.Module):
         halted = carry.halted
         latents = self.core.reset_latents(halted, carry.latents)
         if self._noise is not None:
-            latents = self._perturb(latents)
+            latents = self._perturb(latents, self._noise)
         steps = torch.where(halted, 0, carry.steps)
         data = {
             k: torch.where(_rows(halted, batch[k]), batch[k], v)
@@ -183,10 +177,8 @@ class ACTModel(nn.Module):
             new_halted = is_last
             rule = cfg.training_halt_rule
             if self.training and max_steps > 1 and rule != "fixed":
-                if rule == "q_halt_vs_continue":
-                    new_halted = new_halted | (q_halt > q_continue)
-                else:
-                    new_halted = new_halted | (q_halt > 0)
+                fires = q_halt > q_continue if rule == "q_halt_vs_continue" else q_halt > 0
+                new_halted = new_halted | fires
                 explore = torch.rand_like(q_halt) < cfg.halt_exploration_prob
                 min_steps = explore * torch.randint_like(steps, 2, max_steps + 1)
                 new_halted = new_halted & (steps >= min_steps)

@@ -11,6 +11,7 @@ mlp_t, swiglu) are the specs below, registered by `trmkit.models.plugin` as a pl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import attrs
 import torch
@@ -20,6 +21,7 @@ from trmkit.errors import PluginError
 from trmkit.models.layers import Attention, SwiGLU, TokenSwiGLU, add_rms_norm, swiglu_width
 
 Rope = tuple[torch.Tensor, torch.Tensor] | None
+Spec = TypeVar("Spec")
 
 
 @attrs.frozen
@@ -39,15 +41,21 @@ class BlockDims:
 
 
 @attrs.frozen
-class MixerSpec:
-    """A token mixer: ``build(dims)`` returns a module called as ``mixer(h, rope)`` on
-    h [B, L, D] that returns the residual update [B, L, D] (a view is fine)."""
+class _ModuleSpec:
+    """What both specs hold: how to build the module and what it costs."""
 
     build: Callable[[BlockDims], nn.Module]
     flops: Callable[[BlockDims], int]
     """forward matmul FLOPs on one sequence."""
     activation_floats: Callable[[BlockDims], int]
     """floats it keeps for backward on one sequence (fp32 CPU path, docs/training.md)."""
+
+
+@attrs.frozen
+class MixerSpec(_ModuleSpec):
+    """A token mixer: ``build(dims)`` returns a module called as ``mixer(h, rope)`` on
+    h [B, L, D] that returns the residual update [B, L, D] (a view is fine)."""
+
     attribute: str = attrs.field(
         validator=attrs.validators.and_(
             attrs.validators.matches_re(r"[a-z][a-z0-9_]*"),
@@ -61,22 +69,17 @@ class MixerSpec:
 
 
 @attrs.frozen
-class MLPSpec:
+class MLPSpec(_ModuleSpec):
     """A channel MLP: ``build(dims)`` returns a module called as ``mlp(h)`` on h [B, L, D]
     that returns the residual update [B, L, D]; held as the block's ``mlp`` attribute."""
 
-    build: Callable[[BlockDims], nn.Module]
-    flops: Callable[[BlockDims], int]
-    """forward matmul FLOPs on one sequence."""
-    activation_floats: Callable[[BlockDims], int]
-    """floats it keeps for backward on one sequence (fp32 CPU path, docs/training.md)."""
 
-
-def _spec(kind: str, name: str, option: str, cls: type) -> object:
-    """The registered ``kind`` component ``name``, checked against its spec class."""
+def _spec(kind: str, name: str, cls: type[Spec]) -> Spec:
+    """The registered ``kind`` component ``name``, checked against its spec class (an unknown
+    name: one line naming ``model.<kind>`` and the known names)."""
     from trmkit import plugins
 
-    entry = plugins.component(kind, name, option)
+    entry = plugins.component(kind, name, f"model.{kind}")
     if not isinstance(entry.component, cls):
         raise PluginError(
             f"plugin {entry.plugin!r}: {kind} {name!r} is a {type(entry.component).__name__}, "
@@ -84,18 +87,6 @@ def _spec(kind: str, name: str, option: str, cls: type) -> object:
             f"'Mixers and MLPs')"
         )
     return entry.component
-
-
-def mixer_spec(name: str) -> MixerSpec:
-    spec = _spec("mixer", name, "model.mixer", MixerSpec)
-    assert isinstance(spec, MixerSpec)
-    return spec
-
-
-def mlp_spec(name: str) -> MLPSpec:
-    spec = _spec("mlp", name, "model.mlp", MLPSpec)
-    assert isinstance(spec, MLPSpec)
-    return spec
 
 
 NORM_FLOATS_PER_TOKEN = 5
@@ -148,9 +139,8 @@ class ReasoningStack(nn.Module):
 
 
 def make_stack(dims: BlockDims, num_layers: int, mixer: str, mlp: str) -> ReasoningStack:
-    """``num_layers`` blocks of the named mixer and MLP (unknown names: one line naming
-    ``model.mixer`` or ``model.mlp`` and the known names)."""
-    mixer_s, mlp_s = mixer_spec(mixer), mlp_spec(mlp)
+    """``num_layers`` blocks of the registered mixer and MLP named ``mixer`` and ``mlp``."""
+    mixer_s, mlp_s = _spec("mixer", mixer, MixerSpec), _spec("mlp", mlp, MLPSpec)
     return ReasoningStack([Block(mixer_s, mlp_s, dims) for _ in range(num_layers)])
 
 

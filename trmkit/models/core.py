@@ -19,6 +19,7 @@ from torch import nn
 
 from trmkit.errors import ConfigError
 from trmkit.models.blocks import BlockDims, ReasoningStack, make_stack
+from trmkit.models.init import trunc_normal_
 from trmkit.models.layers import CastedEmbedding, CastedLinear, RotaryEmbedding
 from trmkit.models.protocol import StepFlops
 from trmkit.models.sparse_embedding import SparsePuzzleEmbedding
@@ -32,16 +33,7 @@ LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
 #   fixed               never early: every sequence runs halt_max_steps steps
 HALT_RULES = ("auto", "q_halt", "q_halt_vs_continue", "fixed")
 # float64 is for verification (e.g. against the official code's numbers), not for training
-DTYPES = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "float64": torch.float64,
-}
-
-
-def _same(value: Any) -> Any:
-    return value
+DTYPES = {name: getattr(torch, name) for name in ("float32", "bfloat16", "float16", "float64")}
 
 
 @attrs.frozen
@@ -54,7 +46,7 @@ class OfficialField:
     ours: str | None = None
     """the trmkit field; None: a constant ``default`` the official schema wants (export only)."""
     read: Callable[[Any], Any] = int
-    write: Callable[[Any], Any] = _same
+    write: Callable[[Any], Any] = lambda value: value
     default: Any = None
     """the official value when the key is absent (None: the key is required)."""
 
@@ -106,6 +98,16 @@ class CoreConfig:
 
     official: ClassVar[OfficialLayout | None] = None
 
+    positive: ClassVar[tuple[str, ...]] = (
+        "seq_len",
+        "vocab_size",
+        "num_puzzle_identifiers",
+        "hidden_size",
+        "num_heads",
+        "halt_max_steps",
+    )
+    """the integer fields that must be >= 1 (a subclass adds its own)."""
+
     seq_len: int = 81
     vocab_size: int = 11
     num_puzzle_identifiers: int = 1
@@ -145,36 +147,17 @@ class CoreConfig:
             if not ok:
                 raise ConfigError(f"model.{key}: {message}")
 
-        for key in (
-            "seq_len",
-            "vocab_size",
-            "num_puzzle_identifiers",
-            "hidden_size",
-            "num_heads",
-            "halt_max_steps",
-        ):
+        for key in self.positive:
             need(getattr(self, key) >= 1, key, "must be >= 1")
         need(self.hidden_size // self.num_heads >= 2, "num_heads", "head_dim must be >= 2")
-        need(
-            self.pos_encodings in POS_ENCODINGS,
-            "pos_encodings",
-            f"{self.pos_encodings!r} is not one of {POS_ENCODINGS}",
-        )
-        need(
-            self.loss_type in LOSS_TYPES,
-            "loss_type",
-            f"{self.loss_type!r} is not one of {LOSS_TYPES}",
-        )
-        need(
-            self.halt_rule in HALT_RULES,
-            "halt_rule",
-            f"{self.halt_rule!r} is not one of {', '.join(HALT_RULES)}",
-        )
-        need(
-            self.forward_dtype in ("auto", *DTYPES),
-            "forward_dtype",
-            f"{self.forward_dtype!r} is not one of auto, {', '.join(DTYPES)}",
-        )
+        for key, allowed in (
+            ("pos_encodings", POS_ENCODINGS),
+            ("loss_type", LOSS_TYPES),
+            ("halt_rule", HALT_RULES),
+            ("forward_dtype", ("auto", *DTYPES)),
+        ):
+            value = getattr(self, key)
+            need(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
         need(0.0 <= self.halt_exploration_prob <= 1.0, "halt_exploration_prob", "must be in [0,1]")
         need(
             self.puzzle_emb_ndim <= self.prefix_len * self.hidden_size or self.prefix_len == 0,
@@ -235,7 +218,7 @@ class InputEncoder(nn.Module):
         self.scale = math.sqrt(d)
         self.embed_tokens = CastedEmbedding(cfg.vocab_size, d, init_std=1.0 / self.scale)
         self.puzzle_emb = (
-            SparsePuzzleEmbedding(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim, cfg.batch_size)
+            SparsePuzzleEmbedding(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim)
             if cfg.puzzle_emb_ndim > 0
             else None
         )
@@ -398,6 +381,4 @@ def register_init(module: nn.Module, name: str, shape: tuple[int, ...]) -> None:
 
     The official code keeps these in bf16; we keep fp32 and cast at reset (same values on
     CPU; docs/engine.md, deviation 3)."""
-    from trmkit.models.init import trunc_normal_
-
     module.register_buffer(f"{name}_init", trunc_normal_(torch.empty(shape), std=1.0))

@@ -11,7 +11,6 @@ from typing import ClassVar
 import attrs
 import torch
 
-from trmkit.errors import ConfigError
 from trmkit.models.blocks import ReasoningStack
 from trmkit.models.core import (
     CoreConfig,
@@ -26,6 +25,13 @@ from trmkit.models.trm import mlp_t_field
 @attrs.define(kw_only=True)
 class HRMConfig(CoreConfig):
     schedulable: ClassVar[tuple[str, ...]] = (*CoreConfig.schedulable, "h_cycles", "l_cycles")
+    positive: ClassVar[tuple[str, ...]] = (
+        *CoreConfig.positive,
+        "h_cycles",
+        "l_cycles",
+        "h_layers",
+        "l_layers",
+    )
     official = OfficialLayout(
         arch="recursive_reasoning.hrm@HierarchicalReasoningModel_ACTV1",
         tensors={
@@ -52,12 +58,6 @@ class HRMConfig(CoreConfig):
     l_layers: int = 4
     puzzle_emb_len: int = 0
     act_continue: bool = True
-
-    def validate(self) -> None:
-        super().validate()
-        for key in ("h_cycles", "l_cycles", "h_layers", "l_layers"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"model.{key}: must be >= 1")
 
 
 class HRMCore(RecursiveCore):

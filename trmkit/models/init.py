@@ -19,24 +19,18 @@ _TRUNC2_STD = 0.87962566103423978
 def trunc_normal_(
     tensor: torch.Tensor,
     std: float = 1.0,
-    bound: float = 2.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Fill ``tensor`` in place with a normal truncated at +-``bound`` sigmas, std exactly ``std``
+    """Fill ``tensor`` in place with a normal truncated at +-2 sigmas, std exactly ``std``
     (drawn from ``generator``, default torch's global RNG).
 
-    Inverse-CDF sampling: u ~ U[erf(-bound/sqrt2), erf(bound/sqrt2)], x = sqrt2 * erfinv(u),
-    then scaled by std / (std of the truncated unit normal) and clipped for rounding safety.
+    Inverse-CDF sampling: u ~ U[erf(-2/sqrt2), erf(2/sqrt2)], x = sqrt2 * erfinv(u), then
+    scaled by std / (std of the truncated unit normal) and clipped for rounding safety.
     """
     if std == 0:
         return tensor.zero_()
-    if bound == 2.0:
-        trunc_std = _TRUNC2_STD
-    else:  # closed form of the truncated unit normal's std
-        pdf = math.exp(-0.5 * bound * bound) / math.sqrt(2 * math.pi)
-        mass = math.erf(bound / math.sqrt(2))
-        trunc_std = math.sqrt(1 - 2 * bound * pdf / mass)
-    scale = std / trunc_std
+    bound = 2.0
+    scale = std / _TRUNC2_STD
     lo = math.erf(-bound / math.sqrt(2))
     hi = math.erf(bound / math.sqrt(2))
     work = (

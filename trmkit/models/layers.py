@@ -20,13 +20,9 @@ from torch import nn
 from trmkit.models.init import lecun_std, trunc_normal_
 
 
-def round_up(value: int, multiple: int) -> int:
-    return -(value // -multiple) * multiple
-
-
 def swiglu_width(hidden: int, expansion: float) -> int:
     """Intermediate width of the SwiGLU: round(expansion * h * 2/3) rounded up to 256."""
-    return round_up(round(expansion * hidden * 2 / 3), 256)
+    return -(round(expansion * hidden * 2 / 3) // -256) * 256
 
 
 def cpu_kernels(x: torch.Tensor) -> bool:
@@ -82,11 +78,10 @@ def rms_norm(x: torch.Tensor, eps: float, dim: int = -1, inplace: bool = False) 
             r = _rms_scale(x, eps, dim)
             return x.mul_(r) if inplace else x * r
         return _RMSNormFn.apply(x, eps, dim)
-    dtype = x.dtype
     if dim == x.ndim - 1:
-        return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(dtype)
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
     xf = x.float()
-    return (xf * torch.rsqrt(xf.square().mean(dim, keepdim=True) + eps)).to(dtype)
+    return (xf * torch.rsqrt(xf.square().mean(dim, keepdim=True) + eps)).to(x.dtype)
 
 
 def add_rms_norm(h: torch.Tensor, delta: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
@@ -105,15 +100,9 @@ class CastedLinear(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        weight = trunc_normal_(torch.empty(out_features, in_features), std=lecun_std(in_features))
+        self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        trunc_normal_(self.weight, std=lecun_std(self.in_features))
-        if self.bias is not None:
-            with torch.no_grad():
-                self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
@@ -163,12 +152,9 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x`` [B, L, ..., hd] by the [L, hd] tables; in fp32, cast back."""
-    dtype = x.dtype
     xf = x.float()
     shape = (cos.shape[0], *([1] * (x.ndim - 3)), cos.shape[1])
-    cos = cos.view(shape)
-    sin = sin.view(shape)
-    return (xf * cos + rotate_half(xf) * sin).to(dtype)
+    return (xf * cos.view(shape) + rotate_half(xf) * sin.view(shape)).to(x.dtype)
 
 
 def _rotate_into(out: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
@@ -324,8 +310,9 @@ class SwiGLU(nn.Module):
         return self.down_proj(gated(x, self.gate_up_proj))
 
 
-class TokenSwiGLU(nn.Module):
-    """The MLP-t token mixer: a SwiGLU of "hidden size" L applied along the sequence axis.
+class TokenSwiGLU(SwiGLU):
+    """The MLP-t token mixer: a SwiGLU of "hidden size" L (built as ``TokenSwiGLU(L,
+    expansion)``) applied along the sequence axis.
 
     Same parameters and maths as the reference's transposed SwiGLU: h [B, L, D] is copied
     once to [B*D, L] rows, both projections are single large 2-D matmuls, and the result is
@@ -333,12 +320,6 @@ class TokenSwiGLU(nn.Module):
     W @ h on [B, L, D] looks copy-free, but torch folds it into the same matmul and then
     copies the 2I-wide [B, 2I, D] result back, an order of magnitude more memory traffic.)
     """
-
-    def __init__(self, length: int, expansion: float) -> None:
-        super().__init__()
-        self.inter = swiglu_width(length, expansion)
-        self.gate_up_proj = CastedLinear(length, 2 * self.inter)
-        self.down_proj = CastedLinear(self.inter, length)
 
     def forward(self, x: torch.Tensor, rope: object = None) -> torch.Tensor:
         """``rope`` is ignored: positions are the axis it mixes (the mixer call signature)."""

@@ -25,14 +25,10 @@ def stablemax_s(x: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
     return torch.where(x < 0, 1.0 / (1.0 - x + eps), x + 1.0)
 
 
-def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    s = stablemax_s(x)
-    return torch.log(s / s.sum(dim=dim, keepdim=True))
-
-
 def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-token -log stablemax(label), computed in float64; 0 where labels == IGNORE_LABEL_ID."""
-    logprobs = log_stablemax(logits.to(torch.float64))
+    s = stablemax_s(logits.to(torch.float64))
+    logprobs = torch.log(s / s.sum(dim=-1, keepdim=True))
     mask = labels != IGNORE_LABEL_ID
     safe = torch.where(mask, labels, 0).long().unsqueeze(-1)
     picked = torch.gather(logprobs, -1, safe).squeeze(-1)

@@ -16,38 +16,28 @@ def register_models(register):
     from trmkit.models.trm_multiz import TRMMultiZConfig, TRMMultiZCore
     from trmkit.models.trm_singlez import TRMSingleZConfig, TRMSingleZCore
 
-    def _trm(cfg: TRMConfig) -> ACTModel:
-        return ACTModel(TRMCore(cfg))
-
-    def _singlez(cfg: TRMSingleZConfig) -> ACTModel:
-        return ACTModel(TRMSingleZCore(cfg))
-
-    def _multiz(cfg: TRMMultiZConfig) -> ACTModel:
-        return ACTModel(TRMMultiZCore(cfg))
-
-    def _hrm(cfg: HRMConfig) -> ACTModel:
-        return ACTModel(HRMCore(cfg))
-
-    def _transformer(cfg: TransformerConfig) -> ACTModel:
-        return ACTModel(TransformerCore(cfg))
+    def act(core):  # the factory: the core wrapped in the ACT carry and loss head
+        return lambda cfg: ACTModel(core(cfg))
 
     register(
         "trm",
-        _trm,
+        act(TRMCore),
         TRMConfig,
         "Tiny Recursive Model: shared 2-block net (attention or MLP-t), latents y and z",
     )
-    register("trm-singlez", _singlez, TRMSingleZConfig, "TRM ablation with a single latent z")
-    register("trm-multiz", _multiz, TRMMultiZConfig, "TRM ablation with six z latents")
+    register(
+        "trm-singlez", act(TRMSingleZCore), TRMSingleZConfig, "TRM ablation with a single latent z"
+    )
+    register("trm-multiz", act(TRMMultiZCore), TRMMultiZConfig, "TRM ablation with six z latents")
     register(
         "hrm",
-        _hrm,
+        act(HRMCore),
         HRMConfig,
         "Hierarchical Reasoning Model: separate H and L stacks, 1-step gradient",
     )
     register(
         "transformer",
-        _transformer,
+        act(TransformerCore),
         TransformerConfig,
         "Transformer baseline: one deep stack per supervision step",
     )

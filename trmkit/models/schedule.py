@@ -18,11 +18,7 @@ import attrs
 
 def value_at(pieces: list[list[Any]], p: float) -> Any:
     """The value of the last piece whose fraction is <= ``p``."""
-    out = pieces[0][1]
-    for start, value in pieces:
-        if start <= p:
-            out = value
-    return out
+    return next((value for start, value in reversed(pieces) if start <= p), pieces[0][1])
 
 
 def config_at(cfg: Any, p: float) -> Any:

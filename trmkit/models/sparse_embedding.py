@@ -16,11 +16,10 @@ from torch import nn
 
 
 class SparsePuzzleEmbedding(nn.Module):
-    def __init__(self, num_ids: int, dim: int, batch_size: int = 0) -> None:
+    def __init__(self, num_ids: int, dim: int) -> None:
         super().__init__()
         self.num_ids = num_ids
         self.dim = dim
-        self.batch_size = batch_size  # informational: the scratch rows follow the real batch
         self.register_buffer("weights", torch.zeros(num_ids, dim), persistent=True)
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 

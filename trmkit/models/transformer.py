@@ -8,6 +8,7 @@ continue head is never trained. Other rules are explicit options (``halt_rule = 
 """
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import attrs
 
@@ -24,6 +25,7 @@ from trmkit.models.core import (
 
 @attrs.define(kw_only=True)
 class TransformerConfig(CoreConfig):
+    positive: ClassVar[tuple[str, ...]] = (*CoreConfig.positive, "num_layers")
     official = OfficialLayout(
         arch="recursive_reasoning.transformers_baseline@Model_ACTV2",
         tensors={"H_level.": "core.net.", "H_init": "core.y_init"},
@@ -49,8 +51,6 @@ class TransformerConfig(CoreConfig):
         super().validate()
         if self.pos_encodings not in ("rope", "learned"):
             raise ConfigError("model.pos_encodings: the transformer baseline needs rope or learned")
-        if self.num_layers < 1:
-            raise ConfigError("model.num_layers: must be >= 1")
 
 
 class TransformerCore(RecursiveCore):

@@ -11,7 +11,6 @@ from typing import ClassVar
 import attrs
 import torch
 
-from trmkit.errors import ConfigError
 from trmkit.models.blocks import ReasoningStack
 from trmkit.models.core import (
     CoreConfig,
@@ -52,6 +51,7 @@ class TRMConfig(CoreConfig):
     """TRM defaults of ``config/arch/trm.yaml``: T=3, n=6, 2 layers, attention + RoPE."""
 
     schedulable: ClassVar[tuple[str, ...]] = (*CoreConfig.schedulable, "h_cycles", "l_cycles")
+    positive: ClassVar[tuple[str, ...]] = (*CoreConfig.positive, "h_cycles", "l_cycles", "l_layers")
     official: ClassVar[OfficialLayout | None] = OfficialLayout(
         arch="recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
         tensors={"L_level.": "core.net.", "H_init": "core.y_init", "L_init": "core.z_init"},
@@ -64,12 +64,6 @@ class TRMConfig(CoreConfig):
     h_cycles: int = 3
     l_cycles: int = 6
     l_layers: int = 2
-
-    def validate(self) -> None:
-        super().validate()
-        for key in ("h_cycles", "l_cycles", "l_layers"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"model.{key}: must be >= 1")
 
 
 class TRMCore(RecursiveCore):
