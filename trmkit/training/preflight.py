@@ -190,12 +190,9 @@ def fitting_batch(est: Estimate, budget: float) -> int | None:
 
 
 def format_duration(seconds: float) -> str:
-    if seconds >= 2 * DAY_SECONDS:
-        return f"{seconds / DAY_SECONDS:,.0f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f} hours"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
+    for unit, scale in (("days", DAY_SECONDS), ("hours", 3600), ("min", 60)):
+        if seconds >= 2 * scale:
+            return f"{seconds / scale:,.0f} {unit}"
     return f"{seconds:.0f} s"
 
 
@@ -274,10 +271,11 @@ def runs_on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-def check_model_fits(recipe: Any, cfg: Any, batch: int) -> None:
-    """`check_memory` for the model the trainer is about to allocate (its real puzzle-id
-    count, known once the data is built), on this machine's memory; no matmul timing."""
-    machine = Machine(matmul_flops=1.0, available_bytes=available_memory())
+def check_model_fits(recipe: Any, cfg: Any, batch: int, available: int | None) -> None:
+    """`check_memory` for the model of ``cfg`` (the trainer's: its real puzzle-id count,
+    known once the data is built) on ``available`` bytes (None: unknown, no check); no
+    matmul timing."""
+    machine = Machine(matmul_flops=1.0, available_bytes=available)
     if machine.available_bytes is None:
         return
     est = estimate(recipe.model.name, cfg, batch, None, machine)
@@ -406,9 +404,9 @@ def preflight(
     batch = recipe.optim.global_batch_size
     refuse = refuse and runs_on_cpu()
     if refuse and memory:
-        memory_only = Machine(1.0, machine.available_bytes if machine else available_memory())
-        first = estimate(recipe.model.name, cfg, batch, None, memory_only)
-        check_memory(recipe, batch, first, memory_only)
+        check_model_fits(
+            recipe, cfg, batch, machine.available_bytes if machine else available_memory()
+        )
     machine = machine or Machine(measure_matmul_rate(), available_memory())
     est = estimate(recipe.model.name, cfg, batch, steps, machine)
     if est.seconds is not None and est.seconds > DAY_SECONDS:
