@@ -39,7 +39,6 @@ REPORT_FORMAT = 1
 
 @attrs.define
 class RunResult:
-    label: str
     seed: int
     run_dir: Path
     steps: int
@@ -101,7 +100,6 @@ def collect_run(run: Run, target: float) -> RunResult:
     count = int(final.get("count", 0))
     exact = float(final["exact_accuracy"])
     return RunResult(
-        label=run.label,
         seed=run.seed,
         run_dir=run.run_dir,
         steps=int(total),
@@ -361,12 +359,11 @@ def plot_compare(report: Mapping[str, Any], out: Path) -> bool:
         label = f"{v['label']} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
         axes[1].plot(steps, mean, "o-", color=color, label=label, markersize=3)
         axes[1].fill_between(steps, lows, highs, color=color, alpha=0.2)
-        minutes = []
-        for s in steps:
-            ts = [points[s]["minutes"] for points in at]
-            minutes.append(None if any(t is None for t in ts) else sum(ts) / len(ts))
-        timed = [(m, a, lo, hi) for m, a, lo, hi in zip(minutes, mean, lows, highs, strict=True)]
-        timed = [t for t in timed if t[0] is not None]
+        timed = [  # the steps every seed has a time for: their mean time
+            (sum(ts) / len(ts), m, lo, hi)
+            for s, m, lo, hi in zip(steps, mean, lows, highs, strict=True)
+            if None not in (ts := [points[s]["minutes"] for points in at])
+        ]
         if timed:
             xs, ys, lo, hi = (list(x) for x in zip(*timed, strict=True))
             axes[0].plot(xs, ys, "o-", color=color, label=label, markersize=3)

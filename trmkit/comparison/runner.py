@@ -86,9 +86,8 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
 
 def eval_records(run_dir: Path) -> list[dict[str, Any]]:
     """The evaluation lines of the run's metrics.jsonl, by step."""
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    records = [r for r in log.read() if r.get("split") == "eval"]
-    by_step = {int(r["step"]): r for r in records}
+    records = MetricsLog(run_dir / "metrics.jsonl").read()
+    by_step = {int(r["step"]): r for r in records if r.get("split") == "eval"}
     return [by_step[s] for s in sorted(by_step)]
 
 
@@ -204,13 +203,6 @@ class Slot:
     gpu: str | None
 
 
-def make_slots(jobs: int, env: Mapping[str, str] | None = None) -> list[Slot]:
-    total = choose_threads(env).threads
-    gpus = visible_gpus()
-    threads = max(1, total // jobs)
-    return [Slot(i, threads, gpus[i % len(gpus)] if gpus else None) for i in range(jobs)]
-
-
 def child_env(slot: Slot) -> dict[str, str]:
     import trmkit
 
@@ -238,14 +230,6 @@ def train_argv(run: Run, data_dir: Path, budget_steps: int | None, resume: bool)
     return argv
 
 
-def sweep_argv(run: Run, sweep_samples: str | None) -> list[str]:
-    argv = [sys.executable, "-m", "trmkit.cli", "eval", str(run.run_dir), "--sweep"]
-    argv += ["--out", str(run.run_dir / "eval" / SWEEP_DIR)]
-    if sweep_samples:
-        argv += ["--sweep-samples", sweep_samples]
-    return argv
-
-
 @attrs.define
 class Outcome:
     run: Run
@@ -259,7 +243,8 @@ class Launcher:
 
     def __init__(self, jobs: int, echo: Callable[[str], None]) -> None:
         self.jobs = jobs
-        self.slots = make_slots(jobs)
+        threads, gpus = max(1, choose_threads().threads // jobs), visible_gpus()
+        self.slots = [Slot(i, threads, gpus[i % len(gpus)] if gpus else None) for i in range(jobs)]
         self._free: queue.Queue[Slot] = queue.Queue()
         for slot in self.slots:
             self._free.put(slot)
@@ -412,7 +397,10 @@ def train_task(
 def sweep_task(launcher: Launcher, run: Run, sweep_samples: str | None) -> Callable[[], Outcome]:
     def task() -> Outcome:
         launcher.echo(f"[{run.name}] test-time sweep")
-        argv = sweep_argv(run, sweep_samples)
+        argv = [sys.executable, "-m", "trmkit.cli", "eval", str(run.run_dir), "--sweep"]
+        argv += ["--out", str(run.run_dir / "eval" / SWEEP_DIR)]
+        if sweep_samples:
+            argv += ["--sweep-samples", sweep_samples]
         outcome = launcher.run_process(run, argv, run.side_dir / LOG_NAME)
         if not outcome.ok:
             launcher.echo(f"[{run.name}] sweep failed (exit {outcome.returncode})")
@@ -445,7 +433,6 @@ __all__ = [
     "Run",
     "check_not_running",
     "eval_records",
-    "make_slots",
     "raise_failures",
     "read_config",
     "read_timing",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,17 +47,18 @@ class VariantArg:
     @classmethod
     def parse(cls, text: str) -> VariantArg:
         text = text.strip()
-        head, sep, tail = text.partition("=")
-        # LABEL=NAME unless the whole text names an existing file (a path with '=')
-        if sep and head and LABEL.match(head) and tail and not Path(text).is_file():
-            return cls(head, tail)
-        if sep and head and not LABEL.match(head) and not Path(text).is_file():
-            raise OptionError(
-                f"--recipe {text}: label {head!r} is not a plain name; use letters, digits, "
-                "'.', '_', '+' or '-' (at most 64), e.g. --recipe nsup8=maze-quick"
-            )
         if not text:
             raise OptionError("--recipe: empty; give a recipe name or LABEL=NAME")
+        head, sep, tail = text.partition("=")
+        # LABEL=NAME unless the whole text names an existing file (a path with '=')
+        if sep and head and not Path(text).is_file():
+            if not LABEL.match(head):
+                raise OptionError(
+                    f"--recipe {text}: label {head!r} is not a plain name; use letters, "
+                    "digits, '.', '_', '+' or '-' (at most 64), e.g. --recipe nsup8=maze-quick"
+                )
+            if tail:
+                return cls(head, tail)
         return cls(None, text)
 
 
@@ -64,14 +66,11 @@ def default_labels(args: Sequence[VariantArg]) -> list[str]:
     """Explicit labels as given; otherwise the recipe's name (its file stem), with the
     1-based position appended where two variants would share it."""
     stems = [Path(a.recipe).stem if a.recipe.endswith(".toml") else a.recipe for a in args]
-    labels = []
-    for i, (arg, stem) in enumerate(zip(args, stems, strict=True), start=1):
-        if arg.label is not None:
-            labels.append(arg.label)
-        elif sum(1 for s, a in zip(stems, args, strict=True) if s == stem and a.label is None) > 1:
-            labels.append(f"{stem}-{i}")
-        else:
-            labels.append(stem)
+    unlabelled = Counter(s for s, a in zip(stems, args, strict=True) if a.label is None)
+    labels = [
+        a.label if a.label is not None else f"{s}-{i}" if unlabelled[s] > 1 else s
+        for i, (a, s) in enumerate(zip(args, stems, strict=True), start=1)
+    ]
     for label in labels:
         if not LABEL.match(label):
             raise OptionError(
@@ -139,14 +138,14 @@ def check_variants(variants: Sequence[Variant]) -> None:
                 f"{first.label!r} trains {first.recipe.data.task!r}; a comparison runs "
                 "variants of one task on one test split"
             )
-        a, b = attrs.asdict(first.recipe.data), attrs.asdict(v.recipe.data)
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                raise ConfigError(
-                    f"variant {v.label!r}: data.{key} is {b.get(key)!r} but variant "
-                    f"{first.label!r} has {a.get(key)!r}; all variants must train on the "
-                    "same data (one built dataset, one test split), so drop that --set-for"
-                )
+        found = _first_difference(attrs.asdict(first.recipe.data), attrs.asdict(v.recipe.data))
+        if found:
+            key, a, b = found
+            raise ConfigError(
+                f"variant {v.label!r}: data.{key} is {b!r} but variant {first.label!r} has "
+                f"{a!r}; all variants must train on the same data (one built dataset, one "
+                "test split), so drop that --set-for"
+            )
 
 
 def test_split_digest(store: Any) -> dict[str, Any]:

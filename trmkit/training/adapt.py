@@ -150,21 +150,6 @@ def recipe_optim(manifest: Manifest, where: Path | str) -> OptimSection:
         raise CheckpointError(f"{exc}; the manifest's recipe is damaged") from None
 
 
-def _blind(puzzle: RawPuzzle) -> RawPuzzle:
-    """The puzzle with each test output replaced by its input: what adapting may see."""
-    return RawPuzzle(
-        puzzle.name, train=puzzle.train, test=[Example(e.input, e.input) for e in puzzle.test]
-    )
-
-
-def _table_key(model: Any) -> str:
-    table = model.puzzle_emb.weights
-    for name, buffer in model.named_buffers():
-        if buffer is table:
-            return name
-    raise CheckpointError("the model's puzzle-embedding table is not among its buffers")
-
-
 def adapt(
     checkpoint: str | Path | Bundle,
     task: Task,
@@ -229,7 +214,12 @@ def adapt(
     groups: list[int] = []
     inputs, labels, ids = [], [], []
     for g, puzzle in enumerate(new):
-        variants = [aug.identity(), *aug.draw(_blind(puzzle), num_aug, rng)]
+        # the augmenter sees each test output replaced by its input: what adapting may see
+        blind = [Example(e.input, e.input) for e in puzzle.test]
+        variants = [
+            aug.identity(),
+            *aug.draw(RawPuzzle(puzzle.name, puzzle.train, blind), num_aug, rng),
+        ]
         for t in variants:
             pid = old_ids + len(transforms)
             transforms.append(np.asarray(t).reshape(-1))
@@ -250,7 +240,10 @@ def adapt(
     config = attrs.evolve(source.model.config, num_puzzle_identifiers=num_ids)
     del source  # its model is not needed any more (the ARC table alone is 1.8 GB)
     model = build_model(manifest.model.name, config)
-    key = _table_key(model)
+    table_buffer = model.puzzle_emb.weights
+    key = next((n for n, b in model.named_buffers() if b is table_buffer), None)
+    if key is None:
+        raise CheckpointError("the model's puzzle-embedding table is not among its buffers")
     fresh_rows = model.state_dict()[key][old_ids:].detach().clone()
     grown = torch.cat([raw_state[key], fresh_rows.to(raw_state[key].dtype)])
     start = {**raw_state, key: grown}
@@ -310,17 +303,14 @@ def adapt(
 
     model.eval()
     trained = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    out_ema = ema_state
     if scope == "embeddings":
         weights = {**raw_state, key: trained[key]}
-        out_ema = ema_state
     else:
         weights = trained
-        out_ema = None
         if ema is not None:
             out_ema = {k: v.detach().to("cpu").clone() for k, v in ema.shadow.items()}
             ema.copy_to(model)  # inference uses the EMA weights, as load_bundle gives them
-        elif ema_state is not None:
-            out_ema = ema_state
     return AdaptResult(
         model=model,
         manifest=new_manifest,

@@ -18,14 +18,9 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 
 def _clean(name: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _PREFIXES:
-            if name.startswith(prefix):
-                name, changed = name[len(prefix) :], True
-        name = name.replace("._orig_mod.", ".")
-    return name
+    while name.startswith(_PREFIXES):
+        name = name.split(".", 1)[1]
+    return name.replace("._orig_mod.", ".")
 
 
 def _params(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -55,19 +50,17 @@ class EMA:
     def swapped(self, model: nn.Module) -> Iterator[nn.Module]:
         """Inside the block the model holds the EMA weights; the live ones come back after."""
         params = _params(model)
-        with torch.no_grad():
+
+        @torch.no_grad()
+        def swap() -> None:  # the shadow and the live weights trade places
             for name, value in self.shadow.items():
-                live = params[name].data
-                params[name].data = value
-                self.shadow[name] = live
+                params[name].data, self.shadow[name] = value, params[name].data
+
+        swap()
         try:
             yield model
         finally:
-            with torch.no_grad():
-                for name, live in self.shadow.items():
-                    avg = params[name].data
-                    params[name].data = live
-                    self.shadow[name] = avg
+            swap()
 
     def state_dict(self) -> dict:
         return {"rate": self.rate, "shadow": dict(self.shadow)}

@@ -143,12 +143,9 @@ class CheckpointClock:
             return True
         if not self.every_seconds:
             return False
-        late = self.clock() - self.last_time >= self.every_seconds
-        if world_size > 1:  # rank 0's clock decides for all
-            flag = torch.tensor([int(late)], device=device)
-            dist.broadcast(flag, src=0)
-            late = bool(flag.item())
-        return late
+        return _rank0_decides(
+            self.clock() - self.last_time >= self.every_seconds, device, world_size
+        )
 
 
 @attrs.define
@@ -169,12 +166,16 @@ class TimeBudget:
     def spent(self, device: torch.device, world_size: int = 1) -> bool:
         if not self.seconds:
             return False
-        over = self.clock() - self.started >= self.seconds
-        if world_size > 1:
-            flag = torch.tensor([int(over)], device=device)
-            dist.broadcast(flag, src=0)
-            over = bool(flag.item())
-        return over
+        return _rank0_decides(self.clock() - self.started >= self.seconds, device, world_size)
+
+
+def _rank0_decides(flag: bool, device: torch.device, world_size: int) -> bool:
+    """Rank 0's ``flag`` on every rank (a clock's decision, so all ranks act alike)."""
+    if world_size <= 1:
+        return flag
+    box = torch.tensor([int(flag)], device=device)
+    dist.broadcast(box, src=0)
+    return bool(box.item())
 
 
 __all__ = ["CheckpointClock", "Due", "StepPlan", "TimeBudget"]

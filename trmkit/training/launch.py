@@ -27,19 +27,14 @@ from trmkit.errors import ConfigError, RunDirError
 _WORLD_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "y", "on"}
-
-
 def check_launch(env: Mapping[str, str]) -> None:
     """Refuse a launch that asked accelerate for several CPU processes but got one.
 
     The signature of accelerate's simple launcher with ``--num_processes`` > 1:
     ``ACCELERATE_USE_CPU`` true, a rendezvous address (``MASTER_PORT``) set, and no
     world size from any launcher."""
-    if not _truthy(env.get("ACCELERATE_USE_CPU")) or "MASTER_PORT" not in env:
-        return
-    if any(var in env for var in _WORLD_VARS):
+    cpu = env.get("ACCELERATE_USE_CPU", "").strip().lower() in {"1", "true", "yes", "y", "on"}
+    if not cpu or "MASTER_PORT" not in env or any(var in env for var in _WORLD_VARS):
         return
     raise ConfigError(
         "accelerate launch --cpu --num_processes N started ONE process (accelerate starts "
@@ -98,11 +93,8 @@ def allreduce_grads(params: Iterable[torch.nn.Parameter]) -> None:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset : offset + n].view_as(g))
-        offset += n
+    for g, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        g.copy_(part.view_as(g))
 
 
 __all__ = [

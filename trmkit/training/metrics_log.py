@@ -32,17 +32,14 @@ class MetricsLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def _records(self) -> tuple[list[tuple[str, dict[str, Any]]], int, bool]:
-        """(line, record) pairs of the parseable lines, the number of malformed ones, and
-        whether the last line was torn (no newline and not JSON)."""
+    def _records(self) -> list[tuple[str, dict[str, Any]]]:
+        """(line, record) pairs of the parseable lines; a torn last line (no newline and not
+        JSON) and malformed lines are dropped, with a warning on stderr."""
         if not self.path.exists():
-            return [], 0, False
-        text = read_text(self.path, max_bytes=MAX_TEXT_BYTES, what="metrics log")
-        lines = text.split("\n")
-        torn_candidate = lines[-1] if lines and lines[-1].strip() else None
+            return []
+        lines = read_text(self.path, max_bytes=MAX_TEXT_BYTES, what="metrics log").split("\n")
         out: list[tuple[str, dict[str, Any]]] = []
-        bad = 0
-        torn = False
+        bad, torn = 0, False
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
@@ -50,16 +47,13 @@ class MetricsLog:
                 record = json.loads(line)
             except (ValueError, RecursionError):
                 record = None
-            if not isinstance(record, dict) or not _is_step(record.get("step", 0)):
-                if i == len(lines) - 1 and line is torn_candidate:
-                    torn = True
-                else:
-                    bad += 1
-                continue
-            out.append((line, record))
-        return out, bad, torn
-
-    def _warn(self, bad: int, torn: bool) -> None:
+            step = record.get("step", 0) if isinstance(record, dict) else None
+            if isinstance(step, int) and not isinstance(step, bool):  # a JSON integer
+                out.append((line, record))
+            elif i == len(lines) - 1:
+                torn = True
+            else:
+                bad += 1
         if torn:
             sys.stderr.write(
                 f"warning: {self.path}: dropped a torn last line (a run killed "
@@ -67,25 +61,22 @@ class MetricsLog:
             )
         if bad:
             sys.stderr.write(f"warning: {self.path}: dropped {bad} malformed line(s)\n")
+        return out
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (they belong to a run that was resumed from ``step``),
         and a torn last line; the rewrite is atomic."""
         if not self.path.exists():
             return
-        records, bad, torn = self._records()
-        self._warn(bad, torn)
-        kept = [line for line, record in records if record.get("step", 0) <= step]
+        kept = [line for line, record in self._records() if record.get("step", 0) <= step]
         atomic.write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: Mapping[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(_plain(record)) + "\n")
+            fh.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
-        records, bad, torn = self._records()
-        self._warn(bad, torn)
-        return [record for _, record in records]
+        return [record for _, record in self._records()]
 
 
 class RunLog(MetricsLog):
@@ -107,19 +98,10 @@ class RunLog(MetricsLog):
             self.accelerator.log(numbers, step=step)
 
 
-def _is_step(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in record.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None
-        out[k] = v
-    return out
+def _plain(value: Any) -> Any:
+    """A tensor or numpy scalar as a Python number, a non-finite float as None (JSON null)."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def train_record(sums: Mapping[str, float], steps: int, global_batch: int) -> dict[str, float]:

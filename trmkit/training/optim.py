@@ -153,17 +153,16 @@ def _gather_rows(ids: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, 
     count = torch.tensor([ids.numel()], device=ids.device)
     counts = [torch.zeros_like(count) for _ in range(world)]
     dist.all_gather(counts, count)
-    longest = int(max(c.item() for c in counts))
-    pad = longest - ids.numel()
+    sizes = [int(c.item()) for c in counts]
+    pad = max(sizes) - ids.numel()
     ids_p = torch.cat([ids, ids.new_zeros(pad)])
     grads_p = torch.cat([grads, grads.new_zeros(pad, grads.shape[1])])
     all_ids = [torch.empty_like(ids_p) for _ in range(world)]
     all_grads = [torch.empty_like(grads_p) for _ in range(world)]
     dist.all_gather(all_ids, ids_p)
     dist.all_gather(all_grads, grads_p)
-    keep_ids = [a[: int(c.item())] for a, c in zip(all_ids, counts, strict=False)]
-    keep_grads = [g[: int(c.item())] for g, c in zip(all_grads, counts, strict=False)]
-    return torch.cat(keep_ids), torch.cat(keep_grads)
+    kept_ids = torch.cat([a[:n] for a, n in zip(all_ids, sizes, strict=True)])
+    return kept_ids, torch.cat([g[:n] for g, n in zip(all_grads, sizes, strict=True)])
 
 
 NamedParams = Sequence[tuple[str, torch.nn.Parameter]]

@@ -64,7 +64,7 @@ class Estimate:
     """parameters and buffers x their training copies."""
     activation_bytes: int | None
     """one training step's saved activations (None: the model does not say)."""
-    sequence_bytes: int | None = None
+    sequence_bytes: int | None
     """the saved activations of one sequence (the step's grow linearly with the batch)."""
 
     @property
@@ -104,28 +104,7 @@ def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return memory.available_memory(memory.MemorySources(meminfo=meminfo))
 
 
-def measure_machine() -> Machine:
-    return Machine(measure_matmul_rate(), available_memory())
-
-
 # --------------------------------------------------------------------------- the model
-
-
-def meta_model(model_name: str, cfg: Any) -> Any:
-    """The model built on torch's meta device: shapes and FLOP counts, no memory."""
-    import torch
-
-    from trmkit.models import build_model
-
-    with torch.device("meta"):
-        return build_model(model_name, cfg)
-
-
-def state_bytes(model: Any) -> int:
-    """Parameters (x `STATE_COPIES`) and buffers of a (meta-device) model."""
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    return STATE_COPIES * params + buffers
 
 
 def activation_bytes(model: Any, batch: int) -> int | None:
@@ -157,11 +136,16 @@ def estimate(
     model_name: str, cfg: Any, batch: int, steps: int | None, machine: Machine
 ) -> Estimate:
     """The run's time and one step's memory for ``batch`` sequences per step on ``machine``;
-    a schedule (`schedule_pieces`) counts its step-weighted mean FLOPs and its peak memory."""
+    a schedule (`schedule_pieces`) counts its step-weighted mean FLOPs and its peak memory.
+    The model is built on torch's meta device: shapes and FLOP counts, no memory."""
+    import torch
+
+    from trmkit.models import build_model
     from trmkit.models.protocol import set_progress
     from trmkit.models.schedule import schedule_pieces
 
-    model = meta_model(model_name, cfg)
+    with torch.device("meta"):
+        model = build_model(model_name, cfg)
     flops = round(scheduled_train_flops(model, cfg, batch))
     per_step: list[int | None] = []
     per_sequence: list[int | None] = []
@@ -170,14 +154,14 @@ def estimate(
         per_step.append(activation_bytes(model, batch))
         per_sequence.append(activation_bytes(model, 1))
     set_progress(model, 1.0)
-    seconds = None
-    if steps is not None:
-        seconds = steps * flops / (machine.matmul_flops * ACHIEVED_FRACTION)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    rate = machine.matmul_flops * ACHIEVED_FRACTION
     return Estimate(
         steps=steps,
         step_flops=flops,
-        seconds=seconds,
-        state_bytes=state_bytes(model),
+        seconds=None if steps is None else steps * flops / rate,
+        state_bytes=STATE_COPIES * params + buffers,
         activation_bytes=_peak(per_step),
         sequence_bytes=_peak(per_sequence),
     )
@@ -206,12 +190,9 @@ def fitting_batch(est: Estimate, budget: float) -> int | None:
 
 
 def format_duration(seconds: float) -> str:
-    if seconds >= 2 * DAY_SECONDS:
-        return f"{seconds / DAY_SECONDS:,.0f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f} hours"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} min"
+    for unit, scale in (("days", DAY_SECONDS), ("hours", 3600), ("min", 60)):
+        if seconds >= 2 * scale:
+            return f"{seconds / scale:,.0f} {unit}"
     return f"{seconds:.0f} s"
 
 
@@ -219,10 +200,9 @@ SLOW_STEP_SECONDS = 1.0
 """A step slower than this, with the budget not yet known, names the task's CPU preset."""
 
 
-def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str | None:
-    """One line when the run would take more than a day here, else None."""
-    if est.seconds is None or est.seconds <= DAY_SECONDS:
-        return None
+def time_line(est: Estimate, machine: Machine, alternative: str | None) -> str:
+    """The line for a run that would take more than a day here (``est.seconds`` known)."""
+    assert est.seconds is not None
     per_step = est.seconds / max(1, est.steps or 1)
     line = (
         f"preflight: this run would take about {format_duration(est.seconds)} here "
@@ -266,13 +246,6 @@ def memory_line(batch: int, est: Estimate, machine: Machine) -> str | None:
     )
 
 
-def refusal(line: str, alternative: str | None, recipe_name: str | None) -> str:
-    """`memory_line` as the one-line refusal: the task's CPU recipe as a second way out."""
-    if alternative and alternative != recipe_name:
-        line += f"; or try --recipe {alternative}"
-    return line + "; --no-preflight starts anyway"
-
-
 def check_memory(recipe: Any, batch: int, est: Estimate, machine: Machine) -> None:
     """Refuse (`ConfigError`, one line) a step that does not fit ``machine``'s memory; the
     line names a batch that fits and the CPU recipe the task declares
@@ -284,7 +257,9 @@ def check_memory(recipe: Any, batch: int, est: Estimate, machine: Machine) -> No
     if line is None:
         return
     cpu_recipe = plugins.get_task(recipe.data.task).defaults.cpu_recipe
-    raise ConfigError(refusal(line, cpu_recipe, recipe.name))
+    if cpu_recipe and cpu_recipe != recipe.name:  # the task's CPU recipe: a second way out
+        line += f"; or try --recipe {cpu_recipe}"
+    raise ConfigError(line + "; --no-preflight starts anyway")
 
 
 def runs_on_cpu() -> bool:
@@ -296,10 +271,11 @@ def runs_on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-def check_model_fits(recipe: Any, cfg: Any, batch: int) -> None:
-    """`check_memory` for the model the trainer is about to allocate (its real puzzle-id
-    count, known once the data is built), on this machine's memory; no matmul timing."""
-    machine = Machine(matmul_flops=1.0, available_bytes=available_memory())
+def check_model_fits(recipe: Any, cfg: Any, batch: int, available: int | None) -> None:
+    """`check_memory` for the model of ``cfg`` (the trainer's: its real puzzle-id count,
+    known once the data is built) on ``available`` bytes (None: unknown, no check); no
+    matmul timing."""
+    machine = Machine(matmul_flops=1.0, available_bytes=available)
     if machine.available_bytes is None:
         return
     est = estimate(recipe.model.name, cfg, batch, None, machine)
@@ -428,15 +404,13 @@ def preflight(
     batch = recipe.optim.global_batch_size
     refuse = refuse and runs_on_cpu()
     if refuse and memory:
-        memory_only = Machine(1.0, machine.available_bytes if machine else available_memory())
-        first = estimate(recipe.model.name, cfg, batch, None, memory_only)
-        check_memory(recipe, batch, first, memory_only)
-    machine = machine or measure_machine()
+        check_model_fits(
+            recipe, cfg, batch, machine.available_bytes if machine else available_memory()
+        )
+    machine = machine or Machine(measure_matmul_rate(), available_memory())
     est = estimate(recipe.model.name, cfg, batch, steps, machine)
     if est.seconds is not None and est.seconds > DAY_SECONDS:
-        line = time_line(est, machine, quick_recipe(task.name, machine))
-        assert line is not None
-        echo(line)
+        echo(time_line(est, machine, quick_recipe(task.name, machine)))
     elif task.defaults.cpu_recipe not in (None, recipe.name):
         slow = slow_step_line(est, machine, batch, task.defaults.cpu_recipe)
         if slow is not None:
@@ -458,7 +432,6 @@ __all__ = [
     "check_model_fits",
     "estimate",
     "fitting_batch",
-    "measure_machine",
     "measure_matmul_rate",
     "memory_line",
     "preflight",

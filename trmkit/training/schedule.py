@@ -19,10 +19,7 @@ def lr_at(
 
 
 def set_lr(optimizers, step: int, warmup_steps: int, total_steps: int, lr_min_ratio: float):
-    """Set every param group's ``lr`` from its ``base_lr``; returns the dense optimizer's lr."""
-    first = None
+    """Set every param group's ``lr`` from its ``base_lr``."""
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, group["base_lr"], warmup_steps, total_steps, lr_min_ratio)
-            first = group["lr"] if first is None else first
-    return first

@@ -63,7 +63,7 @@ from trmkit.training.launch import (
 )
 from trmkit.training.metrics_log import STOP_SPLIT, RunLog, TrainWindow
 from trmkit.training.optim import build_optimizers
-from trmkit.training.preflight import check_model_fits
+from trmkit.training.preflight import available_memory, check_model_fits
 from trmkit.training.rng import rng_state, seed_everything, set_rng_state
 from trmkit.training.schedule import set_lr
 
@@ -115,7 +115,7 @@ class Trainer:
         self, recipe: Recipe, data_dir: Path | None, max_steps: int | None, resume: bool
     ) -> None:
         """Everything after the lock: data, model, optimisers, step plan, resume."""
-        acc, progress = self.accelerator, self.progress
+        acc = self.accelerator
         train, optim = recipe.train, recipe.optim
         saved = state_files.resumable_manifest(self.run_dir, recipe, max_steps) if resume else None
         state_files.prepare_run_dir(self.run_dir, fresh=saved is None, main=acc.is_main_process)
@@ -123,13 +123,10 @@ class Trainer:
         self.task = plugins.get_task(recipe.data.task)
         if data_dir is None and saved is not None:
             data_dir = state_files.trained_store_path(saved, self.run_dir, self.task)
-        self.data_dir = (
-            Path(data_dir)
-            if data_dir
-            else prepare_dataset(
-                self.task, recipe.data, acc, progress=progress and acc.is_main_process
-            )
-        )
+        if not data_dir:
+            main = acc.is_main_process
+            data_dir = prepare_dataset(self.task, recipe.data, acc, progress=self.progress and main)
+        self.data_dir = Path(data_dir)
         self.store = open_store(self.data_dir, self.task)
         self.task = self.task.for_store(self.store.attrs)  # as built (docs/tasks-arc.md)
         if saved is not None:
@@ -159,7 +156,7 @@ class Trainer:
             batch_size=self.local_batch,
         )
         if self.check_memory and self.device.type == "cpu":  # ids known now, nothing big allocated
-            check_model_fits(recipe, self.model_cfg, self.local_batch)
+            check_model_fits(recipe, self.model_cfg, self.local_batch, available_memory())
         self.model: RecursiveModel = build_model(recipe.model.name, self.model_cfg).to(self.device)
         if self.world > 1:
             broadcast_weights(self.model)
