@@ -116,7 +116,7 @@ def adapt_cmd(
 
     if out.exists() and not force:
         raise CheckpointError(f"{out}: exists; pass --force to replace it or choose another --out")
-    check_writable_dir(out.parent if str(out.parent) else Path("."), "directory of --out")
+    check_writable_dir(out.parent, "directory of --out")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device="cpu")
     task = command_task(bundle.task_name).for_store(bundle.manifest.dataset.store)
