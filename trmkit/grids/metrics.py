@@ -9,7 +9,6 @@ of right non-ignored tokens, averaged over rows (the reference's `accuracy`). Ro
 
 from __future__ import annotations
 
-import attrs
 import numpy as np
 
 from trmkit.task import EvalContext, PredictionBatch
@@ -20,12 +19,12 @@ def real_rows(batch: PredictionBatch) -> np.ndarray:
     return np.flatnonzero(np.asarray(batch.puzzle_index) >= 0)
 
 
-@attrs.define
 class AccuracyTally:
-    ignore_label_id: int
-    rows: int = 0
-    exact: int = 0
-    token_sum: float = 0.0
+    def __init__(self, ignore_label_id: int) -> None:
+        self.ignore_label_id = ignore_label_id
+        self.rows = 0
+        self.exact = 0
+        self.token_sum = 0.0
 
     def update(self, labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         """Count these rows; returns bool[rows] exactness (False for rows without labels)."""
