@@ -1,5 +1,5 @@
 """`trmkit adapt`: test-time training of new puzzles into a copy of a checkpoint
-(`trmkit.training.adapt`); `read_task_files` is shared with `trmkit solve --adapt`."""
+(`trmkit.training.adapt`); `adapt_for_solve` is `trmkit solve --adapt`."""
 
 from __future__ import annotations
 
@@ -37,12 +37,10 @@ def report(result, echo) -> None:
 
 
 def adapt_for_solve(bundle, task, puzzles, steps: int, num_aug: int, seed: int):
-    """`trmkit solve --adapt N`: the adapted bundle in memory and its puzzle-id table."""
-    from trmkit.training.adapt import adapt, check_adaptable, check_puzzles
+    """`trmkit solve --adapt N`: the adapted bundle in memory and its puzzle-id table
+    (`adapt` checks that the checkpoint can adapt and that the puzzles fit)."""
+    from trmkit.training.adapt import adapt
 
-    check_adaptable(bundle, task)
-    check_puzzles(task, puzzles, "")
-    device = next(bundle.model.parameters()).device
     result = adapt(
         bundle,
         task,
@@ -50,7 +48,7 @@ def adapt_for_solve(bundle, task, puzzles, steps: int, num_aug: int, seed: int):
         steps=steps,
         num_aug=num_aug,
         seed=seed,
-        device=device,
+        device=next(bundle.model.parameters()).device,
         progress=True,
         echo=lambda line: click.echo(line, err=True),
     )
@@ -118,7 +116,7 @@ def adapt_cmd(
 
     if out.exists() and not force:
         raise CheckpointError(f"{out}: exists; pass --force to replace it or choose another --out")
-    check_writable_dir(out.parent if str(out.parent) else Path("."), "directory of --out")
+    check_writable_dir(out.parent, "directory of --out")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device="cpu")
     task = command_task(bundle.task_name).for_store(bundle.manifest.dataset.store)

@@ -157,26 +157,22 @@ def compare_cmd(
         ]
         for v in variants
     }
-    for group in runs.values():
-        for run in group:
-            runner.check_not_running(run)
+    for run in [r for group in runs.values() for r in group]:
+        runner.check_not_running(run)
     spec.write_spec(out, new)
     for v in variants:
         (out / v.label).mkdir(parents=True, exist_ok=True)
         save_recipe(v.recipe, out / v.label / "recipe.toml")
 
-    todo: list[runner.Run] = []
-    done: list[runner.Run] = []
     # seed by seed: with --jobs = variants the runs of a pair train side by side, under the
     # same machine load (what a wall-clock budget needs, docs/compare.md)
-    for s in range(seeds):
-        for group in runs.values():
-            state, _ = runner.run_state(group[s].run_dir)
-            (done if state == "finished" else todo).append(group[s])
+    ordered = [group[s] for s in range(seeds) for group in runs.values()]
+    todo = [run for run in ordered if runner.run_state(run.run_dir)[0] != "finished"]
     click.echo(
         f"compare: {len(variants)} variant(s) x {seeds} seed(s) on {new['task']} "
         f"({test['examples']} test rows, sha256 {test['sha256'][:12]}); "
-        f"{len(done)} run(s) finished, {len(todo)} to train, {jobs} at a time; {out}"
+        f"{len(ordered) - len(todo)} run(s) finished, {len(todo)} to train, {jobs} at a time; "
+        f"{out}"
     )
     launcher = runner.Launcher(jobs, click.echo)
     with runner.sigterm_as_interrupt():  # a killed compare stops its runs (resumable)

@@ -81,32 +81,11 @@ def data_group() -> None:
     """Inspect dataset stores and move them to and from the official layout."""
 
 
-def _info(path: Path) -> dict[str, Any]:
-    from trmkit.data.store import open_store
-
-    store = open_store(path)
-    splits = {}
-    for name in store.splits:
-        split = store.split(name)
-        meta = attrs.asdict(split.meta)
-        meta["uncompressed_bytes"] = split.nbytes
-        splits[name] = meta
-    return {
-        "path": str(store.path),
-        "attributes": store.attrs,
-        "splits": splits,
-        "disk_bytes": store.disk_bytes(),
-    }
-
-
-def _render_example(path: Path, task_name: str) -> list[str]:
-    from trmkit.data.store import open_store
-
+def _render_example(store, task_name: str) -> list[str]:
     try:
         task = command_task(task_name)
     except UnknownNameError:
         return [f"(task {task_name!r} is not installed: examples cannot be rendered)"]
-    store = open_store(path)
     split = store.split(store.splits[0])
     if split.meta.total_examples == 0:
         return []
@@ -126,30 +105,42 @@ def _render_example(path: Path, task_name: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info_cmd(path: Path, as_json: bool) -> None:
     """Metadata, counts and sizes of a store, and one example rendered as a grid."""
-    info = _info(path)
+    from trmkit.data.store import open_store
+
+    store = open_store(path)
+    splits = {}
+    for name in store.splits:
+        split = store.split(name)
+        splits[name] = {**attrs.asdict(split.meta), "uncompressed_bytes": split.nbytes}
+    info = {
+        "path": str(store.path),
+        "attributes": store.attrs,
+        "splits": splits,
+        "disk_bytes": store.disk_bytes(),
+    }
     if as_json:
         click.echo(json.dumps(info, indent=2, default=_json_default))
         return
-    attrs = info["attributes"]
+    a = store.attrs
     click.echo(
-        f"store    {info['path']}  (format {attrs.get('trmkit_format')}, "
-        f"trmkit {attrs.get('trmkit_version')})"
+        f"store    {store.path}  (format {a.get('trmkit_format')}, "
+        f"trmkit {a.get('trmkit_version')})"
     )
-    click.echo(f"task     {attrs.get('task')} version {attrs.get('task_version')}")
-    click.echo(f"source   {attrs.get('source')} {attrs.get('source_path') or ''}".rstrip())
-    for file, digest in (attrs.get("source_files") or {}).items():
+    click.echo(f"task     {a.get('task')} version {a.get('task_version')}")
+    click.echo(f"source   {a.get('source')} {a.get('source_path') or ''}".rstrip())
+    for file, digest in (a.get("source_files") or {}).items():
         click.echo(f"         {file}  sha256 {str(digest)[:16]}")
     click.echo(
-        f"build    seed {attrs.get('seed')}  num_aug {attrs.get('num_aug')}  subsample "
-        f"{attrs.get('subsample')}  strict {attrs.get('strict')}  options "
-        f"{attrs.get('options') or {}}"
+        f"build    seed {a.get('seed')}  num_aug {a.get('num_aug')}  subsample "
+        f"{a.get('subsample')}  strict {a.get('strict')}  options "
+        f"{a.get('options') or {}}"
     )
     click.echo(
-        f"tokens   seq_len {attrs.get('seq_len', '?')}  vocab {attrs.get('vocab_size')}  "
-        f"pad {attrs.get('pad_id')}  ignore {attrs.get('ignore_label_id')}  identifiers "
-        f"{attrs.get('num_puzzle_identifiers')} ({attrs.get('puzzle_ids')})"
+        f"tokens   seq_len {a.get('seq_len', '?')}  vocab {a.get('vocab_size')}  "
+        f"pad {a.get('pad_id')}  ignore {a.get('ignore_label_id')}  identifiers "
+        f"{a.get('num_puzzle_identifiers')} ({a.get('puzzle_ids')})"
     )
-    for name, meta in info["splits"].items():
+    for name, meta in splits.items():
         click.echo(
             f"{name:<8} groups {meta['total_groups']:,}  puzzles {meta['total_puzzles']:,}  "
             f"examples {meta['total_examples']:,}  mean/puzzle "
@@ -157,7 +148,7 @@ def info_cmd(path: Path, as_json: bool) -> None:
             f"uncompressed"
         )
     click.echo(f"on disk  {info['disk_bytes'] / 2**20:.1f} MiB")
-    for line in _render_example(path, str(attrs.get("task"))):
+    for line in _render_example(store, str(a.get("task"))):
         click.echo(line)
 
 

@@ -13,7 +13,7 @@ import click
 from trmkit.commands.checkpoint import CHECKPOINT
 from trmkit.commands.inference_options import inference_options, policy_from
 from trmkit.errors import OptionError
-from trmkit.inference.policy import InferencePolicy
+from trmkit.inference.policy import MAX_SAMPLES, MAX_STEPS, InferencePolicy, parse_int_list
 from trmkit.oserrors import check_writable_dir
 from trmkit.stats import describe_exact_interval, exact_interval_fields
 
@@ -32,25 +32,19 @@ def options_label(
     directory spells it out). ``--data`` is not part of it: a store must hold the data the
     checkpoint was trained on, so it names the same evaluation."""
     default = InferencePolicy()
-    parts = ["sweep"] if sweep else []
-    if policy.steps is not None:
-        parts.append(f"steps{policy.steps}")
-    for name in ("halt", "select"):
-        chosen, base = getattr(policy, name), getattr(default, name)
-        if (chosen.kind, chosen.arg) != (base.kind, base.arg):
-            parts.append(f"{name}_{chosen.kind}{chosen.arg}")
-    if policy.samples != default.samples:
-        parts.append(f"samples{policy.samples}")
-    if policy.augment != default.augment:
-        parts.append("no_augment")
-    if policy.noise != default.noise:
-        parts.append(f"noise{policy.noise:g}")
-    if policy.seed != default.seed:
-        parts.append(f"seed{policy.seed}")
-    if raw:
-        parts.append("raw")
-    if max_examples:
-        parts.append(f"first{max_examples}")
+    changed = {
+        "sweep": sweep,
+        f"steps{policy.steps}": policy.steps is not None,
+        f"halt_{policy.halt}": policy.halt != default.halt,
+        f"select_{policy.select}": policy.select != default.select,
+        f"samples{policy.samples}": policy.samples != default.samples,
+        "no_augment": policy.augment != default.augment,
+        f"noise{policy.noise:g}": policy.noise != default.noise,
+        f"seed{policy.seed}": policy.seed != default.seed,
+        "raw": raw,
+        f"first{max_examples}": max_examples,
+    }
+    parts = [part for part, differs in changed.items() if differs]
     label = "-".join(re.sub(r"[^A-Za-z0-9._]+", "", part) for part in parts)
     if len(label) > 96:
         label = "opts-" + hashlib.sha256(label.encode()).hexdigest()[:12]
@@ -80,15 +74,17 @@ def default_out(bundle: Path, label: str = "", source: str | Path = "") -> Path:
     return out
 
 
-def options_record(
-    policy: InferencePolicy, checkpoint: Path, *, raw: bool, max_examples: int, data_dir
-) -> dict:
-    """What options.json in a report directory holds: every option of the evaluation."""
-    return {
+def write_options(
+    out: Path, policy: InferencePolicy, checkpoint, *, raw: bool, max_examples: int, data_dir
+) -> None:
+    """Write options.json in a report directory: every option of the evaluation."""
+    from trmkit import atomic
+
+    record = {
         "checkpoint": str(checkpoint),
         "steps": policy.steps,
-        "halt": f"{policy.halt.kind}{':' + policy.halt.arg if policy.halt.arg else ''}",
-        "select": f"{policy.select.kind}{':' + policy.select.arg if policy.select.arg else ''}",
+        "halt": str(policy.halt),
+        "select": str(policy.select),
         "samples": policy.samples,
         "augment": policy.augment,
         "noise": policy.noise,
@@ -97,6 +93,7 @@ def options_record(
         "max_examples": max_examples,
         "data": None if data_dir is None else str(data_dir),
     }
+    atomic.write_text(out / "options.json", json.dumps(record, indent=2) + "\n")
 
 
 def check_out(out: Path, force: bool) -> None:
@@ -186,7 +183,14 @@ def eval_cmd(
     """Evaluate CHECKPOINT (a step_<N> bundle or a run directory)."""
     policy = policy_from(options)
     # bounded before anything is loaded (docs/errors.md, "Resources: bounded before any promise")
-    sweep_depths, sweep_counts = _sweep_lists(sweep_steps, sweep_samples) if sweep else (None, None)
+    if sweep:
+        depths = parse_int_list(sweep_steps, "--sweep-steps", MAX_STEPS) if sweep_steps else None
+        counts = parse_int_list(sweep_samples, "--sweep-samples", MAX_SAMPLES)
+        sources = (
+            tuple(x.strip() for x in sweep_sources.split(",") if x.strip())
+            if sweep_sources
+            else None
+        )
     if out is not None:
         check_out(out, force)
     from trmkit.threads import configure_threads
@@ -206,104 +210,56 @@ def eval_cmd(
     check_writable_dir(out, "report directory")  # before the evaluation, not after it
     split = open_test_split(bundle, task, data_dir)
     if sweep:
-        _sweep(
+        from trmkit.inference.sweep import DEFAULT_NOISE, default_grid, run_sweep
+
+        grid = default_grid(
+            bundle.model,
+            task,
+            int(split.meta.num_puzzle_identifiers) > 1,
+            depths=depths,
+            samples=counts,
+            noise=policy.noise or DEFAULT_NOISE,
+            seed=policy.seed,
+            sources=sources,
+        )
+        swept = run_sweep(
             bundle.model,
             split,
             task,
-            out,
-            policy,
-            sweep_depths,
-            sweep_counts,
-            sweep_sources,
-            batch_size,
-            max_examples,
+            grid,
+            batch_size=batch_size,
+            max_examples=max_examples,
+            progress=True,
         )
-        _write_options(out, policy, checkpoint, raw, max_examples, data_dir)
-        return
-    report = evaluate(
-        bundle.model,
-        split,
-        task,
-        batch_size=batch_size,
-        policy=policy,
-        out_dir=out,
-        max_examples=max_examples,
-        progress=True,
-    )
-    report.metrics.update(exact_interval_fields(report.metrics))  # Wilson 95%, trmkit.stats
-    report.write(out)
-    _write_options(out, policy, checkpoint, raw, max_examples, data_dir)
-    m = report.metrics
-    click.echo(json.dumps(dict(m.items()), indent=2))
-    click.echo(
-        f"exact accuracy {m['exact_accuracy']:.4f} {describe_exact_interval(m)}"
-        f"({report.steps} steps, "
-        f"{policy.describe()}; {m['forward_passes']:.2f} forward passes per puzzle); "
-        f"adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
-        f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}"
-    )
-
-
-def _write_options(out, policy, checkpoint, raw, max_examples, data_dir) -> None:
-    from trmkit import atomic
-
-    record = options_record(
-        policy, checkpoint, raw=raw, max_examples=max_examples, data_dir=data_dir
-    )
-    atomic.write_text(out / "options.json", json.dumps(record, indent=2) + "\n")
-
-
-def _sweep_lists(sweep_steps, sweep_samples):
-    """The sweep's depths (None: the default grid) and sample counts, each bounded."""
-    from trmkit.inference.policy import MAX_SAMPLES, MAX_STEPS, parse_int_list
-
-    depths = parse_int_list(sweep_steps, "--sweep-steps", MAX_STEPS) if sweep_steps else None
-    return depths, parse_int_list(sweep_samples, "--sweep-samples", MAX_SAMPLES)
-
-
-def _sweep(
-    model,
-    split,
-    task,
-    out,
-    policy,
-    depths,
-    samples,
-    sweep_sources,
-    batch_size,
-    max_examples,
-) -> None:
-    from trmkit.inference.sweep import DEFAULT_NOISE, default_grid, run_sweep
-
-    per_variant = int(split.meta.num_puzzle_identifiers) > 1
-    sources = None
-    if sweep_sources:
-        sources = tuple(x.strip() for x in sweep_sources.split(",") if x.strip())
-    grid = default_grid(
-        model,
-        task,
-        per_variant,
-        depths=depths,
-        samples=samples,
-        noise=policy.noise or DEFAULT_NOISE,
-        seed=policy.seed,
-        sources=sources,
-    )
-    report = run_sweep(
-        model, split, task, grid, batch_size=batch_size, max_examples=max_examples, progress=True
-    )
-    written = report.write(out)
-    base, best = report.baseline(), report.best_within(8.0)
-    click.echo(
-        f"{'source':8} {'halt':12} {'select':9} {'depth':>5} {'samples':>7} "
-        f"{'exact':>7} {'token':>7} {'passes':>8} {'ms/puzzle':>10}"
-    )
-    for p in report.points:
-        click.echo(
-            f"{p['source']:8} {p['halt']:12} {p['select']:9} {p['depth']:5d} "
-            f"{p['samples']:7d} {p['exact_accuracy']:7.4f} {p['accuracy']:7.4f} "
-            f"{p['forward_passes']:8.2f} {1000 * p['seconds_per_puzzle']:10.3f}"
+        lines = _sweep_lines(swept, swept.write(out))
+    else:
+        report = evaluate(
+            bundle.model,
+            split,
+            task,
+            batch_size=batch_size,
+            policy=policy,
+            out_dir=out,
+            max_examples=max_examples,
+            progress=True,
         )
+        m = report.metrics
+        m.update(exact_interval_fields(m))  # Wilson 95%, trmkit.stats
+        report.write(out)
+        lines = [
+            json.dumps(dict(m.items()), indent=2),
+            f"exact accuracy {m['exact_accuracy']:.4f} {describe_exact_interval(m)}"
+            f"({report.steps} steps, {policy.describe()}; {m['forward_passes']:.2f} forward "
+            f"passes per puzzle); adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
+            f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}",
+        ]
+    write_options(out, policy, checkpoint, raw=raw, max_examples=max_examples, data_dir=data_dir)
+    for line in lines:
+        click.echo(line)
+
+
+def _sweep_lines(report, written: list[Path]) -> list[str]:
+    """The sweep's table, its baseline and its best point within 8x the baseline's compute."""
 
     def name(p):
         return (
@@ -311,14 +267,23 @@ def _sweep(
             f"select {p['select']}, source {p['source']}"
         )
 
+    base, best = report.baseline(), report.best_within(8.0)
     err_base, err_best = 1 - base["exact_accuracy"], 1 - best["exact_accuracy"]
-    click.echo(f"baseline ({name(base)}): exact {base['exact_accuracy']:.4f}")
-    click.echo(
+    return [
+        f"{'source':8} {'halt':12} {'select':9} {'depth':>5} {'samples':>7} "
+        f"{'exact':>7} {'token':>7} {'passes':>8} {'ms/puzzle':>10}",
+        *(
+            f"{p['source']:8} {p['halt']:12} {p['select']:9} {p['depth']:5d} "
+            f"{p['samples']:7d} {p['exact_accuracy']:7.4f} {p['accuracy']:7.4f} "
+            f"{p['forward_passes']:8.2f} {1000 * p['seconds_per_puzzle']:10.3f}"
+            for p in report.points
+        ),
+        f"baseline ({name(base)}): exact {base['exact_accuracy']:.4f}",
         f"best within 8x compute ({name(best)}): exact {best['exact_accuracy']:.4f} "
         f"at {best['forward_passes'] / max(base['forward_passes'], 1e-9):.1f}x; error "
-        f"{err_base:.4f} -> {err_best:.4f}"
-    )
-    click.echo(f"wrote {', '.join(str(p) for p in written)}")
+        f"{err_base:.4f} -> {err_best:.4f}",
+        f"wrote {', '.join(str(p) for p in written)}",
+    ]
 
 
 COMMANDS = (eval_cmd,)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from trmkit.inference.policy import HaltPolicy, InferencePolicy, SelectPolicy
+from trmkit.inference.policy import InferencePolicy
 
 
 def inference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,22 +74,17 @@ def inference_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def policy_from(options: dict[str, Any]) -> InferencePolicy:
     """The policy of the parsed options (pops them from ``options``); one-line errors."""
-    halt_text = options.pop("halt")
+    halt = options.pop("halt")
     adaptive = options.pop("adaptive")
-    if halt_text is not None and adaptive and halt_text != "q":
-        raise click.UsageError(f"--adaptive means --halt q; it contradicts --halt {halt_text}")
-    halt = (
-        HaltPolicy.parse(halt_text)
-        if halt_text is not None
-        else (HaltPolicy("q") if adaptive else HaltPolicy())
-    )
-    policy = InferencePolicy(
+    if halt is not None and adaptive and halt != "q":
+        raise click.UsageError(f"--adaptive means --halt q; it contradicts --halt {halt}")
+    policy = InferencePolicy(  # halt and select convert from NAME[:ARG] text
         steps=options.pop("steps"),
-        halt=halt,
+        halt=("q" if adaptive else "fixed") if halt is None else halt,
         samples=options.pop("samples"),
         augment=not options.pop("no_augment"),
         noise=options.pop("noise"),
-        select=SelectPolicy.parse(options.pop("select")),
+        select=options.pop("select"),
         seed=options.pop("seed"),
     )
     return policy.validate()

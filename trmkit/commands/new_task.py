@@ -109,7 +109,7 @@ def register_recipes(register):
 '''
 
 TASK = '''\
-"""The $task task: draw the outline of the shapes on a $side x $side torus.
+"""The $task task: draw the outline of the shapes on a 6 x 6 torus.
 
 A puzzle is a grid of empty (0) and filled (1) cells; its solution keeps exactly the filled
 cells that touch an empty cell above, below, left or right (the edges wrap), i.e. the
@@ -129,7 +129,7 @@ import numpy as np
 from trmkit.grids import AccuracyEvaluator, DihedralAugmenter, OffsetCodec, generator_source
 from trmkit.task import BuildDefaults, Example, Task
 
-SIDE = $side
+SIDE = 6
 """rows and columns of every grid (the codec's sequence length is SIDE * SIDE)."""
 VALUES = 2
 """cell values are 0 .. VALUES - 1 (tokens 1 .. VALUES; token 0 pads)."""
@@ -151,7 +151,7 @@ def make_example(rng: np.random.Generator, options: Mapping[str, int]) -> Exampl
 
 TASK = Task(
     name="$task",
-    description="outline the shapes of a $side x $side grid (trmkit new-task example)",
+    description="outline the shapes of a 6 x 6 grid (trmkit new-task example)",
     codec=OffsetCodec(SIDE, SIDE, VALUES),
     augmenter=DihedralAugmenter(),
     evaluator=AccuracyEvaluator(),
@@ -161,7 +161,7 @@ TASK = Task(
             count=2000,
             test_count=200,
             options={"density": (60, "percent of filled cells in a puzzle")},
-            description="seeded random $side x $side grids and their outlines",
+            description="seeded random 6 x 6 grids and their outlines",
         )
     },
     defaults=BuildDefaults(source="generate", num_aug=7, recipe="$task-quick"),
@@ -257,17 +257,13 @@ DEFAULT_EXPECTED = (
 )
 DESCRIPTION = (
     "CPU recipe: TRM (MLP-t mixer, D=64, 2 layers, 4 supervision steps) on 2000 generated "
-    "$side x $side puzzles x 8 dihedral copies, 200 held-out test puzzles"
+    "6 x 6 puzzles x 8 dihedral copies, 200 held-out test puzzles"
 )
 DEFAULT_HARDWARE = (
     "Laptop/desktop CPU, 2+ cores, < 1 GB RAM; 750 optimizer steps at batch 64. Measured on "
     "a shared 2-core machine (OMP_NUM_THREADS=1, load 5-6 from other jobs): 15.3 min of "
     "training including the data build; 100% exact first at step 564 (about 11.5 min)."
 )
-
-
-def _render(template: str, values: dict[str, str]) -> str:
-    return string.Template(template).substitute(values)
 
 
 def package_names(name: str) -> dict[str, str]:
@@ -296,10 +292,10 @@ def package_names(name: str) -> dict[str, str]:
     }
 
 
-def write_package(name: str, directory: Path, *, side: int = 6) -> Path:
+def write_package(name: str, directory: Path) -> Path:
     """Write the plugin package for task ``name`` into ``directory/trmkit-NAME``; returns
     its path. Refuses a name that is taken or malformed, and an existing non-empty target."""
-    from trmkit import __version__, plugins
+    from trmkit import __version__, atomic, plugins
 
     values = package_names(name)
     entries = plugins.task_entries()
@@ -313,36 +309,33 @@ def write_package(name: str, directory: Path, *, side: int = 6) -> Path:
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ConfigError(f"new-task {name!r}: {root} already exists and is not empty")
     values.update(
-        side=str(side),
         trmkit_version=".".join(__version__.split(".")[:2]),
+        expected=DEFAULT_EXPECTED,
+        hardware=DEFAULT_HARDWARE,
+        description=DESCRIPTION,
     )
-    values["expected"] = DEFAULT_EXPECTED
-    values["hardware"] = DEFAULT_HARDWARE
-    values["description"] = _render(DESCRIPTION, values)
-    module_dir = root / "src" / values["module"]
+    module = f"src/{values['module']}"
     files = {
-        root / "pyproject.toml": PYPROJECT,
-        root / "README.md": README,
-        module_dir / "__init__.py": '"""trmkit task plugin: $task."""\n',
-        module_dir / "plugin.py": PLUGIN,
-        module_dir / "task.py": TASK,
-        module_dir / "recipes" / f"{name}-quick.toml": RECIPE,
-        root / "tests" / "test_task.py": TESTS,
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        f"{module}/__init__.py": '"""trmkit task plugin: $task."""\n',
+        f"{module}/plugin.py": PLUGIN,
+        f"{module}/task.py": TASK,
+        f"{module}/recipes/{name}-quick.toml": RECIPE,
+        "tests/test_task.py": TESTS,
     }
     check_writable_dir(root, "package directory")
-    # written under a temporary sibling and renamed into place: a full disk or a kill
-    # leaves no half-written package (docs/errors.md, "Write boundaries")
-    tmp = root.with_name(f".tmp-{root.name}-{os.getpid()}")
+    # staged under a temporary sibling and moved into place (`trmkit.atomic.replace_dir`):
+    # a full disk or a kill leaves no half-written package (docs/errors.md, "Write boundaries")
+    tmp = root.with_name(f"{atomic.TMP_MARK}{root.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with writing(root, "task package"):
             for path, template in files.items():
-                staged = tmp / path.relative_to(root)
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                staged.write_text(_render(template, values), encoding="utf-8")
-            if root.is_dir():
-                root.rmdir()  # the empty directory checked above
-            os.replace(tmp, root)
+                (tmp / path).parent.mkdir(parents=True, exist_ok=True)
+                text = string.Template(template).substitute(values)
+                (tmp / path).write_text(text, encoding="utf-8")
+            atomic.replace_dir(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -363,12 +356,10 @@ def new_task_cmd(name: str, directory: Path) -> None:
     """Write a pip-installable task plugin for NAME: a working example task built on
     trmkit.grids, a quick recipe, and tests using the conformance kit."""
     root = write_package(name, directory)
-    click.echo(f"wrote {root}")
-    click.echo("next:")
-    click.echo(f"  cd {root}")
-    click.echo("  pip install -e '.[test]'")
-    click.echo("  python -m pytest")
-    click.echo(f"  trmkit train --task {name}")
+    click.echo(
+        f"wrote {root}\nnext:\n  cd {root}\n  pip install -e '.[test]'\n  python -m pytest\n"
+        f"  trmkit train --task {name}"
+    )
 
 
 COMMANDS = (new_task_cmd,)

@@ -50,21 +50,15 @@ def traced_puzzles(task: Any, split: Any, count: int) -> list[Any]:
 
     from trmkit.task import Example, RawPuzzle
 
-    identity = np.asarray(task.augmenter.identity())
-    transforms = np.asarray(split.transforms)
     starts = np.asarray(split.puzzle_indices)
-    names = split.group_names
+    as_given = (np.asarray(split.transforms) == task.augmenter.identity()).all(axis=1)
     ignore, pad = int(split.meta.ignore_label_id), int(task.codec.pad_id)
     puzzles: list[RawPuzzle] = []
-    for p in range(len(starts) - 1):
-        if len(puzzles) == count:
-            break
-        if starts[p + 1] == starts[p] or not np.array_equal(transforms[p], identity):
-            continue
-        inputs, labels = split.rows(np.array([starts[p]]))
+    for p in np.flatnonzero((np.diff(starts) > 0) & as_given)[:count]:
+        inputs, labels = split.rows(starts[p : p + 1])
         labels = np.where(labels == ignore, pad, labels)
         grids = [np.asarray(task.codec.decode(t[0].astype(np.int64))) for t in (inputs, labels)]
-        name = names[int(split.puzzle_group[p])]
+        name = split.group_names[int(split.puzzle_group[p])]
         puzzles.append(RawPuzzle(name, test=(Example(*grids),)))
     return puzzles
 

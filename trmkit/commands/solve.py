@@ -61,7 +61,7 @@ def solve_cmd(
 
     from trmkit.checkpoint import check_task_matches, load_bundle
     from trmkit.names import safe_file_name
-    from trmkit.oserrors import check_writable_dir
+    from trmkit.oserrors import check_writable_dir, check_writable_file
     from trmkit.solve import read_puzzles, render_trace_png, solve
     from trmkit.textio import printable
     from trmkit.traces import colour_wanted, render_trace_text
@@ -70,11 +70,8 @@ def solve_cmd(
     if trace:
         check_writable_dir(trace_dir, "--trace-dir")  # before the model runs
     if submission is not None:
-        from trmkit.oserrors import check_writable_file
-
         check_writable_file(submission, "submission file")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    bundle = load_bundle(checkpoint, device=device)
+    bundle = load_bundle(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu")
     task = bundle.task
     check_task_matches(bundle, task)  # a checkpoint/task mismatch before the puzzle is read
     puzzles = read_puzzles(task, puzzle)

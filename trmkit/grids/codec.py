@@ -35,30 +35,22 @@ class OffsetCodec:
     def vocab_size(self) -> int:
         return self.num_values + 1
 
-    def _check(self, grids: np.ndarray) -> None:
+    def encode(self, grid: np.ndarray) -> np.ndarray:
+        return self.encode_batch(np.asarray(grid)[None])[0]
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """Tokens -> grid; a PAD or out-of-vocabulary token decodes to -1 (never valid)."""
+        return self.decode_batch(np.asarray(tokens).reshape(1, self.seq_len))[0]
+
+    def encode_batch(self, grids: np.ndarray) -> np.ndarray:
+        """int[N, rows, cols] -> uint8[N, seq_len] (the builder's fast path)."""
+        grids = np.asarray(grids)
         if grids.shape[-2:] != (self.rows, self.cols):
             raise ValueError(
                 f"grid shape {grids.shape[-2:]} does not match the codec's {self.rows}x{self.cols}"
             )
         if grids.size and (grids.min() < 0 or grids.max() >= self.num_values):
             raise ValueError(f"cell values must be 0..{self.num_values - 1}")
-
-    def encode(self, grid: np.ndarray) -> np.ndarray:
-        grid = np.asarray(grid)
-        self._check(grid)
-        return (grid.reshape(-1) + 1).astype(np.uint8)
-
-    def decode(self, tokens: np.ndarray) -> np.ndarray:
-        """Tokens -> grid; a PAD or out-of-vocabulary token decodes to -1 (never valid)."""
-        tokens = np.asarray(tokens).astype(np.int64).reshape(self.rows, self.cols)
-        grid = tokens - 1
-        grid[(tokens < 1) | (tokens > self.num_values)] = -1
-        return grid
-
-    def encode_batch(self, grids: np.ndarray) -> np.ndarray:
-        """int[N, rows, cols] -> uint8[N, seq_len] (the builder's fast path)."""
-        grids = np.asarray(grids)
-        self._check(grids)
         return (grids.reshape(len(grids), -1) + 1).astype(np.uint8)
 
     def decode_batch(self, tokens: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -52,9 +51,8 @@ class CsvTable:
 
     def take(self, rows: np.ndarray) -> CsvTable:
         """The sub-table of the given row indices (in that order)."""
-        return CsvTable(
-            file=self.file,
-            split=self.split,
+        return attrs.evolve(
+            self,
             lines=self.lines[rows],
             sources=[self.sources[i] for i in rows],
             questions=self.questions[rows],
@@ -101,16 +99,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    # utf-8-sig: a leading BOM is dropped, as `trmkit.textio` does for every file it reads
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    # utf-8-sig: a leading BOM is dropped, as `trmkit.textio` does for every file it reads
+    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with _open_text(path) as handle:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
             for row in reader:
                 yield reader.line_num, row
@@ -135,9 +128,10 @@ def read_table(path: Path, split: str, width: int) -> CsvTable:
             f"{name}, line 1: header is {','.join(first[1])!r}; expected the columns "
             f"{','.join(COLUMNS)}"
         )
-    col = {key: header.index(key) for key in COLUMNS}
-    iq, ia, ir, isrc = col["question"], col["answer"], col["rating"], col["source"]
-    chunks = _Chunks(name, width)
+    isrc, iq, ia, ir = (header.index(key) for key in COLUMNS)
+    sources: list[str] = []
+    chunks: list[tuple[np.ndarray, ...]] = []
+    pending: list[tuple[int, str, str, str]] = []
     for line, row in rows:
         if len(row) != 4:
             if not row:
@@ -151,90 +145,50 @@ def read_table(path: Path, split: str, width: int) -> CsvTable:
             raise SourceError(
                 f"{name}, line {line}: {bad} has {len(text)} characters, expected {width}"
             )
-        chunks.add(line, sys.intern(row[isrc]), q, a, row[ir])
-    chunks.flush()
-    return CsvTable(
-        file=name,
-        split=split,
-        lines=_concat(chunks.lines, np.int64, (0,)),
-        sources=chunks.sources,
-        questions=_concat(chunks.questions, np.uint8, (0, width)),
-        answers=_concat(chunks.answers, np.uint8, (0, width)),
-        ratings=_concat(chunks.ratings, np.float64, (0,)),
+        sources.append(sys.intern(row[isrc]))
+        pending.append((line, q, a, row[ir]))
+        if len(pending) == CHUNK_ROWS:
+            chunks.append(_arrays(name, width, pending))
+            pending = []
+    chunks.append(_arrays(name, width, pending))
+    lines, questions, answers, ratings = (
+        np.concatenate(parts) for parts in zip(*chunks, strict=True)
     )
+    return CsvTable(name, split, lines, sources, questions, answers, ratings)
 
 
 CHUNK_ROWS = 1 << 17
+"""rows kept as Python strings before they become numpy arrays, so the 3.8M Sudoku-Extreme
+rows never sit in memory as millions of string objects at once."""
 
 
-class _Chunks:
-    """Rows gathered as Python strings, converted to numpy every CHUNK_ROWS rows so the 3.8M
-    Sudoku-Extreme rows never sit in memory as millions of string objects at once."""
+def _arrays(name: str, width: int, rows: list[tuple[int, str, str, str]]) -> tuple[np.ndarray, ...]:
+    """(lines, questions, answers, ratings) of (line, question, answer, rating) ``rows``."""
+    lines = [row[0] for row in rows]
 
-    def __init__(self, name: str, width: int) -> None:
-        self.name, self.width = name, width
-        self.lines: list[np.ndarray] = []
-        self.sources: list[str] = []
-        self.questions: list[np.ndarray] = []
-        self.answers: list[np.ndarray] = []
-        self.ratings: list[np.ndarray] = []
-        self._reset()
+    def ascii_codes(field: str, texts: list[str]) -> np.ndarray:
+        try:
+            data = "".join(texts).encode("ascii")
+        except UnicodeEncodeError:
+            i, text = next((i, text) for i, text in enumerate(texts) if not text.isascii())
+            bad = next(ch for ch in text if not ch.isascii())
+            raise SourceError(
+                f"{name}, line {lines[i]}: {field} has illegal character {bad!r}"
+            ) from None
+        return np.frombuffer(data, dtype=np.uint8).reshape(len(texts), width)
 
-    def _reset(self) -> None:
-        self.pending_lines: list[int] = []
-        self.pending_q: list[str] = []
-        self.pending_a: list[str] = []
-        self.pending_r: list[str] = []
-
-    def add(self, line: int, source: str, q: str, a: str, rating: str) -> None:
-        self.pending_lines.append(line)
-        self.sources.append(source)
-        self.pending_q.append(q)
-        self.pending_a.append(a)
-        self.pending_r.append(rating)
-        if len(self.pending_lines) >= CHUNK_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        n, lines = len(self.pending_lines), self.pending_lines
-        if not n:
-            return
-        self.lines.append(np.asarray(lines, dtype=np.int64))
-        self.questions.append(_ascii(self.pending_q, n, self.width, self.name, lines, "question"))
-        self.answers.append(_ascii(self.pending_a, n, self.width, self.name, lines, "answer"))
-        ratings = np.full(n, np.nan)
-        for i, text in enumerate(self.pending_r):
-            text = text.strip()
-            if text:
-                try:
-                    ratings[i] = float(text)
-                except ValueError:
-                    raise SourceError(
-                        f"{self.name}, line {lines[i]}: rating {text!r} is not a number (or empty)"
-                    ) from None
-        self.ratings.append(ratings)
-        self._reset()
-
-
-def _concat(parts: list[np.ndarray], dtype: type, empty: tuple[int, ...]) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(empty, dtype=dtype)
-
-
-def _ascii(
-    texts: list[str], n: int, width: int, name: str, lines: list[int], field: str
-) -> np.ndarray:
-    joined = "".join(texts)
-    try:
-        data = joined.encode("ascii")
-    except UnicodeEncodeError:
-        for i, text in enumerate(texts):
-            if not text.isascii():
-                bad = next(ch for ch in text if not ch.isascii())
+    questions = ascii_codes("question", [row[1] for row in rows])
+    answers = ascii_codes("answer", [row[2] for row in rows])
+    ratings = np.full(len(rows), np.nan)
+    for i, (line, _, _, text) in enumerate(rows):
+        if text.strip():
+            try:
+                ratings[i] = float(text)
+            except ValueError:
                 raise SourceError(
-                    f"{name}, line {lines[i]}: {field} has illegal character {bad!r}"
+                    f"{name}, line {line}: rating {text.strip()!r} is not a number (or empty)"
                 ) from None
-        raise
-    return np.frombuffer(data, dtype=np.uint8).reshape(n, width)
+    return np.array(lines, dtype=np.int64), questions, answers, ratings
 
 
 def map_chars(
@@ -255,8 +209,7 @@ def map_chars(
 
 def make_lut(mapping: Mapping[str, int]) -> np.ndarray:
     lut = np.full(256, -1, dtype=np.int16)
-    for char, value in mapping.items():
-        lut[ord(char)] = value
+    lut[[ord(char) for char in mapping]] = list(mapping.values())
     return lut
 
 
@@ -336,9 +289,9 @@ def parse_int_option(
         value = int(options[key])
     except (TypeError, ValueError):
         raise SourceError(f"option {key}={options[key]!r}: expected an integer") from None
-    if value < lo or (hi is not None and value > hi):
-        if value < lo:
-            raise SourceError(f"option {key}={value}: must be >= {lo}")
+    if value < lo:
+        raise SourceError(f"option {key}={value}: must be >= {lo}")
+    if hi is not None and value > hi:
         raise SourceError(f"option {key}={value}: must be between {lo} and {hi}; lower {key}")
     return value
 
@@ -372,16 +325,15 @@ def table_puzzles(table: CsvTable, questions: np.ndarray, answers: np.ndarray) -
     """One single-example puzzle per row, named ``<split>-<line>``; meta holds the rating
     (None when empty), the CSV ``source`` column and the line number."""
     puzzles = []
-    for i in range(len(table)):
+    for i, line in enumerate(table.lines.tolist()):
         rating = float(table.ratings[i])
         meta = {
             "rating": None if np.isnan(rating) else rating,
             "source": table.sources[i],
-            "line": int(table.lines[i]),
+            "line": line,
         }
         example = Example(questions[i], answers[i])
-        name = f"{table.split}-{int(table.lines[i])}"
-        puzzles.append(RawPuzzle.single(name, example, table.split, meta))
+        puzzles.append(RawPuzzle.single(f"{table.split}-{line}", example, table.split, meta))
     return puzzles
 
 

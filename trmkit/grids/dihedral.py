@@ -26,23 +26,22 @@ def invert_dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
     return apply_dihedral(grid, DIHEDRAL_INVERSE[int(tid)])
 
 
+_TRANSFORMS = (  # (grid, row axis, column axis) -> the transformed view, by dihedral id
+    lambda g, r, c: g,
+    lambda g, r, c: np.rot90(g, k=1, axes=(r, c)),
+    lambda g, r, c: np.rot90(g, k=2, axes=(r, c)),
+    lambda g, r, c: np.rot90(g, k=3, axes=(r, c)),
+    lambda g, r, c: np.flip(g, axis=c),
+    lambda g, r, c: np.flip(g, axis=r),
+    lambda g, r, c: np.swapaxes(g, r, c),
+    lambda g, r, c: np.flip(np.rot90(g, k=1, axes=(r, c)), axis=c),
+)
+
+
 def _apply(grid: np.ndarray, tid: int, axes: tuple[int, int]) -> np.ndarray:
-    r, c = axes
-    if tid == 0:
-        out = grid
-    elif tid in (1, 2, 3):
-        out = np.rot90(grid, k=tid, axes=axes)
-    elif tid == 4:
-        out = np.flip(grid, axis=c)
-    elif tid == 5:
-        out = np.flip(grid, axis=r)
-    elif tid == 6:
-        out = np.swapaxes(grid, r, c)
-    elif tid == 7:
-        out = np.flip(np.rot90(grid, k=1, axes=axes), axis=c)
-    else:
+    if not 0 <= tid < NUM_DIHEDRAL:
         raise ValueError(f"dihedral id must be 0..7, got {tid}")
-    return np.ascontiguousarray(out)
+    return np.ascontiguousarray(_TRANSFORMS[tid](grid, *axes))
 
 
 def apply_dihedral_batch(tids: np.ndarray, grids: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ accept the same layouts for Sudoku, Maze and ARC grids.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -124,17 +125,12 @@ def grid_cells(
 
 
 def grids_of_block(
-    block: TextBlock,
-    shape: tuple[int, int],
-    lut: Mapping[str, int],
-    where: str,
-    hint: str,
-    skip: str = SEPARATORS,
+    block: TextBlock, shape: tuple[int, int], lut: Mapping[str, int], where: str, hint: str
 ) -> list[tuple[int, np.ndarray]]:
     """(first line, grid) of each grid of ``block``: one line of rows x cols cells per
     grid, or rows lines of cols cells each (lines of separators only are box rules)."""
     rows, cols = shape
-    lines = [(n, grid_cells(text, n, lut, where, hint, skip)) for n, text in block.rows]
+    lines = [(n, grid_cells(text, n, lut, where, hint)) for n, text in block.rows]
     lines = [(n, cells) for n, cells in lines if cells]
     whole = rows * cols
     if not lines:
@@ -171,13 +167,13 @@ def puzzle_names(
     """A name per grid, K its place among them: its ``# name`` (``name-1``, ``name-2``...
     when one name covers several grids); else the file's stem (``stem-K`` when the file
     holds several grids); else ``default-K``."""
-    counts = {name: names.count(name) for name in names if name is not None}
-    seen: dict[str, int] = {}
+    counts = Counter(name for name in names if name is not None)
+    seen: Counter[str] = Counter()
     out = []
     for k, name in enumerate(names, start=1):
         if name is None:
             out.append(stem if stem and len(names) == 1 else f"{stem or default}-{k}")
         else:
-            seen[name] = seen.get(name, 0) + 1
+            seen[name] += 1
             out.append(name if counts[name] == 1 else f"{name}-{seen[name]}")
     return out
