@@ -95,6 +95,9 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
 
 @attrs.define
 class _Sums:
+    """Sums over the counted rows of one process; reduced across processes as one float64
+    tensor of every field but ``steps``, in field order."""
+
     steps: int
     count: float = 0.0
     per_step_acc: np.ndarray = attrs.field(init=False)
@@ -114,40 +117,17 @@ class _Sums:
         self.per_step_exact = np.zeros(self.steps)
         self.histogram = np.zeros(self.steps + 1)
 
-    def _scalars(self) -> list[float]:
-        return [
-            self.count,
-            self.adaptive_acc,
-            self.adaptive_exact,
-            self.adaptive_steps,
-            self.policy_acc,
-            self.policy_exact,
-            self.policy_steps,
-            self.seconds,
-        ]
-
     def as_tensor(self, device: torch.device) -> torch.Tensor:
-        flat = np.concatenate(
-            [self._scalars(), self.per_step_acc, self.per_step_exact, self.histogram]
-        )
-        return torch.tensor(flat, dtype=torch.float64, device=device)
+        parts = [np.ravel(getattr(self, f.name)) for f in attrs.fields(_Sums)[1:]]
+        return torch.tensor(np.concatenate(parts), dtype=torch.float64, device=device)
 
     def load_tensor(self, t: torch.Tensor) -> None:
-        a = t.cpu().numpy()
-        k, n = self.steps, len(self._scalars())
-        (
-            self.count,
-            self.adaptive_acc,
-            self.adaptive_exact,
-            self.adaptive_steps,
-            self.policy_acc,
-            self.policy_exact,
-            self.policy_steps,
-            self.seconds,
-        ) = a[:n]
-        self.per_step_acc = a[n : n + k]
-        self.per_step_exact = a[n + k : n + 2 * k]
-        self.histogram = a[n + 2 * k :]
+        rest = t.cpu().numpy()
+        for f in attrs.fields(_Sums)[1:]:
+            scalar = not isinstance(getattr(self, f.name), np.ndarray)
+            size = 1 if scalar else len(getattr(self, f.name))
+            setattr(self, f.name, rest[0] if scalar else rest[:size])
+            rest = rest[size:]
 
 
 def check_batch_size(batch_size: int) -> None:
