@@ -130,15 +130,13 @@ def coerce(value: Any, kind: Any, key: str, raw: str | None = None) -> Any:
         is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
         if is_none and type(None) in options:
             return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
+        first: ConfigError | None = None
+        for option in (o for o in options if o is not type(None)):
             try:
                 return coerce(value, option, key, raw)
             except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+                first = first or exc
+        raise first or ConfigError(f"{key}: bad value {value!r}")
     if kind is Any:
         return value
     if kind is bool:

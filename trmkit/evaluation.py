@@ -59,17 +59,8 @@ class EvalReport:
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics = _finite(one_name_per_metric(self.metrics))
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        (out_dir / "per_step.json").write_text(
-            json.dumps(
-                {
-                    "per_step": self.per_step,
-                    "halting_histogram": self.halting_histogram,
-                    "steps": self.steps,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        steps = attrs.asdict(self, filter=lambda field, _: field.name != "metrics")
+        (out_dir / "per_step.json").write_text(json.dumps(steps, indent=2) + "\n")
         if plot and not plot_eval_report(
             self.per_step, self.halting_histogram, out_dir / "eval.png"
         ):

@@ -750,29 +750,6 @@ def check_recipe(s: Subject) -> None:
 # --------------------------------------------------------------------------- text
 
 
-def _check_givens(s: Subject) -> None:
-    """``givens`` (when set): a bool mask of the input's shape that every label keeps."""
-    task, check = s.task, "parse"
-    givens = task.givens
-    if givens is None:
-        return
-    for puzzle in s.puzzles:
-        for e in (*puzzle.train, *puzzle.test):
-            mask = np.asarray(givens(e.input))
-            if mask.dtype != bool or mask.shape != e.input.shape:
-                raise s.fail(
-                    check,
-                    f"givens returned {mask.dtype} {mask.shape} for an input of shape "
-                    f"{e.input.shape}; return a bool mask of the input's shape",
-                )
-            if e.output.shape == e.input.shape and not _same(e.output[mask], e.input[mask]):
-                raise s.fail(
-                    check,
-                    f"the label of puzzle {puzzle.name!r} changes a cell givens marks as fixed; "
-                    "mark only cells every answer keeps",
-                )
-
-
 def check_parse(s: Subject) -> None:
     task, check = s.task, "parse"
 
@@ -790,7 +767,22 @@ def check_parse(s: Subject) -> None:
                 )
 
     s.on_grids(renders)
-    _check_givens(s)
+    givens = task.givens
+    if givens is not None:  # a bool mask of the input's shape that every label keeps
+        for puzzle, e in [(p, e) for p in s.puzzles for e in (*p.train, *p.test)]:
+            mask = np.asarray(givens(e.input))
+            if mask.dtype != bool or mask.shape != e.input.shape:
+                raise s.fail(
+                    check,
+                    f"givens returned {mask.dtype} {mask.shape} for an input of shape "
+                    f"{e.input.shape}; return a bool mask of the input's shape",
+                )
+            if e.output.shape == e.input.shape and not _same(e.output[mask], e.input[mask]):
+                raise s.fail(
+                    check,
+                    f"the label of puzzle {puzzle.name!r} changes a cell givens marks as "
+                    "fixed; mark only cells every answer keeps",
+                )
     if task.parse_puzzles is None:
         return
     for puzzle in s.puzzles:
