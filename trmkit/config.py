@@ -130,15 +130,13 @@ def coerce(value: Any, kind: Any, key: str, raw: str | None = None) -> Any:
         is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
         if is_none and type(None) in options:
             return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
+        first: ConfigError | None = None
+        for option in (o for o in options if o is not type(None)):
             try:
                 return coerce(value, option, key, raw)
             except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+                first = first or exc
+        raise first or ConfigError(f"{key}: bad value {value!r}")
     if kind is Any:
         return value
     if kind is bool:
@@ -357,20 +355,14 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
 
 
 def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(f"cannot write non-finite number {value!r} to TOML")
-        return repr(value)
-    if isinstance(value, str):
-        # A JSON string is a valid TOML basic string, except that TOML also forbids a raw DEL.
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    """A bool, finite number, string or list of them in TOML: their JSON text, which is
+    TOML's but for a raw DEL (TOML forbids it in a string)."""
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigError(f"cannot write {type(value).__name__} {value!r} to TOML")
+    finite = not isinstance(value, float) or math.isfinite(value)
+    if not (finite and isinstance(value, (bool, int, float, str))):
+        raise ConfigError(f"cannot write {type(value).__name__} {value!r} to TOML")
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _table(lines: list[str], header: str, values: Mapping[str, Any]) -> None:
@@ -388,11 +380,8 @@ def _table(lines: list[str], header: str, values: Mapping[str, Any]) -> None:
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
-    out: dict[str, Any] = {key: getattr(recipe, key) for key in TEXT_FIELDS}
-    out["data"] = attrs.asdict(recipe.data)
+    out = attrs.asdict(recipe)
     out["model"] = {"name": recipe.model.name, **recipe.model.fields}
-    out["optim"] = attrs.asdict(recipe.optim)
-    out["train"] = attrs.asdict(recipe.train)
     return out
 
 
@@ -422,23 +411,21 @@ MAX_RECIPE_BYTES = 1 << 20
 
 @attrs.frozen
 class Range:
-    lo: float | None = None
+    """``lo <= value <= hi`` (``< hi`` with ``hi_open``; no upper bound for ``hi`` None)."""
+
+    lo: float
     hi: float | None = None
-    lo_open: bool = False
     hi_open: bool = False
 
     def contains(self, value: float) -> bool:
-        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
-            return False
-        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+        if self.hi is None:
+            return value >= self.lo
+        return self.lo <= value < self.hi or (value == self.hi and not self.hi_open)
 
     def describe(self) -> str:
         if self.hi is None:
-            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        if self.lo is None:
-            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
-        left, right = ("(" if self.lo_open else "["), (")" if self.hi_open else "]")
-        return f"in {left}{self.lo:g}, {self.hi:g}{right}"
+            return f">= {self.lo:g}"
+        return f"in [{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
 
 
 RANGES: dict[str, Range] = {

@@ -58,17 +58,8 @@ class EvalReport:
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics = _finite(one_name_per_metric(self.metrics))
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        (out_dir / "per_step.json").write_text(
-            json.dumps(
-                {
-                    "per_step": self.per_step,
-                    "halting_histogram": self.halting_histogram,
-                    "steps": self.steps,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        steps = attrs.asdict(self, filter=lambda field, _: field.name != "metrics")
+        (out_dir / "per_step.json").write_text(json.dumps(steps, indent=2) + "\n")
         if plot and not plot_eval_report(
             self.per_step, self.halting_histogram, out_dir / "eval.png"
         ):
@@ -94,6 +85,9 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
 
 @attrs.define
 class _Sums:
+    """Sums over the counted rows of one process; reduced across processes as one float64
+    tensor of every field but ``steps``, in field order."""
+
     steps: int
     count: float = 0.0
     per_step_acc: np.ndarray = attrs.field(init=False)
@@ -113,40 +107,17 @@ class _Sums:
         self.per_step_exact = np.zeros(self.steps)
         self.histogram = np.zeros(self.steps + 1)
 
-    def _scalars(self) -> list[float]:
-        return [
-            self.count,
-            self.adaptive_acc,
-            self.adaptive_exact,
-            self.adaptive_steps,
-            self.policy_acc,
-            self.policy_exact,
-            self.policy_steps,
-            self.seconds,
-        ]
-
     def as_tensor(self, device: torch.device) -> torch.Tensor:
-        flat = np.concatenate(
-            [self._scalars(), self.per_step_acc, self.per_step_exact, self.histogram]
-        )
-        return torch.tensor(flat, dtype=torch.float64, device=device)
+        parts = [np.ravel(getattr(self, f.name)) for f in attrs.fields(_Sums)[1:]]
+        return torch.tensor(np.concatenate(parts), dtype=torch.float64, device=device)
 
     def load_tensor(self, t: torch.Tensor) -> None:
-        a = t.cpu().numpy()
-        k, n = self.steps, len(self._scalars())
-        (
-            self.count,
-            self.adaptive_acc,
-            self.adaptive_exact,
-            self.adaptive_steps,
-            self.policy_acc,
-            self.policy_exact,
-            self.policy_steps,
-            self.seconds,
-        ) = a[:n]
-        self.per_step_acc = a[n : n + k]
-        self.per_step_exact = a[n + k : n + 2 * k]
-        self.histogram = a[n + 2 * k :]
+        rest = t.cpu().numpy()
+        for f in attrs.fields(_Sums)[1:]:
+            scalar = not isinstance(getattr(self, f.name), np.ndarray)
+            size = 1 if scalar else len(getattr(self, f.name))
+            setattr(self, f.name, rest[0] if scalar else rest[:size])
+            rest = rest[size:]
 
 
 def check_batch_size(batch_size: int) -> None:

@@ -69,17 +69,13 @@ def _points(
     """(step, value) of ``records`` of ``split`` with a finite ``key`` (train records that
     counted no halted sequence, ``count`` 0, carry no accuracy and are skipped with
     ``need_count``)."""
-    out = []
-    for r in records:
-        value = r.get(key)
-        if r.get("split") != split or isinstance(value, bool):
-            continue
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            continue
-        if need_count and not r.get("count"):
-            continue
-        out.append((float(r["step"]), float(value)))
-    return out
+    return [
+        (float(r["step"]), float(value))
+        for r in records
+        if r.get("split") == split and (r.get("count") or not need_count)
+        if isinstance(value := r.get(key), (int, float)) and not isinstance(value, bool)
+        if math.isfinite(value)
+    ]
 
 
 def _frame(name: str, title: str, xlabel: str, body: str, y0: float, y1: float) -> str:

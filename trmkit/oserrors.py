@@ -52,10 +52,6 @@ class WriteError(TrmkitError):
     """A place trmkit must write to is unusable (full, read-only, a file, ...)."""
 
 
-def _where(path: object) -> str:
-    return os.fsdecode(path) if isinstance(path, (str, bytes, os.PathLike)) else str(path)
-
-
 def describe_os_error(
     exc: OSError, path: str | os.PathLike[str] | None = None, *, name_path: bool = False
 ) -> str:
@@ -65,7 +61,9 @@ def describe_os_error(
     cause, fix = _CAUSES.get(
         exc.errno or 0, (exc.strerror or type(exc).__name__, "check the path and try again")
     )
-    prefix = f"{_where(where)}: " if where is not None else ""
+    if isinstance(where, (str, bytes, os.PathLike)):
+        where = os.fsdecode(where)
+    prefix = f"{where}: " if where is not None else ""
     return f"{prefix}{cause}; {fix}"
 
 

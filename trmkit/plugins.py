@@ -34,15 +34,7 @@ import pluggy
 
 from trmkit import hookspecs
 from trmkit.errors import PluginError, TrmkitError, UnknownNameError
-from trmkit.task import (
-    Augmenter,
-    BuildDefaults,
-    Codec,
-    Evaluator,
-    Source,
-    Task,
-    protocol_problems,
-)
+from trmkit.task import Task, contract_problem
 from trmkit.textio import printable
 
 ENTRY_POINT_GROUP = "trmkit"
@@ -139,58 +131,6 @@ class _Skipped(Exception):
     """One registration refused alone: the plugin's other registrations stand."""
 
 
-def _check_task(task: Any, plugin: str) -> Task:
-    where = f"plugin {plugin!r}"
-    if not isinstance(task, Task):
-        raise PluginError(f"{where} registered {type(task).__name__}, not a trmkit.task.Task")
-    where = f"{where} (task {task.name!r})"
-    if (
-        not task.name
-        or not task.name.replace("-", "").replace("_", "").isascii()
-        or not task.name.replace("-", "").replace("_", "").isalnum()
-        or len(task.name) > MAX_TASK_NAME
-    ):
-        raise PluginError(
-            f"{where}: task name must be 1 to {MAX_TASK_NAME} ASCII letters, digits, '-' or '_' "
-            f"(it names directories)"
-        )
-    checks: list[tuple[str, Any, type]] = [
-        ("codec", task.codec, Codec),
-        ("augmenter", task.augmenter, Augmenter),
-        ("evaluator", task.evaluator, Evaluator),
-        ("defaults", task.defaults, BuildDefaults),
-    ]
-    for field, value, proto in checks:
-        if value is None:
-            raise PluginError(f"{where}: missing {field}")
-        if not isinstance(value, proto):
-            raise PluginError(
-                f"{where}: {field} is a {type(value).__name__}, which does not implement "
-                f"{proto.__name__} (see docs/plugins.md)"
-            )
-    codec = task.codec
-    for attr in ("seq_len", "vocab_size", "pad_id", "ignore_label_id"):
-        if not isinstance(getattr(codec, attr), int):
-            raise PluginError(f"{where}: codec.{attr} must be an int")
-    if codec.seq_len <= 0 or not 1 < codec.vocab_size <= 256:
-        raise PluginError(f"{where}: codec needs seq_len > 0 and 2 <= vocab_size <= 256 (uint8)")
-    if not isinstance(task.augmenter.transform_size, int) or task.augmenter.transform_size < 1:
-        raise PluginError(f"{where}: augmenter.transform_size must be a positive int")
-    for field in ("codec", "augmenter", "evaluator"):
-        for problem in protocol_problems(field, getattr(task, field)):
-            raise PluginError(f"{where}: {problem} (see docs/plugins.md)")
-    if not task.sources:
-        raise PluginError(f"{where}: no sources")
-    for key, source in task.sources.items():
-        if not isinstance(source, Source) or not callable(source.load):
-            raise PluginError(f"{where}: source {key!r} is not a trmkit.task.Source")
-    if task.defaults.source not in task.sources:
-        raise PluginError(f"{where}: default source {task.defaults.source!r} is not in sources")
-    if task.path_source is not None and task.path_source not in task.sources:
-        raise PluginError(f"{where}: path_source {task.path_source!r} is not in sources")
-    return task
-
-
 def _task_clash(key: str, task: Task, entry: TaskEntry) -> str:
     kind = "task name" if key == task.name else "alias"
     return (
@@ -202,18 +142,29 @@ def _task_clash(key: str, task: Task, entry: TaskEntry) -> str:
 def _add_task(
     plugin: str, mine: dict, taken: dict, task: Task, aliases: Iterable[str] = ()
 ) -> dict[str, TaskEntry]:
-    """Keyed by the task's name and each alias."""
-    task = _check_task(task, plugin)
+    """Keyed by the task's name and each alias; ``task`` must keep its static contract
+    (`trmkit.task.contract_problem`) and have a name that can name directories."""
+    where = f"plugin {plugin!r}"
+    if not isinstance(task, Task):
+        raise PluginError(f"{where} registered {type(task).__name__}, not a trmkit.task.Task")
+    where = f"{where} (task {task.name!r})"
+    plain = task.name.replace("-", "").replace("_", "") if isinstance(task.name, str) else ""
+    if not (plain.isascii() and plain.isalnum()) or len(task.name) > MAX_TASK_NAME:
+        raise PluginError(
+            f"{where}: task name must be 1 to {MAX_TASK_NAME} ASCII letters, digits, '-' or '_' "
+            f"(it names directories)"
+        )
+    problem = contract_problem(task)
+    if problem is not None:
+        raise PluginError(f"{where}: {problem}")
     alias_tuple = tuple(aliases)
     for alias in alias_tuple:
         if not isinstance(alias, str) or not alias:
-            raise PluginError(f"plugin {plugin!r} (task {task.name!r}): bad alias {alias!r}")
+            raise PluginError(f"{where}: bad alias {alias!r}")
     keys = (task.name, *alias_tuple)
     for key in keys:
         if key in mine:  # the plugin clashes with itself: a bug, refused whole
-            raise PluginError(
-                f"plugin {plugin!r} (task {task.name!r}): {_task_clash(key, task, mine[key])}"
-            )
+            raise PluginError(f"{where}: {_task_clash(key, task, mine[key])}")
     for key in keys:
         if key in taken:  # another plugin's name: only this task is skipped
             raise _Skipped(f"(task {task.name!r}): {_task_clash(key, task, taken[key])}")
@@ -585,20 +536,15 @@ class Registry:
         for row in rows:
             if row["name"] in self.rejected:
                 row["error"] = self.rejected[row["name"]]
-        for name, why in self.failed.items():
-            rows.append(
-                {"name": name, "distribution": None, "version": None, "hooks": [], "error": why}
-            )
-        for name, dist in self.filtered_out.items():
-            rows.append(
-                {
-                    "name": name,
-                    "distribution": dist,
-                    "version": None,
-                    "hooks": [],
-                    "error": "not loaded: left out by TRMKIT_LOAD_PLUGINS",
-                }
-            )
+        unloaded: list[tuple[str, str | None, str]] = [
+            (name, None, why) for name, why in self.failed.items()
+        ]
+        left_out = "not loaded: left out by TRMKIT_LOAD_PLUGINS"
+        unloaded += [(name, dist, left_out) for name, dist in self.filtered_out.items()]
+        rows += [
+            {"name": name, "distribution": dist, "version": None, "hooks": [], "error": why}
+            for name, dist, why in unloaded
+        ]
         return sorted(rows, key=lambda row: row["name"])
 
 

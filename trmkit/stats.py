@@ -15,6 +15,7 @@ accurate to about 1e-6 there).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -119,12 +120,6 @@ def accuracy_interval(accuracy: float, count: int) -> Interval:
     return wilson(round(accuracy * count), count)
 
 
-def _sd(values: Sequence[float]) -> float:
-    n = len(values)
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
 def mean_interval(values: Sequence[float]) -> Interval:
     """The mean of ``values`` with its Student-t 95% interval (none for one value)."""
     n = len(values)
@@ -133,7 +128,7 @@ def mean_interval(values: Sequence[float]) -> Interval:
     mean = sum(values) / n
     if n == 1:
         return Interval(mean, None, None, 1)
-    half = t_quantile_95(n - 1) * _sd(values) / math.sqrt(n)
+    half = t_quantile_95(n - 1) * statistics.stdev(values) / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
 
 

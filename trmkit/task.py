@@ -255,32 +255,7 @@ OPTIONAL_PROTOCOLS: Mapping[str, tuple[tuple[type, tuple[str, ...]], ...]] = {
     ),
     "evaluator": ((AnswerChecker, ("check_answer",)),),
 }
-"""Task field -> (protocol, its members): what registration checks for partial opt-ins."""
-
-
-def protocol_problems(field: str, value: object) -> list[str]:
-    """What is wrong with the optional protocols ``value`` (a task's ``field``) opts into:
-    a protocol implemented in part, a member that is not callable, a flag that is not bool."""
-    problems = []
-    for proto, members in OPTIONAL_PROTOCOLS.get(field, ()):
-        present = [m for m in members if m in dir(value)]
-        if not present:
-            continue
-        missing = [m for m in members if m not in present]
-        if missing:
-            problems.append(
-                f"{field} defines {', '.join(present)} but not {', '.join(missing)}: implement "
-                f"all of trmkit.task.{proto.__name__} or none of it"
-            )
-            continue
-        for member in members:
-            attr = getattr(value, member)
-            if member == "batch_encodes_puzzles":
-                if not isinstance(attr, bool):
-                    problems.append(f"{field}.batch_encodes_puzzles must be True or False")
-            elif not callable(attr):
-                problems.append(f"{field}.{member} is not callable ({proto.__name__})")
-    return problems
+"""Task field -> (protocol, its members): a partial opt-in is a `contract_problem`."""
 
 
 @attrs.frozen
@@ -489,6 +464,67 @@ class Task:
                 f"(sources: {', '.join(sorted(self.sources))})"
             )
         return self.sources[self.path_source], path
+
+
+def contract_problem(task: Task) -> str | None:
+    """The first break of ``task``'s static contract (docs/plugins.md, sections 2 and 5), or
+    None: a missing or wrong-typed codec, augmenter, evaluator or defaults; codec sizes that
+    are not ints, a vocabulary that does not fit uint8 or pad/ignore ids outside it; a
+    transform size that is not a positive int; an optional protocol implemented in part, a
+    member of one that is not callable or a flag that is not bool; no sources, or a default
+    or path source that is not one. Checked where a task enters, registration
+    (`trmkit.plugins`) and `trmkit.testing.Subject.of`; nothing downstream checks again."""
+    typed = {"codec": Codec, "augmenter": Augmenter, "evaluator": Evaluator}
+    for field, proto in {**typed, "defaults": BuildDefaults}.items():
+        value = getattr(task, field)
+        if value is None:
+            return f"missing {field}"
+        if not isinstance(value, proto):
+            return (
+                f"{field} is a {type(value).__name__}, which does not implement "
+                f"{proto.__name__} (see docs/plugins.md)"
+            )
+    codec = task.codec
+    sizes = ("seq_len", "vocab_size", "pad_id", "ignore_label_id")
+    for name in sizes:
+        if not isinstance(getattr(codec, name), int):
+            return f"codec.{name} must be an int"
+    if codec.seq_len <= 0 or not 1 < codec.vocab_size <= 256:
+        return "codec needs seq_len > 0 and 2 <= vocab_size <= 256 (uint8)"
+    for name in sizes[2:]:
+        if not 0 <= getattr(codec, name) < codec.vocab_size:
+            return f"codec.{name} {getattr(codec, name)} is outside 0..{codec.vocab_size - 1}"
+    if not isinstance(task.augmenter.transform_size, int) or task.augmenter.transform_size < 1:
+        return "augmenter.transform_size must be a positive int"
+    for field in typed:
+        value = getattr(task, field)
+        for proto, members in OPTIONAL_PROTOCOLS[field]:
+            present = [m for m in members if m in dir(value)]
+            missing = [m for m in members if m not in present]
+            if present and missing:
+                return (
+                    f"{field} defines {', '.join(present)} but not {', '.join(missing)}: "
+                    f"implement all of trmkit.task.{proto.__name__} or none of it "
+                    "(see docs/plugins.md)"
+                )
+            for member in present:
+                attr = getattr(value, member)
+                if member == "batch_encodes_puzzles" and not isinstance(attr, bool):
+                    return f"{field}.{member} must be True or False (see docs/plugins.md)"
+                if member != "batch_encodes_puzzles" and not callable(attr):
+                    return (
+                        f"{field}.{member} is not callable ({proto.__name__}; see docs/plugins.md)"
+                    )
+    if not task.sources:
+        return "no sources"
+    for key, source in task.sources.items():
+        if not isinstance(source, Source) or not callable(source.load):
+            return f"source {key!r} is not a trmkit.task.Source"
+    if task.defaults.source not in task.sources:
+        return f"default source {task.defaults.source!r} is not in sources"
+    if task.path_source is not None and task.path_source not in task.sources:
+        return f"path_source {task.path_source!r} is not in sources"
+    return None
 
 
 def written_as_path(spec: str) -> bool:

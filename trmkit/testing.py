@@ -12,11 +12,14 @@ or, in a pytest module, one test per property::
     class TestLifeStep(TaskConformance):
         task = make_task()              # or a property / fixture-free factory
 
-The properties (`CHECKS`, each also a function of this module taking a `Subject`):
+`Subject.of` first refuses a task that breaks the static contract registration checks
+(`trmkit.task.contract_problem`: field types, codec sizes, pad/ignore ids inside the
+vocabulary, partial optional protocols, sources); then the behaviour is proved by the
+properties (`CHECKS`, each also a function of this module taking a `Subject`):
 
-- ``codec``: pad/ignore ids inside the vocabulary; ``decode(encode(g)) == g`` with
-  ``seq_len`` tokens below ``vocab_size``; ``encode_puzzle`` shapes and token range in both
-  splits; test-split rows decode back to their input grids (canonical test encodings).
+- ``codec``: ``decode(encode(g)) == g`` with ``seq_len`` tokens below ``vocab_size``;
+  ``encode_puzzle`` shapes and token range in both splits; test-split rows decode back to
+  their input grids (canonical test encodings).
 - ``codec_batch``: `BatchCodec.encode_batch` equals ``encode`` row by row and, when
   ``batch_encodes_puzzles``, equals ``encode_puzzle`` in both splits; `VariantEncoder`
   ``encode_variants`` equals ``encode_puzzle`` of the transformed examples (test split).
@@ -78,6 +81,7 @@ from trmkit.task import (
     Task,
     VariantEncoder,
     VariantNamer,
+    contract_problem,
 )
 
 __all__ = [
@@ -210,6 +214,9 @@ class Subject:
     ) -> Subject:
         if not isinstance(task, Task):
             raise ConformanceError(f"{type(task).__name__} is not a trmkit.task.Task")
+        problem = contract_problem(task)
+        if problem is not None:
+            raise ConformanceError(f"task {task.name!r}: {problem} (registration refuses it)")
         puzzles = list(puzzles) if puzzles is not None else sample_puzzles(task)
         if not puzzles:
             raise ConformanceError(
@@ -283,10 +290,6 @@ def _check_tokens(s: Subject, check: str, tokens: Any, shape: tuple[int, ...], w
 
 def check_codec(s: Subject) -> None:
     codec, check = s.task.codec, "codec"
-    for name in ("pad_id", "ignore_label_id"):
-        value = getattr(codec, name)
-        if not 0 <= value < codec.vocab_size:
-            raise s.fail(check, f"codec.{name} {value} is outside 0..{codec.vocab_size - 1}")
 
     def round_trip(grid: np.ndarray, where: str) -> None:
         tokens = codec.encode(grid)
@@ -747,29 +750,6 @@ def check_recipe(s: Subject) -> None:
 # --------------------------------------------------------------------------- text
 
 
-def _check_givens(s: Subject) -> None:
-    """``givens`` (when set): a bool mask of the input's shape that every label keeps."""
-    task, check = s.task, "parse"
-    givens = task.givens
-    if givens is None:
-        return
-    for puzzle in s.puzzles:
-        for e in (*puzzle.train, *puzzle.test):
-            mask = np.asarray(givens(e.input))
-            if mask.dtype != bool or mask.shape != e.input.shape:
-                raise s.fail(
-                    check,
-                    f"givens returned {mask.dtype} {mask.shape} for an input of shape "
-                    f"{e.input.shape}; return a bool mask of the input's shape",
-                )
-            if e.output.shape == e.input.shape and not _same(e.output[mask], e.input[mask]):
-                raise s.fail(
-                    check,
-                    f"the label of puzzle {puzzle.name!r} changes a cell givens marks as fixed; "
-                    "mark only cells every answer keeps",
-                )
-
-
 def check_parse(s: Subject) -> None:
     task, check = s.task, "parse"
 
@@ -787,7 +767,22 @@ def check_parse(s: Subject) -> None:
                 )
 
     s.on_grids(renders)
-    _check_givens(s)
+    givens = task.givens
+    if givens is not None:  # a bool mask of the input's shape that every label keeps
+        for puzzle, e in [(p, e) for p in s.puzzles for e in (*p.train, *p.test)]:
+            mask = np.asarray(givens(e.input))
+            if mask.dtype != bool or mask.shape != e.input.shape:
+                raise s.fail(
+                    check,
+                    f"givens returned {mask.dtype} {mask.shape} for an input of shape "
+                    f"{e.input.shape}; return a bool mask of the input's shape",
+                )
+            if e.output.shape == e.input.shape and not _same(e.output[mask], e.input[mask]):
+                raise s.fail(
+                    check,
+                    f"the label of puzzle {puzzle.name!r} changes a cell givens marks as "
+                    "fixed; mark only cells every answer keeps",
+                )
     if task.parse_puzzles is None:
         return
     for puzzle in s.puzzles:
@@ -881,14 +876,8 @@ class TaskConformance:
     def subject(self) -> Subject:
         cls = type(self)
         if cls not in TaskConformance._subjects:
-            TaskConformance._subjects[cls] = Subject.of(
-                cls.task,
-                cls.puzzles,
-                cls.spec,
-                headline=cls.headline,
-                max_examples=cls.max_examples,
-                num_aug=cls.num_aug,
-            )
+            settings = {key: getattr(cls, key) for key in ("headline", "max_examples", "num_aug")}
+            TaskConformance._subjects[cls] = Subject.of(cls.task, cls.puzzles, cls.spec, **settings)
         return TaskConformance._subjects[cls]
 
 

@@ -200,20 +200,11 @@ def json_depth(data: bytes | str) -> int:
     over chunks of `DEPTH_SCAN_CHUNK` characters: memory stays a few MiB whatever the size of
     the text or of one string in it (docs/errors.md, "Resources: bounded before any
     promise")."""
-    if isinstance(data, str):
-        if "[" not in data and "{" not in data:
-            return 0
-    elif b"[" not in data and b"{" not in data:
-        return 0
     scan = _DepthScan()
-    view = memoryview(data) if isinstance(data, bytes) else None
+    view = memoryview(data) if isinstance(data, bytes) else data
     for start in range(0, len(data), DEPTH_SCAN_CHUNK):
-        if view is not None:
-            scan.feed(view[start : start + DEPTH_SCAN_CHUNK])
-        else:
-            assert isinstance(data, str)
-            piece = data[start : start + DEPTH_SCAN_CHUNK]
-            scan.feed(piece.encode("utf-8", "surrogatepass"))
+        piece = view[start : start + DEPTH_SCAN_CHUNK]
+        scan.feed(piece.encode("utf-8", "surrogatepass") if isinstance(piece, str) else piece)
     return scan.deepest
 
 
