@@ -57,13 +57,6 @@ def check_grid(grid: Any, canvas: int = CANVAS) -> np.ndarray:
     return arr
 
 
-def _as_grid(grid: Any) -> np.ndarray:
-    arr = np.asarray(grid)
-    if arr.ndim != 2:
-        raise ValueError(f"an ARC grid must be 2-D, got shape {arr.shape}")
-    return arr
-
-
 def canvas_side(seq_len: int) -> int:
     """The canvas side C of rows of ``seq_len`` = C x C tokens (ValueError otherwise)."""
     side = math.isqrt(int(seq_len))
@@ -137,8 +130,6 @@ def _write(canvas: np.ndarray, grid: np.ndarray, r: int, c: int) -> None:
     """One grid with its EOS row/column into a zero C x C canvas at (r, c)."""
     h, w = grid.shape
     side = canvas.shape[0]
-    if grid.dtype.kind not in "iu" or grid.min() < 0 or grid.max() >= NUM_COLOURS:
-        check_grid(grid, side)
     canvas[r : r + h, c : c + w] = grid
     canvas[r : r + h, c : c + w] += COLOUR_OFFSET
     if r + h < side:
@@ -201,10 +192,10 @@ class ArcCodec:
         r0, c0 = divmod(int(np.argmax(colour.reshape(-1))), side)
         shifted = np.zeros_like(canvas)
         shifted[: side - r0, : side - c0] = canvas[r0:, c0:]
-        (h,), (w,) = crop_shapes(shifted[None])
-        return shifted[:h, :w].astype(np.int64) - COLOUR_OFFSET
+        return self.decode_batch(shifted[None])[0]
 
-    def decode_batch(self, tokens: np.ndarray) -> list[np.ndarray]:
+    @staticmethod
+    def decode_batch(tokens: np.ndarray) -> list[np.ndarray]:
         """int[N, C*C] -> N grids cropped strictly at (0, 0), as the reference evaluator."""
         canvas = as_canvases(tokens)
         hs, ws = crop_shapes(canvas)
@@ -217,8 +208,8 @@ class ArcCodec:
         self, examples: Sequence[Example], *, split: str, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         inputs, labels = self._encode_variants(
-            [[_as_grid(e.input) for e in examples]],
-            [[_as_grid(e.output) for e in examples]],
+            [[check_grid(e.input, self.canvas) for e in examples]],
+            [[check_grid(e.output, self.canvas) for e in examples]],
             split=split,
             rng=rng,
         )
@@ -241,8 +232,11 @@ class ArcCodec:
         """
         transforms = np.asarray(transforms).reshape(len(transforms), -1)
         if not isinstance(augmenter, ArcAugmenter):  # any other: the plain per-variant loop
-            ins = [[_as_grid(augmenter.apply(t, e.input)) for e in examples] for t in transforms]
-            outs = [[_as_grid(augmenter.apply(t, e.output)) for e in examples] for t in transforms]
+            ins = [[augmenter.apply(t, e.input) for e in examples] for t in transforms]
+            outs = [[augmenter.apply(t, e.output) for e in examples] for t in transforms]
+            ins, outs = (
+                [[check_grid(g, self.canvas) for g in row] for row in x] for x in (ins, outs)
+            )
             return self._encode_variants(ins, outs, split=split, rng=rng)
         variants = augmenter.variant_grids
         return self._encode_grouped(examples, transforms, variants, split=split, rng=rng)
@@ -267,7 +261,8 @@ class ArcCodec:
         return r0, c0
 
     def _encode_variants(self, ins, outs, *, split: str, rng: np.random.Generator):
-        """Grids as nested lists [V][n] -> uint8[V, n, C*C] pair, one slice write per grid."""
+        """ARC grids (`check_grid`) as nested lists [V][n] -> uint8[V, n, C*C] pair, one slice
+        write per grid."""
         v = len(ins)
         n = len(ins[0]) if v else 0
         shapes = np.array(
@@ -278,11 +273,6 @@ class ArcCodec:
             np.int64,
         ).reshape(v, n, 4)
         side = self.canvas
-        if shapes.size and (shapes.min() < 1 or shapes.max() > side):
-            bad = next(
-                g for row in (*ins, *outs) for g in row if min(g.shape) < 1 or max(g.shape) > side
-            )
-            check_grid(bad, side)
         r0, c0 = self._offsets(
             np.maximum(shapes[..., 0], shapes[..., 2]),
             np.maximum(shapes[..., 1], shapes[..., 3]),

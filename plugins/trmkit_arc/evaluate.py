@@ -26,9 +26,10 @@ import attrs
 import numpy as np
 
 from trmkit import atomic
+from trmkit.errors import StoreError
 from trmkit.grids.metrics import AccuracyTally, real_rows
 from trmkit.task import EvalContext, PredictionBatch
-from trmkit_arc.codec import COLOUR_OFFSET, as_canvases, crop_shapes
+from trmkit_arc.codec import ArcCodec
 
 PASS_KS: tuple[int, ...] = (1, 2, 5, 10, 100, 1000)
 SUBMISSION_K = 2
@@ -105,12 +106,7 @@ class ArcVotes:
         for task, entries in other.inputs.items():
             mine = self.inputs.setdefault(task, {})
             for input_hash, theirs in entries.items():
-                entry = mine.get(input_hash)
-                if entry is None:
-                    mine[input_hash] = TestInput(
-                        theirs.order, theirs.truth, {h: list(v) for h, v in theirs.votes.items()}
-                    )
-                    continue
+                entry = mine.setdefault(input_hash, TestInput(theirs.order, theirs.truth))
                 entry.order = min(entry.order, theirs.order)
                 for h, (count, q_sum) in theirs.votes.items():
                     slot = entry.votes.setdefault(h, [0, 0.0])
@@ -193,8 +189,6 @@ class ArcVotes:
 
     @classmethod
     def load(cls, path: Path) -> ArcVotes:
-        from trmkit.errors import StoreError
-
         try:
             with gzip.open(path, "rt", encoding="utf-8") as fh:
                 return cls.from_json(json.load(fh))
@@ -232,7 +226,8 @@ class ArcEvalRun:
         groups = np.asarray(ctx.puzzle_group)[puzzles]
         transforms = np.asarray(ctx.transforms)[puzzles]
         q_halt = np.asarray(batch.q_halt, dtype=np.float64)[rows]
-        crops = [_crops(a) for a in (inputs, predictions, labels)]
+        # the canvas side follows the row length (C x C tokens)
+        crops = [ArcCodec.decode_batch(a) for a in (inputs, predictions, labels)]
         invert = ctx.augmenter.invert
         for j, puzzle in enumerate(puzzles.tolist()):
             t = transforms[j]
@@ -276,15 +271,6 @@ def _unpack(packed: tuple[int, int, bytes]) -> list[list[int]]:
 
 def _votes(raw: dict[str, list[float]]) -> dict[str, list[float]]:
     return {h: [int(c), float(q)] for h, (c, q) in raw.items()}
-
-
-def _crops(tokens: np.ndarray) -> list[np.ndarray]:
-    canvas = as_canvases(tokens)  # the canvas side follows the row length (C x C tokens)
-    hs, ws = crop_shapes(canvas)
-    return [
-        canvas[i, :h, :w].astype(np.int64) - COLOUR_OFFSET
-        for i, (h, w) in enumerate(zip(hs.tolist(), ws.tolist(), strict=True))
-    ]
 
 
 @attrs.frozen
