@@ -16,7 +16,6 @@ on the ``arc_votes.json.gz`` file each pass writes beside ``submission.json``.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from trmkit import atomic
 from trmkit.errors import StoreError
 from trmkit.grids.metrics import AccuracyTally, real_rows
 from trmkit.task import EvalContext, PredictionBatch
+from trmkit.voting import grid_hash
 from trmkit_arc.codec import ArcCodec
 
 PASS_KS: tuple[int, ...] = (1, 2, 5, 10, 100, 1000)
@@ -36,15 +36,6 @@ SUBMISSION_K = 2
 VOTES_FILE = "arc_votes.json.gz"
 SUBMISSION_FILE = "submission.json"
 KEEP_GRIDS = 10
-
-
-def grid_hash(grid: np.ndarray) -> str:
-    """Stable content hash of a grid (shape included)."""
-    grid = np.asarray(grid)
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(np.asarray(grid.shape, np.int64).tobytes())
-    digest.update(grid.astype(np.uint8).tobytes())
-    return digest.hexdigest()
 
 
 @attrs.define

@@ -15,7 +15,7 @@ missing (Kaggle challenges without solutions): `ArcTask.test_outputs_known` is t
 
 from __future__ import annotations
 
-import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 
 from trmkit import textio
 from trmkit.errors import SourceError
+from trmkit.grids.csvsource import file_sha256
 
 MAX_SIDE = 30
 MAX_FILE_BYTES = 1 << 30
@@ -44,14 +45,6 @@ class ArcTask:
     @property
     def test_outputs_known(self) -> bool:
         return all(out is not None for _, out in self.test)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:
@@ -140,18 +133,16 @@ def is_single_task(value: Any) -> bool:
 
 
 def _kaggle_solutions(path: Path) -> Path | None:
-    name = path.name
-    for suffix in (".json", ".json.gz"):
-        if name.endswith("_challenges" + suffix):
-            sibling = path.with_name(name[: -len("_challenges" + suffix)] + "_solutions" + suffix)
-            return sibling if sibling.exists() else None
-    return None
+    """The ``..._solutions.json(.gz)`` beside a Kaggle ``..._challenges.json(.gz)``, if any."""
+    name = re.sub(r"_challenges(\.json(\.gz)?)\Z", r"_solutions\1", path.name)
+    sibling = path.with_name(name)
+    return sibling if name != path.name and sibling.exists() else None
 
 
 def read_task_file(path: Path, files: dict[str, str]) -> list[ArcTask]:
     """Every task in one JSON file (task dict, Kaggle challenges or single task)."""
     data = read_json(path)
-    files[str(path)] = sha256_file(path)
+    files[str(path)] = file_sha256(path)
     if is_single_task(data):
         task_id = path.name.split(".")[0]
         return [parse_task(data, task_id, str(path))]
@@ -164,7 +155,7 @@ def read_task_file(path: Path, files: dict[str, str]) -> list[ArcTask]:
     solutions_path = _kaggle_solutions(path)
     if solutions_path is not None:
         solutions = read_json(solutions_path)
-        files[str(solutions_path)] = sha256_file(solutions_path)
+        files[str(solutions_path)] = file_sha256(solutions_path)
         if not isinstance(solutions, Mapping):
             raise SourceError(f"{solutions_path}: expected a {{task_id: [grid, ...]}} object")
     return [
@@ -200,7 +191,7 @@ def read_task_folder(folder: Path, files: dict[str, str]) -> list[ArcTask]:
         if task_id in seen:
             raise SourceError(f"{path}: task id {task_id} also in {seen[task_id]}")
         seen[task_id] = path
-        files[str(path)] = sha256_file(path)
+        files[str(path)] = file_sha256(path)
         tasks.append(parse_task(data, task_id, str(path)))
     if not tasks:
         raise SourceError(f"{folder}: no .json task files found")
