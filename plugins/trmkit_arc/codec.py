@@ -207,13 +207,18 @@ class ArcCodec:
     def encode_puzzle(
         self, examples: Sequence[Example], *, split: str, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        inputs, labels = self._encode_variants(
-            [[check_grid(e.input, self.canvas) for e in examples]],
-            [[check_grid(e.output, self.canvas) for e in examples]],
-            split=split,
-            rng=rng,
-        )
-        return inputs[0], labels[0]
+        side = self.canvas
+        ins = [check_grid(e.input, side) for e in examples]
+        outs = [check_grid(e.output, side) for e in examples]
+        shapes = np.array([(a.shape, b.shape) for a, b in zip(ins, outs, strict=True)], np.int64)
+        # the larger grid of each pair, as int[1, n] (one variant)
+        heights, widths = shapes.reshape(1, len(ins), 2, 2).max(axis=2).transpose(2, 0, 1)
+        r0, c0 = self._offsets(heights, widths, split, rng)
+        canvases = np.zeros((2, len(ins), side, side), np.uint8)
+        for which, grids in enumerate((ins, outs)):
+            for k, grid in enumerate(grids):
+                _write(canvases[which, k], grid, int(r0[0, k]), int(c0[0, k]))
+        return canvases[0].reshape(len(ins), -1), canvases[1].reshape(len(ins), -1)
 
     def encode_variants(
         self,
@@ -232,14 +237,48 @@ class ArcCodec:
         """
         transforms = np.asarray(transforms).reshape(len(transforms), -1)
         if not isinstance(augmenter, ArcAugmenter):  # any other: the plain per-variant loop
-            ins = [[augmenter.apply(t, e.input) for e in examples] for t in transforms]
-            outs = [[augmenter.apply(t, e.output) for e in examples] for t in transforms]
-            ins, outs = (
-                [[check_grid(g, self.canvas) for g in row] for row in x] for x in (ins, outs)
-            )
-            return self._encode_variants(ins, outs, split=split, rng=rng)
-        variants = augmenter.variant_grids
-        return self._encode_grouped(examples, transforms, variants, split=split, rng=rng)
+            encoded = [
+                self.encode_puzzle(
+                    [
+                        Example(augmenter.apply(t, e.input), augmenter.apply(t, e.output))
+                        for e in examples
+                    ],
+                    split=split,
+                    rng=rng,
+                )
+                for t in transforms
+            ]
+            return np.stack([x for x, _ in encoded]), np.stack([y for _, y in encoded])
+        # Variants are processed sorted by dihedral id, so that each example grid needs one
+        # gather and one slice write per id; a final gather per row restores the caller's
+        # order and applies the translation.
+        v, n = len(transforms), len(examples)
+        side, stage = self.canvas, self.canvas + 1
+        order = np.argsort(transforms[:, 0], kind="stable")
+        # the colour maps shifted by the colour offset: variant_grids then yields tokens
+        sorted_t = transforms[order].astype(np.uint8)
+        sorted_t[:, 1:] += COLOUR_OFFSET
+        hs = np.zeros((v, n), np.int64)  # larger grid of each pair, in sorted order
+        ws = np.zeros((v, n), np.int64)
+        bufs = [np.zeros((n, v, 2 * stage * stage), np.uint8) for _ in range(2)]
+        for k, example in enumerate(examples):
+            for buf, grid in zip(bufs, (example.input, example.output), strict=True):
+                for rows, grids in augmenter.variant_grids(sorted_t, check_grid(grid, side)):
+                    lo, hi = int(rows[0]), int(rows[-1]) + 1  # contiguous: sorted by id
+                    view = buf[k, lo:hi, stage * stage :].reshape(hi - lo, stage, stage)
+                    _stage_grids(view, grids)
+                    np.maximum(hs[lo:hi, k], grids.shape[1], out=hs[lo:hi, k])
+                    np.maximum(ws[lo:hi, k], grids.shape[2], out=ws[lo:hi, k])
+        r0, c0 = self._offsets(hs, ws, split, rng)
+        position = np.empty(v, np.int64)
+        position[order] = np.arange(v)
+        # output row (variant i, example k) <- staged row (k, position[i])
+        src = (np.arange(n)[None, :] * v + position[:, None]).reshape(-1)
+        shift = (r0 * stage + c0)[position].reshape(-1)
+        inputs, labels = (
+            _shift_out(buf.reshape(n * v, -1), src, shift, side).reshape(v, n, -1) for buf in bufs
+        )
+        return inputs, labels
 
     # ------------------------------------------------------------------ internals
 
@@ -259,61 +298,3 @@ class ArcCodec:
         r0[rows, keep] = 0
         c0[rows, keep] = 0
         return r0, c0
-
-    def _encode_variants(self, ins, outs, *, split: str, rng: np.random.Generator):
-        """ARC grids (`check_grid`) as nested lists [V][n] -> uint8[V, n, C*C] pair, one slice
-        write per grid."""
-        v = len(ins)
-        n = len(ins[0]) if v else 0
-        shapes = np.array(
-            [
-                [(*a.shape, *b.shape) for a, b in zip(ri, ro, strict=True)]
-                for ri, ro in zip(ins, outs, strict=True)
-            ],
-            np.int64,
-        ).reshape(v, n, 4)
-        side = self.canvas
-        r0, c0 = self._offsets(
-            np.maximum(shapes[..., 0], shapes[..., 2]),
-            np.maximum(shapes[..., 1], shapes[..., 3]),
-            split,
-            rng,
-        )
-        canvases = np.zeros((2, v, n, side, side), np.uint8)
-        for which, grids in enumerate((ins, outs)):
-            for i in range(v):
-                for k in range(n):
-                    _write(canvases[which, i, k], grids[i][k], int(r0[i, k]), int(c0[i, k]))
-        return canvases[0].reshape(v, n, -1), canvases[1].reshape(v, n, -1)
-
-    def _encode_grouped(self, examples, transforms, variant_grids, *, split, rng):
-        """Fast path. Variants are processed sorted by dihedral id, so that each example
-        grid needs one gather and one slice write per id; a final gather per row restores
-        the caller's order and applies the translation."""
-        v, n = len(transforms), len(examples)
-        side, stage = self.canvas, self.canvas + 1
-        order = np.argsort(transforms[:, 0], kind="stable")
-        # the colour maps shifted by the colour offset: variant_grids then yields tokens
-        sorted_t = transforms[order].astype(np.uint8)
-        sorted_t[:, 1:] += COLOUR_OFFSET
-        hs = np.zeros((v, n), np.int64)  # larger grid of each pair, in sorted order
-        ws = np.zeros((v, n), np.int64)
-        bufs = [np.zeros((n, v, 2 * stage * stage), np.uint8) for _ in range(2)]
-        for k, example in enumerate(examples):
-            for buf, grid in zip(bufs, (example.input, example.output), strict=True):
-                for rows, grids in variant_grids(sorted_t, check_grid(grid, side)):
-                    lo, hi = int(rows[0]), int(rows[-1]) + 1  # contiguous: sorted by id
-                    view = buf[k, lo:hi, stage * stage :].reshape(hi - lo, stage, stage)
-                    _stage_grids(view, grids)
-                    np.maximum(hs[lo:hi, k], grids.shape[1], out=hs[lo:hi, k])
-                    np.maximum(ws[lo:hi, k], grids.shape[2], out=ws[lo:hi, k])
-        r0, c0 = self._offsets(hs, ws, split, rng)
-        position = np.empty(v, np.int64)
-        position[order] = np.arange(v)
-        # output row (variant i, example k) <- staged row (k, position[i])
-        src = (np.arange(n)[None, :] * v + position[:, None]).reshape(-1)
-        shift = (r0 * stage + c0)[position].reshape(-1)
-        inputs, labels = (
-            _shift_out(buf.reshape(n * v, -1), src, shift, side).reshape(v, n, -1) for buf in bufs
-        )
-        return inputs, labels
