@@ -84,11 +84,7 @@ def parse_grid(value: Any, where: str) -> np.ndarray:
 
 
 def parse_task(
-    value: Any,
-    task_id: str,
-    origin: str,
-    solutions: list[Any] | None = None,
-    require_outputs: bool = False,
+    value: Any, task_id: str, origin: str, solutions: list[Any] | None = None
 ) -> ArcTask:
     """A JSON task object -> ArcTask. ``solutions`` fills missing test outputs (Kaggle)."""
     where = f"{origin}: task {task_id}"
@@ -112,15 +108,12 @@ def parse_task(
             if not isinstance(pair, Mapping) or "input" not in pair:
                 raise SourceError(f'{at}: expected an object with "input" and "output" grids')
             inp = parse_grid(pair["input"], f"{at} input")
-            out_value = pair.get("output")
-            if out_value is None and part == "test" and solutions is not None:
-                out_value = solutions[i]
-            if out_value is None:
-                if part == "train" or require_outputs:
-                    raise SourceError(f'{at}: missing "output" grid')
-                pairs[part].append((inp, None))
-                continue
-            pairs[part].append((inp, parse_grid(out_value, f"{at} output")))
+            out = pair.get("output")
+            if out is None and part == "test" and solutions is not None:
+                out = solutions[i]
+            if out is None and part == "train":
+                raise SourceError(f'{at}: missing "output" grid')
+            pairs[part].append((inp, None if out is None else parse_grid(out, f"{at} output")))
     if not value["train"]:
         raise SourceError(
             f'{where}: no demonstration pairs ("train" is empty); an ARC task needs at least one'
