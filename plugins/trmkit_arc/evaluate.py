@@ -143,19 +143,13 @@ class ArcVotes:
     def to_json(self, keep_grids: int = KEEP_GRIDS) -> dict[str, Any]:
         """Plain data: every vote, but grids only of each input's truth and ``keep_grids``
         best candidates (an untrained model predicts ~one distinct grid per row)."""
-        kept: set[str] = set()
-        for entries in self.inputs.values():
-            for e in entries.values():
-                kept.add(e.truth)
-                kept.update(h for h, _, _ in e.ranked()[:keep_grids])
+        every = [e for entries in self.inputs.values() for e in entries.values()]
+        kept = {e.truth for e in every} | {h for e in every for h, _, _ in e.ranked()[:keep_grids]}
         return {
             "format": "trmkit-arc-votes/1",
             "tasks": sorted(self.tasks),
             "inputs": {
-                task: {
-                    h: {"order": list(e.order), "truth": e.truth, "votes": e.votes}
-                    for h, e in entries.items()
-                }
+                task: {h: attrs.asdict(e) for h, e in entries.items()}
                 for task, entries in self.inputs.items()
             },
             "grids": {h: _unpack(g) for h, g in self.grids.items() if h in kept},

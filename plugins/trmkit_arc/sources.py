@@ -5,23 +5,10 @@ ConceptARC, evaluating on evaluation). Each task becomes one `RawPuzzle`: its de
 pairs are trained on; its test pairs are held out (``RawPuzzle.test``) if the task belongs to
 the *test set*, else trained on too (reference split rule, 6.3).
 
-Options (``--option KEY=VALUE``):
-- ``subsets``: comma-separated subset names or paths (relative to --source, or absolute); a
-  trailing ``?`` makes one optional. Names: training, evaluation, concept (also training2,
-  evaluation2, eval, conceptarc, test for the Kaggle hidden-test challenges).
-- ``test_set``: the subset whose test pairs are held out (default evaluation); ``none``
-  holds nothing out.
-- ``allow_test_overlap`` / ``drop_test_overlap``: the guard. A training task whose content
-  (all its pairs, ignoring order) equals a test-set task would leak that task's answers
-  (ARC-AGI-2 training holds 375 of the 400 ARC-AGI-1 evaluation tasks; ARC-AGI-1 training
-  task 40853293 equals evaluation task 070dd51e). A build naming its ``subsets`` is
-  refused unless one is given; the task's default subsets drop them (noted in the summary).
-  ``drop`` leaves those training tasks out, ``allow`` keeps them (the reference's behaviour).
-- ``max_side``: keep only the tasks whose every grid fits N x N (the arc-quick recipe: 10).
-- ``canvas``: the side C of the token canvas (default 30, the official layout; sequence
-  length C x C). Every grid of every kept task must fit it (and ``max_side`` must not exceed
-  it): else one line naming the file, task, pair and the option. The task object the build
-  encodes with follows it (`trmkit_arc.plugin.make_task`), and the store records it.
+Options (``--option KEY=VALUE``): subsets, test_set, the overlap guard (allow_test_overlap /
+drop_test_overlap), max_side and canvas, as docs/tasks-arc.md tabulates them ("Sources,
+subsets, splits", "The overlap guard"); `COMMON_OPTIONS` is their help text. The task object
+a build encodes with follows ``canvas`` (`trmkit_arc.plugin.make_task`).
 """
 
 from __future__ import annotations
