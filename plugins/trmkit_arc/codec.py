@@ -126,18 +126,6 @@ def _shift_out(buf: np.ndarray, src: np.ndarray, shift: np.ndarray, side: int) -
     return view[src, stage * stage - shift].reshape(len(src), side * side)
 
 
-def _write(canvas: np.ndarray, grid: np.ndarray, r: int, c: int) -> None:
-    """One grid with its EOS row/column into a zero C x C canvas at (r, c)."""
-    h, w = grid.shape
-    side = canvas.shape[0]
-    canvas[r : r + h, c : c + w] = grid
-    canvas[r : r + h, c : c + w] += COLOUR_OFFSET
-    if r + h < side:
-        canvas[r + h, c : c + w] = EOS
-    if c + w < side:
-        canvas[r : r + h, c + w] = EOS
-
-
 class ArcCodec:
     """The reference ARC codec on a ``canvas`` x ``canvas`` canvas; see the module docstring."""
 
@@ -214,11 +202,14 @@ class ArcCodec:
         # the larger grid of each pair, as int[1, n] (one variant)
         heights, widths = shapes.reshape(1, len(ins), 2, 2).max(axis=2).transpose(2, 0, 1)
         r0, c0 = self._offsets(heights, widths, split, rng)
-        canvases = np.zeros((2, len(ins), side, side), np.uint8)
+        # staged with room for the EOS row/column of a grid at the edge, then cropped to C x C
+        staged = np.zeros((2, len(ins), side + 1, side + 1), np.uint8)
         for which, grids in enumerate((ins, outs)):
             for k, grid in enumerate(grids):
-                _write(canvases[which, k], grid, int(r0[0, k]), int(c0[0, k]))
-        return canvases[0].reshape(len(ins), -1), canvases[1].reshape(len(ins), -1)
+                view = staged[which, k, None, r0[0, k] :, c0[0, k] :]
+                _stage_grids(view, grid[None].astype(np.uint8) + COLOUR_OFFSET)
+        inputs, labels = np.ascontiguousarray(staged[:, :, :side, :side]).reshape(2, len(ins), -1)
+        return inputs, labels
 
     def encode_variants(
         self,

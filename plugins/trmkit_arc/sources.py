@@ -33,20 +33,6 @@ SUFFIX = re.compile(r"(\.json)?(\.gz)?\Z")
 """what a subset's label loses in the id of a renamed task (id@label): .json.gz, .json, .gz."""
 
 
-def _names(stem: str, folder: str) -> list[str]:
-    """Where a subset called ``stem`` may live under a root folder, most specific first."""
-    return [
-        f"{folder}/{stem}.json.gz",
-        f"{folder}/{stem}.json",
-        f"{folder}/data/{stem}",
-        f"{folder}/{stem}",
-        f"data/{stem}",
-        stem,
-        f"{stem}.json.gz",
-        f"{stem}.json",
-    ]
-
-
 _CONCEPT = [
     "conceptarc/corpus.json.gz",
     "conceptarc/corpus.json",
@@ -58,27 +44,33 @@ _CONCEPT = [
     "arc-agi_concept_challenges.json",
 ]
 
-SUBSET_PATHS: dict[str, dict[str, list[str]]] = {
-    "arc-agi-1": {
-        "training": [*_names("training", "arc-agi-1"), "arc-agi_training_challenges.json"],
-        "evaluation": [*_names("evaluation", "arc-agi-1"), "arc-agi_evaluation_challenges.json"],
+
+def _subset_paths(folder: str, kaggle: tuple[str, ...]) -> dict[str, list[str]]:
+    """Where each subset of a task may live under a root folder, most specific first;
+    ``kaggle``: the suffixes of its Kaggle challenges files (ARC-AGI-2: "2", then none)."""
+    return {
+        **{
+            stem: [
+                f"{folder}/{stem}.json.gz",
+                f"{folder}/{stem}.json",
+                f"{folder}/data/{stem}",
+                f"{folder}/{stem}",
+                f"data/{stem}",
+                stem,
+                f"{stem}.json.gz",
+                f"{stem}.json",
+                *(f"arc-agi_{stem}{k}_challenges.json" for k in kaggle),
+            ]
+            for stem in ("training", "evaluation")
+        },
         "concept": _CONCEPT,
         "test": ["arc-agi_test_challenges.json"],
-    },
-    "arc-agi-2": {
-        "training": [
-            *_names("training", "arc-agi-2"),
-            "arc-agi_training2_challenges.json",
-            "arc-agi_training_challenges.json",
-        ],
-        "evaluation": [
-            *_names("evaluation", "arc-agi-2"),
-            "arc-agi_evaluation2_challenges.json",
-            "arc-agi_evaluation_challenges.json",
-        ],
-        "concept": _CONCEPT,
-        "test": ["arc-agi_test_challenges.json"],
-    },
+    }
+
+
+SUBSET_PATHS = {
+    "arc-agi-1": _subset_paths("arc-agi-1", ("",)),
+    "arc-agi-2": _subset_paths("arc-agi-2", ("2", "")),
 }
 ALIASES = {
     "training2": "training",
