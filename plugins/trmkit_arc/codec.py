@@ -175,8 +175,6 @@ class ArcCodec:
         (canvas,) = as_canvases(tokens.reshape(1, -1) if tokens.ndim < 3 else tokens)
         side = canvas.shape[0]
         colour = (canvas >= COLOUR_OFFSET) & (canvas < COLOUR_OFFSET + NUM_COLOURS)
-        if not colour.any():
-            return np.zeros((0, 0), np.int64)
         r0, c0 = divmod(int(np.argmax(colour.reshape(-1))), side)
         shifted = np.zeros_like(canvas)
         shifted[: side - r0, : side - c0] = canvas[r0:, c0:]

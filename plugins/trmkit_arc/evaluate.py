@@ -226,8 +226,7 @@ class ArcEvalRun:
 
     def merge(self, other: ArcEvalRun | ArcVotes) -> ArcEvalRun:
         """Pool another pass's votes into this one (explicit ensembling); returns self."""
-        votes = other.votes if isinstance(other, ArcEvalRun) else other
-        self.votes.merge(votes)
+        self.votes.merge(other.votes if isinstance(other, ArcEvalRun) else other)
         return self
 
     def finish(self) -> dict[str, float]:
