@@ -276,16 +276,14 @@ def _check_canvas(subsets: list[Subset], options: Mapping[str, str]) -> None:
         )
     if side == CANVAS:
         return  # every ARC grid fits the official canvas (files.py checks 1..30)
-    for subset in subsets:
-        for task in subset.tasks:
-            pairs = [("demonstration", k, pair) for k, pair in enumerate(task.train)]
-            pairs += [("test pair", k, pair) for k, pair in enumerate(task.test)]
-            for what, k, pair in pairs:
+    for task in (task for subset in subsets for task in subset.tasks):
+        for what, pairs in (("demonstration", task.train), ("test pair", task.test)):
+            for k, pair in enumerate(pairs, 1):
                 for which, grid in zip(("input", "output"), pair, strict=True):
                     if grid is not None and max(grid.shape) > side:
                         h, w = grid.shape
                         raise SourceError(
-                            f"{task.origin}: task {task.id}, {what} {k + 1} {which} is {h}x{w}, "
+                            f"{task.origin}: task {task.id}, {what} {k} {which} is {h}x{w}, "
                             f"larger than the {side}x{side} canvas (option canvas={side}); "
                             f"raise canvas (at most {CANVAS}) or keep small tasks with "
                             f"max_side={side}"
