@@ -63,13 +63,6 @@ def _split(transform: np.ndarray) -> tuple[int, np.ndarray]:
     return int(t[0]), t[1:]
 
 
-def _colour_sums(grid: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """uint64[10]: sum (mod 2**64) of the position weights of each colour's cells."""
-    sums = np.zeros(NUM_COLOURS, np.uint64)
-    np.add.at(sums, grid.ravel(), weights)
-    return sums
-
-
 class _ContentHasher:
     """64-bit content keys of a task under many candidate transforms, without touching cells.
 
@@ -90,7 +83,8 @@ class _ContentHasher:
             for k, (inp, out) in enumerate(pairs):
                 for grid, weights, col in ((inp, _W_IN, 0), (out, _W_OUT, 2)):
                     moved = apply_dihedral(grid, tid)
-                    table[:, k] += _colour_sums(moved, weights[: moved.size])
+                    # each colour's sum (mod 2**64) of the position weights of its cells
+                    np.add.at(table[:, k], moved.ravel(), weights[: moved.size])
                     shapes[k, col : col + 2] = moved.shape
             self.colour_weights.append(table)
             offsets = shapes + np.arange(4) * 31

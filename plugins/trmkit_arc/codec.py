@@ -57,13 +57,6 @@ def check_grid(grid: Any, canvas: int = CANVAS) -> np.ndarray:
     return arr
 
 
-def _as_grid(grid: Any) -> np.ndarray:
-    arr = np.asarray(grid)
-    if arr.ndim != 2:
-        raise ValueError(f"an ARC grid must be 2-D, got shape {arr.shape}")
-    return arr
-
-
 def canvas_side(seq_len: int) -> int:
     """The canvas side C of rows of ``seq_len`` = C x C tokens (ValueError otherwise)."""
     side = math.isqrt(int(seq_len))
@@ -133,20 +126,6 @@ def _shift_out(buf: np.ndarray, src: np.ndarray, shift: np.ndarray, side: int) -
     return view[src, stage * stage - shift].reshape(len(src), side * side)
 
 
-def _write(canvas: np.ndarray, grid: np.ndarray, r: int, c: int) -> None:
-    """One grid with its EOS row/column into a zero C x C canvas at (r, c)."""
-    h, w = grid.shape
-    side = canvas.shape[0]
-    if grid.dtype.kind not in "iu" or grid.min() < 0 or grid.max() >= NUM_COLOURS:
-        check_grid(grid, side)
-    canvas[r : r + h, c : c + w] = grid
-    canvas[r : r + h, c : c + w] += COLOUR_OFFSET
-    if r + h < side:
-        canvas[r + h, c : c + w] = EOS
-    if c + w < side:
-        canvas[r : r + h, c + w] = EOS
-
-
 class ArcCodec:
     """The reference ARC codec on a ``canvas`` x ``canvas`` canvas; see the module docstring."""
 
@@ -196,15 +175,13 @@ class ArcCodec:
         (canvas,) = as_canvases(tokens.reshape(1, -1) if tokens.ndim < 3 else tokens)
         side = canvas.shape[0]
         colour = (canvas >= COLOUR_OFFSET) & (canvas < COLOUR_OFFSET + NUM_COLOURS)
-        if not colour.any():
-            return np.zeros((0, 0), np.int64)
         r0, c0 = divmod(int(np.argmax(colour.reshape(-1))), side)
         shifted = np.zeros_like(canvas)
         shifted[: side - r0, : side - c0] = canvas[r0:, c0:]
-        (h,), (w,) = crop_shapes(shifted[None])
-        return shifted[:h, :w].astype(np.int64) - COLOUR_OFFSET
+        return self.decode_batch(shifted[None])[0]
 
-    def decode_batch(self, tokens: np.ndarray) -> list[np.ndarray]:
+    @staticmethod
+    def decode_batch(tokens: np.ndarray) -> list[np.ndarray]:
         """int[N, C*C] -> N grids cropped strictly at (0, 0), as the reference evaluator."""
         canvas = as_canvases(tokens)
         hs, ws = crop_shapes(canvas)
@@ -216,13 +193,21 @@ class ArcCodec:
     def encode_puzzle(
         self, examples: Sequence[Example], *, split: str, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        inputs, labels = self._encode_variants(
-            [[_as_grid(e.input) for e in examples]],
-            [[_as_grid(e.output) for e in examples]],
-            split=split,
-            rng=rng,
-        )
-        return inputs[0], labels[0]
+        side = self.canvas
+        ins = [check_grid(e.input, side) for e in examples]
+        outs = [check_grid(e.output, side) for e in examples]
+        shapes = np.array([(a.shape, b.shape) for a, b in zip(ins, outs, strict=True)], np.int64)
+        # the larger grid of each pair, as int[1, n] (one variant)
+        heights, widths = shapes.reshape(1, len(ins), 2, 2).max(axis=2).transpose(2, 0, 1)
+        r0, c0 = self._offsets(heights, widths, split, rng)
+        # staged with room for the EOS row/column of a grid at the edge, then cropped to C x C
+        staged = np.zeros((2, len(ins), side + 1, side + 1), np.uint8)
+        for which, grids in enumerate((ins, outs)):
+            for k, grid in enumerate(grids):
+                view = staged[which, k, None, r0[0, k] :, c0[0, k] :]
+                _stage_grids(view, grid[None].astype(np.uint8) + COLOUR_OFFSET)
+        inputs, labels = np.ascontiguousarray(staged[:, :, :side, :side]).reshape(2, len(ins), -1)
+        return inputs, labels
 
     def encode_variants(
         self,
@@ -241,13 +226,48 @@ class ArcCodec:
         """
         transforms = np.asarray(transforms).reshape(len(transforms), -1)
         if not isinstance(augmenter, ArcAugmenter):  # any other: the plain per-variant loop
-            ins = [[_as_grid(augmenter.apply(t, e.input)) for e in examples] for t in transforms]
-            outs = [[_as_grid(augmenter.apply(t, e.output)) for e in examples] for t in transforms]
-            return self._encode_variants(ins, outs, split=split, rng=rng)
-        variants = augmenter.variant_grids
-        return self._encode_grouped(examples, transforms, variants, split=split, rng=rng)
-
-    # ------------------------------------------------------------------ internals
+            encoded = [
+                self.encode_puzzle(
+                    [
+                        Example(augmenter.apply(t, e.input), augmenter.apply(t, e.output))
+                        for e in examples
+                    ],
+                    split=split,
+                    rng=rng,
+                )
+                for t in transforms
+            ]
+            return np.stack([x for x, _ in encoded]), np.stack([y for _, y in encoded])
+        # Variants are processed sorted by dihedral id, so that each example grid needs one
+        # gather and one slice write per id; a final gather per row restores the caller's
+        # order and applies the translation.
+        v, n = len(transforms), len(examples)
+        side, stage = self.canvas, self.canvas + 1
+        order = np.argsort(transforms[:, 0], kind="stable")
+        # the colour maps shifted by the colour offset: variant_grids then yields tokens
+        sorted_t = transforms[order].astype(np.uint8)
+        sorted_t[:, 1:] += COLOUR_OFFSET
+        hs = np.zeros((v, n), np.int64)  # larger grid of each pair, in sorted order
+        ws = np.zeros((v, n), np.int64)
+        bufs = [np.zeros((n, v, 2 * stage * stage), np.uint8) for _ in range(2)]
+        for k, example in enumerate(examples):
+            for buf, grid in zip(bufs, (example.input, example.output), strict=True):
+                for rows, grids in augmenter.variant_grids(sorted_t, check_grid(grid, side)):
+                    lo, hi = int(rows[0]), int(rows[-1]) + 1  # contiguous: sorted by id
+                    view = buf[k, lo:hi, stage * stage :].reshape(hi - lo, stage, stage)
+                    _stage_grids(view, grids)
+                    np.maximum(hs[lo:hi, k], grids.shape[1], out=hs[lo:hi, k])
+                    np.maximum(ws[lo:hi, k], grids.shape[2], out=ws[lo:hi, k])
+        r0, c0 = self._offsets(hs, ws, split, rng)
+        position = np.empty(v, np.int64)
+        position[order] = np.arange(v)
+        # output row (variant i, example k) <- staged row (k, position[i])
+        src = (np.arange(n)[None, :] * v + position[:, None]).reshape(-1)
+        shift = (r0 * stage + c0)[position].reshape(-1)
+        inputs, labels = (
+            _shift_out(buf.reshape(n * v, -1), src, shift, side).reshape(v, n, -1) for buf in bufs
+        )
+        return inputs, labels
 
     def _offsets(
         self, heights: np.ndarray, widths: np.ndarray, split: str, rng: np.random.Generator
@@ -265,65 +285,3 @@ class ArcCodec:
         r0[rows, keep] = 0
         c0[rows, keep] = 0
         return r0, c0
-
-    def _encode_variants(self, ins, outs, *, split: str, rng: np.random.Generator):
-        """Grids as nested lists [V][n] -> uint8[V, n, C*C] pair, one slice write per grid."""
-        v = len(ins)
-        n = len(ins[0]) if v else 0
-        shapes = np.array(
-            [
-                [(*a.shape, *b.shape) for a, b in zip(ri, ro, strict=True)]
-                for ri, ro in zip(ins, outs, strict=True)
-            ],
-            np.int64,
-        ).reshape(v, n, 4)
-        side = self.canvas
-        if shapes.size and (shapes.min() < 1 or shapes.max() > side):
-            bad = next(
-                g for row in (*ins, *outs) for g in row if min(g.shape) < 1 or max(g.shape) > side
-            )
-            check_grid(bad, side)
-        r0, c0 = self._offsets(
-            np.maximum(shapes[..., 0], shapes[..., 2]),
-            np.maximum(shapes[..., 1], shapes[..., 3]),
-            split,
-            rng,
-        )
-        canvases = np.zeros((2, v, n, side, side), np.uint8)
-        for which, grids in enumerate((ins, outs)):
-            for i in range(v):
-                for k in range(n):
-                    _write(canvases[which, i, k], grids[i][k], int(r0[i, k]), int(c0[i, k]))
-        return canvases[0].reshape(v, n, -1), canvases[1].reshape(v, n, -1)
-
-    def _encode_grouped(self, examples, transforms, variant_grids, *, split, rng):
-        """Fast path. Variants are processed sorted by dihedral id, so that each example
-        grid needs one gather and one slice write per id; a final gather per row restores
-        the caller's order and applies the translation."""
-        v, n = len(transforms), len(examples)
-        side, stage = self.canvas, self.canvas + 1
-        order = np.argsort(transforms[:, 0], kind="stable")
-        # the colour maps shifted by the colour offset: variant_grids then yields tokens
-        sorted_t = transforms[order].astype(np.uint8)
-        sorted_t[:, 1:] += COLOUR_OFFSET
-        hs = np.zeros((v, n), np.int64)  # larger grid of each pair, in sorted order
-        ws = np.zeros((v, n), np.int64)
-        bufs = [np.zeros((n, v, 2 * stage * stage), np.uint8) for _ in range(2)]
-        for k, example in enumerate(examples):
-            for buf, grid in zip(bufs, (example.input, example.output), strict=True):
-                for rows, grids in variant_grids(sorted_t, check_grid(grid, side)):
-                    lo, hi = int(rows[0]), int(rows[-1]) + 1  # contiguous: sorted by id
-                    view = buf[k, lo:hi, stage * stage :].reshape(hi - lo, stage, stage)
-                    _stage_grids(view, grids)
-                    np.maximum(hs[lo:hi, k], grids.shape[1], out=hs[lo:hi, k])
-                    np.maximum(ws[lo:hi, k], grids.shape[2], out=ws[lo:hi, k])
-        r0, c0 = self._offsets(hs, ws, split, rng)
-        position = np.empty(v, np.int64)
-        position[order] = np.arange(v)
-        # output row (variant i, example k) <- staged row (k, position[i])
-        src = (np.arange(n)[None, :] * v + position[:, None]).reshape(-1)
-        shift = (r0 * stage + c0)[position].reshape(-1)
-        inputs, labels = (
-            _shift_out(buf.reshape(n * v, -1), src, shift, side).reshape(v, n, -1) for buf in bufs
-        )
-        return inputs, labels

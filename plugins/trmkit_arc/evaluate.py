@@ -16,7 +16,6 @@ on the ``arc_votes.json.gz`` file each pass writes beside ``submission.json``.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,24 +25,17 @@ import attrs
 import numpy as np
 
 from trmkit import atomic
+from trmkit.errors import StoreError
 from trmkit.grids.metrics import AccuracyTally, real_rows
 from trmkit.task import EvalContext, PredictionBatch
-from trmkit_arc.codec import COLOUR_OFFSET, as_canvases, crop_shapes
+from trmkit.voting import grid_hash
+from trmkit_arc.codec import ArcCodec
 
 PASS_KS: tuple[int, ...] = (1, 2, 5, 10, 100, 1000)
 SUBMISSION_K = 2
 VOTES_FILE = "arc_votes.json.gz"
 SUBMISSION_FILE = "submission.json"
 KEEP_GRIDS = 10
-
-
-def grid_hash(grid: np.ndarray) -> str:
-    """Stable content hash of a grid (shape included)."""
-    grid = np.asarray(grid)
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(np.asarray(grid.shape, np.int64).tobytes())
-    digest.update(grid.astype(np.uint8).tobytes())
-    return digest.hexdigest()
 
 
 @attrs.define
@@ -105,12 +97,7 @@ class ArcVotes:
         for task, entries in other.inputs.items():
             mine = self.inputs.setdefault(task, {})
             for input_hash, theirs in entries.items():
-                entry = mine.get(input_hash)
-                if entry is None:
-                    mine[input_hash] = TestInput(
-                        theirs.order, theirs.truth, {h: list(v) for h, v in theirs.votes.items()}
-                    )
-                    continue
+                entry = mine.setdefault(input_hash, TestInput(theirs.order, theirs.truth))
                 entry.order = min(entry.order, theirs.order)
                 for h, (count, q_sum) in theirs.votes.items():
                     slot = entry.votes.setdefault(h, [0, 0.0])
@@ -156,19 +143,13 @@ class ArcVotes:
     def to_json(self, keep_grids: int = KEEP_GRIDS) -> dict[str, Any]:
         """Plain data: every vote, but grids only of each input's truth and ``keep_grids``
         best candidates (an untrained model predicts ~one distinct grid per row)."""
-        kept: set[str] = set()
-        for entries in self.inputs.values():
-            for e in entries.values():
-                kept.add(e.truth)
-                kept.update(h for h, _, _ in e.ranked()[:keep_grids])
+        every = [e for entries in self.inputs.values() for e in entries.values()]
+        kept = {e.truth for e in every} | {h for e in every for h, _, _ in e.ranked()[:keep_grids]}
         return {
             "format": "trmkit-arc-votes/1",
             "tasks": sorted(self.tasks),
             "inputs": {
-                task: {
-                    h: {"order": list(e.order), "truth": e.truth, "votes": e.votes}
-                    for h, e in entries.items()
-                }
+                task: {h: attrs.asdict(e) for h, e in entries.items()}
                 for task, entries in self.inputs.items()
             },
             "grids": {h: _unpack(g) for h, g in self.grids.items() if h in kept},
@@ -193,8 +174,6 @@ class ArcVotes:
 
     @classmethod
     def load(cls, path: Path) -> ArcVotes:
-        from trmkit.errors import StoreError
-
         try:
             with gzip.open(path, "rt", encoding="utf-8") as fh:
                 return cls.from_json(json.load(fh))
@@ -232,7 +211,8 @@ class ArcEvalRun:
         groups = np.asarray(ctx.puzzle_group)[puzzles]
         transforms = np.asarray(ctx.transforms)[puzzles]
         q_halt = np.asarray(batch.q_halt, dtype=np.float64)[rows]
-        crops = [_crops(a) for a in (inputs, predictions, labels)]
+        # the canvas side follows the row length (C x C tokens)
+        crops = [ArcCodec.decode_batch(a) for a in (inputs, predictions, labels)]
         invert = ctx.augmenter.invert
         for j, puzzle in enumerate(puzzles.tolist()):
             t = transforms[j]
@@ -246,8 +226,7 @@ class ArcEvalRun:
 
     def merge(self, other: ArcEvalRun | ArcVotes) -> ArcEvalRun:
         """Pool another pass's votes into this one (explicit ensembling); returns self."""
-        votes = other.votes if isinstance(other, ArcEvalRun) else other
-        self.votes.merge(votes)
+        self.votes.merge(other.votes if isinstance(other, ArcEvalRun) else other)
         return self
 
     def finish(self) -> dict[str, float]:
@@ -276,15 +255,6 @@ def _unpack(packed: tuple[int, int, bytes]) -> list[list[int]]:
 
 def _votes(raw: dict[str, list[float]]) -> dict[str, list[float]]:
     return {h: [int(c), float(q)] for h, (c, q) in raw.items()}
-
-
-def _crops(tokens: np.ndarray) -> list[np.ndarray]:
-    canvas = as_canvases(tokens)  # the canvas side follows the row length (C x C tokens)
-    hs, ws = crop_shapes(canvas)
-    return [
-        canvas[i, :h, :w].astype(np.int64) - COLOUR_OFFSET
-        for i, (h, w) in enumerate(zip(hs.tolist(), ws.tolist(), strict=True))
-    ]
 
 
 @attrs.frozen

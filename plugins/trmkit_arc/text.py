@@ -20,34 +20,19 @@ from trmkit.task import Example, RawPuzzle
 from trmkit_arc.files import is_single_task, parse_task, read_task_file
 
 # the usual ARC palette: black, blue, red, green, yellow, grey, magenta, orange, sky, maroon
-PALETTE = (
-    (0, 0, 0),
-    (0, 116, 217),
-    (255, 65, 54),
-    (46, 204, 64),
-    (255, 220, 0),
-    (170, 170, 170),
-    (240, 18, 190),
-    (255, 133, 27),
-    (127, 219, 255),
-    (135, 12, 37),
-)
+PALETTE = bytes.fromhex("000000 0074D9 FF4136 2ECC40 FFDC00 AAAAAA F012BE FF851B 7FDBFF 870C25")
+# a cell of each colour: its digit on its colour, in dark text on the light ones
+CELLS = {
+    v: "\x1b[{};48;2;{};{};{}m{} \x1b[0m".format("30" if sum(rgb) > 380 else "97", *rgb, v)
+    for v, rgb in enumerate(PALETTE[i : i + 3] for i in range(0, len(PALETTE), 3))
+}
 
 
 def render_colour(grid: np.ndarray) -> str:
     """Digits on ANSI 24-bit backgrounds in the ARC palette."""
-    lines = []
-    for row in np.asarray(grid):
-        cells = []
-        for v in row.tolist():
-            if 0 <= v < len(PALETTE):
-                r, g, b = PALETTE[v]
-                fg = "30" if sum(PALETTE[v]) > 380 else "97"
-                cells.append(f"\x1b[{fg};48;2;{r};{g};{b}m{v} \x1b[0m")
-            else:
-                cells.append(f"{v} ")
-        lines.append("".join(cells))
-    return "\n".join(lines)
+    return "\n".join(
+        "".join(CELLS.get(v, f"{v} ") for v in row.tolist()) for row in np.asarray(grid)
+    )
 
 
 def render(grid: np.ndarray) -> str:
@@ -55,10 +40,6 @@ def render(grid: np.ndarray) -> str:
     if os.environ.get("TRMKIT_COLOR", "").lower() in ("1", "true", "always"):
         return render_colour(grid)
     return "\n".join(" ".join(str(int(v)) for v in row) for row in np.asarray(grid))
-
-
-def _is_file(path: Path) -> bool:
-    return textio.is_existing_file(str(path))  # never raises: "File name too long" = text
 
 
 def format_puzzle(puzzle: RawPuzzle) -> str:
@@ -91,8 +72,10 @@ def parse_puzzles(spec: str) -> list[RawPuzzle]:
     that learnt its task can answer it.
     """
     path = Path(spec).expanduser()
+    # is_existing_file never raises: a "File name too long" spec is text
+    is_file = len(spec) < 4096 and textio.is_existing_file(str(path))
     try:
-        if len(spec) < 4096 and _is_file(path) and path.name.endswith((".json", ".json.gz")):
+        if is_file and path.name.endswith((".json", ".json.gz")):
             tasks = read_task_file(path, {})
         else:
             src = text_grids.read_puzzle_text(spec, text="ARC grid text", what="ARC task file")

@@ -38,7 +38,6 @@ def parts() -> dict[str, Any]:
     import torch
 
     from trmkit.batch import IGNORE_LABEL_ID
-    from trmkit.models.act import ACTModel
     from trmkit.models.layers import CastedEmbedding
     from trmkit.models.losses import ACTStepLoss, StepView
     from trmkit.models.trm import TRMConfig, TRMCore
@@ -144,20 +143,16 @@ def parts() -> dict[str, Any]:
                 data["inputs"], data["labels"], view.latents["order"], view.steps, view.max_steps
             )
 
-    return {
-        "ACTModel": ACTModel,
-        "DISConfig": DISConfig,
-        "DISCore": DISCore,
-        "DISStepLoss": DISStepLoss,
-        "path_frame": path_frame,
-    }
+    return {name: value for name, value in locals().items() if name in LAZY}
 
 
 @hookimpl
 def register_models(register):
+    from trmkit.models.act import ACTModel
+
     register(
         "dis",
-        lambda cfg: parts()["ACTModel"](parts()["DISCore"](cfg)),
+        lambda cfg: ACTModel(parts()["DISCore"](cfg)),
         parts()["DISConfig"],
         "DIS: TRM fed its previous prediction and a step embedding, N fixed steps",
     )

@@ -136,17 +136,16 @@ def parts() -> dict[str, Any]:
 def register_models(register):
     from trmkit.models.act import ACTModel
 
-    def factory(cfg: Any) -> ACTModel:
-        return ACTModel(parts()["URMCore"](cfg))
-
     register(
-        "urm", factory, parts()["URMConfig"], "Universal Reasoning Model: one latent, H x L loops"
+        "urm",
+        lambda cfg: ACTModel(parts()["URMCore"](cfg)),
+        parts()["URMConfig"],
+        "Universal Reasoning Model: one latent, H x L loops",
     )
 
 
 @hookimpl
 def register_components(register):
-
     register(
         "mlp",
         "conv_swiglu",
