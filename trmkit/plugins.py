@@ -511,7 +511,9 @@ class Registry:
     def plugin_info(self) -> list[dict[str, Any]]:
         """name, distribution, version and implemented hooks of every loaded plugin."""
         self.load_plugins()
-        rows = []
+        for hook in HOOKS:  # collecting is what finds refused registrations
+            self.collected(hook)
+        rows: list[dict[str, Any]] = []
         for plugin in self.pm.get_plugins():
             name = self.plugin_name(plugin)
             dist = self.dist_of.get(name, "")
@@ -521,11 +523,8 @@ class Registry:
                 version = None
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
-        for hook in HOOKS:  # collecting is what finds refused registrations
-            self.collected(hook)
-        for row in rows:
-            if row["name"] in self.rejected:
-                row["error"] = self.rejected[row["name"]]
+            if name in self.rejected:
+                rows[-1]["error"] = self.rejected[name]
         unloaded: list[tuple[str, str | None, str]] = [
             (name, None, why) for name, why in self.failed.items()
         ]
