@@ -99,13 +99,6 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _allowed_names() -> set[str] | None:
-    value = os.environ.get("TRMKIT_LOAD_PLUGINS")
-    if value is None:
-        return None
-    return {normalize(name.strip()) for name in value.split(",") if name.strip()}
-
-
 def warn(message: str) -> None:
     sys.stderr.write(f"Warning: {printable(message)}\n")
 
@@ -310,7 +303,10 @@ class Registry:
         if self.loaded:
             return
         self.loaded = True
-        allowed = _allowed_names()
+        value = os.environ.get("TRMKIT_LOAD_PLUGINS")
+        allowed = (
+            None if value is None else {normalize(n.strip()) for n in value.split(",") if n.strip()}
+        )
         if os.environ.get("TRMKIT_TRACE_HOOKS"):
             self.pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
             self.pm.enable_tracing()
@@ -355,11 +351,9 @@ class Registry:
             self.pm.register(module, name=ep.name)
             self.dist_of[ep.name] = dist
         if allowed is not None:
+            dists = {(ep.name, _dist_name(ep)) for ep in points}
+            installed = sorted(f"{n} ({d})" for n, d in dists if d != BUILTIN_DISTRIBUTION)
             for name in sorted(allowed - matched):
-                installed = sorted(
-                    {f"{ep.name} ({_dist_name(ep)})" for ep in points}
-                    - {f"{ep.name} ({BUILTIN_DISTRIBUTION})" for ep in points}
-                )
                 warn(
                     f"TRMKIT_LOAD_PLUGINS names {name!r}, which matches no installed plugin or "
                     f"distribution (third-party plugins installed: "
@@ -490,16 +484,12 @@ class Registry:
         # trmkit's own built-in plugins (commands, models) live in trmkit.*: not plugin code
         packages = [(pkg, name) for pkg, name in packages if pkg and not _within(pkg, "trmkit")]
         current = self.collected("register_tasks").get(task) if task is not None else None
+        if current is not None:  # the helpers' frames are the task's plugin's, after its own
+            packages += [(pkg, current.plugin) for pkg in HELPER_PACKAGES]
         hits: list[tuple[str, str, str]] = []  # (plugin, qualname, file:line)
         for frame, lineno in traceback.walk_tb(exc.__traceback__):
             module = str(frame.f_globals.get("__name__", ""))
             owner = next((name for pkg, name in packages if _within(module, pkg)), None)
-            if (
-                owner is None
-                and current is not None
-                and any(_within(module, pkg) for pkg in HELPER_PACKAGES)
-            ):
-                owner = current.plugin
             if owner is not None:
                 code = frame.f_code
                 qualname = getattr(code, "co_qualname", code.co_name)
@@ -521,7 +511,9 @@ class Registry:
     def plugin_info(self) -> list[dict[str, Any]]:
         """name, distribution, version and implemented hooks of every loaded plugin."""
         self.load_plugins()
-        rows = []
+        for hook in HOOKS:  # collecting is what finds refused registrations
+            self.collected(hook)
+        rows: list[dict[str, Any]] = []
         for plugin in self.pm.get_plugins():
             name = self.plugin_name(plugin)
             dist = self.dist_of.get(name, "")
@@ -531,11 +523,8 @@ class Registry:
                 version = None
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
-        for hook in HOOKS:  # collecting is what finds refused registrations
-            self.collected(hook)
-        for row in rows:
-            if row["name"] in self.rejected:
-                row["error"] = self.rejected[row["name"]]
+            if name in self.rejected:
+                rows[-1]["error"] = self.rejected[name]
         unloaded: list[tuple[str, str | None, str]] = [
             (name, None, why) for name, why in self.failed.items()
         ]

@@ -130,10 +130,10 @@ class GridSpec:
                     values.update(int(v) for v in np.unique(grid))
         if not shapes:
             raise ValueError("no grids to infer a GridSpec from")
-        rows = [r for r, _ in shapes]
-        cols = [c for _, c in shapes]
-        square = all(r == c for r, c in shapes)
-        return cls((min(rows), max(rows)), (min(cols), max(cols)), tuple(sorted(values)), square)
+        rows, cols = zip(*shapes, strict=True)
+        return cls(
+            (min(rows), max(rows)), (min(cols), max(cols)), tuple(sorted(values)), rows == cols
+        )
 
 
 def grids(spec: GridSpec) -> st.SearchStrategy[np.ndarray]:
@@ -228,19 +228,20 @@ class Subject:
     def fail(self, check: str, message: str) -> ConformanceError:
         return ConformanceError(f"task {self.task.name!r}, {check}: {message}")
 
-    def given(self, *strategies: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], Any]:
-        """hypothesis.given with this subject's settings (no deadline: plugin code may be
-        slow on its first call)."""
+    def for_all(self, *strategies: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], None]:
+        """Decorator that runs the property it decorates at once, on what hypothesis draws from
+        ``strategies``, with this subject's settings (no deadline: plugin code may be slow on
+        its first call)."""
 
-        def wrap(test: Callable[..., None]) -> Any:
-            return settings(
+        def run(test: Callable[..., None]) -> None:
+            settings(
                 max_examples=self.max_examples,
                 deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                 database=None,
-            )(given(*strategies)(test))
+            )(given(*strategies)(test))()
 
-        return wrap
+        return run
 
     def examples(self) -> list[Example]:
         return [e for p in self.puzzles for e in (*p.train, *p.test)]
@@ -252,7 +253,7 @@ class Subject:
         """``check(grid, where)`` on every real grid, then on generated ones."""
         for grid in self.real_grids():
             check(grid, "a real grid")
-        self.given(grids(self.spec))(lambda grid: check(grid, "the generated grid"))()
+        self.for_all(grids(self.spec))(lambda grid: check(grid, "the generated grid"))
 
 
 def _splits(puzzle: RawPuzzle) -> list[tuple[str, Sequence[Example]]]:
@@ -261,8 +262,7 @@ def _splits(puzzle: RawPuzzle) -> list[tuple[str, Sequence[Example]]]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and bool(np.array_equal(a, b))
+    return bool(np.array_equal(a, b))  # False for different shapes
 
 
 def _show(value: Any) -> str:
@@ -311,14 +311,13 @@ def check_codec(s: Subject) -> None:
             what = f"encode_puzzle ({split}, puzzle {puzzle.name!r})"
             _check_tokens(s, check, inputs, shape, what + " inputs")
             _check_tokens(s, check, labels, shape, what + " labels")
-            if split == "test":
-                for row, example in zip(np.asarray(inputs), examples, strict=True):
-                    if not _same(codec.decode(row), example.input):
-                        raise s.fail(
-                            check,
-                            f"{what}: a test row does not decode to its input grid; test "
-                            f"encodings must be canonical (decode(row) == input)",
-                        )
+            rows = zip(np.asarray(inputs), examples, strict=True)
+            if split == "test" and not all(_same(codec.decode(r), e.input) for r, e in rows):
+                raise s.fail(
+                    check,
+                    f"{what}: a test row does not decode to its input grid; test "
+                    f"encodings must be canonical (decode(row) == input)",
+                )
 
 
 def check_codec_batch(s: Subject) -> None:
@@ -354,7 +353,7 @@ def check_codec_batch(s: Subject) -> None:
     if isinstance(codec, VariantEncoder):
         augmenter = s.task.augmenter
 
-        @s.given(st.sampled_from(list(s.puzzles)), seeds())
+        @s.for_all(st.sampled_from(list(s.puzzles)), seeds())
         def variants(puzzle: RawPuzzle, seed: int) -> None:
             drawn = augmenter.draw(puzzle, s.num_aug, np.random.default_rng(seed))
             ts = np.stack([np.asarray(augmenter.identity()), *map(np.asarray, drawn)])
@@ -382,8 +381,6 @@ def check_codec_batch(s: Subject) -> None:
                             f"encode_variants (test) row {v} != encode_puzzle of the examples "
                             f"under transform {_show(t)} (puzzle {puzzle.name!r})",
                         )
-
-        variants()
 
 
 # --------------------------------------------------------------------------- augmenter
@@ -444,17 +441,9 @@ def check_invert(s: Subject) -> None:
                 ) from exc
 
     real = s.real_grids()
-
-    @s.given(transforms(task, s.puzzles, s.num_aug), st.sampled_from(range(len(real))))
-    def on_real(transform: np.ndarray, index: int) -> None:
-        inverts(transform, real[index], True)
-
-    @s.given(transforms(task, s.puzzles, s.num_aug), grids(s.spec))
-    def on_generated(transform: np.ndarray, grid: np.ndarray) -> None:
-        inverts(transform, grid, False)
-
-    on_real()
-    on_generated()
+    drawn = transforms(task, s.puzzles, s.num_aug)
+    s.for_all(drawn, st.sampled_from(range(len(real))))(lambda t, i: inverts(t, real[i], True))
+    s.for_all(drawn, grids(s.spec))(lambda t, grid: inverts(t, grid, False))
 
 
 def check_draw(s: Subject) -> None:
@@ -470,7 +459,7 @@ def check_draw(s: Subject) -> None:
                 f"is {task.defaults.num_aug}; set num_aug=0 or make draw return transforms",
             )
 
-    @s.given(st.sampled_from(list(s.puzzles)), seeds(), st.integers(1, s.num_aug))
+    @s.for_all(st.sampled_from(list(s.puzzles)), seeds(), st.integers(1, s.num_aug))
     def deterministic(puzzle: RawPuzzle, seed: int, num_aug: int) -> None:
         first = augmenter.draw(puzzle, num_aug, np.random.default_rng(seed))
         second = augmenter.draw(puzzle, num_aug, np.random.default_rng(seed))
@@ -482,49 +471,41 @@ def check_draw(s: Subject) -> None:
             )
         if len(first) > num_aug:
             raise s.fail(check, f"draw returned {len(first)} transforms for num_aug {num_aug}")
-        seen: list[np.ndarray] = []
-        for t in first:
+        for i, t in enumerate(first):
             t = _check_transform(s, check, t, "a drawn transform")
             if _same(t, identity):
                 raise s.fail(
                     check, "draw returned the identity; it must yield non-identity transforms"
                 )
-            if any(_same(t, other) for other in seen):
+            if any(_same(t, other) for other in first[:i]):
                 raise s.fail(
                     check, f"draw returned the transform {_show(t)} twice; deduplicate draws"
                 )
-            seen.append(t)
-
-    deterministic()
 
 
 def check_augmenter_batch(s: Subject) -> None:
     task, check = s.task, "augmenter_batch"
     augmenter = task.augmenter
-    if isinstance(augmenter, BatchAugmenter):
-        square = [g for g in s.real_grids() if g.shape[0] == g.shape[1]]
-        if square:
+    square = [g for g in s.real_grids() if g.shape[0] == g.shape[1]]
+    if isinstance(augmenter, BatchAugmenter) and square:
 
-            @s.given(
-                st.lists(transforms(task, s.puzzles, s.num_aug), min_size=1, max_size=4),
-                st.sampled_from(range(len(square))),
-            )
-            def agree(ts: list[np.ndarray], index: int) -> None:
-                grid = square[index]
-                batch = np.repeat(grid[None], len(ts), axis=0)
-                stacked = np.stack(ts)
-                moved = np.asarray(augmenter.apply_batch(stacked, batch))
-                want = np.stack([augmenter.apply(t, grid) for t in ts])
-                if not _same(moved, want):
-                    raise s.fail(check, "apply_batch(ts, grids)[i] != apply(ts[i], grids[i])")
-                back = np.asarray(augmenter.invert_batch(stacked, moved))
-                want_back = np.stack(
-                    [augmenter.invert(t, m) for t, m in zip(ts, moved, strict=True)]
-                )
-                if not _same(back, want_back):
-                    raise s.fail(check, "invert_batch(ts, grids)[i] != invert(ts[i], grids[i])")
+        @s.for_all(
+            st.lists(transforms(task, s.puzzles, s.num_aug), min_size=1, max_size=4),
+            st.sampled_from(range(len(square))),
+        )
+        def agree(ts: list[np.ndarray], index: int) -> None:
+            grid = square[index]
+            batch = np.repeat(grid[None], len(ts), axis=0)
+            stacked = np.stack(ts)
+            moved = np.asarray(augmenter.apply_batch(stacked, batch))
+            want = np.stack([augmenter.apply(t, grid) for t in ts])
+            if not _same(moved, want):
+                raise s.fail(check, "apply_batch(ts, grids)[i] != apply(ts[i], grids[i])")
+            back = np.asarray(augmenter.invert_batch(stacked, moved))
+            want_back = np.stack([augmenter.invert(t, m) for t, m in zip(ts, moved, strict=True)])
+            if not _same(back, want_back):
+                raise s.fail(check, "invert_batch(ts, grids)[i] != invert(ts[i], grids[i])")
 
-            agree()
     if isinstance(augmenter, VariantNamer):
         identity = np.asarray(augmenter.identity())
         for puzzle in s.puzzles:
@@ -548,26 +529,22 @@ def check_augmenter_batch(s: Subject) -> None:
 def _eval_rows(s: Subject) -> tuple[EvalContext, np.ndarray, np.ndarray, np.ndarray]:
     """Every sample puzzle as one identity-transformed test puzzle: (context, inputs,
     labels, puzzle_index)."""
-    task = s.task
-    codec, augmenter = task.codec, task.augmenter
-    inputs, labels, index = [], [], []
-    names = []
-    for i, puzzle in enumerate(s.puzzles):
-        examples = list(puzzle.test or puzzle.train)
-        enc_in, enc_lab = codec.encode_puzzle(examples, split="test", rng=np.random.default_rng(0))
-        inputs.append(np.asarray(enc_in, np.int64))
-        labels.append(np.asarray(enc_lab, np.int64))
-        index.append(np.full(len(examples), i, np.int64))
-        names.append(puzzle.name)
+    codec, augmenter = s.task.codec, s.task.augmenter
+    rows = [
+        codec.encode_puzzle(list(p.test or p.train), split="test", rng=np.random.default_rng(0))
+        for p in s.puzzles
+    ]
+    index = [np.full(len(p.test or p.train), i, np.int64) for i, p in enumerate(s.puzzles)]
     identity = np.asarray(augmenter.identity(), np.int64)
     context = EvalContext(
         codec=codec,
         augmenter=augmenter,
-        group_names=names,
-        puzzle_group=np.arange(len(names), dtype=np.int64),
-        transforms=np.repeat(identity[None], len(names), axis=0),
+        group_names=[p.name for p in s.puzzles],
+        puzzle_group=np.arange(len(s.puzzles), dtype=np.int64),
+        transforms=np.repeat(identity[None], len(s.puzzles), axis=0),
     )
-    return context, np.concatenate(inputs), np.concatenate(labels), np.concatenate(index)
+    inputs, labels = (np.concatenate(part).astype(np.int64) for part in zip(*rows, strict=True))
+    return context, inputs, labels, np.concatenate(index)
 
 
 def _score(
@@ -592,11 +569,7 @@ def _score(
     if not isinstance(metrics, Mapping):
         raise s.fail(check, f"finish() returned {type(metrics).__name__}, not a dict of metrics")
     for key, value in metrics.items():
-        if (
-            not isinstance(key, str)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
+        if not (isinstance(key, str) and isinstance(value, (int, float)) and math.isfinite(value)):
             raise s.fail(check, f"metric {key!r} = {value!r} is not a finite number ({what})")
     if s.headline not in metrics:
         raise s.fail(
@@ -641,7 +614,7 @@ def check_evaluator(s: Subject) -> None:
     if not scored.any(axis=1).all():
         raise s.fail(check, "a sample row has no scored label token (all ignore_label_id)")
 
-    @s.given(seeds())
+    @s.for_all(seeds())
     def corrupted(seed: int) -> None:
         rng = np.random.default_rng(seed)
         wrong = perfect.copy()
@@ -658,7 +631,6 @@ def check_evaluator(s: Subject) -> None:
                 f"{bad[s.headline]}; the evaluator must compare predictions with labels",
             )
 
-    corrupted()
     fresh = _score(s, context, [(inputs, labels, perfect, index)], "a second pass")
     if fresh[s.headline] != 1.0:
         raise s.fail(check, "a second start() carried state over from an earlier pass")
@@ -696,7 +668,7 @@ def check_answer_checker(s: Subject) -> None:
     if len(alphabet) < 2:
         return
 
-    @s.given(seeds())
+    @s.for_all(seeds())
     def corrupted(seed: int) -> None:
         rng = np.random.default_rng(seed)
         puzzle, example = examples[int(rng.integers(len(examples)))]
@@ -713,8 +685,6 @@ def check_answer_checker(s: Subject) -> None:
                 f"{tuple(int(i) for i in cell)} changed to {int(wrong[cell])}: it must reject "
                 f"answers that do not solve the puzzle",
             )
-
-    corrupted()
 
 
 def check_recipe(s: Subject) -> None:
