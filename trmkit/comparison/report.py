@@ -30,7 +30,7 @@ from trmkit.comparison.runner import (
     timeline,
 )
 from trmkit.comparison.spec import CompareError
-from trmkit.reports import have_matplotlib, pyplot
+from trmkit.reports import figure, have_matplotlib
 from trmkit.stats import Interval, accuracy_interval, mean_interval, paired_difference
 from trmkit.textio import read_json
 
@@ -344,41 +344,37 @@ def plot_compare(report: Mapping[str, Any], out: Path) -> bool:
     seeds at each evaluated step, with a band from the lowest to the highest seed."""
     if not have_matplotlib():
         return False
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for i, v in enumerate(report["variants"]):
-        color = f"C{i}"
-        curves = [r["curve"] for r in v["runs"]]
-        steps = sorted(set.intersection(*(set(c["step"] for c in curve) for curve in curves)))
-        if not steps:
-            continue
-        at = [{c["step"]: c for c in curve} for curve in curves]  # the run's points by step
-        acc = [[points[s]["exact_accuracy"] for points in at] for s in steps]
-        mean = [sum(a) / len(a) for a in acc]
-        lows, highs = [min(a) for a in acc], [max(a) for a in acc]
-        label = f"{v['label']} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
-        axes[1].plot(steps, mean, "o-", color=color, label=label, markersize=3)
-        axes[1].fill_between(steps, lows, highs, color=color, alpha=0.2)
-        timed = [  # the steps every seed has a time for: their mean time
-            (sum(ts) / len(ts), m, lo, hi)
-            for s, m, lo, hi in zip(steps, mean, lows, highs, strict=True)
-            if None not in (ts := [points[s]["minutes"] for points in at])
-        ]
-        if timed:
-            xs, ys, lo, hi = (list(x) for x in zip(*timed, strict=True))
-            axes[0].plot(xs, ys, "o-", color=color, label=label, markersize=3)
-            axes[0].fill_between(xs, lo, hi, color=color, alpha=0.2)
-    axes[0].set_xlabel("wall clock (min, mean over seeds)")
-    axes[1].set_xlabel("optimizer step")
-    for ax in axes:
-        ax.set_ylabel("exact accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{report['task']}: mean over seeds, band = lowest to highest seed", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with figure(out, ncols=2, figsize=(10, 3.8)) as (fig, (by_time, by_step)):
+        for i, v in enumerate(report["variants"]):
+            curves = [r["curve"] for r in v["runs"]]
+            steps = sorted(set.intersection(*({c["step"] for c in curve} for curve in curves)))
+            at = [{c["step"]: c for c in curve} for curve in curves]  # the run's points by step
+            acc = [[points[s]["exact_accuracy"] for points in at] for s in steps]
+            minutes = [[points[s]["minutes"] for points in at] for s in steps]
+            timed = [
+                (sum(t) / len(t), a) for t, a in zip(minutes, acc, strict=True) if None not in t
+            ]
+            label = f"{v['label']} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
+            # by step every evaluated step, by time those every seed has a time for (its mean)
+            for ax, xs, ys in (
+                (by_step, steps, acc),
+                (by_time, [t for t, _ in timed], [a for _, a in timed]),
+            ):
+                if xs:
+                    mean = [sum(a) / len(a) for a in ys]
+                    ax.plot(xs, mean, "o-", color=f"C{i}", label=label, markersize=3)
+                    lows, highs = [min(a) for a in ys], [max(a) for a in ys]
+                    ax.fill_between(xs, lows, highs, color=f"C{i}", alpha=0.2)
+        by_time.set_xlabel("wall clock (min, mean over seeds)")
+        by_step.set_xlabel("optimizer step")
+        for ax in (by_time, by_step):
+            ax.set_ylabel("exact accuracy")
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(
+            f"{report['task']}: mean over seeds, band = lowest to highest seed", fontsize=9
+        )
     return True
 
 
@@ -410,39 +406,35 @@ def best_within_budget(points: Sequence[Mapping[str, Any]]) -> tuple[list[float]
 
 def plot_sweeps(report: Mapping[str, Any], out: Path) -> bool:
     """Every run's test-time cost curve (the best exact accuracy at each forward-pass
-    budget, `trmkit eval --sweep`), one colour per variant."""
+    budget, `trmkit eval --sweep`), one colour per variant; False (no file) when no run
+    has a sweep."""
     if not have_matplotlib():
         return False
-    plotted = False
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.4))
-    for i, v in enumerate(report["variants"]):
-        for j, r in enumerate(v["runs"]):
-            points = read_sweep(Path(r["run_dir"]))
-            if not points:
-                continue
-            xs, ys = best_within_budget(points)
+    curves = [
+        (i, j, v["label"], r["seed"], points)
+        for i, v in enumerate(report["variants"])
+        for j, r in enumerate(v["runs"])
+        if (points := read_sweep(Path(r["run_dir"])))
+    ]
+    if not curves:
+        return False
+    with figure(out, figsize=(8, 4.4)) as (_, ax):
+        for i, j, label, seed, points in curves:
             ax.plot(
-                xs,
-                ys,
+                *best_within_budget(points),
                 color=f"C{i}",
                 linestyle=("-", "--", ":", "-.")[j % 4],
                 drawstyle="steps-post",
                 marker="o",
                 markersize=3,
-                label=f"{v['label']} seed {r['seed']}",
+                label=f"{label} seed {seed}",
             )
-            plotted = True
-    if plotted:
         ax.set_xscale("log")
         ax.set_xlabel("forward passes per puzzle (supervision steps x samples)")
         ax.set_ylabel("exact accuracy (best at each budget)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return plotted
+    return True
 
 
 def write_report(
