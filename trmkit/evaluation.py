@@ -34,6 +34,7 @@ import attrs
 import numpy as np
 import torch
 
+from trmkit import atomic
 from trmkit.batch import IGNORE_LABEL_ID
 from trmkit.errors import OptionError, TrmkitError
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
@@ -57,9 +58,9 @@ class EvalReport:
         matplotlib)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics = _finite(one_name_per_metric(self.metrics))
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         steps = attrs.asdict(self, filter=lambda field, _: field.name != "metrics")
-        (out_dir / "per_step.json").write_text(json.dumps(steps, indent=2) + "\n")
+        atomic.write_text(out_dir / "per_step.json", json.dumps(steps, indent=2) + "\n")
         if plot and not plot_eval_report(
             self.per_step, self.halting_histogram, out_dir / "eval.png"
         ):
@@ -149,17 +150,6 @@ def check_model_fits_split(model: RecursiveModel, split: Any) -> None:
             )
 
 
-def evaluation_context(task: Task, split: Any, out_dir: Path | None) -> EvalContext:
-    return EvalContext(
-        codec=task.codec,
-        augmenter=task.augmenter,
-        group_names=list(split.group_names),
-        puzzle_group=split.puzzle_group,
-        transforms=np.asarray(split.transforms),
-        out_dir=out_dir,
-    )
-
-
 @torch.no_grad()
 def evaluate(
     model: RecursiveModel,
@@ -207,7 +197,15 @@ def evaluate(
         n_batches = min(n_batches, -(-max_examples // rows_per_batch))
     run = None
     if task is not None and is_main:
-        run = task.evaluator.start(evaluation_context(task, split, out_dir))
+        context = EvalContext(
+            codec=task.codec,
+            augmenter=task.augmenter,
+            group_names=list(split.group_names),
+            puzzle_group=split.puzzle_group,
+            transforms=np.asarray(split.transforms),
+            out_dir=out_dir,
+        )
+        run = task.evaluator.start(context)
     ignore_id = int(split.meta.ignore_label_id)
     sums = _Sums(k)
     # every draw of the inference (noise, a stochastic model's own) comes from one generator

@@ -27,13 +27,11 @@ import numpy as np
 import torch
 
 from trmkit.checkpoint import Bundle, PuzzleIdTable, check_task_matches
-from trmkit.errors import PuzzleError, TrmkitError
+from trmkit.errors import PuzzleError, TrmkitError, first_line
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
 from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.models.protocol import RecursiveModel
-from trmkit.reports import plot_trace
 from trmkit.task import AnswerChecker, RawPuzzle, Task
-from trmkit.textio import printable
 from trmkit.traces import TraceStep, trace_steps
 from trmkit.voting import rank
 
@@ -129,9 +127,8 @@ def read_puzzles(task: Task, spec: str) -> list[RawPuzzle]:
     except TrmkitError:
         raise
     except (OSError, RecursionError, OverflowError, UnicodeError, ValueError) as exc:
-        first = (str(exc).splitlines() or [""])[0][:120]
         raise PuzzleError(
-            f"{where}: cannot read the puzzle ({type(exc).__name__}: {first})"
+            f"{where}: cannot read the puzzle ({type(exc).__name__}: {first_line(exc, 120)})"
         ) from None
 
 
@@ -312,9 +309,3 @@ def _run(
         conf[-1][here] = final.confidence
         used[here] = final.steps.mean(axis=0)
     return preds, conf, used
-
-
-def render_trace_png(answer: Answer, task: Task, out: Path) -> bool:
-    """The answer's trace as a strip of grids, marks and confidences (`plot_trace`)."""
-    title = f"{printable(answer.puzzle)[:80]} (query {answer.query + 1})"
-    return plot_trace(answer.trace, title, out, task.cell_text)
