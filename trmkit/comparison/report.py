@@ -39,34 +39,31 @@ REPORT_FORMAT = 1
 
 @attrs.define
 class RunResult:
+    """One run's line of compare.json (`to_dict`: the fields in this order)."""
+
     seed: int
     run_dir: Path
     steps: int
-    exact: float
-    token: float
+    exact_accuracy: float
+    exact_accuracy_wilson95: Interval
+    accuracy: float
     count: int
-    wilson: Interval
     minutes: float | None
     time_estimated: bool
-    curve: list[dict[str, Any]]
     target_step: int | None
     target_minutes: float | None
+    curve: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "run_dir": str(self.run_dir),
-            "steps": self.steps,
-            "exact_accuracy": self.exact,
-            "exact_accuracy_wilson95": [self.wilson.low, self.wilson.high],
-            "accuracy": self.token,
-            "count": self.count,
-            "minutes": self.minutes,
-            "time_estimated": self.time_estimated,
-            "target_step": self.target_step,
-            "target_minutes": self.target_minutes,
-            "curve": self.curve,
-        }
+        """The fields as JSON values: the run directory as a string, the Wilson interval
+        as its ``[low, high]``."""
+        return attrs.asdict(self, value_serializer=_json_value)
+
+
+def _json_value(_: Any, field: attrs.Attribute | None, value: Any) -> Any:
+    if isinstance(value, Interval):
+        return [value.low, value.high]
+    return str(value) if isinstance(value, Path) else value
 
 
 def collect_run(run: Run, target: float) -> RunResult:
@@ -84,34 +81,34 @@ def collect_run(run: Run, target: float) -> RunResult:
             "comparison to finish the run"
         )
     times, estimated = timeline(read_timing(run.side_dir))
-    curve: list[dict[str, Any]] = []
-    for r in evals:
-        step = int(r["step"])
-        seconds = times.get(step)
-        curve.append(
-            {
-                "step": step,
-                "minutes": None if seconds is None else seconds / 60,
-                "exact_accuracy": float(r["exact_accuracy"]),
-                "accuracy": float(r["accuracy"]),
-            }
-        )
-    reached = next((c for c in curve if c["exact_accuracy"] >= target), None)
+    minutes = {step: seconds / 60 for step, seconds in times.items()}
+    curve = [
+        {
+            "step": int(r["step"]),
+            "minutes": minutes.get(int(r["step"])),
+            "exact_accuracy": float(r["exact_accuracy"]),
+            "accuracy": float(r["accuracy"]),
+        }
+        for r in evals
+    ]
+    reached = next((c for c in curve if c["exact_accuracy"] >= target), {})
     count = int(final.get("count", 0))
     exact = float(final["exact_accuracy"])
     return RunResult(
         seed=run.seed,
         run_dir=run.run_dir,
         steps=int(total),
-        exact=exact,
-        token=float(final["accuracy"]),
+        exact_accuracy=exact,
+        exact_accuracy_wilson95=(
+            accuracy_interval(exact, count) if count else Interval(exact, None, None, 0)
+        ),
+        accuracy=float(final["accuracy"]),
         count=count,
-        wilson=accuracy_interval(exact, count) if count else Interval(exact, None, None, 0),
-        minutes=curve[-1]["minutes"] if curve else None,
+        minutes=curve[-1]["minutes"],  # the final evaluation is in the curve
         time_estimated=estimated,
+        target_step=reached.get("step"),
+        target_minutes=reached.get("minutes"),
         curve=curve,
-        target_step=None if reached is None else reached["step"],
-        target_minutes=None if reached is None else reached["minutes"],
     )
 
 
@@ -158,8 +155,8 @@ def summarize(
                 "overrides": v["overrides"],
                 "seeds": [r.seed for r in results],
                 "steps": sorted({r.steps for r in results}),
-                "exact_accuracy": _interval([r.exact for r in results], 0.0, 1.0),
-                "accuracy": _interval([r.token for r in results], 0.0, 1.0),
+                "exact_accuracy": _interval([r.exact_accuracy for r in results], 0.0, 1.0),
+                "accuracy": _interval([r.accuracy for r in results], 0.0, 1.0),
                 "minutes": _interval(minutes, 0.0) if minutes else None,
                 "target": {
                     "reached": len(reached),
@@ -191,11 +188,11 @@ def summarize(
                 "seeds": seeds,
                 **{
                     key: paired_difference(
-                        [getattr(a[s], field) for s in seeds], [getattr(b[s], field) for s in seeds]
+                        [getattr(a[s], key) for s in seeds], [getattr(b[s], key) for s in seeds]
                     )
                     .clipped(-1.0, 1.0)
                     .to_dict()
-                    for key, field in (("exact_accuracy", "exact"), ("accuracy", "token"))
+                    for key in ("exact_accuracy", "accuracy")
                 },
             }
         )
