@@ -115,9 +115,8 @@ class _Sums:
     def load_tensor(self, t: torch.Tensor) -> None:
         rest = t.cpu().numpy()
         for f in attrs.fields(_Sums)[1:]:
-            scalar = not isinstance(getattr(self, f.name), np.ndarray)
-            size = 1 if scalar else len(getattr(self, f.name))
-            setattr(self, f.name, rest[0] if scalar else rest[:size])
+            size = np.size(old := getattr(self, f.name))
+            setattr(self, f.name, rest[:size] if isinstance(old, np.ndarray) else rest[0])
             rest = rest[size:]
 
 
@@ -235,7 +234,7 @@ def evaluate(
         if bar is not None:
             bar.close()
         model.train(was_training)
-    if accelerator is not None and world > 1:
+    if world > 1:
         sums.load_tensor(accelerator.reduce(sums.as_tensor(device), reduction="sum"))
     return _report(sums, k, policy, run.finish() if run is not None else {})
 

@@ -176,9 +176,8 @@ def charts(data: ReportData) -> list[str]:
         for r in data.per_step
     ]
     k = len(data.per_step)
-    halting = [(str(i + 1), float(v)) for i, v in enumerate(data.histogram[:-1])]
-    if data.histogram:
-        halting.append(("never", float(data.histogram[-1])))
+    labels = [*map(str, range(1, len(data.histogram))), "never"]
+    halting = list(zip(labels, map(float, data.histogram), strict=False))  # [] for []
     loss = _points(recs, "train", "lm_loss")
     return [
         line_chart("loss", "training loss", "training step", [("lm_loss", loss)]),

@@ -213,9 +213,8 @@ def solve(
         grids = [_decode(task, rows[i][2], preds_by_step[-1][i]) for i in idx]
         grid, votes, conf = _vote(grids, [q_final[i] for i in idx])
         expected = np.asarray(puzzle.test[qi].output)
-        correct = None
-        if puzzle.meta.get("has_solution", True) and expected.size > 1:
-            correct = bool(grid.shape == expected.shape and np.array_equal(grid, expected))
+        known = puzzle.meta.get("has_solution", True) and expected.size > 1
+        correct = bool(np.array_equal(grid, expected)) if known else None  # shapes too
         valid = _check_answer(task, np.asarray(puzzle.test[qi].input), grid)
         steps_trace = []
         if trace:

@@ -82,7 +82,7 @@ def collect_run(run: Run, target: float) -> RunResult:
         )
     times, estimated = timeline(read_timing(run.side_dir))
     minutes = {step: seconds / 60 for step, seconds in times.items()}
-    curve = [
+    curve: list[dict[str, Any]] = [
         {
             "step": int(r["step"]),
             "minutes": minutes.get(int(r["step"])),
@@ -131,8 +131,9 @@ def model_size(config: Mapping[str, Any]) -> tuple[int | None, float | None]:
 
 def _interval(
     values: Sequence[float], lo: float = -math.inf, hi: float = math.inf
-) -> dict[str, Any]:
-    return mean_interval(values).clipped(lo, hi).to_dict()
+) -> dict[str, Any] | None:
+    """The mean's interval cut to [lo, hi] as JSON; None for no values."""
+    return mean_interval(values).clipped(lo, hi).to_dict() if values else None
 
 
 def summarize(
@@ -146,8 +147,8 @@ def summarize(
         config = read_config(results[0].run_dir) or {}
         params, flops = model_size(config)
         minutes = [r.minutes for r in results if r.minutes is not None]
-        reached = [r for r in results if r.target_step is not None]
-        reached_minutes = [r.target_minutes for r in reached if r.target_minutes is not None]
+        reached_steps = [float(r.target_step) for r in results if r.target_step is not None]
+        reached_minutes = [r.target_minutes for r in results if r.target_minutes is not None]
         variants.append(
             {
                 "label": label,
@@ -157,16 +158,12 @@ def summarize(
                 "steps": sorted({r.steps for r in results}),
                 "exact_accuracy": _interval([r.exact_accuracy for r in results], 0.0, 1.0),
                 "accuracy": _interval([r.accuracy for r in results], 0.0, 1.0),
-                "minutes": _interval(minutes, 0.0) if minutes else None,
+                "minutes": _interval(minutes, 0.0),
                 "target": {
-                    "reached": len(reached),
+                    "reached": len(reached_steps),
                     "of": len(results),
-                    "minutes": _interval(reached_minutes, 0.0) if reached_minutes else None,
-                    "steps": _interval(
-                        [float(r.target_step) for r in reached if r.target_step is not None]
-                    )
-                    if reached
-                    else None,
+                    "minutes": _interval(reached_minutes, 0.0),
+                    "steps": _interval(reached_steps),
                 },
                 "parameters": params,
                 "train_flops_per_step": flops,
@@ -277,7 +274,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines.append(
             f"| {v['label']} | {recipe} | {', '.join(map(str, v['steps']))} | "
             f"{_ci(v['exact_accuracy'])} | {_ci(v['accuracy'])} | "
-            f"{_ci(v['minutes'], 1.0, '') if v['minutes'] else 'n/a'} | {to_target} | "
+            f"{_ci(v['minutes'], 1.0, '')} | {to_target} | "
             f"{_count(v['parameters'])} | {_count(v['train_flops_per_step'], 'FLOP')} |"
         )
     lines += [
