@@ -11,6 +11,7 @@ or more variants: each other variant minus the first, paired by seed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -385,17 +386,11 @@ def best_within_budget(points: Sequence[Mapping[str, Any]]) -> tuple[list[float]
     """At every forward-pass count of the sweep, the best exact accuracy of any setting
     costing at most that (the cost curve; `trmkit.reports.pareto_front` keeps only the
     points where it rises)."""
-    xs: list[float] = []
-    ys: list[float] = []
-    best = float("-inf")
-    for p in sorted(points, key=lambda p: p["forward_passes"]):
-        best = max(best, float(p["exact_accuracy"]))
-        if xs and xs[-1] == p["forward_passes"]:
-            ys[-1] = best
-        else:
-            xs.append(float(p["forward_passes"]))
-            ys.append(best)
-    return xs, ys
+    cheapest_first = sorted(points, key=lambda p: p["forward_passes"])
+    best = itertools.accumulate((float(p["exact_accuracy"]) for p in cheapest_first), max)
+    # one entry per cost, holding the last (so the best) running maximum at it
+    at_cost = dict(zip((float(p["forward_passes"]) for p in cheapest_first), best, strict=True))
+    return list(at_cost), list(at_cost.values())
 
 
 def plot_sweeps(report: Mapping[str, Any], out: Path) -> bool:
