@@ -211,7 +211,8 @@ def solve(
     for q, (puzzle, qi, note) in enumerate(queries):
         idx = [i for i, r in enumerate(rows) if r[0] == q]
         grids = [_decode(task, rows[i][2], preds_by_step[-1][i]) for i in idx]
-        grid, votes, conf = _vote(grids, [q_final[i] for i in idx])
+        ranked = rank(grids, [q_final[i] for i in idx])
+        grid = ranked[0].grid
         expected = np.asarray(puzzle.test[qi].output)
         known = puzzle.meta.get("has_solution", True) and expected.size > 1
         correct = bool(np.array_equal(grid, expected)) if known else None  # shapes too
@@ -219,29 +220,29 @@ def solve(
         steps_trace = []
         if trace:
             voted = [
-                _vote(
+                rank(
                     [_decode(task, rows[i][2], step_preds[i]) for i in idx],
                     [step_conf[i] for i in idx],
-                )
+                )[0]
                 for step_preds, step_conf in zip(preds_by_step, conf_by_step, strict=True)
             ]
             steps_trace = trace_steps(
-                task, puzzle.test[qi].input, [v[0] for v in voted], [v[2] for v in voted]
+                task, puzzle.test[qi].input, [v.grid for v in voted], [v.confidence for v in voted]
             )
         answers.append(
             Answer(
                 puzzle=puzzle.name,
                 query=qi,
                 grid=grid,
-                votes=votes,
+                votes=ranked[0].votes,
                 variants=len(idx),
-                confidence=conf,
+                confidence=ranked[0].confidence,
                 steps=float(np.mean([used[i] for i in idx])),
                 correct=correct,
                 valid=valid,
                 trace=steps_trace,
                 note=note,
-                attempts=[c.grid for c in rank(grids, [q_final[i] for i in idx])[:2]],
+                attempts=[c.grid for c in ranked[:2]],
             )
         )
     return answers
@@ -254,11 +255,6 @@ def _decode(task: Task, transform: np.ndarray, tokens: np.ndarray) -> np.ndarray
         return np.asarray(task.augmenter.invert(transform, grid))
     except (ValueError, IndexError):
         return grid  # an undecodable prediction (e.g. a malformed ARC crop) stays as is
-
-
-def _vote(grids: list[np.ndarray], q: list[float]) -> tuple[np.ndarray, int, float]:
-    best = rank(grids, q)[0]
-    return best.grid, best.votes, best.confidence
 
 
 @torch.no_grad()
