@@ -25,6 +25,7 @@ sums are reduced and predictions gathered to the main process for the task evalu
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -213,9 +214,7 @@ def evaluate(
     model.eval()
     bar = None
     try:
-        for i, batch in enumerate(loader):
-            if i >= n_batches:
-                break
+        for batch in itertools.islice(loader, n_batches):
             batch = {key: torch.as_tensor(v) for key, v in batch.items()}
             preds, q = _run_batch(model, batch, k, policy, task, per_variant, generator, sums)
             if run is not None or world > 1:
