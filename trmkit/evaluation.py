@@ -25,6 +25,7 @@ sums are reduced and predictions gathered to the main process for the task evalu
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -34,6 +35,7 @@ import attrs
 import numpy as np
 import torch
 
+from trmkit import atomic
 from trmkit.batch import IGNORE_LABEL_ID
 from trmkit.errors import OptionError, TrmkitError
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
@@ -57,9 +59,9 @@ class EvalReport:
         matplotlib)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         metrics = _finite(one_name_per_metric(self.metrics))
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        atomic.write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         steps = attrs.asdict(self, filter=lambda field, _: field.name != "metrics")
-        (out_dir / "per_step.json").write_text(json.dumps(steps, indent=2) + "\n")
+        atomic.write_text(out_dir / "per_step.json", json.dumps(steps, indent=2) + "\n")
         if plot and not plot_eval_report(
             self.per_step, self.halting_histogram, out_dir / "eval.png"
         ):
@@ -114,9 +116,8 @@ class _Sums:
     def load_tensor(self, t: torch.Tensor) -> None:
         rest = t.cpu().numpy()
         for f in attrs.fields(_Sums)[1:]:
-            scalar = not isinstance(getattr(self, f.name), np.ndarray)
-            size = 1 if scalar else len(getattr(self, f.name))
-            setattr(self, f.name, rest[0] if scalar else rest[:size])
+            size = np.size(old := getattr(self, f.name))
+            setattr(self, f.name, rest[:size] if isinstance(old, np.ndarray) else rest[0])
             rest = rest[size:]
 
 
@@ -147,17 +148,6 @@ def check_model_fits_split(model: RecursiveModel, split: Any) -> None:
                 f"{key}: the model was built for {have}, the split has {want}; evaluate on a "
                 "split built like the model's training data"
             )
-
-
-def evaluation_context(task: Task, split: Any, out_dir: Path | None) -> EvalContext:
-    return EvalContext(
-        codec=task.codec,
-        augmenter=task.augmenter,
-        group_names=list(split.group_names),
-        puzzle_group=split.puzzle_group,
-        transforms=np.asarray(split.transforms),
-        out_dir=out_dir,
-    )
 
 
 @torch.no_grad()
@@ -207,7 +197,15 @@ def evaluate(
         n_batches = min(n_batches, -(-max_examples // rows_per_batch))
     run = None
     if task is not None and is_main:
-        run = task.evaluator.start(evaluation_context(task, split, out_dir))
+        context = EvalContext(
+            codec=task.codec,
+            augmenter=task.augmenter,
+            group_names=list(split.group_names),
+            puzzle_group=split.puzzle_group,
+            transforms=np.asarray(split.transforms),
+            out_dir=out_dir,
+        )
+        run = task.evaluator.start(context)
     ignore_id = int(split.meta.ignore_label_id)
     sums = _Sums(k)
     # every draw of the inference (noise, a stochastic model's own) comes from one generator
@@ -216,9 +214,7 @@ def evaluate(
     model.eval()
     bar = None
     try:
-        for i, batch in enumerate(loader):
-            if i >= n_batches:
-                break
+        for batch in itertools.islice(loader, n_batches):
             batch = {key: torch.as_tensor(v) for key, v in batch.items()}
             preds, q = _run_batch(model, batch, k, policy, task, per_variant, generator, sums)
             if run is not None or world > 1:
@@ -237,7 +233,7 @@ def evaluate(
         if bar is not None:
             bar.close()
         model.train(was_training)
-    if accelerator is not None and world > 1:
+    if world > 1:
         sums.load_tensor(accelerator.reduce(sums.as_tensor(device), reduction="sum"))
     return _report(sums, k, policy, run.finish() if run is not None else {})
 

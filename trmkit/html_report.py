@@ -52,6 +52,7 @@ class ReportData:
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 WIDTH, HEIGHT = 460, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 14, 30, 44
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 MAX_POINTS = 1000
 """points drawn per series at most, so the page stays small for a long run."""
 
@@ -83,7 +84,7 @@ def _frame(name: str, title: str, xlabel: str, body: str, y0: float, y1: float) 
     ticks = []
     for i in range(5):
         value = y0 + (y1 - y0) * i / 4
-        y = HEIGHT - BOTTOM - (HEIGHT - TOP - BOTTOM) * i / 4
+        y = HEIGHT - BOTTOM - PLOT_H * i / 4
         ticks.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
             f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{_num(value)}</text>'
@@ -117,11 +118,10 @@ def line_chart(
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
     y0, y1 = y_range or (min(p[1] for p in pts), max(p[1] for p in pts))
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def xy(x: float, y: float) -> str:
         return (
-            f"{LEFT + plot_w * (x - x0) / (x1 - x0):.1f},{TOP + plot_h * (y1 - y) / (y1 - y0):.1f}"
+            f"{LEFT + PLOT_W * (x - x0) / (x1 - x0):.1f},{TOP + PLOT_H * (y1 - y) / (y1 - y0):.1f}"
         )
 
     body = [
@@ -151,14 +151,13 @@ def line_chart(
 def bar_chart(name: str, title: str, xlabel: str, bars: Sequence[tuple[str, float]]) -> str:
     """An SVG bar chart, one labelled bar per entry (``class="bar"``)."""
     top = max([v for _, v in bars] + [1.0])
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = plot_w / max(len(bars), 1)
+    slot = PLOT_W / max(len(bars), 1)
     body = []
     for i, (label, value) in enumerate(bars):
-        h = plot_h * value / top
+        h = PLOT_H * value / top
         x = LEFT + slot * i
         body.append(
-            f'<rect class="bar" x="{x + slot * 0.15:.1f}" y="{TOP + plot_h - h:.1f}" '
+            f'<rect class="bar" x="{x + slot * 0.15:.1f}" y="{TOP + PLOT_H - h:.1f}" '
             f'width="{slot * 0.7:.1f}" height="{h:.1f}" fill="{COLOURS[0]}">'
             f"<title>{html.escape(label)}: {_num(value)}</title></rect>"
             f'<text x="{x + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle">'
@@ -171,14 +170,11 @@ def charts(data: ReportData) -> list[str]:
     """The four charts: training loss, accuracy, accuracy per supervision step, halting."""
     recs = data.records
     per_step = [
-        (float(r["step"]), float(r[key]))
-        for key in ("exact_accuracy", "accuracy")
-        for r in data.per_step
+        (label, [(float(r["step"]), float(r[key])) for r in data.per_step])
+        for label, key in (("exact", "exact_accuracy"), ("token", "accuracy"))
     ]
-    k = len(data.per_step)
-    halting = [(str(i + 1), float(v)) for i, v in enumerate(data.histogram[:-1])]
-    if data.histogram:
-        halting.append(("never", float(data.histogram[-1])))
+    labels = [*map(str, range(1, len(data.histogram))), "never"]
+    halting = list(zip(labels, map(float, data.histogram), strict=False))  # [] for []
     loss = _points(recs, "train", "lm_loss")
     return [
         line_chart("loss", "training loss", "training step", [("lm_loss", loss)]),
@@ -197,7 +193,7 @@ def charts(data: ReportData) -> list[str]:
             "per-step",
             "accuracy after each supervision step",
             "supervision step",
-            [("exact", per_step[:k]), ("token", per_step[k:])],
+            per_step,
             (0.0, 1.0),
         ),
         bar_chart(

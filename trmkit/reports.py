@@ -10,12 +10,15 @@ the caller prints a notice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import io
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trmkit import atomic
 from trmkit.traces import TraceStep
 
 
@@ -37,6 +40,23 @@ def pyplot():
     return plt
 
 
+@contextlib.contextmanager
+def figure(out: Path, dpi: int = 100, **subplots: Any) -> Iterator[tuple[Any, Any]]:
+    """``plt.subplots(**subplots)`` as (figure, axes) for the block to draw on; when the block
+    ends without an error the figure is laid out and written to ``out`` as a PNG atomically
+    (`trmkit.atomic`). The figure is closed either way."""
+    plt = pyplot()
+    fig, axes = plt.subplots(**subplots)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=dpi)
+        atomic.write_bytes(out, png.getvalue())
+    finally:
+        plt.close(fig)
+
+
 def plot_curves(
     records: Sequence[Mapping[str, Any]],
     out: Path,
@@ -45,25 +65,21 @@ def plot_curves(
     """Train and eval curves, one panel per metric. Returns False if matplotlib is missing."""
     if not have_matplotlib() or not records:
         return False
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
-    for ax, key in zip(axes, keys, strict=True):
-        for split, style in (("train", "-"), ("eval", "o-")):
-            pts = [
-                (r["step"], r[key])
-                for r in records
-                if r.get("split") == split and r.get(key) is not None
-            ]
-            if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, style, label=split, markersize=3)
-        ax.set_title(key)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with figure(out, ncols=len(keys), figsize=(4 * len(keys), 3.2)) as (_, axes):
+        for ax, key in zip(axes, keys, strict=True):
+            for split, style in (("train", "-"), ("eval", "o-")):
+                pts = [
+                    (r["step"], r[key])
+                    for r in records
+                    if r.get("split") == split and r.get(key) is not None
+                ]
+                if pts:
+                    xs, ys = zip(*pts, strict=True)
+                    ax.plot(xs, ys, style, label=split, markersize=3)
+            ax.set_title(key)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            ax.legend()
     return True
 
 
@@ -73,24 +89,20 @@ def plot_eval_report(
     """Accuracy after each supervision step and the halting-step histogram, side by side."""
     if not have_matplotlib():
         return False
-    plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    xs = [r["step"] for r in per_step]
-    left.plot(xs, [r["exact_accuracy"] for r in per_step], "o-", label="exact", markersize=3)
-    left.plot(xs, [r["accuracy"] for r in per_step], "s-", label="token", markersize=3)
-    left.set_xlabel("supervision step")
-    left.set_ylabel("accuracy")
-    left.set_ylim(0, 1.02)
-    left.grid(alpha=0.3)
-    left.legend()
-    labels = [str(i + 1) for i in range(len(histogram) - 1)] + ["never"]
-    right.bar(range(len(histogram)), histogram)
-    right.set_xticks(range(len(histogram)), labels, fontsize=7, rotation=90)
-    right.set_xlabel("first step with q_halt > 0")
-    right.set_ylabel("sequences")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with figure(out, ncols=2, figsize=(9, 3.4)) as (_, (left, right)):
+        xs = [r["step"] for r in per_step]
+        left.plot(xs, [r["exact_accuracy"] for r in per_step], "o-", label="exact", markersize=3)
+        left.plot(xs, [r["accuracy"] for r in per_step], "s-", label="token", markersize=3)
+        left.set_xlabel("supervision step")
+        left.set_ylabel("accuracy")
+        left.set_ylim(0, 1.02)
+        left.grid(alpha=0.3)
+        left.legend()
+        labels = [*map(str, range(1, len(histogram))), "never"]
+        right.bar(range(len(histogram)), histogram)
+        right.set_xticks(range(len(histogram)), labels, fontsize=7, rotation=90)
+        right.set_xlabel("first step with q_halt > 0")
+        right.set_ylabel("sequences")
     return True
 
 
@@ -102,39 +114,33 @@ def plot_trace(
     changed since the step before outlined in red; symbols (``cell_text``) up to 400 cells."""
     if not have_matplotlib() or not steps:
         return False
-    plt = pyplot()
     from matplotlib.patches import Rectangle
 
-    k = len(steps)
-    cols = min(k, 8)
-    rows = -(-k // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    cols = min(len(steps), 8)
+    rows = -(-len(steps) // cols)
     vmax = max(int(np.max(st.grid)) for st in steps)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= k:
-            continue
-        st = steps[i]
-        shade = np.where(st.given, vmax + 2, st.grid)  # one grey for every given cell
-        colours = plt.get_cmap("tab20", vmax + 3)(np.arange(vmax + 3))
-        colours[:, 3] = 0.3
-        colours[vmax + 2] = (0.72, 0.72, 0.72, 1.0)
-        ax.imshow(colours[np.clip(shade, 0, vmax + 2)], interpolation="nearest")
-        if st.grid.size <= 400:
-            size = 7 if st.grid.size <= 100 else 4
-            for (r, c), v in np.ndenumerate(st.grid):
-                weight = "bold" if st.given[r, c] else "normal"
-                ax.text(c, r, cell_text(int(v)), ha="center", va="center")
-                ax.texts[-1].set(fontsize=size, fontweight=weight)
-        for r, c in np.argwhere(st.changed):
-            ax.add_patch(
-                Rectangle((c - 0.4, r - 0.4), 0.8, 0.8, fill=False, edgecolor="red", linewidth=1.5)
-            )
-        ax.set_title(f"step {st.step}, q {st.confidence:.3f}", fontsize=8)
-    fig.suptitle(f"{title}: grey = given, red = changed", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    colours = pyplot().get_cmap("tab20", vmax + 3)(np.arange(vmax + 3))
+    colours[:, 3] = 0.3
+    colours[vmax + 2] = (0.72, 0.72, 0.72, 1.0)  # one grey for every given cell
+    size = (2.2 * cols, 2.4 * rows)
+    with figure(out, nrows=rows, ncols=cols, figsize=size, squeeze=False) as (fig, axes):
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, st in zip(axes.flat, steps, strict=False):
+            shade = np.where(st.given, vmax + 2, st.grid)
+            ax.imshow(colours[np.clip(shade, 0, vmax + 2)], interpolation="nearest")
+            if st.grid.size <= 400:
+                font = 7 if st.grid.size <= 100 else 4
+                for (r, c), v in np.ndenumerate(st.grid):
+                    weight = "bold" if st.given[r, c] else "normal"
+                    ax.text(c, r, cell_text(int(v)), ha="center", va="center")
+                    ax.texts[-1].set(fontsize=font, fontweight=weight)
+            for r, c in np.argwhere(st.changed):
+                ax.add_patch(
+                    Rectangle((c - 0.4, r - 0.4), 0.8, 0.8, fill=False, edgecolor="red", lw=1.5)
+                )
+            ax.set_title(f"step {st.step}, q {st.confidence:.3f}", fontsize=8)
+        fig.suptitle(f"{title}: grey = given, red = changed", fontsize=9)
     return True
 
 
@@ -155,54 +161,43 @@ def plot_sweep(points: Sequence[Mapping[str, Any]], out: Path, title: str = "") 
     (any depth, halting and selection) with its settings named in ``sweep.json``."""
     if not have_matplotlib() or not points:
         return False
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9.0, 4.6))
     top = max(int(p["depth"]) for p in points)
-    depth_line = sorted(
-        (p["forward_passes"], p["exact_accuracy"])
-        for p in points
-        if p["samples"] == 1 and p["halt"] == "fixed"
-    )
-    if depth_line:
-        xs, ys = zip(*depth_line, strict=True)
-        ax.plot(xs, ys, "k.-", label="depth only (1 sample, fixed)", linewidth=2)
     lines: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for p in points:
         if p["samples"] > 1 and p["depth"] == top and p["halt"] == "fixed":
             key = (str(p["source"]), str(p["select"]))
             lines.setdefault(key, []).append((p["forward_passes"], p["exact_accuracy"]))
-    for (source, select), pts in sorted(lines.items()):
-        xs, ys = zip(*sorted(pts), strict=True)
-        style = "-" if source == "augment" else "--"
-        ax.plot(
-            xs,
-            ys,
-            style,
-            marker="o",
-            markersize=3,
-            linewidth=1,
-            label=f"{source}, select {select} (depth {top})",
-        )
-    front = pareto_front(points)
-    ax.plot(
-        [p["forward_passes"] for p in front],
-        [p["exact_accuracy"] for p in front],
-        color="red",
-        linewidth=2.5,
-        alpha=0.4,
-        drawstyle="steps-post",
-        label="best at each budget (any depth, halting, selection)",
+    depth_line = sorted(
+        (p["forward_passes"], p["exact_accuracy"])
+        for p in points
+        if p["samples"] == 1 and p["halt"] == "fixed"
     )
-    ax.set_xscale("log")
-    ax.set_xlabel("forward passes per puzzle (supervision steps x samples)")
-    ax.set_ylabel("exact accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    front = pareto_front(points)
+    with figure(out, dpi=110, figsize=(9.0, 4.6)) as (_, ax):
+        if depth_line:
+            ax.plot(
+                *zip(*depth_line, strict=True), "k.-", label="depth only (1 sample, fixed)", lw=2
+            )
+        for (source, select), pts in sorted(lines.items()):
+            style = "-" if source == "augment" else "--"
+            label = f"{source}, select {select} (depth {top})"
+            ax.plot(*zip(*sorted(pts), strict=True), style, marker="o", ms=3, lw=1, label=label)
+        ax.plot(
+            [p["forward_passes"] for p in front],
+            [p["exact_accuracy"] for p in front],
+            color="red",
+            linewidth=2.5,
+            alpha=0.4,
+            drawstyle="steps-post",
+            label="best at each budget (any depth, halting, selection)",
+        )
+        ax.set_xscale("log")
+        ax.set_xlabel("forward passes per puzzle (supervision steps x samples)")
+        ax.set_ylabel("exact accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        if title:
+            ax.set_title(title, fontsize=9)
     return True
 
 

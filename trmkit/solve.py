@@ -27,13 +27,11 @@ import numpy as np
 import torch
 
 from trmkit.checkpoint import Bundle, PuzzleIdTable, check_task_matches
-from trmkit.errors import PuzzleError, TrmkitError
+from trmkit.errors import PuzzleError, TrmkitError, first_line
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
 from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.models.protocol import RecursiveModel
-from trmkit.reports import plot_trace
 from trmkit.task import AnswerChecker, RawPuzzle, Task
-from trmkit.textio import printable
 from trmkit.traces import TraceStep, trace_steps
 from trmkit.voting import rank
 
@@ -129,9 +127,8 @@ def read_puzzles(task: Task, spec: str) -> list[RawPuzzle]:
     except TrmkitError:
         raise
     except (OSError, RecursionError, OverflowError, UnicodeError, ValueError) as exc:
-        first = (str(exc).splitlines() or [""])[0][:120]
         raise PuzzleError(
-            f"{where}: cannot read the puzzle ({type(exc).__name__}: {first})"
+            f"{where}: cannot read the puzzle ({type(exc).__name__}: {first_line(exc, 120)})"
         ) from None
 
 
@@ -214,38 +211,38 @@ def solve(
     for q, (puzzle, qi, note) in enumerate(queries):
         idx = [i for i, r in enumerate(rows) if r[0] == q]
         grids = [_decode(task, rows[i][2], preds_by_step[-1][i]) for i in idx]
-        grid, votes, conf = _vote(grids, [q_final[i] for i in idx])
+        ranked = rank(grids, [q_final[i] for i in idx])
+        grid = ranked[0].grid
         expected = np.asarray(puzzle.test[qi].output)
-        correct = None
-        if puzzle.meta.get("has_solution", True) and expected.size > 1:
-            correct = bool(grid.shape == expected.shape and np.array_equal(grid, expected))
+        known = puzzle.meta.get("has_solution", True) and expected.size > 1
+        correct = bool(np.array_equal(grid, expected)) if known else None  # shapes too
         valid = _check_answer(task, np.asarray(puzzle.test[qi].input), grid)
         steps_trace = []
         if trace:
             voted = [
-                _vote(
+                rank(
                     [_decode(task, rows[i][2], step_preds[i]) for i in idx],
                     [step_conf[i] for i in idx],
-                )
+                )[0]
                 for step_preds, step_conf in zip(preds_by_step, conf_by_step, strict=True)
             ]
             steps_trace = trace_steps(
-                task, puzzle.test[qi].input, [v[0] for v in voted], [v[2] for v in voted]
+                task, puzzle.test[qi].input, [v.grid for v in voted], [v.confidence for v in voted]
             )
         answers.append(
             Answer(
                 puzzle=puzzle.name,
                 query=qi,
                 grid=grid,
-                votes=votes,
+                votes=ranked[0].votes,
                 variants=len(idx),
-                confidence=conf,
+                confidence=ranked[0].confidence,
                 steps=float(np.mean([used[i] for i in idx])),
                 correct=correct,
                 valid=valid,
                 trace=steps_trace,
                 note=note,
-                attempts=[c.grid for c in rank(grids, [q_final[i] for i in idx])[:2]],
+                attempts=[c.grid for c in ranked[:2]],
             )
         )
     return answers
@@ -258,11 +255,6 @@ def _decode(task: Task, transform: np.ndarray, tokens: np.ndarray) -> np.ndarray
         return np.asarray(task.augmenter.invert(transform, grid))
     except (ValueError, IndexError):
         return grid  # an undecodable prediction (e.g. a malformed ARC crop) stays as is
-
-
-def _vote(grids: list[np.ndarray], q: list[float]) -> tuple[np.ndarray, int, float]:
-    best = rank(grids, q)[0]
-    return best.grid, best.votes, best.confidence
 
 
 @torch.no_grad()
@@ -312,9 +304,3 @@ def _run(
         conf[-1][here] = final.confidence
         used[here] = final.steps.mean(axis=0)
     return preds, conf, used
-
-
-def render_trace_png(answer: Answer, task: Task, out: Path) -> bool:
-    """The answer's trace as a strip of grids, marks and confidences (`plot_trace`)."""
-    title = f"{printable(answer.puzzle)[:80]} (query {answer.query + 1})"
-    return plot_trace(answer.trace, title, out, task.cell_text)

@@ -62,7 +62,8 @@ def solve_cmd(
     from trmkit.checkpoint import check_task_matches, load_bundle
     from trmkit.names import safe_file_name
     from trmkit.oserrors import check_writable_dir, check_writable_file
-    from trmkit.solve import read_puzzles, render_trace_png, solve
+    from trmkit.reports import plot_trace
+    from trmkit.solve import read_puzzles, solve
     from trmkit.textio import printable
     from trmkit.traces import colour_wanted, render_trace_text
 
@@ -104,7 +105,8 @@ def solve_cmd(
             if not as_json:
                 click.echo(render_trace_text(a.trace, task.cell_text, colour=colour))
             trace_dir.mkdir(parents=True, exist_ok=True)
-            if render_trace_png(a, task, pngs):
+            title = f"{printable(a.puzzle)[:80]} (query {a.query + 1})"
+            if plot_trace(a.trace, title, pngs, task.cell_text):
                 click.echo(f"trace: {printable(pngs)}", err=True)
             else:
                 click.echo("note: matplotlib not installed: no trace PNG", err=True)

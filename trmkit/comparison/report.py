@@ -11,6 +11,7 @@ or more variants: each other variant minus the first, paired by seed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from trmkit.comparison.runner import (
     timeline,
 )
 from trmkit.comparison.spec import CompareError
-from trmkit.reports import have_matplotlib, pyplot
+from trmkit.reports import figure, have_matplotlib
 from trmkit.stats import Interval, accuracy_interval, mean_interval, paired_difference
 from trmkit.textio import read_json
 
@@ -39,34 +40,31 @@ REPORT_FORMAT = 1
 
 @attrs.define
 class RunResult:
+    """One run's line of compare.json (`to_dict`: the fields in this order)."""
+
     seed: int
     run_dir: Path
     steps: int
-    exact: float
-    token: float
+    exact_accuracy: float
+    exact_accuracy_wilson95: Interval
+    accuracy: float
     count: int
-    wilson: Interval
     minutes: float | None
     time_estimated: bool
-    curve: list[dict[str, Any]]
     target_step: int | None
     target_minutes: float | None
+    curve: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "seed": self.seed,
-            "run_dir": str(self.run_dir),
-            "steps": self.steps,
-            "exact_accuracy": self.exact,
-            "exact_accuracy_wilson95": [self.wilson.low, self.wilson.high],
-            "accuracy": self.token,
-            "count": self.count,
-            "minutes": self.minutes,
-            "time_estimated": self.time_estimated,
-            "target_step": self.target_step,
-            "target_minutes": self.target_minutes,
-            "curve": self.curve,
-        }
+        """The fields as JSON values: the run directory as a string, the Wilson interval
+        as its ``[low, high]``."""
+        return attrs.asdict(self, value_serializer=_json_value)
+
+
+def _json_value(_: Any, field: attrs.Attribute | None, value: Any) -> Any:
+    if isinstance(value, Interval):
+        return [value.low, value.high]
+    return str(value) if isinstance(value, Path) else value
 
 
 def collect_run(run: Run, target: float) -> RunResult:
@@ -84,34 +82,34 @@ def collect_run(run: Run, target: float) -> RunResult:
             "comparison to finish the run"
         )
     times, estimated = timeline(read_timing(run.side_dir))
-    curve: list[dict[str, Any]] = []
-    for r in evals:
-        step = int(r["step"])
-        seconds = times.get(step)
-        curve.append(
-            {
-                "step": step,
-                "minutes": None if seconds is None else seconds / 60,
-                "exact_accuracy": float(r["exact_accuracy"]),
-                "accuracy": float(r["accuracy"]),
-            }
-        )
-    reached = next((c for c in curve if c["exact_accuracy"] >= target), None)
+    minutes = {step: seconds / 60 for step, seconds in times.items()}
+    curve: list[dict[str, Any]] = [
+        {
+            "step": int(r["step"]),
+            "minutes": minutes.get(int(r["step"])),
+            "exact_accuracy": float(r["exact_accuracy"]),
+            "accuracy": float(r["accuracy"]),
+        }
+        for r in evals
+    ]
+    reached = next((c for c in curve if c["exact_accuracy"] >= target), {})
     count = int(final.get("count", 0))
     exact = float(final["exact_accuracy"])
     return RunResult(
         seed=run.seed,
         run_dir=run.run_dir,
         steps=int(total),
-        exact=exact,
-        token=float(final["accuracy"]),
+        exact_accuracy=exact,
+        exact_accuracy_wilson95=(
+            accuracy_interval(exact, count) if count else Interval(exact, None, None, 0)
+        ),
+        accuracy=float(final["accuracy"]),
         count=count,
-        wilson=accuracy_interval(exact, count) if count else Interval(exact, None, None, 0),
-        minutes=curve[-1]["minutes"] if curve else None,
+        minutes=curve[-1]["minutes"],  # the final evaluation is in the curve
         time_estimated=estimated,
+        target_step=reached.get("step"),
+        target_minutes=reached.get("minutes"),
         curve=curve,
-        target_step=None if reached is None else reached["step"],
-        target_minutes=None if reached is None else reached["minutes"],
     )
 
 
@@ -134,8 +132,9 @@ def model_size(config: Mapping[str, Any]) -> tuple[int | None, float | None]:
 
 def _interval(
     values: Sequence[float], lo: float = -math.inf, hi: float = math.inf
-) -> dict[str, Any]:
-    return mean_interval(values).clipped(lo, hi).to_dict()
+) -> dict[str, Any] | None:
+    """The mean's interval cut to [lo, hi] as JSON; None for no values."""
+    return mean_interval(values).clipped(lo, hi).to_dict() if values else None
 
 
 def summarize(
@@ -149,8 +148,8 @@ def summarize(
         config = read_config(results[0].run_dir) or {}
         params, flops = model_size(config)
         minutes = [r.minutes for r in results if r.minutes is not None]
-        reached = [r for r in results if r.target_step is not None]
-        reached_minutes = [r.target_minutes for r in reached if r.target_minutes is not None]
+        reached_steps = [float(r.target_step) for r in results if r.target_step is not None]
+        reached_minutes = [r.target_minutes for r in results if r.target_minutes is not None]
         variants.append(
             {
                 "label": label,
@@ -158,18 +157,14 @@ def summarize(
                 "overrides": v["overrides"],
                 "seeds": [r.seed for r in results],
                 "steps": sorted({r.steps for r in results}),
-                "exact_accuracy": _interval([r.exact for r in results], 0.0, 1.0),
-                "accuracy": _interval([r.token for r in results], 0.0, 1.0),
-                "minutes": _interval(minutes, 0.0) if minutes else None,
+                "exact_accuracy": _interval([r.exact_accuracy for r in results], 0.0, 1.0),
+                "accuracy": _interval([r.accuracy for r in results], 0.0, 1.0),
+                "minutes": _interval(minutes, 0.0),
                 "target": {
-                    "reached": len(reached),
+                    "reached": len(reached_steps),
                     "of": len(results),
-                    "minutes": _interval(reached_minutes, 0.0) if reached_minutes else None,
-                    "steps": _interval(
-                        [float(r.target_step) for r in reached if r.target_step is not None]
-                    )
-                    if reached
-                    else None,
+                    "minutes": _interval(reached_minutes, 0.0),
+                    "steps": _interval(reached_steps),
                 },
                 "parameters": params,
                 "train_flops_per_step": flops,
@@ -191,11 +186,11 @@ def summarize(
                 "seeds": seeds,
                 **{
                     key: paired_difference(
-                        [getattr(a[s], field) for s in seeds], [getattr(b[s], field) for s in seeds]
+                        [getattr(a[s], key) for s in seeds], [getattr(b[s], key) for s in seeds]
                     )
                     .clipped(-1.0, 1.0)
                     .to_dict()
-                    for key, field in (("exact_accuracy", "exact"), ("accuracy", "token"))
+                    for key in ("exact_accuracy", "accuracy")
                 },
             }
         )
@@ -280,7 +275,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines.append(
             f"| {v['label']} | {recipe} | {', '.join(map(str, v['steps']))} | "
             f"{_ci(v['exact_accuracy'])} | {_ci(v['accuracy'])} | "
-            f"{_ci(v['minutes'], 1.0, '') if v['minutes'] else 'n/a'} | {to_target} | "
+            f"{_ci(v['minutes'], 1.0, '')} | {to_target} | "
             f"{_count(v['parameters'])} | {_count(v['train_flops_per_step'], 'FLOP')} |"
         )
     lines += [
@@ -344,41 +339,37 @@ def plot_compare(report: Mapping[str, Any], out: Path) -> bool:
     seeds at each evaluated step, with a band from the lowest to the highest seed."""
     if not have_matplotlib():
         return False
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for i, v in enumerate(report["variants"]):
-        color = f"C{i}"
-        curves = [r["curve"] for r in v["runs"]]
-        steps = sorted(set.intersection(*(set(c["step"] for c in curve) for curve in curves)))
-        if not steps:
-            continue
-        at = [{c["step"]: c for c in curve} for curve in curves]  # the run's points by step
-        acc = [[points[s]["exact_accuracy"] for points in at] for s in steps]
-        mean = [sum(a) / len(a) for a in acc]
-        lows, highs = [min(a) for a in acc], [max(a) for a in acc]
-        label = f"{v['label']} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
-        axes[1].plot(steps, mean, "o-", color=color, label=label, markersize=3)
-        axes[1].fill_between(steps, lows, highs, color=color, alpha=0.2)
-        timed = [  # the steps every seed has a time for: their mean time
-            (sum(ts) / len(ts), m, lo, hi)
-            for s, m, lo, hi in zip(steps, mean, lows, highs, strict=True)
-            if None not in (ts := [points[s]["minutes"] for points in at])
-        ]
-        if timed:
-            xs, ys, lo, hi = (list(x) for x in zip(*timed, strict=True))
-            axes[0].plot(xs, ys, "o-", color=color, label=label, markersize=3)
-            axes[0].fill_between(xs, lo, hi, color=color, alpha=0.2)
-    axes[0].set_xlabel("wall clock (min, mean over seeds)")
-    axes[1].set_xlabel("optimizer step")
-    for ax in axes:
-        ax.set_ylabel("exact accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{report['task']}: mean over seeds, band = lowest to highest seed", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with figure(out, ncols=2, figsize=(10, 3.8)) as (fig, (by_time, by_step)):
+        for i, v in enumerate(report["variants"]):
+            curves = [r["curve"] for r in v["runs"]]
+            steps = sorted(set.intersection(*({c["step"] for c in curve} for curve in curves)))
+            at = [{c["step"]: c for c in curve} for curve in curves]  # the run's points by step
+            acc = [[points[s]["exact_accuracy"] for points in at] for s in steps]
+            minutes = [[points[s]["minutes"] for points in at] for s in steps]
+            timed = [
+                (sum(t) / len(t), a) for t, a in zip(minutes, acc, strict=True) if None not in t
+            ]
+            label = f"{v['label']} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
+            # by step every evaluated step, by time those every seed has a time for (its mean)
+            for ax, xs, ys in (
+                (by_step, steps, acc),
+                (by_time, [t for t, _ in timed], [a for _, a in timed]),
+            ):
+                if xs:
+                    mean = [sum(a) / len(a) for a in ys]
+                    ax.plot(xs, mean, "o-", color=f"C{i}", label=label, markersize=3)
+                    lows, highs = [min(a) for a in ys], [max(a) for a in ys]
+                    ax.fill_between(xs, lows, highs, color=f"C{i}", alpha=0.2)
+        by_time.set_xlabel("wall clock (min, mean over seeds)")
+        by_step.set_xlabel("optimizer step")
+        for ax in (by_time, by_step):
+            ax.set_ylabel("exact accuracy")
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(
+            f"{report['task']}: mean over seeds, band = lowest to highest seed", fontsize=9
+        )
     return True
 
 
@@ -395,54 +386,44 @@ def best_within_budget(points: Sequence[Mapping[str, Any]]) -> tuple[list[float]
     """At every forward-pass count of the sweep, the best exact accuracy of any setting
     costing at most that (the cost curve; `trmkit.reports.pareto_front` keeps only the
     points where it rises)."""
-    xs: list[float] = []
-    ys: list[float] = []
-    best = float("-inf")
-    for p in sorted(points, key=lambda p: p["forward_passes"]):
-        best = max(best, float(p["exact_accuracy"]))
-        if xs and xs[-1] == p["forward_passes"]:
-            ys[-1] = best
-        else:
-            xs.append(float(p["forward_passes"]))
-            ys.append(best)
-    return xs, ys
+    cheapest_first = sorted(points, key=lambda p: p["forward_passes"])
+    best = itertools.accumulate((float(p["exact_accuracy"]) for p in cheapest_first), max)
+    # one entry per cost, holding the last (so the best) running maximum at it
+    at_cost = dict(zip((float(p["forward_passes"]) for p in cheapest_first), best, strict=True))
+    return list(at_cost), list(at_cost.values())
 
 
 def plot_sweeps(report: Mapping[str, Any], out: Path) -> bool:
     """Every run's test-time cost curve (the best exact accuracy at each forward-pass
-    budget, `trmkit eval --sweep`), one colour per variant."""
+    budget, `trmkit eval --sweep`), one colour per variant; False (no file) when no run
+    has a sweep."""
     if not have_matplotlib():
         return False
-    plotted = False
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.4))
-    for i, v in enumerate(report["variants"]):
-        for j, r in enumerate(v["runs"]):
-            points = read_sweep(Path(r["run_dir"]))
-            if not points:
-                continue
-            xs, ys = best_within_budget(points)
+    curves = [
+        (i, j, v["label"], r["seed"], points)
+        for i, v in enumerate(report["variants"])
+        for j, r in enumerate(v["runs"])
+        if (points := read_sweep(Path(r["run_dir"])))
+    ]
+    if not curves:
+        return False
+    with figure(out, figsize=(8, 4.4)) as (_, ax):
+        for i, j, label, seed, points in curves:
             ax.plot(
-                xs,
-                ys,
+                *best_within_budget(points),
                 color=f"C{i}",
                 linestyle=("-", "--", ":", "-.")[j % 4],
                 drawstyle="steps-post",
                 marker="o",
                 markersize=3,
-                label=f"{v['label']} seed {r['seed']}",
+                label=f"{label} seed {seed}",
             )
-            plotted = True
-    if plotted:
         ax.set_xscale("log")
         ax.set_xlabel("forward passes per puzzle (supervision steps x samples)")
         ax.set_ylabel("exact accuracy (best at each budget)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return plotted
+    return True
 
 
 def write_report(
