@@ -53,7 +53,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from trmkit.data.store import StoreWriter, check_out_path
+from trmkit.data.store import SplitMeta, StoreWriter, check_out_path
 from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
 from trmkit.network import require_hub
 from trmkit.task import (
@@ -473,6 +473,40 @@ class _Builder:
         self.pending[split] = _Pending()
 
 
+def commit_store(
+    writer: StoreWriter,
+    task: Task,
+    identifiers: Sequence[str],
+    num_ids: int,
+    blank_id: int = 0,
+    **record: Any,
+) -> dict[str, SplitMeta]:
+    """Commit ``writer`` with the root attributes of every store (docs/data.md, the store
+    layout): ``record`` holds what was read (source .. options), the rest comes from
+    ``task``; build and import both write through here, so the keys and their order agree."""
+    codec = task.codec
+    common = {
+        "vocab_size": codec.vocab_size,
+        "pad_id": codec.pad_id,
+        "ignore_label_id": codec.ignore_label_id,
+        "blank_identifier_id": blank_id,
+        "num_puzzle_identifiers": num_ids,
+    }
+    root_attrs = {
+        "task": task.name,
+        "task_version": task.version,
+        **record,
+        "puzzle_ids": task.defaults.puzzle_ids,
+        "augment_test": task.defaults.augment_test,
+        "transform_size": int(task.augmenter.transform_size),
+        "seq_len": codec.seq_len,
+        **common,
+    }
+    if task.configure is not None and record["options"]:  # readers rebuild it (Task.for_store)
+        root_attrs[TASK_OPTIONS_KEY] = json.dumps(dict(record["options"]), sort_keys=True)
+    return writer.commit(root_attrs, common, identifiers)
+
+
 def build_dataset(
     task: Task,
     out: str | Path,
@@ -519,35 +553,22 @@ def build_dataset(
                 builder.add(puzzle)
         for split in ("train", "test"):
             builder.flush(split)
-        codec = task.codec
-        common = {
-            "vocab_size": codec.vocab_size,
-            "pad_id": codec.pad_id,
-            "ignore_label_id": codec.ignore_label_id,
-            "blank_identifier_id": 0,
-            "num_puzzle_identifiers": 1 if builder.shared_ids else builder.next_id,
-        }
-        root_attrs = {
-            "task": task.name,
-            "task_version": task.version,
-            "source": src.name,
-            "source_path": str(path) if path is not None else None,
-            "source_files": dict(raw.files),
-            "source_description": raw.description,
-            "seed": seed,
-            "num_aug": num_aug,
-            "subsample": subsample,
-            "strict": strict,
-            "options": options,
-            "puzzle_ids": task.defaults.puzzle_ids,
-            "augment_test": task.defaults.augment_test,
-            "transform_size": builder.k,
-            "seq_len": codec.seq_len,
-            **common,
-        }
-        if task.configure is not None and options:  # readers rebuild the task (Task.for_store)
-            root_attrs[TASK_OPTIONS_KEY] = json.dumps(dict(options), sort_keys=True)
-        metas = writer.commit(root_attrs, common, builder.identifiers)
+        num_ids = 1 if builder.shared_ids else builder.next_id
+        metas = commit_store(
+            writer,
+            task,
+            builder.identifiers,
+            num_ids,
+            source=src.name,
+            source_path=str(path) if path is not None else None,
+            source_files=dict(raw.files),
+            source_description=raw.description,
+            seed=seed,
+            num_aug=num_aug,
+            subsample=subsample,
+            strict=strict,
+            options=options,
+        )
     splits = {
         name: SplitSummary(
             meta.total_groups,
@@ -562,7 +583,7 @@ def build_dataset(
         task=task.name,
         out=out,
         splits=splits,
-        num_puzzle_identifiers=int(common["num_puzzle_identifiers"]),
+        num_puzzle_identifiers=num_ids,
         disk_bytes=disk,
         seconds=time.perf_counter() - started,
         num_aug=num_aug,

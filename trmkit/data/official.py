@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trmkit import atomic
+from trmkit.data.build import commit_store
 from trmkit.data.store import SPLITS, StoreWriter, check_out_path, expected_count, open_store
 from trmkit.errors import StoreError
 from trmkit.oserrors import check_writable_dir, writing
@@ -320,7 +321,6 @@ def import_official(
                 f"{src / 'identifiers.json'}: expected a list of at least {max(num_ids)} names"
             )
         identifiers = [str(name) for name in identifiers]
-    codec = task.codec
     hashes = {
         f"{name}/dataset.json": hashlib.sha256(
             (src / name / "dataset.json").read_bytes()
@@ -330,40 +330,25 @@ def import_official(
     with StoreWriter(out, force=force) as writer:
         for name, split in splits.items():
             _copy_split(writer, name, split, task, identifiers)
-        common = {
-            "vocab_size": codec.vocab_size,
-            "pad_id": codec.pad_id,
-            "ignore_label_id": codec.ignore_label_id,
-            "blank_identifier_id": int(
-                next(iter(splits.values())).info.get("blank_identifier_id", 0)
-            ),
-            "num_puzzle_identifiers": num_ids.pop(),
-        }
-        count = int(common["num_puzzle_identifiers"])
-        names = (
+        count = num_ids.pop()
+        commit_store(
+            writer,
+            task,
             identifiers[:count]
             if identifiers
-            else ["<blank>"] + [f"id{i}" for i in range(1, count)]
+            else ["<blank>"] + [f"id{i}" for i in range(1, count)],
+            count,
+            int(next(iter(splits.values())).info.get("blank_identifier_id", 0)),
+            source="official",
+            source_path=str(src.resolve()),
+            source_files=hashes,
+            source_description="imported from the official TRM/HRM layout",
+            seed=None,
+            num_aug=None,
+            subsample=None,
+            strict=False,
+            options={},
         )
-        root_attrs = {
-            "task": task.name,
-            "task_version": task.version,
-            "source": "official",
-            "source_path": str(src.resolve()),
-            "source_files": hashes,
-            "source_description": "imported from the official TRM/HRM layout",
-            "seed": None,
-            "num_aug": None,
-            "subsample": None,
-            "strict": False,
-            "options": {},
-            "puzzle_ids": task.defaults.puzzle_ids,
-            "augment_test": task.defaults.augment_test,
-            "transform_size": task.augmenter.transform_size,
-            "seq_len": codec.seq_len,
-            **common,
-        }
-        writer.commit(root_attrs, common, names)
     return out
 
 
