@@ -284,15 +284,13 @@ def _group_names(split: _OfficialSplit, identifiers: list[str] | None) -> list[s
         if not isinstance(names, list) or len(names) != groups:
             raise StoreError(f"{path}: expected a list of {groups} names")
         return [str(name) for name in names]
-    names = []
-    for g in range(groups):
-        first = split.group_indices[g]
-        pid = int(split.puzzle_identifiers[first]) if first < len(split.puzzle_identifiers) else 0
-        if identifiers is not None and pid > 0:
-            names.append(identifiers[pid].split("|||")[0])
-        else:
-            names.append(f"group{g}")
-    return names
+    # without the file: a group is named after the identifier of its first puzzle
+    ids = split.puzzle_identifiers
+    firsts = [int(ids[p]) if p < len(ids) else 0 for p in split.group_indices[:-1]]
+    return [
+        identifiers[pid].split("|||")[0] if identifiers is not None and pid > 0 else f"group{g}"
+        for g, pid in enumerate(firsts)
+    ]
 
 
 def import_official(
@@ -380,8 +378,7 @@ def _copy_split(
                 )
             block.append(rows.astype(np.uint8))
         target.append(
-            block[0],
-            block[1],
+            *block,
             puzzle_sizes=np.diff(pi[p0 : p1 + 1]),
             puzzle_ids=split.puzzle_identifiers[p0:p1],
             transforms=transforms[p0:p1],
