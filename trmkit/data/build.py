@@ -234,7 +234,6 @@ class _Builder:
         self.pending = {"train": _Pending(), "test": _Pending()}
         augmenter, codec = self.augmenter, self.codec
         self.apply_batch = augmenter.apply_batch if isinstance(augmenter, BatchAugmenter) else None
-        self.encode_batch = codec.encode_batch if isinstance(codec, BatchCodec) else None
         fast = isinstance(codec, BatchCodec) and codec.batch_encodes_puzzles
         self.encode_variants = codec.encode_variants if isinstance(codec, VariantEncoder) else None
         self.fast_encode = {"train": fast, "test": fast}
@@ -399,10 +398,12 @@ class _Builder:
                 by_shape.setdefault(grids.shape[1:], []).append((positions, grids))
                 offset += len(grids)
         out = np.empty((rows, self.codec.seq_len), dtype=np.uint8)
-        assert self.encode_batch is not None  # fast_encode implies a BatchCodec
+        assert isinstance(self.codec, BatchCodec)  # fast_encode implies one
         for parts in by_shape.values():
             positions, grids = (np.concatenate(part) for part in zip(*parts, strict=True))
-            out[positions] = self._check_rows(self.encode_batch(grids), len(grids), "encode_batch")
+            out[positions] = self._check_rows(
+                self.codec.encode_batch(grids), len(grids), "encode_batch"
+            )
         return out
 
     def _encode_slow(

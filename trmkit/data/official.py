@@ -227,34 +227,25 @@ class _OfficialSplit:
 
 
 def _transforms(split: _OfficialSplit, task: Task) -> np.ndarray:
-    k = task.augmenter.transform_size
+    """The split's ``trmkit_transforms.npy`` (identities when absent, as the official code
+    writes none). Each distinct imported transform (up to `TRANSFORM_PROBES`) must be one the
+    task's augmenter can apply and exactly invert on a grid of its puzzle: an out-of-range
+    table would otherwise train and evaluate on garbage."""
+    aug, codec, k = task.augmenter, task.codec, task.augmenter.transform_size
     path = split.folder / "trmkit_transforms.npy"
-    if path.exists():
-        transforms = np.asarray(_load_npy(path))
-        if transforms.shape != (len(split.puzzle_identifiers), k):
-            raise StoreError(
-                f"{path}: shape {transforms.shape}, expected [{len(split.puzzle_identifiers)}, {k}]"
-            )
-        if len(transforms) and (
-            transforms.min() < np.iinfo(np.int32).min or transforms.max() > np.iinfo(np.int32).max
-        ):
-            raise StoreError(f"{path}: values beyond 32 bits; not a transform table")
-        transforms = transforms.astype(np.int32)
-        _check_transforms(path, split, task, transforms)
-        return transforms
-    identity = np.asarray(task.augmenter.identity(), dtype=np.int32).reshape(1, k)
-    return np.repeat(identity, len(split.puzzle_identifiers), axis=0)
-
-
-def _check_transforms(
-    path: Path, split: _OfficialSplit, task: Task, transforms: np.ndarray
-) -> None:
-    """Each distinct imported transform (up to `TRANSFORM_PROBES`) must be one the task's
-    augmenter can apply and exactly invert on a grid of its puzzle: an out-of-range table
-    would otherwise train and evaluate on garbage."""
-    if not len(transforms):
-        return
-    aug, codec = task.augmenter, task.codec
+    if not path.exists():
+        identity = np.asarray(aug.identity(), dtype=np.int32).reshape(1, k)
+        return np.repeat(identity, len(split.puzzle_identifiers), axis=0)
+    transforms = np.asarray(_load_npy(path))
+    if transforms.shape != (len(split.puzzle_identifiers), k):
+        raise StoreError(
+            f"{path}: shape {transforms.shape}, expected [{len(split.puzzle_identifiers)}, {k}]"
+        )
+    if len(transforms) and (
+        transforms.min() < np.iinfo(np.int32).min or transforms.max() > np.iinfo(np.int32).max
+    ):
+        raise StoreError(f"{path}: values beyond 32 bits; not a transform table")
+    transforms = transforms.astype(np.int32)
     _, first = np.unique(transforms, axis=0, return_index=True)
     for p in np.sort(first)[:TRANSFORM_PROBES]:
         row = int(split.puzzle_indices[p])
@@ -274,6 +265,7 @@ def _check_transforms(
                 f"{path}: row {int(p)} ({t.tolist()[:8]}) is not a transform "
                 f"task {task.name!r} can apply and invert; the table is damaged"
             )
+    return transforms
 
 
 def _group_names(split: _OfficialSplit, identifiers: list[str] | None) -> list[str]:
