@@ -18,9 +18,8 @@ from trmkit_maze.grid import OPEN, PATH, path_checks
 
 
 class MazeEvalRun:
-    def __init__(self, context: EvalContext, side: int) -> None:
+    def __init__(self, context: EvalContext) -> None:
         self.context = context
-        self.side = side
         self.tally = AccuracyTally(context.codec.ignore_label_id)
         self.rows = self.valid = self.shortest = 0
 
@@ -56,9 +55,6 @@ class MazeEvaluator:
     """Also a `trmkit.task.AnswerChecker`: an answer is valid when it is the input maze with
     one shortest S-to-G path drawn on open cells and nothing else changed."""
 
-    def __init__(self, side: int) -> None:
-        self.side = side
-
     def check_answer(self, puzzle_input: np.ndarray, answer: np.ndarray) -> bool:
         maze, answer = np.asarray(puzzle_input), np.asarray(answer)
         if maze.shape != answer.shape or not np.array_equal(
@@ -68,4 +64,4 @@ class MazeEvaluator:
         return path_checks(maze, answer)[1]
 
     def start(self, context: EvalContext) -> MazeEvalRun:
-        return MazeEvalRun(context, self.side)
+        return MazeEvalRun(context)

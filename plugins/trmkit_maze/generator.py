@@ -56,12 +56,10 @@ def carve(side: int, rng: np.random.Generator, braid: float) -> np.ndarray:
         stack.append((nr, nc))
     # walls between two lattice cells: (even, odd) or (odd, even) positions inside the lattice
     top = 2 * cells - 1
-    rr, cc = np.meshgrid(np.arange(top), np.arange(top), indexing="ij")
-    between = ((rr + cc) % 2 == 1) & (grid[:top, :top] == WALL)
-    candidates = np.argwhere(between)
+    odd = np.add.outer(np.arange(top), np.arange(top)) % 2 == 1
+    candidates = np.argwhere(odd & (grid[:top, :top] == WALL))
     opened = rng.random(len(candidates)) < braid
-    for r, c in candidates[opened]:
-        grid[r, c] = OPEN
+    grid[tuple(candidates[opened].T)] = OPEN
     return grid
 
 

@@ -53,7 +53,7 @@ def make_task(
         description=description,
         codec=OffsetCodec(side, side, 5),
         augmenter=DihedralAugmenter(),
-        evaluator=MazeEvaluator(side),
+        evaluator=MazeEvaluator(),
         sources=sources,
         defaults=BuildDefaults(
             source="generate",

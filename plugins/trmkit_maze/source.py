@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 
 import numpy as np
@@ -64,26 +65,19 @@ def csv_sources(side: int, task: str, hub: bool) -> dict[str, Source]:
     )
 
 
-def _shares(total: int, parts: int) -> list[int]:
-    """``total`` split into ``parts`` near-equal counts (the first ones get the remainder)."""
-    return [total // parts + (i < total % parts) for i in range(parts)]
-
-
 def parse_sides(value: str | None, side: int) -> tuple[int, ...]:
     """The ``train_sides`` option: comma-separated maze sides for the training split, each
     in 5..``side`` (smaller mazes are padded with walls into the side x side frame)."""
     if value is None or not value.strip():
         return (side,)
-    sides: list[int] = []
-    for part in value.split(","):
-        part = part.strip()
+    parts = [part.strip() for part in value.split(",")]
+    for part in parts:
         if not part.isdigit() or not 5 <= int(part) <= side:
             raise SourceError(
                 f"option train_sides={value!r}: {part!r} is not a side between 5 and {side}; "
                 f'write e.g. train_sides = "7,9,{side}"'
             )
-        sides.append(int(part))
-    return tuple(sides)
+    return tuple(int(part) for part in parts)
 
 
 def _padded(grid: np.ndarray, side: int) -> np.ndarray:
@@ -116,10 +110,13 @@ def generator_source(
         rng = np.random.default_rng(request.seed)
         seen: set[bytes] = set()
         puzzles: list[RawPuzzle] = []
-        shares = _shares(opts["count"], len(sides))
-        plan = [("train", s, n) for s, n in zip(sides, shares, strict=True)]
+        # the train count split evenly over the sides (the first ones get the remainder)
+        count_of, parts = opts["count"], len(sides)
+        plan = [
+            ("train", s, count_of // parts + (i < count_of % parts)) for i, s in enumerate(sides)
+        ]
         plan.append(("test", side, opts["test_count"]))
-        numbered = {"train": 0, "test": 0}
+        numbered = {"train": itertools.count(), "test": itertools.count()}
         for split, maze_side, n in plan:
             # stepping stones: S and G at least a corner-to-corner walk apart (2 side - 1 cells)
             shortest = opts["min_path"] if maze_side == side else 2 * maze_side - 1
@@ -138,8 +135,7 @@ def generator_source(
                     "side": maze_side,
                     "source": "trmkit-generator",
                 }
-                name = f"{split}-{numbered[split]:06d}"
-                numbered[split] += 1
+                name = f"{split}-{next(numbered[split]):06d}"
                 puzzles.append(RawPuzzle.single(name, example, split, meta))
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
         return RawData(puzzles, {"generator": digest}, f"generated mazes: {params}")
@@ -182,7 +178,7 @@ def parse_puzzles(side: int):
 
     def parse(text: str) -> list[RawPuzzle]:
         src = text_grids.read_puzzle_text(text, text="maze text", what="maze file")
-        found: list[tuple[str | None, int, np.ndarray]] = []
+        found: list[tuple[str | None, int, Example]] = []
         for block in text_grids.text_blocks(
             src.body, name_of=name_of, separator=_is_dashes, blank_ends=False
         ):
@@ -202,24 +198,22 @@ def parse_puzzles(side: int):
                     cells.append(
                         text_grids.grid_cells(line.ljust(side), number, lut, src.where, hint, "")
                     )
-                found.append(
-                    (block.name if i == 0 else None, first, np.array(cells, dtype=np.int64))
-                )
+                grid = np.array(cells, dtype=np.int64)
+                grid[grid == PATH] = OPEN
+                solved = shortest_path(grid)
+                if solved is None:
+                    raise PuzzleError(
+                        f"{src.where}, maze at line {first}: needs exactly one S and one G "
+                        "joined by open cells"
+                    )
+                found.append((block.name if i == 0 else None, first, Example(grid, solved)))
         if not found:
             raise PuzzleError(f"{src.where}: no maze found")
         names = text_grids.puzzle_names([name for name, _, _ in found], src.stem, "maze")
-        puzzles = []
-        for name, (_, first, grid) in zip(names, found, strict=True):
-            grid[grid == PATH] = OPEN
-            solved = shortest_path(grid)
-            if solved is None:
-                raise PuzzleError(
-                    f"{src.where}, maze at line {first}: needs exactly one S and one G joined by "
-                    f"open cells"
-                )
-            example = Example(grid, solved)
-            puzzles.append(RawPuzzle(name, test=(example,), meta={"line": first}))
-        return puzzles
+        return [
+            RawPuzzle(name, test=(example,), meta={"line": first})
+            for name, (_, first, example) in zip(names, found, strict=True)
+        ]
 
     return parse
 
@@ -239,13 +233,8 @@ def _mazes_of(rows: tuple[tuple[int, str], ...], side: int) -> list[list[tuple[i
         maze.pop()
     if len(maze) <= side:
         return [maze]
-    runs: list[list[tuple[int, str]]] = [[]]
-    for number, line in maze:
-        if line.strip():
-            runs[-1].append((number, line))
-        elif runs[-1]:
-            runs.append([])
-    return [run for run in runs if run]
+    runs = itertools.groupby(maze, key=lambda row: bool(row[1].strip()))
+    return [list(run) for filled, run in runs if filled]
 
 
 def render(grid: np.ndarray) -> str:

@@ -53,7 +53,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from trmkit.data.store import StoreWriter, check_out_path
+from trmkit.data.store import SplitMeta, StoreWriter, check_out_path
 from trmkit.errors import ConfigError, PluginError, SourceError, TrmkitError, UnknownNameError
 from trmkit.network import require_hub
 from trmkit.task import (
@@ -234,7 +234,6 @@ class _Builder:
         self.pending = {"train": _Pending(), "test": _Pending()}
         augmenter, codec = self.augmenter, self.codec
         self.apply_batch = augmenter.apply_batch if isinstance(augmenter, BatchAugmenter) else None
-        self.encode_batch = codec.encode_batch if isinstance(codec, BatchCodec) else None
         fast = isinstance(codec, BatchCodec) and codec.batch_encodes_puzzles
         self.encode_variants = codec.encode_variants if isinstance(codec, VariantEncoder) else None
         self.fast_encode = {"train": fast, "test": fast}
@@ -332,12 +331,10 @@ class _Builder:
                         )
 
     def _transformed(self, transforms: np.ndarray, grid: np.ndarray, puzzle: str) -> Any:
-        """The grid under every transform: ndarray[T, h, w] when shapes agree, else a list."""
-        count = len(transforms)
-        if count == 1:
-            return grid[None]
-        if self.apply_batch is not None and grid.shape[0] == grid.shape[1]:
-            batch = np.repeat(grid[None], count, axis=0)
+        """The grid under every transform: ndarray[T, h, w] from ``apply_batch`` (square
+        grids), else a list of T grids."""
+        if len(transforms) > 1 and self.apply_batch is not None and grid.shape[0] == grid.shape[1]:
+            batch = np.repeat(grid[None], len(transforms), axis=0)
             out = np.asarray(self.apply_batch(transforms, batch))
             if out.shape != batch.shape:
                 raise PluginError(
@@ -345,10 +342,7 @@ class _Builder:
                     f"{out.shape} for {batch.shape} (puzzle {puzzle!r})"
                 )
             return out
-        grids = [grid] + [np.asarray(self.augmenter.apply(t, grid)) for t in transforms[1:]]
-        if all(g.shape == grids[0].shape for g in grids):
-            return np.stack(grids)
-        return grids
+        return [grid] + [np.asarray(self.augmenter.apply(t, grid)) for t in transforms[1:]]
 
     def _add_split(
         self,
@@ -378,16 +372,10 @@ class _Builder:
                     self._transformed(transforms, np.asarray(getattr(e, attr)), name)
                     for e in examples
                 ]
-                if per == 1:
-                    target.append(per_example[0])
-                elif all(isinstance(g, np.ndarray) for g in per_example) and all(
-                    g.shape == per_example[0].shape for g in per_example
-                ):
-                    # variant-major order: all examples of variant 0, then variant 1, ...
-                    stacked = np.stack(per_example, axis=1)
-                    target.append(stacked.reshape(count * per, *stacked.shape[2:]))
-                else:
-                    target.append([per_example[e][t] for t in range(count) for e in range(per)])
+                # variant-major order: all examples of variant 0, then variant 1, ...
+                grids = [g[t] for t in range(count) for g in per_example]
+                same = all(g.shape == grids[0].shape for g in grids)
+                target.append(np.stack(grids) if same else grids)
         pending.rows += count * per
         pending.puzzle_sizes.extend([per] * count)
         pending.puzzle_ids.append(ids)
@@ -401,24 +389,21 @@ class _Builder:
 
     def _encode_fast(self, segments: list[Any], rows: int) -> np.ndarray:
         """encode_batch over same-shape grids, scattered back into row order."""
-        by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+        by_shape: dict[tuple[int, ...], list[tuple[np.ndarray, np.ndarray]]] = {}
         offset = 0
         for segment in segments:
-            if isinstance(segment, np.ndarray):
-                by_shape.setdefault(segment.shape[1:], []).append((offset, segment))
-                offset += len(segment)
-            else:
-                for grid in segment:
-                    grid = np.asarray(grid)
-                    by_shape.setdefault(grid.shape, []).append((offset, grid[None]))
-                    offset += 1
+            stacks = [segment] if isinstance(segment, np.ndarray) else [g[None] for g in segment]
+            for grids in stacks:
+                positions = np.arange(offset, offset + len(grids))
+                by_shape.setdefault(grids.shape[1:], []).append((positions, grids))
+                offset += len(grids)
         out = np.empty((rows, self.codec.seq_len), dtype=np.uint8)
+        assert isinstance(self.codec, BatchCodec)  # fast_encode implies one
         for parts in by_shape.values():
-            grids = np.concatenate([p[1] for p in parts])
-            assert self.encode_batch is not None  # fast_encode implies a BatchCodec
-            encoded = self._check_rows(self.encode_batch(grids), len(grids), "encode_batch")
-            positions = np.concatenate([np.arange(o, o + len(g)) for o, g in parts])
-            out[positions] = encoded
+            positions, grids = (np.concatenate(part) for part in zip(*parts, strict=True))
+            out[positions] = self._check_rows(
+                self.codec.encode_batch(grids), len(grids), "encode_batch"
+            )
         return out
 
     def _encode_slow(
@@ -441,10 +426,8 @@ class _Builder:
         pending = self.pending[split]
         if not pending.group_sizes:
             return
-        inputs = labels = None
         if pending.encoded:
-            inputs = np.concatenate([e[0] for e in pending.encoded])
-            labels = np.concatenate([e[1] for e in pending.encoded])
+            inputs, labels = (np.concatenate(part) for part in zip(*pending.encoded, strict=True))
         elif self.fast_encode[split]:
             inputs = self._encode_fast(pending.inputs, pending.rows)
             labels = self._encode_fast(pending.outputs, pending.rows)
@@ -453,12 +436,10 @@ class _Builder:
                 n = min(FASTPATH_CHECK_PUZZLES, len(pending.puzzle_sizes))
                 ref_in, ref_lab = self._encode_slow(split, pending, np.random.default_rng(0), n)
                 rows = len(ref_in)
-                if not (
-                    np.array_equal(ref_in, inputs[:rows]) and np.array_equal(ref_lab, labels[:rows])
-                ):
-                    self.fast_encode[split] = False
-                    inputs = labels = None
-        if inputs is None or labels is None:
+                self.fast_encode[split] = np.array_equal(ref_in, inputs[:rows]) and np.array_equal(
+                    ref_lab, labels[:rows]
+                )
+        if not pending.encoded and not self.fast_encode[split]:
             inputs, labels = self._encode_slow(split, pending, self.codec_rng)
         writer = self.writer.split(split, seq_len=self.codec.seq_len, transform_size=self.k)
         writer.append(
@@ -471,6 +452,40 @@ class _Builder:
             group_names=pending.group_names,
         )
         self.pending[split] = _Pending()
+
+
+def commit_store(
+    writer: StoreWriter,
+    task: Task,
+    identifiers: Sequence[str],
+    num_ids: int,
+    blank_id: int = 0,
+    **record: Any,
+) -> dict[str, SplitMeta]:
+    """Commit ``writer`` with the root attributes of every store (docs/data.md, the store
+    layout): ``record`` holds what was read (source .. options), the rest comes from
+    ``task``; build and import both write through here, so the keys and their order agree."""
+    codec = task.codec
+    common = {
+        "vocab_size": codec.vocab_size,
+        "pad_id": codec.pad_id,
+        "ignore_label_id": codec.ignore_label_id,
+        "blank_identifier_id": blank_id,
+        "num_puzzle_identifiers": num_ids,
+    }
+    root_attrs = {
+        "task": task.name,
+        "task_version": task.version,
+        **record,
+        "puzzle_ids": task.defaults.puzzle_ids,
+        "augment_test": task.defaults.augment_test,
+        "transform_size": int(task.augmenter.transform_size),
+        "seq_len": codec.seq_len,
+        **common,
+    }
+    if task.configure is not None and record["options"]:  # readers rebuild it (Task.for_store)
+        root_attrs[TASK_OPTIONS_KEY] = json.dumps(dict(record["options"]), sort_keys=True)
+    return writer.commit(root_attrs, common, identifiers)
 
 
 def build_dataset(
@@ -519,35 +534,22 @@ def build_dataset(
                 builder.add(puzzle)
         for split in ("train", "test"):
             builder.flush(split)
-        codec = task.codec
-        common = {
-            "vocab_size": codec.vocab_size,
-            "pad_id": codec.pad_id,
-            "ignore_label_id": codec.ignore_label_id,
-            "blank_identifier_id": 0,
-            "num_puzzle_identifiers": 1 if builder.shared_ids else builder.next_id,
-        }
-        root_attrs = {
-            "task": task.name,
-            "task_version": task.version,
-            "source": src.name,
-            "source_path": str(path) if path is not None else None,
-            "source_files": dict(raw.files),
-            "source_description": raw.description,
-            "seed": seed,
-            "num_aug": num_aug,
-            "subsample": subsample,
-            "strict": strict,
-            "options": options,
-            "puzzle_ids": task.defaults.puzzle_ids,
-            "augment_test": task.defaults.augment_test,
-            "transform_size": builder.k,
-            "seq_len": codec.seq_len,
-            **common,
-        }
-        if task.configure is not None and options:  # readers rebuild the task (Task.for_store)
-            root_attrs[TASK_OPTIONS_KEY] = json.dumps(dict(options), sort_keys=True)
-        metas = writer.commit(root_attrs, common, builder.identifiers)
+        num_ids = 1 if builder.shared_ids else builder.next_id
+        metas = commit_store(
+            writer,
+            task,
+            builder.identifiers,
+            num_ids,
+            source=src.name,
+            source_path=str(path) if path is not None else None,
+            source_files=dict(raw.files),
+            source_description=raw.description,
+            seed=seed,
+            num_aug=num_aug,
+            subsample=subsample,
+            strict=strict,
+            options=options,
+        )
     splits = {
         name: SplitSummary(
             meta.total_groups,
@@ -562,7 +564,7 @@ def build_dataset(
         task=task.name,
         out=out,
         splits=splits,
-        num_puzzle_identifiers=int(common["num_puzzle_identifiers"]),
+        num_puzzle_identifiers=num_ids,
         disk_bytes=disk,
         seconds=time.perf_counter() - started,
         num_aug=num_aug,

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trmkit import atomic
+from trmkit.data.build import commit_store
 from trmkit.data.store import SPLITS, StoreWriter, check_out_path, expected_count, open_store
 from trmkit.errors import StoreError
 from trmkit.oserrors import check_writable_dir, writing
@@ -226,34 +227,25 @@ class _OfficialSplit:
 
 
 def _transforms(split: _OfficialSplit, task: Task) -> np.ndarray:
-    k = task.augmenter.transform_size
+    """The split's ``trmkit_transforms.npy`` (identities when absent, as the official code
+    writes none). Each distinct imported transform (up to `TRANSFORM_PROBES`) must be one the
+    task's augmenter can apply and exactly invert on a grid of its puzzle: an out-of-range
+    table would otherwise train and evaluate on garbage."""
+    aug, codec, k = task.augmenter, task.codec, task.augmenter.transform_size
     path = split.folder / "trmkit_transforms.npy"
-    if path.exists():
-        transforms = np.asarray(_load_npy(path))
-        if transforms.shape != (len(split.puzzle_identifiers), k):
-            raise StoreError(
-                f"{path}: shape {transforms.shape}, expected [{len(split.puzzle_identifiers)}, {k}]"
-            )
-        if len(transforms) and (
-            transforms.min() < np.iinfo(np.int32).min or transforms.max() > np.iinfo(np.int32).max
-        ):
-            raise StoreError(f"{path}: values beyond 32 bits; not a transform table")
-        transforms = transforms.astype(np.int32)
-        _check_transforms(path, split, task, transforms)
-        return transforms
-    identity = np.asarray(task.augmenter.identity(), dtype=np.int32).reshape(1, k)
-    return np.repeat(identity, len(split.puzzle_identifiers), axis=0)
-
-
-def _check_transforms(
-    path: Path, split: _OfficialSplit, task: Task, transforms: np.ndarray
-) -> None:
-    """Each distinct imported transform (up to `TRANSFORM_PROBES`) must be one the task's
-    augmenter can apply and exactly invert on a grid of its puzzle: an out-of-range table
-    would otherwise train and evaluate on garbage."""
-    if not len(transforms):
-        return
-    aug, codec = task.augmenter, task.codec
+    if not path.exists():
+        identity = np.asarray(aug.identity(), dtype=np.int32).reshape(1, k)
+        return np.repeat(identity, len(split.puzzle_identifiers), axis=0)
+    transforms = np.asarray(_load_npy(path))
+    if transforms.shape != (len(split.puzzle_identifiers), k):
+        raise StoreError(
+            f"{path}: shape {transforms.shape}, expected [{len(split.puzzle_identifiers)}, {k}]"
+        )
+    if len(transforms) and (
+        transforms.min() < np.iinfo(np.int32).min or transforms.max() > np.iinfo(np.int32).max
+    ):
+        raise StoreError(f"{path}: values beyond 32 bits; not a transform table")
+    transforms = transforms.astype(np.int32)
     _, first = np.unique(transforms, axis=0, return_index=True)
     for p in np.sort(first)[:TRANSFORM_PROBES]:
         row = int(split.puzzle_indices[p])
@@ -273,6 +265,7 @@ def _check_transforms(
                 f"{path}: row {int(p)} ({t.tolist()[:8]}) is not a transform "
                 f"task {task.name!r} can apply and invert; the table is damaged"
             )
+    return transforms
 
 
 def _group_names(split: _OfficialSplit, identifiers: list[str] | None) -> list[str]:
@@ -283,15 +276,13 @@ def _group_names(split: _OfficialSplit, identifiers: list[str] | None) -> list[s
         if not isinstance(names, list) or len(names) != groups:
             raise StoreError(f"{path}: expected a list of {groups} names")
         return [str(name) for name in names]
-    names = []
-    for g in range(groups):
-        first = split.group_indices[g]
-        pid = int(split.puzzle_identifiers[first]) if first < len(split.puzzle_identifiers) else 0
-        if identifiers is not None and pid > 0:
-            names.append(identifiers[pid].split("|||")[0])
-        else:
-            names.append(f"group{g}")
-    return names
+    # without the file: a group is named after the identifier of its first puzzle
+    ids = split.puzzle_identifiers
+    firsts = [int(ids[p]) if p < len(ids) else 0 for p in split.group_indices[:-1]]
+    return [
+        identifiers[pid].split("|||")[0] if identifiers is not None and pid > 0 else f"group{g}"
+        for g, pid in enumerate(firsts)
+    ]
 
 
 def import_official(
@@ -320,7 +311,6 @@ def import_official(
                 f"{src / 'identifiers.json'}: expected a list of at least {max(num_ids)} names"
             )
         identifiers = [str(name) for name in identifiers]
-    codec = task.codec
     hashes = {
         f"{name}/dataset.json": hashlib.sha256(
             (src / name / "dataset.json").read_bytes()
@@ -330,40 +320,25 @@ def import_official(
     with StoreWriter(out, force=force) as writer:
         for name, split in splits.items():
             _copy_split(writer, name, split, task, identifiers)
-        common = {
-            "vocab_size": codec.vocab_size,
-            "pad_id": codec.pad_id,
-            "ignore_label_id": codec.ignore_label_id,
-            "blank_identifier_id": int(
-                next(iter(splits.values())).info.get("blank_identifier_id", 0)
-            ),
-            "num_puzzle_identifiers": num_ids.pop(),
-        }
-        count = int(common["num_puzzle_identifiers"])
-        names = (
+        count = num_ids.pop()
+        commit_store(
+            writer,
+            task,
             identifiers[:count]
             if identifiers
-            else ["<blank>"] + [f"id{i}" for i in range(1, count)]
+            else ["<blank>"] + [f"id{i}" for i in range(1, count)],
+            count,
+            int(next(iter(splits.values())).info.get("blank_identifier_id", 0)),
+            source="official",
+            source_path=str(src.resolve()),
+            source_files=hashes,
+            source_description="imported from the official TRM/HRM layout",
+            seed=None,
+            num_aug=None,
+            subsample=None,
+            strict=False,
+            options={},
         )
-        root_attrs = {
-            "task": task.name,
-            "task_version": task.version,
-            "source": "official",
-            "source_path": str(src.resolve()),
-            "source_files": hashes,
-            "source_description": "imported from the official TRM/HRM layout",
-            "seed": None,
-            "num_aug": None,
-            "subsample": None,
-            "strict": False,
-            "options": {},
-            "puzzle_ids": task.defaults.puzzle_ids,
-            "augment_test": task.defaults.augment_test,
-            "transform_size": task.augmenter.transform_size,
-            "seq_len": codec.seq_len,
-            **common,
-        }
-        writer.commit(root_attrs, common, names)
     return out
 
 
@@ -395,8 +370,7 @@ def _copy_split(
                 )
             block.append(rows.astype(np.uint8))
         target.append(
-            block[0],
-            block[1],
+            *block,
             puzzle_sizes=np.diff(pi[p0 : p1 + 1]),
             puzzle_ids=split.puzzle_identifiers[p0:p1],
             transforms=transforms[p0:p1],
