@@ -23,6 +23,17 @@ BACKUP_MARK = ".old-"
 TMP_MARK = ".tmp-"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (the owner of a temporary is alive)."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs, as another user
+        return True
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make a rename inside ``path`` durable (best effort: not every OS/filesystem can)."""
     try:

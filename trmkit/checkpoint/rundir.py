@@ -27,6 +27,7 @@ from typing import IO
 
 import attrs
 
+from trmkit.atomic import pid_alive
 from trmkit.errors import RunDirError
 
 LOCK_NAME = ".trmkit-run.lock"
@@ -52,16 +53,6 @@ def _host() -> str:
 def writer_token() -> str:
     """``<pid>@<host>``: names the temporaries this process writes."""
     return f"{os.getpid()}@{_host()}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it runs, as another user
-        pass
-    return True
 
 
 def owner_is_dead(token: str) -> bool:

@@ -320,16 +320,6 @@ def _looks_like_store(path: Path) -> bool:
     return isinstance(meta, dict) and FORMAT_KEY in meta.get("attributes", {})
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, another user's
-    return True
-
-
 def remove_stale_temporaries(out: Path) -> None:
     """Restore a replaced store a kill left as its backup (`trmkit.atomic.recover_dir`) and
     delete the ``out.tmp-<pid>`` siblings of killed builds."""
@@ -340,7 +330,7 @@ def remove_stale_temporaries(out: Path) -> None:
     prefix = out.name + ".tmp-"
     for sibling in out.parent.iterdir():
         pid = sibling.name.removeprefix(prefix)
-        if sibling.name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+        if sibling.name.startswith(prefix) and pid.isdigit() and not atomic.pid_alive(int(pid)):
             shutil.rmtree(sibling, ignore_errors=True)
 
 
