@@ -34,6 +34,8 @@ import tempfile
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from trmkit.models import build_model, compile_model
 from trmkit.models.rollout import rollout
@@ -173,6 +175,75 @@ def bench(fields: dict, batch: int, repeats: int, compile_: bool, peak_n: int) -
     }
 
 
+class _OpCount(TorchDispatchMode):
+    """Counts the aten operators dispatched while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def work(fields: dict, batch: int) -> dict:
+    """Operators dispatched and FLOPs counted by torch in one eval rollout of `EVAL_STEPS`
+    steps and in one training step (forward, backward, both optimizers), after a warm-up of
+    each; the same model, batch and optimizers as `bench`."""
+    torch.manual_seed(0)
+    model = build_model("trm", {**fields, "batch_size": batch})
+    dense = AdamATan2([p for p in model.parameters()], lr=1e-4, weight_decay=1.0)
+    sparse = SparseSignSGD(model.puzzle_emb, lr=1e-4, weight_decay=1.0)
+    data = make_batch(batch, fields["seq_len"], fields["vocab_size"])
+
+    def measured(run) -> tuple[int, int]:
+        run()  # warm-up: lazily built state (optimizer moments, carries) is not counted
+        ops, flops = _OpCount(), FlopCounterMode(display=False)
+        with ops, flops:
+            run()
+        return ops.count, flops.get_total_flops()
+
+    model.eval()
+    depth = min(EVAL_STEPS, model.halt_max_steps)
+    eval_ops, eval_flops = measured(lambda: rollout(model, data, depth))
+    model.train()
+    carry = [model.initial_carry(data)]
+
+    def train_step() -> None:
+        carry[0], loss, _, _, _ = model(carry[0], data)
+        (loss / batch).backward()
+        dense.step()
+        sparse.step()
+        dense.zero_grad(set_to_none=True)
+
+    train_ops, train_flops = measured(train_step)
+    return {
+        "eval_ops": eval_ops,
+        "eval_flops": eval_flops,
+        "train_ops": train_ops,
+        "train_flops": train_flops,
+    }
+
+
+def compare_work(label: str, now: dict, ref: dict | None, ref_name: str | None) -> str:
+    lines = [f"{label}: work counted by torch (eval = rollout of {EVAL_STEPS} steps)"]
+    for phase in ("train", "eval"):
+        ops, flops = now[f"{phase}_ops"], now[f"{phase}_flops"]
+        line = f"  {phase:<5} now {ops:7d} ops {flops / 1e9:9.3f} GFLOP"
+        if ref is not None:
+            r_ops, r_flops = ref[f"{phase}_ops"], ref[f"{phase}_flops"]
+            line += (
+                f" | {ref_name} {r_ops:7d} ops {r_flops / 1e9:9.3f} GFLOP"
+                f" | ops {ops - r_ops:+d}, FLOPs {flops - r_flops:+d}"
+            )
+        lines.append(line)
+    lines.append(
+        f"  trmkit now: {now['trmkit']}" + (f" | {ref_name}: {ref['trmkit']}" if ref else "")
+    )
+    return "\n".join(lines)
+
+
 def report(label: str, batch: int, compile_: bool, r: dict) -> str:
     def part(name: str, seconds: float, gflops: float) -> str:
         return (
@@ -219,6 +290,7 @@ def run_child(label: str, compile_: bool, args, tree: str | None) -> dict:
     fields, batch = shape(label, args.quick)
     cmd = [sys.executable, __file__, "--child", json.dumps([label, compile_, fields, batch])]
     cmd += ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+    cmd += ["--ops"] if args.ops else []
     env = dict(os.environ)
     first = tree or ROOT
     parts = (first, os.path.join(first, "plugins"), env.get("PYTHONPATH"))
@@ -245,13 +317,21 @@ def main() -> None:
         default=2,
         help="with --against: alternations per configuration (best kept)",
     )
+    parser.add_argument(
+        "--ops",
+        action="store_true",
+        help="count operators and FLOPs (machine-independent) instead of timing",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
     peak_n = 2048 if args.quick else 4096
     if args.child is not None:  # one configuration, figures on stdout as JSON
         label, compile_, fields, batch = json.loads(args.child)
-        result = bench(fields, batch, args.repeats, compile_, peak_n)
+        if args.ops:
+            result = work(fields, batch)
+        else:
+            result = bench(fields, batch, args.repeats, compile_, peak_n)
         result["trmkit"] = os.path.dirname(os.path.abspath(sys.modules["trmkit"].__file__))
         print(json.dumps(result))
         return
@@ -266,7 +346,7 @@ def main() -> None:
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     with tempfile.TemporaryDirectory(prefix="bench-engine-ref-") as tmp:
         ref_sha = export_ref(args.against, tmp) if args.against else None
-        if ref_sha:
+        if ref_sha and not args.ops:
             print(
                 f"--against {args.against} ({ref_sha}): ratio = REF time / this checkout's "
                 f"time (> 1: faster now), best over {args.rounds} alternating rounds"
@@ -281,6 +361,11 @@ def main() -> None:
                 f"n={fields.get('l_cycles')}, layers={fields.get('l_layers')}",
                 flush=True,
             )
+            if args.ops:  # deterministic: one child per side, compile does not apply
+                now_work = run_child(label, False, args, None)
+                ref_work = run_child(label, False, args, tmp) if ref_sha else None
+                print(compare_work(label, now_work, ref_work, args.against), flush=True)
+                continue
             for compile_ in modes:
                 if ref_sha is None:
                     print(
