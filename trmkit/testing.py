@@ -121,19 +121,14 @@ class GridSpec:
     @classmethod
     def infer(cls, puzzles: Iterable[RawPuzzle]) -> GridSpec:
         """The smallest spec covering every grid of ``puzzles`` (inputs and outputs)."""
-        shapes: list[tuple[int, int]] = []
-        values: set[int] = set()
-        for puzzle in puzzles:
-            for example in (*puzzle.train, *puzzle.test):
-                for grid in (np.asarray(example.input), np.asarray(example.output)):
-                    shapes.append((int(grid.shape[0]), int(grid.shape[1])))
-                    values.update(int(v) for v in np.unique(grid))
-        if not shapes:
+        every = [
+            np.asarray(g) for p in puzzles for e in (*p.train, *p.test) for g in (e.input, e.output)
+        ]
+        if not every:
             raise ValueError("no grids to infer a GridSpec from")
-        rows, cols = zip(*shapes, strict=True)
-        return cls(
-            (min(rows), max(rows)), (min(cols), max(cols)), tuple(sorted(values)), rows == cols
-        )
+        rows, cols = zip(*(g.shape for g in every), strict=True)
+        values = tuple(sorted({int(v) for g in every for v in np.unique(g)}))
+        return cls((min(rows), max(rows)), (min(cols), max(cols)), values, rows == cols)
 
 
 def grids(spec: GridSpec) -> st.SearchStrategy[np.ndarray]:
@@ -257,7 +252,6 @@ class Subject:
 
 
 def _splits(puzzle: RawPuzzle) -> list[tuple[str, Sequence[Example]]]:
-    """The splits ``puzzle`` has examples in, with those examples."""
     return [(name, ex) for name, ex in (("train", puzzle.train), ("test", puzzle.test)) if ex]
 
 
