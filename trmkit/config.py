@@ -260,10 +260,9 @@ def recipe_from_dict(raw: Mapping[str, Any], where: str = "recipe") -> Recipe:
             raise ConfigError(
                 f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(allowed_top))}"
             )
-    kwargs: dict[str, Any] = {}
-    for key in TEXT_FIELDS:
-        if key in raw:
-            kwargs[key] = coerce(raw[key], str, f"{where}: {key}")
+    kwargs: dict[str, Any] = {
+        key: coerce(raw[key], str, f"{where}: {key}") for key in TEXT_FIELDS if key in raw
+    }
     for section, cls in SECTIONS.items():
         values = raw.get(section, {})
         if not isinstance(values, Mapping):
@@ -297,12 +296,10 @@ def apply_override(recipe: Recipe, assignment: str) -> Recipe:
     where = f"--set {key}"
     if len(parts) == 1 and key in TEXT_FIELDS:
         setattr(recipe, key, text)
-        return recipe
-    if parts[0] == "model" and len(parts) == 2:
-        if parts[1] == "name":
-            recipe.model.name = coerce(value, str, where, text)
-            recipe.model.fields = _check_model_fields(recipe.model.name, recipe.model.fields, where)
-            return recipe
+    elif parts == ["model", "name"]:
+        recipe.model.name = coerce(value, str, where, text)
+        recipe.model.fields = _check_model_fields(recipe.model.name, recipe.model.fields, where)
+    elif parts[0] == "model" and len(parts) == 2:
         kinds = _model_types(recipe.model.name)
         if parts[1] not in kinds:
             raise ConfigError(
@@ -312,22 +309,22 @@ def apply_override(recipe: Recipe, assignment: str) -> Recipe:
         recipe.model.fields[parts[1]] = _model_value(
             recipe.model.name, parts[1], value, kinds, where, text
         )
-        return recipe
-    if parts[:2] == ["data", "options"] and len(parts) == 3:
+    elif parts[:2] == ["data", "options"] and len(parts) == 3:
         recipe.data.options[parts[2]] = text
-        return recipe
-    if parts[0] in SECTIONS and len(parts) == 2:
+    elif parts[0] in SECTIONS and len(parts) == 2:
         kinds = _field_types(SECTIONS[parts[0]])
-        if parts[1] in kinds:
-            typed = coerce(value, kinds[parts[1]], where, text)
-            check_range(parts[0], parts[1], typed, "--set")
-            setattr(getattr(recipe, parts[0]), parts[1], typed)
-            return recipe
-        raise ConfigError(
-            f"{where}: unknown key; allowed: " + ", ".join(f"{parts[0]}.{k}" for k in sorted(kinds))
-        )
-    allowed = [*TEXT_FIELDS, "model.<field>", *(f"{s}.<field>" for s in SECTIONS)]
-    raise ConfigError(f"{where}: unknown key; allowed: {', '.join(allowed)}")
+        if parts[1] not in kinds:
+            raise ConfigError(
+                f"{where}: unknown key; allowed: "
+                + ", ".join(f"{parts[0]}.{k}" for k in sorted(kinds))
+            )
+        typed = coerce(value, kinds[parts[1]], where, text)
+        check_range(parts[0], parts[1], typed, "--set")
+        setattr(getattr(recipe, parts[0]), parts[1], typed)
+    else:
+        allowed = [*TEXT_FIELDS, "model.<field>", *(f"{s}.<field>" for s in SECTIONS)]
+        raise ConfigError(f"{where}: unknown key; allowed: {', '.join(allowed)}")
+    return recipe
 
 
 def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
@@ -367,16 +364,12 @@ def _toml_value(value: Any) -> str:
 
 def _table(lines: list[str], header: str, values: Mapping[str, Any]) -> None:
     lines.append(f"\n[{header}]")
-    nested = {}
+    # TOML has no null: an absent key means the default (None); sub-tables follow the values
+    scalars = {k: v for k, v in values.items() if v is not None and not isinstance(v, Mapping)}
+    lines += [f"{key} = {_toml_value(value)}" for key, value in scalars.items()]
     for key, value in values.items():
-        if value is None:
-            continue  # TOML has no null: an absent key means the default (None)
         if isinstance(value, Mapping):
-            nested[key] = value
-            continue
-        lines.append(f"{key} = {_toml_value(value)}")
-    for key, value in nested.items():
-        _table(lines, f"{header}.{key}", value)
+            _table(lines, f"{header}.{key}", value)
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
@@ -418,9 +411,8 @@ class Range:
     hi_open: bool = False
 
     def contains(self, value: float) -> bool:
-        if self.hi is None:
-            return value >= self.lo
-        return self.lo <= value < self.hi or (value == self.hi and not self.hi_open)
+        below_hi = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        return self.lo <= value and below_hi
 
     def describe(self) -> str:
         if self.hi is None:

@@ -19,7 +19,6 @@ Tests may build their own, ``Registry(pluggy_manager)``.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import sys
@@ -401,11 +400,8 @@ class Registry:
         taken: dict[Any, Any] = {}
         for impl in self.ordered_impls(getattr(self.pm.hook, hook)):
             plugin = impl.plugin_name
-            mine: dict[Any, Any] = {}
-            skipped: list[str] = []
-            register = functools.partial(_register, add, plugin, mine, taken, skipped)
             try:
-                impl.function(register=register)
+                mine, skipped = _call_hook(impl, add, taken)
             except Exception as exc:  # skip this plugin whole, keep the others
                 self.reject(plugin, problem(exc, plugin), outcome)
                 continue
@@ -525,10 +521,8 @@ class Registry:
             rows.append({"name": name, "distribution": dist, "version": version, "hooks": hooks})
             if name in self.rejected:
                 rows[-1]["error"] = self.rejected[name]
-        unloaded: list[tuple[str, str | None, str]] = [
-            (name, None, why) for name, why in self.failed.items()
-        ]
         left_out = "not loaded: left out by TRMKIT_LOAD_PLUGINS"
+        unloaded: list[tuple[str, str | None, str]] = [(n, None, w) for n, w in self.failed.items()]
         unloaded += [(name, dist, left_out) for name, dist in self.filtered_out.items()]
         rows += [
             {"name": name, "distribution": dist, "version": None, "hooks": [], "error": why}
@@ -537,21 +531,22 @@ class Registry:
         return sorted(rows, key=lambda row: row["name"])
 
 
-def _register(
-    add: Callable[..., dict[Any, Any]],
-    plugin: str,
-    mine: dict[Any, Any],
-    taken: dict[Any, Any],
-    skipped: list[str],
-    /,
-    *args: Any,
-    **kwargs: Any,
-) -> None:
-    """The ``register`` callback a hook gets (bound to one plugin by `Registry.collected`)."""
-    try:
-        mine.update(add(plugin, mine, taken, *args, **kwargs))
-    except _Skipped as skip:
-        skipped.append(str(skip))
+def _call_hook(
+    impl: Any, add: Callable[..., dict[Any, Any]], taken: dict[Any, Any]
+) -> tuple[dict[Any, Any], list[str]]:
+    """Call one plugin's hook with a ``register`` that checks each call with ``add``: what
+    the plugin added, by key, and the registrations skipped alone (`_Skipped`)."""
+    mine: dict[Any, Any] = {}
+    skipped: list[str] = []
+
+    def register(*args: Any, **kwargs: Any) -> None:
+        try:
+            mine.update(add(impl.plugin_name, mine, taken, *args, **kwargs))
+        except _Skipped as skip:
+            skipped.append(str(skip))
+
+    impl.function(register=register)
+    return mine, skipped
 
 
 registry = Registry()

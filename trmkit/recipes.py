@@ -36,11 +36,7 @@ def recipe_dirs() -> list[Path]:
     dirs.append(Path(__file__).resolve().parents[1] / "tasks")
     for prefix in (sysconfig.get_path("data"), sys.prefix):
         dirs.append(Path(prefix) / "share" / "trmkit" / "tasks")
-    unique: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d not in unique:
-            unique.append(d)
-    return unique
+    return list(dict.fromkeys(d for d in dirs if d.is_dir()))
 
 
 def directory_recipes() -> dict[str, Path]:

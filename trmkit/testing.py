@@ -53,6 +53,7 @@ property and what to fix. Only numpy, hypothesis and `trmkit.task` are imported 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -121,19 +122,14 @@ class GridSpec:
     @classmethod
     def infer(cls, puzzles: Iterable[RawPuzzle]) -> GridSpec:
         """The smallest spec covering every grid of ``puzzles`` (inputs and outputs)."""
-        shapes: list[tuple[int, int]] = []
-        values: set[int] = set()
-        for puzzle in puzzles:
-            for example in (*puzzle.train, *puzzle.test):
-                for grid in (np.asarray(example.input), np.asarray(example.output)):
-                    shapes.append((int(grid.shape[0]), int(grid.shape[1])))
-                    values.update(int(v) for v in np.unique(grid))
-        if not shapes:
+        every = [
+            np.asarray(g) for p in puzzles for e in (*p.train, *p.test) for g in (e.input, e.output)
+        ]
+        if not every:
             raise ValueError("no grids to infer a GridSpec from")
-        rows, cols = zip(*shapes, strict=True)
-        return cls(
-            (min(rows), max(rows)), (min(cols), max(cols)), tuple(sorted(values)), rows == cols
-        )
+        rows, cols = zip(*(g.shape for g in every), strict=True)
+        values = tuple(sorted({int(v) for g in every for v in np.unique(g)}))
+        return cls((min(rows), max(rows)), (min(cols), max(cols)), values, rows == cols)
 
 
 def grids(spec: GridSpec) -> st.SearchStrategy[np.ndarray]:
@@ -257,7 +253,6 @@ class Subject:
 
 
 def _splits(puzzle: RawPuzzle) -> list[tuple[str, Sequence[Example]]]:
-    """The splits ``puzzle`` has examples in, with those examples."""
     return [(name, ex) for name, ex in (("train", puzzle.train), ("test", puzzle.test)) if ex]
 
 
@@ -550,7 +545,7 @@ def _eval_rows(s: Subject) -> tuple[EvalContext, np.ndarray, np.ndarray, np.ndar
 def _score(
     s: Subject,
     context: EvalContext,
-    batches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    batches: Sequence[Sequence[np.ndarray]],
     what: str,
 ) -> Mapping[str, float]:
     check = "evaluator"
@@ -585,7 +580,8 @@ def check_evaluator(s: Subject) -> None:
     codec = s.task.codec
     context, inputs, labels, index = _eval_rows(s)
     perfect = labels.copy()
-    metrics = _score(s, context, [(inputs, labels, perfect, index)], "perfect predictions")
+    rows = (inputs, labels, perfect, index)
+    metrics = _score(s, context, [rows], "perfect predictions")
     if metrics[s.headline] != 1.0:
         raise s.fail(
             check, f"perfect predictions score {s.headline} {metrics[s.headline]}, not 1.0"
@@ -593,14 +589,10 @@ def check_evaluator(s: Subject) -> None:
     # the same rows in two batches, plus a padding row (puzzle_index -1) of garbage
     garbage = np.full((1, inputs.shape[1]), (codec.pad_id + 1) % codec.vocab_size, np.int64)
     half = max(1, len(inputs) // 2)
+    padding = (garbage, garbage, (garbage + 1) % codec.vocab_size, np.array([-1]))
     split = [
-        (inputs[:half], labels[:half], perfect[:half], index[:half]),
-        (
-            np.concatenate([inputs[half:], garbage]),
-            np.concatenate([labels[half:], garbage]),
-            np.concatenate([perfect[half:], (garbage + 1) % codec.vocab_size]),
-            np.concatenate([index[half:], [-1]]),
-        ),
+        [a[:half] for a in rows],
+        [np.concatenate([a[half:], pad]) for a, pad in zip(rows, padding, strict=True)],
     ]
     again = _score(s, context, split, "perfect predictions in two batches with a padding row")
     if again[s.headline] != 1.0:
@@ -631,7 +623,7 @@ def check_evaluator(s: Subject) -> None:
                 f"{bad[s.headline]}; the evaluator must compare predictions with labels",
             )
 
-    fresh = _score(s, context, [(inputs, labels, perfect, index)], "a second pass")
+    fresh = _score(s, context, [rows], "a second pass")
     if fresh[s.headline] != 1.0:
         raise s.fail(check, "a second start() carried state over from an earlier pass")
 
@@ -841,14 +833,12 @@ class TaskConformance:
     headline: ClassVar[str] = "exact_accuracy"
     max_examples: ClassVar[int] = 25
     num_aug: ClassVar[int] = 4
-    _subjects: ClassVar[dict[type, Subject]] = {}
 
-    def subject(self) -> Subject:
-        cls = type(self)
-        if cls not in TaskConformance._subjects:
-            settings = {key: getattr(cls, key) for key in ("headline", "max_examples", "num_aug")}
-            TaskConformance._subjects[cls] = Subject.of(cls.task, cls.puzzles, cls.spec, **settings)
-        return TaskConformance._subjects[cls]
+    @classmethod
+    @functools.cache
+    def subject(cls) -> Subject:
+        settings = {key: getattr(cls, key) for key in ("headline", "max_examples", "num_aug")}
+        return Subject.of(cls.task, cls.puzzles, cls.spec, **settings)
 
 
 def _conformance_test(check: Callable[[Subject], None]) -> Callable[[TaskConformance], None]:
