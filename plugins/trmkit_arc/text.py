@@ -28,18 +28,13 @@ CELLS = {
 }
 
 
-def render_colour(grid: np.ndarray) -> str:
-    """Digits on ANSI 24-bit backgrounds in the ARC palette."""
-    return "\n".join(
-        "".join(CELLS.get(v, f"{v} ") for v in row.tolist()) for row in np.asarray(grid)
-    )
-
-
 def render(grid: np.ndarray) -> str:
-    """One line per row, digits separated by spaces (coloured with TRMKIT_COLOR=1)."""
+    """One line per row, digits separated by spaces (with TRMKIT_COLOR=1: each digit on its
+    colour, an ANSI 24-bit background in the ARC palette)."""
+    rows = np.asarray(grid).tolist()
     if os.environ.get("TRMKIT_COLOR", "").lower() in ("1", "true", "always"):
-        return render_colour(grid)
-    return "\n".join(" ".join(str(int(v)) for v in row) for row in np.asarray(grid))
+        return "\n".join("".join(CELLS.get(v, f"{v} ") for v in row) for row in rows)
+    return "\n".join(" ".join(str(int(v)) for v in row) for row in rows)
 
 
 def format_puzzle(puzzle: RawPuzzle) -> str:
