@@ -102,8 +102,11 @@ DIGITS = {str(d): d for d in range(10)}
 def _grid_puzzles(src: text_grids.PuzzleText) -> list[RawPuzzle]:
     """Grids as `render` prints them, each a puzzle of one test input (no known output)."""
     hint = "an ARC grid is rows of digits 0-9; or give ARC task JSON"
-    found: list[tuple[str | None, int, np.ndarray]] = []
-    for block in text_grids.text_blocks(src.body):
+    blocks = text_grids.text_blocks(src.body)
+    if not blocks:
+        raise PuzzleError(f"{src.where}: neither ARC task JSON nor a grid of digits")
+    grids = []
+    for block in blocks:
         rows = [
             (n, text_grids.grid_cells(line, n, DIGITS, src.where, hint, " \t"))
             for n, line in block.rows
@@ -113,13 +116,11 @@ def _grid_puzzles(src: text_grids.PuzzleText) -> list[RawPuzzle]:
             if len(cells) != width:
                 raise PuzzleError(
                     f"{src.where}, line {n}: {len(cells)} cells, expected {width} (the width "
-                    f"of the grid at line {rows[0][0]})"
+                    f"of the grid at line {block.line})"
                 )
-        found.append((block.name, rows[0][0], np.array([c for _, c in rows], dtype=np.int64)))
-    if not found:
-        raise PuzzleError(f"{src.where}: neither ARC task JSON nor a grid of digits")
-    names = text_grids.puzzle_names([name for name, _, _ in found], src.stem, "grid")
+        grids.append(np.array([c for _, c in rows], dtype=np.int64))
+    names = text_grids.puzzle_names([block.name for block in blocks], src.stem, "grid")
     return [
         RawPuzzle(name, test=(Example(grid, grid),), meta={"test_outputs_known": False})
-        for name, (_, _, grid) in zip(names, found, strict=True)
+        for name, grid in zip(names, grids, strict=True)
     ]
