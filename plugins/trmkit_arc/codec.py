@@ -226,17 +226,12 @@ class ArcCodec:
         """
         transforms = np.asarray(transforms).reshape(len(transforms), -1)
         if not isinstance(augmenter, ArcAugmenter):  # any other: the plain per-variant loop
-            encoded = [
-                self.encode_puzzle(
-                    [
-                        Example(augmenter.apply(t, e.input), augmenter.apply(t, e.output))
-                        for e in examples
-                    ],
-                    split=split,
-                    rng=rng,
-                )
+            apply = augmenter.apply
+            variants = (
+                [Example(apply(t, e.input), apply(t, e.output)) for e in examples]
                 for t in transforms
-            ]
+            )
+            encoded = [self.encode_puzzle(v, split=split, rng=rng) for v in variants]
             return np.stack([x for x, _ in encoded]), np.stack([y for _, y in encoded])
         # Variants are processed sorted by dihedral id, so that each example grid needs one
         # gather and one slice write per id; a final gather per row restores the caller's
@@ -274,8 +269,7 @@ class ArcCodec:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Offsets int[V, n] for pairs whose larger grid is heights x widths (int[V, n])."""
         if split == "test" or heights.size == 0:
-            zero = np.zeros(heights.shape, np.int64)
-            return zero, zero.copy()
+            return np.zeros(heights.shape, np.int64), np.zeros(heights.shape, np.int64)
         if split != "train":
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         r0 = rng.integers(0, self.canvas - heights + 1)

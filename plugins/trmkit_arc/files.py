@@ -189,6 +189,4 @@ def read_task_folder(folder: Path, files: dict[str, str]) -> list[ArcTask]:
 
 def read_subset(path: Path, files: dict[str, str]) -> list[ArcTask]:
     """One subset: a folder of task files or one JSON file."""
-    if path.is_dir():
-        return read_task_folder(path, files)
-    return read_task_file(path, files)
+    return (read_task_folder if path.is_dir() else read_task_file)(path, files)

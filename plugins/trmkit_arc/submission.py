@@ -24,7 +24,7 @@ import attrs
 import numpy as np
 
 from trmkit.errors import SourceError, SubmissionError
-from trmkit.inference.submission import attempt_keys, check_submission
+from trmkit.inference.submission import attempt_keys, check_submission, read_submission
 from trmkit_arc.files import is_single_task, parse_grid, read_json, read_subset
 
 
@@ -80,16 +80,14 @@ def read_solutions(path: str | Path) -> dict[str, list[np.ndarray]]:
         tasks = read_subset(path, {})
     except SourceError as exc:
         raise SubmissionError(str(exc)) from None
-    out: dict[str, list[np.ndarray]] = {}
     for task in tasks:
-        for i, (_, output) in enumerate(task.test):
+        for i, (_, output) in enumerate(task.test, 1):
             if output is None:
                 raise SubmissionError(
-                    f"{task.origin}: task {task.id} test input {i + 1} has no output; give "
+                    f"{task.origin}: task {task.id} test input {i} has no output; give "
                     "the solutions file (arc-agi_<subset>_solutions.json) or tasks with outputs"
                 )
-        out[task.id] = [output for _, output in task.test]
-    return out
+    return {task.id: [output for _, output in task.test] for task in tasks}
 
 
 def score_submission(
@@ -120,13 +118,11 @@ def score_submission(
             )
         one = two = 0
         for i, (entry, truth) in enumerate(zip(entries, truths, strict=True)):
-            hits = []
-            for key in keys:
-                try:
-                    grid = parse_grid(entry[key], f"{where}: task {task}, test input {i + 1} {key}")
-                except SourceError as exc:
-                    raise SubmissionError(str(exc)) from None
-                hits.append(grid.shape == truth.shape and bool(np.array_equal(grid, truth)))
+            at = f"{where}: task {task}, test input {i + 1}"
+            try:
+                hits = [np.array_equal(parse_grid(entry[k], f"{at} {k}"), truth) for k in keys]
+            except SourceError as exc:
+                raise SubmissionError(str(exc)) from None
             one += hits[0]
             two += any(hits)
         inputs += len(truths)
@@ -143,8 +139,6 @@ def score_submission(
 
 def score_files(submission: str | Path, solutions: str | Path) -> ArcScore:
     """`trmkit score SUBMISSION SOLUTIONS`."""
-    from trmkit.inference.submission import read_submission
-
     data = read_submission(submission)
     return score_submission(data, read_solutions(solutions), submission)
 

@@ -28,18 +28,13 @@ CELLS = {
 }
 
 
-def render_colour(grid: np.ndarray) -> str:
-    """Digits on ANSI 24-bit backgrounds in the ARC palette."""
-    return "\n".join(
-        "".join(CELLS.get(v, f"{v} ") for v in row.tolist()) for row in np.asarray(grid)
-    )
-
-
 def render(grid: np.ndarray) -> str:
-    """One line per row, digits separated by spaces (coloured with TRMKIT_COLOR=1)."""
+    """One line per row, digits separated by spaces (with TRMKIT_COLOR=1: each digit on its
+    colour, an ANSI 24-bit background in the ARC palette)."""
+    rows = np.asarray(grid).tolist()
     if os.environ.get("TRMKIT_COLOR", "").lower() in ("1", "true", "always"):
-        return render_colour(grid)
-    return "\n".join(" ".join(str(int(v)) for v in row) for row in np.asarray(grid))
+        return "\n".join("".join(CELLS.get(v, f"{v} ") for v in row) for row in rows)
+    return "\n".join(" ".join(str(int(v)) for v in row) for row in rows)
 
 
 def format_puzzle(puzzle: RawPuzzle) -> str:
@@ -107,8 +102,11 @@ DIGITS = {str(d): d for d in range(10)}
 def _grid_puzzles(src: text_grids.PuzzleText) -> list[RawPuzzle]:
     """Grids as `render` prints them, each a puzzle of one test input (no known output)."""
     hint = "an ARC grid is rows of digits 0-9; or give ARC task JSON"
-    found: list[tuple[str | None, int, np.ndarray]] = []
-    for block in text_grids.text_blocks(src.body):
+    blocks = text_grids.text_blocks(src.body)
+    if not blocks:
+        raise PuzzleError(f"{src.where}: neither ARC task JSON nor a grid of digits")
+    grids = []
+    for block in blocks:
         rows = [
             (n, text_grids.grid_cells(line, n, DIGITS, src.where, hint, " \t"))
             for n, line in block.rows
@@ -118,13 +116,11 @@ def _grid_puzzles(src: text_grids.PuzzleText) -> list[RawPuzzle]:
             if len(cells) != width:
                 raise PuzzleError(
                     f"{src.where}, line {n}: {len(cells)} cells, expected {width} (the width "
-                    f"of the grid at line {rows[0][0]})"
+                    f"of the grid at line {block.line})"
                 )
-        found.append((block.name, rows[0][0], np.array([c for _, c in rows], dtype=np.int64)))
-    if not found:
-        raise PuzzleError(f"{src.where}: neither ARC task JSON nor a grid of digits")
-    names = text_grids.puzzle_names([name for name, _, _ in found], src.stem, "grid")
+        grids.append(np.array([c for _, c in rows], dtype=np.int64))
+    names = text_grids.puzzle_names([block.name for block in blocks], src.stem, "grid")
     return [
         RawPuzzle(name, test=(Example(grid, grid),), meta={"test_outputs_known": False})
-        for name, (_, _, grid) in zip(names, found, strict=True)
+        for name, grid in zip(names, grids, strict=True)
     ]
