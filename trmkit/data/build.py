@@ -190,11 +190,6 @@ def _variant_name(augmenter: Any, name: str, transform: np.ndarray, is_identity:
     return name + "|||" + "-".join(str(int(v)) for v in transform)
 
 
-def _same_grid(a: Any, b: np.ndarray) -> bool:
-    a = np.asarray(a)
-    return a.shape == b.shape and bool(np.array_equal(a, b))
-
-
 class _Pending:
     """Transformed grids of whole groups of one split, waiting to be encoded."""
 
@@ -316,14 +311,14 @@ class _Builder:
             for grid in (np.asarray(example.input), np.asarray(example.output)):
                 size = f"{grid.shape[0]}x{grid.shape[1]} grid of puzzle {puzzle.name!r}"
                 for name, fn in (("apply", augmenter.apply), ("invert", augmenter.invert)):
-                    if not _same_grid(fn(identity, grid), grid):
+                    if not np.array_equal(fn(identity, grid), grid):
                         raise PluginError(
                             f"{self.who}: augmenter.{name} with identity() {identity.tolist()} "
                             f"changes a {size}; identity() must change nothing ({fix})"
                         )
                 for transform in drawn:
                     moved = np.asarray(augmenter.apply(transform, grid))
-                    if not _same_grid(augmenter.invert(transform, moved), grid):
+                    if not np.array_equal(augmenter.invert(transform, moved), grid):
                         raise PluginError(
                             f"{self.who}: augmenter.invert does not undo apply for transform "
                             f"{transform.tolist()} on a {size}; every inverted prediction "
@@ -355,17 +350,14 @@ class _Builder:
         pending = self.pending[split]
         count, per = len(transforms), len(examples)
         if self.encode_variants is not None:
-            what = f"encode_variants ({split})"
-            enc_in, enc_lab = self.encode_variants(
+            encoded = self.encode_variants(
                 examples, transforms, self.augmenter, split=split, rng=self.codec_rng
             )
-            rows = count * per
-            pending.encoded.append(
-                (
-                    self._check_rows(np.asarray(enc_in).reshape(rows, -1), rows, what),
-                    self._check_rows(np.asarray(enc_lab).reshape(rows, -1), rows, what),
-                )
+            rows, what = count * per, f"encode_variants ({split})"
+            enc_in, enc_lab = (
+                self._check_rows(np.reshape(e, (rows, -1)), rows, what) for e in encoded
             )
+            pending.encoded.append((enc_in, enc_lab))
         else:
             for attr, target in (("input", pending.inputs), ("output", pending.outputs)):
                 per_example = [
@@ -559,13 +551,12 @@ def build_dataset(
         )
         for name, meta in metas.items()
     }
-    disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return BuildSummary(
         task=task.name,
         out=out,
         splits=splits,
         num_puzzle_identifiers=num_ids,
-        disk_bytes=disk,
+        disk_bytes=sum(f.stat().st_size for f in out.rglob("*") if f.is_file()),
         seconds=time.perf_counter() - started,
         num_aug=num_aug,
         seed=seed,
