@@ -115,8 +115,7 @@ def generator_source(
             for i, item in enumerate(items):
                 example = Example(item.puzzle, item.solution)
                 meta = {"rating": float(item.rating), "source": "trmkit-generator"}
-                name = f"{split}-{i:06d}"
-                puzzles.append(RawPuzzle.single(name, example, split, meta))
+                puzzles.append(RawPuzzle.single(f"{split}-{i:06d}", example, split, meta))
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
         return RawData(puzzles, {"generator": digest}, f"generated {geo.n}x{geo.n}: {params}")
 

@@ -405,8 +405,7 @@ class _Builder:
         flat_in = (g for segment in pending.inputs for g in segment)
         flat_out = (g for segment in pending.outputs for g in segment)
         inputs, labels = [], []
-        sizes = pending.puzzle_sizes if limit is None else pending.puzzle_sizes[:limit]
-        for size in sizes:
+        for size in pending.puzzle_sizes[:limit]:
             examples = [Example(next(flat_in), next(flat_out)) for _ in range(size)]
             what = f"encode_puzzle ({split})"
             enc_in, enc_lab = self.codec.encode_puzzle(examples, split=split, rng=rng)

@@ -192,8 +192,7 @@ class _OfficialSplit:
         self.info = info
         arrays = {key: _load_npy(folder / f"{SET}__{key}.npy") for key in FIELDS}
         self.inputs, self.labels = arrays["inputs"], arrays["labels"]
-        for key in ("inputs", "labels"):
-            array = arrays[key]
+        for key, array in (("inputs", self.inputs), ("labels", self.labels)):
             if array.ndim != 2 or array.shape[1] != codec.seq_len:
                 raise StoreError(
                     f"{folder / f'{SET}__{key}.npy'}: shape {array.shape}, expected "

@@ -635,9 +635,7 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
     path = Path(path)
     task_name = getattr(task, "name", task)
     hint = _rebuild_hint(path, task_name)
-    if not path.exists():
-        atomic.try_recover_dir(path)  # a replacement killed between its two renames
-    if not path.exists():
+    if not path.exists() and not atomic.try_recover_dir(path):  # killed between two renames
         raise StoreError(
             f"{path}: no such dataset store; build one with trmkit build --task "
             f"{task_name or 'NAME'} --out {path}"
