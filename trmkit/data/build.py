@@ -223,7 +223,7 @@ class _Builder:
         self.identity = self._check_transform(self.augmenter.identity(), "identity()")
         self.shared_ids = task.defaults.puzzle_ids == "shared"
         self.identifiers = ["<blank>"]
-        self.next_id = 1
+        """the store's identifier names; the next per-variant id is its length"""
         self.guarded = 0
         self.block_rows = max(1, BLOCK_TOKENS // self.codec.seq_len)
         self.pending = {"train": _Pending(), "test": _Pending()}
@@ -277,8 +277,7 @@ class _Builder:
         if not isinstance(puzzle, RawPuzzle):
             raise PluginError(f"{self.who}: source yielded {type(puzzle).__name__}, not RawPuzzle")
         transforms = self.identity[None, :]
-        augment = self.num_aug > 0 and (bool(puzzle.train) or self.task.defaults.augment_test)
-        if augment:
+        if self.num_aug > 0 and (bool(puzzle.train) or self.task.defaults.augment_test):
             drawn = self.augmenter.draw(puzzle, self.num_aug, self.aug_rng)
             if len(drawn):
                 transforms = np.concatenate([transforms, self._check_drawn(drawn, puzzle.name)])
@@ -292,12 +291,12 @@ class _Builder:
             # `trmkit adapt` sees it as new (docs/data.md, the store layout)
             ids = np.zeros(count, dtype=np.int64)
         else:
-            ids = np.arange(self.next_id, self.next_id + count, dtype=np.int64)
-            self.next_id += count
-            for i, transform in enumerate(transforms):
-                self.identifiers.append(
-                    _variant_name(self.augmenter, puzzle.name, transform, i == 0)
-                )
+            first = len(self.identifiers)
+            ids = np.arange(first, first + count, dtype=np.int64)
+            self.identifiers += [
+                _variant_name(self.augmenter, puzzle.name, t, i == 0)
+                for i, t in enumerate(transforms)
+            ]
         for split, examples in (("train", puzzle.train), ("test", puzzle.test)):
             if examples:
                 self._add_split(split, puzzle.name, examples, transforms, ids)
@@ -525,7 +524,7 @@ def build_dataset(
                 builder.add(puzzle)
         for split in ("train", "test"):
             builder.flush(split)
-        num_ids = 1 if builder.shared_ids else builder.next_id
+        num_ids = len(builder.identifiers)  # 1 (the blank) for shared ids
         metas = commit_store(
             writer,
             task,
