@@ -97,11 +97,8 @@ def path_checks(maze: np.ndarray, predicted: np.ndarray) -> tuple[bool, bool]:
         return False, False
     members = on_path.copy()
     members[start] = members[goal] = True
-    rows, cols = maze.shape
-    keep = np.where(members.reshape(rows, cols), OPEN, WALL)
-    reach = bfs(keep, start)
-    valid = all(reach[i] >= 0 for i in np.flatnonzero(members).tolist())
-    if not valid:
+    reach = bfs(np.where(members.reshape(maze.shape), OPEN, WALL), start)
+    if not all(reach[i] >= 0 for i in np.flatnonzero(members).tolist()):
         return False, False
     steps = bfs(maze, start)[goal]
     return True, int(on_path.sum()) == steps - 1

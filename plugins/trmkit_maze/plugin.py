@@ -36,15 +36,12 @@ def make_task(
     side: int,
     *,
     min_path: int,
-    braid: float = 0.05,
-    count: int = 1000,
-    test_count: int = 1000,
     recipe: str | None = None,
     hub: bool = False,
 ) -> Task:
     sources = {
         "generate": source.generator_source(
-            side, count=count, test_count=test_count, min_path=min_path, braid=braid
+            side, count=1000, test_count=1000, min_path=min_path, braid=0.05
         ),
         **source.csv_sources(side, name, hub),
     }

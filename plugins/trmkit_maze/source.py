@@ -80,13 +80,6 @@ def parse_sides(value: str | None, side: int) -> tuple[int, ...]:
     return tuple(int(part) for part in parts)
 
 
-def _padded(grid: np.ndarray, side: int) -> np.ndarray:
-    """``grid`` in the top-left corner of a side x side frame of walls."""
-    frame = np.full((side, side), WALL, dtype=grid.dtype)
-    frame[: grid.shape[0], : grid.shape[1]] = grid
-    return frame
-
-
 MAX = csvsource.MAX_GENERATED
 
 
@@ -128,8 +121,10 @@ def generator_source(
                 )
             except RuntimeError as exc:
                 raise SourceError(f"maze generator: {exc}") from None
+            # a smaller maze sits in the top-left corner of a side x side frame of walls
+            pad = {"pad_width": (0, side - maze_side), "constant_values": WALL}
             for item in made:
-                example = Example(_padded(item.maze, side), _padded(item.solution, side))
+                example = Example(np.pad(item.maze, **pad), np.pad(item.solution, **pad))
                 meta = {
                     "path_cells": item.path_cells,
                     "side": maze_side,

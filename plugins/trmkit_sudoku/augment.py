@@ -33,9 +33,8 @@ def _repeats(batch: np.ndarray) -> np.ndarray:
 class SudokuAugmenter:
     def __init__(self, geo: Geometry) -> None:
         self.geo = geo
-        n = geo.n
-        self.n = n
-        self.transform_size = 3 * n + 2
+        self.n = geo.n
+        self.transform_size = 3 * self.n + 2
         self.can_transpose = geo.box_rows == geo.box_cols
 
     # ------------------------------------------------------------------ layout
@@ -112,13 +111,9 @@ class SudokuAugmenter:
         PAD prediction, -1) stay as they are."""
         flip, rows, cols, digits = self._split(transforms)
         grids = np.asarray(grids)
-        count = len(grids)
-        index = np.arange(count)[:, None, None]
-        undigit = np.argsort(digits, axis=1)
-        plain = self._map_digits(undigit, grids)
-        unrow = np.argsort(rows, axis=1)
-        uncol = np.argsort(cols, axis=1)
-        moved = plain[index, unrow[:, :, None], uncol[:, None, :]]
+        plain = self._map_digits(np.argsort(digits, axis=1), grids)
+        unrow, uncol = np.argsort(rows, axis=1), np.argsort(cols, axis=1)
+        moved = plain[np.arange(len(grids))[:, None, None], unrow[:, :, None], uncol[:, None, :]]
         out = np.where(flip.astype(bool)[:, None, None], moved.transpose(0, 2, 1), moved)
         return out.astype(grids.dtype, copy=False)
 

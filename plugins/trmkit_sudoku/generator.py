@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import attrs
 import numpy as np
 
-from trmkit_sudoku.solver import Geometry, solve
+from trmkit_sudoku.solver import Geometry, rating, solve
 
 MAX_DRAWS_PER_PUZZLE = 500
 BULK_FRACTION = 0.45
@@ -31,11 +31,6 @@ class GeneratedSudoku:
     puzzle: np.ndarray
     solution: np.ndarray
     rating: int
-
-
-def random_solution(geo: Geometry, rng: np.random.Generator) -> np.ndarray:
-    empty = np.zeros((geo.n, geo.n), dtype=np.int64)
-    return solve(empty, geo, limit=1, rng=rng).solutions[0]
 
 
 def minimal_puzzle(
@@ -88,12 +83,13 @@ def generate(
                 f"the generator found only {made} of {count} puzzles with rating >= "
                 f"{min_rating} in {draws} draws; lower min_rating"
             )
-        solution = random_solution(geo, rng)
+        empty = np.zeros((geo.n, geo.n), dtype=np.int64)
+        solution = solve(empty, geo, limit=1, rng=rng).solutions[0]
         puzzle = minimal_puzzle(solution, geo, rng, givens)
         key = puzzle.astype(np.uint8).tobytes()
         if key in seen:
             continue
-        score = solve(puzzle, geo, limit=2).guesses
+        score = rating(puzzle, geo)
         if score < min_rating:
             continue
         seen.add(key)

@@ -29,7 +29,6 @@ def make_task(
     description: str,
     geo: Geometry,
     *,
-    count: int = 1000,
     test_count: int = 1000,
     min_rating: int = 0,
     givens: int = 0,
@@ -40,7 +39,7 @@ def make_task(
     """One sudoku task of the given box geometry (codec sized n x n, vocab n + 2)."""
     sources = {
         "generate": source.generator_source(
-            geo, count=count, test_count=test_count, min_rating=min_rating, givens=givens
+            geo, count=1000, test_count=test_count, min_rating=min_rating, givens=givens
         ),
         **source.csv_sources(geo, name, hub),
     }

@@ -170,8 +170,7 @@ def solve(
     """
     search = _Search(geo, limit, rng)
     search.start(grid, excluded)
-    side = geo.n
-    sols = [np.asarray(s, dtype=np.int64).reshape(side, side) for s in search.solutions]
+    sols = [np.asarray(s, dtype=np.int64).reshape(geo.n, geo.n) for s in search.solutions]
     return SolveResult(sols, search.guesses)
 
 
@@ -190,10 +189,8 @@ def valid_solutions(grids: np.ndarray, geo: Geometry) -> np.ndarray:
     boxes = rows.reshape(count, n // br, br, n // bc, bc).transpose(0, 1, 3, 2, 4)
     boxes = boxes.reshape(count, n, n)
     target = np.arange(1, n + 1)
-    ok = np.ones(count, dtype=bool)
-    for units in (rows, cols, boxes):
-        ok &= (np.sort(units, axis=2) == target).all(axis=(1, 2))
-    return ok
+    ok = [(np.sort(units, axis=2) == target).all(axis=(1, 2)) for units in (rows, cols, boxes)]
+    return np.logical_and.reduce(ok)
 
 
 def consistent(puzzles: np.ndarray, solutions: np.ndarray) -> np.ndarray:

@@ -29,22 +29,19 @@ CSV_OPTIONS = {
 }
 
 
-def _digits(n: int) -> str:
-    return "".join(str(d) for d in range(1, n + 1))
-
-
 def read_tables(geo: Geometry, tables: list[csvsource.CsvTable], options, seed: int):
     """Validated puzzles from CSV tables: filters first, then checks the kept rows."""
     n = geo.n
-    question_lut = csvsource.make_lut({".": 0, "0": 0, **{str(d): d for d in range(1, n + 1)}})
-    answer_lut = csvsource.make_lut({str(d): d for d in range(1, n + 1)})
+    digits = {str(d): d for d in range(1, n + 1)}
+    question_lut = csvsource.make_lut({".": 0, "0": 0, **digits})
+    answer_lut = csvsource.make_lut(digits)
     puzzles: list[RawPuzzle] = []
     for table in csvsource.kept_tables(tables, options, seed, require_rows=True):
         questions = csvsource.map_chars(
-            table, table.questions, "question", question_lut, "." + "0" + _digits(n)
+            table, table.questions, "question", question_lut, ".0" + "".join(digits)
         ).reshape(-1, n, n)
         answers = csvsource.map_chars(
-            table, table.answers, "answer", answer_lut, _digits(n)
+            table, table.answers, "answer", answer_lut, "".join(digits)
         ).reshape(-1, n, n)
         agree = consistent(questions, answers)
         if not agree.all():
@@ -118,8 +115,7 @@ def generator_source(
             for i, item in enumerate(items):
                 example = Example(item.puzzle, item.solution)
                 meta = {"rating": float(item.rating), "source": "trmkit-generator"}
-                name = f"{split}-{i:06d}"
-                puzzles.append(RawPuzzle.single(name, example, split, meta))
+                puzzles.append(RawPuzzle.single(f"{split}-{i:06d}", example, split, meta))
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
         return RawData(puzzles, {"generator": digest}, f"generated {geo.n}x{geo.n}: {params}")
 

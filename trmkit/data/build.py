@@ -190,11 +190,6 @@ def _variant_name(augmenter: Any, name: str, transform: np.ndarray, is_identity:
     return name + "|||" + "-".join(str(int(v)) for v in transform)
 
 
-def _same_grid(a: Any, b: np.ndarray) -> bool:
-    a = np.asarray(a)
-    return a.shape == b.shape and bool(np.array_equal(a, b))
-
-
 class _Pending:
     """Transformed grids of whole groups of one split, waiting to be encoded."""
 
@@ -228,7 +223,7 @@ class _Builder:
         self.identity = self._check_transform(self.augmenter.identity(), "identity()")
         self.shared_ids = task.defaults.puzzle_ids == "shared"
         self.identifiers = ["<blank>"]
-        self.next_id = 1
+        """the store's identifier names; the next per-variant id is its length"""
         self.guarded = 0
         self.block_rows = max(1, BLOCK_TOKENS // self.codec.seq_len)
         self.pending = {"train": _Pending(), "test": _Pending()}
@@ -282,8 +277,7 @@ class _Builder:
         if not isinstance(puzzle, RawPuzzle):
             raise PluginError(f"{self.who}: source yielded {type(puzzle).__name__}, not RawPuzzle")
         transforms = self.identity[None, :]
-        augment = self.num_aug > 0 and (bool(puzzle.train) or self.task.defaults.augment_test)
-        if augment:
+        if self.num_aug > 0 and (bool(puzzle.train) or self.task.defaults.augment_test):
             drawn = self.augmenter.draw(puzzle, self.num_aug, self.aug_rng)
             if len(drawn):
                 transforms = np.concatenate([transforms, self._check_drawn(drawn, puzzle.name)])
@@ -297,12 +291,12 @@ class _Builder:
             # `trmkit adapt` sees it as new (docs/data.md, the store layout)
             ids = np.zeros(count, dtype=np.int64)
         else:
-            ids = np.arange(self.next_id, self.next_id + count, dtype=np.int64)
-            self.next_id += count
-            for i, transform in enumerate(transforms):
-                self.identifiers.append(
-                    _variant_name(self.augmenter, puzzle.name, transform, i == 0)
-                )
+            first = len(self.identifiers)
+            ids = np.arange(first, first + count, dtype=np.int64)
+            self.identifiers += [
+                _variant_name(self.augmenter, puzzle.name, t, i == 0)
+                for i, t in enumerate(transforms)
+            ]
         for split, examples in (("train", puzzle.train), ("test", puzzle.test)):
             if examples:
                 self._add_split(split, puzzle.name, examples, transforms, ids)
@@ -316,14 +310,14 @@ class _Builder:
             for grid in (np.asarray(example.input), np.asarray(example.output)):
                 size = f"{grid.shape[0]}x{grid.shape[1]} grid of puzzle {puzzle.name!r}"
                 for name, fn in (("apply", augmenter.apply), ("invert", augmenter.invert)):
-                    if not _same_grid(fn(identity, grid), grid):
+                    if not np.array_equal(fn(identity, grid), grid):
                         raise PluginError(
                             f"{self.who}: augmenter.{name} with identity() {identity.tolist()} "
                             f"changes a {size}; identity() must change nothing ({fix})"
                         )
                 for transform in drawn:
                     moved = np.asarray(augmenter.apply(transform, grid))
-                    if not _same_grid(augmenter.invert(transform, moved), grid):
+                    if not np.array_equal(augmenter.invert(transform, moved), grid):
                         raise PluginError(
                             f"{self.who}: augmenter.invert does not undo apply for transform "
                             f"{transform.tolist()} on a {size}; every inverted prediction "
@@ -355,17 +349,14 @@ class _Builder:
         pending = self.pending[split]
         count, per = len(transforms), len(examples)
         if self.encode_variants is not None:
-            what = f"encode_variants ({split})"
-            enc_in, enc_lab = self.encode_variants(
+            encoded = self.encode_variants(
                 examples, transforms, self.augmenter, split=split, rng=self.codec_rng
             )
-            rows = count * per
-            pending.encoded.append(
-                (
-                    self._check_rows(np.asarray(enc_in).reshape(rows, -1), rows, what),
-                    self._check_rows(np.asarray(enc_lab).reshape(rows, -1), rows, what),
-                )
+            rows, what = count * per, f"encode_variants ({split})"
+            enc_in, enc_lab = (
+                self._check_rows(np.reshape(e, (rows, -1)), rows, what) for e in encoded
             )
+            pending.encoded.append((enc_in, enc_lab))
         else:
             for attr, target in (("input", pending.inputs), ("output", pending.outputs)):
                 per_example = [
@@ -413,8 +404,7 @@ class _Builder:
         flat_in = (g for segment in pending.inputs for g in segment)
         flat_out = (g for segment in pending.outputs for g in segment)
         inputs, labels = [], []
-        sizes = pending.puzzle_sizes if limit is None else pending.puzzle_sizes[:limit]
-        for size in sizes:
+        for size in pending.puzzle_sizes[:limit]:
             examples = [Example(next(flat_in), next(flat_out)) for _ in range(size)]
             what = f"encode_puzzle ({split})"
             enc_in, enc_lab = self.codec.encode_puzzle(examples, split=split, rng=rng)
@@ -534,7 +524,7 @@ def build_dataset(
                 builder.add(puzzle)
         for split in ("train", "test"):
             builder.flush(split)
-        num_ids = 1 if builder.shared_ids else builder.next_id
+        num_ids = len(builder.identifiers)  # 1 (the blank) for shared ids
         metas = commit_store(
             writer,
             task,
@@ -559,13 +549,12 @@ def build_dataset(
         )
         for name, meta in metas.items()
     }
-    disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return BuildSummary(
         task=task.name,
         out=out,
         splits=splits,
         num_puzzle_identifiers=num_ids,
-        disk_bytes=disk,
+        disk_bytes=sum(f.stat().st_size for f in out.rglob("*") if f.is_file()),
         seconds=time.perf_counter() - started,
         num_aug=num_aug,
         seed=seed,

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from trmkit.config import DataSection
 from trmkit.task import Task, written_as_path
 
@@ -58,21 +60,18 @@ def source_digest(path: Path) -> str:
 
 
 def dataset_key(task: Task, data: DataSection) -> str:
-    """Content hash of everything that determines a built dataset."""
+    """Content hash of everything that determines a built dataset: every ``[data]`` field,
+    the task's name and version, a local source by its files' content."""
     source_id: Any = data.source
     if data.source and (written_as_path(data.source) or data.source not in task.sources):
         p = Path(data.source).expanduser()
         if p.exists():  # a local file/dir: its identity is its content
             source_id = {"sha256": source_digest(p), "kind": "file" if p.is_file() else "dir"}
     payload = {
+        **attrs.asdict(data),
         "task": task.name,
         "version": task.version,
         "source": source_id,
-        "num_aug": data.num_aug,
-        "subsample": data.subsample,
-        "seed": data.seed,
-        "strict": data.strict,
-        "options": dict(data.options),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
     return f"{task.name}-{digest.hexdigest()[:16]}"
@@ -87,21 +86,12 @@ def is_built(path: Path) -> bool:
 
 
 def build_cached(task: Task, data: DataSection, path: Path, progress: bool = True) -> Path:
-    """Build the recipe's dataset into ``path`` (replacing a half-built one)."""
+    """Build the recipe's dataset into ``path`` (replacing a half-built one); the ``[data]``
+    fields besides ``task`` are `build_dataset`'s options of the same names."""
     from trmkit.data.build import build_dataset
 
-    build_dataset(
-        task,
-        path,
-        source=data.source,
-        num_aug=data.num_aug,
-        subsample=data.subsample,
-        seed=data.seed,
-        strict=data.strict,
-        options=dict(data.options),
-        force=True,
-        progress=progress,
-    )
+    options = attrs.asdict(data, filter=lambda field, _: field.name != "task")
+    build_dataset(task, path, **options, force=True, progress=progress)
     return path
 
 

@@ -80,18 +80,6 @@ def _check_sharding(global_batch_size: int, rank: int, world_size: int) -> int:
     return global_batch_size // world_size
 
 
-def _collate(split: SplitReader, rows: np.ndarray, puzzles: np.ndarray) -> dict[str, torch.Tensor]:
-    inputs, labels = split.rows(rows)
-    labels32 = labels.astype(np.int32)
-    labels32[labels == split.meta.ignore_label_id] = IGNORE_LABEL_ID
-    ids = split.puzzle_identifiers[puzzles].astype(np.int32)
-    return {
-        "inputs": torch.from_numpy(inputs.astype(np.int32)),
-        "labels": torch.from_numpy(labels32),
-        "puzzle_identifiers": torch.from_numpy(ids),
-    }
-
-
 class TrainLoader:
     """Group-sampled training batches of one split (see the module docstring).
 
@@ -132,7 +120,7 @@ class TrainLoader:
             )
         self._single = bool(len(self._sizes) and (self._sizes == 1).all())
         _prepare(split, in_memory)
-        self._iteration = 0
+        self.iteration = 0
         self._epoch = 0
         self._carry = np.zeros(0, dtype=np.int64)
         self._skip = 0
@@ -142,14 +130,7 @@ class TrainLoader:
         """Nominal batches per epoch (`step_budget` of one epoch)."""
         return step_budget(self.split.meta, self.global_batch_size)
 
-    @property
-    def iteration(self) -> int:
-        return self._iteration
-
     # ---------------------------------------------------------------- schedule
-
-    def _epoch_rng(self, iteration: int, epoch: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, iteration, epoch]))
 
     def _epoch_stream(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(rows of the chosen puzzles in stream order, end offset of each chosen puzzle)."""
@@ -170,7 +151,8 @@ class TrainLoader:
         self, iteration: int, epoch: int, carry: np.ndarray
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """Global batches completed in this epoch and the partial batch carried onwards."""
-        stream, ends = self._epoch_stream(self._epoch_rng(iteration, epoch))
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, iteration, epoch]))
+        stream, ends = self._epoch_stream(rng)
         batches: list[np.ndarray] = []
         start = 0
         size = self.global_batch_size
@@ -185,7 +167,7 @@ class TrainLoader:
 
     def _positions(self) -> Iterator[tuple[tuple[int, int, np.ndarray, int], np.ndarray]]:
         """(position, rows) of every remaining batch of the current iteration."""
-        iteration, epoch, carry, skip = self._iteration, self._epoch, self._carry, self._skip
+        iteration, epoch, carry, skip = self.iteration, self._epoch, self._carry, self._skip
         while epoch < self.epochs_per_iter:
             batches, next_carry = self._epoch_batches(iteration, epoch, carry)
             for index in range(skip, len(batches)):
@@ -209,13 +191,21 @@ class TrainLoader:
             yield self._batch(rows)
 
     def _next_iteration(self) -> None:
-        self._iteration += 1
+        self.iteration += 1
         self._epoch, self._carry, self._skip = 0, np.zeros(0, np.int64), 0
 
     def _batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         local = rows[self.rank * self.local_batch_size : (self.rank + 1) * self.local_batch_size]
         puzzles = np.searchsorted(self._pi, local, side="right") - 1
-        return _collate(self.split, local, puzzles)
+        inputs, labels = self.split.rows(local)
+        labels32 = labels.astype(np.int32)
+        labels32[labels == self.split.meta.ignore_label_id] = IGNORE_LABEL_ID
+        ids = self.split.puzzle_identifiers[puzzles].astype(np.int32)
+        return {
+            "inputs": torch.from_numpy(inputs.astype(np.int32)),
+            "labels": torch.from_numpy(labels32),
+            "puzzle_identifiers": torch.from_numpy(ids),
+        }
 
     # ---------------------------------------------------------------- resume
 
@@ -227,7 +217,7 @@ class TrainLoader:
             "seed": self.seed,
             "global_batch_size": self.global_batch_size,
             "epochs_per_iter": self.epochs_per_iter,
-            "iteration": self._iteration,
+            "iteration": self.iteration,
             "epoch": self._epoch,
             "carry": [int(v) for v in self._carry],
             "skip": self._skip,
@@ -242,7 +232,7 @@ class TrainLoader:
                     f"loader state was saved with {key}={state[key]}, this loader has "
                     f"{getattr(self, key)}; resume with the same settings"
                 )
-        self._iteration = int(state["iteration"])
+        self.iteration = int(state["iteration"])
         self._epoch = int(state["epoch"])
         self._carry = np.asarray(state["carry"], dtype=np.int64)
         self._skip = int(state["skip"])

@@ -122,11 +122,9 @@ def _load_json(path: Path) -> Any:
         raise StoreError(f"{path}: missing (not an official dataset directory?)")
     try:
         return read_json(path, max_bytes=MAX_JSON_BYTES, error=StoreError, what="JSON file")
-    except StoreError as exc:
-        text = str(exc)
-        prefix = f"{path}: "
-        rest = text[len(prefix) :] if text.startswith(prefix) else text
-        raise StoreError(f"{prefix}unreadable JSON: {rest}") from None
+    except StoreError as exc:  # read_json's line names the path too
+        problem = str(exc).removeprefix(f"{path}: ")
+        raise StoreError(f"{path}: unreadable JSON: {problem}") from None
 
 
 MAX_JSON_BYTES = 1 << 30
@@ -162,8 +160,8 @@ class _OfficialSplit:
 
     def __init__(self, folder: Path, task: Task) -> None:
         self.folder = folder
-        info = _load_json(folder / "dataset.json")
         where = folder / "dataset.json"
+        info = _load_json(where)
         if not isinstance(info, dict):
             raise StoreError(f"{where}: expected a JSON object, found {type(info).__name__}")
         for key in META_FIELDS:
@@ -194,8 +192,7 @@ class _OfficialSplit:
         self.info = info
         arrays = {key: _load_npy(folder / f"{SET}__{key}.npy") for key in FIELDS}
         self.inputs, self.labels = arrays["inputs"], arrays["labels"]
-        for key in ("inputs", "labels"):
-            array = arrays[key]
+        for key, array in (("inputs", self.inputs), ("labels", self.labels)):
             if array.ndim != 2 or array.shape[1] != codec.seq_len:
                 raise StoreError(
                     f"{folder / f'{SET}__{key}.npy'}: shape {array.shape}, expected "

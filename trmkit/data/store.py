@@ -60,11 +60,6 @@ SHARD_CHUNKS = 32
 """Chunks per shard along the example axis: ~32 MiB files instead of thousands of 1 MiB."""
 ZSTD_LEVEL = 3
 
-
-def _compressor() -> ZstdCodec:
-    return ZstdCodec(level=ZSTD_LEVEL)
-
-
 # Every chunk is written, even one equal to the fill value, so that a chunk or shard file
 # missing on disk is damage (reported) rather than zeros (zarr reads absent chunks as the
 # fill value). Stores record it in the root attribute EVERY_CHUNK_KEY.
@@ -123,19 +118,20 @@ def expected_count(name: str, value: Any) -> str | None:
 # --------------------------------------------------------------------------- strings
 
 
+def _write_array(group: zarr.Group, key: str, data: np.ndarray) -> None:
+    """``data`` as ``group[key]``, chunked ~`CHUNK_BYTES` along its first axis."""
+    row_bytes = data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
+    chunks = (max(1, CHUNK_BYTES // row_bytes), *data.shape[1:])
+    compressor = ZstdCodec(level=ZSTD_LEVEL)
+    group.create_array(key, data=data, chunks=chunks, compressors=compressor, config=_ARRAY_CONFIG)
+
+
 def _write_strings(group: zarr.Group, name: str, strings: Sequence[str]) -> None:
     encoded = [s.encode("utf-8") for s in strings]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    for key, array in ((name, data), (f"{name}_offsets", offsets)):
-        group.create_array(
-            key,
-            data=array,
-            chunks=(max(1, CHUNK_BYTES // array.itemsize),),
-            compressors=_compressor(),
-            config=_ARRAY_CONFIG,
-        )
+    _write_array(group, name, np.frombuffer(b"".join(encoded), dtype=np.uint8))
+    _write_array(group, f"{name}_offsets", offsets)
 
 
 def member_array(group: zarr.Group, name: str) -> zarr.Array:
@@ -172,7 +168,7 @@ class SplitWriter:
                 dtype="uint8",
                 chunks=(self.chunk_rows, seq_len),
                 shards=(self.shard_rows, seq_len),
-                compressors=_compressor(),
+                compressors=ZstdCodec(level=ZSTD_LEVEL),
                 dimension_names=("example", "token"),
                 config=_ARRAY_CONFIG,
             )
@@ -225,8 +221,7 @@ class SplitWriter:
     def _flush(self, final: bool) -> None:
         if not self._pending:
             return
-        inputs = np.concatenate([p[0] for p in self._pending])
-        labels = np.concatenate([p[1] for p in self._pending])
+        inputs, labels = (np.concatenate(part) for part in zip(*self._pending, strict=True))
         take = len(inputs) if final else (len(inputs) // self.shard_rows) * self.shard_rows
         start, stop = self.rows_written, self.rows_written + take
         for key, data in (("inputs", inputs), ("labels", labels)):
@@ -256,11 +251,7 @@ class SplitWriter:
             ("transforms", np.concatenate(self._transforms)),
         ):
             self.digest.update(np.ascontiguousarray(data).tobytes())
-            row_bytes = data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64))
-            chunk = (max(1, CHUNK_BYTES // row_bytes), *data.shape[1:])
-            self.group.create_array(
-                key, data=data, chunks=chunk, compressors=_compressor(), config=_ARRAY_CONFIG
-            )
+            _write_array(self.group, key, data)
         _write_strings(self.group, "group_names", self.group_names)
         self.digest.update("\n".join(self.group_names).encode("utf-8"))
         meta = SplitMeta(
@@ -282,9 +273,7 @@ def _missing_chunk_files(directory: Path, array: zarr.Array) -> int:
     fill value, i.e. zeros), not merely counted, so a stray file cannot hide a gap."""
     outer = array.shards or array.chunks
     grid = [-(-int(n) // int(c)) for n, c in zip(array.shape, outer, strict=True)]
-    count = int(np.prod(grid, dtype=np.int64)) if grid else 1
-    if count == 0:
-        return 0
+    count = int(np.prod(grid, dtype=np.int64))  # 0 for an empty array: nothing to look up
     if count > 1_000_000:  # a huge grid (damaged attributes): count the files instead
         root = directory / "c"
         present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
@@ -629,15 +618,9 @@ class Store:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
 
-# What every split of one build shares with the root (the rest is per split).
-SHARED_FIELDS = (
-    "seq_len",
-    "vocab_size",
-    "pad_id",
-    "ignore_label_id",
-    "blank_identifier_id",
-    "num_puzzle_identifiers",
-    "transform_size",
+# What every split of one build shares with the root: all but the split's own totals.
+SHARED_FIELDS = tuple(
+    f.name for f in attrs.fields(SplitMeta) if not f.name.startswith(("total_", "mean_"))
 )
 
 
@@ -650,9 +633,7 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
     path = Path(path)
     task_name = getattr(task, "name", task)
     hint = _rebuild_hint(path, task_name)
-    if not path.exists():
-        atomic.try_recover_dir(path)  # a replacement killed between its two renames
-    if not path.exists():
+    if not path.exists() and not atomic.try_recover_dir(path):  # killed between two renames
         raise StoreError(
             f"{path}: no such dataset store; build one with trmkit build --task "
             f"{task_name or 'NAME'} --out {path}"
