@@ -13,13 +13,9 @@ from trmkit.errors import TrmkitError
 
 # seq_len / vocab of the paper tasks, used when the task plugin is not installed
 KNOWN_TASKS = {
-    "sudoku-extreme": (81, 11),
-    "sudoku": (81, 11),
-    "maze-hard": (900, 6),
-    "maze": (900, 6),
-    "arc-agi-1": (900, 12),
-    "arc-agi-2": (900, 12),
-    "arc": (900, 12),
+    **dict.fromkeys(("sudoku-extreme", "sudoku"), (81, 11)),
+    **dict.fromkeys(("maze-hard", "maze"), (900, 6)),
+    **dict.fromkeys(("arc-agi-1", "arc-agi-2", "arc"), (900, 12)),
 }
 
 
@@ -50,45 +46,39 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     from trmkit.models.schedule import schedule_pieces
     from trmkit.training.preflight import activation_bytes, scheduled_train_flops
 
-    fields = dict(recipe.model.fields)
-    shape = _task_shape(recipe.data.task, recipe.data.options)
+    batch = batch_size or recipe.optim.global_batch_size
+    fields = {"num_puzzle_identifiers": 1, "batch_size": batch, **recipe.model.fields}
     if "seq_len" not in fields or "vocab_size" not in fields:
+        shape = _task_shape(recipe.data.task, recipe.data.options)
         if shape is None:
             raise TrmkitError(
                 f"task {recipe.data.task!r} is not installed and not a known paper task: pass "
                 "--set model.seq_len=N --set model.vocab_size=V"
             )
-        fields.setdefault("seq_len", shape[0])
-        fields.setdefault("vocab_size", shape[1])
-    fields.setdefault("num_puzzle_identifiers", 1)
-    batch = batch_size or recipe.optim.global_batch_size
-    fields.setdefault("batch_size", batch)
+        fields = {"seq_len": shape[0], "vocab_size": shape[1], **fields}
     cfg = recipe.model_config(**fields)
     with torch.device("meta"):
         model = build_model(recipe.model.name, cfg)
     flops = model.step_flops(batch)
     table = model.puzzle_emb
-    lines = [f"recipe: {recipe.name}  model: {recipe.model.name}", str(model), ""]
-    lines.append(f"sequence: {cfg.seq_len} tokens, vocab {cfg.vocab_size}")
-    lines.append(f"trainable parameters: {count_parameters(model)}")
-    if table is not None:
-        lines.append(
-            f"puzzle embedding table: {table.num_ids} x {table.dim} = "
-            f"{table.num_ids * table.dim} values (buffer, trained by sign-SGD)"
-        )
-    else:
-        lines.append("puzzle embedding table: none")
-    lines.append(
+    saved = activation_bytes(model, batch)
+    lines = [
+        f"recipe: {recipe.name}  model: {recipe.model.name}",
+        str(model),
+        "",
+        f"sequence: {cfg.seq_len} tokens, vocab {cfg.vocab_size}",
+        f"trainable parameters: {count_parameters(model)}",
+        "puzzle embedding table: none"
+        if table is None
+        else f"puzzle embedding table: {table.num_ids} x {table.dim} = "
+        f"{table.num_ids * table.dim} values (buffer, trained by sign-SGD)",
         f"FLOPs per supervision step (batch {batch}): train {_fmt(flops.train)}FLOP "
         f"(forward {_fmt(flops.forward)}FLOP, backward {_fmt(flops.backward)}FLOP"
         + (f", ACT-continue pass {_fmt(flops.extra_forward)}FLOP" if flops.extra_forward else "")
-        + f"), eval {_fmt(flops.eval)}FLOP; per sample train {_fmt(flops.train / batch)}FLOP"
-    )
-    saved = activation_bytes(model, batch)
-    lines.append(
+        + f"), eval {_fmt(flops.eval)}FLOP; per sample train {_fmt(flops.train / batch)}FLOP",
         f"activations per training step (batch {batch}, fp32): "
-        + ("unknown (the model does not implement StepMemory)" if saved is None else gib(saved))
-    )
+        + ("unknown (the model does not implement StepMemory)" if saved is None else gib(saved)),
+    ]
     # the mean over the schedule (docs/engine.md, "Training progress and schedules")
     if len(schedule_pieces(cfg)) > 1:
         mean = scheduled_train_flops(model, cfg, batch)

@@ -82,7 +82,7 @@ def report_cmd(run, out, traces):
     """Write RUN's report: training curves, accuracy after each supervision step, the
     halting histogram and a few test puzzles' traces, as one self-contained HTML file."""
     check_run_dir(run)
-    out = out if out is not None else run / "report.html"
+    out = out or run / "report.html"
     from trmkit.oserrors import check_writable_file
 
     check_writable_file(out, "--out")  # before the model runs
@@ -126,8 +126,7 @@ def report_cmd(run, out, traces):
                 symbols={v: task.cell_text(v) for v in values},
             )
         )
-    evals = [r for r in records if r.get("split") == "eval"]
-    last = evals[-1] if evals else {}
+    last: dict[str, Any] = next((r for r in reversed(records) if r.get("split") == "eval"), {})
     facts = [
         ("run", str(run)),
         ("task", task.name),
