@@ -4,8 +4,6 @@ preflight's activation estimate, all asked of the model (the model contract, doc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from typing import Any
 
 import click
 
@@ -19,17 +17,6 @@ KNOWN_TASKS = {
 }
 
 
-def _task_shape(task: str, options: Mapping[str, Any] | None = None) -> tuple[int, int] | None:
-    """(seq_len, vocab) of ``task`` as built with the recipe's data ``options`` (ARC's canvas)."""
-    from trmkit import plugins
-
-    if task:
-        with contextlib.suppress(TrmkitError):  # not installed: a known paper task's shape
-            codec = plugins.get_task(task).with_options(options).codec
-            return int(codec.seq_len), int(codec.vocab_size)
-    return KNOWN_TASKS.get(task)
-
-
 def _fmt(n: float) -> str:
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
@@ -41,6 +28,7 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     """Lines describing the model of a recipe (built on the meta device: no memory)."""
     import torch
 
+    from trmkit import plugins
     from trmkit.memory import gib
     from trmkit.models import build_model, count_parameters
     from trmkit.models.schedule import schedule_pieces
@@ -49,7 +37,12 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     batch = batch_size or recipe.optim.global_batch_size
     fields = {"num_puzzle_identifiers": 1, "batch_size": batch, **recipe.model.fields}
     if "seq_len" not in fields or "vocab_size" not in fields:
-        shape = _task_shape(recipe.data.task, recipe.data.options)
+        # the installed task as built with the recipe's data options (ARC's canvas), else a
+        # known paper task's shape
+        shape = KNOWN_TASKS.get(recipe.data.task)
+        with contextlib.suppress(TrmkitError):
+            codec = plugins.get_task(recipe.data.task).with_options(recipe.data.options).codec
+            shape = int(codec.seq_len), int(codec.vocab_size)
         if shape is None:
             raise TrmkitError(
                 f"task {recipe.data.task!r} is not installed and not a known paper task: pass "

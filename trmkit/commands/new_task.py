@@ -280,7 +280,7 @@ def package_names(name: str) -> dict[str, str]:
         )
     words = re.split(r"[-_]", name)
     plugin = "-".join(words)
-    if plugin in RESERVED or name in RESERVED:
+    if plugin in RESERVED:
         raise ConfigError(
             f"new-task {name!r}: {plugin!r} is the name of a built-in plugin; choose another"
         )
