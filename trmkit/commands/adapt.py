@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -41,6 +42,7 @@ def adapt_for_solve(bundle, task, puzzles, steps: int, num_aug: int, seed: int):
     (`adapt` checks that the checkpoint can adapt and that the puzzles fit)."""
     from trmkit.training.adapt import adapt
 
+    echo = functools.partial(click.echo, err=True)
     result = adapt(
         bundle,
         task,
@@ -50,9 +52,9 @@ def adapt_for_solve(bundle, task, puzzles, steps: int, num_aug: int, seed: int):
         seed=seed,
         device=next(bundle.model.parameters()).device,
         progress=True,
-        echo=lambda line: click.echo(line, err=True),
+        echo=echo,
     )
-    report(result, lambda line: click.echo(line, err=True))
+    report(result, echo)
     return result.bundle()
 
 
@@ -117,7 +119,6 @@ def adapt_cmd(
     if out.exists() and not force:
         raise CheckpointError(f"{out}: exists; pass --force to replace it or choose another --out")
     check_writable_dir(out.parent, "directory of --out")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     bundle = load_bundle(checkpoint, device="cpu")
     task = command_task(bundle.task_name).for_store(bundle.manifest.dataset.store)
     check_task_matches(bundle, task)
@@ -133,7 +134,7 @@ def adapt_cmd(
         num_aug=num_aug,
         seed=seed,
         batch_size=batch_size,
-        device=device,
+        device="cuda" if torch.cuda.is_available() else "cpu",
         progress=not no_progress,
         echo=lambda line: click.echo(line, err=True),
     )

@@ -3,6 +3,7 @@ seeds at one budget on one test split, with intervals and one report (docs/compa
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -132,20 +133,14 @@ def compare_cmd(
     ]
     spec.check_variants(variants)
     old = spec.read_spec(out)
-    placeholder = {"sha256": "", "examples": 0}
-    spec.refuse_if_other(
-        out,
-        old,
-        spec.make_spec(
-            variants, seeds=seeds, budget_steps=budget, data_path=Path(), test=placeholder
-        ),
-        data=False,
-    )
+    make_spec = functools.partial(spec.make_spec, variants, seeds=seeds, budget_steps=budget)
+    placeholder = make_spec(data_path=Path(), test={"sha256": "", "examples": 0})
+    spec.refuse_if_other(out, old, placeholder, data=False)
     check_writable_dir(out, "comparison directory")
 
-    data_path = _prepare_data(variants[0].recipe, data_dir)
-    test = spec.test_split_digest(_open_store(variants[0].recipe, data_path))
-    new = spec.make_spec(variants, seeds=seeds, budget_steps=budget, data_path=data_path, test=test)
+    data_path, store = _test_data(variants[0].recipe, data_dir)
+    test = spec.test_split_digest(store)
+    new = make_spec(data_path=data_path, test=test)
     spec.refuse_if_other(out, old, new, data=True)
 
     runs = {
@@ -196,32 +191,25 @@ def compare_cmd(
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
 
 
-def _prepare_data(recipe, data_dir: Path | None) -> Path:
-    """``--data`` as given, else the recipes' dataset from the cache (built on first use)."""
+def _test_data(recipe, data_dir: Path | None):
+    """``--data`` as given, else the recipes' dataset from the cache (built on first use),
+    and its store, which must have the test split every run is scored on."""
     from trmkit.cli import command_task
     from trmkit.data.cache import build_cached, cached_dataset_path, is_built
-
-    if data_dir is not None:
-        return data_dir
-    task = command_task(recipe.data.task)
-    path = cached_dataset_path(task, recipe.data)
-    if not is_built(path):
-        click.echo(f"building dataset {path.name} (cached for later runs)", err=True)
-        build_cached(task, recipe.data, path, progress=False)
-    return path
-
-
-def _open_store(recipe, path: Path):
-    from trmkit.cli import command_task
     from trmkit.data.store import open_store
     from trmkit.errors import StoreError
 
-    store = open_store(path, command_task(recipe.data.task))
+    task = command_task(recipe.data.task)
+    path = data_dir or cached_dataset_path(task, recipe.data)
+    if data_dir is None and not is_built(path):
+        click.echo(f"building dataset {path.name} (cached for later runs)", err=True)
+        build_cached(task, recipe.data, path, progress=False)
+    store = open_store(path, task)
     if "test" not in store.splits:
         raise StoreError(
             f"{path}: the store has no test split; a comparison scores every run on it"
         )
-    return store
+    return path, store
 
 
 COMMANDS = (compare_cmd,)

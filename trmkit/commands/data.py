@@ -108,10 +108,10 @@ def info_cmd(path: Path, as_json: bool) -> None:
     from trmkit.data.store import open_store
 
     store = open_store(path)
-    splits = {}
-    for name in store.splits:
-        split = store.split(name)
-        splits[name] = {**attrs.asdict(split.meta), "uncompressed_bytes": split.nbytes}
+    splits = {
+        split.name: {**attrs.asdict(split.meta), "uncompressed_bytes": split.nbytes}
+        for split in map(store.split, store.splits)
+    }
     info = {
         "path": str(store.path),
         "attributes": store.attrs,

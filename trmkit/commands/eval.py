@@ -99,16 +99,13 @@ def write_options(
 def check_out(out: Path, force: bool) -> None:
     """An explicit --out must be new or an empty directory unless --force (docs/errors.md,
     "Run directories: one writer, the right data"): reports are never silently replaced."""
-    if not (out.exists() or out.is_symlink()):
-        return
-    if not out.is_dir():
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
         raise OptionError(f"--out {out}: exists and is not a directory; choose another --out")
-    if force or not any(out.iterdir()):
-        return
-    raise OptionError(
-        f"--out {out}: not empty (an earlier report?); pass --force to write over it, or "
-        "choose another --out"
-    )
+    if out.is_dir() and not force and any(out.iterdir()):
+        raise OptionError(
+            f"--out {out}: not empty (an earlier report?); pass --force to write over it, or "
+            "choose another --out"
+        )
 
 
 @click.command(name="eval")
@@ -247,7 +244,7 @@ def eval_cmd(
         m.update(exact_interval_fields(m))  # Wilson 95%, trmkit.stats
         report.write(out)
         lines = [
-            json.dumps(dict(m.items()), indent=2),
+            json.dumps(m, indent=2),
             f"exact accuracy {m['exact_accuracy']:.4f} {describe_exact_interval(m)}"
             f"({report.steps} steps, {policy.describe()}; {m['forward_passes']:.2f} forward "
             f"passes per puzzle); adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "

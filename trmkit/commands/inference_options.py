@@ -78,7 +78,7 @@ def policy_from(options: dict[str, Any]) -> InferencePolicy:
     adaptive = options.pop("adaptive")
     if halt is not None and adaptive and halt != "q":
         raise click.UsageError(f"--adaptive means --halt q; it contradicts --halt {halt}")
-    policy = InferencePolicy(  # halt and select convert from NAME[:ARG] text
+    return InferencePolicy(  # halt and select convert from NAME[:ARG] text
         steps=options.pop("steps"),
         halt=("q" if adaptive else "fixed") if halt is None else halt,
         samples=options.pop("samples"),
@@ -86,5 +86,4 @@ def policy_from(options: dict[str, Any]) -> InferencePolicy:
         noise=options.pop("noise"),
         select=options.pop("select"),
         seed=options.pop("seed"),
-    )
-    return policy.validate()
+    ).validate()

@@ -4,8 +4,6 @@ preflight's activation estimate, all asked of the model (the model contract, doc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
-from typing import Any
 
 import click
 
@@ -13,25 +11,10 @@ from trmkit.errors import TrmkitError
 
 # seq_len / vocab of the paper tasks, used when the task plugin is not installed
 KNOWN_TASKS = {
-    "sudoku-extreme": (81, 11),
-    "sudoku": (81, 11),
-    "maze-hard": (900, 6),
-    "maze": (900, 6),
-    "arc-agi-1": (900, 12),
-    "arc-agi-2": (900, 12),
-    "arc": (900, 12),
+    **dict.fromkeys(("sudoku-extreme", "sudoku"), (81, 11)),
+    **dict.fromkeys(("maze-hard", "maze"), (900, 6)),
+    **dict.fromkeys(("arc-agi-1", "arc-agi-2", "arc"), (900, 12)),
 }
-
-
-def _task_shape(task: str, options: Mapping[str, Any] | None = None) -> tuple[int, int] | None:
-    """(seq_len, vocab) of ``task`` as built with the recipe's data ``options`` (ARC's canvas)."""
-    from trmkit import plugins
-
-    if task:
-        with contextlib.suppress(TrmkitError):  # not installed: a known paper task's shape
-            codec = plugins.get_task(task).with_options(options).codec
-            return int(codec.seq_len), int(codec.vocab_size)
-    return KNOWN_TASKS.get(task)
 
 
 def _fmt(n: float) -> str:
@@ -45,50 +28,50 @@ def describe(recipe, batch_size: int | None = None) -> list[str]:
     """Lines describing the model of a recipe (built on the meta device: no memory)."""
     import torch
 
+    from trmkit import plugins
     from trmkit.memory import gib
     from trmkit.models import build_model, count_parameters
     from trmkit.models.schedule import schedule_pieces
     from trmkit.training.preflight import activation_bytes, scheduled_train_flops
 
-    fields = dict(recipe.model.fields)
-    shape = _task_shape(recipe.data.task, recipe.data.options)
+    batch = batch_size or recipe.optim.global_batch_size
+    fields = {"num_puzzle_identifiers": 1, "batch_size": batch, **recipe.model.fields}
     if "seq_len" not in fields or "vocab_size" not in fields:
+        # the installed task as built with the recipe's data options (ARC's canvas), else a
+        # known paper task's shape
+        shape = KNOWN_TASKS.get(recipe.data.task)
+        with contextlib.suppress(TrmkitError):
+            codec = plugins.get_task(recipe.data.task).with_options(recipe.data.options).codec
+            shape = int(codec.seq_len), int(codec.vocab_size)
         if shape is None:
             raise TrmkitError(
                 f"task {recipe.data.task!r} is not installed and not a known paper task: pass "
                 "--set model.seq_len=N --set model.vocab_size=V"
             )
-        fields.setdefault("seq_len", shape[0])
-        fields.setdefault("vocab_size", shape[1])
-    fields.setdefault("num_puzzle_identifiers", 1)
-    batch = batch_size or recipe.optim.global_batch_size
-    fields.setdefault("batch_size", batch)
+        fields = {"seq_len": shape[0], "vocab_size": shape[1], **fields}
     cfg = recipe.model_config(**fields)
     with torch.device("meta"):
         model = build_model(recipe.model.name, cfg)
     flops = model.step_flops(batch)
     table = model.puzzle_emb
-    lines = [f"recipe: {recipe.name}  model: {recipe.model.name}", str(model), ""]
-    lines.append(f"sequence: {cfg.seq_len} tokens, vocab {cfg.vocab_size}")
-    lines.append(f"trainable parameters: {count_parameters(model)}")
-    if table is not None:
-        lines.append(
-            f"puzzle embedding table: {table.num_ids} x {table.dim} = "
-            f"{table.num_ids * table.dim} values (buffer, trained by sign-SGD)"
-        )
-    else:
-        lines.append("puzzle embedding table: none")
-    lines.append(
+    saved = activation_bytes(model, batch)
+    lines = [
+        f"recipe: {recipe.name}  model: {recipe.model.name}",
+        str(model),
+        "",
+        f"sequence: {cfg.seq_len} tokens, vocab {cfg.vocab_size}",
+        f"trainable parameters: {count_parameters(model)}",
+        "puzzle embedding table: none"
+        if table is None
+        else f"puzzle embedding table: {table.num_ids} x {table.dim} = "
+        f"{table.num_ids * table.dim} values (buffer, trained by sign-SGD)",
         f"FLOPs per supervision step (batch {batch}): train {_fmt(flops.train)}FLOP "
         f"(forward {_fmt(flops.forward)}FLOP, backward {_fmt(flops.backward)}FLOP"
         + (f", ACT-continue pass {_fmt(flops.extra_forward)}FLOP" if flops.extra_forward else "")
-        + f"), eval {_fmt(flops.eval)}FLOP; per sample train {_fmt(flops.train / batch)}FLOP"
-    )
-    saved = activation_bytes(model, batch)
-    lines.append(
+        + f"), eval {_fmt(flops.eval)}FLOP; per sample train {_fmt(flops.train / batch)}FLOP",
         f"activations per training step (batch {batch}, fp32): "
-        + ("unknown (the model does not implement StepMemory)" if saved is None else gib(saved))
-    )
+        + ("unknown (the model does not implement StepMemory)" if saved is None else gib(saved)),
+    ]
     # the mean over the schedule (docs/engine.md, "Training progress and schedules")
     if len(schedule_pieces(cfg)) > 1:
         mean = scheduled_train_flops(model, cfg, batch)

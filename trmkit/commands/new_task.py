@@ -280,7 +280,7 @@ def package_names(name: str) -> dict[str, str]:
         )
     words = re.split(r"[-_]", name)
     plugin = "-".join(words)
-    if plugin in RESERVED or name in RESERVED:
+    if plugin in RESERVED:
         raise ConfigError(
             f"new-task {name!r}: {plugin!r} is the name of a built-in plugin; choose another"
         )
@@ -298,13 +298,12 @@ def write_package(name: str, directory: Path) -> Path:
     from trmkit import __version__, atomic, plugins
 
     values = package_names(name)
-    entries = plugins.task_entries()
-    taken = {key: e for e in entries.values() for key in (e.task.name, *e.aliases)}
-    if name in taken:
-        raise ConfigError(
-            f"new-task {name!r}: a task of that name is already registered by plugin "
-            f"{taken[name].plugin!r}; choose another name"
-        )
+    for entry in plugins.task_entries().values():
+        if name in (entry.task.name, *entry.aliases):
+            raise ConfigError(
+                f"new-task {name!r}: a task of that name is already registered by plugin "
+                f"{entry.plugin!r}; choose another name"
+            )
     root = Path(directory) / values["dist"]
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ConfigError(f"new-task {name!r}: {root} already exists and is not empty")

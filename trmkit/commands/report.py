@@ -15,15 +15,6 @@ EVAL_ROWS = 256
 MAX_TRACES = 50
 
 
-def check_run_dir(run: Path) -> None:
-    """A run directory is what `trmkit train` writes: it has metrics.jsonl."""
-    if not (run / "metrics.jsonl").is_file():
-        what = "is not a directory" if not run.is_dir() else "has no metrics.jsonl"
-        raise RunDirError(
-            f"{run}: not a run directory ({what}); give the --out directory of `trmkit train`"
-        )
-
-
 def read_per_step(path: Path) -> tuple[list[dict[str, Any]], list[int]] | None:
     """per_step.json's accuracy per step and halting histogram (`trmkit.evaluation`), None
     when it is missing or does not hold them."""
@@ -81,8 +72,12 @@ def traced_puzzles(task: Any, split: Any, count: int) -> list[Any]:
 def report_cmd(run, out, traces):
     """Write RUN's report: training curves, accuracy after each supervision step, the
     halting histogram and a few test puzzles' traces, as one self-contained HTML file."""
-    check_run_dir(run)
-    out = out if out is not None else run / "report.html"
+    if not (run / "metrics.jsonl").is_file():  # a run directory is what `trmkit train` writes
+        what = "is not a directory" if not run.is_dir() else "has no metrics.jsonl"
+        raise RunDirError(
+            f"{run}: not a run directory ({what}); give the --out directory of `trmkit train`"
+        )
+    out = out or run / "report.html"
     from trmkit.oserrors import check_writable_file
 
     check_writable_file(out, "--out")  # before the model runs
@@ -126,8 +121,7 @@ def report_cmd(run, out, traces):
                 symbols={v: task.cell_text(v) for v in values},
             )
         )
-    evals = [r for r in records if r.get("split") == "eval"]
-    last = evals[-1] if evals else {}
+    last: dict[str, Any] = next((r for r in reversed(records) if r.get("split") == "eval"), {})
     facts = [
         ("run", str(run)),
         ("task", task.name),

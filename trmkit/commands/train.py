@@ -30,8 +30,7 @@ def resolve_recipe(task_name: str | None, recipe_name: str | None, overrides: tu
         recipe.data.task = task.name
     recipe_task = command_task(recipe.data.task)
     if task is not None and recipe_task.name != task.name:
-        entries = plugins.task_entries()
-        if entries[recipe_task.name].plugin != entries[task.name].plugin:
+        if plugins.owner_of(recipe_task) != plugins.owner_of(task):
             raise ConfigError(
                 f"--task {task_name} does not match recipe {recipe_name!r}, which trains task "
                 f"{recipe_task.name!r}; drop --task or choose a recipe of {task.name!r}"

@@ -19,7 +19,7 @@ import hashlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import overload
+from typing import TypeVar
 
 import attrs
 import numpy as np
@@ -222,13 +222,6 @@ def rating_filter(table: CsvTable, min_rating: float | None) -> np.ndarray:
         return np.flatnonzero(table.ratings >= min_rating)
 
 
-HUB_HINT = (
-    "download train.csv and test.csv from https://huggingface.co/datasets/{repo} yourself and "
-    "pass the directory holding them: trmkit build --task {task} --source DIR "
-    "(trmkit train: --set data.source=DIR)"
-)
-
-
 def hub_download(repo: str, task: str) -> list[tuple[str, Path]]:
     """Fetch train.csv and test.csv of a Hugging Face dataset -> (split, local path) pairs.
 
@@ -236,7 +229,11 @@ def hub_download(repo: str, task: str) -> list[tuple[str, Path]]:
     Any failure (not installed, offline, missing file) becomes one SourceError line that
     names the local-path alternative.
     """
-    hint = HUB_HINT.format(repo=repo, task=task)
+    hint = (
+        f"download train.csv and test.csv from https://huggingface.co/datasets/{repo} yourself "
+        f"and pass the directory holding them: trmkit build --task {task} --source DIR "
+        "(trmkit train: --set data.source=DIR)"
+    )
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
@@ -270,17 +267,12 @@ MAX_GENERATED = 10_000_000
 """the most puzzles a generator source makes per split (``count``, ``test_count``)."""
 
 
-@overload
+Default = TypeVar("Default", int, None)
+
+
 def parse_int_option(
-    options: Mapping[str, str], key: str, default: int, *, lo: int = 0, hi: int | None = None
-) -> int: ...
-@overload
-def parse_int_option(
-    options: Mapping[str, str], key: str, default: None, *, lo: int = 0, hi: int | None = None
-) -> int | None: ...
-def parse_int_option(
-    options: Mapping[str, str], key: str, default: int | None, *, lo: int = 0, hi: int | None = None
-) -> int | None:
+    options: Mapping[str, str], key: str, default: Default, *, lo: int = 0, hi: int | None = None
+) -> int | Default:
     """The integer ``--option key=N`` (``default`` when absent), within ``lo..hi``: a value
     that is not an integer or out of range is one SourceError naming the option."""
     if key not in options:

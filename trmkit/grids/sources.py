@@ -38,14 +38,13 @@ def generator_source(
     options: Mapping[str, tuple[int, str]] | None = None,
     name: str = "generate",
     description: str = "seeded generator (offline, deterministic for --seed)",
-    max_tries: int = 20,
 ) -> Source:
     """A ``kind="generator"`` source calling ``make(rng, options)`` once per puzzle.
 
     ``options`` maps extra ``--option`` names to ``(default, help)``; their int values reach
     ``make`` with ``count`` and ``test_count``. Puzzles are named ``train-000000``,
     ``test-000000``, ... . A generator that cannot find enough distinct inputs after
-    ``max_tries`` attempts per puzzle asked for is refused with a SourceError.
+    20 attempts per puzzle asked for is refused with a SourceError.
     """
     extra = dict(options or {})
     for key in ("count", "test_count"):
@@ -66,7 +65,7 @@ def generator_source(
         for split, key in (("train", "count"), ("test", "test_count")):
             wanted, made, tries = values[key], 0, 0
             while made < wanted:
-                if tries >= max_tries * wanted:
+                if tries >= 20 * wanted:
                     raise SourceError(
                         f"generator {name!r} made only {made} distinct {split} puzzles of the "
                         f"{wanted} asked for in {tries} tries (it repeats itself); ask for fewer "

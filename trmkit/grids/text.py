@@ -96,7 +96,6 @@ def text_blocks(
         rows = []
 
     for number, line in enumerate(body.splitlines(), start=1):
-        line = line.rstrip("\r\n")
         named = name_of(line)
         if named is not None:
             close()
