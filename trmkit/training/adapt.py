@@ -29,6 +29,7 @@ bundle (a ``minutes`` budget stops on the clock, so its step count may differ).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -329,12 +330,9 @@ def adapt(
 def _batches(n: int, batch: int, rng: np.random.Generator):
     """Index arrays of ``batch`` rows, epoch after epoch, each epoch a fresh permutation;
     an epoch's tail that does not fill a batch starts the next one."""
-    pending = np.zeros(0, np.int64)
+    rows = itertools.chain.from_iterable(rng.permutation(n) for _ in itertools.count())
     while True:
-        while len(pending) < batch:
-            pending = np.concatenate([pending, rng.permutation(n)])
-        yield pending[:batch]
-        pending = pending[batch:]
+        yield np.fromiter(itertools.islice(rows, batch), np.int64, count=batch)
 
 
 def _train(
