@@ -145,9 +145,7 @@ def summarize(
     for v in spec["variants"]:
         label = v["label"]
         results = list(runs[label])
-        config = read_config(results[0].run_dir) or {}
-        params, flops = model_size(config)
-        minutes = [r.minutes for r in results if r.minutes is not None]
+        params, flops = model_size(read_config(results[0].run_dir) or {})
         reached_steps = [float(r.target_step) for r in results if r.target_step is not None]
         reached_minutes = [r.target_minutes for r in results if r.target_minutes is not None]
         variants.append(
@@ -159,7 +157,7 @@ def summarize(
                 "steps": sorted({r.steps for r in results}),
                 "exact_accuracy": _interval([r.exact_accuracy for r in results], 0.0, 1.0),
                 "accuracy": _interval([r.accuracy for r in results], 0.0, 1.0),
-                "minutes": _interval(minutes, 0.0),
+                "minutes": _interval([r.minutes for r in results if r.minutes is not None], 0.0),
                 "target": {
                     "reached": len(reached_steps),
                     "of": len(results),
@@ -173,8 +171,8 @@ def summarize(
         )
     paired = []
     base = spec["variants"][0]["label"]
+    a = {r.seed: r for r in runs[base]}
     for v in spec["variants"][1:]:
-        a = {r.seed: r for r in runs[base]}
         b = {r.seed: r for r in runs[v["label"]]}
         seeds = sorted(set(a) & set(b))
         if not seeds:

@@ -124,7 +124,6 @@ def check_not_running(run: Run) -> None:
     except (OSError, ValueError):
         return
     try:
-        os.kill(pid, 0)
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except (OSError, UnicodeDecodeError):
         return  # gone (or not Linux): a stale pid file
@@ -141,21 +140,19 @@ def check_not_running(run: Run) -> None:
 def timeline(records: Iterable[Mapping[str, Any]]) -> tuple[dict[int, float], bool]:
     """Seconds of training at each evaluated step from a run's timing records, over its
     attempts, and whether any of them is estimated (see the module docstring)."""
-    points: list[tuple[int, float]] = []
+    points: dict[int, float] = {}
     estimated = False
     base: float | None = 0.0
     start = 0
     for r in records:
         if "attempt" in r:
             start = int(r.get("from_step", 0))
-            points = [p for p in points if p[0] <= start]
-            if start == 0:
-                base = 0.0
-            elif any(s == start for s, _ in points):
-                base = [t for s, t in points if s == start][-1]
+            points = {s: t for s, t in points.items() if s <= start}
+            last = max(points, default=0)
+            if last == start:  # a fresh start, or a resume from an evaluated step
+                base = points.get(start, 0.0)
             elif points:
-                s_last, t_last = points[-1]
-                base = t_last * start / s_last
+                base = points[last] * start / last
                 estimated = True
             else:
                 base = None  # nothing timed before the resume step: use this attempt's rate
@@ -164,8 +161,8 @@ def timeline(records: Iterable[Mapping[str, Any]]) -> tuple[dict[int, float], bo
             if base is None:
                 base = seconds * start / max(step - start, 1)
                 estimated = True
-            points.append((step, base + seconds))
-    return dict(points), estimated
+            points[step] = base + seconds
+    return points, estimated
 
 
 def read_timing(side_dir: Path) -> list[dict[str, Any]]:
@@ -196,38 +193,19 @@ def visible_gpus() -> list[str]:
         return []
 
 
-@attrs.frozen
-class Slot:
-    index: int
-    threads: int
-    gpu: str | None
-
-
-def child_env(slot: Slot) -> dict[str, str]:
+def child_env(threads: int, gpu: str | None) -> dict[str, str]:
     import trmkit
 
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = env["TRMKIT_NUM_THREADS"] = str(slot.threads)
-    env["MKL_NUM_THREADS"] = str(slot.threads)
+    env["OMP_NUM_THREADS"] = env["TRMKIT_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"
     root = str(Path(trmkit.__file__).resolve().parent.parent)
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in parts:
         env["PYTHONPATH"] = os.pathsep.join([root, *parts])
-    if slot.gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
     return env
-
-
-def train_argv(run: Run, data_dir: Path, budget_steps: int | None, resume: bool) -> list[str]:
-    argv = [sys.executable, "-m", "trmkit.cli", "train", "--recipe", str(run.recipe_file)]
-    argv += ["--set", f"train.seed={run.seed}", "--data", str(data_dir), "--out", str(run.run_dir)]
-    argv += ["--no-progress", "--no-preflight"]
-    if budget_steps is not None:
-        argv += ["--max-steps", str(budget_steps)]
-    if resume:
-        argv.append("--resume")
-    return argv
 
 
 @attrs.define
@@ -239,15 +217,15 @@ class Outcome:
 
 
 class Launcher:
-    """Runs child processes J at a time, one slot each; echoes their key lines."""
+    """Runs child processes J at a time, one slot (its GPU, or None) each; echoes their key
+    lines."""
 
     def __init__(self, jobs: int, echo: Callable[[str], None]) -> None:
         self.jobs = jobs
-        threads, gpus = max(1, choose_threads().threads // jobs), visible_gpus()
-        self.slots = [Slot(i, threads, gpus[i % len(gpus)] if gpus else None) for i in range(jobs)]
-        self._free: queue.Queue[Slot] = queue.Queue()
-        for slot in self.slots:
-            self._free.put(slot)
+        self.threads, gpus = max(1, choose_threads().threads // jobs), visible_gpus()
+        self._free: queue.Queue[str | None] = queue.Queue()
+        for i in range(jobs):
+            self._free.put(gpus[i % len(gpus)] if gpus else None)
         self._echo = echo
         self._lock = threading.Lock()
         self._live: set[subprocess.Popen] = set()
@@ -266,20 +244,19 @@ class Launcher:
         on_line: Callable[[str, float], None] | None = None,
         pid_file: Path | None = None,
     ) -> Outcome:
-        slot = self._free.get()
+        gpu = self._free.get()
         try:
             launched = time.monotonic()
             last = ""
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "a", encoding="utf-8") as log:
+            with open(log_path, "a", encoding="utf-8", buffering=1) as log:  # line-buffered
                 log.write(f"$ {' '.join(argv)}\n")
-                log.flush()
                 proc = subprocess.Popen(
                     list(argv),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env=child_env(slot),
+                    env=child_env(self.threads, gpu),
                     text=True,
                     errors="replace",
                     bufsize=1,
@@ -292,10 +269,8 @@ class Launcher:
                 for line in proc.stdout:
                     seconds = time.monotonic() - launched
                     log.write(line)
-                    log.flush()
                     text = line.rstrip("\n")
-                    if text.strip():
-                        last = text.strip()
+                    last = text.strip() or last
                     if on_line is not None:
                         on_line(text, seconds)
                 code = proc.wait()
@@ -305,12 +280,10 @@ class Launcher:
                 pid_file.unlink(missing_ok=True)
             return Outcome(run, code == 0, code, last)
         finally:
-            self._free.put(slot)
+            self._free.put(gpu)
 
     def map(self, tasks: Sequence[Callable[[], Outcome]]) -> list[Outcome]:
         """Run ``tasks`` J at a time; on an interrupt every live child is stopped first."""
-        if not tasks:
-            return []
         pool = ThreadPoolExecutor(max_workers=self.jobs)
         futures = [pool.submit(task) for task in tasks]
         try:
@@ -379,7 +352,13 @@ def train_task(
                     fh.write(json.dumps({"step": int(match.group(1)), "seconds": seconds}) + "\n")
                 launcher.echo(f"[{run.name}] {text.strip()}")
 
-        argv = train_argv(run, data_dir, budget_steps, resume=state != "fresh")
+        argv = [sys.executable, "-m", "trmkit.cli", "train", "--recipe", str(run.recipe_file)]
+        argv += ["--set", f"train.seed={run.seed}", "--data", str(data_dir)]
+        argv += ["--out", str(run.run_dir), "--no-progress", "--no-preflight"]
+        if budget_steps is not None:
+            argv += ["--max-steps", str(budget_steps)]
+        if state != "fresh":
+            argv.append("--resume")
         outcome = launcher.run_process(
             run, argv, run.side_dir / LOG_NAME, on_line, pid_file=run.side_dir / PID_NAME
         )
@@ -442,7 +421,6 @@ __all__ = [
     "sweep_done",
     "sweep_task",
     "timeline",
-    "train_argv",
     "train_task",
     "visible_gpus",
 ]

@@ -153,10 +153,9 @@ def test_split_digest(store: Any) -> dict[str, Any]:
     the shared metadata), independent of where the store lies and of its build id."""
     split = store.split("test")
     meta = split.meta
-    digest = hashlib.sha256()
     shared = ("seq_len", "vocab_size", "total_examples", "total_puzzles", "total_groups")
     header = {key: getattr(meta, key) for key in shared}
-    digest.update(json.dumps(header, sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     indexes = (split.puzzle_identifiers, split.puzzle_indices, split.group_indices)
     for array in (*split.load(), *indexes):
         a = np.ascontiguousarray(array)

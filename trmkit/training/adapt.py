@@ -29,6 +29,7 @@ bundle (a ``minutes`` budget stops on the clock, so its step count may differ).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -197,17 +198,12 @@ def adapt(
     aug, codec = task.augmenter, task.codec
     old_ids = manifest.dataset.num_puzzle_identifiers
     table = PuzzleIdTable(path, old_ids)
-    seen: set[str] = set()
-    new: list[RawPuzzle] = []
-    known: list[RawPuzzle] = []
-    for puzzle in puzzles:
-        if puzzle.name in seen:
-            raise PuzzleError(
-                f"task {puzzle.name!r} is given twice; every task needs its own id (file name)"
-            )
-        seen.add(puzzle.name)
-        (known if table.variants(puzzle.name) else new).append(puzzle)
-    known_names = [p.name for p in known]
+    names = [p.name for p in puzzles]
+    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    if twice is not None:
+        raise PuzzleError(f"task {twice!r} is given twice; every task needs its own id (file name)")
+    known = [name for name in names if table.variants(name)]
+    new = [p for p in puzzles if p.name not in known]
 
     rng = np.random.default_rng(seed)
     transforms: list[np.ndarray] = []
@@ -279,23 +275,26 @@ def adapt(
     new_table = PuzzleIdArrays(names, group.astype(np.int32), transform.astype(np.int32))
 
     done, loss_first, loss_last = 0, float("nan"), float("nan")
-    ema = None
+    ema = EMA(model, optim.ema_rate) if ema_state is not None and scope == "full" else None
     if rows:
-        all_inputs = np.concatenate(inputs).astype(np.int32)
         all_labels = np.concatenate(labels).astype(np.int32)
         all_labels[np.concatenate(labels) == codec.ignore_label_id] = IGNORE_LABEL_ID
-        all_ids = np.concatenate(ids).astype(np.int32)
-        batch = int(min(batch_size or optim.global_batch_size, len(all_inputs)))
-        done, loss_first, loss_last, ema = _train(
+        data = {
+            "inputs": np.concatenate(inputs).astype(np.int32),
+            "labels": all_labels,
+            "puzzle_identifiers": np.concatenate(ids).astype(np.int32),
+        }
+        batch = int(min(batch_size or optim.global_batch_size, len(all_labels)))
+        done, loss_first, loss_last = _train(
             model,
             optim,
             scope,
-            (all_inputs, all_labels, all_ids),
+            data,
+            ema,
             batch=batch,
             steps=steps,
             minutes=minutes,
             seed=seed,
-            use_ema=ema_state is not None,
             device=torch.device(device),
             progress=progress,
             echo=echo,
@@ -319,7 +318,7 @@ def adapt(
         table=new_table,
         source=path,
         tasks=[p.name for p in new],
-        known=known_names,
+        known=known,
         rows=rows,
         steps=done,
         seconds=time.perf_counter() - started,
@@ -331,30 +330,28 @@ def adapt(
 def _batches(n: int, batch: int, rng: np.random.Generator):
     """Index arrays of ``batch`` rows, epoch after epoch, each epoch a fresh permutation;
     an epoch's tail that does not fill a batch starts the next one."""
-    pending = np.zeros(0, np.int64)
+    rows = itertools.chain.from_iterable(rng.permutation(n) for _ in itertools.count())
     while True:
-        while len(pending) < batch:
-            pending = np.concatenate([pending, rng.permutation(n)])
-        yield pending[:batch]
-        pending = pending[batch:]
+        yield np.fromiter(itertools.islice(rows, batch), np.int64, count=batch)
 
 
 def _train(
     model: Any,
     optim: OptimSection,
     scope: str,
-    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    data: dict[str, np.ndarray],
+    ema: EMA | None,
     *,
     batch: int,
     steps: int | None,
     minutes: float | None,
     seed: int,
-    use_ema: bool,
     device: torch.device,
     progress: bool,
     echo: Callable[[str], None] | None,
-) -> tuple[int, float, float, EMA | None]:
-    """The adaptation loop: `Trainer.train_step` on the new rows' demonstrations."""
+) -> tuple[int, float, float]:
+    """The adaptation loop: `Trainer.train_step` on the new rows' demonstrations (the
+    batch's tensors by their keys in ``data``); (steps done, first and last loss)."""
     from tqdm.auto import tqdm
 
     optimizers: list[torch.optim.Optimizer] = build_optimizers(model, optim)
@@ -362,12 +359,10 @@ def _train(
         optimizers = [o for o in optimizers if isinstance(o, SparseSignSGD)]
         for p in model.parameters():
             p.requires_grad_(False)  # no gradient is computed, no weight can move
-    ema = EMA(model, optim.ema_rate) if use_ema and scope == "full" else None
     total = steps if steps is not None else 10**9
     warmup = min(optim.warmup_steps, math.ceil(total / 10) if steps is not None else 10)
     deadline = None if minutes is None else time.perf_counter() + 60.0 * minutes
-    inputs, labels, ids = data
-    order = _batches(len(inputs), batch, np.random.default_rng([seed, 1]))
+    order = _batches(len(data["inputs"]), batch, np.random.default_rng([seed, 1]))
     seed_everything(seed)
     model.train()
     carry = None
@@ -379,11 +374,7 @@ def _train(
             if deadline is not None and time.perf_counter() >= deadline:
                 break
             idx = next(order)
-            tensors = {
-                "inputs": torch.from_numpy(inputs[idx]).to(device),
-                "labels": torch.from_numpy(labels[idx]).to(device),
-                "puzzle_identifiers": torch.from_numpy(ids[idx]).to(device),
-            }
+            tensors = {k: torch.from_numpy(v[idx]).to(device) for k, v in data.items()}
             if carry is None:
                 carry = model.initial_carry(tensors)
             result = model(carry, tensors)
@@ -414,7 +405,7 @@ def _train(
             p.requires_grad_(True)
     first = float(np.mean(losses[:5])) if losses else float("nan")
     last = float(np.mean(losses[-5:])) if losses else float("nan")
-    return step, first, last, ema
+    return step, first, last
 
 
 __all__ = [

@@ -35,10 +35,8 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         params = _params(model)
-        names = list(self.shadow)
-        torch._foreach_lerp_(
-            [self.shadow[n] for n in names], [params[n].detach() for n in names], 1.0 - self.rate
-        )
+        live = [params[name].detach() for name in self.shadow]
+        torch._foreach_lerp_(list(self.shadow.values()), live, 1.0 - self.rate)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

@@ -96,65 +96,14 @@ class Due:
 
 
 @attrs.define
-class CheckpointClock:
-    """Decides after each step whether a checkpoint is due; `mark` restarts the clock."""
-
-    every_steps: int = 0
-    every_seconds: float = 0.0
-    after_eval: bool = True
-    clock: Callable[[], float] = time.monotonic
-    """the wall clock (tests pass a fake one)."""
-    last_time: float = attrs.field(init=False, default=0.0)
-
-    @classmethod
-    def from_recipe(
-        cls, train: TrainSection, clock: Callable[[], float] = time.monotonic
-    ) -> CheckpointClock:
-        if train.checkpoint_every_steps < 0:
-            raise ConfigError(
-                f"train.checkpoint_every_steps is {train.checkpoint_every_steps}; use a "
-                "number of steps >= 1, or 0 for no step interval"
-            )
-        if train.checkpoint_every_minutes < 0:
-            raise ConfigError(
-                f"train.checkpoint_every_minutes is {train.checkpoint_every_minutes}; use "
-                "minutes > 0, or 0 for no time interval"
-            )
-        out = cls(
-            every_steps=train.checkpoint_every_steps,
-            every_seconds=60.0 * train.checkpoint_every_minutes,
-            after_eval=train.checkpoint_every_eval,
-            clock=clock,
-        )
-        out.mark()
-        return out
-
-    def mark(self) -> None:
-        """A checkpoint was written (or the run started/resumed) now."""
-        self.last_time = self.clock()
-
-    def due(
-        self, step: int, *, evaluated: bool, last: bool, device: torch.device, world_size: int = 1
-    ) -> bool:
-        """Whether to write a checkpoint after ``step``: the same answer on every rank."""
-        if last or (evaluated and self.after_eval):
-            return True
-        if self.every_steps and step % self.every_steps == 0:
-            return True
-        if not self.every_seconds:
-            return False
-        return _rank0_decides(
-            self.clock() - self.last_time >= self.every_seconds, device, world_size
-        )
-
-
-@attrs.define
 class TimeBudget:
-    """``train.max_minutes``: whether the run's wall-clock budget is spent (rank 0's clock
-    decides for every rank, so all stop at the same step)."""
+    """A wall-clock budget (``train.max_minutes``; the checkpoint interval): whether
+    ``seconds`` (0: none) have passed since ``started``. Rank 0's clock decides for every
+    rank, so all act at the same step."""
 
     seconds: float
     clock: Callable[[], float] = time.monotonic
+    """the wall clock (tests pass a fake one)."""
     started: float = 0.0
 
     @classmethod
@@ -166,16 +115,51 @@ class TimeBudget:
     def spent(self, device: torch.device, world_size: int = 1) -> bool:
         if not self.seconds:
             return False
-        return _rank0_decides(self.clock() - self.started >= self.seconds, device, world_size)
+        flag = self.clock() - self.started >= self.seconds
+        if world_size <= 1:
+            return flag
+        box = torch.tensor([int(flag)], device=device)
+        dist.broadcast(box, src=0)
+        return bool(box.item())
 
 
-def _rank0_decides(flag: bool, device: torch.device, world_size: int) -> bool:
-    """Rank 0's ``flag`` on every rank (a clock's decision, so all ranks act alike)."""
-    if world_size <= 1:
-        return flag
-    box = torch.tensor([int(flag)], device=device)
-    dist.broadcast(box, src=0)
-    return bool(box.item())
+@attrs.define
+class CheckpointClock(TimeBudget):
+    """Decides after each step whether a checkpoint is due: the time budget of
+    ``train.checkpoint_every_minutes``, restarted by `mark`, and the step interval."""
+
+    every_steps: int = 0
+    after_eval: bool = True
+
+    @classmethod
+    def from_recipe(
+        cls, train: TrainSection, clock: Callable[[], float] = time.monotonic
+    ) -> CheckpointClock:
+        for key, use in (
+            ("checkpoint_every_steps", "a number of steps >= 1, or 0 for no step interval"),
+            ("checkpoint_every_minutes", "minutes > 0, or 0 for no time interval"),
+        ):
+            if getattr(train, key) < 0:
+                raise ConfigError(f"train.{key} is {getattr(train, key)}; use {use}")
+        seconds = 60.0 * train.checkpoint_every_minutes
+        return cls(
+            seconds, clock, clock(), train.checkpoint_every_steps, train.checkpoint_every_eval
+        )
+
+    def mark(self) -> None:
+        """A checkpoint was written (or the run started/resumed) now."""
+        self.started = self.clock()
+
+    def due(
+        self, step: int, *, evaluated: bool, last: bool, device: torch.device, world_size: int = 1
+    ) -> bool:
+        """Whether to write a checkpoint after ``step``: the same answer on every rank."""
+        return (
+            last
+            or (evaluated and self.after_eval)
+            or (self.every_steps > 0 and step % self.every_steps == 0)
+            or self.spent(device, world_size)
+        )
 
 
 __all__ = ["CheckpointClock", "Due", "StepPlan", "TimeBudget"]

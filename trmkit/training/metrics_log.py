@@ -104,17 +104,6 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def train_record(sums: Mapping[str, float], steps: int, global_batch: int) -> dict[str, float]:
-    """Averages of a window of ``steps`` training steps' metric sums: ``count`` per step,
-    ``*loss`` per sequence of the global batch, the rest per counted (halted) sequence."""
-    count = max(sums.get("count", 0.0), 1.0)
-    per = {"count": steps}
-    return {
-        k: v / per.get(k, global_batch * steps if k.endswith("loss") else count)
-        for k, v in sums.items()
-    }
-
-
 class TrainWindow:
     """The metric sums of the training steps since the last train record (float64, on the
     device: no host sync per step)."""
@@ -132,8 +121,9 @@ class TrainWindow:
     def close(
         self, global_batch: int, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
     ) -> dict[str, float]:
-        """`train_record` of the window (``reduce`` sums it over the processes), which then
-        starts empty; {} for a window without metrics."""
+        """The window's averages (``reduce`` sums it over the processes first): ``count`` per
+        step, ``*loss`` per sequence of the global batch, the rest per counted (halted)
+        sequence. The window then starts empty; {} for a window without metrics."""
         keys, steps = sorted(self.sums), self.steps
         stacked = torch.stack([self.sums[k] for k in keys]) if keys else None
         self.sums, self.steps = {}, 0
@@ -141,7 +131,13 @@ class TrainWindow:
             return {}
         if reduce is not None:
             stacked = reduce(stacked)
-        return train_record(dict(zip(keys, stacked.tolist(), strict=True)), steps, global_batch)
+        sums = dict(zip(keys, stacked.tolist(), strict=True))
+        count = max(sums.get("count", 0.0), 1.0)
+        per = {"count": steps}
+        return {
+            k: v / per.get(k, global_batch * steps if k.endswith("loss") else count)
+            for k, v in sums.items()
+        }
 
 
-__all__ = ["MetricsLog", "RunLog", "TrainWindow", "train_record"]
+__all__ = ["MetricsLog", "RunLog", "TrainWindow"]

@@ -14,9 +14,10 @@ across processes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
 import torch
 import torch.distributed as dist
 
@@ -189,16 +190,15 @@ def param_groups(named: NamedParams, optim: OptimSection) -> list[dict[str, Any]
     return [g for g in groups if g["params"]]
 
 
-class AdamATan2Spec:
+@attrs.frozen
+class AdamSpec:
+    """``optimizer(param_groups, lr=0, betas)`` as an `OptimizerSpec`."""
+
+    optimizer: Callable[..., torch.optim.Optimizer]
+
     def build(self, named: NamedParams, optim: OptimSection) -> list[torch.optim.Optimizer]:
         betas = (optim.beta1, optim.beta2)
-        return [AdamATan2(param_groups(named, optim), lr=0.0, betas=betas)]
-
-
-class AdamWSpec:
-    def build(self, named: NamedParams, optim: OptimSection) -> list[torch.optim.Optimizer]:
-        betas = (optim.beta1, optim.beta2)
-        return [torch.optim.AdamW(param_groups(named, optim), lr=0.0, betas=betas)]
+        return [self.optimizer(param_groups(named, optim), lr=0.0, betas=betas)]
 
 
 class MuonSpec:
@@ -217,15 +217,14 @@ class MuonSpec:
             muon = torch.optim.Muon  # type: ignore[attr-defined]
             out.append(muon(param_groups(core, optim), lr=0.0, adjust_lr_fn="match_rms_adamw"))
         if rest:
-            betas = (optim.beta1, optim.beta2)
-            out.append(torch.optim.AdamW(param_groups(rest, optim), lr=0.0, betas=betas))
+            out += AdamSpec(torch.optim.AdamW).build(rest, optim)
         return out
 
 
 def register(register: Any) -> None:
     """The built-in dense optimisers (called by `trmkit.training.plugin`)."""
-    register("optimizer", "adam_atan2", AdamATan2Spec(), "AdamATan2 (the official code's)")
-    register("optimizer", "adamw", AdamWSpec(), "torch.optim.AdamW")
+    register("optimizer", "adam_atan2", AdamSpec(AdamATan2), "AdamATan2 (the official code's)")
+    register("optimizer", "adamw", AdamSpec(torch.optim.AdamW), "torch.optim.AdamW")
     if hasattr(torch.optim, "Muon"):  # torch >= 2.9 ships it
         register("optimizer", "muon", MuonSpec(), "torch.optim.Muon on matrices, AdamW else")
 

@@ -69,9 +69,7 @@ class Estimate:
 
     @property
     def step_bytes(self) -> int | None:
-        if self.activation_bytes is None:
-            return None
-        return self.state_bytes + self.activation_bytes
+        return None if self.activation_bytes is None else self.state_bytes + self.activation_bytes
 
 
 # --------------------------------------------------------------------------- the machine
@@ -275,11 +273,10 @@ def check_model_fits(recipe: Any, cfg: Any, batch: int, available: int | None) -
     """`check_memory` for the model of ``cfg`` (the trainer's: its real puzzle-id count,
     known once the data is built) on ``available`` bytes (None: unknown, no check); no
     matmul timing."""
-    machine = Machine(matmul_flops=1.0, available_bytes=available)
-    if machine.available_bytes is None:
+    if available is None:
         return
-    est = estimate(recipe.model.name, cfg, batch, None, machine)
-    check_memory(recipe, batch, est, machine)
+    machine = Machine(matmul_flops=1.0, available_bytes=available)
+    check_memory(recipe, batch, estimate(recipe.model.name, cfg, batch, None, machine), machine)
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -415,8 +412,7 @@ def preflight(
         slow = slow_step_line(est, machine, batch, task.defaults.cpu_recipe)
         if slow is not None:
             echo(slow)
-    mem = memory_line(batch, est, machine) if memory and not refuse else None
-    if mem is not None:
+    if memory and not refuse and (mem := memory_line(batch, est, machine)) is not None:
         echo(mem)
     return est
 
