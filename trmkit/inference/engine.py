@@ -39,14 +39,12 @@ from trmkit.inference.samples import (
     to_row_frame,
 )
 from trmkit.models import model_name
-from trmkit.models.protocol import (
-    LatentNoise,
-    NoisyRecursion,
-    RecursiveModel,
-    StochasticRecursion,
-)
+from trmkit.models.protocol import LatentNoise, NoisyRecursion, RecursiveModel, StochasticRecursion
 from trmkit.models.rollout import StepView, inference_depth, rollout
 from trmkit.task import AnswerChecker, Task
+
+Checker = Callable[[int, np.ndarray], bool]
+"""checker(row, answer tokens) -> the task's verdict (`answer_checker`)."""
 
 
 @attrs.frozen
@@ -88,13 +86,7 @@ class Record:
     def samples(self) -> int:
         return self.preds.shape[1]
 
-    def valid(
-        self,
-        checker: Callable[[int, np.ndarray], bool],
-        k: np.ndarray,
-        s: np.ndarray,
-        b: np.ndarray,
-    ) -> np.ndarray:
+    def valid(self, checker: Checker, k: np.ndarray, s: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Cached checker verdicts for the answers at (step k, sample s, row b)."""
         if self._valid is None or self._checker is not checker:
             self._valid = np.full(self.q.shape, -1, dtype=np.int8)
@@ -107,7 +99,7 @@ class Record:
         return cache[k, s, b].astype(bool)
 
     def trajectories(
-        self, depth: int, samples: int, checker: Callable[[int, np.ndarray], bool] | None = None
+        self, depth: int, samples: int, checker: Checker | None = None
     ) -> Trajectories:
         """Steps 1..``depth`` of the first ``samples`` samples, as a halting policy sees them."""
         same = self.same[:depth, :samples]
@@ -266,11 +258,7 @@ def record(
 
 
 def stop_steps(
-    rec: Record,
-    halt: HaltPolicy | str,
-    depth: int,
-    samples: int,
-    checker: Callable[[int, np.ndarray], bool] | None = None,
+    rec: Record, halt: HaltPolicy | str, depth: int, samples: int, checker: Checker | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(int [S, B] stopping step 1..depth, int [S, B] how many steps before it the answer had
     already been the same) for every trajectory under ``halt``."""
@@ -292,7 +280,7 @@ def decide(
     *,
     depth: int | None = None,
     samples: int | None = None,
-    checker: Callable[[int, np.ndarray], bool] | None = None,
+    checker: Checker | None = None,
 ) -> Decision:
     """Each row's answer under ``halt`` and ``select`` using the first ``samples`` samples
     and steps 1..``depth`` of ``rec`` (default: all of them)."""
@@ -321,8 +309,8 @@ def decide(
     )
 
 
-def answer_checker(task: Task, rec_inputs: np.ndarray) -> Callable[[int, np.ndarray], bool]:
-    """checker(row, answer tokens) for `decide`: decodes both and asks the task's evaluator."""
+def answer_checker(task: Task, rec_inputs: np.ndarray) -> Checker:
+    """The `Checker` for `decide`: decodes the row and the answer and asks the evaluator."""
     evaluator = task.evaluator
     assert isinstance(evaluator, AnswerChecker)
     grids = decode_rows(task.codec, rec_inputs)

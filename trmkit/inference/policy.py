@@ -113,8 +113,7 @@ class Candidates:
 def best(*keys: np.ndarray) -> np.ndarray:
     """int [B]: per column, the sample maximising the [S, B] keys lexicographically (first key
     first; exact ties go to the lowest sample, the unperturbed trajectory first)."""
-    order = np.lexsort(tuple(-np.asarray(k, dtype=np.float64) for k in reversed(keys)), axis=0)
-    return order[0]
+    return np.lexsort(tuple(-np.asarray(k, dtype=np.float64) for k in reversed(keys)), axis=0)[0]
 
 
 # --------------------------------------------------------------------------- the protocols

@@ -134,8 +134,7 @@ class SweepReport:
 
     def best_within(self, factor: float) -> dict[str, Any]:
         """The most accurate point within ``factor`` x the baseline's forward passes."""
-        base = self.baseline()
-        budget = factor * base["forward_passes"] + 1e-9
+        budget = factor * self.baseline()["forward_passes"] + 1e-9
         pool = [p for p in self.points if p["forward_passes"] <= budget]
         return max(pool, key=lambda p: (p["exact_accuracy"], -p["forward_passes"]))
 
