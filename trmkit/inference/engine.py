@@ -12,6 +12,7 @@ Halting policies and selection rules come from the registry (`trmkit.inference.p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -38,14 +39,12 @@ from trmkit.inference.samples import (
     to_row_frame,
 )
 from trmkit.models import model_name
-from trmkit.models.protocol import (
-    LatentNoise,
-    NoisyRecursion,
-    RecursiveModel,
-    StochasticRecursion,
-)
+from trmkit.models.protocol import LatentNoise, NoisyRecursion, RecursiveModel, StochasticRecursion
 from trmkit.models.rollout import StepView, inference_depth, rollout
 from trmkit.task import AnswerChecker, Task
+
+Checker = Callable[[int, np.ndarray], bool]
+"""checker(row, answer tokens) -> the task's verdict (`answer_checker`)."""
 
 
 @attrs.frozen
@@ -87,13 +86,7 @@ class Record:
     def samples(self) -> int:
         return self.preds.shape[1]
 
-    def valid(
-        self,
-        checker: Callable[[int, np.ndarray], bool],
-        k: np.ndarray,
-        s: np.ndarray,
-        b: np.ndarray,
-    ) -> np.ndarray:
+    def valid(self, checker: Checker, k: np.ndarray, s: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Cached checker verdicts for the answers at (step k, sample s, row b)."""
         if self._valid is None or self._checker is not checker:
             self._valid = np.full(self.q.shape, -1, dtype=np.int8)
@@ -106,7 +99,7 @@ class Record:
         return cache[k, s, b].astype(bool)
 
     def trajectories(
-        self, depth: int, samples: int, checker: Callable[[int, np.ndarray], bool] | None = None
+        self, depth: int, samples: int, checker: Checker | None = None
     ) -> Trajectories:
         """Steps 1..``depth`` of the first ``samples`` samples, as a halting policy sees them."""
         same = self.same[:depth, :samples]
@@ -196,10 +189,9 @@ def record(
     device = next(model.parameters()).device
     s_count, b_count = policy.samples, len(rows.inputs)
     inputs = np.asarray(rows.inputs)
-    augment = s_count > 1 and policy.augment and augmentation_allowed(task, per_variant_ids)
     transforms = None
     sample_inputs = [inputs] * s_count
-    if augment:
+    if s_count > 1 and policy.augment and augmentation_allowed(task, per_variant_ids):
         assert task is not None
         grids = decode_rows(task.codec, inputs)
         transforms = draw_transforms(
@@ -218,7 +210,7 @@ def record(
         "puzzle_identifiers": pids,
     }
     length = inputs.shape[1]
-    raw = np.zeros((depth, s_count, b_count, length), dtype=np.int16)
+    preds = np.zeros((depth, s_count, b_count, length), dtype=np.int16)
     q = np.zeros((depth, s_count, b_count), dtype=np.float32)
     needs = policy.needs() if needs is None else needs
     aux = {name: np.zeros((depth, s_count, b_count), dtype=np.float32) for name in needs}
@@ -232,48 +224,41 @@ def record(
                     f"(its auxiliary outputs: {returned}); choose a rule it supports"
                 )
             aux[name][view.step - 1] = view.aux[name].float().reshape(s_count, b_count).cpu()
-        raw[view.step - 1] = view.preds.reshape(s_count, b_count, length).cpu().numpy()
+        preds[view.step - 1] = view.preds.reshape(s_count, b_count, length).cpu().numpy()
         q[view.step - 1] = view.q_halt.reshape(s_count, b_count).cpu().numpy()
 
     noisy = policy.noise > 0 and s_count > 1
-    stochastic = model if isinstance(model, StochasticRecursion) else None
-    if generator is None and (noisy or stochastic is not None):
+    stochastic = isinstance(model, StochasticRecursion)
+    if generator is None and (noisy or stochastic):
         generator = torch.Generator(device=device).manual_seed(policy.seed)
-    if noisy:
-        assert isinstance(model, NoisyRecursion) and generator is not None
-        scale = torch.full((s_count * b_count,), float(policy.noise), device=device)
-        scale[:b_count] = 0.0
-        model.set_latent_noise(LatentNoise(scale=scale, generator=generator))
-    if stochastic is not None:
-        stochastic.set_generator(generator)
-    started = time.perf_counter()
-    try:
-        with inference_depth(model, depth):
-            rollout(model, batch, depth, on_step=keep)
-    finally:
-        if isinstance(model, NoisyRecursion) and noisy:
-            model.set_latent_noise(None)
-        if stochastic is not None:
-            stochastic.set_generator(None)
-    seconds = time.perf_counter() - started
+    with contextlib.ExitStack() as restore:
+        if noisy:
+            assert isinstance(model, NoisyRecursion) and generator is not None
+            scale = torch.full((s_count * b_count,), float(policy.noise), device=device)
+            scale[:b_count] = 0.0
+            model.set_latent_noise(LatentNoise(scale=scale, generator=generator))
+            restore.callback(model.set_latent_noise, None)
+        if isinstance(model, StochasticRecursion):
+            model.set_generator(generator)
+            restore.callback(model.set_generator, None)
+        restore.enter_context(inference_depth(model, depth))
+        started = time.perf_counter()
+        rollout(model, batch, depth, on_step=keep)
+        seconds = time.perf_counter() - started
     same = np.zeros(q.shape, dtype=bool)
-    same[1:] = (raw[1:] == raw[:-1]).all(axis=-1)
-    preds = raw
-    if transforms is not None:
+    same[1:] = (preds[1:] == preds[:-1]).all(axis=-1)
+    if transforms is not None:  # in place: each answer is read once, before it is replaced
         assert task is not None
-        preds = raw.copy()
         for j in range(1, s_count):
             for k in range(depth):
-                preds[k, j] = to_row_frame(task.codec, task.augmenter, transforms[j - 1], raw[k, j])
+                preds[k, j] = to_row_frame(
+                    task.codec, task.augmenter, transforms[j - 1], preds[k, j]
+                )
     return Record(preds=preds, q=q, same=same, inputs=inputs, seconds=seconds, aux=aux)
 
 
 def stop_steps(
-    rec: Record,
-    halt: HaltPolicy | str,
-    depth: int,
-    samples: int,
-    checker: Callable[[int, np.ndarray], bool] | None = None,
+    rec: Record, halt: HaltPolicy | str, depth: int, samples: int, checker: Checker | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(int [S, B] stopping step 1..depth, int [S, B] how many steps before it the answer had
     already been the same) for every trajectory under ``halt``."""
@@ -295,7 +280,7 @@ def decide(
     *,
     depth: int | None = None,
     samples: int | None = None,
-    checker: Callable[[int, np.ndarray], bool] | None = None,
+    checker: Checker | None = None,
 ) -> Decision:
     """Each row's answer under ``halt`` and ``select`` using the first ``samples`` samples
     and steps 1..``depth`` of ``rec`` (default: all of them)."""
@@ -324,8 +309,8 @@ def decide(
     )
 
 
-def answer_checker(task: Task, rec_inputs: np.ndarray) -> Callable[[int, np.ndarray], bool]:
-    """checker(row, answer tokens) for `decide`: decodes both and asks the task's evaluator."""
+def answer_checker(task: Task, rec_inputs: np.ndarray) -> Checker:
+    """The `Checker` for `decide`: decodes the row and the answer and asks the evaluator."""
     evaluator = task.evaluator
     assert isinstance(evaluator, AnswerChecker)
     grids = decode_rows(task.codec, rec_inputs)

@@ -4,8 +4,6 @@ rules"; docs/test-time-compute.md says what each does)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import attrs
 import numpy as np
 
@@ -14,8 +12,8 @@ from trmkit.hookspecs import hookimpl
 from trmkit.inference.policy import DEFAULT_PATIENCE, Candidates, Trajectories, best
 
 
-class _NoArgument:
-    """A rule without an argument."""
+class _BuiltIn:
+    """A built-in rule: no auxiliary output, no answer checker, no argument (but converged's)."""
 
     needs: tuple[str, ...] = ()
     checks: bool = False
@@ -32,14 +30,14 @@ class _NoArgument:
         return ""
 
 
-class Fixed(_NoArgument):
+class Fixed(_BuiltIn):
     """Stop after the depth K."""
 
     def fired(self, t: Trajectories) -> np.ndarray:
         return np.zeros(t.q.shape, dtype=bool)
 
 
-class HaltingHead(_NoArgument):
+class HaltingHead(_BuiltIn):
     """Stop at the first step whose halting head fires (q_halt > 0, as training halts)."""
 
     def fired(self, t: Trajectories) -> np.ndarray:
@@ -47,19 +45,15 @@ class HaltingHead(_NoArgument):
 
 
 @attrs.frozen
-class Converged:
+class Converged(_BuiltIn):
     """Stop at the first step whose answer equals the answers of the P steps before it (a
     fixed point), else after K."""
 
     patience: int = DEFAULT_PATIENCE
-    needs: ClassVar[tuple[str, ...]] = ()
-    checks: ClassVar[bool] = False
 
     def parse(self, arg: str, option: str) -> Converged:
-        if not arg:
-            return Converged()
         try:
-            patience = int(arg)
+            patience = int(arg) if arg else DEFAULT_PATIENCE
         except ValueError:
             patience = 0
         if patience < 1:
@@ -73,14 +67,14 @@ class Converged:
         return t.run >= self.patience
 
 
-class HighestQ(_NoArgument):
+class HighestQ(_BuiltIn):
     """The most confident decodable answer."""
 
     def choose(self, c: Candidates) -> np.ndarray:
         return best(c.ok, c.confidence)
 
 
-class MostConverged(_NoArgument):
+class MostConverged(_BuiltIn):
     """The answer that had been stable longest, then the most confident."""
 
     def choose(self, c: Candidates) -> np.ndarray:
@@ -95,14 +89,14 @@ def vote(c: Candidates, eligible: np.ndarray) -> np.ndarray:
     return best(eligible, pool_votes, mean_conf)
 
 
-class Vote(_NoArgument):
+class Vote(_BuiltIn):
     """The most common decodable answer (ties: the higher mean confidence)."""
 
     def choose(self, c: Candidates) -> np.ndarray:
         return vote(c, c.ok)
 
 
-class Valid(_NoArgument):
+class Valid(_BuiltIn):
     """The vote among the answers the task's checker accepts, else among all."""
 
     checks = True

@@ -113,8 +113,7 @@ class Candidates:
 def best(*keys: np.ndarray) -> np.ndarray:
     """int [B]: per column, the sample maximising the [S, B] keys lexicographically (first key
     first; exact ties go to the lowest sample, the unperturbed trajectory first)."""
-    order = np.lexsort(tuple(-np.asarray(k, dtype=np.float64) for k in reversed(keys)), axis=0)
-    return order[0]
+    return np.lexsort(tuple(-np.asarray(k, dtype=np.float64) for k in reversed(keys)), axis=0)[0]
 
 
 # --------------------------------------------------------------------------- the protocols
@@ -170,8 +169,7 @@ class _Chosen:
     rule: Any
 
     def __attrs_post_init__(self) -> None:
-        text = f"{self.kind}:{self.arg}" if self.arg else self.kind
-        option = f"{self.OPTION} {text!r}"
+        option = f"{self.OPTION} {str(self)!r}"  # as given: ``arg`` becomes canonical below
         try:
             spec = component(self.KIND, self.kind, option)
         except UnknownNameError as exc:  # an unknown value of a command option
@@ -249,20 +247,17 @@ class InferencePolicy:
     seed: int = 0
 
     def validate(self) -> InferencePolicy:
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise OptionError(f"--steps {self.steps}: must be an integer >= 1")
-        if self.steps is not None and self.steps > MAX_STEPS:
-            raise OptionError(
-                f"--steps {self.steps}: more than the {MAX_STEPS} supervision steps allowed; "
-                f"choose --steps {MAX_STEPS} or fewer"
-            )
-        if not isinstance(self.samples, int) or self.samples < 1:
-            raise OptionError(f"--samples {self.samples}: must be an integer >= 1")
-        if self.samples > MAX_SAMPLES:
-            raise OptionError(
-                f"--samples {self.samples}: more than the {MAX_SAMPLES} trajectories per "
-                f"puzzle allowed; choose --samples {MAX_SAMPLES} or fewer"
-            )
+        for option, value, bound, what in (
+            ("--steps", 1 if self.steps is None else self.steps, MAX_STEPS, "supervision steps"),
+            ("--samples", self.samples, MAX_SAMPLES, "trajectories per puzzle"),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise OptionError(f"{option} {value}: must be an integer >= 1")
+            if value > bound:
+                raise OptionError(
+                    f"{option} {value}: more than the {bound} {what} allowed; "
+                    f"choose {option} {bound} or fewer"
+                )
         if not (isinstance(self.noise, (int, float)) and 0 <= self.noise < math.inf):
             raise OptionError(f"--noise {self.noise}: must be a finite number >= 0")
         return self
@@ -270,14 +265,12 @@ class InferencePolicy:
     def describe(self) -> str:
         parts = [f"halt {self.halt}"]
         if self.samples > 1:
-            source = []
+            sources = [f"noise {self.noise:g}"] if self.noise > 0 else []
             if self.augment:
-                source.append("augmentations")
-            if self.noise > 0:
-                source.append(f"noise {self.noise:g}")
+                sources.insert(0, "augmentations")
             # neither: a StochasticRecursion model's own draws (identical ones are refused)
             parts.append(
-                f"{self.samples} samples ({' + '.join(source) or 'random trajectories'}), "
+                f"{self.samples} samples ({' + '.join(sources) or 'random trajectories'}), "
                 f"select {self.select}"
             )
         return ", ".join(parts)

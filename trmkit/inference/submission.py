@@ -55,10 +55,8 @@ def submission_of(
         entries = []
         for q in range(len(puzzle.test)):
             answer = by_query.get((puzzle.name, q))
-            grids = []
-            if answer is not None:
-                grids = list(getattr(answer, "attempts", None) or [answer.grid])
-            grids = [_grid(g) for g in grids[:attempts]] or [[list(r) for r in EMPTY_GRID]]
+            given = [] if answer is None else getattr(answer, "attempts", None) or [answer.grid]
+            grids = [_grid(g) for g in given[:attempts]] or [_grid(EMPTY_GRID)]
             grids += [grids[0]] * (attempts - len(grids))
             entries.append(dict(zip(keys, grids, strict=True)))
         out[puzzle.name] = entries
@@ -70,7 +68,7 @@ def write_submission(path: str | Path, submission: Mapping[str, Any]) -> Path:
     return atomic.write_text(path, json.dumps(submission))
 
 
-def _check_grid(value: Any, where: str) -> list[list[int]]:
+def _check_grid(value: Any, where: str) -> None:
     if (
         not isinstance(value, list)
         or not value
@@ -86,7 +84,6 @@ def _check_grid(value: Any, where: str) -> list[list[int]]:
         for v in row:
             if type(v) is not int:
                 raise SubmissionError(f"{where}: row {r} holds {v!r}; cells must be integers")
-    return value
 
 
 def check_submission(

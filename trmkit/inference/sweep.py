@@ -75,11 +75,8 @@ def default_grid(
             sorted({trained, *(2**i for i in range(8) if 2**i <= 2 * trained), 2 * trained})
         )
     samples = samples or DEFAULT_SAMPLES
-    supported = []
-    if augmentation_allowed(task, per_variant_ids):
-        supported.append("augment")
-    if isinstance(model, NoisyRecursion):
-        supported.append("noise")
+    offered = (augmentation_allowed(task, per_variant_ids), isinstance(model, NoisyRecursion))
+    supported = [source for source, ok in zip(SOURCES, offered, strict=True) if ok]
     if sources is None:
         sources = tuple(supported)
     for source in sources:
@@ -137,8 +134,7 @@ class SweepReport:
 
     def best_within(self, factor: float) -> dict[str, Any]:
         """The most accurate point within ``factor`` x the baseline's forward passes."""
-        base = self.baseline()
-        budget = factor * base["forward_passes"] + 1e-9
+        budget = factor * self.baseline()["forward_passes"] + 1e-9
         pool = [p for p in self.points if p["forward_passes"] <= budget]
         return max(pool, key=lambda p: (p["exact_accuracy"], -p["forward_passes"]))
 

@@ -46,11 +46,9 @@ class ACTCarry:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Flat tensors for a checkpoint (exact resume)."""
-        out = {f"latents.{k}": v for k, v in self.latents.items()}
-        out.update({f"data.{k}": v for k, v in self.current_data.items()})
-        out["steps"] = self.steps
-        out["halted"] = self.halted
-        return out
+        latents = {f"latents.{k}": v for k, v in self.latents.items()}
+        data = {f"data.{k}": v for k, v in self.current_data.items()}
+        return {**latents, **data, "steps": self.steps, "halted": self.halted}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> ACTCarry:

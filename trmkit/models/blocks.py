@@ -146,22 +146,11 @@ def make_stack(dims: BlockDims, num_layers: int, mixer: str, mlp: str) -> Reason
 
 # ---------------------------------------------------------------- the built-in components
 # A linear map in -> out on N tokens costs 2 N in out FLOPs; attention adds 2 H L^2 hd for the
-# scores and again for the weighted sum (docs/engine.md, "FLOPs and the benchmark").
-
-
-def _attention_flops(d: BlockDims) -> int:
-    hd = d.hidden // d.heads
-    inner = d.heads * hd
-    return (
-        2 * d.length * d.hidden * 3 * inner
-        + 2 * d.length * inner * d.hidden
-        + (4 * d.heads * d.length * d.length * hd)
-    )
-
-
+# scores and again for the weighted sum (docs/engine.md, "FLOPs and the benchmark"). With
+# inner = H hd: projections 2 L D (3 inner + inner), scores and weighted sum 4 L^2 inner.
 ATTENTION = MixerSpec(
     build=lambda d: Attention(d.hidden, d.heads),
-    flops=_attention_flops,
+    flops=lambda d: 4 * d.length * (d.heads * (d.hidden // d.heads)) * (2 * d.hidden + d.length),
     # q, k, v, the SDPA output and the output projection's input; the CPU flash kernel keeps
     # no L x L matrix
     activation_floats=lambda d: 5 * d.length * d.hidden,

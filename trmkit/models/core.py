@@ -164,13 +164,9 @@ class CoreConfig:
             "puzzle_emb_ndim",
             "must fit in puzzle_emb_len * hidden_size values",
         )
-        self.validate_schedule()
-
-    def validate_schedule(self) -> None:
-        """Each scheduled field is `schedulable` and every piece's config is valid."""
         from trmkit.models.schedule import config_at
 
-        for key, pieces in self.schedule.items():
+        for key, pieces in self.schedule.items():  # schedulable, and valid in every piece
             if key not in self.schedulable:
                 raise ConfigError(
                     f"model.schedule.{key}: not schedulable for {type(self).__name__}; "
@@ -299,15 +295,12 @@ class RecursiveCore(nn.Module):
         )
 
     # ---------------------------------------------------------------- latents
-    def init_vector(self, name: str) -> torch.Tensor:
-        return getattr(self, f"{name}_init")
-
     def initial_latents(self, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
         """Zero latents of the right shape/dtype; every slot starts halted, so they are reset."""
         dtype = self.config.dtype_for(device)
         out = {}
         for name in self.latent_names:
-            init = self.init_vector(name)
+            init = getattr(self, f"{name}_init")
             shape = (batch_size, *init.shape[:-1], self.config.total_len, self.config.hidden_size)
             out[name] = torch.zeros(shape, dtype=dtype, device=device)
         return out
@@ -318,7 +311,7 @@ class RecursiveCore(nn.Module):
         """Halted slots get the init vectors broadcast over every position."""
         out = {}
         for name, value in latents.items():
-            init = self.init_vector(name).to(value.dtype)
+            init = getattr(self, f"{name}_init").to(value.dtype)
             init = init.unsqueeze(-2)  # [..., 1, D]: same vector at every position
             mask = reset.view(-1, *([1] * (value.ndim - 1)))
             out[name] = torch.where(mask, init, value)

@@ -19,7 +19,7 @@ from trmkit.models.core import (
     RecursiveCore,
     register_init,
 )
-from trmkit.models.trm import mlp_t_field
+from trmkit.models.trm import MLP_T_FIELD
 
 
 @attrs.define(kw_only=True)
@@ -45,7 +45,7 @@ class HRMConfig(CoreConfig):
             OfficialField("L_cycles", "l_cycles"),
             OfficialField("H_layers", "h_layers"),
             OfficialField("L_layers", "l_layers"),
-            mlp_t_field(),
+            MLP_T_FIELD,
         ),
         fixed={"mlp": "swiglu"},
     )

@@ -17,9 +17,7 @@ _TRUNC2_STD = 0.87962566103423978
 
 @torch.no_grad()
 def trunc_normal_(
-    tensor: torch.Tensor,
-    std: float = 1.0,
-    generator: torch.Generator | None = None,
+    tensor: torch.Tensor, std: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Fill ``tensor`` in place with a normal truncated at +-2 sigmas, std exactly ``std``
     (drawn from ``generator``, default torch's global RNG).

@@ -20,14 +20,12 @@ import torch.nn.functional as F
 from trmkit.batch import IGNORE_LABEL_ID
 
 
-def stablemax_s(x: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
-    """s(v) = v + 1 for v >= 0, 1 / (1 - v + eps) for v < 0 (Prieto et al. 2025)."""
-    return torch.where(x < 0, 1.0 / (1.0 - x + eps), x + 1.0)
-
-
 def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-token -log stablemax(label), computed in float64; 0 where labels == IGNORE_LABEL_ID."""
-    s = stablemax_s(logits.to(torch.float64))
+    """Per-token -log stablemax(label), computed in float64; 0 where labels == IGNORE_LABEL_ID.
+    stablemax(v)_i = s(v_i) / sum_j s(v_j), s(v) = v + 1 for v >= 0, 1 / (1 - v) for v < 0
+    (Prieto et al. 2025; 1e-30 guards the division)."""
+    x = logits.to(torch.float64)
+    s = torch.where(x < 0, 1.0 / (1.0 - x + 1e-30), x + 1.0)
     logprobs = torch.log(s / s.sum(dim=-1, keepdim=True))
     mask = labels != IGNORE_LABEL_ID
     safe = torch.where(mask, labels, 0).long().unsqueeze(-1)

@@ -4,7 +4,7 @@ The one loop behind `trmkit eval` and `trmkit solve`: the model is in eval mode 
 halting, no exploration) and runs exactly K steps, handing every step's predictions, halting
 logits and auxiliary outputs to a callback; halting policies and selection rules decide from
 those afterwards (`trmkit.inference.engine`). Every key a step returns in ``outputs`` beyond
-`STEP_OUTPUTS` is a per-row float [B] auxiliary output (`aux_outputs`), passed on for the
+`STEP_OUTPUTS` is a per-row float [B] auxiliary output (`StepView.aux`), passed on for the
 rules that need it (docs/engine.md, "Auxiliary outputs, halting policies and selection
 rules").
 """
@@ -21,11 +21,6 @@ from trmkit.models.protocol import RecursiveModel
 
 STEP_OUTPUTS = frozenset({"logits", "preds", "q_halt_logits", "q_continue_logits"})
 """the keys of `StepResult.outputs` every model returns; any other key is auxiliary."""
-
-
-def aux_outputs(outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The auxiliary outputs of one step: every key beyond `STEP_OUTPUTS` (float [B])."""
-    return {k: v for k, v in outputs.items() if k not in STEP_OUTPUTS}
 
 
 @contextlib.contextmanager
@@ -50,7 +45,7 @@ class StepView:
     q_halt: torch.Tensor
     """this step's halting logits [B] (fp32)."""
     aux: Mapping[str, torch.Tensor] = attrs.field(factory=dict)
-    """this step's auxiliary outputs by name, each per-row float [B] (`aux_outputs`)."""
+    """this step's auxiliary outputs (the keys beyond `STEP_OUTPUTS`), per-row float [B] each."""
 
 
 @torch.no_grad()
@@ -70,8 +65,8 @@ def rollout(
         carry = result.carry
         if on_step is not None:
             outputs = result.outputs
-            q = outputs["q_halt_logits"].float()
-            on_step(StepView(s, outputs["preds"], q, aux_outputs(outputs)))
+            aux = {k: v for k, v in outputs.items() if k not in STEP_OUTPUTS}
+            on_step(StepView(s, outputs["preds"], outputs["q_halt_logits"].float(), aux))
 
 
-__all__ = ["STEP_OUTPUTS", "StepView", "aux_outputs", "inference_depth", "rollout"]
+__all__ = ["STEP_OUTPUTS", "StepView", "inference_depth", "rollout"]

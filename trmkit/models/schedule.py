@@ -16,17 +16,15 @@ from typing import Any
 import attrs
 
 
-def value_at(pieces: list[list[Any]], p: float) -> Any:
-    """The value of the last piece whose fraction is <= ``p``."""
-    return next((value for start, value in reversed(pieces) if start <= p), pieces[0][1])
-
-
 def config_at(cfg: Any, p: float) -> Any:
     """``cfg`` with its scheduled fields at progress ``p`` and no schedule (``cfg`` itself when
     it schedules nothing)."""
     if not cfg.schedule:
         return cfg
-    values = {key: value_at(pieces, p) for key, pieces in cfg.schedule.items()}
+    values = {
+        key: next((value for start, value in reversed(pieces) if start <= p), pieces[0][1])
+        for key, pieces in cfg.schedule.items()
+    }
     return attrs.evolve(cfg, schedule={}, **values)
 
 

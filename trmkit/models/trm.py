@@ -20,6 +20,17 @@ from trmkit.models.core import (
     register_init,
 )
 
+
+def _mlp_t_flag(mixer: str) -> bool:
+    if mixer not in ("attention", "mlp_t"):
+        raise ValueError(f"model.mixer {mixer!r}: the official code has attention or mlp_t")
+    return mixer == "mlp_t"
+
+
+MLP_T_FIELD = OfficialField(
+    "mlp_t", "mixer", read=lambda v: "mlp_t" if v else "attention", write=_mlp_t_flag, default=False
+)
+"""The official ``mlp_t`` flag: the token mixer, attention or MLP-t."""
 # official arch fields of the TRM family (the official code's T, n, layers, mixer, continue)
 TRM_FIELDS = (
     OfficialField("H_cycles", "h_cycles"),
@@ -30,20 +41,8 @@ TRM_FIELDS = (
     OfficialField(
         "no_ACT_continue", "act_continue", read=lambda v: not v, write=lambda v: not v, default=True
     ),
+    MLP_T_FIELD,
 )
-
-
-def mlp_t_field() -> OfficialField:
-    """The official ``mlp_t`` flag: the token mixer, attention or MLP-t."""
-
-    def write(mixer: str) -> bool:
-        if mixer not in ("attention", "mlp_t"):
-            raise ValueError(f"model.mixer {mixer!r}: the official code has attention or mlp_t")
-        return mixer == "mlp_t"
-
-    return OfficialField(
-        "mlp_t", "mixer", read=lambda v: "mlp_t" if v else "attention", write=write, default=False
-    )
 
 
 @attrs.define(kw_only=True)
@@ -55,7 +54,7 @@ class TRMConfig(CoreConfig):
     official: ClassVar[OfficialLayout | None] = OfficialLayout(
         arch="recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
         tensors={"L_level.": "core.net.", "H_init": "core.y_init", "L_init": "core.z_init"},
-        fields=(*TRM_FIELDS, mlp_t_field()),
+        fields=TRM_FIELDS,
         fixed={"mlp": "swiglu"},
     )
 

@@ -9,7 +9,7 @@ import torch
 
 from trmkit.errors import ConfigError
 from trmkit.models.core import OfficialLayout, register_init
-from trmkit.models.trm import TRM_FIELDS, TRMConfig, TRMCore, mlp_t_field
+from trmkit.models.trm import TRM_FIELDS, TRMConfig, TRMCore
 
 
 @attrs.define(kw_only=True)
@@ -17,7 +17,7 @@ class TRMMultiZConfig(TRMConfig):
     official = OfficialLayout(
         arch="recursive_reasoning.trm_hier6@TinyRecursiveReasoningModel_ACTV1",
         tensors={"L_level.": "core.net.", "H_init": "core.y_init"},
-        fields=(*TRM_FIELDS, mlp_t_field()),
+        fields=TRM_FIELDS,
         fixed={"mlp": "swiglu", "num_z": 6},
         rows={"core.z_init": "L{}_init"},  # L1_init..L6_init are the rows of core.z_init
     )

@@ -5,7 +5,7 @@ import attrs
 import torch
 
 from trmkit.models.core import OfficialLayout
-from trmkit.models.trm import TRM_FIELDS, TRMConfig, TRMCore, mlp_t_field
+from trmkit.models.trm import TRM_FIELDS, TRMConfig, TRMCore
 
 
 @attrs.define(kw_only=True)
@@ -13,7 +13,7 @@ class TRMSingleZConfig(TRMConfig):
     official = OfficialLayout(
         arch="recursive_reasoning.trm_singlez@TinyRecursiveReasoningModel_ACTV1",
         tensors={"L_level.": "core.net.", "L_init": "core.z_init"},
-        fields=(*TRM_FIELDS, mlp_t_field()),
+        fields=TRM_FIELDS,
         fixed={"mlp": "swiglu"},
         unused=frozenset({"core.y_init"}),
     )
