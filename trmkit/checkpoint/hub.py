@@ -36,8 +36,7 @@ from trmkit.errors import CheckpointError, ConfigError, TrmkitError, first_line
 
 HUB_SCHEME = "hf://"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-"""one part of a repository id (owner or name), as the hub accepts it."""
-_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""one part of a repository id (owner or name), or a revision, as the hub accepts it."""
 _FORM = "hf://OWNER/REPO[@REVISION][/PATH]"
 CARD = "README.md"
 CURVES = "curves.png"
@@ -74,7 +73,7 @@ def parse_hub(text: str) -> HubSource:
     name, at, revision = name.partition("@")
     if not (_NAME.match(owner) and _NAME.match(name)) or ".." in path.split("/"):
         raise bad
-    if at and not _REVISION.match(revision):
+    if at and not _NAME.match(revision):
         raise CheckpointError(
             f"{text}: revision {revision!r} is not a branch, tag or commit name; expected {_FORM}"
         )
@@ -353,7 +352,7 @@ def push(
         raise CheckpointError(
             f"{repo}: give the repository as OWNER/REPO and the branch with --revision"
         )
-    if revision is not None and not _REVISION.match(revision):
+    if revision is not None and not _NAME.match(revision):
         raise CheckpointError(f"--revision {revision!r}: not a branch name; e.g. --revision v1")
     if is_hub(source):
         raise CheckpointError(f"{source}: already on the hub; push a local run or bundle")
