@@ -60,21 +60,6 @@ class DatasetRecord:
     meta: dict[str, Any] = attrs.field(factory=dict)
     """the other `SplitMeta` attributes of the training split (pad_id, total_groups, ...)."""
 
-    @classmethod
-    def from_split_meta(
-        cls, meta: Mapping[str, Any], *, path: str = "", store: Mapping[str, Any] | None = None
-    ) -> DatasetRecord:
-        """From ``attrs.asdict(split.meta)`` of the training split."""
-        known = {f.name for f in attrs.fields(cls)} - {"path", "store", "meta"}
-        return cls(
-            **{k: meta[k] for k in known if k in meta},
-            path=path,
-            store={
-                k: v for k, v in (store or {}).items() if isinstance(v, (str, int, float, bool))
-            },
-            meta={k: v for k, v in meta.items() if k not in known},
-        )
-
 
 _NOT_META = attrs.filters.exclude(attrs.fields(DatasetRecord).meta)
 
@@ -126,12 +111,19 @@ class Manifest:
         """The manifest of a training run's checkpoint: ``model_config`` the attrs config
         instance, ``split_meta`` the training split's `SplitMeta`, ``recipe`` as
         `trmkit.config.recipe_to_dict`, ``eval`` the last evaluation's metrics."""
+        meta = attrs.asdict(split_meta)
+        known = {f.name for f in attrs.fields(DatasetRecord)} - {"path", "store", "meta"}
         return cls(
             step=step,
             model=ModelRecord(name=model_name, config=attrs.asdict(model_config)),
             task=TaskRecord(name=task.name, version=str(task.version)),
-            dataset=DatasetRecord.from_split_meta(
-                attrs.asdict(split_meta), path=str(data_path), store=store_attrs
+            dataset=DatasetRecord(
+                **{k: meta[k] for k in known if k in meta},
+                path=str(data_path),
+                store={
+                    k: v for k, v in store_attrs.items() if isinstance(v, (str, int, float, bool))
+                },
+                meta={k: v for k, v in meta.items() if k not in known},
             ),
             recipe=dict(recipe),
             ema=ema,
