@@ -47,7 +47,7 @@ from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
 from trmkit.checkpoint.rundir import held_by_another, owner_is_dead, writer_token
 from trmkit.checkpoint.state import read_json, read_safetensors, save_safetensors
 from trmkit.checkpoint.weights_header import TensorInfo, dtype_name, read_header
-from trmkit.errors import CheckpointError, OptionError, TrmkitError, first_line
+from trmkit.errors import CheckpointError, ConfigError, OptionError, TrmkitError, first_line
 from trmkit.models.protocol import RecursiveModel
 from trmkit.oserrors import check_writable_dir, writing
 from trmkit.task import Task
@@ -263,7 +263,6 @@ def build_model_from_manifest(
     """The manifest's model; every config field is type-checked against the registered
     config class first (a hand-edited manifest is one CheckpointError naming the field)."""
     from trmkit.config import _check_model_fields
-    from trmkit.errors import ConfigError
     from trmkit.models import build_model, make_config
 
     spec = manifest.model
@@ -273,8 +272,6 @@ def build_model_from_manifest(
         cfg = make_config(spec.name, fields)
         with contextlib.nullcontext() if device is None else torch.device(device):
             return build_model(spec.name, cfg)
-    except CheckpointError:
-        raise
     except ConfigError as exc:
         text = str(exc) if str(exc).startswith(str(where)) else f"{where}: {exc}"
         raise CheckpointError(f"{text}; the manifest does not fit model {spec.name!r}") from None

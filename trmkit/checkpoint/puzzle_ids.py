@@ -129,12 +129,11 @@ class PuzzleIdTable:
         """The table as arrays of ``num_ids`` rows (ids of no group: -1)."""
         group = np.full(num_ids, -1, np.int32)
         transform = np.zeros((num_ids, transform_size), np.int32)
-        names = list(self.groups)
-        for g, name in enumerate(names):
-            for pid, t in self.groups[name]:
+        for g, rows in enumerate(self.groups.values()):
+            for pid, t in rows:
                 group[pid] = g
                 transform[pid] = np.asarray(t).reshape(-1)[:transform_size]
-        return PuzzleIdArrays(names, group, transform)
+        return PuzzleIdArrays(list(self.groups), group, transform)
 
     @classmethod
     def from_arrays(cls, arrays: PuzzleIdArrays) -> PuzzleIdTable:

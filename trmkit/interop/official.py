@@ -298,8 +298,7 @@ def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
     ``weights_only=True``: a file that holds anything but tensors and plain containers is
     refused by torch's restricted unpickler before any object is built.
     """
-    size = file.stat().st_size
-    if size == 0:
+    if file.stat().st_size == 0:
         raise CheckpointError(f"{file}: empty file (a truncated or failed save)")
     with open(file, "rb") as handle:
         head = handle.read(2)
@@ -498,7 +497,6 @@ def _arch_value(arch: Mapping[str, Any], key: str, default: Any, where: Path) ->
 def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
     """trmkit config fields of the model an official config describes."""
     arch, where = run.arch, run.weights_file.parent / CONFIG_FILE
-    name = run.model_name
     raw_loss = arch.get("loss")
     loss = raw_loss if isinstance(raw_loss, dict) else {}
     pos = str(arch.get("pos_encodings", "rope"))
@@ -516,7 +514,7 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
             "pos_encodings": pos if pos in ("rope", "learned") else "none",
             "loss_type": str(loss.get("loss_type", "stablemax_cross_entropy")),
         }
-        layout = layout_of(name)
+        layout = layout_of(run.model_name)
         for row in layout.fields:
             if row.ours is not None:
                 fields[row.ours] = row.read(_arch_value(arch, row.official, row.default, where))
