@@ -28,6 +28,7 @@ Writing: the trainer (several processes) uses `begin_write` / `write_weights` /
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -44,14 +45,9 @@ from trmkit.checkpoint.manifest import Manifest, check_model_compute, check_stor
 from trmkit.checkpoint.manifest import check_task_matches as _check_task
 from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
 from trmkit.checkpoint.rundir import held_by_another, owner_is_dead, writer_token
-from trmkit.checkpoint.state import (
-    read_json,
-    read_safetensors,
-    save_safetensors,
-    write_json,
-)
+from trmkit.checkpoint.state import read_json, read_safetensors, save_safetensors
 from trmkit.checkpoint.weights_header import TensorInfo, dtype_name, read_header
-from trmkit.errors import CheckpointError, OptionError, TrmkitError, first_line
+from trmkit.errors import CheckpointError, ConfigError, OptionError, TrmkitError, first_line
 from trmkit.models.protocol import RecursiveModel
 from trmkit.oserrors import check_writable_dir, writing
 from trmkit.task import Task
@@ -131,7 +127,7 @@ def write_weights(path: Path, name: str, state: Mapping[str, torch.Tensor]) -> N
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
-    write_json(path / "manifest.json", manifest.to_json())
+    atomic.write_text(path / "manifest.json", json.dumps(manifest.to_json(), indent=1))
 
 
 def commit(root: Path, step: int, keep: int, owner: str | None = None) -> Path:
@@ -267,7 +263,6 @@ def build_model_from_manifest(
     """The manifest's model; every config field is type-checked against the registered
     config class first (a hand-edited manifest is one CheckpointError naming the field)."""
     from trmkit.config import _check_model_fields
-    from trmkit.errors import ConfigError
     from trmkit.models import build_model, make_config
 
     spec = manifest.model
@@ -277,8 +272,6 @@ def build_model_from_manifest(
         cfg = make_config(spec.name, fields)
         with contextlib.nullcontext() if device is None else torch.device(device):
             return build_model(spec.name, cfg)
-    except CheckpointError:
-        raise
     except ConfigError as exc:
         text = str(exc) if str(exc).startswith(str(where)) else f"{where}: {exc}"
         raise CheckpointError(f"{text}; the manifest does not fit model {spec.name!r}") from None
@@ -298,20 +291,19 @@ def weight_files(manifest: Manifest, bundle: Path) -> dict[str, Path]:
     ``ema`` when ``weights.ema`` is true. The manifest is the truth: an EMA file it does
     not announce is refused, not ignored (docs/errors.md, "Bundles: the manifest is the
     truth")."""
-    where = bundle / "manifest.json"
     files = {"model": bundle / "model.safetensors"}
     ema = bundle / "ema.safetensors"
     if manifest.ema:
         if not ema.is_file():
             raise CheckpointError(
-                f"{ema}: missing, but {where.name} says weights.ema is true; the bundle is "
+                f"{ema}: missing, but manifest.json says weights.ema is true; the bundle is "
                 "incomplete (copy the file back, or set weights.ema to false to use the raw "
                 "weights)"
             )
         files["ema"] = ema
     elif ema.exists():
         raise CheckpointError(
-            f"{ema}: present, but {where.name} says weights.ema is false; delete the file or "
+            f"{ema}: present, but manifest.json says weights.ema is false; delete the file or "
             "set weights.ema to true if it belongs to these weights"
         )
     return files
@@ -415,20 +407,7 @@ def load_bundle(
 
     A bundle that vanishes while it is read (a running trainer pruned or replaced it) is not
     "incomplete": the run is resolved again and its newest bundle still there is loaded."""
-    _check_load_arguments(path, weights)
-    for attempt in range(_PRUNED_RETRIES):
-        bundle = resolve_bundle(path)
-        try:
-            return _load_bundle_once(bundle, weights=weights, device=device)
-        except (CheckpointError, OSError):
-            vanished = not (bundle / "manifest.json").is_file()
-            if not vanished or attempt + 1 == _PRUNED_RETRIES:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _check_load_arguments(path: object, weights: object) -> None:
-    """The Python API's arguments, before any file is looked at."""
+    # the Python API's arguments, before any file is looked at
     if not isinstance(weights, str) or weights not in WEIGHTS:
         raise OptionError(
             f"weights={weights!r}: not one of {', '.join(map(repr, WEIGHTS))}; pass "
@@ -440,6 +419,14 @@ def _check_load_arguments(path: object, weights: object) -> None:
             f"path {path!r}: expected a str or os.PathLike (without NUL) naming a bundle or "
             "run directory"
         )
+    for _ in range(_PRUNED_RETRIES - 1):
+        bundle = resolve_bundle(path)
+        try:
+            return _load_bundle_once(bundle, weights=weights, device=device)
+        except (CheckpointError, OSError):
+            if (bundle / "manifest.json").is_file():  # not vanished: a real fault
+                raise
+    return _load_bundle_once(resolve_bundle(path), weights=weights, device=device)
 
 
 def _load_bundle_once(bundle: Path, *, weights: str, device: str | torch.device) -> Bundle:
@@ -509,8 +496,7 @@ def trained_store(manifest: Manifest, bundle: Path, task: Task) -> Any:
     first_problem = None
     for path in dict.fromkeys(p.resolve() for p in found):
         store = open_store(path, task)
-        train = store.split("train").meta if "train" in store.splits else None
-        problem = dataset_mismatch(manifest.dataset, store.attrs, train)
+        problem = dataset_mismatch(manifest.dataset, store)
         if problem is None:
             return store
         first_problem = first_problem or (path, problem)

@@ -36,8 +36,7 @@ from trmkit.errors import CheckpointError, ConfigError, TrmkitError, first_line
 
 HUB_SCHEME = "hf://"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-"""one part of a repository id (owner or name), as the hub accepts it."""
-_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""one part of a repository id (owner or name), or a revision, as the hub accepts it."""
 _FORM = "hf://OWNER/REPO[@REVISION][/PATH]"
 CARD = "README.md"
 CURVES = "curves.png"
@@ -74,7 +73,7 @@ def parse_hub(text: str) -> HubSource:
     name, at, revision = name.partition("@")
     if not (_NAME.match(owner) and _NAME.match(name)) or ".." in path.split("/"):
         raise bad
-    if at and not _REVISION.match(revision):
+    if at and not _NAME.match(revision):
         raise CheckpointError(
             f"{text}: revision {revision!r} is not a branch, tag or commit name; expected {_FORM}"
         )
@@ -139,11 +138,6 @@ def bundle_files(bundle: Path, manifest: Manifest) -> list[Path]:
 
     files = [bundle / "manifest.json", *weight_files(manifest, bundle).values()]
     return files + [bundle / n for n in (TABLE_FILE, NAMES_FILE) if (bundle / n).is_file()]
-
-
-def run_of(bundle: Path) -> Path | None:
-    """The run directory ``bundle`` belongs to (``<run>/checkpoints/step_N``), or None."""
-    return bundle.parent.parent if bundle.parent.name == "checkpoints" else None
 
 
 def run_evaluations(run_dir: Path | None, step: int) -> list[tuple[str, dict[str, Any]]]:
@@ -292,7 +286,6 @@ def model_card(
     if curves:
         lines += ["", "## Training curves", "", f"![training curves]({CURVES})"]
     fence, recipe = _recipe_text(manifest.recipe)
-    config = json.dumps(model.config, indent=1, default=str)
     lines += [
         "",
         "## Architecture",
@@ -300,7 +293,7 @@ def model_card(
         f"`{model.name}`, configured as:",
         "",
         "```json",
-        config,
+        json.dumps(model.config, indent=1, default=str),
         "```",
         "",
         "## Recipe",
@@ -353,20 +346,21 @@ def push(
         raise CheckpointError(
             f"{repo}: give the repository as OWNER/REPO and the branch with --revision"
         )
-    if revision is not None and not _REVISION.match(revision):
+    if revision is not None and not _NAME.match(revision):
         raise CheckpointError(f"--revision {revision!r}: not a branch name; e.g. --revision v1")
     if is_hub(source):
         raise CheckpointError(f"{source}: already on the hub; push a local run or bundle")
     bundle = resolve_bundle(source)
     loaded = load_bundle(bundle)  # only a bundle that loads is shared
-    run_dir = run_of(bundle)
-    curves = run_dir is not None and (run_dir / CURVES).is_file()
+    # a bundle of a run (<run>/checkpoints/step_N) gets the run's evaluations and curves
+    run_dir = bundle.parent.parent if bundle.parent.name == "checkpoints" else None
+    curves = run_dir / CURVES if run_dir is not None and (run_dir / CURVES).is_file() else None
     card = model_card(
         loaded.manifest,
         repo=target.repo,
         parameters=count_parameters(loaded.model),
         evaluations=run_evaluations(run_dir, loaded.manifest.step),
-        curves=curves,
+        curves=curves is not None,
     )
     hub = _hub_client(f"push to {target.text}")
     offline = _unreachable()
@@ -378,9 +372,8 @@ def push(
         folder = Path(tmp)
         for file in bundle_files(bundle, loaded.manifest):
             shutil.copyfile(file, folder / file.name)
-        if curves:
-            assert run_dir is not None
-            shutil.copyfile(run_dir / CURVES, folder / CURVES)
+        if curves is not None:
+            shutil.copyfile(curves, folder / CURVES)
         (folder / CARD).write_text(card, encoding="utf-8")
         names = tuple(sorted(p.name for p in folder.iterdir()))
         api = hub.HfApi(token=token)
@@ -423,5 +416,4 @@ __all__ = [
     "parse_hub",
     "push",
     "run_evaluations",
-    "run_of",
 ]

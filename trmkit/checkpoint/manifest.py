@@ -60,21 +60,6 @@ class DatasetRecord:
     meta: dict[str, Any] = attrs.field(factory=dict)
     """the other `SplitMeta` attributes of the training split (pad_id, total_groups, ...)."""
 
-    @classmethod
-    def from_split_meta(
-        cls, meta: Mapping[str, Any], *, path: str = "", store: Mapping[str, Any] | None = None
-    ) -> DatasetRecord:
-        """From ``attrs.asdict(split.meta)`` of the training split."""
-        known = {f.name for f in attrs.fields(cls)} - {"path", "store", "meta"}
-        return cls(
-            **{k: meta[k] for k in known if k in meta},
-            path=path,
-            store={
-                k: v for k, v in (store or {}).items() if isinstance(v, (str, int, float, bool))
-            },
-            meta={k: v for k, v in meta.items() if k not in known},
-        )
-
 
 _NOT_META = attrs.filters.exclude(attrs.fields(DatasetRecord).meta)
 
@@ -126,12 +111,19 @@ class Manifest:
         """The manifest of a training run's checkpoint: ``model_config`` the attrs config
         instance, ``split_meta`` the training split's `SplitMeta`, ``recipe`` as
         `trmkit.config.recipe_to_dict`, ``eval`` the last evaluation's metrics."""
+        meta = attrs.asdict(split_meta)
+        known = {f.name for f in attrs.fields(DatasetRecord)} - {"path", "store", "meta"}
         return cls(
             step=step,
             model=ModelRecord(name=model_name, config=attrs.asdict(model_config)),
             task=TaskRecord(name=task.name, version=str(task.version)),
-            dataset=DatasetRecord.from_split_meta(
-                attrs.asdict(split_meta), path=str(data_path), store=store_attrs
+            dataset=DatasetRecord(
+                **{k: meta[k] for k in known if k in meta},
+                path=str(data_path),
+                store={
+                    k: v for k, v in store_attrs.items() if isinstance(v, (str, int, float, bool))
+                },
+                meta={k: v for k, v in meta.items() if k not in known},
             ),
             recipe=dict(recipe),
             ema=ema,
@@ -149,9 +141,6 @@ class Manifest:
                 f"trmkit {__version__} (expects {FORMAT_VERSION}); use the matching trmkit "
                 "version"
             )
-        for key in ("model", "task", "dataset", "step"):
-            if key not in data:
-                raise CheckpointError(f"{where}: field {key!r} is missing")
         field = _Fields(where)
         model = field.table(data, "model")
         task = field.table(data, "task")
@@ -221,13 +210,14 @@ class _Fields:
         ok: Callable[[Any], bool],
         default: Any = None,
     ) -> Any:
-        """The field's value, or ``default`` (when not None) if the field is absent."""
+        """The field's value, or ``default`` (when not None) if the field is absent (else
+        an absent field is refused as missing)."""
         key = name.rpartition(".")[2]
         if key not in data and default is not None:
             return default
         value = data.get(key)
         if not ok(value):
-            shown = repr(value)
+            shown = repr(value) if key in data else "missing"
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
             raise CheckpointError(
                 f"{self.where}: field {name} is {shown}, expected {expected}; "
@@ -269,12 +259,7 @@ class _Fields:
 # ------------------------------------------------------------------------------- compute
 
 COMPUTE_BOUNDS: dict[str, int] = {
-    "h_cycles": 64,
-    "l_cycles": 64,
-    "num_z": 64,
-    "h_layers": 64,
-    "l_layers": 64,
-    "num_layers": 64,
+    **dict.fromkeys(("h_cycles", "l_cycles", "num_z", "h_layers", "l_layers", "num_layers"), 64),
     "halt_max_steps": 256,
     "puzzle_emb_len": 1024,
     "seq_len": 65536,
@@ -372,23 +357,22 @@ SPLIT_IDENTITY_KEYS = ("total_groups", "total_puzzles", "total_examples")
 CONTENT_KEY = "content_sha256"
 
 
-def dataset_mismatch(
-    record: DatasetRecord, store_attrs: Mapping[str, Any], train_meta: Any
-) -> str | None:
-    """How a store (its root attributes and its training split's `SplitMeta`, or None when
-    it has no training split) differs from the data a checkpoint was trained on, or None
-    when it is the same data: the same content hash where both record one, else the same
-    provenance attributes and training-split sizes (docs/errors.md, "Run directories")."""
-    mine, theirs = record.store.get(CONTENT_KEY), store_attrs.get(CONTENT_KEY)
+def dataset_mismatch(record: DatasetRecord, store: Any) -> str | None:
+    """How ``store`` (a `trmkit.data.store.Store`: its root attributes and its training
+    split's `SplitMeta`) differs from the data a checkpoint was trained on, or None when it
+    is the same data: the same content hash where both record one, else the same provenance
+    attributes and training-split sizes (docs/errors.md, "Run directories")."""
+    mine, theirs = record.store.get(CONTENT_KEY), store.attrs.get(CONTENT_KEY)
     if isinstance(mine, str) and isinstance(theirs, str):
         if mine != theirs:
             return f"content hash {theirs[:12]} (trained on {mine[:12]})"
         return None
     for key in STORE_IDENTITY_KEYS:
-        if key in record.store and record.store[key] != store_attrs.get(key):
-            return f"{key} {store_attrs.get(key)!r} (trained on {record.store[key]!r})"
-    if train_meta is None:
+        if key in record.store and record.store[key] != store.attrs.get(key):
+            return f"{key} {store.attrs.get(key)!r} (trained on {record.store[key]!r})"
+    if "train" not in store.splits:
         return None
+    train_meta = store.split("train").meta
     for key in SPLIT_IDENTITY_KEYS:
         want = record.meta.get(key)
         if want is not None and getattr(train_meta, key) != want:

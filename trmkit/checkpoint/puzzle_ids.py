@@ -62,27 +62,19 @@ def write_puzzle_ids(directory: Path, store: Any) -> None:
     if isinstance(store, PuzzleIdArrays):
         store.write(directory)
         return
-    names: dict[str, int] = {}
-    num_ids = None
-    group_of = transform_of = None
-    for split_name in store.splits:
-        split = store.split(split_name)
-        meta = split.meta
-        if num_ids is None:
-            num_ids = meta.num_puzzle_identifiers
-            group_of = np.full(num_ids, -1, np.int32)
-            transform_of = np.zeros((num_ids, meta.transform_size), np.int32)
-        ids = np.asarray(split.puzzle_identifiers)
-        groups = np.asarray(split.puzzle_group)
-        gnames = split.group_names
-        local = np.array(
-            [names.setdefault(gnames[g], len(names)) for g in range(len(gnames))], dtype=np.int32
-        )
-        group_of[ids] = local[groups] if len(groups) else group_of[ids]
-        transform_of[ids] = np.asarray(split.transforms)
-    if num_ids is None:
+    splits = [store.split(name) for name in store.splits]
+    if not splits:
         return
-    PuzzleIdArrays(sorted(names, key=names.__getitem__), group_of, transform_of).write(directory)
+    meta = splits[0].meta
+    group = np.full(meta.num_puzzle_identifiers, -1, np.int32)
+    transform = np.zeros((meta.num_puzzle_identifiers, meta.transform_size), np.int32)
+    names: dict[str, int] = {}  # group name -> its index, in order of first appearance
+    for split in splits:
+        ids, groups = np.asarray(split.puzzle_identifiers), np.asarray(split.puzzle_group)
+        local = np.array([names.setdefault(n, len(names)) for n in split.group_names], np.int32)
+        group[ids] = local[groups] if len(groups) else group[ids]
+        transform[ids] = np.asarray(split.transforms)
+    PuzzleIdArrays(list(names), group, transform).write(directory)
 
 
 class PuzzleIdTable:
@@ -137,12 +129,11 @@ class PuzzleIdTable:
         """The table as arrays of ``num_ids`` rows (ids of no group: -1)."""
         group = np.full(num_ids, -1, np.int32)
         transform = np.zeros((num_ids, transform_size), np.int32)
-        names = list(self.groups)
-        for g, name in enumerate(names):
-            for pid, t in self.groups[name]:
+        for g, rows in enumerate(self.groups.values()):
+            for pid, t in rows:
                 group[pid] = g
                 transform[pid] = np.asarray(t).reshape(-1)[:transform_size]
-        return PuzzleIdArrays(names, group, transform)
+        return PuzzleIdArrays(list(self.groups), group, transform)
 
     @classmethod
     def from_arrays(cls, arrays: PuzzleIdArrays) -> PuzzleIdTable:

@@ -186,8 +186,7 @@ def check_budget(run_dir: Path, step: int, budget: int | None, max_steps: int | 
 
 def check_same_data(saved: Manifest, store: Any, data_dir: Path, run_dir: Path) -> None:
     """The store a run resumes on is the one it was trained on."""
-    train = store.split("train").meta if "train" in store.splits else None
-    problem = dataset_mismatch(saved.dataset, store.attrs, train)
+    problem = dataset_mismatch(saved.dataset, store)
     if problem is not None:
         raise ConfigError(
             f"--resume: {data_dir} is not the dataset the run {run_dir} was trained on "

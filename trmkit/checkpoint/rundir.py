@@ -195,15 +195,13 @@ def held_by_another(run_dir: Path) -> bool:
     run_dir = Path(run_dir)
     if _key(run_dir) in _HELD or fcntl is None or not (run_dir / LOCK_NAME).is_file():
         return False
-    try:
+    try:  # closing the probe's descriptor drops the shared lock it took
         with open(run_dir / LOCK_NAME, encoding="utf-8") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
     except OSError:
-        return False
+        pass
     return False
 
 

@@ -24,6 +24,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from trmkit import atomic, textio
+from trmkit.checkpoint.weights_header import read_header
 from trmkit.errors import CheckpointError, first_line
 
 _KIND = "__kind__"
@@ -106,11 +108,8 @@ def save_safetensors(
     mask = os.umask(0)  # the only way to read it; restored at once
     os.umask(mask)
     os.chmod(path, 0o666 & ~mask)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def save_tree(obj: Any, directory: Path, name: str) -> None:
@@ -118,7 +117,7 @@ def save_tree(obj: Any, directory: Path, name: str) -> None:
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten(obj, tensors)
     save_safetensors(tensors, directory / f"{name}.safetensors")
-    write_json(directory / f"{name}.json", skeleton)
+    atomic.write_text(directory / f"{name}.json", json.dumps(skeleton, indent=1))
 
 
 def load_tree(directory: Path, name: str, template: Any = None) -> Any:
@@ -193,8 +192,6 @@ def check_state(tree: Any, name: str, file: Path) -> None:
 def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     """Load a safetensors file; a missing, truncated or corrupt file, or one whose header
     names a tensor twice (`trmkit.checkpoint.weights_header`), is a CheckpointError."""
-    from trmkit.checkpoint.weights_header import read_header
-
     read_header(path)
     try:
         return load_file(str(path), device=device)
@@ -202,13 +199,6 @@ def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]
         raise CheckpointError(
             f"{path}: corrupt or truncated safetensors file ({first_line(exc, 10_000)})"
         ) from exc
-
-
-def write_json(path: Path, data: Any) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, allow_nan=True)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 MAX_JSON_BYTES = 256 << 20
@@ -220,11 +210,9 @@ MAX_STATE_DEPTH = 512
 def read_json(path: Path, max_depth: int = MAX_STATE_DEPTH) -> Any:
     """A checkpoint JSON file (UTF-8, bounded size/depth/integers: `trmkit.textio`);
     every problem a CheckpointError naming the file."""
-    from trmkit.textio import read_json as _read
-
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
-    return _read(
+    return textio.read_json(
         path,
         max_bytes=MAX_JSON_BYTES,
         max_depth=max_depth,

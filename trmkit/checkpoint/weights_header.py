@@ -95,8 +95,7 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
             raw = fh.read(length)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    header = _parse(path, raw)
-    return _entries(path, header, size - 8 - length)
+    return _entries(path, _parse(path, raw), size - 8 - length)
 
 
 def _parse(path: Path, raw: bytes) -> dict[str, Any]:

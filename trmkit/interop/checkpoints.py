@@ -38,10 +38,9 @@ class ImportResult:
 
 def infer_task(seq_len: int, vocab_size: int) -> tuple[Task, str]:
     """The installed task with this encoding, when exactly one plugin's primary task fits."""
-    entries = plugins.task_entries()
     fits = [
         e
-        for e in entries.values()
+        for e in plugins.task_entries().values()
         if e.task.codec.seq_len == seq_len and e.task.codec.vocab_size == vocab_size
     ]
     if len(fits) == 1:

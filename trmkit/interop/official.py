@@ -31,6 +31,7 @@ from trmkit import atomic
 from trmkit.errors import CheckpointError, first_line
 from trmkit.models.core import OfficialLayout, OfficialLineage
 from trmkit.oserrors import check_writable_dir, writing
+from trmkit.textio import read_json, read_text
 
 CONFIG_FILE = "all_config.yaml"
 _STEP_FILE = re.compile(r"^step_(\d+)$")
@@ -87,12 +88,12 @@ def layouts() -> dict[str, OfficialLayout]:
     subclasses TRM's config, such as EqR, does not inherit TRM's official checkpoints)."""
     from trmkit import plugins
 
-    found: dict[str, OfficialLayout] = {}
-    for name, spec in plugins.model_specs().items():
-        layout = vars(spec.config_cls).get("official")
-        if isinstance(spec.config_cls, OfficialLineage) and isinstance(layout, OfficialLayout):
-            found[name] = layout
-    return found
+    return {
+        name: layout
+        for name, spec in plugins.model_specs().items()
+        if isinstance(spec.config_cls, OfficialLineage)
+        and isinstance(layout := vars(spec.config_cls).get("official"), OfficialLayout)
+    }
 
 
 def layout_of(model_name: str) -> OfficialLayout:
@@ -180,8 +181,6 @@ def find_run(path: Path, step: int | None = None) -> tuple[Path, Path]:
 
 MAX_CONFIG_BYTES = 16 << 20
 """an all_config.yaml or dataset.json larger than 16 MiB is refused unread."""
-
-
 MAX_YAML_ALIASES = 100
 """aliases (``*name``) an all_config.yaml may use (pretrain.py writes none)."""
 MAX_YAML_NODES = 1_000_000
@@ -257,8 +256,6 @@ def read_config(run_dir: Path) -> dict[str, Any]:
             f"{file}: missing; an official run directory has the "
             f"{CONFIG_FILE} that pretrain.py writes beside its step files"
         )
-    from trmkit.textio import read_text
-
     text = read_text(
         file, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError, what="training config"
     )
@@ -301,8 +298,7 @@ def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
     ``weights_only=True``: a file that holds anything but tensors and plain containers is
     refused by torch's restricted unpickler before any object is built.
     """
-    size = file.stat().st_size
-    if size == 0:
+    if file.stat().st_size == 0:
         raise CheckpointError(f"{file}: empty file (a truncated or failed save)")
     with open(file, "rb") as handle:
         head = handle.read(2)
@@ -398,35 +394,27 @@ _DIMENSIONS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
 def _dataset_dims(folder: Path, label: str) -> Dims | None:
     """The dimensions in the first of ``folder``'s train/, root and test/ dataset.json, or
     None when it has none; ``label`` opens `Dims.source`."""
-    from trmkit.textio import read_json
-
-    for candidate in (
-        folder / "train" / "dataset.json",
-        folder / "dataset.json",
-        folder / "test" / "dataset.json",
-    ):
-        if candidate.is_file():
-            try:
-                info = read_json(
-                    candidate,
-                    max_bytes=MAX_CONFIG_BYTES,
-                    error=CheckpointError,
-                    what="dataset.json",
-                )
-            except CheckpointError as exc:
-                detail = str(exc).removeprefix(f"{candidate}: ")
-                raise CheckpointError(f"{candidate}: unreadable JSON ({detail})") from None
-            if not isinstance(info, dict):
-                raise CheckpointError(f"{candidate}: expected a JSON object")
-            for key in _DIMENSIONS:
-                value = info.get(key)
-                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                    raise CheckpointError(
-                        f"{candidate}: field {key!r} must be a positive integer, not {value!r}"
-                    )
-            dims = {key: info[key] for key in _DIMENSIONS}
-            return Dims(**dims, source=f"{label} {candidate}", info=info)
-    return None
+    found = [folder / sub / "dataset.json" for sub in ("train", ".", "test")]
+    candidate = next((file for file in found if file.is_file()), None)
+    if candidate is None:
+        return None
+    try:
+        info = read_json(
+            candidate, max_bytes=MAX_CONFIG_BYTES, error=CheckpointError, what="dataset.json"
+        )
+    except CheckpointError as exc:
+        detail = str(exc).removeprefix(f"{candidate}: ")
+        raise CheckpointError(f"{candidate}: unreadable JSON ({detail})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{candidate}: expected a JSON object")
+    for key in _DIMENSIONS:
+        value = info.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CheckpointError(
+                f"{candidate}: field {key!r} must be a positive integer, not {value!r}"
+            )
+    dims = {key: info[key] for key in _DIMENSIONS}
+    return Dims(**dims, source=f"{label} {candidate}", info=info)
 
 
 def _prefix_len(arch: Mapping[str, Any], model_name: str) -> int:
@@ -509,7 +497,6 @@ def _arch_value(arch: Mapping[str, Any], key: str, default: Any, where: Path) ->
 def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
     """trmkit config fields of the model an official config describes."""
     arch, where = run.arch, run.weights_file.parent / CONFIG_FILE
-    name = run.model_name
     raw_loss = arch.get("loss")
     loss = raw_loss if isinstance(raw_loss, dict) else {}
     pos = str(arch.get("pos_encodings", "rope"))
@@ -527,7 +514,7 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
             "pos_encodings": pos if pos in ("rope", "learned") else "none",
             "loss_type": str(loss.get("loss_type", "stablemax_cross_entropy")),
         }
-        layout = layout_of(name)
+        layout = layout_of(run.model_name)
         for row in layout.fields:
             if row.ours is not None:
                 fields[row.ours] = row.read(_arch_value(arch, row.official, row.default, where))
