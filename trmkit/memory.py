@@ -50,13 +50,11 @@ def _read_int(path: Path) -> int | None:
 def host_available(sources: MemorySources = MemorySources()) -> int | None:
     """Bytes the host has available (psutil when installed and allowed, else MemAvailable)."""
     if sources.use_psutil:
-        try:
+        # psutil is optional; without it, or when it fails, /proc/meminfo answers
+        with contextlib.suppress(ImportError, OSError, RuntimeError, ValueError):
             import psutil
-        except ImportError:  # optional: fall back to /proc/meminfo
-            psutil = None
-        if psutil is not None:
-            with contextlib.suppress(OSError, RuntimeError, ValueError):  # then /proc/meminfo
-                return int(psutil.virtual_memory().available)
+
+            return int(psutil.virtual_memory().available)
     try:
         for line in sources.meminfo.read_text(errors="replace").splitlines():
             if line.startswith("MemAvailable:"):
@@ -106,22 +104,19 @@ def cgroup_available(sources: MemorySources = MemorySources()) -> int | None:
     v1 under ``memory/``); None when no limit is set or nothing could be read."""
     paths = cgroup_paths(sources.proc_cgroup)
     root = sources.cgroup_root
-    room: list[int] = []
-    if "v2" in paths:
-        for base in (root, root / "unified"):
-            for d in _dirs_up(base, paths["v2"]):
-                r = _headroom(_read_int(d / "memory.max"), _read_int(d / "memory.current"))
-                if r is not None:
-                    room.append(r)
-    v1 = paths.get("v1")
-    if v1 is not None:
-        for d in _dirs_up(root / "memory", v1):
-            r = _headroom(
-                _read_int(d / "memory.limit_in_bytes"), _read_int(d / "memory.usage_in_bytes")
-            )
-            if r is not None:
-                room.append(r)
-    return min(room) if room else None
+    layouts = (  # (cgroup version, roots of its tree, limit file, usage file)
+        ("v2", (root, root / "unified"), "memory.max", "memory.current"),
+        ("v1", (root / "memory",), "memory.limit_in_bytes", "memory.usage_in_bytes"),
+    )
+    room = [
+        r
+        for version, bases, limit, usage in layouts
+        if version in paths
+        for base in bases
+        for d in _dirs_up(base, paths[version])
+        if (r := _headroom(_read_int(d / limit), _read_int(d / usage))) is not None
+    ]
+    return min(room, default=None)
 
 
 def available_memory(sources: MemorySources = MemorySources()) -> int | None:
