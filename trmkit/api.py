@@ -44,8 +44,6 @@ def policy_of(
     """The `InferencePolicy` of the keyword options (the CLI's ``--steps``, ``--halt``,
     ``--samples``, ``--noise``, ``--no-augment``, ``--select``, ``--seed``), validated:
     a bad value is one `OptionError` line."""
-    if not isinstance(halt, HaltPolicy):
-        halt = HaltPolicy.parse(halt)
     return InferencePolicy(
         steps=steps,
         halt=halt,
@@ -78,24 +76,8 @@ class LoadedModel(Bundle):
             return read_puzzles(self.task, os.fspath(puzzles))
         if isinstance(puzzles, RawPuzzle):
             return [puzzles]
-        items = [puzzles] if _is_grid(puzzles) else list(puzzles)
-        out = []
-        for i, item in enumerate(items, start=1):
-            if isinstance(item, RawPuzzle):
-                out.append(item)
-            elif _is_grid(item):
-                grid = np.asarray(item, dtype=np.int64)
-                out.append(
-                    RawPuzzle(
-                        f"grid-{i}", test=(Example(grid, grid),), meta={"has_solution": False}
-                    )
-                )
-            else:
-                raise OptionError(
-                    f"puzzles[{i - 1}]: a {type(item).__name__}; give puzzle text, a puzzle "
-                    "file, a RawPuzzle or a 2-D grid (array or nested list of ints)"
-                )
-        return out
+        items = [puzzles] if _is_grid(puzzles) else puzzles
+        return [_as_puzzle(i, item) for i, item in enumerate(items)]
 
     def solve(
         self,
@@ -186,6 +168,19 @@ class LoadedModel(Bundle):
         return one_name_per_metric(report.metrics)
 
 
+def _as_puzzle(i: int, item: object) -> RawPuzzle:
+    """``item``, the ``i``-th (from 0) of what `LoadedModel.puzzles` was given, as a puzzle."""
+    if isinstance(item, RawPuzzle):
+        return item
+    if not _is_grid(item):
+        raise OptionError(
+            f"puzzles[{i}]: a {type(item).__name__}; give puzzle text, a puzzle "
+            "file, a RawPuzzle or a 2-D grid (array or nested list of ints)"
+        )
+    grid = np.asarray(item, dtype=np.int64)
+    return RawPuzzle(f"grid-{i + 1}", test=(Example(grid, grid),), meta={"has_solution": False})
+
+
 def _is_grid(value: object) -> bool:
     """A 2-D array, or a list of lists of numbers (not a list of puzzles)."""
     if isinstance(value, np.ndarray):
@@ -242,7 +237,7 @@ def train(
     resolved = resolve_recipe(None, os.fspath(recipe), tuple(_assignments(overrides)))
     if resume and out is None:
         raise OptionError("resume=True needs out=RUN (the run directory to continue)")
-    trainer = Trainer(
+    result = Trainer(
         resolved,
         run_dir=Path(out) if out is not None else default_run_dir(resolved),
         data_dir=None if data is None else Path(data),
@@ -250,8 +245,7 @@ def train(
         resume=resume,
         progress=progress,
         check_memory=True,
-    )
-    result = trainer.run()
+    ).run()
     return Run(
         run_dir=result.run_dir,
         step=result.step,

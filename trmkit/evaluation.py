@@ -136,13 +136,8 @@ def check_model_fits_split(model: RecursiveModel, split: Any) -> None:
     tokens it was not trained on. The trainer fills these config fields from the training
     split (`trmkit.config.Recipe.model_config`)."""
     config = attrs.asdict(model.config)
-    meta = split.meta
-    for key, want in (
-        ("seq_len", meta.seq_len),
-        ("vocab_size", meta.vocab_size),
-        ("num_puzzle_identifiers", meta.num_puzzle_identifiers),
-    ):
-        have = config.get(key)
+    for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
+        have, want = config.get(key), getattr(split.meta, key)
         if have is not None and int(have) != int(want):
             raise TrmkitError(
                 f"{key}: the model was built for {have}, the split has {want}; evaluate on a "

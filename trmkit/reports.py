@@ -209,8 +209,6 @@ def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
             out.update(flat_params(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
         else:
-            out[key] = str(v)
+            out[key] = v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
     return out

@@ -46,27 +46,20 @@ class TraceStep:
         }
 
 
-def _diff(before: np.ndarray | None, after: np.ndarray) -> np.ndarray:
-    if before is None or before.shape != after.shape:
-        return np.ones(after.shape, dtype=bool)
-    return np.asarray(before != after)
-
-
 def trace_steps(
     task: Task, puzzle_input: np.ndarray, grids: Sequence[np.ndarray], confidences: Sequence[float]
 ) -> list[TraceStep]:
     """The trace of one answer: ``grids[i]`` and ``confidences[i]`` after step i + 1."""
-    puzzle_input = np.asarray(puzzle_input)
-    fixed = None
-    if task.givens is not None:
-        fixed = np.asarray(task.givens(puzzle_input), dtype=bool)
+    before = np.asarray(puzzle_input)
+    givens = np.zeros(before.shape) if task.givens is None else task.givens(before)
+    fixed = np.asarray(givens, dtype=bool)
     steps = []
-    before: np.ndarray | None = puzzle_input
-    for i, (grid, conf) in enumerate(zip(grids, confidences, strict=True)):
+    for i, (grid, conf) in enumerate(zip(grids, confidences, strict=True), start=1):
         grid = np.asarray(grid)
-        same = fixed is not None and fixed.shape == grid.shape
-        given = fixed if same and fixed is not None else np.zeros(grid.shape, dtype=bool)
-        steps.append(TraceStep(i + 1, grid, given, _diff(before, grid), float(conf)))
+        given = fixed if fixed.shape == grid.shape else np.zeros(grid.shape, dtype=bool)
+        same = before.shape == grid.shape
+        changed = np.asarray(before != grid) if same else np.ones(grid.shape, dtype=bool)
+        steps.append(TraceStep(i, grid, given, changed, float(conf)))
         before = grid
     return steps
 

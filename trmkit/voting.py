@@ -40,8 +40,7 @@ def rank(grids: Sequence[np.ndarray], confidences: Sequence[float]) -> list[Cand
         raise ValueError("rank needs one confidence per grid and at least one grid")
     pooled: dict[str, list] = {}
     for grid, conf in zip(grids, confidences, strict=True):
-        key = grid_hash(grid)
-        slot = pooled.setdefault(key, [np.asarray(grid), 0, 0.0])
+        slot = pooled.setdefault(grid_hash(grid), [np.asarray(grid), 0, 0.0])
         slot[1] += 1
         slot[2] += float(conf)
     candidates = [
