@@ -31,30 +31,6 @@ PuzzlesLike = str | os.PathLike[str] | RawPuzzle | np.ndarray | Sequence[Any]
 them), a `RawPuzzle`, one grid (a 2-D array or nested list) or a sequence of those."""
 
 
-def policy_of(
-    *,
-    steps: int | None = None,
-    halt: str | HaltPolicy = "fixed",
-    samples: int = 1,
-    noise: float = 0.0,
-    augment: bool = True,
-    select: str = "vote",
-    seed: int = 0,
-) -> InferencePolicy:
-    """The `InferencePolicy` of the keyword options (the CLI's ``--steps``, ``--halt``,
-    ``--samples``, ``--noise``, ``--no-augment``, ``--select``, ``--seed``), validated:
-    a bad value is one `OptionError` line."""
-    return InferencePolicy(
-        steps=steps,
-        halt=halt,
-        samples=samples,
-        augment=augment,
-        noise=noise,
-        select=select,
-        seed=seed,
-    ).validate()
-
-
 @attrs.define
 class LoadedModel(Bundle):
     """A trained model as `trmkit.load` returns it: ``.model`` (the ``torch.nn.Module``),
@@ -98,7 +74,7 @@ class LoadedModel(Bundle):
         the text `trmkit solve` prints). The options are `trmkit solve`'s."""
         from trmkit.solve import solve
 
-        policy = policy_of(
+        policy = InferencePolicy(
             steps=steps,
             halt=halt,
             samples=samples,
@@ -106,7 +82,7 @@ class LoadedModel(Bundle):
             augment=augment,
             select=select,
             seed=seed,
-        )
+        ).validate()
         return solve(
             self,
             self.task,
@@ -140,7 +116,7 @@ class LoadedModel(Bundle):
         from trmkit.evaluation import evaluate, one_name_per_metric
         from trmkit.stats import exact_interval_fields
 
-        policy = policy_of(
+        policy = InferencePolicy(
             steps=steps,
             halt=halt,
             samples=samples,
@@ -148,7 +124,7 @@ class LoadedModel(Bundle):
             augment=augment,
             select=select,
             seed=seed,
-        )
+        ).validate()
         out_dir = None if out is None else Path(out)
         if out_dir is not None:
             check_out(out_dir, force=False)
