@@ -55,12 +55,10 @@ def host_available(sources: MemorySources = MemorySources()) -> int | None:
             import psutil
 
             return int(psutil.virtual_memory().available)
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for line in sources.meminfo.read_text(errors="replace").splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
     return None
 
 

@@ -74,8 +74,7 @@ def plot_curves(
                     if r.get("split") == split and r.get(key) is not None
                 ]
                 if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, style, label=split, markersize=3)
+                    ax.plot(*zip(*pts, strict=True), style, label=split, markersize=3)
             ax.set_title(key)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)

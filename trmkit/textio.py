@@ -100,8 +100,6 @@ def read_bytes(
                 raise error(f"{p}: {what} unpacks to more than the {max_bytes} bytes allowed")
             return data
         return p.read_bytes()
-    except TrmkitError:
-        raise
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise error(f"{p}: cannot read the {what} ({reason})") from None

@@ -79,15 +79,6 @@ def colour_wanted(stream: TextIO) -> bool:
 LEGEND_PLAIN = "(x) given by the puzzle, [x] changed since the previous step"
 
 
-def step_title(step: TraceStep, total: int) -> str:
-    """``step 2/3  confidence 0.731  5 cells changed``: the line above each step's grid."""
-    n = int(step.changed.sum())
-    return (
-        f"step {step.step}/{total}  confidence {step.confidence:.3f}  "
-        f"{n} cell{'' if n == 1 else 's'} changed"
-    )
-
-
 def render_trace_text(
     steps: Sequence[TraceStep], cell_text: Callable[[int], str], *, colour: bool
 ) -> str:
@@ -96,7 +87,11 @@ def render_trace_text(
     `LEGEND_PLAIN`, written once above the first step, so the marks survive a pipe or a log."""
     lines = [] if colour else [LEGEND_PLAIN]
     for st in steps:
-        lines.append(f"-- {step_title(st, len(steps))}")
+        n = int(st.changed.sum())  # the title: "-- step 2/3  confidence 0.731  5 cells changed"
+        lines.append(
+            f"-- step {st.step}/{len(steps)}  confidence {st.confidence:.3f}  "
+            f"{n} cell{'' if n == 1 else 's'} changed"
+        )
         width = max(len(cell_text(int(v))) for v in st.grid.reshape(-1))
         for r, row in enumerate(st.grid):
             cells = []
