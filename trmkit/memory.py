@@ -66,19 +66,16 @@ def cgroup_paths(proc_cgroup: Path) -> dict[str, str]:
     """``{"v2": path, "v1": path}`` of this process's cgroups (the memory controller's for
     v1) from ``/proc/self/cgroup`` lines ``ID:CONTROLLERS:PATH``; missing keys: unknown."""
     found: dict[str, str] = {}
-    try:
-        lines = proc_cgroup.read_text(errors="replace").splitlines()
-    except (OSError, ValueError):
-        return found
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3 or not parts[2].startswith("/"):
-            continue
-        hierarchy, controllers, path = parts
-        if hierarchy == "0" and controllers == "":
-            found["v2"] = path
-        elif "memory" in controllers.split(","):
-            found["v1"] = path
+    with contextlib.suppress(OSError, ValueError):  # unreadable: nothing known
+        for line in proc_cgroup.read_text(errors="replace").splitlines():
+            parts = line.split(":", 2)
+            if len(parts) != 3 or not parts[2].startswith("/"):
+                continue
+            hierarchy, controllers, path = parts
+            if hierarchy == "0" and controllers == "":
+                found["v2"] = path
+            elif "memory" in controllers.split(","):
+                found["v1"] = path
     return found
 
 
