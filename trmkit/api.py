@@ -31,32 +31,6 @@ PuzzlesLike = str | os.PathLike[str] | RawPuzzle | np.ndarray | Sequence[Any]
 them), a `RawPuzzle`, one grid (a 2-D array or nested list) or a sequence of those."""
 
 
-def policy_of(
-    *,
-    steps: int | None = None,
-    halt: str | HaltPolicy = "fixed",
-    samples: int = 1,
-    noise: float = 0.0,
-    augment: bool = True,
-    select: str = "vote",
-    seed: int = 0,
-) -> InferencePolicy:
-    """The `InferencePolicy` of the keyword options (the CLI's ``--steps``, ``--halt``,
-    ``--samples``, ``--noise``, ``--no-augment``, ``--select``, ``--seed``), validated:
-    a bad value is one `OptionError` line."""
-    if not isinstance(halt, HaltPolicy):
-        halt = HaltPolicy.parse(halt)
-    return InferencePolicy(
-        steps=steps,
-        halt=halt,
-        samples=samples,
-        augment=augment,
-        noise=noise,
-        select=select,
-        seed=seed,
-    ).validate()
-
-
 @attrs.define
 class LoadedModel(Bundle):
     """A trained model as `trmkit.load` returns it: ``.model`` (the ``torch.nn.Module``),
@@ -78,24 +52,8 @@ class LoadedModel(Bundle):
             return read_puzzles(self.task, os.fspath(puzzles))
         if isinstance(puzzles, RawPuzzle):
             return [puzzles]
-        items = [puzzles] if _is_grid(puzzles) else list(puzzles)
-        out = []
-        for i, item in enumerate(items, start=1):
-            if isinstance(item, RawPuzzle):
-                out.append(item)
-            elif _is_grid(item):
-                grid = np.asarray(item, dtype=np.int64)
-                out.append(
-                    RawPuzzle(
-                        f"grid-{i}", test=(Example(grid, grid),), meta={"has_solution": False}
-                    )
-                )
-            else:
-                raise OptionError(
-                    f"puzzles[{i - 1}]: a {type(item).__name__}; give puzzle text, a puzzle "
-                    "file, a RawPuzzle or a 2-D grid (array or nested list of ints)"
-                )
-        return out
+        items = [puzzles] if _is_grid(puzzles) else puzzles
+        return [_as_puzzle(i, item) for i, item in enumerate(items)]
 
     def solve(
         self,
@@ -116,7 +74,7 @@ class LoadedModel(Bundle):
         the text `trmkit solve` prints). The options are `trmkit solve`'s."""
         from trmkit.solve import solve
 
-        policy = policy_of(
+        policy = InferencePolicy(
             steps=steps,
             halt=halt,
             samples=samples,
@@ -124,7 +82,7 @@ class LoadedModel(Bundle):
             augment=augment,
             select=select,
             seed=seed,
-        )
+        ).validate()
         return solve(
             self,
             self.task,
@@ -158,7 +116,7 @@ class LoadedModel(Bundle):
         from trmkit.evaluation import evaluate, one_name_per_metric
         from trmkit.stats import exact_interval_fields
 
-        policy = policy_of(
+        policy = InferencePolicy(
             steps=steps,
             halt=halt,
             samples=samples,
@@ -166,7 +124,7 @@ class LoadedModel(Bundle):
             augment=augment,
             select=select,
             seed=seed,
-        )
+        ).validate()
         out_dir = None if out is None else Path(out)
         if out_dir is not None:
             check_out(out_dir, force=False)
@@ -184,6 +142,19 @@ class LoadedModel(Bundle):
         if out_dir is not None:
             report.write(out_dir)
         return one_name_per_metric(report.metrics)
+
+
+def _as_puzzle(i: int, item: object) -> RawPuzzle:
+    """``item``, the ``i``-th (from 0) of what `LoadedModel.puzzles` was given, as a puzzle."""
+    if isinstance(item, RawPuzzle):
+        return item
+    if not _is_grid(item):
+        raise OptionError(
+            f"puzzles[{i}]: a {type(item).__name__}; give puzzle text, a puzzle "
+            "file, a RawPuzzle or a 2-D grid (array or nested list of ints)"
+        )
+    grid = np.asarray(item, dtype=np.int64)
+    return RawPuzzle(f"grid-{i + 1}", test=(Example(grid, grid),), meta={"has_solution": False})
 
 
 def _is_grid(value: object) -> bool:
@@ -242,7 +213,7 @@ def train(
     resolved = resolve_recipe(None, os.fspath(recipe), tuple(_assignments(overrides)))
     if resume and out is None:
         raise OptionError("resume=True needs out=RUN (the run directory to continue)")
-    trainer = Trainer(
+    result = Trainer(
         resolved,
         run_dir=Path(out) if out is not None else default_run_dir(resolved),
         data_dir=None if data is None else Path(data),
@@ -250,8 +221,7 @@ def train(
         resume=resume,
         progress=progress,
         check_memory=True,
-    )
-    result = trainer.run()
+    ).run()
     return Run(
         run_dir=result.run_dir,
         step=result.step,

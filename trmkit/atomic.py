@@ -36,15 +36,12 @@ def pid_alive(pid: int) -> bool:
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make a rename inside ``path`` durable (best effort: not every OS/filesystem can)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
+        try:
             os.fsync(fd)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -93,10 +90,9 @@ def recover_dir(dst: str | os.PathLike[str]) -> bool:
 
 def try_recover_dir(dst: str | os.PathLike[str]) -> bool:
     """`recover_dir` for readers: a directory they may not write to is left as it is."""
-    try:
+    with contextlib.suppress(OSError):
         return recover_dir(dst)
-    except OSError:
-        return False
+    return False
 
 
 def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
@@ -111,8 +107,7 @@ def replace_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
         fsync_dir(d.parent)
     os.replace(s, d)
     fsync_dir(d.parent)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     return d
 
 

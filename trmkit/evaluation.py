@@ -136,13 +136,8 @@ def check_model_fits_split(model: RecursiveModel, split: Any) -> None:
     tokens it was not trained on. The trainer fills these config fields from the training
     split (`trmkit.config.Recipe.model_config`)."""
     config = attrs.asdict(model.config)
-    meta = split.meta
-    for key, want in (
-        ("seq_len", meta.seq_len),
-        ("vocab_size", meta.vocab_size),
-        ("num_puzzle_identifiers", meta.num_puzzle_identifiers),
-    ):
-        have = config.get(key)
+    for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
+        have, want = config.get(key), getattr(split.meta, key)
         if have is not None and int(have) != int(want):
             raise TrmkitError(
                 f"{key}: the model was built for {have}, the split has {want}; evaluate on a "
@@ -158,7 +153,6 @@ def evaluate(
     *,
     batch_size: int,
     steps: int | None = None,
-    adaptive: bool = False,
     policy: InferencePolicy | None = None,
     accelerator: Any = None,
     out_dir: Path | None = None,
@@ -171,15 +165,13 @@ def evaluate(
     samples, batch_size / S test rows per batch). ``task`` None skips the task's evaluator
     (only the built-in metrics). ``max_examples`` > 0 stops after the batches that cover
     the first ``max_examples`` rows (cheap periodic evals). ``policy`` sets depth, halting,
-    samples and selection (docs/test-time-compute.md); without it ``steps`` and
-    ``adaptive`` (= ``--halt q``) do.
-    """
+    samples and selection (docs/test-time-compute.md); without it ``steps`` sets the depth."""
     from trmkit.data.loader import EvalLoader
 
     check_batch_size(batch_size)
     check_model_fits_split(model, split)
     if policy is None:
-        policy = InferencePolicy(steps=steps, halt=HaltPolicy("q" if adaptive else "fixed"))
+        policy = InferencePolicy(steps=steps)
     rank = accelerator.process_index if accelerator is not None else 0
     world = accelerator.num_processes if accelerator is not None else 1
     is_main = rank == 0
@@ -288,31 +280,21 @@ def _run_batch(
 
 
 def _feed(run, batch, preds, conf, ignore_id, accelerator, world, device) -> None:
-    labels = batch["labels"].masked_fill(batch["labels"] == IGNORE_LABEL_ID, ignore_id)
-    preds_t = torch.as_tensor(preds)
-    # an undecodable sample answer (INVALID) is shown to the evaluator as the pad token
-    fields = [
-        batch["inputs"],
-        labels,
-        preds_t.clamp(min=0),
-        batch["puzzle_index"],
-        torch.as_tensor(conf, dtype=torch.float64),
-    ]
+    fields = {  # the PredictionBatch fields
+        "inputs": batch["inputs"],
+        "labels": batch["labels"].masked_fill(batch["labels"] == IGNORE_LABEL_ID, ignore_id),
+        # an undecodable sample answer (INVALID) is shown to the evaluator as the pad token
+        "predictions": torch.as_tensor(preds).clamp(min=0),
+        "puzzle_index": batch["puzzle_index"],
+        "q_halt": torch.as_tensor(conf, dtype=torch.float64),
+    }
     if world > 1:
-        fields = [accelerator.gather(f.to(device).contiguous()) for f in fields]
+        fields = {k: accelerator.gather(f.to(device).contiguous()) for k, f in fields.items()}
     if run is None:
         return
-    inputs, labels, preds, pidx, qh = (f.cpu().numpy() for f in fields)
-    keep = pidx >= 0
-    run.update(
-        PredictionBatch(
-            inputs=inputs[keep],
-            labels=labels[keep],
-            predictions=preds[keep],
-            puzzle_index=pidx[keep],
-            q_halt=qh[keep],
-        )
-    )
+    arrays = {k: f.cpu().numpy() for k, f in fields.items()}
+    keep = arrays["puzzle_index"] >= 0  # padding rows are -1
+    run.update(PredictionBatch(**{k: a[keep] for k, a in arrays.items()}))
 
 
 def _report(

@@ -50,19 +50,15 @@ def _read_int(path: Path) -> int | None:
 def host_available(sources: MemorySources = MemorySources()) -> int | None:
     """Bytes the host has available (psutil when installed and allowed, else MemAvailable)."""
     if sources.use_psutil:
-        try:
+        # psutil is optional; without it, or when it fails, /proc/meminfo answers
+        with contextlib.suppress(ImportError, OSError, RuntimeError, ValueError):
             import psutil
-        except ImportError:  # optional: fall back to /proc/meminfo
-            psutil = None
-        if psutil is not None:
-            with contextlib.suppress(OSError, RuntimeError, ValueError):  # then /proc/meminfo
-                return int(psutil.virtual_memory().available)
-    try:
+
+            return int(psutil.virtual_memory().available)
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for line in sources.meminfo.read_text(errors="replace").splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
     return None
 
 
@@ -70,19 +66,16 @@ def cgroup_paths(proc_cgroup: Path) -> dict[str, str]:
     """``{"v2": path, "v1": path}`` of this process's cgroups (the memory controller's for
     v1) from ``/proc/self/cgroup`` lines ``ID:CONTROLLERS:PATH``; missing keys: unknown."""
     found: dict[str, str] = {}
-    try:
-        lines = proc_cgroup.read_text(errors="replace").splitlines()
-    except (OSError, ValueError):
-        return found
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3 or not parts[2].startswith("/"):
-            continue
-        hierarchy, controllers, path = parts
-        if hierarchy == "0" and controllers == "":
-            found["v2"] = path
-        elif "memory" in controllers.split(","):
-            found["v1"] = path
+    with contextlib.suppress(OSError, ValueError):  # unreadable: nothing known
+        for line in proc_cgroup.read_text(errors="replace").splitlines():
+            parts = line.split(":", 2)
+            if len(parts) != 3 or not parts[2].startswith("/"):
+                continue
+            hierarchy, controllers, path = parts
+            if hierarchy == "0" and controllers == "":
+                found["v2"] = path
+            elif "memory" in controllers.split(","):
+                found["v1"] = path
     return found
 
 
@@ -106,22 +99,19 @@ def cgroup_available(sources: MemorySources = MemorySources()) -> int | None:
     v1 under ``memory/``); None when no limit is set or nothing could be read."""
     paths = cgroup_paths(sources.proc_cgroup)
     root = sources.cgroup_root
-    room: list[int] = []
-    if "v2" in paths:
-        for base in (root, root / "unified"):
-            for d in _dirs_up(base, paths["v2"]):
-                r = _headroom(_read_int(d / "memory.max"), _read_int(d / "memory.current"))
-                if r is not None:
-                    room.append(r)
-    v1 = paths.get("v1")
-    if v1 is not None:
-        for d in _dirs_up(root / "memory", v1):
-            r = _headroom(
-                _read_int(d / "memory.limit_in_bytes"), _read_int(d / "memory.usage_in_bytes")
-            )
-            if r is not None:
-                room.append(r)
-    return min(room) if room else None
+    layouts = (  # (cgroup version, roots of its tree, limit file, usage file)
+        ("v2", (root, root / "unified"), "memory.max", "memory.current"),
+        ("v1", (root / "memory",), "memory.limit_in_bytes", "memory.usage_in_bytes"),
+    )
+    room = [
+        r
+        for version, bases, limit, usage in layouts
+        if version in paths
+        for base in bases
+        for d in _dirs_up(base, paths[version])
+        if (r := _headroom(_read_int(d / limit), _read_int(d / usage))) is not None
+    ]
+    return min(room, default=None)
 
 
 def available_memory(sources: MemorySources = MemorySources()) -> int | None:

@@ -21,9 +21,7 @@ def hub_endpoint(env: Mapping[str, str] | None = None) -> tuple[str, int]:
     """(host, port) of the hub: ``HF_ENDPOINT`` when set, else huggingface.co:443."""
     env = os.environ if env is None else env
     url = urlsplit(env.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT)
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
-    return host, port
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
 
 
 def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | None:

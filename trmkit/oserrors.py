@@ -133,19 +133,16 @@ def _unwritable(directory: Path) -> OSError | None:
     """Why ``directory`` cannot take a new file, asked without touching it: access(2)
     answers for permissions and read-only mounts (root included), statvfs for a full
     filesystem. None when it can (as far as the OS says before the write itself)."""
-    if not os.access(directory, os.W_OK | os.X_OK):
-        try:
-            readonly = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-        except (OSError, AttributeError):
-            readonly = False
-        code = errno.EROFS if readonly else errno.EACCES
-        return OSError(code, os.strerror(code))
     try:
         stats = os.statvfs(directory)
     except (OSError, AttributeError):
-        return None
+        stats = None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        readonly = stats is not None and stats.f_flag & os.ST_RDONLY
+        code = errno.EROFS if readonly else errno.EACCES
+        return OSError(code, os.strerror(code))
     privileged = os.name == "posix" and os.geteuid() == 0  # root may use the reserve
-    if (stats.f_bfree if privileged else stats.f_bavail) == 0:
+    if stats is not None and (stats.f_bfree if privileged else stats.f_bavail) == 0:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return None
 
@@ -201,7 +198,7 @@ def check_writable_file(path: str | os.PathLike[str], what: str = "output file")
         raise WriteError(
             f"{p}: the {what} is a dangling symbolic link; remove the link or choose another name"
         )
-    check_writable_dir(p.parent if str(p.parent) else Path("."), f"directory of the {what}")
+    check_writable_dir(p.parent, f"directory of the {what}")
     return p
 
 

@@ -74,8 +74,7 @@ def plot_curves(
                     if r.get("split") == split and r.get(key) is not None
                 ]
                 if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, style, label=split, markersize=3)
+                    ax.plot(*zip(*pts, strict=True), style, label=split, markersize=3)
             ax.set_title(key)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
@@ -209,8 +208,6 @@ def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
             out.update(flat_params(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = v
         else:
-            out[key] = str(v)
+            out[key] = v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
     return out

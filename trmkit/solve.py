@@ -105,12 +105,11 @@ def read_puzzles(task: Task, spec: str) -> list[RawPuzzle]:
 
     if task.parse_puzzles is None:
         raise PuzzleError(f"task {task.name!r} does not accept puzzles on the command line")
+    text, where, what = spec, "puzzle text", "puzzle JSON"
     if is_existing_file(spec):
         path = Path(spec).expanduser()
-        text = read_text(path, max_bytes=MAX_PUZZLE_BYTES, error=PuzzleError, what="puzzle file")
-        if text.lstrip()[:1] in ("{", "["):
-            loads_json(text, path, error=PuzzleError, what="puzzle file")
-        where = str(path)
+        where, what = str(path), "puzzle file"
+        text = read_text(path, max_bytes=MAX_PUZZLE_BYTES, error=PuzzleError, what=what)
     elif looks_like_path(spec):
         path = Path(spec).expanduser()
         if path.is_dir():
@@ -118,10 +117,8 @@ def read_puzzles(task: Task, spec: str) -> list[RawPuzzle]:
         raise PuzzleError(
             f"{path}: file not found (give an existing puzzle file or the puzzle text itself)"
         )
-    else:
-        if spec.lstrip()[:1] in ("{", "["):
-            loads_json(spec, "puzzle text", error=PuzzleError, what="puzzle JSON")
-        where = "puzzle text"
+    if text.lstrip()[:1] in ("{", "["):
+        loads_json(text, where, error=PuzzleError, what=what)
     try:
         return list(task.parse_puzzles(spec))
     except TrmkitError:
@@ -162,7 +159,6 @@ def solve(
     puzzles: Sequence[RawPuzzle],
     *,
     steps: int | None = None,
-    adaptive: bool = False,
     trace: bool = False,
     num_aug: int = 8,
     seed: int = 0,
@@ -170,14 +166,11 @@ def solve(
     table: PuzzleIdTable | None = None,
 ) -> list[Answer]:
     """Answer every test query of ``puzzles``; ``policy`` sets depth, halting, samples and
-    selection (docs/test-time-compute.md); without it ``steps`` and ``adaptive``
-    (= ``--halt q``) do. ``table`` replaces the bundle's puzzle-id table (an adapted
-    model in memory, `trmkit.training.adapt`)."""
+    selection (docs/test-time-compute.md); without it ``steps`` sets the depth. ``table``
+    replaces the bundle's puzzle-id table (an adapted model in memory, `trmkit.training.adapt`)."""
     check_task_matches(bundle, task)
     if policy is None:
-        policy = InferencePolicy(
-            steps=steps, halt=HaltPolicy("q" if adaptive else "fixed"), seed=seed
-        )
+        policy = InferencePolicy(steps=steps, seed=seed)
     model = bundle.model
     data = bundle.manifest.dataset
     per_variant = data.num_puzzle_identifiers > 1
@@ -206,12 +199,14 @@ def solve(
         raise PuzzleError("no query to solve (the puzzle has no test input)")
 
     preds_by_step, conf_by_step, used = _run(model, task, rows, k, policy, per_variant, trace)
-    q_final = conf_by_step[-1]
     answers = []
     for q, (puzzle, qi, note) in enumerate(queries):
         idx = [i for i, r in enumerate(rows) if r[0] == q]
-        grids = [_decode(task, rows[i][2], preds_by_step[-1][i]) for i in idx]
-        ranked = rank(grids, [q_final[i] for i in idx])
+        rankings = [  # per kept step: only the last, the answer, unless ``trace``
+            rank([_decode(task, rows[i][2], preds[i]) for i in idx], [conf[i] for i in idx])
+            for preds, conf in zip(preds_by_step, conf_by_step, strict=True)
+        ]
+        ranked = rankings[-1]
         grid = ranked[0].grid
         expected = np.asarray(puzzle.test[qi].output)
         known = puzzle.meta.get("has_solution", True) and expected.size > 1
@@ -219,15 +214,9 @@ def solve(
         valid = _check_answer(task, np.asarray(puzzle.test[qi].input), grid)
         steps_trace = []
         if trace:
-            voted = [
-                rank(
-                    [_decode(task, rows[i][2], step_preds[i]) for i in idx],
-                    [step_conf[i] for i in idx],
-                )[0]
-                for step_preds, step_conf in zip(preds_by_step, conf_by_step, strict=True)
-            ]
+            won = [r[0] for r in rankings]
             steps_trace = trace_steps(
-                task, puzzle.test[qi].input, [v.grid for v in voted], [v.confidence for v in voted]
+                task, puzzle.test[qi].input, [w.grid for w in won], [w.confidence for w in won]
             )
         answers.append(
             Answer(

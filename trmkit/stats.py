@@ -90,11 +90,8 @@ class Interval:
         """The interval cut to the values the quantity can take (an accuracy in [0, 1], a
         difference of accuracies in [-1, 1]): a t interval of few seeds is symmetric and
         wide, and would otherwise claim impossible values."""
-
-        def cut(x: float | None) -> float | None:
-            return None if x is None else min(hi, max(lo, x))
-
-        return Interval(self.value, cut(self.low), cut(self.high), self.n)
+        low, high = (None if x is None else min(hi, max(lo, x)) for x in (self.low, self.high))
+        return Interval(self.value, low, high, self.n)
 
     def excludes(self, x: float) -> bool:
         """Whether the interval lies wholly on one side of ``x``."""

@@ -26,7 +26,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy as np
 
 from trmkit.errors import TrmkitError
@@ -54,10 +53,6 @@ class _Refused(ValueError):
     """Raised from inside the JSON parser's hooks; turned into the caller's error."""
 
 
-def _fail(error: type[TrmkitError], where: Any, problem: str) -> TrmkitError:
-    return error(f"{where}: {problem}")
-
-
 def is_special_file(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` exists but is neither a regular file nor a directory (a FIFO, socket
     or device; symlinks followed): reading it may block forever or never end, so directory
@@ -73,10 +68,9 @@ def special_file_error(
     path: str | os.PathLike[str], error: type[TrmkitError] = TrmkitError, what: str = "file"
 ) -> TrmkitError:
     """The one-line error for a `is_special_file` entry where a ``what`` was expected."""
-    return _fail(
-        error,
-        Path(path),
-        f"is a pipe, socket or device, not a regular file; give the {what} as a regular file",
+    return error(
+        f"{Path(path)}: is a pipe, socket or device, not a regular file; give the {what} as a "
+        "regular file"
     )
 
 
@@ -91,26 +85,24 @@ def read_bytes(
     p = Path(path)
     try:
         if not p.exists():
-            raise _fail(error, p, f"{what} not found")
+            raise error(f"{p}: {what} not found")
         if p.is_dir():
-            raise _fail(error, p, f"is a directory, expected a {what}")
+            raise error(f"{p}: is a directory, expected a {what}")
         if not p.is_file():  # a FIFO would block the read forever, a device never end
             raise special_file_error(p, error, what)
         size = p.stat().st_size
         if size > max_bytes:
-            raise _fail(error, p, f"{what} is {size} bytes, more than the {max_bytes} allowed")
+            raise error(f"{p}: {what} is {size} bytes, more than the {max_bytes} allowed")
         if p.name.endswith(".gz"):
             with gzip.open(p, "rb") as fh:
                 data = fh.read(max_bytes + 1)
             if len(data) > max_bytes:
-                raise _fail(error, p, f"{what} unpacks to more than the {max_bytes} bytes allowed")
+                raise error(f"{p}: {what} unpacks to more than the {max_bytes} bytes allowed")
             return data
         return p.read_bytes()
-    except TrmkitError:
-        raise
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise _fail(error, p, f"cannot read the {what} ({reason})") from None
+        raise error(f"{p}: cannot read the {what} ({reason})") from None
 
 
 def decode_utf8(
@@ -120,11 +112,9 @@ def decode_utf8(
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _fail(
-            error,
-            where,
-            f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
-            f"offset {exc.start}); is it a binary file?",
+        raise error(
+            f"{where}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}); is it a binary file?"
         ) from None
     return text[1:] if text.startswith("\ufeff") else text
 
@@ -139,37 +129,6 @@ def read_text(
     """The UTF-8 text of ``path``: missing, unreadable, too large or binary is ``error``."""
     data = read_bytes(path, max_bytes=max_bytes, error=error, what=what)
     return decode_utf8(data, Path(path), error=error, what=what)
-
-
-@attrs.define
-class _DepthScan:
-    """State of `json_depth` between chunks: nesting now, deepest so far, whether the scan is
-    inside a string, and whether the chunk's first character is escaped by a backslash."""
-
-    depth: int = 0
-    deepest: int = 0
-    in_string: bool = False
-    escaped: bool = False
-
-    def feed(self, chunk: bytes | memoryview) -> None:
-        """Advance over ``chunk`` with a few numpy passes (no per-byte Python objects)."""
-        arr = np.frombuffer(chunk, dtype=np.uint8)
-        if not len(arr):
-            return
-        quotes = arr == _QUOTE
-        escaped_at, self.escaped = _escaped_positions(arr, self.escaped)
-        quotes[escaped_at] = False  # an escaped quote neither opens nor closes a string
-        brackets = np.flatnonzero((arr == 0x5B) | (arr == 0x7B) | (arr == 0x5D) | (arr == 0x7D))
-        toggles = np.cumsum(quotes, dtype=np.int64)
-        if len(brackets):
-            outside = ((toggles[brackets] + self.in_string) & 1) == 0
-            kept = brackets[outside]
-            if len(kept):
-                opens = (arr[kept] == 0x5B) | (arr[kept] == 0x7B)
-                path = self.depth + np.cumsum(np.where(opens, 1, -1), dtype=np.int64)
-                self.deepest = max(self.deepest, int(path.max()))
-                self.depth = int(path[-1])
-        self.in_string = bool((int(toggles[-1]) + self.in_string) & 1)
 
 
 def _escaped_positions(arr: np.ndarray, carried: bool) -> tuple[np.ndarray, bool]:
@@ -200,12 +159,28 @@ def json_depth(data: bytes | str) -> int:
     over chunks of `DEPTH_SCAN_CHUNK` characters: memory stays a few MiB whatever the size of
     the text or of one string in it (docs/errors.md, "Resources: bounded before any
     promise")."""
-    scan = _DepthScan()
+    # carried from chunk to chunk: nesting now, deepest so far, whether the scan is inside a
+    # string, whether the chunk's first character is escaped by a backslash
+    depth = deepest = 0
+    in_string = escaped = False
     view = memoryview(data) if isinstance(data, bytes) else data
     for start in range(0, len(data), DEPTH_SCAN_CHUNK):
         piece = view[start : start + DEPTH_SCAN_CHUNK]
-        scan.feed(piece.encode("utf-8", "surrogatepass") if isinstance(piece, str) else piece)
-    return scan.deepest
+        chunk = piece.encode("utf-8", "surrogatepass") if isinstance(piece, str) else piece
+        arr = np.frombuffer(chunk, dtype=np.uint8)  # numpy passes, no per-byte Python objects
+        quotes = arr == _QUOTE
+        escaped_at, escaped = _escaped_positions(arr, escaped)
+        quotes[escaped_at] = False  # an escaped quote neither opens nor closes a string
+        brackets = np.flatnonzero((arr == 0x5B) | (arr == 0x7B) | (arr == 0x5D) | (arr == 0x7D))
+        toggles = np.cumsum(quotes, dtype=np.int64)
+        kept = brackets[((toggles[brackets] + in_string) & 1) == 0]  # those outside strings
+        if len(kept):
+            opens = (arr[kept] == 0x5B) | (arr[kept] == 0x7B)
+            path = depth + np.cumsum(np.where(opens, 1, -1), dtype=np.int64)
+            deepest = max(deepest, int(path.max()))
+            depth = int(path[-1])
+        in_string = bool((int(toggles[-1]) + in_string) & 1)
+    return deepest
 
 
 def _parse_int(text: str) -> int:
@@ -243,8 +218,8 @@ def loads_json(
         text = decode_utf8(text, where, error=error, what=what)
     depth = json_depth(text)
     if depth > max_depth:
-        raise _fail(
-            error, where, f"{what} is nested {depth} levels deep, more than the {max_depth} allowed"
+        raise error(
+            f"{where}: {what} is nested {depth} levels deep, more than the {max_depth} allowed"
         )
     hooks: dict[str, Any] = {"parse_int": _parse_int, "parse_float": _parse_float}
     if not allow_nan:
@@ -252,16 +227,14 @@ def loads_json(
     try:
         return json.loads(text, **hooks)
     except json.JSONDecodeError as exc:
-        raise _fail(
-            error,
-            where,
-            f"not a readable {what}: not valid JSON ({exc.msg} at "
-            f"line {exc.lineno} column {exc.colno})",
+        raise error(
+            f"{where}: not a readable {what}: not valid JSON ({exc.msg} at "
+            f"line {exc.lineno} column {exc.colno})"
         ) from None
     except _Refused as exc:
-        raise _fail(error, where, f"{what} holds an unusable number: {exc}") from None
+        raise error(f"{where}: {what} holds an unusable number: {exc}") from None
     except (ValueError, RecursionError) as exc:  # e.g. int digit limit
-        raise _fail(error, where, f"not usable {what} ({str(exc)[:100]})") from None
+        raise error(f"{where}: not usable {what} ({str(exc)[:100]})") from None
 
 
 def read_json(

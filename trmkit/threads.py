@@ -79,11 +79,9 @@ def _positive(env: Mapping[str, str], name: str, bound: int | None = None) -> in
     if not text:
         return None
     shown = text if len(text) <= 24 else text[:21] + "..."
-    if not text.isascii() or not text.isdigit() or len(text) > 18:
+    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < 1:
         raise ConfigError(f"{name}={shown!r}: expected a positive whole number of threads")
     value = int(text)
-    if value < 1:
-        raise ConfigError(f"{name}={shown!r}: expected a positive whole number of threads")
     if bound is not None and value > bound:
         raise ConfigError(
             f"{name}={value}: more than the {bound} threads allowed here "
@@ -100,12 +98,10 @@ def choose_threads(
     logical CPU count bounding an explicit setting, to test it)."""
     env = os.environ if env is None else env
     bound = max_threads(cpus)
-    explicit = _positive(env, ENV_VAR, bound)
-    if explicit is not None:
-        return ThreadChoice(explicit, ENV_VAR)
-    omp = _positive(env, "OMP_NUM_THREADS", bound)
-    if omp is not None:
-        return ThreadChoice(omp, "OMP_NUM_THREADS")
+    for name in (ENV_VAR, "OMP_NUM_THREADS"):
+        explicit = _positive(env, name, bound)
+        if explicit is not None:
+            return ThreadChoice(explicit, name)
     cores = physical_cores() if cores is None else cores
     local = _positive(env, "LOCAL_WORLD_SIZE") or 1
     return ThreadChoice(max(1, cores // local), "physical cores")

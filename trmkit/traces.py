@@ -46,27 +46,20 @@ class TraceStep:
         }
 
 
-def _diff(before: np.ndarray | None, after: np.ndarray) -> np.ndarray:
-    if before is None or before.shape != after.shape:
-        return np.ones(after.shape, dtype=bool)
-    return np.asarray(before != after)
-
-
 def trace_steps(
     task: Task, puzzle_input: np.ndarray, grids: Sequence[np.ndarray], confidences: Sequence[float]
 ) -> list[TraceStep]:
     """The trace of one answer: ``grids[i]`` and ``confidences[i]`` after step i + 1."""
-    puzzle_input = np.asarray(puzzle_input)
-    fixed = None
-    if task.givens is not None:
-        fixed = np.asarray(task.givens(puzzle_input), dtype=bool)
+    before = np.asarray(puzzle_input)
+    givens = np.zeros(before.shape) if task.givens is None else task.givens(before)
+    fixed = np.asarray(givens, dtype=bool)
     steps = []
-    before: np.ndarray | None = puzzle_input
-    for i, (grid, conf) in enumerate(zip(grids, confidences, strict=True)):
+    for i, (grid, conf) in enumerate(zip(grids, confidences, strict=True), start=1):
         grid = np.asarray(grid)
-        same = fixed is not None and fixed.shape == grid.shape
-        given = fixed if same and fixed is not None else np.zeros(grid.shape, dtype=bool)
-        steps.append(TraceStep(i + 1, grid, given, _diff(before, grid), float(conf)))
+        given = fixed if fixed.shape == grid.shape else np.zeros(grid.shape, dtype=bool)
+        same = before.shape == grid.shape
+        changed = np.asarray(before != grid) if same else np.ones(grid.shape, dtype=bool)
+        steps.append(TraceStep(i, grid, given, changed, float(conf)))
         before = grid
     return steps
 
@@ -86,15 +79,6 @@ def colour_wanted(stream: TextIO) -> bool:
 LEGEND_PLAIN = "(x) given by the puzzle, [x] changed since the previous step"
 
 
-def step_title(step: TraceStep, total: int) -> str:
-    """``step 2/3  confidence 0.731  5 cells changed``: the line above each step's grid."""
-    n = int(step.changed.sum())
-    return (
-        f"step {step.step}/{total}  confidence {step.confidence:.3f}  "
-        f"{n} cell{'' if n == 1 else 's'} changed"
-    )
-
-
 def render_trace_text(
     steps: Sequence[TraceStep], cell_text: Callable[[int], str], *, colour: bool
 ) -> str:
@@ -103,7 +87,11 @@ def render_trace_text(
     `LEGEND_PLAIN`, written once above the first step, so the marks survive a pipe or a log."""
     lines = [] if colour else [LEGEND_PLAIN]
     for st in steps:
-        lines.append(f"-- {step_title(st, len(steps))}")
+        n = int(st.changed.sum())  # the title: "-- step 2/3  confidence 0.731  5 cells changed"
+        lines.append(
+            f"-- step {st.step}/{len(steps)}  confidence {st.confidence:.3f}  "
+            f"{n} cell{'' if n == 1 else 's'} changed"
+        )
         width = max(len(cell_text(int(v))) for v in st.grid.reshape(-1))
         for r, row in enumerate(st.grid):
             cells = []

@@ -40,15 +40,13 @@ def rank(grids: Sequence[np.ndarray], confidences: Sequence[float]) -> list[Cand
         raise ValueError("rank needs one confidence per grid and at least one grid")
     pooled: dict[str, list] = {}
     for grid, conf in zip(grids, confidences, strict=True):
-        key = grid_hash(grid)
-        slot = pooled.setdefault(key, [np.asarray(grid), 0, 0.0])
+        slot = pooled.setdefault(grid_hash(grid), [np.asarray(grid), 0, 0.0])
         slot[1] += 1
         slot[2] += float(conf)
-    candidates = [
-        Candidate(grid=g, votes=n, confidence=s / n, key=k) for k, (g, n, s) in pooled.items()
-    ]
-    candidates.sort(key=lambda c: (-c.votes, -c.confidence, c.key))
-    return candidates
+    return sorted(
+        (Candidate(grid=g, votes=n, confidence=s / n, key=k) for k, (g, n, s) in pooled.items()),
+        key=lambda c: (-c.votes, -c.confidence, c.key),
+    )
 
 
 __all__ = ["Candidate", "grid_hash", "rank"]
