@@ -82,6 +82,27 @@ def test_store_replacement_killed_between_renames_still_opens(tmp_path, toy_task
     assert len(open_store(out).split("train").load()[0]) != len(before)
 
 
+def test_store_backup_restored_by_another_rank_still_opens(tmp_path, toy_task, monkeypatch):
+    """Two Accelerate ranks open a store a kill left as its backup: the rank whose rename
+    loses the race (the other rank restored the backup first) opens the restored store."""
+    out = tmp_path / "store"
+    build_dataset(toy_task, out, num_aug=1, seed=0, progress=False)
+    before = open_store(out).split("train").load()[0].copy()
+    backup = atomic.backup_path(out)
+    os.replace(out, backup)  # what a kill between replace_dir's two renames leaves
+    real = os.replace
+
+    def other_rank_first(src, dst):
+        if os.fspath(src) == os.fspath(backup):
+            real(src, dst)  # the other rank's rename lands first; ours finds no backup
+            raise FileNotFoundError(2, "No such file or directory", os.fspath(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", other_rank_first)
+    store = open_store(out)
+    assert np.array_equal(store.split("train").load()[0], before)
+
+
 def _bundle_at(root, step, marker):
     from trmkit import checkpoint as ckpt
     from trmkit.checkpoint import DatasetRecord, Manifest, ModelRecord, TaskRecord

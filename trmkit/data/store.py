@@ -633,7 +633,11 @@ def open_store(path: str | os.PathLike[str], task: Any = None) -> Store:
     path = Path(path)
     task_name = getattr(task, "name", task)
     hint = _rebuild_hint(path, task_name)
-    if not path.exists() and not atomic.try_recover_dir(path):  # killed between two renames
+    if not path.exists():
+        # a replacement killed between its two renames; the path is checked again, as another
+        # process (Accelerate rank) may have restored the backup first
+        atomic.try_recover_dir(path)
+    if not path.exists():
         raise StoreError(
             f"{path}: no such dataset store; build one with trmkit build --task "
             f"{task_name or 'NAME'} --out {path}"
