@@ -173,6 +173,22 @@ def test_misbehaving_codec_is_named(tmp_path, toy, result, message):
     assert not (tmp_path / "s").exists()
 
 
+def test_encode_variants_bool_tensor_is_refused(tmp_path, toy):
+    """The dtype check sees what encode_variants returned: a torch bool tensor is refused as
+    bool, not turned into uint8 0/1 tokens by ``np.reshape`` (torch's __array_wrap__)."""
+    import torch
+
+    class Bad(toy.ToyCodec):
+        def encode_variants(self, examples, transforms, augmenter, *, split, rng):
+            shape = (len(transforms), len(examples), self.seq_len)
+            return torch.zeros(shape, dtype=torch.bool), torch.zeros(shape, dtype=torch.bool)
+
+    task = attrs.evolve(toy.make_task(), codec=Bad())
+    with pytest.raises(PluginError, match=r"encode_variants \(train\) gave bool\[.*expected uint8"):
+        build_dataset(task, tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
+
+
 def test_bad_transforms_are_named(tmp_path, toy):
     class Bad(toy.ToyAugmenter):
         def draw(self, puzzle, num_aug, rng):

@@ -354,7 +354,7 @@ class _Builder:
             )
             rows, what = count * per, f"encode_variants ({split})"
             enc_in, enc_lab = (
-                self._check_rows(np.reshape(e, (rows, -1)), rows, what) for e in encoded
+                self._check_rows(np.asarray(e).reshape(rows, -1), rows, what) for e in encoded
             )
             pending.encoded.append((enc_in, enc_lab))
         else:
