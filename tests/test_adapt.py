@@ -30,6 +30,7 @@ from trmkit.checkpoint import (
     write_bundle,
 )
 from trmkit.cli import cli
+from trmkit.errors import PuzzleError
 from trmkit.inference.submission import read_submission
 from trmkit.models import build_model, make_config
 from trmkit.solve import read_puzzles, solve
@@ -330,6 +331,12 @@ def test_cli_adapt_bad_input_is_one_line_and_writes_nothing(env, tmp_path, case)
     assert culprit in lines[0], lines[0]
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_task_given_twice_is_refused_before_training(env):
+    flip, fill = env["puzzles"]
+    with pytest.raises(PuzzleError, match=r"^task 'fill' is given twice; every task needs"):
+        adapt(env["base"], env["task"], [flip, fill, fill, flip], steps=1)
 
 
 def test_adapted_bundle_still_evaluates_on_the_base_store(env):

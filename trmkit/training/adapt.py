@@ -199,11 +199,15 @@ def adapt(
     old_ids = manifest.dataset.num_puzzle_identifiers
     table = PuzzleIdTable(path, old_ids)
     names = [p.name for p in puzzles]
-    twice = next((name for i, name in enumerate(names) if name in names[:i]), None)
-    if twice is not None:
-        raise PuzzleError(f"task {twice!r} is given twice; every task needs its own id (file name)")
+    seen: set[str] = set()
+    for name in names:  # linear: an adaptation set may hold many thousand puzzles
+        if name in seen:
+            raise PuzzleError(
+                f"task {name!r} is given twice; every task needs its own id (file name)"
+            )
+        seen.add(name)
     known = [name for name in names if table.variants(name)]
-    new = [p for p in puzzles if p.name not in known]
+    new = [p for p in puzzles if not table.variants(p.name)]
 
     rng = np.random.default_rng(seed)
     transforms: list[np.ndarray] = []
