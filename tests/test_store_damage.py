@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 
 from trmkit.cli import cli
 from trmkit.data.build import build_dataset
-from trmkit.data.store import open_store
+from trmkit.data.store import _missing_chunk_files, open_store
 from trmkit.errors import StoreError
 
 
@@ -253,3 +254,10 @@ def test_a_split_of_another_shape_is_refused_even_without_build_ids(tmp_path, to
     )
     with pytest.raises(StoreError, match=r"num_puzzle_identifiers is 99 but the store's is"):
         open_store(mixed)
+
+
+def test_a_chunk_grid_too_large_for_int64_still_counts_as_missing(tmp_path):
+    """Damaged metadata whose chunk grid has 2**64 cells: an int64 product wraps to 0 and
+    would call the array complete; the count must stay exact and cheap (files counted)."""
+    huge = SimpleNamespace(shape=(2**32, 2**32), chunks=(1, 1), shards=None)
+    assert _missing_chunk_files(tmp_path, huge) == 2**64

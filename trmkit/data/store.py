@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
 import uuid
@@ -273,7 +274,7 @@ def _missing_chunk_files(directory: Path, array: zarr.Array) -> int:
     fill value, i.e. zeros), not merely counted, so a stray file cannot hide a gap."""
     outer = array.shards or array.chunks
     grid = [-(-int(n) // int(c)) for n, c in zip(array.shape, outer, strict=True)]
-    count = int(np.prod(grid, dtype=np.int64))  # 0 for an empty array: nothing to look up
+    count = math.prod(grid)  # Python ints: damaged shapes cannot wrap; 0 for an empty array
     if count > 1_000_000:  # a huge grid (damaged attributes): count the files instead
         root = directory / "c"
         present = sum(1 for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
