@@ -125,6 +125,8 @@ def tiny(tmp_path_factory):
     torch.set_num_threads(before)
 
 
+ARC_IDENTITY = [0, *range(10)]
+"""the ARC transform that changes nothing (dihedral 0, every colour kept)."""
 ARC_OK = {
     "train": [{"input": [[1, 2]], "output": [[2, 1]]}],
     "test": [{"input": [[1, 2]], "output": [[2, 1]]}],
@@ -649,6 +651,21 @@ for _name, _change, _culprit in [
     ("unknown model field", _set_in("model", "config", "wormholes", 3), "model.wormholes"),
     ("unknown model name", _set_in("model", "name", "no-such-model"), "no-such-model"),
     ("format version 99", _set_in("format_version", 99), "checkpoint format 99"),
+    (  # a SwiGLU of width 0: ZeroDivisionError in the initialiser
+        "expansion negative",
+        _set_in("model", "config", "expansion", -1),
+        "manifest.json: model.expansion: must be a positive finite number",
+    ),
+    (
+        "unknown mixer",
+        _set_in("model", "config", "mixer", "xyz"),
+        "manifest.json: model.mixer: unknown mixer 'xyz'",
+    ),
+    (
+        "unknown step loss",
+        _set_in("model", "config", "step_loss", "zzz"),
+        "manifest.json: model.step_loss: unknown step_loss 'zzz'",
+    ),
 ]:
     case(f"checkpoint: manifest {_name}")(_manifest_case(_change, _culprit))
 
@@ -699,13 +716,13 @@ def _(c):
     return ["solve", str(bundle), SUDOKU_PUZZLE], "manifest.json"
 
 
-def _puzzle_ids(c, group, transform, names=("a", "b")):
+def _puzzle_ids(c, group, transform, names=("a", "b"), group_dtype=torch.int32):
     from safetensors.torch import save_file
 
     bundle = c.copy_bundle("arc")
     save_file(
         {
-            "group": torch.tensor(group, dtype=torch.int32),
+            "group": torch.tensor(group, dtype=group_dtype),
             "transform": torch.tensor(transform, dtype=torch.int32),
         },
         str(bundle / "puzzle_ids.safetensors"),
@@ -732,6 +749,33 @@ def _(c):
 @case("checkpoint: puzzle-id names not strings")
 def _(c):
     return _puzzle_ids(c, [0, 1, -1], [[0, 0]] * 3, names=(1, 2)), "puzzle_ids.json"
+
+
+@case("checkpoint: puzzle-id group of booleans")
+def _(c):
+    table = _puzzle_ids(c, [True, False, False], [ARC_IDENTITY] * 3, group_dtype=torch.bool)
+    return table, "puzzle_ids.safetensors: puzzle-id table of shape group (3,)"
+
+
+# the inline ARC task is named "puzzle": its first row is one the table holds
+for _name, _row in [
+    ("dihedral id 9", [9, *ARC_IDENTITY[1:]]),
+    ("colour 99", [0, 0, 99, *ARC_IDENTITY[3:]]),
+    ("colour -1", [0, 0, -1, *ARC_IDENTITY[3:]]),
+    ("colour map not a permutation", [0, 0, *[1] * 9]),
+]:
+    case(f"checkpoint: puzzle-id transform with {_name}")(
+        lambda c, row=_row: (
+            _puzzle_ids(c, [0, 1, -1], [row, ARC_IDENTITY, ARC_IDENTITY], names=("puzzle", "b")),
+            "puzzle_ids.safetensors: row 0 (",
+        )
+    )
+
+
+@case("checkpoint: puzzle-id transforms of 2 values")
+def _(c):
+    table = _puzzle_ids(c, [0, 1, -1], [[0, 0]] * 3, names=("puzzle", "b"))
+    return table, "puzzle_ids.safetensors: row 0 ([0, 0]) is not a transform"
 
 
 # ------------------------------------------------------------------ official-layout import
@@ -1102,6 +1146,45 @@ def _ckpt_import_case(damage, culprit):
     return setup
 
 
+def _yaml_field(key, value):
+    def damage(run, data):
+        config = run / "all_config.yaml"
+        text = config.read_text()
+        line = next(line for line in text.splitlines() if line.strip().startswith(f"{key}:"))
+        config.write_text(text.replace(line, f"{line.split(':')[0]}: {value}"))
+
+    return damage
+
+
+def _json_field(file, key, value):
+    info = json.loads(file.read_text())
+    info[key] = value
+    file.write_text(json.dumps(info))
+
+
+def _deflated_step(run, size):
+    """The run's step file with its first data record replaced by ``size`` zero bytes,
+    deflated (a zip bomb: torch inflates every record into memory)."""
+    import zipfile
+
+    (step,) = run.glob("step_*")
+    records = {}
+    with zipfile.ZipFile(step) as archive:
+        for info in archive.infolist():
+            records[info.filename] = archive.read(info)
+    bomb = min(name for name in records if "/data/" in name)
+    with zipfile.ZipFile(step, "w") as archive:
+        for name, data in records.items():
+            if name == bomb:
+                info = zipfile.ZipInfo(name)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(info, "w", force_zip64=True) as fh:
+                    for _ in range(size >> 20):
+                        fh.write(bytes(1 << 20))
+            else:
+                archive.writestr(name, data)
+
+
 for _name, _damage, _culprit in [
     (
         "binary all_config.yaml",
@@ -1144,6 +1227,41 @@ for _name, _damage, _culprit in [
         "step file truncated",
         lambda r, d: [f.write_bytes(f.read_bytes()[:100]) for f in r.glob("step_*")],
         "step_",
+    ),
+    (  # the model is sized by the config: built for real, 200000**2 floats
+        "all_config.yaml hidden_size 200000",
+        _yaml_field("hidden_size", "200000"),
+        "step_4: tensor 'H_init' has shape (32,), but the model of all_config.yaml",
+    ),
+    (
+        "dataset.json 10**10 puzzle ids",
+        lambda r, d: _json_field(d / "train" / "dataset.json", "num_puzzle_identifiers", 10**10),
+        "tensor 'puzzle_emb.weights' has shape (1, 32)",
+    ),
+    (
+        "all_config.yaml puzzle_emb_len 1e8",
+        _yaml_field("puzzle_emb_len", "100000000"),
+        "model.config.puzzle_emb_len is 100000000, more than the 1024 allowed",
+    ),
+    (  # shapes fit: the bundle would be written, then refused by every load
+        "all_config.yaml L_cycles 1e8",
+        _yaml_field("L_cycles", "100000000"),
+        "model.config.l_cycles is 100000000, more than the 64 allowed",
+    ),
+    (
+        "all_config.yaml hidden_size 1e400",
+        _yaml_field("hidden_size", "1.0e+400"),
+        "all_config.yaml: an arch field has the wrong type",
+    ),
+    (
+        "all_config.yaml expansion inf",
+        _yaml_field("expansion", ".inf"),
+        "all_config.yaml: model.expansion: expected a finite number, got inf; all_config.yaml",
+    ),
+    (  # 64 KiB on disk, a 64 MiB record once inflated (torch.save stores records)
+        "step file with a deflated record",
+        lambda r, d: _deflated_step(r, 64 << 20),
+        "is compressed (deflate, 67108864 bytes once inflated)",
     ),
 ]:
     case(f"checkpoint import: {_name}")(_ckpt_import_case(_damage, _culprit))

@@ -141,7 +141,7 @@ def _variants(
     aug = task.augmenter
     if not per_variant:
         return [(0, aug.identity())], ""
-    known = table.variants(puzzle.name)
+    known = table.checked_variants(task, puzzle)
     if known:
         return known, f"{len(known)} trained variants of {puzzle.name!r} vote"
     drawn = [aug.identity(), *aug.draw(puzzle, num_aug, rng)]

@@ -47,7 +47,7 @@ from trmkit.checkpoint.puzzle_ids import write_puzzle_ids
 from trmkit.checkpoint.rundir import held_by_another, owner_is_dead, writer_token
 from trmkit.checkpoint.state import read_json, read_safetensors, save_safetensors
 from trmkit.checkpoint.weights_header import TensorInfo, dtype_name, read_header
-from trmkit.errors import CheckpointError, ConfigError, OptionError, TrmkitError, first_line
+from trmkit.errors import CheckpointError, OptionError, TrmkitError, first_line
 from trmkit.models.protocol import RecursiveModel
 from trmkit.oserrors import check_writable_dir, writing
 from trmkit.task import Task
@@ -272,10 +272,14 @@ def build_model_from_manifest(
         cfg = make_config(spec.name, fields)
         with contextlib.nullcontext() if device is None else torch.device(device):
             return build_model(spec.name, cfg)
-    except ConfigError as exc:
+    except CheckpointError:
+        raise
+    except TrmkitError as exc:  # ConfigError, or a component name no plugin registers
         text = str(exc) if str(exc).startswith(str(where)) else f"{where}: {exc}"
-        raise CheckpointError(f"{text}; the manifest does not fit model {spec.name!r}") from None
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise CheckpointError(
+            f"{text}; {Path(where).name} does not fit model {spec.name!r}"
+        ) from None
+    except (KeyError, TypeError, ValueError, RuntimeError, ArithmeticError) as exc:
         raise CheckpointError(
             f"{where}: manifest model config does not fit model {spec.name!r}: "
             f"{first_line(exc, 160)}"

@@ -20,9 +20,11 @@ import torch
 
 from trmkit.checkpoint.state import read_json, read_safetensors, save_safetensors
 from trmkit.errors import CheckpointError
+from trmkit.task import RawPuzzle, Task
 
 TABLE_FILE = "puzzle_ids.safetensors"
 NAMES_FILE = "puzzle_ids.json"
+_INTEGER = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 @attrs.frozen
@@ -83,7 +85,8 @@ class PuzzleIdTable:
 
     def __init__(self, bundle_path: Path, num_ids: int | None = None) -> None:
         self.groups: dict[str, list[tuple[int, np.ndarray]]] = {}
-        file = bundle_path / TABLE_FILE
+        self.file: Path | None = bundle_path / TABLE_FILE
+        file = self.file
         if not file.exists():
             return
         arrays = read_safetensors(file)
@@ -104,8 +107,8 @@ class PuzzleIdTable:
             group.ndim != 1
             or transforms.ndim != 2
             or len(transforms) != len(group)
-            or group.is_floating_point()
-            or transforms.is_floating_point()
+            or group.dtype not in _INTEGER
+            or transforms.dtype not in _INTEGER
             or (num_ids is not None and len(group) != num_ids)
         ):
             want = f"[{num_ids}]" if num_ids is not None else "[num_ids]"
@@ -125,6 +128,27 @@ class PuzzleIdTable:
     def variants(self, name: str) -> list[tuple[int, np.ndarray]]:
         return self.groups.get(name, [])
 
+    def checked_variants(self, task: Task, puzzle: RawPuzzle) -> list[tuple[int, np.ndarray]]:
+        """`variants` of ``puzzle``, each a transform ``task`` applies to every test input and
+        exactly inverts (as `trmkit.data.official` checks an imported table): a damaged row
+        is one CheckpointError naming the table, not a plugin error or a garbage answer."""
+        aug = task.augmenter
+        rows = self.variants(puzzle.name)
+        for pid, t in rows:
+            for example in puzzle.test:
+                grid = np.asarray(example.input)
+                try:
+                    ok = np.array_equal(np.asarray(aug.invert(t, aug.apply(t, grid))), grid)
+                except Exception:  # noqa: BLE001 - any failure of the task's code on the row
+                    ok = False
+                if not ok:
+                    raise CheckpointError(
+                        f"{self.file or 'puzzle-id table'}: row {pid} ({t.tolist()[:12]}) is "
+                        f"not a transform task {task.name!r} can apply and invert; the "
+                        "checkpoint is damaged"
+                    )
+        return rows
+
     def arrays(self, num_ids: int, transform_size: int) -> PuzzleIdArrays:
         """The table as arrays of ``num_ids`` rows (ids of no group: -1)."""
         group = np.full(num_ids, -1, np.int32)
@@ -139,7 +163,7 @@ class PuzzleIdTable:
     def from_arrays(cls, arrays: PuzzleIdArrays) -> PuzzleIdTable:
         """The table of in-memory arrays (`trmkit solve --adapt`: nothing read from disk)."""
         table = cls.__new__(cls)
-        table.groups = arrays.groups()
+        table.groups, table.file = arrays.groups(), None
         return table
 
 

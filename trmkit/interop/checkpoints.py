@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from trmkit import plugins
-from trmkit.checkpoint.bundle import load_bundle, write_bundle
+from trmkit.checkpoint.bundle import build_model_from_manifest, load_bundle, write_bundle
 from trmkit.checkpoint.hub import fetch_hub, is_hub
 from trmkit.checkpoint.manifest import DatasetRecord, Manifest, ModelRecord, TaskRecord
 from trmkit.errors import CheckpointError, TrmkitError, UnknownNameError
@@ -90,7 +90,7 @@ def import_run(
     force: bool = False,
 ) -> ImportResult:
     """Turn an official run directory or step file into a trmkit bundle at ``out``."""
-    from trmkit.models import build_model, count_parameters, make_config
+    from trmkit.models import count_parameters, make_config
 
     path = fetch_hub(source) if is_hub(source) else Path(source).expanduser()
     out = Path(out).expanduser()
@@ -100,14 +100,19 @@ def import_run(
     dims = official.resolve_dims(run, data, task_seq)
     task, task_source = _resolve_task(task_name, dims)
     fields = official.model_fields(run, dims)
+    where = run.weights_file.parent / official.CONFIG_FILE
     try:
         config = make_config(run.model_name, fields)
-        model = build_model(run.model_name, config)
     except TrmkitError as exc:
-        raise CheckpointError(f"{run.weights_file.parent / official.CONFIG_FILE}: {exc}") from None
+        raise CheckpointError(f"{where}: {exc}") from None
+    manifest = _manifest(run, config, task, dims, path, data)
+    # the config and dataset.json size the model: bound its compute and fit the step file's
+    # tensors to a model on the meta device before any memory is allocated (docs/errors.md,
+    # "Bundles: the manifest is the truth")
+    official.to_trmkit_state(run, build_model_from_manifest(manifest, where, device="meta"))
+    model = build_model_from_manifest(manifest, where)
     state = official.to_trmkit_state(run, model)
     model.load_state_dict(state, strict=True)
-    manifest = _manifest(run, config, task, dims, path, data)
     write_bundle(out, manifest, model.state_dict(), force=True)  # replaceable: checked above
     return ImportResult(
         bundle=out,

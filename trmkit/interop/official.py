@@ -30,6 +30,7 @@ import torch
 from trmkit import atomic
 from trmkit.errors import CheckpointError, first_line
 from trmkit.models.core import OfficialLayout, OfficialLineage
+from trmkit.models.protocol import RecursiveModel
 from trmkit.oserrors import check_writable_dir, writing
 from trmkit.textio import read_json, read_text
 
@@ -179,6 +180,13 @@ def find_run(path: Path, step: int | None = None) -> tuple[Path, Path]:
     raise CheckpointError(f"{path}: no step_{step} (steps present: {have})")
 
 
+_ZIP_METHODS = {
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+"""the names of the zip compression methods a step file must not use (`read_weights`)."""
+
 MAX_CONFIG_BYTES = 16 << 20
 """an all_config.yaml or dataset.json larger than 16 MiB is refused unread."""
 MAX_YAML_ALIASES = 100
@@ -310,11 +318,22 @@ def read_weights(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
     if head == b"PK":  # torch does not check the zip records' CRCs; a damaged tensor loads
         try:
             with zipfile.ZipFile(file) as archive:
-                bad = archive.testzip()
+                # torch.save stores its records; torch.load would inflate a compressed one
+                # into memory whatever its size (a 64 KiB file can hold a 64 MiB record), so
+                # only stored records are read: memory stays within the file's size
+                packed = [i for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+                bad = None if packed else archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise CheckpointError(
                 f"{file}: not a readable torch checkpoint (truncated or corrupt? {exc})"
             ) from None
+        if packed:
+            method = _ZIP_METHODS.get(packed[0].compress_type, f"method {packed[0].compress_type}")
+            raise CheckpointError(
+                f"{file}: record {packed[0].filename!r} is compressed ({method}, "
+                f"{packed[0].file_size} bytes once inflated); torch.save writes records "
+                "uncompressed (a zip bomb?): save the checkpoint again with torch.save"
+            )
         if bad is not None:
             raise CheckpointError(
                 f"{file}: record {bad!r} fails its CRC check (the file is "
@@ -519,7 +538,7 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
             if row.ours is not None:
                 fields[row.ours] = row.read(_arch_value(arch, row.official, row.default, where))
         fields.update(layout.fixed)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # int(1e400): OverflowError
         raise CheckpointError(f"{where}: an arch field has the wrong type ({exc})") from None
     return fields
 
@@ -527,7 +546,7 @@ def model_fields(run: OfficialRun, dims: Dims) -> dict[str, Any]:
 # ------------------------------------------------------------------------- mapping
 
 
-def to_trmkit_state(run: OfficialRun, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def to_trmkit_state(run: OfficialRun, model: RecursiveModel) -> dict[str, torch.Tensor]:
     """The official tensors renamed (and rows stacked, e.g. the multi-z inits) for ``model``."""
     name, file = run.model_name, run.weights_file
     layout = layout_of(name)

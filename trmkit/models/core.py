@@ -159,6 +159,8 @@ class CoreConfig:
             value = getattr(self, key)
             need(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
         need(0.0 <= self.halt_exploration_prob <= 1.0, "halt_exploration_prob", "must be in [0,1]")
+        # expansion <= 0 sizes a SwiGLU of width 0 (ZeroDivisionError in its initialiser)
+        need(0.0 < self.expansion < math.inf, "expansion", "must be a positive finite number")
         need(
             self.puzzle_emb_ndim <= self.prefix_len * self.hidden_size or self.prefix_len == 0,
             "puzzle_emb_ndim",

@@ -206,7 +206,7 @@ def adapt(
                 f"task {name!r} is given twice; every task needs its own id (file name)"
             )
         seen.add(name)
-    known = [name for name in names if table.variants(name)]
+    known = [p.name for p in puzzles if table.checked_variants(task, p)]
     new = [p for p in puzzles if not table.variants(p.name)]
 
     rng = np.random.default_rng(seed)
