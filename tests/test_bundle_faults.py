@@ -194,6 +194,21 @@ def test_a_deeply_nested_header(bundle):
     _one_line(exc)
 
 
+@pytest.mark.parametrize("file", ["model.safetensors", "ema.safetensors"])
+@pytest.mark.parametrize("kind", ["directory", "pipe"])
+def test_a_weight_file_that_is_not_a_regular_file(bundle, file, kind):
+    import os
+
+    (bundle / file).unlink()
+    if kind == "directory":
+        (bundle / file).mkdir()
+    else:
+        os.mkfifo(bundle / file)  # never opened: a read would block
+    with pytest.raises(CheckpointError) as exc:
+        trmkit.load(bundle)
+    assert f"{file}: not a regular file (a directory, pipe or device)" in _one_line(exc)
+
+
 # ------------------------------------------------------------------ compute of a manifest
 
 

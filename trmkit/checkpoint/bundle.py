@@ -298,7 +298,7 @@ def weight_files(manifest: Manifest, bundle: Path) -> dict[str, Path]:
     files = {"model": bundle / "model.safetensors"}
     ema = bundle / "ema.safetensors"
     if manifest.ema:
-        if not ema.is_file():
+        if not ema.exists():  # a directory or pipe there: `read_header` says so
             raise CheckpointError(
                 f"{ema}: missing, but manifest.json says weights.ema is true; the bundle is "
                 "incomplete (copy the file back, or set weights.ema to false to use the raw "

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trmkit import atomic, textio
-from trmkit.checkpoint.weights_header import read_header
+from trmkit.checkpoint.weights_header import check_regular, read_header
 from trmkit.errors import CheckpointError, first_line
 
 _KIND = "__kind__"
@@ -210,8 +210,7 @@ MAX_STATE_DEPTH = 512
 def read_json(path: Path, max_depth: int = MAX_STATE_DEPTH) -> Any:
     """A checkpoint JSON file (UTF-8, bounded size/depth/integers: `trmkit.textio`);
     every problem a CheckpointError naming the file."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+    check_regular(path)
     return textio.read_json(
         path,
         max_bytes=MAX_JSON_BYTES,

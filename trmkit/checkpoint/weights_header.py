@@ -73,12 +73,23 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     )
 
 
+def check_regular(path: Path) -> None:
+    """``path`` must be a regular file (or a link to one): a missing one is "missing", a
+    directory, pipe or device one CheckpointError saying so (a pipe is never opened)."""
+    if not path.is_file():
+        if path.exists():
+            raise CheckpointError(
+                f"{path}: not a regular file (a directory, pipe or device); the checkpoint is "
+                "damaged: put the file back"
+            )
+        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+
+
 def read_header(path: Path) -> dict[str, TensorInfo]:
     """``{name: TensorInfo}`` of the safetensors file ``path``; a missing file, a header
     that is too long, longer than the file, not JSON, nested, with a duplicated key or with
     an untyped entry is one CheckpointError naming the file."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+    check_regular(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
@@ -145,4 +156,11 @@ def _entries(path: Path, header: dict[str, Any], data_bytes: int) -> dict[str, T
     return out
 
 
-__all__ = ["DTYPE_NAMES", "MAX_HEADER_BYTES", "TensorInfo", "dtype_name", "read_header"]
+__all__ = [
+    "DTYPE_NAMES",
+    "MAX_HEADER_BYTES",
+    "TensorInfo",
+    "check_regular",
+    "dtype_name",
+    "read_header",
+]
