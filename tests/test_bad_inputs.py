@@ -751,6 +751,14 @@ def _(c):
     return _puzzle_ids(c, [0, 1, -1], [[0, 0]] * 3, names=(1, 2)), "puzzle_ids.json"
 
 
+@case("adapt: manifest recipe.optim a list")
+def _(c):
+    bundle = c.edit_manifest(_set_in("recipe", {"optim": [1]}), "arc")
+    task = c.file("t.json", json.dumps(ARC_OK))
+    out = str(c.tmp / "adapted")
+    return ["adapt", str(bundle), str(task), "--out", out, "--steps", "1"], "field recipe.optim"
+
+
 @case("checkpoint: puzzle-id group of booleans")
 def _(c):
     table = _puzzle_ids(c, [True, False, False], [ARC_IDENTITY] * 3, group_dtype=torch.bool)

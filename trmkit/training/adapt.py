@@ -143,6 +143,11 @@ def recipe_optim(manifest: Manifest, where: Path | str) -> OptimSection:
     """The optimiser settings the bundle was trained with (defaults for missing ones, as
     in an imported official run whose config leaves some out)."""
     raw = manifest.recipe.get("optim") if isinstance(manifest.recipe, dict) else None
+    if raw is not None and not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{where}: field recipe.optim is a {type(raw).__name__}, expected an object; the "
+            "manifest's recipe is damaged (delete recipe.optim to adapt with the defaults)"
+        )
     fields = {f.name for f in attrs.fields(OptimSection)}
     values = {k: v for k, v in (raw or {}).items() if k in fields and v is not None}
     try:
