@@ -751,6 +751,25 @@ def _(c):
     return _puzzle_ids(c, [0, 1, -1], [[0, 0]] * 3, names=(1, 2)), "puzzle_ids.json"
 
 
+for _name, _section, _value, _culprit in [
+    ("optim.lr a string", "optim", {"lr": "abc"}, "field recipe.optim.lr is 'abc', expected a"),
+    ("train.epochs a list", "train", {"epochs": [1]}, "field recipe.train.epochs is [1]"),
+    ("optim.ema a string", "optim", {"ema": "maybe"}, "recipe.optim.ema is 'maybe', expected true"),
+]:
+    case(f"checkpoint export: manifest recipe {_name}")(
+        lambda c, section=_section, value=_value, culprit=_culprit: (
+            [
+                "checkpoint",
+                "export",
+                str(c.edit_manifest(_set_in("recipe", section, value))),
+                "--out",
+                str(c.tmp / "exported"),
+            ],
+            culprit,
+        )
+    )
+
+
 @case("adapt: manifest recipe.optim a list")
 def _(c):
     bundle = c.edit_manifest(_set_in("recipe", {"optim": [1]}), "arc")
@@ -1384,3 +1403,26 @@ def test_resume_drops_a_torn_metrics_line_with_a_warning(tiny, tmp_path):
 def test_corpus_size():
     """The issue asks for one case per class and more; keep the corpus from shrinking."""
     assert len(CASES) >= 160, len(CASES)
+
+
+def test_export_of_an_import_whose_config_left_a_training_key_out(tiny, tmp_path):
+    """The import records an absent key as null; the export writes pretrain.py's default
+    (it was float(None): a traceback)."""
+    import shutil
+
+    import yaml
+
+    _, official, run = tiny
+    src = shutil.copytree(run.parent / "official-run", tmp_path / "official-run")
+    config = yaml.safe_load((src / "all_config.yaml").read_text())
+    del config["lr_min_ratio"]
+    (src / "all_config.yaml").write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    args = ["checkpoint", "import", str(src), "--data", str(official), "--task", "sudoku-4x4"]
+    result = runner.invoke(cli, [*args, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "x"
+    result = runner.invoke(cli, ["checkpoint", "export", str(tmp_path / "b"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    exported = yaml.safe_load((out / "all_config.yaml").read_text())
+    assert exported["lr_min_ratio"] == 1.0 and exported["lr"] == config["lr"]

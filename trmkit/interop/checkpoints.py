@@ -184,7 +184,9 @@ def export_bundle(
     name = manifest.model.name
     state = official.to_official_state(name, bundle.model.state_dict(), compiled=compiled)
     paths = [p for p in (manifest.dataset.meta.get("official_path"),) if p]
-    config = official.official_config(name, manifest.model.config, manifest.recipe, paths)
+    config = official.official_config(
+        name, manifest.model.config, manifest.recipe, paths, bundle.path / "manifest.json"
+    )
     return official.write_run(out, manifest.step, state, config, force=force)
 
 

@@ -632,9 +632,15 @@ def to_official_state(
 
 
 def official_config(
-    model_name: str, fields: Mapping[str, Any], recipe: Mapping[str, Any], data_paths: list[str]
+    model_name: str,
+    fields: Mapping[str, Any],
+    recipe: Mapping[str, Any],
+    data_paths: list[str],
+    where: Path | str = "manifest.json",
 ) -> dict[str, Any]:
-    """An ``all_config.yaml`` for trmkit model config ``fields`` (pretrain.py's schema)."""
+    """An ``all_config.yaml`` for trmkit model config ``fields`` (pretrain.py's schema);
+    ``recipe``'s training keys (`RECIPE_KEYS`) typed, a damaged one a CheckpointError
+    naming ``where``."""
     layout = layout_of(model_name)
     f = dict(fields)
     arch: dict[str, Any] = {
@@ -657,15 +663,24 @@ def official_config(
         s: recipe[s] if isinstance(recipe.get(s), dict) else {} for s in ("optim", "train")
     }
     sections["optim"] = {"global_batch_size": f.get("batch_size", 768), **sections["optim"]}
+    training: dict[str, Any] = {}
+    for key, (section, ours, kind, default) in RECIPE_KEYS.items():
+        # None: an imported run whose all_config.yaml left the key out (pretrain.py's default)
+        value = sections[section].get(ours)
+        value = default if value is None else value
+        if not isinstance(value, (bool, int, float)) or isinstance(value, bool) != (kind is bool):
+            raise CheckpointError(
+                f"{where}: field recipe.{section}.{ours} is {value!r:.40}, expected "
+                f"{'true or false' if kind is bool else 'a number'}; the manifest's recipe is "
+                "damaged or was edited (delete the field to export pretrain.py's default)"
+            )
+        training[key] = kind(value)
     return {
         "arch": arch,
         "data_paths": data_paths,
         "data_paths_test": [],
         "evaluators": [],
-        **{
-            key: kind(sections[section].get(ours, default))
-            for key, (section, ours, kind, default) in RECIPE_KEYS.items()
-        },
+        **training,
         "checkpoint_every_eval": True,
         "load_checkpoint": None,
         "freeze_weights": False,
