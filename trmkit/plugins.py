@@ -131,6 +131,13 @@ def _task_clash(key: str, task: Task, entry: TaskEntry) -> str:
     )
 
 
+def _task_name(name: object) -> bool:
+    """Whether ``name`` may name a task (or an alias): 1 to `MAX_TASK_NAME` ASCII letters,
+    digits, '-' or '_'."""
+    plain = name.replace("-", "").replace("_", "") if isinstance(name, str) else ""
+    return plain.isascii() and plain.isalnum() and len(str(name)) <= MAX_TASK_NAME
+
+
 def _add_task(
     plugin: str, mine: dict, taken: dict, task: Task, aliases: Iterable[str] = ()
 ) -> dict[str, TaskEntry]:
@@ -140,19 +147,21 @@ def _add_task(
     if not isinstance(task, Task):
         raise PluginError(f"{where} registered {type(task).__name__}, not a trmkit.task.Task")
     where = f"{where} (task {task.name!r})"
-    plain = task.name.replace("-", "").replace("_", "") if isinstance(task.name, str) else ""
-    if not (plain.isascii() and plain.isalnum()) or len(task.name) > MAX_TASK_NAME:
-        raise PluginError(
-            f"{where}: task name must be 1 to {MAX_TASK_NAME} ASCII letters, digits, '-' or '_' "
-            f"(it names directories)"
-        )
+    rule = f"must be 1 to {MAX_TASK_NAME} ASCII letters, digits, '-' or '_'"
+    if not _task_name(task.name):
+        raise PluginError(f"{where}: task name {rule} (it names directories)")
     problem = contract_problem(task)
     if problem is not None:
         raise PluginError(f"{where}: {problem}")
+    if isinstance(aliases, str):  # iterating it would register one alias per character
+        raise PluginError(
+            f"{where}: aliases must be a tuple of names, not the str {aliases!r}; write "
+            f"aliases=({aliases!r},)"
+        )
     alias_tuple = tuple(aliases)
     for alias in alias_tuple:
-        if not isinstance(alias, str) or not alias:
-            raise PluginError(f"{where}: bad alias {alias!r}")
+        if not _task_name(alias):  # typed as --task, listed by `trmkit tasks`
+            raise PluginError(f"{where}: alias {alias!r} {rule}")
     keys = (task.name, *alias_tuple)
     for key in keys:
         if key in mine:  # the plugin clashes with itself: a bug, refused whole
