@@ -171,6 +171,10 @@ def evaluate(
     from trmkit.data.loader import EvalLoader
 
     check_batch_size(batch_size)
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 0:
+        raise OptionError(
+            f"max_examples {max_examples!r}: must be an integer >= 0 (0: every test row)"
+        )
     check_model_fits_split(model, split)
     if policy is None:
         policy = InferencePolicy(steps=steps)
