@@ -141,6 +141,16 @@ def test_bad_puzzles_are_one_line(run, puzzles, message):
         model.solve(puzzles)
 
 
+@pytest.mark.parametrize("shape", [(5, 5), (4, 5), (1, 16)])
+def test_grid_of_another_shape_is_refused_before_augmenting(run, shape):
+    """The sudoku augmenter moves cells by index: a 5x5 grid was cut to its first 16 cells
+    and answered as a 4x4 sudoku, silently; the codec judges the query first."""
+    model = trmkit.load(run[0])
+    expected = rf"^grid-1, query 1: grid shape \({shape[0]}, {shape[1]}\) does not match"
+    with pytest.raises(PuzzleError, match=expected):
+        model.solve(np.zeros(shape, int))
+
+
 def test_puzzle_text_errors_and_float_grids(run):
     model = trmkit.load(run[0])
     with pytest.raises(PuzzleError, match="line 1: 3 cells, expected 16"):
