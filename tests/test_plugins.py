@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 
 import attrs
 import numpy as np
@@ -460,6 +461,44 @@ def test_third_party_entry_point_named_like_a_builtin_cannot_replace_it(
         assert plugins.registry.dist_of["sudoku"] == "trmkit"
     finally:
         plugins.failed.pop("sudoku (trmkit-impostor)", None)
+        plugins.reset()
+
+
+@pytest.mark.parametrize(
+    ("hook", "expected"),
+    [
+        # pluggy refused it at register time: a PluginValidationError traceback from every
+        # trmkit command, `trmkit tasks` included
+        (
+            "register_tasks(reg)",
+            "plugin 'sloppy' (distribution trmkit-sloppy) was skipped: its hook "
+            "register_tasks(reg) does not take trmkit's arguments (register); ",
+        ),
+        # silently ignored: the author saw no task and no reason
+        (
+            "register_task(register)",
+            "plugin 'sloppy' (distribution trmkit-sloppy) implements register_task, which is "
+            "not a trmkit hook (trmkit's: register_commands, register_components, ",
+        ),
+    ],
+)
+def test_hook_trmkit_does_not_have_is_one_warning(tmp_path, monkeypatch, capsys, hook, expected):
+    module_text = f"from trmkit.hookspecs import hookimpl\n@hookimpl\ndef {hook}:\n    pass\n"
+    monkeypatch.delenv("TRMKIT_LOAD_PLUGINS", raising=False)
+    _fake_distribution(tmp_path, monkeypatch, "trmkit-sloppy", "sloppy", module_text)
+    plugins.registry.loaded = False
+    try:
+        plugins.load_plugins()
+        plugins.reset()
+        listed = CliRunner().invoke(cli, ["tasks"])
+        assert listed.exit_code == 0 and "sudoku-4x4" in listed.stdout
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "sloppy" in line]
+        assert len(warnings) == 1 and warnings[0].startswith("Warning: " + expected)
+    finally:
+        sys.modules.pop("trmkit_sloppy_mod", None)  # the next case writes another module
+        plugins.failed.pop("sloppy", None)
+        if plugins.pm.get_plugin("sloppy") is not None:
+            plugins.pm.unregister(name="sloppy")
         plugins.reset()
 
 

@@ -356,7 +356,12 @@ class Registry:
                 self.failed[ep.name] = message
                 warn(message)
                 continue
-            self.pm.register(module, name=ep.name)
+            problem = self._register(module, ep.name, dist)
+            if problem is not None:
+                message = f"plugin {ep.name!r} (distribution {dist or '?'}) {problem}"
+                self.failed[ep.name] = message
+                warn(message)
+                continue
             self.dist_of[ep.name] = dist
         if allowed is not None:
             dists = {(ep.name, _dist_name(ep)) for ep in points}
@@ -367,6 +372,35 @@ class Registry:
                     f"distribution (third-party plugins installed: "
                     f"{', '.join(installed) or 'none'})"
                 )
+
+    def _register(self, module: Any, name: str, dist: str) -> str | None:
+        """Register ``module`` as plugin ``name``; what is wrong with its hooks, or None. A
+        hook whose arguments are not the hookspec's is refused (the plugin is skipped); one
+        trmkit does not have is named (pluggy would ignore it silently)."""
+        specs = sorted(h for h in dir(hookspecs) if h.startswith("register_"))
+        try:
+            self.pm.register(module, name=name)
+        except pluggy.PluginValidationError as exc:
+            impl = exc.args[0].split("hookimpl definition: ")[-1].split("\n")[0]
+            hook = impl.partition("(")[0]
+            spec = self.pm.hook.__dict__.get(hook)
+            wanted = ", ".join(spec.spec.argnames) if spec is not None and spec.spec else "?"
+            return (
+                f"was skipped: its hook {impl} does not take trmkit's arguments ({wanted}); "
+                f"rename them as docs/plugins.md, section 2, does"
+            )
+        unknown = [
+            attr
+            for attr in dir(module)
+            if self.pm.parse_hookimpl_opts(module, attr) is not None and attr not in specs
+        ]
+        if unknown:
+            warn(
+                f"plugin {name!r} (distribution {dist or '?'}) implements "
+                f"{', '.join(unknown)}, which is not a trmkit hook (trmkit's: "
+                f"{', '.join(specs)}); rename it (docs/plugins.md, section 2)"
+            )
+        return None
 
     def reset(self) -> None:
         """Forget collected registrations (tests register and unregister throwaway plugins)."""
