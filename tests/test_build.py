@@ -189,14 +189,24 @@ def test_encode_variants_bool_tensor_is_refused(tmp_path, toy):
     assert not (tmp_path / "s").exists()
 
 
-def test_bad_transforms_are_named(tmp_path, toy):
+@pytest.mark.parametrize(
+    ("drawn", "message"),
+    [
+        ([np.zeros(2, np.int64)], r"draw\(\) for 'toy000'.*transform_size 5"),
+        # not a list at all: these were a TypeError traceback from the builder's len()
+        (None, r"draw\(\) for 'toy000' returned NoneType, not a list of transforms"),
+        (iter([]), r"draw\(\) for 'toy000' returned list_iterator, not a list of transforms"),
+    ],
+)
+def test_bad_transforms_are_named(tmp_path, toy, drawn, message):
     class Bad(toy.ToyAugmenter):
         def draw(self, puzzle, num_aug, rng):
-            return [np.zeros(2, np.int64)]
+            return drawn
 
     task = attrs.evolve(toy.make_task(), augmenter=Bad())
-    with pytest.raises(PluginError, match="draw\\(\\) for 'toy000'.*transform_size 5"):
+    with pytest.raises(PluginError, match=message):
         build_dataset(task, tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
 
 
 def test_fast_path_falls_back_when_encode_batch_disagrees(tmp_path, toy):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import attrs
 import numpy as np
@@ -216,3 +217,88 @@ def test_default_recipe_that_does_not_load_is_caught(maze):
     bad = attrs.evolve(task, defaults=attrs.evolve(task.defaults, recipe="no-such-recipe"))
     with pytest.raises(ConformanceError, match="recipe: defaults.recipe 'no-such-recipe' does"):
         check_task(bad, puzzles, checks=["recipe"])
+
+
+# --------------------------------------------------------------------------- plugin code raising
+
+
+def _boom(*args, **kwargs):
+    raise ValueError("plugin bug")
+
+
+@pytest.mark.parametrize(
+    ("field", "method", "check"),
+    [
+        ("codec", "decode", "codec"),
+        ("codec", "encode_puzzle", "evaluator"),
+        ("augmenter", "apply", "identity"),
+        ("augmenter", "draw", "draw"),
+    ],
+)
+def test_plugin_code_that_raises_is_named_with_its_property(maze, field, method, check):
+    """An exception from the task's own code is a ConformanceError naming the task, the
+    property and where it raised (it was the bare exception, naming no property)."""
+    task, puzzles = maze
+    bad = _broken(task, field, **{method: _boom})
+    expected = rf"task 'maze-11x11', {check}: _boom raised ValueError \(.*test_conformance.py:\d+\)"
+    with pytest.raises(ConformanceError, match=expected + ": plugin bug; fix the task's code"):
+        check_task(bad, puzzles, checks=[check])
+    suite = type("TestBad", (TaskConformance,), {"task": bad, "puzzles": puzzles})
+    with pytest.raises(ConformanceError, match=expected):  # the pytest form says the same
+        getattr(suite(), f"test_{check}")()
+
+
+@pytest.mark.parametrize("drawn", [None, 3])
+def test_draw_that_returns_no_list_is_named(maze, drawn):
+    task, puzzles = maze
+    bad = _broken(task, "augmenter", draw=lambda p, k, rng: drawn)
+    name = type(drawn).__name__
+    with pytest.raises(
+        ConformanceError, match=rf"'maze-11x11'.*: draw returned {name}, not a list"
+    ):
+        check_task(bad, puzzles, checks=["invert"])
+
+
+@pytest.mark.parametrize(
+    ("load", "expected"),
+    [
+        (lambda request: [], "its default source 'gen' returned list, not trmkit.task.RawData"),
+        (lambda request: None, "its default source 'gen' returned NoneType, not trmkit.task"),
+        (_boom, "its default source 'gen' raised ValueError: plugin bug; fix the source"),
+    ],
+)
+def test_default_source_that_misbehaves_is_named(maze, load, expected):
+    from trmkit.task import Source
+
+    task, _ = maze
+    bad = attrs.evolve(
+        task,
+        sources={"gen": Source("gen", "broken", load, kind="generator")},
+        defaults=attrs.evolve(task.defaults, source="gen"),
+        path_source=None,
+    )
+    with pytest.raises(ConformanceError, match=re.escape(f"task 'maze-11x11': {expected}")):
+        sample_puzzles(bad)
+
+
+def test_numpy_scalar_metrics_are_numbers(maze):
+    """trmkit eval takes float(value) of every metric, so numpy scalars are numbers; the kit
+    called np.float32(1.0) 'not a finite number'."""
+    task, puzzles = maze
+    inner = task.evaluator
+
+    class NumpyRun:
+        def __init__(self, run):
+            self.run = run
+
+        def update(self, batch):
+            self.run.update(batch)
+
+        def finish(self):
+            return {k: np.float32(v) for k, v in self.run.finish().items()} | {"n": np.int64(3)}
+
+    class NumpyEvaluator:
+        def start(self, context):
+            return NumpyRun(inner.start(context))
+
+    check_task(attrs.evolve(task, evaluator=NumpyEvaluator()), puzzles, checks=["evaluator"])

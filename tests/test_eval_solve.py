@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -107,3 +108,53 @@ def test_solve_rejects_bad_puzzles_and_foreign_checkpoints(run):
     bundle = load(run_dir)
     with pytest.raises(CheckpointError, match="seq_len 16 does not match"):
         check_task_matches(bundle, plugins.get_task("sudoku-6x6"))
+
+
+@pytest.mark.parametrize(
+    ("finish", "expected"),
+    [
+        # each was a traceback from float() / .items() inside trmkit, naming no plugin
+        (lambda m: None, "evaluator's finish() returned NoneType, not a dict of metric name"),
+        (lambda m: [1.0], "evaluator's finish() returned list, not a dict of metric name"),
+        (
+            lambda m: {**m, "grade": "high"},
+            "evaluator's finish() metric 'grade' = 'high' is not a number",
+        ),
+        (
+            lambda m: {**m, "grade": None},
+            "evaluator's finish() metric 'grade' = None is not a number",
+        ),
+        (
+            lambda m: {**m, 3: 1.0},
+            "evaluator's finish() metric 3 = 1.0 is not a number under a str name",
+        ),
+    ],
+)
+def test_evaluator_returning_bad_metrics_is_one_line(run, finish, expected):
+    import attrs
+
+    from trmkit.errors import PluginError
+
+    run_dir, data = run
+    bundle = load(run_dir)
+    task = plugins.get_task("sudoku-4x4")
+    inner = task.evaluator
+
+    class Run:
+        def __init__(self, context):
+            self.run = inner.start(context)
+
+        def update(self, batch):
+            self.run.update(batch)
+
+        def finish(self):
+            return finish(self.run.finish())
+
+    class Careless:
+        def start(self, context):
+            return Run(context)
+
+    careless = attrs.evolve(task, evaluator=Careless())
+    split = open_store(data, task).split("test")
+    with pytest.raises(PluginError, match="^" + re.escape(f"task 'sudoku-4x4': {expected}")):
+        evaluate(bundle.model, split, careless, batch_size=16)

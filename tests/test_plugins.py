@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 
 import attrs
 import numpy as np
@@ -188,12 +189,50 @@ def test_refused_plugin_is_shown_by_plugins_command_and_other_commands_work():
         ("defaults", BuildDefaults(source="missing"), "default source 'missing'"),
         ("path_source", "missing", "path_source 'missing'"),
         ("name", "bad name!", "task name must be"),
+        # a wrong-typed field would only fail later, blamed on the user: an int version writes
+        # a store trmkit then calls damaged, a str num_aug was a TypeError traceback in build
+        ("version", 2, "version 2 must be a non-empty str (it is recorded in every store)"),
+        ("description", None, "description None must be a str"),
+        ("sources", [_source()], "sources must be a dict of name -> trmkit.task.Source, not list"),
+        ("defaults", BuildDefaults(source="gen", num_aug="3"), "defaults.num_aug '3' must be"),
+        ("defaults", BuildDefaults(source="gen", num_aug=-1), "defaults.num_aug -1 must be an int"),
+        ("defaults", BuildDefaults(source="gen", num_aug=True), "defaults.num_aug True must be"),
+        (
+            "defaults",
+            BuildDefaults(source="gen", puzzle_ids="per-variant"),  # type: ignore[arg-type]
+            "defaults.puzzle_ids 'per-variant' must be one of 'shared', 'per_variant'",
+        ),
+        ("defaults", BuildDefaults(source="gen", augment_test="no"), "augment_test 'no' must be"),
+        (
+            "defaults",
+            BuildDefaults(source="gen", official_total_puzzles="all"),  # type: ignore[arg-type]
+            "defaults.official_total_puzzles 'all' must be one of 'puzzles', 'groups'",
+        ),
+        ("defaults", BuildDefaults(source="gen", recipe=3), "defaults.recipe 3 must be a str"),
     ],
 )
 def test_bad_task_fields_are_refused_with_plugin_name(field, value, expected):
     task = attrs.evolve(make_task(), **{field: value})
     with registered(task_plugin((task, ())), "sloppy-plugin"):
         assert expected in refused("sloppy-plugin")
+
+
+@pytest.mark.parametrize(
+    ("aliases", "expected"),
+    [
+        # a str is iterable: "tw-5" used to register the aliases 't', 'w', '-' and '5'
+        ("tw-5", "aliases must be a tuple of names, not the str 'tw-5'; write aliases=('tw-5',)"),
+        (("tw\nx",), "alias 'tw\\nx' must be 1 to 64 ASCII letters, digits, '-' or '_'"),
+        (("t w",), "alias 't w' must be 1 to 64 ASCII letters"),
+        (("a" * 65,), "must be 1 to 64 ASCII letters"),
+        (("",), "alias '' must be 1 to 64 ASCII letters"),
+        ((3,), "alias 3 must be 1 to 64 ASCII letters"),
+    ],
+)
+def test_bad_aliases_are_refused(aliases, expected):
+    with registered(task_plugin((make_task(), aliases)), "alias-plugin"):
+        assert expected in refused("alias-plugin")
+        assert not {"t", "w", "5"} & set(plugins.registry.collected("register_tasks"))
 
 
 def test_wrong_typed_codec_attribute_is_refused():
@@ -422,6 +461,44 @@ def test_third_party_entry_point_named_like_a_builtin_cannot_replace_it(
         assert plugins.registry.dist_of["sudoku"] == "trmkit"
     finally:
         plugins.failed.pop("sudoku (trmkit-impostor)", None)
+        plugins.reset()
+
+
+@pytest.mark.parametrize(
+    ("hook", "expected"),
+    [
+        # pluggy refused it at register time: a PluginValidationError traceback from every
+        # trmkit command, `trmkit tasks` included
+        (
+            "register_tasks(reg)",
+            "plugin 'sloppy' (distribution trmkit-sloppy) was skipped: its hook "
+            "register_tasks(reg) does not take trmkit's arguments (register); ",
+        ),
+        # silently ignored: the author saw no task and no reason
+        (
+            "register_task(register)",
+            "plugin 'sloppy' (distribution trmkit-sloppy) implements register_task, which is "
+            "not a trmkit hook (trmkit's: register_commands, register_components, ",
+        ),
+    ],
+)
+def test_hook_trmkit_does_not_have_is_one_warning(tmp_path, monkeypatch, capsys, hook, expected):
+    module_text = f"from trmkit.hookspecs import hookimpl\n@hookimpl\ndef {hook}:\n    pass\n"
+    monkeypatch.delenv("TRMKIT_LOAD_PLUGINS", raising=False)
+    _fake_distribution(tmp_path, monkeypatch, "trmkit-sloppy", "sloppy", module_text)
+    plugins.registry.loaded = False
+    try:
+        plugins.load_plugins()
+        plugins.reset()
+        listed = CliRunner().invoke(cli, ["tasks"])
+        assert listed.exit_code == 0 and "sudoku-4x4" in listed.stdout
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "sloppy" in line]
+        assert len(warnings) == 1 and warnings[0].startswith("Warning: " + expected)
+    finally:
+        sys.modules.pop("trmkit_sloppy_mod", None)  # the next case writes another module
+        plugins.failed.pop("sloppy", None)
+        if plugins.pm.get_plugin("sloppy") is not None:
+            plugins.pm.unregister(name="sloppy")
         plugins.reset()
 
 

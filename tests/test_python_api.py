@@ -107,6 +107,12 @@ def test_evaluate_is_the_evaluation_of_the_trained_store(run, tmp_path):
         ({"samples": 0}, "--samples 0"),
         ({"select": "best"}, "--select 'best'"),
         ({"steps": 0}, "--steps 0"),
+        # these were tracebacks from numpy's SeedSequence
+        ({"seed": -1}, "--seed -1: must be an integer from 0 to 4294967295"),
+        ({"seed": "x"}, "--seed 'x': must be an integer from 0 to"),
+        # these were taken silently (the command line refuses them)
+        ({"num_aug": -1}, "num_aug -1: must be an integer from 0 to 100000"),
+        ({"num_aug": 10**9}, "num_aug 1000000000: must be an integer from 0 to 100000"),
     ],
 )
 def test_bad_options_are_one_line(run, options, culprit):
@@ -116,12 +122,61 @@ def test_bad_options_are_one_line(run, options, culprit):
     assert str(err.value).startswith(culprit) and "\n" not in str(err.value)
 
 
-def test_bad_puzzles_are_one_line(run):
+@pytest.mark.parametrize(
+    ("puzzles", "message"),
+    [
+        ([np.zeros((4, 4), int), 3.5], r"^puzzles\[1\]: a float; give puzzle text"),
+        # each was a TypeError or ValueError traceback from inside trmkit.api or numpy
+        (None, r"^puzzles: a NoneType; give puzzle text, a puzzle file, a RawPuzzle"),
+        (42, r"^puzzles: a int; give puzzle text"),
+        ([[1, 2], [3]], r"^puzzles\[0\]: not a grid of integers \(setting an array element"),
+        (np.full((4, 4), "a"), r"^puzzles\[0\]: not a grid of integers \(its cells are <U1\)"),
+        (np.full((4, 4), 0.5), r"^puzzles\[0\]: not a grid of integers \(its cells are float64"),
+        (np.full((4, 4), np.nan), r"^puzzles\[0\]: not a grid of integers"),
+    ],
+)
+def test_bad_puzzles_are_one_line(run, puzzles, message):
     model = trmkit.load(run[0])
-    with pytest.raises(OptionError, match=r"^puzzles\[1\]: a float; give puzzle text"):
-        model.solve([np.zeros((4, 4), int), 3.5])
+    with pytest.raises(OptionError, match=message):
+        model.solve(puzzles)
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (4, 5), (1, 16)])
+def test_grid_of_another_shape_is_refused_before_augmenting(run, shape):
+    """The sudoku augmenter moves cells by index: a 5x5 grid was cut to its first 16 cells
+    and answered as a 4x4 sudoku, silently; the codec judges the query first."""
+    model = trmkit.load(run[0])
+    expected = rf"^grid-1, query 1: grid shape \({shape[0]}, {shape[1]}\) does not match"
+    with pytest.raises(PuzzleError, match=expected):
+        model.solve(np.zeros(shape, int))
+
+
+def test_puzzle_text_errors_and_float_grids(run):
+    model = trmkit.load(run[0])
     with pytest.raises(PuzzleError, match="line 1: 3 cells, expected 16"):
         model.solve("123")
+    whole = np.zeros((4, 4))  # np.zeros is float64: whole numbers are a grid
+    assert model.solve(whole)[0].grid.shape == (4, 4)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m.evaluate(data=42), r"^data=42: expected a str or os.PathLike path"),
+        (lambda m: m.evaluate(out=42), r"^out=42: expected a str or os.PathLike path"),
+        (lambda m: m.evaluate(max_examples=-1), r"^max_examples -1: must be an integer >= 0"),
+        (lambda m: m.evaluate(max_examples="9"), r"^max_examples '9': must be an integer >= 0"),
+        (lambda m: trmkit.train(42), r"^recipe=42: expected a str or os.PathLike path"),
+        (lambda m: trmkit.train("sudoku-quick", out=42), r"^out=42: expected a str or os."),
+        (lambda m: trmkit.train("sudoku-quick", data=[]), r"^data=\[\]: expected a str or"),
+        # the step budget error blamed epochs for a max_steps the caller gave
+        (lambda m: trmkit.train("sudoku-quick", max_steps=-1), r"^max_steps -1: must be an int"),
+        (lambda m: trmkit.train("sudoku-quick", max_steps=2.5), r"^max_steps 2.5: must be an int"),
+    ],
+)
+def test_bad_arguments_are_one_line(run, call, message):
+    with pytest.raises(OptionError, match=message):
+        call(trmkit.load(run[0]))
 
 
 @pytest.mark.parametrize("layout", ["empty", "junk", "missing", "file"])

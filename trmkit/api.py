@@ -52,6 +52,11 @@ class LoadedModel(Bundle):
             return read_puzzles(self.task, os.fspath(puzzles))
         if isinstance(puzzles, RawPuzzle):
             return [puzzles]
+        if not isinstance(puzzles, (np.ndarray, list, tuple)):
+            raise OptionError(
+                f"puzzles: a {type(puzzles).__name__}; give puzzle text, a puzzle file, a "
+                "RawPuzzle, a 2-D grid (array or nested list of ints) or a list of those"
+            )
         items = [puzzles] if _is_grid(puzzles) else puzzles
         return [_as_puzzle(i, item) for i, item in enumerate(items)]
 
@@ -73,7 +78,14 @@ class LoadedModel(Bundle):
         ``.correct``, ``.confidence``, ``.steps``; ``self.task.render(answer.grid)`` is
         the text `trmkit solve` prints). The options are `trmkit solve`'s."""
         from trmkit.solve import solve
+        from trmkit.task import MAX_NUM_AUG
 
+        if (
+            isinstance(num_aug, bool)
+            or not isinstance(num_aug, int)
+            or not 0 <= num_aug <= MAX_NUM_AUG
+        ):
+            raise OptionError(f"num_aug {num_aug!r}: must be an integer from 0 to {MAX_NUM_AUG}")
         policy = InferencePolicy(
             steps=steps,
             halt=halt,
@@ -125,10 +137,10 @@ class LoadedModel(Bundle):
             select=select,
             seed=seed,
         ).validate()
-        out_dir = None if out is None else Path(out)
+        out_dir = _path("out", out)
         if out_dir is not None:
             check_out(out_dir, force=False)
-        split = open_test_split(self, self.task, None if data is None else Path(data))
+        split = open_test_split(self, self.task, _path("data", data))
         report = evaluate(
             self.model,
             split,
@@ -153,7 +165,19 @@ def _as_puzzle(i: int, item: object) -> RawPuzzle:
             f"puzzles[{i}]: a {type(item).__name__}; give puzzle text, a puzzle "
             "file, a RawPuzzle or a 2-D grid (array or nested list of ints)"
         )
-    grid = np.asarray(item, dtype=np.int64)
+    try:
+        grid = np.asarray(item)
+    except ValueError as exc:  # ragged rows
+        raise OptionError(f"puzzles[{i}]: not a grid of integers ({exc})") from None
+    whole = grid.dtype.kind == "f" and bool(
+        np.isfinite(grid).all() and (grid == grid.round()).all()
+    )
+    if grid.dtype.kind not in "biu" and not whole:
+        raise OptionError(
+            f"puzzles[{i}]: not a grid of integers (its cells are {grid.dtype}); give the "
+            "task's cell values as ints"
+        )
+    grid = grid.astype(np.int64)
     return RawPuzzle(f"grid-{i + 1}", test=(Example(grid, grid),), meta={"has_solution": False})
 
 
@@ -210,13 +234,19 @@ def train(
     from trmkit.commands.train import default_run_dir, resolve_recipe
     from trmkit.training.trainer import Trainer
 
+    _path("recipe", recipe)
+    out_dir, data_dir = _path("out", out), _path("data", data)
+    if max_steps is not None and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise OptionError(f"max_steps {max_steps!r}: must be an integer >= 1 (or None)")
     resolved = resolve_recipe(None, os.fspath(recipe), tuple(_assignments(overrides)))
     if resume and out is None:
         raise OptionError("resume=True needs out=RUN (the run directory to continue)")
     result = Trainer(
         resolved,
-        run_dir=Path(out) if out is not None else default_run_dir(resolved),
-        data_dir=None if data is None else Path(data),
+        run_dir=out_dir if out_dir is not None else default_run_dir(resolved),
+        data_dir=data_dir,
         max_steps=max_steps,
         resume=resume,
         progress=progress,
@@ -229,6 +259,16 @@ def train(
         checkpoint=result.checkpoint,
         seconds=result.seconds,
     )
+
+
+def _path(name: str, value: object) -> Path | None:
+    """The path argument ``name`` (None stays None); anything but a str or os.PathLike is
+    one `OptionError` line, not a TypeError from deep inside pathlib."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise OptionError(f"{name}={value!r}: expected a str or os.PathLike path")
+    return Path(value)
 
 
 def _assignments(overrides: Mapping[str, Any] | Iterable[str]) -> list[str]:

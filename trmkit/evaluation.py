@@ -28,6 +28,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import numbers
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ import torch
 
 from trmkit import atomic
 from trmkit.batch import IGNORE_LABEL_ID
-from trmkit.errors import OptionError, TrmkitError
+from trmkit.errors import OptionError, PluginError, TrmkitError
 from trmkit.inference.engine import RowBatch, answer_checker, check_policy, decide, record
 from trmkit.inference.policy import HaltPolicy, InferencePolicy, check_record_fits
 from trmkit.inference.scoring import samples_per_batch, seq_scores
@@ -169,6 +171,10 @@ def evaluate(
     from trmkit.data.loader import EvalLoader
 
     check_batch_size(batch_size)
+    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 0:
+        raise OptionError(
+            f"max_examples {max_examples!r}: must be an integer >= 0 (0: every test row)"
+        )
     check_model_fits_split(model, split)
     if policy is None:
         policy = InferencePolicy(steps=steps)
@@ -227,7 +233,30 @@ def evaluate(
         model.train(was_training)
     if world > 1:
         sums.load_tensor(accelerator.reduce(sums.as_tensor(device), reduction="sum"))
-    return _report(sums, k, policy, run.finish() if run is not None else {})
+    task_metrics = _task_metrics(task, run.finish()) if run is not None and task else {}
+    return _report(sums, k, policy, task_metrics)
+
+
+def _task_metrics(task: Task, metrics: Any) -> dict[str, float]:
+    """What the task's evaluator returned, as name -> float; anything else is one
+    `PluginError` line naming the plugin and task (docs/plugins.md, section 3)."""
+    from trmkit.plugins import owner_of
+
+    plugin = owner_of(task)
+    who = f"plugin {plugin!r}, task {task.name!r}" if plugin else f"task {task.name!r}"
+    fix = "trmkit.testing.check_task(task) checks the evaluator"
+    if not isinstance(metrics, Mapping):
+        raise PluginError(
+            f"{who}: evaluator's finish() returned {type(metrics).__name__}, not a dict of "
+            f"metric name -> number ({fix})"
+        )
+    for key, value in metrics.items():
+        if not (isinstance(key, str) and isinstance(value, numbers.Real)):
+            raise PluginError(
+                f"{who}: evaluator's finish() metric {key!r} = {value!r:.60} is not a number "
+                f"under a str name ({fix})"
+            )
+    return {key: float(value) for key, value in metrics.items()}
 
 
 def _run_batch(

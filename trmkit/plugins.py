@@ -131,6 +131,13 @@ def _task_clash(key: str, task: Task, entry: TaskEntry) -> str:
     )
 
 
+def _task_name(name: object) -> bool:
+    """Whether ``name`` may name a task (or an alias): 1 to `MAX_TASK_NAME` ASCII letters,
+    digits, '-' or '_'."""
+    plain = name.replace("-", "").replace("_", "") if isinstance(name, str) else ""
+    return plain.isascii() and plain.isalnum() and len(str(name)) <= MAX_TASK_NAME
+
+
 def _add_task(
     plugin: str, mine: dict, taken: dict, task: Task, aliases: Iterable[str] = ()
 ) -> dict[str, TaskEntry]:
@@ -140,19 +147,21 @@ def _add_task(
     if not isinstance(task, Task):
         raise PluginError(f"{where} registered {type(task).__name__}, not a trmkit.task.Task")
     where = f"{where} (task {task.name!r})"
-    plain = task.name.replace("-", "").replace("_", "") if isinstance(task.name, str) else ""
-    if not (plain.isascii() and plain.isalnum()) or len(task.name) > MAX_TASK_NAME:
-        raise PluginError(
-            f"{where}: task name must be 1 to {MAX_TASK_NAME} ASCII letters, digits, '-' or '_' "
-            f"(it names directories)"
-        )
+    rule = f"must be 1 to {MAX_TASK_NAME} ASCII letters, digits, '-' or '_'"
+    if not _task_name(task.name):
+        raise PluginError(f"{where}: task name {rule} (it names directories)")
     problem = contract_problem(task)
     if problem is not None:
         raise PluginError(f"{where}: {problem}")
+    if isinstance(aliases, str):  # iterating it would register one alias per character
+        raise PluginError(
+            f"{where}: aliases must be a tuple of names, not the str {aliases!r}; write "
+            f"aliases=({aliases!r},)"
+        )
     alias_tuple = tuple(aliases)
     for alias in alias_tuple:
-        if not isinstance(alias, str) or not alias:
-            raise PluginError(f"{where}: bad alias {alias!r}")
+        if not _task_name(alias):  # typed as --task, listed by `trmkit tasks`
+            raise PluginError(f"{where}: alias {alias!r} {rule}")
     keys = (task.name, *alias_tuple)
     for key in keys:
         if key in mine:  # the plugin clashes with itself: a bug, refused whole
@@ -347,7 +356,12 @@ class Registry:
                 self.failed[ep.name] = message
                 warn(message)
                 continue
-            self.pm.register(module, name=ep.name)
+            problem = self._register(module, ep.name, dist)
+            if problem is not None:
+                message = f"plugin {ep.name!r} (distribution {dist or '?'}) {problem}"
+                self.failed[ep.name] = message
+                warn(message)
+                continue
             self.dist_of[ep.name] = dist
         if allowed is not None:
             dists = {(ep.name, _dist_name(ep)) for ep in points}
@@ -358,6 +372,35 @@ class Registry:
                     f"distribution (third-party plugins installed: "
                     f"{', '.join(installed) or 'none'})"
                 )
+
+    def _register(self, module: Any, name: str, dist: str) -> str | None:
+        """Register ``module`` as plugin ``name``; what is wrong with its hooks, or None. A
+        hook whose arguments are not the hookspec's is refused (the plugin is skipped); one
+        trmkit does not have is named (pluggy would ignore it silently)."""
+        specs = sorted(h for h in dir(hookspecs) if h.startswith("register_"))
+        try:
+            self.pm.register(module, name=name)
+        except pluggy.PluginValidationError as exc:
+            impl = exc.args[0].split("hookimpl definition: ")[-1].split("\n")[0]
+            hook = impl.partition("(")[0]
+            spec = self.pm.hook.__dict__.get(hook)
+            wanted = ", ".join(spec.spec.argnames) if spec is not None and spec.spec else "?"
+            return (
+                f"was skipped: its hook {impl} does not take trmkit's arguments ({wanted}); "
+                f"rename them as docs/plugins.md, section 2, does"
+            )
+        unknown = [
+            attr
+            for attr in dir(module)
+            if self.pm.parse_hookimpl_opts(module, attr) is not None and attr not in specs
+        ]
+        if unknown:
+            warn(
+                f"plugin {name!r} (distribution {dist or '?'}) implements "
+                f"{', '.join(unknown)}, which is not a trmkit hook (trmkit's: "
+                f"{', '.join(specs)}); rename it (docs/plugins.md, section 2)"
+            )
+        return None
 
     def reset(self) -> None:
         """Forget collected registrations (tests register and unregister throwaway plugins)."""

@@ -188,13 +188,15 @@ def solve(
         for qi, example in enumerate(puzzle.test):
             q = len(queries)
             queries.append((puzzle, qi, note))
-            for pid, transform in variants:
-                grid = task.augmenter.apply(transform, np.asarray(example.input))
-                try:
-                    tokens = task.codec.encode(grid)
-                except ValueError as exc:
-                    raise PuzzleError(f"{puzzle.name}, query {qi + 1}: {exc}") from exc
-                rows.append((q, pid, transform, tokens))
+            # the codec judges the query as given first: an augmenter may assume its shape
+            # (Sudoku's moves cells by index, and cut a 5x5 grid to a 4x4 one)
+            query = np.asarray(example.input)
+            try:
+                task.codec.encode(query)
+                tokens = [task.codec.encode(task.augmenter.apply(t, query)) for _, t in variants]
+            except ValueError as exc:
+                raise PuzzleError(f"{puzzle.name}, query {qi + 1}: {exc}") from exc
+            rows += [(q, pid, t, row) for (pid, t), row in zip(variants, tokens, strict=True)]
     if not rows:
         raise PuzzleError("no query to solve (the puzzle has no test input)")
 

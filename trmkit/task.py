@@ -474,6 +474,10 @@ def contract_problem(task: Task) -> str | None:
     member of one that is not callable or a flag that is not bool; no sources, or a default
     or path source that is not one. Checked where a task enters, registration
     (`trmkit.plugins`) and `trmkit.testing.Subject.of`; nothing downstream checks again."""
+    if not isinstance(task.description, str):
+        return f"description {task.description!r} must be a str"
+    if not isinstance(task.version, str) or not task.version:
+        return f"version {task.version!r} must be a non-empty str (it is recorded in every store)"
     typed = {"codec": Codec, "augmenter": Augmenter, "evaluator": Evaluator}
     for field, proto in {**typed, "defaults": BuildDefaults}.items():
         value = getattr(task, field)
@@ -484,6 +488,9 @@ def contract_problem(task: Task) -> str | None:
                 f"{field} is a {type(value).__name__}, which does not implement "
                 f"{proto.__name__} (see docs/plugins.md)"
             )
+    problem = _defaults_problem(task.defaults)
+    if problem is not None:
+        return problem
     codec = task.codec
     sizes = ("seq_len", "vocab_size", "pad_id", "ignore_label_id")
     for name in sizes:
@@ -515,6 +522,11 @@ def contract_problem(task: Task) -> str | None:
                     return (
                         f"{field}.{member} is not callable ({proto.__name__}; see docs/plugins.md)"
                     )
+    if not isinstance(task.sources, Mapping):
+        return (
+            f"sources must be a dict of name -> trmkit.task.Source, not "
+            f"{type(task.sources).__name__}"
+        )
     if not task.sources:
         return "no sources"
     for key, source in task.sources.items():
@@ -525,6 +537,30 @@ def contract_problem(task: Task) -> str | None:
     if task.path_source is not None and task.path_source not in task.sources:
         return f"path_source {task.path_source!r} is not in sources"
     return None
+
+
+def _defaults_problem(defaults: BuildDefaults) -> str | None:
+    """The first `BuildDefaults` field of the wrong type or outside its values (attrs does not
+    check them, and the builder would fail later, blaming the user's options)."""
+    num_aug = defaults.num_aug
+    if isinstance(num_aug, bool) or not isinstance(num_aug, int) or not 0 <= num_aug <= MAX_NUM_AUG:
+        return f"defaults.num_aug {num_aug!r} must be an int from 0 to {MAX_NUM_AUG}"
+    if not isinstance(defaults.augment_test, bool):
+        return f"defaults.augment_test {defaults.augment_test!r} must be True or False"
+    choices = {"puzzle_ids": ("shared", "per_variant"), "official_total_puzzles": _TOTALS}
+    for field, allowed in choices.items():
+        if getattr(defaults, field) not in allowed:
+            return (
+                f"defaults.{field} {getattr(defaults, field)!r} must be one of "
+                f"{', '.join(map(repr, allowed))}"
+            )
+    for field in ("recipe", "cpu_recipe"):
+        if not isinstance(getattr(defaults, field), (str, type(None))):
+            return f"defaults.{field} {getattr(defaults, field)!r} must be a str (a recipe name)"
+    return None
+
+
+_TOTALS = ("puzzles", "groups")
 
 
 def written_as_path(spec: str) -> bool:

@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -77,6 +79,7 @@ from trmkit.task import (
     EvalContext,
     Example,
     PredictionBatch,
+    RawData,
     RawPuzzle,
     SourceRequest,
     Task,
@@ -93,6 +96,7 @@ __all__ = [
     "TaskConformance",
     "check_task",
     "grids",
+    "run_check",
     "sample_puzzles",
     "seeds",
     "transforms",
@@ -158,7 +162,13 @@ def transforms(
 
     def drawn(args: tuple[RawPuzzle, int]) -> list[np.ndarray]:
         puzzle, seed = args
-        return [np.asarray(t) for t in augmenter.draw(puzzle, num_aug, np.random.default_rng(seed))]
+        got = augmenter.draw(puzzle, num_aug, np.random.default_rng(seed))
+        if not isinstance(got, (list, tuple, np.ndarray)):
+            raise ConformanceError(
+                f"task {task.name!r}, draw: draw returned {type(got).__name__}, not a list of "
+                f"transforms (an empty list when there is none)"
+            )
+        return [np.asarray(t) for t in got]
 
     batches = st.tuples(st.sampled_from(list(puzzles)), seeds()).map(drawn)
     picked = batches.flatmap(lambda ts: st.sampled_from(ts) if ts else st.just(identity))
@@ -171,13 +181,24 @@ def sample_puzzles(task: Task, count: int = 6, seed: int = 0) -> list[RawPuzzle]
     puzzles with training and with test examples."""
     source = task.sources[task.defaults.source]
     options = {key: str(count) for key in ("count", "test_count") if key in source.options}
+    where = f"task {task.name!r}: its default source {source.name!r}"
     try:
         raw = source.load(SourceRequest(None, seed, options))
     except Exception as exc:
+        if source.kind == "path":
+            raise ConformanceError(
+                f"{where} cannot load without a path ({type(exc).__name__}: {exc}); pass "
+                f"puzzles=[...] to check_task"
+            ) from exc
         raise ConformanceError(
-            f"task {task.name!r}: its default source {source.name!r} cannot load without a "
-            f"path ({type(exc).__name__}: {exc}); pass puzzles=[...] to check_task"
+            f"{where} raised {type(exc).__name__}: {exc}; fix the source (or pass "
+            f"puzzles=[...] to check_task)"
         ) from exc
+    if not isinstance(raw, RawData):
+        raise ConformanceError(
+            f"{where} returned {type(raw).__name__}, not trmkit.task.RawData; return "
+            f"RawData(puzzles=[...], files={{...}})"
+        )
     puzzles = list(raw.puzzles)
     train = [p for p in puzzles if p.train and not p.test]
     test = [p for p in puzzles if p.test]
@@ -564,7 +585,8 @@ def _score(
     if not isinstance(metrics, Mapping):
         raise s.fail(check, f"finish() returned {type(metrics).__name__}, not a dict of metrics")
     for key, value in metrics.items():
-        if not (isinstance(key, str) and isinstance(value, (int, float)) and math.isfinite(value)):
+        # trmkit eval reports float(value): numpy scalars are numbers too
+        if not (isinstance(key, str) and isinstance(value, numbers.Real) and math.isfinite(value)):
             raise s.fail(check, f"metric {key!r} = {value!r} is not a finite number ({what})")
     if s.headline not in metrics:
         raise s.fail(
@@ -814,7 +836,41 @@ def check_task(
     if unknown:
         raise ValueError(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
     for name in names:
+        run_check(subject, name)
+
+
+_NOT_TASK_CODE = ("trmkit.testing", "hypothesis", "numpy", "_pytest", "pluggy")
+"""modules whose frames are not where a task's code raised (the kit, its engines)."""
+
+
+def run_check(subject: Subject, name: str) -> None:
+    """Run the property ``name`` on ``subject``; an exception the task's code raises (a
+    ``decode`` that raises, a ``finish`` that divides by zero) becomes a `ConformanceError`
+    naming the task, the property and the innermost frame outside the kit, with the
+    exception chained (its stack is printed above the error)."""
+    try:
         CHECKS[name](subject)
+    except ConformanceError:
+        raise
+    except Exception as exc:
+        leaf: BaseException = exc
+        while getattr(leaf, "exceptions", None):  # hypothesis's group of distinct failures
+            leaf = leaf.exceptions[0]  # type: ignore[attr-defined]
+        if isinstance(leaf, ConformanceError):
+            raise leaf from exc
+        frames = list(traceback.walk_tb(leaf.__traceback__))
+        ours = [
+            (f, n)
+            for f, n in frames
+            if not str(f.f_globals.get("__name__", "")).startswith(_NOT_TASK_CODE)
+        ]
+        frame, line = (ours or frames)[-1]
+        code = frame.f_code
+        where = f"{code.co_name} raised {type(leaf).__name__} ({code.co_filename}:{line})"
+        reason = (str(leaf).splitlines() or [""])[0][:300]
+        raise subject.fail(
+            name, f"{where}: {reason}; fix the task's code (its stack: the exception chained above)"
+        ) from exc
 
 
 class TaskConformance:
@@ -841,12 +897,12 @@ class TaskConformance:
         return Subject.of(cls.task, cls.puzzles, cls.spec, **settings)
 
 
-def _conformance_test(check: Callable[[Subject], None]) -> Callable[[TaskConformance], None]:
+def _conformance_test(name: str) -> Callable[[TaskConformance], None]:
     def test(self: TaskConformance) -> None:
-        check(self.subject())
+        run_check(self.subject(), name)
 
     return test
 
 
-for _name, _check in CHECKS.items():  # one pytest test per property: test_codec, ...
-    setattr(TaskConformance, f"test_{_name}", _conformance_test(_check))
+for _name in CHECKS:  # one pytest test per property: test_codec, ...
+    setattr(TaskConformance, f"test_{_name}", _conformance_test(_name))

@@ -279,6 +279,12 @@ class _Builder:
         transforms = self.identity[None, :]
         if self.num_aug > 0 and (bool(puzzle.train) or self.task.defaults.augment_test):
             drawn = self.augmenter.draw(puzzle, self.num_aug, self.aug_rng)
+            if not isinstance(drawn, (list, tuple, np.ndarray)):
+                raise PluginError(
+                    f"{self.who}: augmenter.draw() for {puzzle.name!r} returned "
+                    f"{type(drawn).__name__}, not a list of transforms (docs/plugins.md, "
+                    f"section 3)"
+                )
             if len(drawn):
                 transforms = np.concatenate([transforms, self._check_drawn(drawn, puzzle.name)])
         if self.guarded < GUARD_PUZZLES:

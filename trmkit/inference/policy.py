@@ -260,6 +260,9 @@ class InferencePolicy:
                 )
         if not (isinstance(self.noise, (int, float)) and 0 <= self.noise < math.inf):
             raise OptionError(f"--noise {self.noise}: must be a finite number >= 0")
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise OptionError(f"--seed {seed!r}: must be an integer from 0 to {MAX_SEED}")
         return self
 
     def describe(self) -> str:
@@ -284,6 +287,11 @@ class InferencePolicy:
         """aux output -> the option whose rule needs it (halting first)."""
         needs = {name: f"--select {self.select.kind}" for name in self.select.needs}
         return needs | {name: f"--halt {self.halt.kind}" for name in self.halt.needs}
+
+
+MAX_SEED = 2**32 - 1
+"""the largest ``--seed``: numpy's seeds are non-negative, torch's below 2**64 (the seed is
+multiplied by 1009 for the generator of each process)."""
 
 
 def record_bytes(depth: int, samples: int, rows: int, seq_len: int, aux: int = 0) -> int:
