@@ -185,6 +185,21 @@ def test_a_header_length_beyond_the_file(bundle, length, culprit):
     assert "model.safetensors: corrupt or truncated" in _one_line(exc)
 
 
+def test_a_header_too_large_for_any_model_is_refused_before_parsing(bundle):
+    """Every entry valid, the header inside the file: only its size (above 16 MiB, ~100
+    bytes per tensor) refuses it, before the JSON is parsed into memory."""
+    file = bundle / "model.safetensors"
+    header, body = _raw_header(file)
+    fake = ", ".join(
+        f'"f{i}": {{"dtype": "U8", "shape": [0], "data_offsets": [0, 0]}}' for i in range(300_000)
+    )
+    _write_raw(file, header.rstrip()[:-1] + ", " + fake + "}", body)
+    assert file.stat().st_size > 16 << 20
+    with pytest.raises(CheckpointError, match="header length") as exc:
+        trmkit.load(bundle)
+    assert "model.safetensors: corrupt or truncated" in _one_line(exc)
+
+
 def test_a_deeply_nested_header(bundle):
     file = bundle / "model.safetensors"
     _, body = _raw_header(file)

@@ -20,8 +20,10 @@ import torch
 from trmkit.errors import CheckpointError
 from trmkit.textio import json_depth
 
-MAX_HEADER_BYTES = 100 << 20
-"""the safetensors library's own limit on the header (100 MB)."""
+MAX_HEADER_BYTES = 16 << 20
+"""limit on the header (16 MiB): about 100 bytes per tensor, so room for ~150,000 tensors,
+far more than any model trmkit builds has; the safetensors library's own limit (100 MB)
+let a hostile header of a million fake entries cost half a minute and a GB to refuse."""
 MAX_HEADER_DEPTH = 4
 """a header nests 3 levels (``{name: {"shape": [...]}}``)."""
 
