@@ -10,6 +10,7 @@ equal (nothing created, nothing changed).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Callable
@@ -364,7 +365,7 @@ def _(c):
 
 def _build_csv(task, name, content, culprit):
     def setup(c):
-        f = c.file(name, content)
+        f = c.file(name, content() if callable(content) else content)
         return ["build", "--task", task, "--source", str(f), "--out", str(c.tmp / "out")], culprit
 
     return setup
@@ -435,6 +436,48 @@ for _name, _task, _file, _content, _culprit in [
         "no demonstration pairs",
     ),
     ("ARC source binary", "arc-agi-1", "tasks.json", CHUNK * 8, "tasks.json"),
+    # bounded before they are held (docs/errors.md): a small .gz unpacking 100+ times its size
+    # (was: 1.5 GB RSS for a 110 kB file of rows, minutes for one of blank lines), a row
+    # longer than a puzzle row can be (was: 340 MB RSS for 30 MB of commas)
+    (
+        "gzip CSV bomb of puzzle rows",
+        "sudoku-4x4",
+        "train.csv.gz",
+        lambda: gzip.compress(
+            SUDOKU_ROW.encode() + (SUDOKU_ROW.split("\n")[1] + "\n").encode() * 300_000
+        ),
+        "train.csv.gz: CSV file unpacks to more than 100 times its",
+    ),
+    (
+        "gzip CSV bomb of blank lines",
+        "sudoku-4x4",
+        "train.csv.gz",
+        lambda: gzip.compress(SUDOKU_ROW.encode() + b"\n" * 20_000_000),
+        "decompression bomb",
+    ),
+    (
+        "CSV row of a million commas",
+        "sudoku-4x4",
+        "train.csv",
+        "source,question,answer,rating\n" + "," * 1_000_000,
+        "train.csv, line 2: a row longer than 65568 characters",
+    ),
+    (
+        "CSV row of quoted line breaks",
+        "sudoku-4x4",
+        "train.csv",
+        'source,question,answer,rating\nx,"' + "\n" * 100_000 + '",1,0\n',
+        "train.csv, line 65567: a row longer than 65568 characters",
+    ),
+    (
+        "gzip ARC bomb",
+        "arc-agi-1",
+        "tasks.json.gz",
+        lambda: gzip.compress(
+            b'{"t": {"train": [{"input": [[' + b"0," * 5_000_000 + b'0]], "output": [[1]]}]}}'
+        ),
+        "tasks.json.gz: ARC JSON file unpacks to more than 100 times its",
+    ),
 ]:
     case(f"build: {_name}")(_build_csv(_task, _file, _content, _culprit))
 

@@ -37,6 +37,11 @@ MAX_JSON_DEPTH = 64
 INT_LIMIT = 1 << 63
 """JSON integers must satisfy -INT_LIMIT <= v < INT_LIMIT (int64)."""
 
+MAX_GZIP_RATIO = 100
+"""a ``.gz`` file may unpack to at most 1 MiB + this many times its own size: puzzle files
+compress 2 to 13 times (shared/data), a decompression bomb about 1,000 times, so a small
+hostile file cannot make trmkit read gigabytes (docs/errors.md)."""
+
 DEPTH_SCAN_CHUNK = 1 << 20
 """characters `json_depth` looks at in one numpy pass (bounds its memory)."""
 _QUOTE, _BACKSLASH = 0x22, 0x5C
@@ -94,15 +99,35 @@ def read_bytes(
         if size > max_bytes:
             raise error(f"{p}: {what} is {size} bytes, more than the {max_bytes} allowed")
         if p.name.endswith(".gz"):
+            limit = min(max_bytes, gzip_unpack_limit(size))
             with gzip.open(p, "rb") as fh:
-                data = fh.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise error(f"{p}: {what} unpacks to more than the {max_bytes} bytes allowed")
+                data = fh.read(limit + 1)
+            if len(data) > limit:
+                raise (
+                    gzip_bomb_error(p, size, error, what)
+                    if limit < max_bytes
+                    else error(f"{p}: {what} unpacks to more than the {max_bytes} bytes allowed")
+                )
             return data
         return p.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise error(f"{p}: cannot read the {what} ({reason})") from None
+
+
+def gzip_unpack_limit(packed_size: int) -> int:
+    """The most bytes a ``.gz`` file of ``packed_size`` bytes may unpack to (`MAX_GZIP_RATIO`)."""
+    return (1 << 20) + MAX_GZIP_RATIO * packed_size
+
+
+def gzip_bomb_error(
+    path: Path, packed_size: int, error: type[TrmkitError] = TrmkitError, what: str = "file"
+) -> TrmkitError:
+    """The one-line error for a ``.gz`` file that unpacks past `gzip_unpack_limit`."""
+    return error(
+        f"{path}: {what} unpacks to more than {MAX_GZIP_RATIO} times its {packed_size} bytes "
+        "(a decompression bomb?); if it is genuine, unpack it and give the plain file"
+    )
 
 
 def decode_utf8(
@@ -297,9 +322,12 @@ def printable(text: object) -> str:
 
 __all__ = [
     "INT_LIMIT",
+    "MAX_GZIP_RATIO",
     "MAX_JSON_DEPTH",
     "MAX_TEXT_BYTES",
     "decode_utf8",
+    "gzip_bomb_error",
+    "gzip_unpack_limit",
     "is_existing_file",
     "is_special_file",
     "json_depth",
