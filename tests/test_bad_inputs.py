@@ -436,6 +436,22 @@ for _name, _task, _file, _content, _culprit in [
         "no demonstration pairs",
     ),
     ("ARC source binary", "arc-agi-1", "tasks.json", CHUNK * 8, "tasks.json"),
+    # json keeps the last of two same keys silently (one task was lost); a \ud800 escape is
+    # a lone surrogate no store can encode (was: UnicodeEncodeError traceback at the commit)
+    (
+        "ARC source naming a task twice",
+        "arc-agi-1",
+        "tasks.json",
+        '{"t": ' + json.dumps(ARC_OK) + ', "t": ' + json.dumps(ARC_OK) + "}",
+        "tasks.json: ARC JSON file names the key 't' twice in one object; keep one",
+    ),
+    (
+        "ARC source task id with a lone surrogate",
+        "arc-agi-1",
+        "tasks.json",
+        '{"\\ud800": ' + json.dumps(ARC_OK) + "}",
+        "tasks.json: ARC JSON file holds the key '\\ud800' with a lone UTF-16 surrogate",
+    ),
     # bounded before they are held (docs/errors.md): a small .gz unpacking 100+ times its size
     # (was: 1.5 GB RSS for a 110 kB file of rows, minutes for one of blank lines), a row
     # longer than a puzzle row can be (was: 340 MB RSS for 30 MB of commas)

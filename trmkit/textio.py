@@ -23,6 +23,7 @@ import json
 import os
 import re
 import stat
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,12 @@ _FILE_SUFFIX = re.compile(
 
 
 class _Refused(ValueError):
-    """Raised from inside the JSON parser's hooks; turned into the caller's error."""
+    """Raised from inside the JSON parser's hooks (a problem, and what to do unless the file
+    is simply unusable); turned into the caller's error."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(problem)
+        self.fix = fix
 
 
 def is_special_file(path: str | os.PathLike[str]) -> bool:
@@ -229,6 +235,26 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON number")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are distinct (``json`` keeps the last of two silently: an ARC
+    file naming a task twice would lose one) and encodable (a ``\\ud800`` escape decodes
+    to a lone surrogate, which no UTF-8 file or store can hold)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        key = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise _Refused(f"names the key {printable(repr(key))} twice in one object", "keep one")
+    for key in obj:
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Refused(
+                    f"holds the key {printable(ascii(key))} with a lone UTF-16 surrogate",
+                    "write the character itself or a valid surrogate pair",
+                ) from None
+    return obj
+
+
 def loads_json(
     text: str | bytes,
     where: Any,
@@ -246,7 +272,11 @@ def loads_json(
         raise error(
             f"{where}: {what} is nested {depth} levels deep, more than the {max_depth} allowed"
         )
-    hooks: dict[str, Any] = {"parse_int": _parse_int, "parse_float": _parse_float}
+    hooks: dict[str, Any] = {
+        "parse_int": _parse_int,
+        "parse_float": _parse_float,
+        "object_pairs_hook": _object,
+    }
     if not allow_nan:
         hooks["parse_constant"] = _no_constant
     try:
@@ -257,6 +287,8 @@ def loads_json(
             f"line {exc.lineno} column {exc.colno})"
         ) from None
     except _Refused as exc:
+        if exc.fix:
+            raise error(f"{where}: {what} {exc}; {exc.fix}") from None
         raise error(f"{where}: {what} holds an unusable number: {exc}") from None
     except (ValueError, RecursionError) as exc:  # e.g. int digit limit
         raise error(f"{where}: not usable {what} ({str(exc)[:100]})") from None
