@@ -619,8 +619,27 @@ for _kv, _culprit in [
     ("optim.lr=nan", "optim.lr"),
     ("optim.global_batch_size=1.5", "optim.global_batch_size"),
     ("optim.ema=maybe", "optim.ema"),
+    # were tracebacks (ZeroDivisionError in the init, TypeError from torch.empty, ValueError
+    # from torch.manual_seed once training started) or a checkpoint that could not be loaded
+    ("model.expansion=0", "model.expansion: 0 gives a SwiGLU over 37 features"),
+    ("model.expansion=-1", "intermediate width of 0; use model.expansion >= 0.0203"),
+    ("model.hidden_size=100000000000000000000000", "must be between 1 and 2147483647"),
+    ("model.h_cycles=65", "model.h_cycles: 65 is more than the 64 allowed; choose 64 or fewer"),
+    ("model.puzzle_emb_len=-1", "model.puzzle_emb_len: must be >= 0"),
+    ("model.rope_theta=0", "model.rope_theta: must be > 0"),
+    ("train.seed=18446744073709551616", "train.seed = 18446744073709551616 is out of range"),
+    ("data.seed=9223372036854775808", "it must be in [0, 9223372036854775807]"),
 ]:
     case(f"recipe: --set {_kv}")(_set(_kv, _culprit))
+
+
+for _seed in ("-1", "18446744073709551616"):
+    case(f"solve: --seed {_seed}")(
+        lambda c, seed=_seed: (
+            ["solve", str(c.sudoku), SUDOKU_PUZZLE, "--seed", seed],
+            f"--seed {seed}: must be an integer in [0, 9223372036854775807]",
+        )
+    )
 
 
 @case("train: --set out of range before anything is written")

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 import numpy as np
 
+from trmkit.config import MAX_SEED
 from trmkit.errors import OptionError, PluginError, UnknownNameError
 from trmkit.memory import available_memory, gib
 from trmkit.plugins import component
@@ -260,6 +261,8 @@ class InferencePolicy:
                 )
         if not (isinstance(self.noise, (int, float)) and 0 <= self.noise < math.inf):
             raise OptionError(f"--noise {self.noise}: must be a finite number >= 0")
+        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):  # torch's int64
+            raise OptionError(f"--seed {self.seed}: must be an integer in [0, {MAX_SEED}]")
         return self
 
     def describe(self) -> str:
