@@ -603,6 +603,22 @@ def _(c):
     return ["model", "--recipe", str(c.tmp / "missing.toml")], "missing.toml"
 
 
+@case("recipe: a directory")
+def _(c):
+    (c.tmp / "dir.toml").mkdir()
+    return [
+        "model",
+        "--recipe",
+        str(c.tmp / "dir.toml"),
+    ], "dir.toml: is a directory, expected a recipe"
+
+
+@case("recipe: a FIFO")
+def _(c):
+    os.mkfifo(c.tmp / "fifo.toml")  # was "no such recipe file"
+    return ["model", "--recipe", str(c.tmp / "fifo.toml")], "fifo.toml: is a pipe, socket or device"
+
+
 @case("recipe: section not a table")
 def _(c):
     f = c.file("tab.toml", "optim = 3\n")
