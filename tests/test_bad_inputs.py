@@ -10,6 +10,7 @@ equal (nothing created, nothing changed).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Callable
@@ -366,7 +367,7 @@ def _(c):
 
 def _build_csv(task, name, content, culprit):
     def setup(c):
-        f = c.file(name, content)
+        f = c.file(name, content() if callable(content) else content)
         return ["build", "--task", task, "--source", str(f), "--out", str(c.tmp / "out")], culprit
 
     return setup
@@ -437,6 +438,64 @@ for _name, _task, _file, _content, _culprit in [
         "no demonstration pairs",
     ),
     ("ARC source binary", "arc-agi-1", "tasks.json", CHUNK * 8, "tasks.json"),
+    # json keeps the last of two same keys silently (one task was lost); a \ud800 escape is
+    # a lone surrogate no store can encode (was: UnicodeEncodeError traceback at the commit)
+    (
+        "ARC source naming a task twice",
+        "arc-agi-1",
+        "tasks.json",
+        '{"t": ' + json.dumps(ARC_OK) + ', "t": ' + json.dumps(ARC_OK) + "}",
+        "tasks.json: ARC JSON file names the key 't' twice in one object; keep one",
+    ),
+    (
+        "ARC source task id with a lone surrogate",
+        "arc-agi-1",
+        "tasks.json",
+        '{"\\ud800": ' + json.dumps(ARC_OK) + "}",
+        "tasks.json: ARC JSON file holds the key '\\ud800' with a lone UTF-16 surrogate",
+    ),
+    # bounded before they are held (docs/errors.md): a small .gz unpacking 100+ times its size
+    # (was: 1.5 GB RSS for a 110 kB file of rows, minutes for one of blank lines), a row
+    # longer than a puzzle row can be (was: 340 MB RSS for 30 MB of commas)
+    (
+        "gzip CSV bomb of puzzle rows",
+        "sudoku-4x4",
+        "train.csv.gz",
+        lambda: gzip.compress(
+            SUDOKU_ROW.encode() + (SUDOKU_ROW.split("\n")[1] + "\n").encode() * 300_000
+        ),
+        "train.csv.gz: CSV file unpacks to more than 100 times its",
+    ),
+    (
+        "gzip CSV bomb of blank lines",
+        "sudoku-4x4",
+        "train.csv.gz",
+        lambda: gzip.compress(SUDOKU_ROW.encode() + b"\n" * 20_000_000),
+        "decompression bomb",
+    ),
+    (
+        "CSV row of a million commas",
+        "sudoku-4x4",
+        "train.csv",
+        "source,question,answer,rating\n" + "," * 1_000_000,
+        "train.csv, line 2: a row longer than 65568 characters",
+    ),
+    (
+        "CSV row of quoted line breaks",
+        "sudoku-4x4",
+        "train.csv",
+        'source,question,answer,rating\nx,"' + "\n" * 100_000 + '",1,0\n',
+        "train.csv, line 65567: a row longer than 65568 characters",
+    ),
+    (
+        "gzip ARC bomb",
+        "arc-agi-1",
+        "tasks.json.gz",
+        lambda: gzip.compress(
+            b'{"t": {"train": [{"input": [[' + b"0," * 5_000_000 + b'0]], "output": [[1]]}]}}'
+        ),
+        "tasks.json.gz: ARC JSON file unpacks to more than 100 times its",
+    ),
 ]:
     case(f"build: {_name}")(_build_csv(_task, _file, _content, _culprit))
 
@@ -546,6 +605,22 @@ def _(c):
     return ["model", "--recipe", str(c.tmp / "missing.toml")], "missing.toml"
 
 
+@case("recipe: a directory")
+def _(c):
+    (c.tmp / "dir.toml").mkdir()
+    return [
+        "model",
+        "--recipe",
+        str(c.tmp / "dir.toml"),
+    ], "dir.toml: is a directory, expected a recipe"
+
+
+@case("recipe: a FIFO")
+def _(c):
+    os.mkfifo(c.tmp / "fifo.toml")  # was "no such recipe file"
+    return ["model", "--recipe", str(c.tmp / "fifo.toml")], "fifo.toml: is a pipe, socket or device"
+
+
 @case("recipe: section not a table")
 def _(c):
     f = c.file("tab.toml", "optim = 3\n")
@@ -562,8 +637,27 @@ for _kv, _culprit in [
     ("optim.lr=nan", "optim.lr"),
     ("optim.global_batch_size=1.5", "optim.global_batch_size"),
     ("optim.ema=maybe", "optim.ema"),
+    # were tracebacks (ZeroDivisionError in the init, TypeError from torch.empty, ValueError
+    # from torch.manual_seed once training started) or a checkpoint that could not be loaded
+    ("model.expansion=0", "model.expansion: 0 gives a SwiGLU over 37 features"),
+    ("model.expansion=-1", "intermediate width of 0; use model.expansion >= 0.0203"),
+    ("model.hidden_size=100000000000000000000000", "must be between 1 and 2147483647"),
+    ("model.h_cycles=65", "model.h_cycles: 65 is more than the 64 allowed; choose 64 or fewer"),
+    ("model.puzzle_emb_len=-1", "model.puzzle_emb_len: must be >= 0"),
+    ("model.rope_theta=0", "model.rope_theta: must be > 0"),
+    ("train.seed=18446744073709551616", "train.seed = 18446744073709551616 is out of range"),
+    ("data.seed=9223372036854775808", "it must be in [0, 9223372036854775807]"),
 ]:
     case(f"recipe: --set {_kv}")(_set(_kv, _culprit))
+
+
+for _seed in ("-1", "18446744073709551616"):
+    case(f"solve: --seed {_seed}")(
+        lambda c, seed=_seed: (
+            ["solve", str(c.sudoku), SUDOKU_PUZZLE, "--seed", seed],
+            f"--seed {seed}: must be an integer from 0 to 4294967295",
+        )
+    )
 
 
 @case("train: --set out of range before anything is written")

@@ -6,6 +6,7 @@ ids are safe, and echoed names carry no raw control characters."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import attrs
@@ -285,3 +286,19 @@ def test_plugin_options_are_range_checked(tmp_path, task, option, expected):
         cli, ["build", "--task", task, "--out", str(tmp_path / "o"), "-o", option]
     )
     assert expected in one_error_line(result)
+
+
+def test_recipe_listing_skips_a_fifo_and_a_directory(tmp_path, monkeypatch):
+    """A FIFO named x.toml in TRMKIT_RECIPES made `trmkit recipes` block forever reading it."""
+    from trmkit.recipes import directory_recipes
+
+    os.mkfifo(tmp_path / "fifo.toml")
+    (tmp_path / "dir.toml").mkdir()
+    (tmp_path / "mine.toml").write_text('[data]\ntask = "sudoku-4x4"\n')
+    monkeypatch.setenv("TRMKIT_RECIPES", str(tmp_path))
+    found = directory_recipes()
+    assert found["mine"] == tmp_path / "mine.toml"
+    assert "fifo" not in found and "dir" not in found
+    result = CliRunner().invoke(cli, ["recipes"])
+    assert result.exit_code == 0, result.output
+    assert "mine" in result.output and "fifo" not in result.output

@@ -415,15 +415,21 @@ class Range:
         return self.lo <= value and below_hi
 
     def describe(self) -> str:
-        if self.hi is None:
-            return f">= {self.lo:g}"
-        return f"in [{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        def text(v: float) -> str:
+            return str(v) if isinstance(v, int) else f"{v:g}"
 
+        if self.hi is None:
+            return f">= {text(self.lo)}"
+        return f"in [{text(self.lo)}, {text(self.hi)}{')' if self.hi_open else ']'}"
+
+
+MAX_SEED = 2**63 - 1
+"""seeds are int64 (torch.manual_seed refuses 2**64 with a ValueError once training starts)."""
 
 RANGES: dict[str, Range] = {
     "data.num_aug": Range(0, MAX_NUM_AUG),
     "data.subsample": Range(1),
-    "data.seed": Range(0),
+    "data.seed": Range(0, MAX_SEED),
     "optim.global_batch_size": Range(1),
     "optim.lr": Range(0),
     "optim.lr_min_ratio": Range(0, 1),
@@ -438,13 +444,30 @@ RANGES: dict[str, Range] = {
     "train.max_steps": Range(1),
     "train.max_minutes": Range(0),
     "train.eval_interval": Range(0),
-    "train.seed": Range(0),
+    "train.seed": Range(0, MAX_SEED),
     "train.checkpoint_keep": Range(0),
     "train.log_every": Range(1),
     "train.eval_batch_size": Range(1),
     "train.checkpoint_every_steps": Range(0),
     "train.checkpoint_every_minutes": Range(0),
 }
+
+
+COMPUTE_BOUNDS: dict[str, int] = {
+    **dict.fromkeys(("h_cycles", "l_cycles", "num_z", "h_layers", "l_layers", "num_layers"), 64),
+    "halt_max_steps": 256,
+    "puzzle_emb_len": 1024,
+    "seq_len": 65536,
+}
+"""Upper bounds on the model config fields (of any registered model that has them) a loaded
+manifest may ask for. Weights bound the sizes of tensors, not how often a network runs: a
+manifest with ``l_cycles = 1e9`` would make ``solve`` run for ever. Every recipe in tasks/
+and the paper stays far below (T <= 3, n <= 6, <= 8 layers, N_sup 16, prefix 16, 900 tokens);
+docs/errors.md, "Bundles: the manifest is the truth". `trmkit.models.core.CoreConfig.validate`
+applies them when a model is built: a recipe asking more would train a checkpoint that could
+not be loaded."""
+MAX_RECURSION = 16384
+"""bound on halt_max_steps x h_cycles x l_cycles (the paper's largest: 16 x 3 x 6 = 288)."""
 
 
 def check_range(section: str, key: str, value: Any, where: str) -> None:

@@ -40,11 +40,13 @@ def recipe_dirs() -> list[Path]:
 
 
 def directory_recipes() -> dict[str, Path]:
-    """name -> file of every recipe in `recipe_dirs` (first directory wins)."""
+    """name -> file of every recipe in `recipe_dirs` (first directory wins); only regular
+    files (reading a FIFO named ``x.toml`` blocked `trmkit recipes` forever)."""
     found: dict[str, Path] = {}
     for directory in recipe_dirs():
         for path in sorted(directory.glob("*.toml")):
-            found.setdefault(path.stem, path)
+            if path.is_file():
+                found.setdefault(path.stem, path)
     return found
 
 
@@ -74,7 +76,7 @@ def find_recipe(name_or_path: str) -> Path:
     """Path of a recipe given by name (``sudoku-extreme-mlp``) or by file path."""
     path = Path(name_or_path).expanduser()
     if path.suffix == ".toml" or "/" in name_or_path or path.exists():
-        if path.is_file():
+        if path.exists():  # a directory or a FIFO: `trmkit.textio` names what it is
             return path
         raise UnknownNameError(f"{name_or_path}: no such recipe file")
     for directory in recipe_dirs():

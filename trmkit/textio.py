@@ -23,6 +23,7 @@ import json
 import os
 import re
 import stat
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ MAX_JSON_DEPTH = 64
 INT_LIMIT = 1 << 63
 """JSON integers must satisfy -INT_LIMIT <= v < INT_LIMIT (int64)."""
 
+MAX_GZIP_RATIO = 100
+"""a ``.gz`` file may unpack to at most 1 MiB + this many times its own size: puzzle files
+compress 2 to 13 times (shared/data), a decompression bomb about 1,000 times, so a small
+hostile file cannot make trmkit read gigabytes (docs/errors.md)."""
+
 DEPTH_SCAN_CHUNK = 1 << 20
 """characters `json_depth` looks at in one numpy pass (bounds its memory)."""
 _QUOTE, _BACKSLASH = 0x22, 0x5C
@@ -50,7 +56,12 @@ _FILE_SUFFIX = re.compile(
 
 
 class _Refused(ValueError):
-    """Raised from inside the JSON parser's hooks; turned into the caller's error."""
+    """Raised from inside the JSON parser's hooks (a problem, and what to do unless the file
+    is simply unusable); turned into the caller's error."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(problem)
+        self.fix = fix
 
 
 def is_special_file(path: str | os.PathLike[str]) -> bool:
@@ -94,15 +105,35 @@ def read_bytes(
         if size > max_bytes:
             raise error(f"{p}: {what} is {size} bytes, more than the {max_bytes} allowed")
         if p.name.endswith(".gz"):
+            limit = min(max_bytes, gzip_unpack_limit(size))
             with gzip.open(p, "rb") as fh:
-                data = fh.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                raise error(f"{p}: {what} unpacks to more than the {max_bytes} bytes allowed")
+                data = fh.read(limit + 1)
+            if len(data) > limit:
+                raise (
+                    gzip_bomb_error(p, size, error, what)
+                    if limit < max_bytes
+                    else error(f"{p}: {what} unpacks to more than the {max_bytes} bytes allowed")
+                )
             return data
         return p.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise error(f"{p}: cannot read the {what} ({reason})") from None
+
+
+def gzip_unpack_limit(packed_size: int) -> int:
+    """The most bytes a ``.gz`` file of ``packed_size`` bytes may unpack to (`MAX_GZIP_RATIO`)."""
+    return (1 << 20) + MAX_GZIP_RATIO * packed_size
+
+
+def gzip_bomb_error(
+    path: Path, packed_size: int, error: type[TrmkitError] = TrmkitError, what: str = "file"
+) -> TrmkitError:
+    """The one-line error for a ``.gz`` file that unpacks past `gzip_unpack_limit`."""
+    return error(
+        f"{path}: {what} unpacks to more than {MAX_GZIP_RATIO} times its {packed_size} bytes "
+        "(a decompression bomb?); if it is genuine, unpack it and give the plain file"
+    )
 
 
 def decode_utf8(
@@ -204,6 +235,26 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON number")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are distinct (``json`` keeps the last of two silently: an ARC
+    file naming a task twice would lose one) and encodable (a ``\\ud800`` escape decodes
+    to a lone surrogate, which no UTF-8 file or store can hold)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        key = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise _Refused(f"names the key {printable(repr(key))} twice in one object", "keep one")
+    for key in obj:
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Refused(
+                    f"holds the key {printable(ascii(key))} with a lone UTF-16 surrogate",
+                    "write the character itself or a valid surrogate pair",
+                ) from None
+    return obj
+
+
 def loads_json(
     text: str | bytes,
     where: Any,
@@ -221,7 +272,11 @@ def loads_json(
         raise error(
             f"{where}: {what} is nested {depth} levels deep, more than the {max_depth} allowed"
         )
-    hooks: dict[str, Any] = {"parse_int": _parse_int, "parse_float": _parse_float}
+    hooks: dict[str, Any] = {
+        "parse_int": _parse_int,
+        "parse_float": _parse_float,
+        "object_pairs_hook": _object,
+    }
     if not allow_nan:
         hooks["parse_constant"] = _no_constant
     try:
@@ -232,6 +287,8 @@ def loads_json(
             f"line {exc.lineno} column {exc.colno})"
         ) from None
     except _Refused as exc:
+        if exc.fix:
+            raise error(f"{where}: {what} {exc}; {exc.fix}") from None
         raise error(f"{where}: {what} holds an unusable number: {exc}") from None
     except (ValueError, RecursionError) as exc:  # e.g. int digit limit
         raise error(f"{where}: not usable {what} ({str(exc)[:100]})") from None
@@ -297,9 +354,12 @@ def printable(text: object) -> str:
 
 __all__ = [
     "INT_LIMIT",
+    "MAX_GZIP_RATIO",
     "MAX_JSON_DEPTH",
     "MAX_TEXT_BYTES",
     "decode_utf8",
+    "gzip_bomb_error",
+    "gzip_unpack_limit",
     "is_existing_file",
     "is_special_file",
     "json_depth",

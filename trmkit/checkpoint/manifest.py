@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from trmkit import __version__
+from trmkit.config import COMPUTE_BOUNDS, MAX_RECURSION
 from trmkit.errors import CheckpointError
 from trmkit.task import Task
 
@@ -257,20 +258,6 @@ class _Fields:
 
 
 # ------------------------------------------------------------------------------- compute
-
-COMPUTE_BOUNDS: dict[str, int] = {
-    **dict.fromkeys(("h_cycles", "l_cycles", "num_z", "h_layers", "l_layers", "num_layers"), 64),
-    "halt_max_steps": 256,
-    "puzzle_emb_len": 1024,
-    "seq_len": 65536,
-}
-"""Upper bounds on the model config fields (of any registered model that has them) a loaded
-manifest may ask for. Weights bound the sizes of tensors, not how often a network runs: a
-manifest with ``l_cycles = 1e9`` would make ``solve`` run for ever. Every recipe in tasks/
-and the paper stays far below (T <= 3, n <= 6, <= 8 layers, N_sup 16, prefix 16, 900 tokens);
-docs/errors.md, "Bundles: the manifest is the truth"."""
-MAX_RECURSION = 16384
-"""bound on halt_max_steps x h_cycles x l_cycles (the paper's largest: 16 x 3 x 6 = 288)."""
 
 
 def check_model_compute(manifest: Manifest, fields: Mapping[str, Any], where: Path | str) -> None:

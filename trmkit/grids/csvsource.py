@@ -16,6 +16,9 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import io
+import itertools
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -99,14 +102,48 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    # utf-8-sig: a leading BOM is dropped, as `trmkit.textio` does for every file it reads
-    opener = gzip.open if path.name.endswith(".gz") else open
+MAX_ROW_EXTRA = 1 << 16
+"""characters a CSV row may hold beyond its question and answer (source, rating, commas)."""
+
+
+def _rows(path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each CSV row, bounded before a row is held (docs/errors.md):
+    a row longer than a puzzle row can be (a hostile line of a billion commas, or quoted
+    line breaks) and a ``.gz`` unpacking past `trmkit.textio.gzip_unpack_limit` (a
+    decompression bomb) are refused."""
+    longest = 2 * width + MAX_ROW_EXTRA
+    held = total = 0  # characters of the row being read, of the file
     try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            for row in reader:
-                yield reader.line_num, row
+        with open(path, "rb") as raw:
+            packed = os.fstat(raw.fileno()).st_size
+            gz = path.name.endswith(".gz")
+            binary = gzip.GzipFile(fileobj=raw) if gz else raw
+            limit = textio.gzip_unpack_limit(packed) if gz else None
+
+            def lines() -> Iterator[str]:
+                nonlocal held, total
+                for number in itertools.count(1):
+                    line = handle.readline(longest + 1)
+                    if not line:
+                        return
+                    held += len(line)
+                    total += max(len(line), width)  # a blank line costs a row's time
+                    if held > longest:
+                        raise SourceError(
+                            f"{path}, line {number}: a row longer than {longest} characters; "
+                            f"a row is source,question,answer,rating with {width}-character "
+                            "questions and answers"
+                        )
+                    if limit is not None and total > limit:
+                        raise textio.gzip_bomb_error(path, packed, SourceError, "CSV file")
+                    yield line
+
+            # utf-8-sig: a leading BOM is dropped, as `trmkit.textio` does for every file
+            with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as handle:
+                reader = csv.reader(lines())
+                for row in reader:
+                    held = 0
+                    yield reader.line_num, row
     except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
         raise SourceError(f"{path}: cannot read as (gzip) CSV text: {exc}") from exc
 
@@ -118,7 +155,7 @@ def read_table(path: Path, split: str, width: int) -> CsvTable:
     character-level checks belong to the task, which knows its alphabet.
     """
     name = str(path)
-    rows = _rows(path)
+    rows = _rows(path, width)
     first = next(rows, None)
     if first is None:
         raise SourceError(f"{name}: empty file; expected the header {','.join(COLUMNS)}")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trmkit.config import COMPUTE_BOUNDS, MAX_RECURSION
 from trmkit.errors import ConfigError
 from trmkit.models.blocks import BlockDims, ReasoningStack, make_stack
 from trmkit.models.init import trunc_normal_
@@ -32,6 +33,9 @@ LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
 #   q_halt_vs_continue  q_halt > q_continue (the transformer baseline, HRM)
 #   fixed               never early: every sequence runs halt_max_steps steps
 HALT_RULES = ("auto", "q_halt", "q_halt_vs_continue", "fixed")
+MAX_SIZE = 2**31 - 1
+"""the largest value of a size field (`CoreConfig.positive`): torch refuses sizes beyond int64
+with a TypeError deep in a layer (docs/errors.md)."""
 # float64 is for verification (e.g. against the official code's numbers), not for training
 DTYPES = {name: getattr(torch, name) for name in ("float32", "bfloat16", "float16", "float64")}
 
@@ -147,9 +151,29 @@ class CoreConfig:
             if not ok:
                 raise ConfigError(f"model.{key}: {message}")
 
-        for key in self.positive:
-            need(getattr(self, key) >= 1, key, "must be >= 1")
+        for key in self.positive:  # at most int32: torch sizes beyond int64 overflow
+            need(1 <= getattr(self, key) <= MAX_SIZE, key, f"must be between 1 and {MAX_SIZE}")
+        # what a loaded checkpoint may ask for: a model past them would train a checkpoint
+        # that could not be loaded
+        for key, bound in COMPUTE_BOUNDS.items():
+            value = getattr(self, key, 0)
+            need(
+                value <= bound,
+                key,
+                f"{value} is more than the {bound} allowed; choose {bound} or fewer",
+            )
+        depth = self.halt_max_steps * getattr(self, "h_cycles", 1) * getattr(self, "l_cycles", 1)
+        need(
+            depth <= MAX_RECURSION,
+            "halt_max_steps",
+            f"halt_max_steps x h_cycles x l_cycles is {depth}, more than the {MAX_RECURSION} "
+            "allowed; lower one of them",
+        )
         need(self.hidden_size // self.num_heads >= 2, "num_heads", "head_dim must be >= 2")
+        for key in ("puzzle_emb_ndim", "puzzle_emb_len"):
+            need(getattr(self, key) >= 0, key, "must be >= 0")
+        need(self.rope_theta > 0, "rope_theta", "must be > 0")
+        need(self.rms_norm_eps >= 0, "rms_norm_eps", "must be >= 0")
         for key, allowed in (
             ("pos_encodings", POS_ENCODINGS),
             ("loss_type", LOSS_TYPES),

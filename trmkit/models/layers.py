@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trmkit.errors import ConfigError
 from trmkit.models.init import lecun_std, trunc_normal_
 
 
@@ -303,6 +304,11 @@ class SwiGLU(nn.Module):
     def __init__(self, hidden: int, expansion: float) -> None:
         super().__init__()
         self.inter = swiglu_width(hidden, expansion)
+        if self.inter < 1:  # was a ZeroDivisionError in the initialisation
+            raise ConfigError(
+                f"model.expansion: {expansion:g} gives a SwiGLU over {hidden} features an "
+                f"intermediate width of {self.inter}; use model.expansion >= {0.75 / hidden:.3g}"
+            )
         self.gate_up_proj = CastedLinear(hidden, 2 * self.inter)
         self.down_proj = CastedLinear(self.inter, hidden)
 
