@@ -154,6 +154,34 @@ def test_a_model_too_large_for_any_batch_is_refused(monkeypatch, no_training):
     assert no_training == []
 
 
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        (["model.l_cycles=65"], "field model.l_cycles is 65, more than the 64 allowed"),
+        (["model.l_layers=100000"], "field model.l_layers is 100000, more than the 64 allowed"),
+        (
+            ["model.halt_max_steps=256", "model.h_cycles=8", "model.l_cycles=16"],
+            "fields model.halt_max_steps x h_cycles x l_cycles ask for 32768 recursions per "
+            "puzzle, more than the 16384 allowed",
+        ),
+    ],
+)
+def test_a_recipe_whose_checkpoints_could_not_be_loaded_is_refused(
+    monkeypatch, no_training, settings, problem
+):
+    """The bounds a loaded manifest must keep (docs/errors.md, "Bundles") hold for training
+    too: was a run that trained (l_layers=1e5: minutes building the model) and wrote
+    checkpoints that eval, solve and --resume then refused."""
+    _fake_memory(monkeypatch, 8 * GIB)
+    args = ["train", "--recipe", "sudoku-quick"] + [a for s in settings for a in ("--set", s)]
+    line = _one_line(CliRunner().invoke(cli, args))
+    assert line == (
+        f"Error: recipe 'sudoku-quick': {problem} (a checkpoint asking for more is refused "
+        "when loaded); choose a smaller value"
+    )
+    assert no_training == []
+
+
 def test_a_recipe_that_fits_reaches_the_trainer(monkeypatch, no_training):
     _fake_memory(monkeypatch, 8 * GIB)
     monkeypatch.setattr("trmkit.training.preflight.measure_matmul_rate", lambda *a, **k: 50e9)

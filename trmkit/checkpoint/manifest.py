@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from trmkit import __version__
+from trmkit.config import compute_excess
 from trmkit.errors import CheckpointError
 from trmkit.task import Task
 
@@ -258,42 +259,15 @@ class _Fields:
 
 # ------------------------------------------------------------------------------- compute
 
-COMPUTE_BOUNDS: dict[str, int] = {
-    **dict.fromkeys(("h_cycles", "l_cycles", "num_z", "h_layers", "l_layers", "num_layers"), 64),
-    "halt_max_steps": 256,
-    "puzzle_emb_len": 1024,
-    "seq_len": 65536,
-}
-"""Upper bounds on the model config fields (of any registered model that has them) a loaded
-manifest may ask for. Weights bound the sizes of tensors, not how often a network runs: a
-manifest with ``l_cycles = 1e9`` would make ``solve`` run for ever. Every recipe in tasks/
-and the paper stays far below (T <= 3, n <= 6, <= 8 layers, N_sup 16, prefix 16, 900 tokens);
-docs/errors.md, "Bundles: the manifest is the truth"."""
-MAX_RECURSION = 16384
-"""bound on halt_max_steps x h_cycles x l_cycles (the paper's largest: 16 x 3 x 6 = 288)."""
-
 
 def check_model_compute(manifest: Manifest, fields: Mapping[str, Any], where: Path | str) -> None:
     """Refuse a manifest whose model config (``fields``: type-checked config values) asks
     for more recursion than `COMPUTE_BOUNDS` / `MAX_RECURSION`, or whose model dimensions
     differ from its dataset record; one CheckpointError naming the field, value and bound."""
     fix = "the manifest is damaged or was edited"
-    for key, bound in COMPUTE_BOUNDS.items():
-        value = fields.get(key)
-        if isinstance(value, int) and value > bound:
-            raise CheckpointError(
-                f"{where}: field model.config.{key} is {value}, more than the {bound} "
-                f"allowed; {fix}"
-            )
-    depth = 1
-    for key in ("halt_max_steps", "h_cycles", "l_cycles"):
-        value = fields.get(key)
-        depth *= value if isinstance(value, int) and value > 0 else 1
-    if depth > MAX_RECURSION:
-        raise CheckpointError(
-            f"{where}: fields model.config.halt_max_steps x h_cycles x l_cycles ask for "
-            f"{depth} recursions per puzzle, more than the {MAX_RECURSION} allowed; {fix}"
-        )
+    excess = compute_excess(fields, "model.config.")
+    if excess is not None:
+        raise CheckpointError(f"{where}: {excess}; {fix}")
     for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
         value, want = fields.get(key), getattr(manifest.dataset, key)
         if isinstance(value, int) and value != want:
