@@ -154,6 +154,17 @@ def test_a_model_too_large_for_any_batch_is_refused(monkeypatch, no_training):
     assert no_training == []
 
 
+def test_a_model_whose_tensor_size_overflows_is_one_line(monkeypatch, no_training):
+    _fake_memory(monkeypatch, 8 * GIB)
+    args = ["train", "--recipe", "sudoku-quick", "--set", "model.hidden_size=1000000000000"]
+    line = _one_line(CliRunner().invoke(cli, args))
+    assert line == (
+        "Error: preflight: model 'trm' has a tensor too large to exist (Storage size "
+        "calculation overflowed with sizes=[5333333333504, 1000000000000]); choose a smaller model"
+    )
+    assert no_training == []
+
+
 @pytest.mark.parametrize(
     ("settings", "problem"),
     [
@@ -428,6 +439,8 @@ PEAK_SCRIPT = textwrap.dedent(
     cases = [
         ["train", "--task", "maze", "--set", f"data.source={tmp}/empty", "--out", f"{tmp}/r"],
         ["eval", tmp, "--steps", "1000000000"],
+        # the model is built on the meta device: was 1.4 GB of zeros for ACT's state names
+        ["train", "--recipe", "sudoku-quick", "--set", "model.hidden_size=10000000"],
         ["solve", tmp, "[[1]]", "--samples", "100000000"],
         ["build", "--task", "arc-agi-1", "--source", f"{tmp}/long.json", "--out", f"{tmp}/s"],
     ]
