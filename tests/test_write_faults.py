@@ -366,3 +366,27 @@ def test_eval_on_a_disk_that_fills_names_the_report_and_leaves_none(
         "free some space or write somewhere else"
     )
     assert not out.exists()  # no half-written report to be mistaken for a whole one
+
+
+def test_a_run_path_too_long_for_its_checkpoints_is_refused_before_training(tmp_path, tiny_data):
+    """Every name under 255 bytes, the whole path under PATH_MAX, but not with the names a
+    checkpoint adds: was ENAMETOOLONG at the first checkpoint, after the training."""
+    from tiny_training import write_recipe
+
+    recipe = write_recipe(tmp_path)
+    path_max = os.pathconf(tmp_path, "PC_PATH_MAX")
+    run = tmp_path
+    while len(os.fsencode(run / "checkpoints")) < path_max - 30:
+        run = run / ("d" * 200)
+    run = run.with_name("d" * (200 - (len(os.fsencode(run / "checkpoints")) - (path_max - 30))))
+    size = len(os.fsencode(run / "checkpoints"))
+    assert size == path_max - 30  # fits the OS; 30 bytes left for the bundle's names
+    before = sorted(tmp_path.iterdir())
+    args = ["train", "--recipe", str(recipe), "--data", str(tiny_data), "--out", str(run)]
+    line = _one_line(CliRunner().invoke(cli, [*args, "--max-steps", "2", "--no-progress"]))
+    assert line == (
+        f"Error: {run / 'checkpoints'}: the run's checkpoints directory path is {size} bytes; "
+        f"with the up to 256 of the names trmkit writes inside it, a path passes the {path_max} "
+        "bytes the OS allows; choose a shorter path"
+    )
+    assert sorted(tmp_path.iterdir()) == before  # nothing created, nothing trained
