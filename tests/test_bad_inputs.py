@@ -639,10 +639,11 @@ for _kv, _culprit in [
     ("optim.ema=maybe", "optim.ema"),
     # were tracebacks (ZeroDivisionError in the init, TypeError from torch.empty, ValueError
     # from torch.manual_seed once training started) or a checkpoint that could not be loaded
-    ("model.expansion=0", "model.expansion: 0 gives a SwiGLU over 37 features"),
-    ("model.expansion=-1", "intermediate width of 0; use model.expansion >= 0.0203"),
+    ("model.expansion=0", "model.expansion: must be a positive finite number"),
+    ("model.expansion=0.001", "0.001 gives a SwiGLU over 37 features an intermediate width of 0"),
+    ("model.expansion=-1", "model.expansion: must be a positive finite number"),
     ("model.hidden_size=100000000000000000000000", "must be between 1 and 2147483647"),
-    ("model.h_cycles=65", "model.h_cycles: 65 is more than the 64 allowed; choose 64 or fewer"),
+    ("model.h_cycles=65", "field model.h_cycles is 65, more than the 64 allowed"),
     ("model.puzzle_emb_len=-1", "model.puzzle_emb_len: must be >= 0"),
     ("model.rope_theta=0", "model.rope_theta: must be > 0"),
     ("train.seed=18446744073709551616", "train.seed = 18446744073709551616 is out of range"),
@@ -1357,7 +1358,7 @@ for _name, _damage, _culprit in [
     (
         "dataset.json 10**10 puzzle ids",
         lambda r, d: _json_field(d / "train" / "dataset.json", "num_puzzle_identifiers", 10**10),
-        "tensor 'puzzle_emb.weights' has shape (1, 32)",
+        "model.num_puzzle_identifiers: must be between 1 and 2147483647",
     ),
     (
         "all_config.yaml puzzle_emb_len 1e8",

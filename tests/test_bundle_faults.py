@@ -21,8 +21,8 @@ from tiny_training import tiny_model_config
 
 import trmkit
 from trmkit.checkpoint import DatasetRecord, Manifest, ModelRecord, TaskRecord, write_bundle
-from trmkit.checkpoint.manifest import COMPUTE_BOUNDS, MAX_RECURSION
 from trmkit.cli import cli
+from trmkit.config import COMPUTE_BOUNDS, MAX_RECURSION
 from trmkit.errors import CheckpointError, OptionError, TrmkitError
 
 REPO = Path(__file__).parent.parent

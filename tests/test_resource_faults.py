@@ -154,6 +154,46 @@ def test_a_model_too_large_for_any_batch_is_refused(monkeypatch, no_training):
     assert no_training == []
 
 
+def test_a_model_whose_tensor_size_overflows_is_one_line(monkeypatch, no_training):
+    _fake_memory(monkeypatch, 8 * GIB)
+    # the largest hidden size the config allows (2**31 - 1) still overflows a weight's storage
+    args = ["train", "--recipe", "sudoku-quick", "--set", "model.hidden_size=2147483647"]
+    line = _one_line(CliRunner().invoke(cli, args))
+    assert line == (
+        "Error: preflight: model 'trm' has a tensor too large to exist (Storage size "
+        "calculation overflowed with sizes=[11453246464, 2147483647]); choose a smaller model"
+    )
+    assert no_training == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        (["model.l_cycles=65"], "field model.l_cycles is 65, more than the 64 allowed"),
+        (["model.l_layers=100000"], "field model.l_layers is 100000, more than the 64 allowed"),
+        (
+            ["model.halt_max_steps=256", "model.h_cycles=8", "model.l_cycles=16"],
+            "fields model.halt_max_steps x h_cycles x l_cycles ask for 32768 recursions per "
+            "puzzle, more than the 16384 allowed",
+        ),
+    ],
+)
+def test_a_recipe_whose_checkpoints_could_not_be_loaded_is_refused(
+    monkeypatch, no_training, settings, problem
+):
+    """The bounds a loaded manifest must keep (docs/errors.md, "Bundles") hold for training
+    too: was a run that trained (l_layers=1e5: minutes building the model) and wrote
+    checkpoints that eval, solve and --resume then refused."""
+    _fake_memory(monkeypatch, 8 * GIB)
+    args = ["train", "--recipe", "sudoku-quick"] + [a for s in settings for a in ("--set", s)]
+    line = _one_line(CliRunner().invoke(cli, args))
+    assert line == (
+        f"Error: recipe 'sudoku-quick': {problem} (a checkpoint asking for more is refused "
+        "when loaded); choose a smaller value"
+    )
+    assert no_training == []
+
+
 def test_a_recipe_that_fits_reaches_the_trainer(monkeypatch, no_training):
     _fake_memory(monkeypatch, 8 * GIB)
     monkeypatch.setattr("trmkit.training.preflight.measure_matmul_rate", lambda *a, **k: 50e9)
@@ -400,6 +440,8 @@ PEAK_SCRIPT = textwrap.dedent(
     cases = [
         ["train", "--task", "maze", "--set", f"data.source={tmp}/empty", "--out", f"{tmp}/r"],
         ["eval", tmp, "--steps", "1000000000"],
+        # the model is built on the meta device: was 1.4 GB of zeros for ACT's state names
+        ["train", "--recipe", "sudoku-quick", "--set", "model.hidden_size=10000000"],
         ["solve", tmp, "[[1]]", "--samples", "100000000"],
         ["build", "--task", "arc-agi-1", "--source", f"{tmp}/long.json", "--out", f"{tmp}/s"],
     ]

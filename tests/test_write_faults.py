@@ -300,3 +300,93 @@ def test_bundle_files_get_the_users_file_mode(tmp_path, umask, mode):
     assert modes["model.safetensors"] == mode, modes
     assert set(modes.values()) == {mode}, modes
     assert bundle.stat().st_mode & 0o777 == 0o777 & ~umask  # the directory: as mkdir makes it
+
+
+# ------------------------------------------------------------------ a disk that fills mid-write
+
+
+def _enospc_at_fsync(monkeypatch) -> None:
+    """A full disk as the OS reports it to a buffered write: at flush/fsync, with no file
+    name in the OSError (Python names the file only when open() itself fails)."""
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+
+
+def test_a_full_disk_mid_write_names_the_file_not_its_temporary(tmp_path, monkeypatch):
+    from trmkit import atomic
+
+    _enospc_at_fsync(monkeypatch)
+    with pytest.raises(OSError) as caught:
+        atomic.write_text(tmp_path / "metrics.json", "{}")
+    assert caught.value.filename == os.fspath(tmp_path / "metrics.json")
+    assert describe_os_error(caught.value) == (
+        f"{tmp_path / 'metrics.json'}: no space left on the device; "
+        "free some space or write somewhere else"
+    )
+    assert list(tmp_path.iterdir()) == []  # the temporary is gone
+
+
+def test_a_full_disk_while_appending_metrics_names_the_log(tmp_path, monkeypatch):
+    import trmkit.training.metrics_log as metrics_log
+
+    class Full:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            raise OSError(errno.ENOSPC, "No space left on device")  # the close's flush
+
+        def write(self, text):
+            return len(text)
+
+    monkeypatch.setattr(metrics_log, "open", lambda *a, **k: Full(), raising=False)
+    with pytest.raises(OSError) as caught:
+        metrics_log.MetricsLog(tmp_path / "metrics.jsonl").write({"step": 1})
+    assert caught.value.filename == os.fspath(tmp_path / "metrics.jsonl")
+
+
+def test_eval_on_a_disk_that_fills_names_the_report_and_leaves_none(
+    tmp_path, tiny_data, monkeypatch
+):
+    from test_bad_inputs import _bundle
+
+    bundle = _bundle(tmp_path / "b", "sudoku-4x4", 16, 6)
+    out = tmp_path / "report"
+    _enospc_at_fsync(monkeypatch)
+    result = CliRunner().invoke(
+        cli, ["eval", str(bundle), "--out", str(out), "--data", str(tiny_data)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    line = result.output.strip().splitlines()[-1]  # after the evaluation's progress bar
+    assert line == (
+        f"Error: {out / 'metrics.json'}: no space left on the device; "
+        "free some space or write somewhere else"
+    )
+    assert not out.exists()  # no half-written report to be mistaken for a whole one
+
+
+def test_a_run_path_too_long_for_its_checkpoints_is_refused_before_training(tmp_path, tiny_data):
+    """Every name under 255 bytes, the whole path under PATH_MAX, but not with the names a
+    checkpoint adds: was ENAMETOOLONG at the first checkpoint, after the training."""
+    from tiny_training import write_recipe
+
+    recipe = write_recipe(tmp_path)
+    path_max = os.pathconf(tmp_path, "PC_PATH_MAX")
+    run = tmp_path
+    while len(os.fsencode(run / "checkpoints")) < path_max - 30:
+        run = run / ("d" * 200)
+    run = run.with_name("d" * (200 - (len(os.fsencode(run / "checkpoints")) - (path_max - 30))))
+    size = len(os.fsencode(run / "checkpoints"))
+    assert size == path_max - 30  # fits the OS; 30 bytes left for the bundle's names
+    before = sorted(tmp_path.iterdir())
+    args = ["train", "--recipe", str(recipe), "--data", str(tiny_data), "--out", str(run)]
+    line = _one_line(CliRunner().invoke(cli, [*args, "--max-steps", "2", "--no-progress"]))
+    assert line == (
+        f"Error: {run / 'checkpoints'}: the run's checkpoints directory path is {size} bytes; "
+        f"with the up to 256 of the names trmkit writes inside it, a path passes the {path_max} "
+        "bytes the OS allows; choose a shorter path"
+    )
+    assert sorted(tmp_path.iterdir()) == before  # nothing created, nothing trained

@@ -54,8 +54,12 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, os.fspath(tmp)):
+            # a full disk shows at write/flush/fsync, where Python names no file: name the
+            # artefact (not its temporary) so the CLI's line says what could not be written
+            exc.filename = os.fspath(target)
         raise
     fsync_dir(target.parent)
     return target

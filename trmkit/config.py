@@ -98,8 +98,56 @@ class Recipe:
     train: TrainSection = attrs.field(factory=TrainSection)
 
     def model_config(self, **runtime: Any) -> Any:
-        """The registered model's config: recipe fields, then runtime fields (seq_len, ...)."""
-        return make_model_config(self.model.name, {**self.model.fields, **runtime})
+        """The registered model's config: recipe fields, then runtime fields (seq_len, ...);
+        within `COMPUTE_BOUNDS` (every scheduled value too), since a checkpoint asking for
+        more is refused when loaded (docs/errors.md, "Bundles")."""
+        cfg = make_model_config(self.model.name, {**self.model.fields, **runtime})
+        fields = attrs.asdict(cfg) if attrs.has(type(cfg)) else {}
+        for key, pieces in (fields.get("schedule") or {}).items():
+            values = [v for _, v in pieces if isinstance(v, int)]
+            fields[key] = max([fields.get(key) or 0, *values])
+        excess = compute_excess(fields, "model.")
+        if excess is not None:
+            raise ConfigError(
+                f"recipe {self.name!r}: {excess} (a checkpoint asking for more is refused when "
+                "loaded); choose a smaller value"
+            )
+        return cfg
+
+
+COMPUTE_BOUNDS: dict[str, int] = {
+    **dict.fromkeys(("h_cycles", "l_cycles", "num_z", "h_layers", "l_layers", "num_layers"), 64),
+    "halt_max_steps": 256,
+    "puzzle_emb_len": 1024,
+    "seq_len": 65536,
+}
+"""Upper bounds on the model config fields (of any registered model that has them) a loaded
+manifest may ask for, and so a recipe may train (`Recipe.model_config`). Weights bound the
+sizes of tensors, not how often a network runs: a manifest with ``l_cycles = 1e9`` would
+make ``solve`` run for ever. Every recipe in tasks/ and the paper stays far below (T <= 3,
+n <= 6, <= 8 layers, N_sup 16, prefix 16, 900 tokens);
+docs/errors.md, "Bundles: the manifest is the truth"."""
+MAX_RECURSION = 16384
+"""bound on halt_max_steps x h_cycles x l_cycles (the paper's largest: 16 x 3 x 6 = 288)."""
+
+
+def compute_excess(fields: Mapping[str, Any], prefix: str) -> str | None:
+    """What in the model config ``fields`` asks for more than `COMPUTE_BOUNDS` /
+    `MAX_RECURSION` (``field <prefix>K is V, more than the B allowed``), or None."""
+    for key, bound in COMPUTE_BOUNDS.items():
+        value = fields.get(key)
+        if isinstance(value, int) and value > bound:
+            return f"field {prefix}{key} is {value}, more than the {bound} allowed"
+    depth = 1
+    for key in ("halt_max_steps", "h_cycles", "l_cycles"):
+        value = fields.get(key)
+        depth *= value if isinstance(value, int) and value > 0 else 1
+    if depth > MAX_RECURSION:
+        return (
+            f"fields {prefix}halt_max_steps x h_cycles x l_cycles ask for {depth} recursions "
+            f"per puzzle, more than the {MAX_RECURSION} allowed"
+        )
+    return None
 
 
 SECTIONS = {"data": DataSection, "optim": OptimSection, "train": TrainSection}
@@ -451,23 +499,6 @@ RANGES: dict[str, Range] = {
     "train.checkpoint_every_steps": Range(0),
     "train.checkpoint_every_minutes": Range(0),
 }
-
-
-COMPUTE_BOUNDS: dict[str, int] = {
-    **dict.fromkeys(("h_cycles", "l_cycles", "num_z", "h_layers", "l_layers", "num_layers"), 64),
-    "halt_max_steps": 256,
-    "puzzle_emb_len": 1024,
-    "seq_len": 65536,
-}
-"""Upper bounds on the model config fields (of any registered model that has them) a loaded
-manifest may ask for. Weights bound the sizes of tensors, not how often a network runs: a
-manifest with ``l_cycles = 1e9`` would make ``solve`` run for ever. Every recipe in tasks/
-and the paper stays far below (T <= 3, n <= 6, <= 8 layers, N_sup 16, prefix 16, 900 tokens);
-docs/errors.md, "Bundles: the manifest is the truth". `trmkit.models.core.CoreConfig.validate`
-applies them when a model is built: a recipe asking more would train a checkpoint that could
-not be loaded."""
-MAX_RECURSION = 16384
-"""bound on halt_max_steps x h_cycles x l_cycles (the paper's largest: 16 x 3 x 6 = 288)."""
 
 
 def check_range(section: str, key: str, value: Any, where: str) -> None:

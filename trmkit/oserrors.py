@@ -117,6 +117,18 @@ def _name_max(directory: Path) -> int:
         return 255
 
 
+INNER_PATH_BYTES = 256
+"""room `check_writable_dir` keeps for what a command writes inside the directory (the
+longest: a run's ``checkpoints/.tmp-step_<N>.<pid>@<host>/train_state.safetensors``)."""
+
+
+def _path_max(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 4096
+
+
 def _check_name_lengths(p: Path, what: str, limit: int = 255) -> None:
     """Names longer than NAME_MAX (255 bytes on every common filesystem) before any stat
     call, which would itself fail with ENAMETOOLONG."""
@@ -172,6 +184,14 @@ def check_writable_dir(path: str | os.PathLike[str], what: str = "output directo
         raise WriteError(
             f"{existing}: a part of the {what} {p} is a file, not a directory; "
             "move that file away or choose another path"
+        )
+    path_max = _path_max(existing)
+    size = len(os.fsencode(p.absolute()))
+    if size + INNER_PATH_BYTES > path_max:  # found at the first checkpoint, after training
+        raise WriteError(
+            f"{p}: the {what} path is {size} bytes; with the up to {INNER_PATH_BYTES} of the "
+            f"names trmkit writes inside it, a path passes the {path_max} bytes the OS allows; "
+            "choose a shorter path"
         )
     limit = _name_max(existing)
     for name in missing:

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from trmkit import __version__
-from trmkit.config import COMPUTE_BOUNDS, MAX_RECURSION
+from trmkit.config import compute_excess
 from trmkit.errors import CheckpointError
 from trmkit.task import Task
 
@@ -265,22 +265,9 @@ def check_model_compute(manifest: Manifest, fields: Mapping[str, Any], where: Pa
     for more recursion than `COMPUTE_BOUNDS` / `MAX_RECURSION`, or whose model dimensions
     differ from its dataset record; one CheckpointError naming the field, value and bound."""
     fix = "the manifest is damaged or was edited"
-    for key, bound in COMPUTE_BOUNDS.items():
-        value = fields.get(key)
-        if isinstance(value, int) and value > bound:
-            raise CheckpointError(
-                f"{where}: field model.config.{key} is {value}, more than the {bound} "
-                f"allowed; {fix}"
-            )
-    depth = 1
-    for key in ("halt_max_steps", "h_cycles", "l_cycles"):
-        value = fields.get(key)
-        depth *= value if isinstance(value, int) and value > 0 else 1
-    if depth > MAX_RECURSION:
-        raise CheckpointError(
-            f"{where}: fields model.config.halt_max_steps x h_cycles x l_cycles ask for "
-            f"{depth} recursions per puzzle, more than the {MAX_RECURSION} allowed; {fix}"
-        )
+    excess = compute_excess(fields, "model.config.")
+    if excess is not None:
+        raise CheckpointError(f"{where}: {excess}; {fix}")
     for key in ("seq_len", "vocab_size", "num_puzzle_identifiers"):
         value, want = fields.get(key), getattr(manifest.dataset, key)
         if isinstance(value, int) and value != want:

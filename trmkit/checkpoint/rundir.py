@@ -131,10 +131,11 @@ class RunLock:
     """This process's share of the exclusive lock on ``run_dir``; `release` (or garbage
     collection, or the process ending) gives it up."""
 
-    def __init__(self, run_dir: Path, key: str, created: bool) -> None:
+    def __init__(self, run_dir: Path, key: str, created: list[Path]) -> None:
         self.run_dir = run_dir
         self.created = created
-        """the directory did not exist before this lock made it."""
+        """the directories this lock made: ``run_dir`` and the parents it lacked, deepest
+        first (empty when ``run_dir`` existed)."""
         self._release = weakref.finalize(self, _drop, key)
 
     def release(self) -> None:
@@ -149,7 +150,8 @@ class RunLock:
         with contextlib.suppress(OSError):
             if [p.name for p in self.run_dir.iterdir()] == [LOCK_NAME]:
                 (self.run_dir / LOCK_NAME).unlink()
-                self.run_dir.rmdir()
+                for made in self.created:  # rmdir: only while empty
+                    made.rmdir()
 
 
 def _drop(key: str) -> None:
@@ -166,7 +168,7 @@ def lock_run_dir(run_dir: Path) -> RunLock:
     """Create ``run_dir`` if needed and lock it for this process; `RunDirError` naming the
     holder when another process has it."""
     run_dir = Path(run_dir)
-    created = not (run_dir.exists() or run_dir.is_symlink())
+    created = [p for p in (run_dir, *run_dir.parents) if not (p.exists() or p.is_symlink())]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

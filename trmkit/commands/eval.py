@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import click
@@ -205,52 +206,60 @@ def eval_cmd(
     label = options_label(policy, raw=raw, max_examples=max_examples, sweep=sweep)
     out = out or default_out(bundle.path, label, checkpoint)
     check_writable_dir(out, "report directory")  # before the evaluation, not after it
-    split = open_test_split(bundle, task, data_dir)
-    if sweep:
-        from trmkit.inference.sweep import DEFAULT_NOISE, default_grid, run_sweep
+    created = not out.exists()
+    try:
+        split = open_test_split(bundle, task, data_dir)
+        if sweep:
+            from trmkit.inference.sweep import DEFAULT_NOISE, default_grid, run_sweep
 
-        grid = default_grid(
-            bundle.model,
-            task,
-            int(split.meta.num_puzzle_identifiers) > 1,
-            depths=depths,
-            samples=counts,
-            noise=policy.noise or DEFAULT_NOISE,
-            seed=policy.seed,
-            sources=sources,
+            grid = default_grid(
+                bundle.model,
+                task,
+                int(split.meta.num_puzzle_identifiers) > 1,
+                depths=depths,
+                samples=counts,
+                noise=policy.noise or DEFAULT_NOISE,
+                seed=policy.seed,
+                sources=sources,
+            )
+            swept = run_sweep(
+                bundle.model,
+                split,
+                task,
+                grid,
+                batch_size=batch_size,
+                max_examples=max_examples,
+                progress=True,
+            )
+            lines = _sweep_lines(swept, swept.write(out))
+        else:
+            report = evaluate(
+                bundle.model,
+                split,
+                task,
+                batch_size=batch_size,
+                policy=policy,
+                out_dir=out,
+                max_examples=max_examples,
+                progress=True,
+            )
+            m = report.metrics
+            m.update(exact_interval_fields(m))  # Wilson 95%, trmkit.stats
+            report.write(out)
+            lines = [
+                json.dumps(m, indent=2),
+                f"exact accuracy {m['exact_accuracy']:.4f} {describe_exact_interval(m)}"
+                f"({report.steps} steps, {policy.describe()}; {m['forward_passes']:.2f} forward "
+                f"passes per puzzle); adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
+                f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}",
+            ]
+        write_options(
+            out, policy, checkpoint, raw=raw, max_examples=max_examples, data_dir=data_dir
         )
-        swept = run_sweep(
-            bundle.model,
-            split,
-            task,
-            grid,
-            batch_size=batch_size,
-            max_examples=max_examples,
-            progress=True,
-        )
-        lines = _sweep_lines(swept, swept.write(out))
-    else:
-        report = evaluate(
-            bundle.model,
-            split,
-            task,
-            batch_size=batch_size,
-            policy=policy,
-            out_dir=out,
-            max_examples=max_examples,
-            progress=True,
-        )
-        m = report.metrics
-        m.update(exact_interval_fields(m))  # Wilson 95%, trmkit.stats
-        report.write(out)
-        lines = [
-            json.dumps(m, indent=2),
-            f"exact accuracy {m['exact_accuracy']:.4f} {describe_exact_interval(m)}"
-            f"({report.steps} steps, {policy.describe()}; {m['forward_passes']:.2f} forward "
-            f"passes per puzzle); adaptive halting: {m['adaptive_exact_accuracy']:.4f} with "
-            f"{m['adaptive_mean_steps']:.2f} mean steps; reports in {out}",
-        ]
-    write_options(out, policy, checkpoint, raw=raw, max_examples=max_examples, data_dir=data_dir)
+    except BaseException:
+        if created:  # a report cut short (a full disk, a crash) is not left half-written
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     for line in lines:
         click.echo(line)
 

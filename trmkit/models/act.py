@@ -74,7 +74,7 @@ class ACTModel(nn.Module):
         self._halt_max_steps = int(core.config.halt_max_steps)
         self._noise: LatentNoise | None = None
         self.step_loss = find_step_loss(core.config.step_loss)
-        state = core.initial_latents(1, torch.device("cpu"))
+        state = core.initial_latents(1, torch.device("meta"))  # names only: allocate nothing
         lacking = [name for name in self.step_loss.needs if name not in state]
         if lacking:
             raise ConfigError(

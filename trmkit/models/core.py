@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trmkit.config import COMPUTE_BOUNDS, MAX_RECURSION
 from trmkit.errors import ConfigError
 from trmkit.models.blocks import BlockDims, ReasoningStack, make_stack
 from trmkit.models.init import trunc_normal_
@@ -153,22 +152,6 @@ class CoreConfig:
 
         for key in self.positive:  # at most int32: torch sizes beyond int64 overflow
             need(1 <= getattr(self, key) <= MAX_SIZE, key, f"must be between 1 and {MAX_SIZE}")
-        # what a loaded checkpoint may ask for: a model past them would train a checkpoint
-        # that could not be loaded
-        for key, bound in COMPUTE_BOUNDS.items():
-            value = getattr(self, key, 0)
-            need(
-                value <= bound,
-                key,
-                f"{value} is more than the {bound} allowed; choose {bound} or fewer",
-            )
-        depth = self.halt_max_steps * getattr(self, "h_cycles", 1) * getattr(self, "l_cycles", 1)
-        need(
-            depth <= MAX_RECURSION,
-            "halt_max_steps",
-            f"halt_max_steps x h_cycles x l_cycles is {depth}, more than the {MAX_RECURSION} "
-            "allowed; lower one of them",
-        )
         need(self.hidden_size // self.num_heads >= 2, "num_heads", "head_dim must be >= 2")
         for key in ("puzzle_emb_ndim", "puzzle_emb_len"):
             need(getattr(self, key) >= 0, key, "must be >= 0")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -72,8 +73,12 @@ class MetricsLog:
         atomic.write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: Mapping[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
+        except OSError as exc:  # a full disk fails at the flush, where Python names no file
+            exc.filename = exc.filename or os.fspath(self.path)
+            raise
 
     def read(self) -> list[dict[str, Any]]:
         return [record for _, record in self._records()]

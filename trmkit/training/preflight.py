@@ -142,8 +142,18 @@ def estimate(
     from trmkit.models.protocol import set_progress
     from trmkit.models.schedule import schedule_pieces
 
-    with torch.device("meta"):
-        model = build_model(model_name, cfg)
+    try:
+        with torch.device("meta"):
+            model = build_model(model_name, cfg)
+    except RuntimeError as exc:  # torch: "Storage size calculation overflowed with sizes=..."
+        if "overflow" not in str(exc):
+            raise
+        from trmkit.errors import ConfigError
+
+        raise ConfigError(
+            f"preflight: model {model_name!r} has a tensor too large to exist ({exc}); "
+            "choose a smaller model"
+        ) from exc
     flops = round(scheduled_train_flops(model, cfg, batch))
     per_step: list[int | None] = []
     per_sequence: list[int | None] = []
