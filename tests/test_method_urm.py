@@ -243,9 +243,9 @@ def test_train_with_muon_resume_exactly_eval_and_solve(tmp_path, data):
         (
             "sudoku-9x9-quick",
             ["model.mixer=attention", "model.pos_encodings=rope", "model.mlp=conv_swiglu"]
-            + ["model.expansion=0"],
+            + ["model.expansion=0.01"],  # positive (0 is refused as such), below 0.75 / 64
             "trm",
-            "0 gives",
+            "0.01 gives",
         ),
     ],
 )
