@@ -166,6 +166,17 @@ class Augmenter(Protocol):
         ...
 
 
+def inverts_exactly(augmenter: Augmenter, transform: Transform, grid: Grid) -> bool:
+    """Whether ``augmenter`` applies ``transform`` to ``grid`` and inverts it back exactly;
+    an exception from the task's code counts as no (how a stored transform row that the
+    task cannot use is told apart from a good one)."""
+    try:
+        back = augmenter.invert(transform, augmenter.apply(transform, grid))
+        return np.array_equal(np.asarray(back), grid)
+    except Exception:  # noqa: BLE001 - any failure of the task's code on this transform
+        return False
+
+
 # --------------------------------------------------------------------------- optional
 # Batched fast paths. A codec or augmenter opts in by implementing every member of one of
 # these protocols; `trmkit.plugins` refuses a registration that implements only part of

@@ -20,7 +20,7 @@ import torch
 
 from trmkit.checkpoint.state import read_json, read_safetensors, save_safetensors
 from trmkit.errors import CheckpointError
-from trmkit.task import RawPuzzle, Task
+from trmkit.task import RawPuzzle, Task, inverts_exactly
 
 TABLE_FILE = "puzzle_ids.safetensors"
 NAMES_FILE = "puzzle_ids.json"
@@ -132,16 +132,10 @@ class PuzzleIdTable:
         """`variants` of ``puzzle``, each a transform ``task`` applies to every test input and
         exactly inverts (as `trmkit.data.official` checks an imported table): a damaged row
         is one CheckpointError naming the table, not a plugin error or a garbage answer."""
-        aug = task.augmenter
         rows = self.variants(puzzle.name)
         for pid, t in rows:
             for example in puzzle.test:
-                grid = np.asarray(example.input)
-                try:
-                    ok = np.array_equal(np.asarray(aug.invert(t, aug.apply(t, grid))), grid)
-                except Exception:  # noqa: BLE001 - any failure of the task's code on the row
-                    ok = False
-                if not ok:
+                if not inverts_exactly(task.augmenter, t, np.asarray(example.input)):
                     raise CheckpointError(
                         f"{self.file or 'puzzle-id table'}: row {pid} ({t.tolist()[:12]}) is "
                         f"not a transform task {task.name!r} can apply and invert; the "

@@ -202,8 +202,8 @@ def held_by_another(run_dir: Path) -> bool:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
-    except OSError:
-        pass
+    except OSError:  # unreadable or unlockable here: cannot tell, so not held
+        return False
     return False
 
 

@@ -26,7 +26,7 @@ from trmkit.data.build import commit_store
 from trmkit.data.store import SPLITS, StoreWriter, check_out_path, expected_count, open_store
 from trmkit.errors import StoreError
 from trmkit.oserrors import check_writable_dir, writing
-from trmkit.task import Task
+from trmkit.task import Task, inverts_exactly
 
 SET = "all"
 FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
@@ -253,11 +253,7 @@ def _transforms(split: _OfficialSplit, task: Task) -> np.ndarray:
         except Exception:  # noqa: BLE001 - an undecodable row is checked by the copy
             continue
         t = transforms[p]
-        try:
-            ok = np.array_equal(np.asarray(aug.invert(t, aug.apply(t, grid))), grid)
-        except Exception:  # noqa: BLE001 - any failure of the task's code on this row
-            ok = False
-        if not ok:
+        if not inverts_exactly(aug, t, grid):
             raise StoreError(
                 f"{path}: row {int(p)} ({t.tolist()[:8]}) is not a transform "
                 f"task {task.name!r} can apply and invert; the table is damaged"
