@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import attrs
 import numpy as np
@@ -320,6 +320,7 @@ class Evaluator(Protocol):
 
 
 PuzzleIds = Literal["shared", "per_variant"]
+OfficialTotals = Literal["puzzles", "groups"]
 
 TASK_OPTIONS_KEY = "task_options"
 """store attribute (and so manifest ``dataset.store`` key): the build options as a JSON
@@ -341,7 +342,7 @@ class BuildDefaults:
     """Also augment puzzles that have only test examples (ARC test-time voting)."""
     recipe: str | None = None
     """name of the recipe `trmkit train --task` uses by default."""
-    official_total_puzzles: Literal["puzzles", "groups"] = "puzzles"
+    official_total_puzzles: OfficialTotals = "puzzles"
     """what `total_puzzles` means in an exported official ``dataset.json``: the number of
     puzzles (the official ARC builder) or of groups (the official Sudoku and Maze builders,
     which write total_puzzles = total_groups). trmkit's own store always counts puzzles."""
@@ -558,8 +559,8 @@ def _defaults_problem(defaults: BuildDefaults) -> str | None:
         return f"defaults.num_aug {num_aug!r} must be an int from 0 to {MAX_NUM_AUG}"
     if not isinstance(defaults.augment_test, bool):
         return f"defaults.augment_test {defaults.augment_test!r} must be True or False"
-    choices = {"puzzle_ids": ("shared", "per_variant"), "official_total_puzzles": _TOTALS}
-    for field, allowed in choices.items():
+    for field, kind in {"puzzle_ids": PuzzleIds, "official_total_puzzles": OfficialTotals}.items():
+        allowed = get_args(kind)
         if getattr(defaults, field) not in allowed:
             return (
                 f"defaults.{field} {getattr(defaults, field)!r} must be one of "
@@ -569,9 +570,6 @@ def _defaults_problem(defaults: BuildDefaults) -> str | None:
         if not isinstance(getattr(defaults, field), (str, type(None))):
             return f"defaults.{field} {getattr(defaults, field)!r} must be a str (a recipe name)"
     return None
-
-
-_TOTALS = ("puzzles", "groups")
 
 
 def written_as_path(spec: str) -> bool:

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from trmkit.data.build import commit_store
 from trmkit.data.store import SPLITS, StoreWriter, check_out_path, expected_count, open_store
 from trmkit.errors import StoreError
 from trmkit.oserrors import check_writable_dir, writing
-from trmkit.task import Task, inverts_exactly
+from trmkit.task import OfficialTotals, Task, inverts_exactly
 
 SET = "all"
 FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
@@ -49,7 +49,7 @@ def export_official(
     out_dir: str | Path,
     *,
     force: bool = False,
-    total_puzzles: Literal["puzzles", "groups"] = "puzzles",
+    total_puzzles: OfficialTotals = "puzzles",
 ) -> Path:
     """Write the store at ``store_dir`` in the official layout under ``out_dir``.
 
@@ -57,7 +57,7 @@ def export_official(
     builder of the task writes it (``Task.defaults.official_total_puzzles``): the puzzle
     count (ARC) or the group count (Sudoku, Maze). The arrays are the same either way.
     """
-    if total_puzzles not in ("puzzles", "groups"):
+    if total_puzzles not in get_args(OfficialTotals):
         raise ValueError(f"total_puzzles must be 'puzzles' or 'groups', not {total_puzzles!r}")
     store = open_store(store_dir)
     out = Path(out_dir)
