@@ -19,6 +19,7 @@ Tests may build their own, ``Registry(pluggy_manager)``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
@@ -32,7 +33,7 @@ import attrs
 import pluggy
 
 from trmkit import hookspecs
-from trmkit.errors import PluginError, TrmkitError, UnknownNameError
+from trmkit.errors import PluginError, TrmkitError, UnknownNameError, first_line
 from trmkit.task import Task, contract_problem
 from trmkit.textio import printable
 
@@ -377,29 +378,35 @@ class Registry:
         """Register ``module`` as plugin ``name``; what is wrong with its hooks, or None. A
         hook whose arguments are not the hookspec's is refused (the plugin is skipped); one
         trmkit does not have is named (pluggy would ignore it silently)."""
-        specs = sorted(h for h in dir(hookspecs) if h.startswith("register_"))
-        try:
-            self.pm.register(module, name=name)
-        except pluggy.PluginValidationError as exc:
-            impl = exc.args[0].split("hookimpl definition: ")[-1].split("\n")[0]
-            hook = impl.partition("(")[0]
-            spec = self.pm.hook.__dict__.get(hook)
-            wanted = ", ".join(spec.spec.argnames) if spec is not None and spec.spec else "?"
-            return (
-                f"was skipped: its hook {impl} does not take trmkit's arguments ({wanted}); "
-                f"rename them as docs/plugins.md, section 2, does"
-            )
-        unknown = [
-            attr
-            for attr in dir(module)
-            if self.pm.parse_hookimpl_opts(module, attr) is not None and attr not in specs
-        ]
+        specs = {
+            h: getattr(self.pm.hook, h).spec.argnames
+            for h in dir(hookspecs)
+            if h.startswith("register_")
+        }
+        hooks = [attr for attr in dir(module) if self.pm.parse_hookimpl_opts(module, attr)]
+        for hook in hooks:
+            taken = [
+                p.name
+                for p in inspect.signature(getattr(module, hook)).parameters.values()
+                if p.default is p.empty  # pluggy passes only the arguments without defaults
+            ]
+            if hook in specs and not set(taken) <= set(specs[hook]):
+                return (
+                    f"was skipped: its hook {hook}({', '.join(taken)}) does not take trmkit's "
+                    f"arguments ({', '.join(specs[hook])}); rename them as docs/plugins.md, "
+                    "section 2, does"
+                )
+        unknown = [hook for hook in hooks if hook not in specs]
         if unknown:
             warn(
                 f"plugin {name!r} (distribution {dist or '?'}) implements "
                 f"{', '.join(unknown)}, which is not a trmkit hook (trmkit's: "
-                f"{', '.join(specs)}); rename it (docs/plugins.md, section 2)"
+                f"{', '.join(sorted(specs))}); rename it (docs/plugins.md, section 2)"
             )
+        try:
+            self.pm.register(module, name=name)
+        except pluggy.PluginValidationError as exc:  # any other hook pluggy refuses
+            return f"was skipped: {first_line(exc)}; see docs/plugins.md, section 2"
         return None
 
     def reset(self) -> None:
