@@ -108,7 +108,8 @@ def import_run(
     manifest = _manifest(run, config, task, dims, path, data)
     # the config and dataset.json size the model: bound its compute and fit the step file's
     # tensors to a model on the meta device before any memory is allocated (docs/errors.md,
-    # "Bundles: the manifest is the truth")
+    # "Bundles: the manifest is the truth"); mapped again below for the real model, whose
+    # own values fill what the official file lacks (the single-z inits)
     official.to_trmkit_state(run, build_model_from_manifest(manifest, where, device="meta"))
     model = build_model_from_manifest(manifest, where)
     state = official.to_trmkit_state(run, model)
